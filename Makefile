@@ -1,0 +1,37 @@
+# The two entry points of the README: `make demo` and `make test`.
+# The build cache lives outside the clone so CI on a warm machine rebuilds only what changed.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/streams-ws/target
+export CARGO_TARGET_DIR
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+NEXTEST := $(shell command -v cargo-nextest 2>/dev/null)
+
+.PHONY: setup demo test fmt clippy unit doc-test release
+
+setup:
+	scripts/setup
+
+## Every landed system's demo on the bundled data, then one summary table.
+demo: setup release
+	scripts/demo
+
+release:
+	cargo build --release --locked --workspace --bins
+
+## Formatting, lints, the whole test suite, doc tests.
+test: setup fmt clippy unit doc-test
+
+fmt:
+	cargo fmt --all --check
+
+clippy:
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+ifneq ($(NEXTEST),)
+	cargo nextest run --workspace --locked --no-fail-fast
+else
+	cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+endif
+
+doc-test:
+	cargo test --workspace --locked --doc
