@@ -1,0 +1,411 @@
+//! Trajectory prediction (issue item 6): history 2 s -> future 3 s in the agent's local frame.
+//!
+//! The model is a ridge-regularised linear residual over constant velocity, fitted with linfa's
+//! multi-task elastic net at `l1_ratio = 0` (pure L2): in the agent frame (origin at the present
+//! position, x along the recent direction of travel) it predicts the 30 future offsets from what
+//! constant velocity would give. Strong regularisation falls back to constant velocity, which
+//! suits the small data (hundreds of windows). The ridge penalty is picked on a validation part of
+//! the training windows (split by track hash).
+//!
+//! Incremental training (seed [0050]) warm-starts from the current model: the features keep the
+//! champion's standardisation and the fit is a ridge on the champion's residuals, i.e. the new
+//! weights minimise `‖Y − XW‖² + α‖W − W_champion‖²` (a penalty that pulls toward the current
+//! model instead of toward zero).
+
+use linfa::prelude::*;
+use linfa_elasticnet::MultiTaskElasticNet;
+use ndarray::{Array1, Array2, Axis};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clip::{FUTURE_STEPS, HISTORY_STEPS, STEP_S};
+use crate::error::Error;
+use crate::trajectory::Trajectory;
+
+/// Number of input features: 20 history offsets (x, y) + speed + 3 class indicators.
+pub const FEATURES: usize = 2 * HISTORY_STEPS + 4;
+/// Number of outputs: 30 future residuals (x, y).
+pub const OUTPUTS: usize = 2 * FUTURE_STEPS;
+/// Ridge penalties tried on the validation part.
+const ALPHAS: [f64; 6] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
+/// Fewest training windows accepted.
+pub const MIN_TRAIN_WINDOWS: usize = 20;
+
+/// Training mode (seed [0050]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainMode {
+    /// From scratch.
+    Full,
+    /// Warm start from the current champion.
+    Incremental,
+}
+
+impl TrainMode {
+    /// `full` or `incremental`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+        }
+    }
+}
+
+/// A window in the agent's local frame: the model's input and target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentWindow {
+    /// History offsets relative to the present position, oldest first (20 × 2) [m].
+    pub history: Vec<[f64; 2]>,
+    /// Ground-truth future positions (30 × 2) [m].
+    pub future: Vec<[f64; 2]>,
+    /// Object class indicators: pedestrian, vehicle-like, static/background.
+    pub class: [f64; 3],
+}
+
+impl AgentWindow {
+    /// Transforms a trajectory into the agent frame. Heading: direction of travel over the
+    /// last 0.5 s when it moved more than 0.5 m, else the recorded heading, else the whole
+    /// history's displacement, else the x axis.
+    pub fn from_trajectory(t: &Trajectory) -> Self {
+        let h = t.history();
+        let p0 = h[h.len() - 1];
+        let back = h[h.len().saturating_sub(6)];
+        let d = [p0[0] - back[0], p0[1] - back[1]];
+        let whole = [p0[0] - h[0][0], p0[1] - h[0][1]];
+        let heading = if d[0].hypot(d[1]) > 0.5 {
+            d[1].atan2(d[0])
+        } else if let Some(rec) = t.heading_rad.as_ref().and_then(|v| v.get(t.present_index)) {
+            *rec
+        } else if whole[0].hypot(whole[1]) > 0.2 {
+            whole[1].atan2(whole[0])
+        } else {
+            0.0
+        };
+        let (s, c) = heading.sin_cos();
+        let local = |p: [f64; 2]| {
+            let (dx, dy) = (p[0] - p0[0], p[1] - p0[1]);
+            [c * dx + s * dy, -s * dx + c * dy]
+        };
+        let ty = t.object_type.as_str();
+        let class = [
+            f64::from(u8::from(ty.contains("pedestrian"))),
+            f64::from(u8::from(
+                ty.contains("vehicle") || ty.contains("truck") || ty.contains("bus") || ty.contains("car"),
+            )),
+            f64::from(u8::from(ty.contains("static") || ty.contains("background"))),
+        ];
+        Self {
+            history: h[..h.len() - 1].iter().map(|&p| local(p)).collect(),
+            future: t.future().iter().map(|&p| local(p)).collect(),
+            class,
+        }
+    }
+
+    /// Velocity from the last two history samples (the constant-velocity baseline's) [m/s].
+    pub fn last_velocity(&self) -> [f64; 2] {
+        let last = self.history[self.history.len() - 1];
+        // The present sample is the origin.
+        [-last[0] / STEP_S, -last[1] / STEP_S]
+    }
+
+    /// Raw (unstandardised) feature vector.
+    pub fn features(&self) -> [f64; FEATURES] {
+        let mut f = [0.0; FEATURES];
+        for (i, p) in self.history.iter().enumerate() {
+            f[2 * i] = p[0];
+            f[2 * i + 1] = p[1];
+        }
+        let v = self.last_velocity();
+        f[2 * HISTORY_STEPS] = v[0].hypot(v[1]);
+        f[2 * HISTORY_STEPS + 1..].copy_from_slice(&self.class);
+        f
+    }
+}
+
+/// Constant-velocity prediction (velocity from the last two history samples), agent frame.
+pub fn constant_velocity(w: &AgentWindow) -> Vec<[f64; 2]> {
+    let v = w.last_velocity();
+    (1..=FUTURE_STEPS)
+        .map(|k| {
+            let t = k as f64 * STEP_S;
+            [v[0] * t, v[1] * t]
+        })
+        .collect()
+}
+
+/// A trained model: a versioned artefact, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrajectoryModel {
+    /// Always `ridge_residual_over_cv`.
+    pub kind: String,
+    /// Chosen ridge penalty.
+    pub alpha: f64,
+    /// Feature means used for standardisation.
+    pub feature_mean: Vec<f64>,
+    /// Feature standard deviations used for standardisation.
+    pub feature_std: Vec<f64>,
+    /// Weights, `FEATURES × OUTPUTS`, row-major.
+    pub weights: Vec<f64>,
+    /// Intercepts, `OUTPUTS`.
+    pub intercept: Vec<f64>,
+    /// Windows the fit saw (training part, validation part included in the final refit).
+    pub train_windows: usize,
+}
+
+/// What [`train`] did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainSummary {
+    /// Windows used.
+    pub windows: usize,
+    /// Chosen ridge penalty.
+    pub alpha: f64,
+    /// Validation ADE of the chosen penalty [m].
+    pub validation_ade_m: f64,
+}
+
+impl TrajectoryModel {
+    /// Predicts the 30 future positions (agent frame) of `w`.
+    pub fn predict(&self, w: &AgentWindow) -> Vec<[f64; 2]> {
+        let f = w.features();
+        let z: Vec<f64> = (0..FEATURES)
+            .map(|j| (f[j] - self.feature_mean[j]) / self.feature_std[j])
+            .collect();
+        let cv = constant_velocity(w);
+        cv.iter()
+            .enumerate()
+            .map(|(k, p)| {
+                let mut r = [self.intercept[2 * k], self.intercept[2 * k + 1]];
+                for (j, zj) in z.iter().enumerate() {
+                    r[0] += zj * self.weights[j * OUTPUTS + 2 * k];
+                    r[1] += zj * self.weights[j * OUTPUTS + 2 * k + 1];
+                }
+                [p[0] + r[0], p[1] + r[1]]
+            })
+            .collect()
+    }
+
+    fn weight_matrix(&self) -> Array2<f64> {
+        Array2::from_shape_vec((FEATURES, OUTPUTS), self.weights.clone())
+            .unwrap_or_else(|_| Array2::zeros((FEATURES, OUTPUTS)))
+    }
+}
+
+/// Trains a model on `windows` (each with an id used for the validation split).
+/// `warm_start` is the champion for [`TrainMode::Incremental`]. `progress` is called with the
+/// number of fits done out of the total.
+///
+/// # Errors
+/// [`Error::TooFewWindows`] under [`MIN_TRAIN_WINDOWS`]; [`Error::Fit`] when linfa fails.
+pub fn train(
+    windows: &[(String, AgentWindow)],
+    warm_start: Option<&TrajectoryModel>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(TrajectoryModel, TrainSummary), Error> {
+    if windows.len() < MIN_TRAIN_WINDOWS {
+        return Err(Error::TooFewWindows {
+            needed: MIN_TRAIN_WINDOWS,
+            got: windows.len(),
+        });
+    }
+    let (mean, std) = match warm_start {
+        Some(m) => (m.feature_mean.clone(), m.feature_std.clone()),
+        None => standardisation(windows.iter().map(|(_, w)| w)),
+    };
+    let (fit_part, val_part): (Vec<_>, Vec<_>) = windows
+        .iter()
+        .partition(|(id, _)| Sha256::digest(id.as_bytes())[0] % 5 != 0);
+    let (fit_part, val_part) = if val_part.is_empty() || fit_part.is_empty() {
+        (windows.iter().collect(), windows.iter().collect())
+    } else {
+        (fit_part, val_part)
+    };
+    let total = ALPHAS.len() + 1;
+    let mut best: Option<(f64, f64)> = None;
+    for (i, &alpha) in ALPHAS.iter().enumerate() {
+        let model = fit(fit_part.iter().map(|(_, w)| w), &mean, &std, alpha, warm_start)?;
+        let ade = mean_ade(&model, val_part.iter().map(|(_, w)| w));
+        if best.is_none_or(|(_, b)| ade < b) {
+            best = Some((alpha, ade));
+        }
+        progress(i + 1, total);
+    }
+    let (alpha, validation_ade_m) = best.unwrap_or((1.0, f64::NAN));
+    let mut model = fit(windows.iter().map(|(_, w)| w), &mean, &std, alpha, warm_start)?;
+    model.train_windows = windows.len() + warm_start.map_or(0, |m| m.train_windows);
+    progress(total, total);
+    Ok((
+        model,
+        TrainSummary {
+            windows: windows.len(),
+            alpha,
+            validation_ade_m,
+        },
+    ))
+}
+
+fn standardisation<'a>(windows: impl Iterator<Item = &'a AgentWindow>) -> (Vec<f64>, Vec<f64>) {
+    let rows: Vec<[f64; FEATURES]> = windows.map(AgentWindow::features).collect();
+    let n = rows.len().max(1) as f64;
+    let mean: Vec<f64> = (0..FEATURES)
+        .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n)
+        .collect();
+    let std: Vec<f64> = (0..FEATURES)
+        .map(|j| {
+            let var = rows.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n;
+            var.sqrt().max(1e-6)
+        })
+        .collect();
+    (mean, std)
+}
+
+fn fit<'a>(
+    windows: impl Iterator<Item = &'a AgentWindow>,
+    mean: &[f64],
+    std: &[f64],
+    alpha: f64,
+    warm_start: Option<&TrajectoryModel>,
+) -> Result<TrajectoryModel, Error> {
+    let windows: Vec<&AgentWindow> = windows.collect();
+    let n = windows.len();
+    let mut x = Array2::<f64>::zeros((n, FEATURES));
+    let mut y = Array2::<f64>::zeros((n, OUTPUTS));
+    for (i, w) in windows.iter().enumerate() {
+        let f = w.features();
+        for j in 0..FEATURES {
+            x[[i, j]] = (f[j] - mean[j]) / std[j];
+        }
+        let cv = constant_velocity(w);
+        for k in 0..FUTURE_STEPS {
+            y[[i, 2 * k]] = w.future[k][0] - cv[k][0];
+            y[[i, 2 * k + 1]] = w.future[k][1] - cv[k][1];
+        }
+    }
+    let (w0, b0) = match warm_start {
+        Some(m) => (m.weight_matrix(), Array1::from(m.intercept.clone())),
+        None => (
+            Array2::zeros((FEATURES, OUTPUTS)),
+            Array1::zeros(OUTPUTS),
+        ),
+    };
+    // Ridge on the champion's residuals = ridge pulled toward the champion's weights.
+    let y = y - x.dot(&w0) - &b0.view().insert_axis(Axis(0));
+    let dataset = Dataset::new(x, y);
+    let fitted = MultiTaskElasticNet::params()
+        .penalty(alpha)
+        .l1_ratio(0.0)
+        .with_intercept(true)
+        .max_iterations(300)
+        .tolerance(1e-4)
+        .fit(&dataset)
+        .map_err(|e| Error::Fit(e.to_string()))?;
+    let weights = w0 + fitted.hyperplane();
+    let intercept = b0 + fitted.intercept();
+    Ok(TrajectoryModel {
+        kind: "ridge_residual_over_cv".to_owned(),
+        alpha,
+        feature_mean: mean.to_vec(),
+        feature_std: std.to_vec(),
+        weights: weights.iter().copied().collect(),
+        intercept: intercept.to_vec(),
+        train_windows: n,
+    })
+}
+
+fn mean_ade<'a>(model: &TrajectoryModel, windows: impl Iterator<Item = &'a AgentWindow>) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0;
+    for w in windows {
+        let pred = model.predict(w);
+        sum += displacement(&pred, &w.future).0;
+        n += 1;
+    }
+    if n == 0 { f64::NAN } else { sum / f64::from(n) }
+}
+
+/// (average, final) displacement error between a prediction and the truth [m].
+pub fn displacement(pred: &[[f64; 2]], truth: &[[f64; 2]]) -> (f64, f64) {
+    let errors: Vec<f64> = pred
+        .iter()
+        .zip(truth)
+        .map(|(p, t)| (p[0] - t[0]).hypot(p[1] - t[1]))
+        .collect();
+    if errors.is_empty() {
+        return (0.0, 0.0);
+    }
+    (
+        errors.iter().sum::<f64>() / errors.len() as f64,
+        errors[errors.len() - 1],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip::WINDOW_SAMPLES;
+
+    fn trajectory(id: usize, speed: f64, accel: f64, heading: f64, noise: f64) -> Trajectory {
+        let (s, c) = heading.sin_cos();
+        let xy = (0..WINDOW_SAMPLES)
+            .map(|i| {
+                let t = i as f64 * STEP_S;
+                let d = (speed * t + 0.5 * accel * t * t).max(0.0);
+                // Deterministic jitter, alternating sign.
+                let j = if (i + id) % 2 == 0 { noise } else { -noise };
+                [100.0 + c * d - s * j, -50.0 + s * d + c * j]
+            })
+            .collect();
+        Trajectory {
+            clip_id: format!("t:{id}"),
+            object_type: "vehicle".to_owned(),
+            category: "cruising".to_owned(),
+            present_index: HISTORY_STEPS,
+            t_s: (0..WINDOW_SAMPLES).map(|i| (i as f64 - 20.0) * STEP_S).collect(),
+            xy_m: xy,
+            heading_rad: None,
+        }
+    }
+
+    #[test]
+    fn agent_frame_aligns_with_travel() {
+        let w = AgentWindow::from_trajectory(&trajectory(0, 10.0, 0.0, 2.0, 0.0));
+        let v = w.last_velocity();
+        assert!((v[0] - 10.0).abs() < 1e-6 && v[1].abs() < 1e-6, "{v:?}");
+        assert!((w.future[29][0] - 30.0).abs() < 1e-6, "{:?}", w.future[29]);
+        let cv = constant_velocity(&w);
+        let (ade, fde) = displacement(&cv, &w.future);
+        assert!(ade < 1e-6 && fde < 1e-6);
+    }
+
+    #[test]
+    fn learns_to_beat_constant_velocity_on_noisy_decelerating_tracks() {
+        let make = |range: std::ops::Range<usize>| -> Vec<(String, AgentWindow)> {
+            range
+                .map(|i| {
+                    let speed = 5.0 + (i % 7) as f64;
+                    let t = trajectory(i, speed, -1.0, i as f64 * 0.3, 0.15);
+                    (t.clip_id.clone(), AgentWindow::from_trajectory(&t))
+                })
+                .collect()
+        };
+        let train_set = make(0..80);
+        let test_set = make(100..140);
+        let (model, summary) = train(&train_set, None, |_, _| {}).unwrap();
+        assert_eq!(summary.windows, 80);
+        let score = |f: &dyn Fn(&AgentWindow) -> Vec<[f64; 2]>| {
+            test_set.iter().map(|(_, w)| displacement(&f(w), &w.future).0).sum::<f64>() / test_set.len() as f64
+        };
+        let model_ade = score(&|w| model.predict(w));
+        let cv_ade = score(&constant_velocity);
+        assert!(model_ade < 0.8 * cv_ade, "model {model_ade} vs cv {cv_ade}");
+        // Warm start: an incremental fit keeps the champion's standardisation.
+        let (inc, _) = train(&make(200..240), Some(&model), |_, _| {}).unwrap();
+        assert_eq!(inc.feature_mean, model.feature_mean);
+        assert_eq!(inc.train_windows, 80 + 40);
+        assert!(score(&|w| inc.predict(w)) < cv_ade);
+    }
+
+    #[test]
+    fn too_few_windows_is_an_error() {
+        assert!(matches!(train(&[], None, |_, _| {}), Err(Error::TooFewWindows { .. })));
+    }
+}
