@@ -1,20 +1,25 @@
 //! Trajectory prediction (issue item 6): history 2 s -> future 3 s in the agent's local frame.
 //!
 //! The model is a ridge-regularised linear residual over constant velocity, fitted with linfa's
-//! multi-task elastic net at `l1_ratio = 0` (pure L2): in the agent frame (origin at the present
-//! position, x along the recent direction of travel) it predicts the 30 future offsets from what
-//! constant velocity would give. Strong regularisation falls back to constant velocity, which
-//! suits the small data (hundreds of windows). The ridge penalty is picked on a validation part of
-//! the training windows (split by track hash).
+//! multi-task elastic net at `l1_ratio = 0` (pure L2). In the agent frame (origin at the present
+//! position, x along the recent direction of travel) it predicts how far the future deviates from
+//! what constant velocity gives, at six knots (0.5, 1.0, ... 3.0 s; linear in between, zero at
+//! the present). The 15 features are velocity estimates over nested spans (last sample, 0.3 s,
+//! 0.5 s, 1 s, 2 s, as successive differences so they are weakly correlated), an acceleration
+//! estimate, a pedestrian-gated velocity and a curvature term. All features vanish for a still
+//! object and there is no intercept, so the model can only refine constant velocity for moving
+//! objects and strong regularisation falls back to it, which suits the small data (hundreds of
+//! windows). The ridge penalty is picked on a validation part of the training windows (split by
+//! window-id hash); features are scaled by their root mean square on the training windows.
 //!
 //! Incremental training (seed [0050]) warm-starts from the current model: the features keep the
-//! champion's standardisation and the fit is a ridge on the champion's residuals, i.e. the new
-//! weights minimise `‖Y − XW‖² + α‖W − W_champion‖²` (a penalty that pulls toward the current
-//! model instead of toward zero).
+//! champion's scaling and the fit is a ridge on the champion's residuals, i.e. the new weights
+//! minimise `‖Y − XW‖² + α‖W − W_champion‖²` (a penalty that pulls toward the current model
+//! instead of toward zero).
 
 use linfa::prelude::*;
 use linfa_elasticnet::MultiTaskElasticNet;
-use ndarray::{Array1, Array2, Axis};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -22,12 +27,14 @@ use crate::clip::{FUTURE_STEPS, HISTORY_STEPS, STEP_S};
 use crate::error::Error;
 use crate::trajectory::Trajectory;
 
-/// Number of input features: 20 history offsets (x, y) + speed + 3 class indicators.
-pub const FEATURES: usize = 2 * HISTORY_STEPS + 4;
-/// Number of outputs: 30 future residuals (x, y).
-pub const OUTPUTS: usize = 2 * FUTURE_STEPS;
+/// Number of input features.
+pub const FEATURES: usize = 13;
+/// Future steps (10 Hz) at which the residual is predicted; linear in between.
+pub const KNOTS: [usize; 6] = [5, 10, 15, 20, 25, 30];
+/// Number of outputs: residual (x, y) at each knot.
+pub const OUTPUTS: usize = 2 * KNOTS.len();
 /// Ridge penalties tried on the validation part.
-const ALPHAS: [f64; 6] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
+const ALPHAS: [f64; 5] = [0.001, 0.01, 0.03, 0.1, 0.3];
 /// Fewest training windows accepted.
 pub const MIN_TRAIN_WINDOWS: usize = 20;
 
@@ -108,17 +115,49 @@ impl AgentWindow {
         [-last[0] / STEP_S, -last[1] / STEP_S]
     }
 
-    /// Raw (unstandardised) feature vector.
+    /// Mean velocity over the last `steps` samples [m/s] (agent frame).
+    fn velocity_over(&self, steps: usize) -> [f64; 2] {
+        let n = self.history.len();
+        let back = self.history[n - steps.min(n)];
+        let span = steps.min(n) as f64 * STEP_S;
+        [-back[0] / span, -back[1] / span]
+    }
+
+    /// Feature vector (unscaled): see the module docs.
     pub fn features(&self) -> [f64; FEATURES] {
-        let mut f = [0.0; FEATURES];
-        for (i, p) in self.history.iter().enumerate() {
-            f[2 * i] = p[0];
-            f[2 * i + 1] = p[1];
-        }
-        let v = self.last_velocity();
-        f[2 * HISTORY_STEPS] = v[0].hypot(v[1]);
-        f[2 * HISTORY_STEPS + 1..].copy_from_slice(&self.class);
-        f
+        let v1 = self.last_velocity();
+        let v3 = self.velocity_over(3);
+        let v5 = self.velocity_over(5);
+        let v10 = self.velocity_over(10);
+        let v20 = self.velocity_over(HISTORY_STEPS);
+        // Mean velocity of [-1.0, -0.5] s vs [-0.5, 0] s.
+        let n = self.history.len();
+        let p5 = self.history[n - 5];
+        let p10 = self.history[n - 10];
+        let v_prev = [(p5[0] - p10[0]) / (5.0 * STEP_S), (p5[1] - p10[1]) / (5.0 * STEP_S)];
+        let accel = [(v5[0] - v_prev[0]) / (5.0 * STEP_S), (v5[1] - v_prev[1]) / (5.0 * STEP_S)];
+        let speed = v5[0].hypot(v5[1]);
+        let turn = if speed > 0.5 && v_prev[0].hypot(v_prev[1]) > 0.5 {
+            crate::geometry::wrap_angle(v5[1].atan2(v5[0]) - v_prev[1].atan2(v_prev[0]))
+        } else {
+            0.0
+        };
+        let ped = self.class[0];
+        [
+            v3[0] - v1[0],
+            v3[1] - v1[1],
+            v5[0] - v3[0],
+            v5[1] - v3[1],
+            v10[0] - v5[0],
+            v10[1] - v5[1],
+            v20[0] - v10[0],
+            v20[1] - v10[1],
+            accel[0],
+            accel[1],
+            ped * v10[0],
+            ped * v10[1],
+            speed * turn,
+        ]
     }
 }
 
@@ -140,15 +179,11 @@ pub struct TrajectoryModel {
     pub kind: String,
     /// Chosen ridge penalty.
     pub alpha: f64,
-    /// Feature means used for standardisation.
-    pub feature_mean: Vec<f64>,
-    /// Feature standard deviations used for standardisation.
-    pub feature_std: Vec<f64>,
-    /// Weights, `FEATURES × OUTPUTS`, row-major.
+    /// Per-feature divisor (root mean square on the first training set).
+    pub feature_scale: Vec<f64>,
+    /// Weights, `FEATURES × OUTPUTS`, row-major; outputs are (x, y) residuals at [`KNOTS`].
     pub weights: Vec<f64>,
-    /// Intercepts, `OUTPUTS`.
-    pub intercept: Vec<f64>,
-    /// Windows the fit saw (training part, validation part included in the final refit).
+    /// Windows all fits of this lineage saw (incremental runs add theirs).
     pub train_windows: usize,
 }
 
@@ -167,18 +202,19 @@ impl TrajectoryModel {
     /// Predicts the 30 future positions (agent frame) of `w`.
     pub fn predict(&self, w: &AgentWindow) -> Vec<[f64; 2]> {
         let f = w.features();
-        let z: Vec<f64> = (0..FEATURES)
-            .map(|j| (f[j] - self.feature_mean[j]) / self.feature_std[j])
-            .collect();
-        let cv = constant_velocity(w);
-        cv.iter()
+        let mut knots = [[0.0_f64; 2]; KNOTS.len()];
+        for (j, fj) in f.iter().enumerate() {
+            let z = fj / self.feature_scale[j];
+            for (k, knot) in knots.iter_mut().enumerate() {
+                knot[0] += z * self.weights[j * OUTPUTS + 2 * k];
+                knot[1] += z * self.weights[j * OUTPUTS + 2 * k + 1];
+            }
+        }
+        constant_velocity(w)
+            .iter()
             .enumerate()
-            .map(|(k, p)| {
-                let mut r = [self.intercept[2 * k], self.intercept[2 * k + 1]];
-                for (j, zj) in z.iter().enumerate() {
-                    r[0] += zj * self.weights[j * OUTPUTS + 2 * k];
-                    r[1] += zj * self.weights[j * OUTPUTS + 2 * k + 1];
-                }
+            .map(|(i, p)| {
+                let r = interpolate(&knots, i + 1);
                 [p[0] + r[0], p[1] + r[1]]
             })
             .collect()
@@ -188,6 +224,24 @@ impl TrajectoryModel {
         Array2::from_shape_vec((FEATURES, OUTPUTS), self.weights.clone())
             .unwrap_or_else(|_| Array2::zeros((FEATURES, OUTPUTS)))
     }
+}
+
+/// The residual at future step `step` (1-based) from the knot residuals (zero at step 0).
+fn interpolate(knots: &[[f64; 2]; KNOTS.len()], step: usize) -> [f64; 2] {
+    let mut prev_step = 0;
+    let mut prev = [0.0, 0.0];
+    for (k, &knot_step) in KNOTS.iter().enumerate() {
+        if step <= knot_step {
+            let f = (step - prev_step) as f64 / (knot_step - prev_step) as f64;
+            return [
+                prev[0] + f * (knots[k][0] - prev[0]),
+                prev[1] + f * (knots[k][1] - prev[1]),
+            ];
+        }
+        prev_step = knot_step;
+        prev = knots[k];
+    }
+    prev
 }
 
 /// Trains a model on `windows` (each with an id used for the validation split).
@@ -207,13 +261,17 @@ pub fn train(
             got: windows.len(),
         });
     }
-    let (mean, std) = match warm_start {
-        Some(m) => (m.feature_mean.clone(), m.feature_std.clone()),
-        None => standardisation(windows.iter().map(|(_, w)| w)),
+    let scale = match warm_start {
+        Some(m) => m.feature_scale.clone(),
+        None => feature_scale(windows.iter().map(|(_, w)| w)),
     };
     let (fit_part, val_part): (Vec<_>, Vec<_>) = windows
         .iter()
-        .partition(|(id, _)| Sha256::digest(id.as_bytes())[0] % 5 != 0);
+        .partition(|(id, _)| {
+            // Whole tracks go to one side: the id without its `:offset_ms` suffix.
+            let track = id.rsplit_once(':').map_or(id.as_str(), |(t, _)| t);
+            Sha256::digest(track.as_bytes())[0] % 5 != 0
+        });
     let (fit_part, val_part) = if val_part.is_empty() || fit_part.is_empty() {
         (windows.iter().collect(), windows.iter().collect())
     } else {
@@ -222,15 +280,15 @@ pub fn train(
     let total = ALPHAS.len() + 1;
     let mut best: Option<(f64, f64)> = None;
     for (i, &alpha) in ALPHAS.iter().enumerate() {
-        let model = fit(fit_part.iter().map(|(_, w)| w), &mean, &std, alpha, warm_start)?;
+        let model = fit(fit_part.iter().map(|(_, w)| w), &scale, alpha, warm_start)?;
         let ade = mean_ade(&model, val_part.iter().map(|(_, w)| w));
         if best.is_none_or(|(_, b)| ade < b) {
             best = Some((alpha, ade));
         }
         progress(i + 1, total);
     }
-    let (alpha, validation_ade_m) = best.unwrap_or((1.0, f64::NAN));
-    let mut model = fit(windows.iter().map(|(_, w)| w), &mean, &std, alpha, warm_start)?;
+    let (alpha, validation_ade_m) = best.unwrap_or((ALPHAS[ALPHAS.len() - 1], f64::NAN));
+    let mut model = fit(windows.iter().map(|(_, w)| w), &scale, alpha, warm_start)?;
     model.train_windows = windows.len() + warm_start.map_or(0, |m| m.train_windows);
     progress(total, total);
     Ok((
@@ -243,25 +301,17 @@ pub fn train(
     ))
 }
 
-fn standardisation<'a>(windows: impl Iterator<Item = &'a AgentWindow>) -> (Vec<f64>, Vec<f64>) {
+fn feature_scale<'a>(windows: impl Iterator<Item = &'a AgentWindow>) -> Vec<f64> {
     let rows: Vec<[f64; FEATURES]> = windows.map(AgentWindow::features).collect();
     let n = rows.len().max(1) as f64;
-    let mean: Vec<f64> = (0..FEATURES)
-        .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n)
-        .collect();
-    let std: Vec<f64> = (0..FEATURES)
-        .map(|j| {
-            let var = rows.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n;
-            var.sqrt().max(1e-6)
-        })
-        .collect();
-    (mean, std)
+    (0..FEATURES)
+        .map(|j| (rows.iter().map(|r| r[j] * r[j]).sum::<f64>() / n).sqrt().max(1e-6))
+        .collect()
 }
 
 fn fit<'a>(
     windows: impl Iterator<Item = &'a AgentWindow>,
-    mean: &[f64],
-    std: &[f64],
+    scale: &[f64],
     alpha: f64,
     warm_start: Option<&TrajectoryModel>,
 ) -> Result<TrajectoryModel, Error> {
@@ -272,41 +322,32 @@ fn fit<'a>(
     for (i, w) in windows.iter().enumerate() {
         let f = w.features();
         for j in 0..FEATURES {
-            x[[i, j]] = (f[j] - mean[j]) / std[j];
+            x[[i, j]] = f[j] / scale[j];
         }
         let cv = constant_velocity(w);
-        for k in 0..FUTURE_STEPS {
-            y[[i, 2 * k]] = w.future[k][0] - cv[k][0];
-            y[[i, 2 * k + 1]] = w.future[k][1] - cv[k][1];
+        for (k, &step) in KNOTS.iter().enumerate() {
+            y[[i, 2 * k]] = w.future[step - 1][0] - cv[step - 1][0];
+            y[[i, 2 * k + 1]] = w.future[step - 1][1] - cv[step - 1][1];
         }
     }
-    let (w0, b0) = match warm_start {
-        Some(m) => (m.weight_matrix(), Array1::from(m.intercept.clone())),
-        None => (
-            Array2::zeros((FEATURES, OUTPUTS)),
-            Array1::zeros(OUTPUTS),
-        ),
-    };
+    let w0 = warm_start.map_or_else(|| Array2::zeros((FEATURES, OUTPUTS)), TrajectoryModel::weight_matrix);
     // Ridge on the champion's residuals = ridge pulled toward the champion's weights.
-    let y = y - x.dot(&w0) - &b0.view().insert_axis(Axis(0));
+    let y = y - x.dot(&w0);
     let dataset = Dataset::new(x, y);
     let fitted = MultiTaskElasticNet::params()
         .penalty(alpha)
         .l1_ratio(0.0)
-        .with_intercept(true)
-        .max_iterations(300)
-        .tolerance(1e-4)
+        .with_intercept(false)
+        .max_iterations(500)
+        .tolerance(1e-6)
         .fit(&dataset)
         .map_err(|e| Error::Fit(e.to_string()))?;
     let weights = w0 + fitted.hyperplane();
-    let intercept = b0 + fitted.intercept();
     Ok(TrajectoryModel {
         kind: "ridge_residual_over_cv".to_owned(),
         alpha,
-        feature_mean: mean.to_vec(),
-        feature_std: std.to_vec(),
+        feature_scale: scale.to_vec(),
         weights: weights.iter().copied().collect(),
-        intercept: intercept.to_vec(),
         train_windows: n,
     })
 }
@@ -399,9 +440,19 @@ mod tests {
         assert!(model_ade < 0.8 * cv_ade, "model {model_ade} vs cv {cv_ade}");
         // Warm start: an incremental fit keeps the champion's standardisation.
         let (inc, _) = train(&make(200..240), Some(&model), |_, _| {}).unwrap();
-        assert_eq!(inc.feature_mean, model.feature_mean);
+        assert_eq!(inc.feature_scale, model.feature_scale);
         assert_eq!(inc.train_windows, 80 + 40);
         assert!(score(&|w| inc.predict(w)) < cv_ade);
+    }
+
+    #[test]
+    fn knot_interpolation_table() {
+        let knots = [[1.0, -1.0], [2.0, -2.0], [4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [10.0, 6.0]];
+        // (future step, expected residual)
+        for (step, want) in [(1, [0.2, -0.2]), (5, [1.0, -1.0]), (8, [1.6, -1.6]), (15, [4.0, 0.0]), (28, [7.6, 3.6]), (30, [10.0, 6.0])] {
+            let got = interpolate(&knots, step);
+            assert!((got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12, "{step}: {got:?}");
+        }
     }
 
     #[test]
