@@ -45,7 +45,10 @@ const QUERIES: [(&str, &str); 5] = [
     ("hard_braking", "max_decel_mps2 >= 2.0"),
     ("high_lateral_accel", "max_lat_accel_mps2 >= 1.5"),
     ("pedestrians_near", "pedestrians_nearby >= 1"),
-    ("type_and_speed", "object_type = 'pedestrian' AND mean_speed_mps > 1.0"),
+    (
+        "type_and_speed",
+        "object_type = 'pedestrian' AND mean_speed_mps > 1.0",
+    ),
     ("low_ttc", "ttc_s IS NOT NULL AND ttc_s < 6.0"),
 ];
 
@@ -59,7 +62,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// # Errors
 /// When ingest, queries or DuckDB fail.
 pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let root = tempfile::Builder::new().prefix("dataloop-bench-").tempdir()?;
+    let root = tempfile::Builder::new()
+        .prefix("dataloop-bench-")
+        .tempdir()?;
     let mut config = config;
     config.data_dir = root.path().join("data");
     let mut dl = DataLoop::open(config, false).await?;
@@ -72,14 +77,22 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut clips = 0;
     for _ in 0..args.ingest_runs.max(1) {
         let t = Instant::now();
-        let report = dl.ingest(&[input.clone()], BeforeCommit::Proceed, SystemTime::now()).await?;
+        let report = dl
+            .ingest(
+                std::slice::from_ref(&input),
+                BeforeCommit::Proceed,
+                SystemTime::now(),
+            )
+            .await?;
         ingest_s.push(t.elapsed().as_secs_f64());
         clips = report.clips;
     }
     let ingest_med = median(ingest_s);
 
     // Scaled OLAP table from the real simple rows.
-    let real = dl.sql(&format!("SELECT {} FROM olap", column_list())).await?;
+    let real = dl
+        .sql(&format!("SELECT {} FROM olap", column_list()))
+        .await?;
     let real = concat_batches(&simple_schema(), &real)?;
     let copies = args.rows.div_ceil(real.num_rows().max(1)).max(1);
     let scaled_dir = root.path().join("olap_scaled");
@@ -127,7 +140,10 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
         "filter", "datafusion", "duckdb", "rows(df)", "rows(duck)"
     ));
     for ((name, _, ms, n), (dms, dn)) in df_rows.iter().zip(&duck) {
-        text.push_str(&format!("{name:<20} {:>9.1} ms {:>9.1} ms {n:>10} {dn:>10}\n", ms, dms));
+        text.push_str(&format!(
+            "{name:<20} {ms:>9.1} ms {dms:>9.1} ms {n:>10} {dn:>10}
+"
+        ));
     }
     text.push_str(&format!(
         "\n(medians of {} hot runs each on the same Parquet files; DataFusion target_partitions=2, DuckDB threads=2)\n",
@@ -154,12 +170,25 @@ fn replicate(real: &RecordBatch, k: usize) -> anyhow::Result<RecordBatch> {
     let schema = real.schema();
     let mut columns: Vec<ArrayRef> = real.columns().to_vec();
     let id = schema.index_of("clip_id")?;
-    let ids = deltalake::arrow::compute::cast(&columns[id], &deltalake::arrow::datatypes::DataType::Utf8)?;
-    let ids = ids.as_any().downcast_ref::<StringArray>().context("clip_id is text")?;
-    columns[id] = Arc::new(StringArray::from_iter_values(ids.iter().map(|s| format!("{}#{k}", s.unwrap_or("")))));
+    let ids = deltalake::arrow::compute::cast(
+        &columns[id],
+        &deltalake::arrow::datatypes::DataType::Utf8,
+    )?;
+    let ids = ids
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .context("clip_id is text")?;
+    columns[id] = Arc::new(StringArray::from_iter_values(
+        ids.iter().map(|s| format!("{}#{k}", s.unwrap_or(""))),
+    ));
     let st = schema.index_of("start_time_s")?;
-    let starts = columns[st].as_any().downcast_ref::<Float64Array>().context("start_time_s is f64")?;
-    columns[st] = Arc::new(Float64Array::from_iter_values(starts.values().iter().map(|s| s + 3600.0 * k as f64)));
+    let starts = columns[st]
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .context("start_time_s is f64")?;
+    columns[st] = Arc::new(Float64Array::from_iter_values(
+        starts.values().iter().map(|s| s + 3600.0 * k as f64),
+    ));
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
@@ -169,7 +198,10 @@ fn duckdb_times(args: &BenchArgs, dir: &Path, runs: usize) -> anyhow::Result<Vec
         if local.exists() {
             local
         } else {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.tools/venv/bin/python"))
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.tools/venv/bin/python"
+            ))
         }
     });
     let predicates: Vec<&str> = QUERIES.iter().map(|q| q.1).collect();
@@ -197,10 +229,16 @@ print(json.dumps(out))
         .arg(runs.max(1).to_string())
         .arg(serde_json::to_string(&predicates)?)
         .output()
-        .with_context(|| format!("running `{}` (install with scripts/setup)", python.display()))?;
+        .with_context(|| {
+            format!(
+                "running `{}` (install with scripts/setup)",
+                python.display()
+            )
+        })?;
     if !output.status.success() {
         bail!("duckdb failed: {}", String::from_utf8_lossy(&output.stderr));
     }
-    let parsed: Vec<(f64, i64)> = serde_json::from_slice(&output.stdout).context("duckdb output")?;
+    let parsed: Vec<(f64, i64)> =
+        serde_json::from_slice(&output.stdout).context("duckdb output")?;
     Ok(parsed)
 }

@@ -88,7 +88,11 @@ pub struct SqlArgs {
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
     /// A rule name from the config, or a SQL predicate over the `olap` columns.
-    #[arg(long, conflicts_with = "scheduled", required_unless_present = "scheduled")]
+    #[arg(
+        long,
+        conflicts_with = "scheduled",
+        required_unless_present = "scheduled"
+    )]
     pub rule: Option<String>,
     /// `name=value` for a `{name}` placeholder; repeatable.
     #[arg(long = "param", value_name = "K=V")]
@@ -136,7 +140,8 @@ pub struct ReportArgs {
 /// # Errors
 /// Config errors.
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let mut config = Config::load(cli.common.config_sources(ENV_PREFIX)).context("loading configuration")?;
+    let mut config =
+        Config::load(cli.common.config_sources(ENV_PREFIX)).context("loading configuration")?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir.clone_from(dir);
     }
@@ -146,7 +151,10 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 /// Writes `text` to stdout; a closed pipe is not an error.
 pub fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other.context("writing to stdout"),
     }
@@ -162,7 +170,9 @@ fn interactive(json: bool) -> bool {
 ///
 /// # Errors
 /// When an item has no `=`.
-pub fn parse_params(items: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+pub fn parse_params(
+    items: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     items
         .iter()
         .map(|p| {
@@ -182,28 +192,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest(args) => {
             let mut dl = DataLoop::open(config, interactive(args.json)).await?;
-            let hook = if args.pause_before_commit { BeforeCommit::HangBeforeCommit } else { BeforeCommit::Proceed };
+            let hook = if args.pause_before_commit {
+                BeforeCommit::HangBeforeCommit
+            } else {
+                BeforeCommit::Proceed
+            };
             let report = dl.ingest(&args.inputs, hook, SystemTime::now()).await?;
             if args.json {
                 out(&format!("{}\n", serde_json::to_string(&report)?))?;
             } else {
                 let mut text = format!(
                     "batch {} ({}): {} files, {} clips, {} rejected; warehouse version {}, olap rows {}\n",
-                    report.batch_id, report.ingest_date, report.files, report.clips, report.rejected, report.warehouse_version, report.olap_rows
+                    report.batch_id,
+                    report.ingest_date,
+                    report.files,
+                    report.clips,
+                    report.rejected,
+                    report.warehouse_version,
+                    report.olap_rows
                 );
                 for r in &report.rejections {
-                    let row = r.row.map_or_else(|| "whole file".to_owned(), |n| format!("row {n}"));
-                    text.push_str(&format!("rejected {} ({row}): {}\n", r.file.display(), r.reason));
+                    let row = r
+                        .row
+                        .map_or_else(|| "whole file".to_owned(), |n| format!("row {n}"));
+                    text.push_str(&format!(
+                        "rejected {} ({row}): {}\n",
+                        r.file.display(),
+                        r.reason
+                    ));
                 }
                 out(&text)?;
             }
-            Ok(if report.rejected == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            Ok(if report.rejected == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
         Command::Sql(args) => {
             let dl = DataLoop::open(config, false).await?;
             let batches = dl.sql(&args.sql).await?;
             if args.json {
-                out(&format!("{}\n", serde_json::Value::Array(query::to_json_rows(&batches))))?;
+                out(&format!(
+                    "{}\n",
+                    serde_json::Value::Array(query::to_json_rows(&batches))
+                ))?;
             } else {
                 out(&query::to_table(&batches))?;
             }
@@ -212,7 +245,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trigger(args) => {
             let mut dl = DataLoop::open(config, interactive(args.json)).await?;
             let kind = match args.rule {
-                Some(rule) if !args.scheduled => TriggerKind::Manual(MiningRequest { rule, params: parse_params(&args.params)? }),
+                Some(rule) if !args.scheduled => TriggerKind::Manual(MiningRequest {
+                    rule,
+                    params: parse_params(&args.params)?,
+                }),
                 _ => TriggerKind::Scheduled,
             };
             let outcome = dl.trigger(kind, SystemTime::now()).await?;
@@ -222,7 +258,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out(&format!(
                     "{} trigger{}: {} clips ({} training windows) -> model v{} ({}); on {} eval windows ADE {:.3} m FDE {:.3} m (constant velocity {:.3} / {:.3} m); {}\nID list: {}\n",
                     outcome.kind,
-                    outcome.rule.as_ref().map(|r| format!(" `{r}`")).unwrap_or_default(),
+                    outcome
+                        .rule
+                        .as_ref()
+                        .map(|r| format!(" `{r}`"))
+                        .unwrap_or_default(),
                     outcome.clips,
                     outcome.train_windows,
                     outcome.model_version,
@@ -232,7 +272,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     outcome.fde_m,
                     outcome.cv_ade_m,
                     outcome.cv_fde_m,
-                    if outcome.promoted { "promoted to champion" } else { "not better than the champion: kept as artefact only" },
+                    if outcome.promoted {
+                        "promoted to champion"
+                    } else {
+                        "not better than the champion: kept as artefact only"
+                    },
                     outcome.id_list
                 ))?;
             }
@@ -243,7 +287,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cron = config.schedule.cron.clone();
             let enabled = config.schedule.enabled;
             let dl = DataLoop::open(config, false).await?;
-            serve(dl, &listen, &cron, enabled, Arc::new(svckit::SystemClock), svckit::shutdown_signal()?).await?;
+            serve(
+                dl,
+                &listen,
+                &cron,
+                enabled,
+                Arc::new(svckit::SystemClock),
+                svckit::shutdown_signal()?,
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(args) => {
@@ -261,7 +313,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 out(&format!(
                     "{} windows: champion ADE {:.3} m FDE {:.3} m miss {:.3}; constant velocity ADE {:.3} m FDE {:.3} m miss {:.3}\n",
-                    m.windows, m.ade_m, m.fde_m, m.miss_rate, m.cv_ade_m, m.cv_fde_m, m.cv_miss_rate
+                    m.windows,
+                    m.ade_m,
+                    m.fde_m,
+                    m.miss_rate,
+                    m.cv_ade_m,
+                    m.cv_fde_m,
+                    m.cv_miss_rate
                 ))?;
             }
             Ok(ExitCode::SUCCESS)
@@ -269,12 +327,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => {
             let dl = DataLoop::open(config, false).await?;
             let registry = Registry::load(dl.data_dir())?;
-            let plot = args.plot.unwrap_or_else(|| dl.data_dir().join("metrics.svg"));
+            let plot = args
+                .plot
+                .unwrap_or_else(|| dl.data_dir().join("metrics.svg"));
             report::plot(&registry, &plot)?;
             if args.json {
                 out(&format!("{}\n", serde_json::to_string(&registry)?))?;
             } else {
-                out(&format!("{}plot: {}\n", report::history_table(&registry), plot.display()))?;
+                out(&format!(
+                    "{}plot: {}\n",
+                    report::history_table(&registry),
+                    plot.display()
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -319,10 +383,19 @@ impl Service {
     ///
     /// # Errors
     /// Serve errors.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let options = svckit::ServeOptions::new("dataloop", self.metrics)
             .grace_period(std::time::Duration::from_secs(5));
-        let result = svckit::serve(self.listener, server::router(self.state.clone()), options, shutdown).await;
+        let result = svckit::serve(
+            self.listener,
+            server::router(self.state.clone()),
+            options,
+            shutdown,
+        )
+        .await;
         self.stop.cancel();
         let _ = self.task.await;
         result.context("serving the HTTP API")
@@ -342,15 +415,27 @@ pub async fn start_service(
 ) -> anyhow::Result<Service> {
     let mut metrics = prometheus_client::registry::Registry::default();
     let state = AppState::new(dl, clock.clone(), &mut metrics);
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding `{listen}`"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding `{listen}`"))?;
     let stop = tokio_util::sync::CancellationToken::new();
     let task = if enabled {
         let scheduler = Scheduler::new(cron, clock.wall())?;
         tracing::info!(cron, next = ?scheduler.next_due(), "scheduler started");
-        tokio::spawn(server::scheduler_loop(state.clone(), scheduler, stop.clone()))
+        tokio::spawn(server::scheduler_loop(
+            state.clone(),
+            scheduler,
+            stop.clone(),
+        ))
     } else {
         tokio::spawn(async {})
     };
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    Ok(Service { state, listener, metrics, stop, task })
+    Ok(Service {
+        state,
+        listener,
+        metrics,
+        stop,
+        task,
+    })
 }

@@ -130,13 +130,19 @@ pub fn extract(log: &LogData, spec: WindowSpec) -> Vec<Clip> {
         .tracks
         .iter()
         .flat_map(|track| {
-            resample(&track.times_s, &track.xy_m, track.heading_rad.as_deref(), STEP_S, MAX_GAP_S)
-                .into_iter()
-                .map(move |segment| Resampled {
-                    track_id: &track.track_id,
-                    object_type: &track.object_type,
-                    segment,
-                })
+            resample(
+                &track.times_s,
+                &track.xy_m,
+                track.heading_rad.as_deref(),
+                STEP_S,
+                MAX_GAP_S,
+            )
+            .into_iter()
+            .map(move |segment| Resampled {
+                track_id: &track.track_id,
+                object_type: &track.object_type,
+                segment,
+            })
         })
         .collect();
     let log_t0 = log
@@ -166,7 +172,11 @@ pub fn extract(log: &LogData, spec: WindowSpec) -> Vec<Clip> {
 fn splits_for(log: &LogData, track_id: &str, windows: usize, stride: usize) -> Vec<Split> {
     if track_id != "ego" {
         let digest = Sha256::digest(format!("{}/{}", log.log_id, track_id).as_bytes());
-        let split = if digest[0] % 5 == 0 { Split::Eval } else { Split::Train };
+        let split = if digest[0] % 5 == 0 {
+            Split::Eval
+        } else {
+            Split::Train
+        };
         return vec![split; windows];
     }
     let first_eval = (windows * 3).div_ceil(4);
@@ -311,7 +321,10 @@ pub fn kinematics(xy: &[[f64; 2]], dt_s: f64) -> Kinematics {
     let mut k = Kinematics {
         mean_speed_mps: speed.iter().sum::<f64>() / n as f64,
         max_speed_mps: speed.iter().copied().fold(0.0, f64::max),
-        path_length_m: p.windows(2).map(|w| (w[1][0] - w[0][0]).hypot(w[1][1] - w[0][1])).sum(),
+        path_length_m: p
+            .windows(2)
+            .map(|w| (w[1][0] - w[0][0]).hypot(w[1][1] - w[0][1]))
+            .sum(),
         speed_first_last_mps: (speed[0], speed[n - 1]),
         ..Kinematics::default()
     };
@@ -326,7 +339,9 @@ pub fn kinematics(xy: &[[f64; 2]], dt_s: f64) -> Kinematics {
             k.max_lat_accel_mps2 = k.max_lat_accel_mps2.max((speed[i] * yaw_rate).abs());
         }
     }
-    let moving: Vec<usize> = (0..n).filter(|&i| speed[i] > MIN_HEADING_SPEED_MPS).collect();
+    let moving: Vec<usize> = (0..n)
+        .filter(|&i| speed[i] > MIN_HEADING_SPEED_MPS)
+        .collect();
     if let (Some(&a), Some(&b)) = (moving.first(), moving.last()) {
         let mut total = 0.0;
         for w in moving.windows(2) {
@@ -435,12 +450,48 @@ mod tests {
     fn kinematics_table() {
         // (name, path, mean speed, max decel, max lat accel, max yaw rate, path length, category)
         let cases = [
-            ("still", vec![[3.0, 4.0]; WINDOW_SAMPLES], 0.0, 0.0, 0.0, 0.0, 0.0, "stationary"),
-            ("cruise 10 m/s", line(WINDOW_SAMPLES, 10.0, 0.0), 10.0, 0.0, 0.0, 0.0, 50.0, "cruising"),
+            (
+                "still",
+                vec![[3.0, 4.0]; WINDOW_SAMPLES],
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                "stationary",
+            ),
+            (
+                "cruise 10 m/s",
+                line(WINDOW_SAMPLES, 10.0, 0.0),
+                10.0,
+                0.0,
+                0.0,
+                0.0,
+                50.0,
+                "cruising",
+            ),
             // 15 m/s braking at 3 m/s²: 15 -> 0 m/s in 5 s.
-            ("brake", line(WINDOW_SAMPLES, 15.0, -3.0), 7.5, 3.0, 0.0, 0.0, 37.5, "braking"),
+            (
+                "brake",
+                line(WINDOW_SAMPLES, 15.0, -3.0),
+                7.5,
+                3.0,
+                0.0,
+                0.0,
+                37.5,
+                "braking",
+            ),
             // 10 m/s on a 20 m circle: yaw rate 0.5 rad/s, lateral 5 m/s², 2.5 rad heading change.
-            ("turn", circle(WINDOW_SAMPLES, 10.0, 20.0), 10.0, 0.0, 5.0, 0.5, 50.0, "turning"),
+            (
+                "turn",
+                circle(WINDOW_SAMPLES, 10.0, 20.0),
+                10.0,
+                0.0,
+                5.0,
+                0.5,
+                50.0,
+                "turning",
+            ),
         ];
         for (name, path, mean, decel, lat, yaw, len, category) in cases {
             let k = kinematics(&path, STEP_S);
@@ -462,8 +513,18 @@ mod tests {
             .flat_map(|i| {
                 let t = i as f64 * STEP_S;
                 [
-                    RadarPoint { t_s: t, d_rel_m: 20.0 - 4.0 * t, y_rel_m: 0.2, v_rel_mps: -4.0 },
-                    RadarPoint { t_s: t, d_rel_m: 8.0, y_rel_m: 3.5, v_rel_mps: 0.0 },
+                    RadarPoint {
+                        t_s: t,
+                        d_rel_m: 20.0 - 4.0 * t,
+                        y_rel_m: 0.2,
+                        v_rel_mps: -4.0,
+                    },
+                    RadarPoint {
+                        t_s: t,
+                        d_rel_m: 8.0,
+                        y_rel_m: 3.5,
+                        v_rel_mps: 0.0,
+                    },
                 ]
             })
             .collect();

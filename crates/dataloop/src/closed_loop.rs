@@ -134,7 +134,9 @@ impl DataLoop {
     pub async fn open(config: Config, progress: bool) -> Result<Self> {
         let data_dir = config.data_dir.clone();
         fs_err::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
-        let data_dir = data_dir.canonicalize().map_err(|e| Error::io(&data_dir, e))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| Error::io(&data_dir, e))?;
         let warehouse = Warehouse::open_or_create(&data_dir.join("warehouse")).await?;
         let olap = Olap::open(&data_dir.join("olap"))?;
         let files = FileStore::open(&config.file_store())?;
@@ -178,7 +180,9 @@ impl DataLoop {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(message);
@@ -191,7 +195,12 @@ impl DataLoop {
     /// # Errors
     /// [`Error::UnknownInput`] when an input holds no log; store errors. Nothing is committed
     /// on error.
-    pub async fn ingest(&mut self, inputs: &[PathBuf], hook: BeforeCommit, now: SystemTime) -> Result<IngestReport> {
+    pub async fn ingest(
+        &mut self,
+        inputs: &[PathBuf],
+        hook: BeforeCommit,
+        now: SystemTime,
+    ) -> Result<IngestReport> {
         self.sync_olap().await?;
         let mut locations = Vec::new();
         for input in inputs {
@@ -268,7 +277,11 @@ impl DataLoop {
             if !self.olap.has_batch(&batch_id) {
                 let rows = self.warehouse.simple_rows_of_batch(&batch_id).await?;
                 restored += self.olap.write_batch(&batch_id, &rows)?;
-                tracing::warn!(batch_id, restored, "OLAP store was missing a committed batch; rebuilt");
+                tracing::warn!(
+                    batch_id,
+                    restored,
+                    "OLAP store was missing a committed batch; rebuilt"
+                );
             }
         }
         Ok(restored)
@@ -347,7 +360,12 @@ impl DataLoop {
         let train_set: Vec<(String, AgentWindow)> = selected
             .iter()
             .filter(|c| c.split == "train")
-            .map(|c| (c.clip_id.clone(), AgentWindow::from_trajectory(&c.trajectory)))
+            .map(|c| {
+                (
+                    c.clip_id.clone(),
+                    AgentWindow::from_trajectory(&c.trajectory),
+                )
+            })
             .collect();
         let eval_set = agent_windows(&self.warehouse.eval_split().await?);
         let bar = self.bar(1, "train");
@@ -382,7 +400,11 @@ impl DataLoop {
             trigger: record.clone(),
             warehouse_version,
             mode,
-            parent_version: if mode == TrainMode::Incremental { champion_before } else { None },
+            parent_version: if mode == TrainMode::Incremental {
+                champion_before
+            } else {
+                None
+            },
             train_windows: summary.windows,
             alpha: summary.alpha,
             metrics: metrics.clone(),
@@ -395,7 +417,15 @@ impl DataLoop {
             registry.champion = Some(version);
         }
         registry.save(&self.data_dir)?;
-        tracing::info!(version, mode = mode.as_str(), ade_m = metrics.ade_m, fde_m = metrics.fde_m, cv_ade_m = metrics.cv_ade_m, promoted, "trained and evaluated");
+        tracing::info!(
+            version,
+            mode = mode.as_str(),
+            ade_m = metrics.ade_m,
+            fde_m = metrics.fde_m,
+            cv_ade_m = metrics.cv_ade_m,
+            promoted,
+            "trained and evaluated"
+        );
         Ok(TriggerOutcome {
             kind: record.kind,
             rule: record.rule,
@@ -436,7 +466,10 @@ impl DataLoop {
             let log = reader::read_log(&location);
             rejections.extend(log.rejections.iter().cloned());
             for c in clip::extract(&log, spec) {
-                windows.push((c.simple.category.clone(), AgentWindow::from_trajectory(&c.trajectory)));
+                windows.push((
+                    c.simple.category.clone(),
+                    AgentWindow::from_trajectory(&c.trajectory),
+                ));
             }
         }
         if windows.is_empty() {
@@ -450,7 +483,12 @@ impl DataLoop {
 pub fn agent_windows(clips: &[StoredClip]) -> Vec<(String, AgentWindow)> {
     clips
         .iter()
-        .map(|c| (c.category.clone(), AgentWindow::from_trajectory(&c.trajectory)))
+        .map(|c| {
+            (
+                c.category.clone(),
+                AgentWindow::from_trajectory(&c.trajectory),
+            )
+        })
         .collect()
 }
 
@@ -461,7 +499,9 @@ fn ipc_file(batches: &[RecordBatch]) -> Result<Vec<u8>> {
                 warehouse::warehouse_schema()
                     .fields()
                     .iter()
-                    .filter(|f| ["clip_id", "split", "category", "trajectory"].contains(&f.name().as_str()))
+                    .filter(|f| {
+                        ["clip_id", "split", "category", "trajectory"].contains(&f.name().as_str())
+                    })
                     .map(|f| f.as_ref().clone())
                     .collect::<Vec<_>>(),
             ))

@@ -113,9 +113,8 @@ mod tests {
         let config = Config::load(svckit::config::Sources::new()).unwrap();
         assert!(config.rules.contains_key("hard_braking"));
         assert_eq!(config.schedule.cron, "0 0 2 * * *");
-        let bad = Config::load(
-            svckit::config::Sources::new().overrides(&["schedule.crn=1".to_owned()]),
-        );
+        let bad =
+            Config::load(svckit::config::Sources::new().overrides(&["schedule.crn=1".to_owned()]));
         assert!(bad.is_err());
     }
 }

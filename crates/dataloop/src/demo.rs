@@ -71,12 +71,18 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     config.data_dir = match &args.keep {
         Some(dir) => {
             if dir.exists() {
-                bail!("`{}` already exists; the demo needs a fresh directory", dir.display());
+                bail!(
+                    "`{}` already exists; the demo needs a fresh directory",
+                    dir.display()
+                );
             }
             dir.clone()
         }
         None => {
-            let t = tempfile::Builder::new().prefix("dataloop-demo-").tempdir().context("creating a temporary directory")?;
+            let t = tempfile::Builder::new()
+                .prefix("dataloop-demo-")
+                .tempdir()
+                .context("creating a temporary directory")?;
             let path = t.path().to_path_buf();
             _temp = t;
             path
@@ -86,7 +92,13 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     let progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut dl = DataLoop::open(config.clone(), progress).await?;
     let input = args.input.clone().unwrap_or_else(bundled_data);
-    let ingest = dl.ingest(&[input.clone()], BeforeCommit::Proceed, SystemTime::now()).await?;
+    let ingest = dl
+        .ingest(
+            std::slice::from_ref(&input),
+            BeforeCommit::Proceed,
+            SystemTime::now(),
+        )
+        .await?;
     let mut notes = vec![format!(
         "ingested {}: {} files, {} clips, {} rejected -> warehouse v{}, {} OLAP rows",
         input.display(),
@@ -97,18 +109,32 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         ingest.olap_rows
     )];
     for r in &ingest.rejections {
-        notes.push(format!("  rejected {} row {:?}: {}", r.file.display(), r.row, r.reason));
+        notes.push(format!(
+            "  rejected {} row {:?}: {}",
+            r.file.display(),
+            r.row,
+            r.reason
+        ));
     }
 
     // The service: scheduler with a cron expression due once, 2 s from now, and the HTTP API.
     let due = Utc::now() + chrono::Duration::seconds(2);
     let cron = one_shot_cron(due);
-    let service = start_service(dl, "127.0.0.1:0", &cron, true, Arc::new(svckit::SystemClock)).await?;
+    let service = start_service(
+        dl,
+        "127.0.0.1:0",
+        &cron,
+        true,
+        Arc::new(svckit::SystemClock),
+    )
+    .await?;
     let addr = service.listener.local_addr()?;
     let state = service.state.clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let serving = tokio::spawn(service.run(shutdown.clone().cancelled_owned()));
-    notes.push(format!("service on http://{addr}; scheduled trigger cron `{cron}`"));
+    notes.push(format!(
+        "service on http://{addr}; scheduled trigger cron `{cron}`"
+    ));
 
     let scheduled = wait_for_scheduled(&state, Duration::from_secs(120)).await?;
     let client = reqwest::Client::new();
@@ -124,7 +150,8 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         if !status.is_success() {
             bail!("manual trigger failed ({status}): {body}");
         }
-        serde_json::from_value(body.clone()).with_context(|| format!("unexpected /trigger answer {body}"))?
+        serde_json::from_value(body.clone())
+            .with_context(|| format!("unexpected /trigger answer {body}"))?
     };
     // The same predicate through the SQL path.
     let predicate = manual.predicate.clone().unwrap_or_default();
@@ -139,7 +166,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         .await?;
     let sql_ids: Vec<String> = rows["rows"]
         .as_array()
-        .map(|a| a.iter().filter_map(|r| r["clip_id"].as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["clip_id"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let list_path = manual.id_list.trim_start_matches("file://").to_owned();
     let listed: Vec<String> = fs_err::read_to_string(&list_path)
@@ -147,7 +178,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         .lines()
         .map(str::to_owned)
         .collect();
-    let status: Value = client.get(format!("http://{addr}/status")).send().await?.json().await?;
+    let status: Value = client
+        .get(format!("http://{addr}/status"))
+        .send()
+        .await?
+        .json()
+        .await?;
     shutdown.cancel();
     serving.await.context("joining the service")??;
 
@@ -158,14 +194,30 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     notes.push(format!("plot: {}", plot.display()));
 
     let checks = [
-        ("no_rejected_bundled_file", ingest.rejected == 0 && ingest.files > 0),
-        ("scheduled_beats_cv", scheduled.ade_m < scheduled.cv_ade_m && scheduled.fde_m < scheduled.cv_fde_m),
+        (
+            "no_rejected_bundled_file",
+            ingest.rejected == 0 && ingest.files > 0,
+        ),
+        (
+            "scheduled_beats_cv",
+            scheduled.ade_m < scheduled.cv_ade_m && scheduled.fde_m < scheduled.cv_fde_m,
+        ),
         ("scheduled_promoted", scheduled.promoted),
-        ("manual_incremental", manual.mode == crate::model::TrainMode::Incremental),
-        ("id_list_equals_sql", !listed.is_empty() && listed == sql_ids),
+        (
+            "manual_incremental",
+            manual.mode == crate::model::TrainMode::Incremental,
+        ),
+        (
+            "id_list_equals_sql",
+            !listed.is_empty() && listed == sql_ids,
+        ),
         ("eval_windows", scheduled.eval_windows > 0),
     ];
-    let failed: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
     let wall_s = started.elapsed().as_secs_f64();
     let margin_ade = 100.0 * (1.0 - scheduled.ade_m / scheduled.cv_ade_m);
     let margin_fde = 100.0 * (1.0 - scheduled.fde_m / scheduled.cv_fde_m);
@@ -206,7 +258,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         text.push_str(&format!("{line}\n"));
     }
     out(&text)?;
-    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn trigger_json(o: &TriggerOutcome) -> Value {
@@ -235,10 +291,18 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-async fn wait_for_scheduled(state: &Arc<crate::server::AppState>, limit: Duration) -> anyhow::Result<TriggerOutcome> {
+async fn wait_for_scheduled(
+    state: &Arc<crate::server::AppState>,
+    limit: Duration,
+) -> anyhow::Result<TriggerOutcome> {
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(o) = state.outcomes().await.into_iter().find(|o| o.kind == "scheduled") {
+        if let Some(o) = state
+            .outcomes()
+            .await
+            .into_iter()
+            .find(|o| o.kind == "scheduled")
+        {
             return Ok(o);
         }
         if Instant::now() > deadline {

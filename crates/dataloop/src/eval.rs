@@ -121,12 +121,23 @@ mod tests {
         for (drift, fde, miss) in [(0.0, 0.0, 0.0), (3.0, 3.0, 1.0), (1.5, 1.5, 0.0)] {
             let m = evaluate(None, &[("cruising".to_owned(), window(drift))]);
             assert!((m.cv_fde_m - fde).abs() < 1e-9, "{drift}: {m:?}");
-            assert!((m.cv_ade_m - drift * 15.5 / 30.0).abs() < 1e-9, "{drift}: {m:?}");
+            assert!(
+                (m.cv_ade_m - drift * 15.5 / 30.0).abs() < 1e-9,
+                "{drift}: {m:?}"
+            );
             assert_eq!(m.cv_miss_rate, miss);
             assert_eq!(m.per_category["cruising"].cv_pass_rate, 1.0 - miss);
             assert_eq!(m.ade_m, m.cv_ade_m, "no model means CV");
         }
-        assert!(beats(&evaluate(None, &[("a".to_owned(), window(0.0))]), 0.1, 0.1));
-        assert!(!beats(&evaluate(None, &[("a".to_owned(), window(3.0))]), 0.1, 0.1));
+        assert!(beats(
+            &evaluate(None, &[("a".to_owned(), window(0.0))]),
+            0.1,
+            0.1
+        ));
+        assert!(!beats(
+            &evaluate(None, &[("a".to_owned(), window(3.0))]),
+            0.1,
+            0.1
+        ));
     }
 }

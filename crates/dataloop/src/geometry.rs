@@ -225,25 +225,45 @@ mod tests {
         // (quaternion, input, expected output)
         let cases = [
             (
-                Quaternion { w: 1.0, x: 0.0, y: 0.0, z: 0.0 },
+                Quaternion {
+                    w: 1.0,
+                    x: 0.0,
+                    y: 0.0,
+                    z: 0.0,
+                },
                 [1.0, 2.0, 3.0],
                 [1.0, 2.0, 3.0],
             ),
             // 90° about z: x -> y
             (
-                Quaternion { w: half, x: 0.0, y: 0.0, z: half },
+                Quaternion {
+                    w: half,
+                    x: 0.0,
+                    y: 0.0,
+                    z: half,
+                },
                 [1.0, 0.0, 0.0],
                 [0.0, 1.0, 0.0],
             ),
             // 180° about z
             (
-                Quaternion { w: 0.0, x: 0.0, y: 0.0, z: 1.0 },
+                Quaternion {
+                    w: 0.0,
+                    x: 0.0,
+                    y: 0.0,
+                    z: 1.0,
+                },
                 [1.0, 1.0, 0.0],
                 [-1.0, -1.0, 0.0],
             ),
             // 90° about x: y -> z
             (
-                Quaternion { w: half, x: half, y: 0.0, z: 0.0 },
+                Quaternion {
+                    w: half,
+                    x: half,
+                    y: 0.0,
+                    z: 0.0,
+                },
                 [0.0, 1.0, 0.0],
                 [0.0, 0.0, 1.0],
             ),
@@ -254,7 +274,12 @@ mod tests {
                 assert!(close(got[k], want[k], 1e-12), "{q:?} {v:?} -> {got:?}");
             }
         }
-        let yaw90 = Quaternion { w: half, x: 0.0, y: 0.0, z: half };
+        let yaw90 = Quaternion {
+            w: half,
+            x: 0.0,
+            y: 0.0,
+            z: half,
+        };
         assert!(close(yaw90.yaw_rad(), std::f64::consts::FRAC_PI_2, 1e-12));
         let composed = yaw90.mul(&yaw90);
         assert!(close(composed.yaw_rad().abs(), std::f64::consts::PI, 1e-12));
@@ -281,7 +306,10 @@ mod tests {
             origin[2],
         ];
         let enu = frame.to_enu(p);
-        assert!(close(enu[0], 100.0, 1e-6) && close(enu[1], 0.0, 1e-6), "{enu:?}");
+        assert!(
+            close(enu[0], 100.0, 1e-6) && close(enu[1], 0.0, 1e-6),
+            "{enu:?}"
+        );
     }
 
     #[test]
@@ -309,7 +337,12 @@ mod tests {
 
     #[test]
     fn wrap_angle_cases() {
-        for (a, want) in [(0.0, 0.0), (3.5, 3.5 - std::f64::consts::TAU), (-3.5, -3.5 + std::f64::consts::TAU), (7.0, 7.0 - std::f64::consts::TAU)] {
+        for (a, want) in [
+            (0.0, 0.0),
+            (3.5, 3.5 - std::f64::consts::TAU),
+            (-3.5, -3.5 + std::f64::consts::TAU),
+            (7.0, 7.0 - std::f64::consts::TAU),
+        ] {
             assert!(close(wrap_angle(a), want, 1e-12), "{a}");
         }
     }

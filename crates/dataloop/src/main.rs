@@ -8,10 +8,16 @@ use dataloop::cli::{Cli, run};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(error) = svckit::init_tracing("dataloop", cli.common.verbose) {
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("dataloop: {error}\n").as_bytes());
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("dataloop: {error}\n").as_bytes(),
+        );
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(error) => {
             tracing::error!(%error, "cannot start the async runtime");
@@ -22,7 +28,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("dataloop: {error:#}\n").as_bytes());
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("dataloop: {error:#}\n").as_bytes(),
+            );
             ExitCode::FAILURE
         }
     }

@@ -97,7 +97,10 @@ impl AgentWindow {
         let class = [
             f64::from(u8::from(ty.contains("pedestrian"))),
             f64::from(u8::from(
-                ty.contains("vehicle") || ty.contains("truck") || ty.contains("bus") || ty.contains("car"),
+                ty.contains("vehicle")
+                    || ty.contains("truck")
+                    || ty.contains("bus")
+                    || ty.contains("car"),
             )),
             f64::from(u8::from(ty.contains("static") || ty.contains("background"))),
         ];
@@ -134,8 +137,14 @@ impl AgentWindow {
         let n = self.history.len();
         let p5 = self.history[n - 5];
         let p10 = self.history[n - 10];
-        let v_prev = [(p5[0] - p10[0]) / (5.0 * STEP_S), (p5[1] - p10[1]) / (5.0 * STEP_S)];
-        let accel = [(v5[0] - v_prev[0]) / (5.0 * STEP_S), (v5[1] - v_prev[1]) / (5.0 * STEP_S)];
+        let v_prev = [
+            (p5[0] - p10[0]) / (5.0 * STEP_S),
+            (p5[1] - p10[1]) / (5.0 * STEP_S),
+        ];
+        let accel = [
+            (v5[0] - v_prev[0]) / (5.0 * STEP_S),
+            (v5[1] - v_prev[1]) / (5.0 * STEP_S),
+        ];
         let speed = v5[0].hypot(v5[1]);
         let turn = if speed > 0.5 && v_prev[0].hypot(v_prev[1]) > 0.5 {
             crate::geometry::wrap_angle(v5[1].atan2(v5[0]) - v_prev[1].atan2(v_prev[0]))
@@ -265,13 +274,11 @@ pub fn train(
         Some(m) => m.feature_scale.clone(),
         None => feature_scale(windows.iter().map(|(_, w)| w)),
     };
-    let (fit_part, val_part): (Vec<_>, Vec<_>) = windows
-        .iter()
-        .partition(|(id, _)| {
-            // Whole tracks go to one side: the id without its `:offset_ms` suffix.
-            let track = id.rsplit_once(':').map_or(id.as_str(), |(t, _)| t);
-            Sha256::digest(track.as_bytes())[0] % 5 != 0
-        });
+    let (fit_part, val_part): (Vec<_>, Vec<_>) = windows.iter().partition(|(id, _)| {
+        // Whole tracks go to one side: the id without its `:offset_ms` suffix.
+        let track = id.rsplit_once(':').map_or(id.as_str(), |(t, _)| t);
+        Sha256::digest(track.as_bytes())[0] % 5 != 0
+    });
     let (fit_part, val_part) = if val_part.is_empty() || fit_part.is_empty() {
         (windows.iter().collect(), windows.iter().collect())
     } else {
@@ -305,7 +312,11 @@ fn feature_scale<'a>(windows: impl Iterator<Item = &'a AgentWindow>) -> Vec<f64>
     let rows: Vec<[f64; FEATURES]> = windows.map(AgentWindow::features).collect();
     let n = rows.len().max(1) as f64;
     (0..FEATURES)
-        .map(|j| (rows.iter().map(|r| r[j] * r[j]).sum::<f64>() / n).sqrt().max(1e-6))
+        .map(|j| {
+            (rows.iter().map(|r| r[j] * r[j]).sum::<f64>() / n)
+                .sqrt()
+                .max(1e-6)
+        })
         .collect()
 }
 
@@ -330,7 +341,10 @@ fn fit<'a>(
             y[[i, 2 * k + 1]] = w.future[step - 1][1] - cv[step - 1][1];
         }
     }
-    let w0 = warm_start.map_or_else(|| Array2::zeros((FEATURES, OUTPUTS)), TrajectoryModel::weight_matrix);
+    let w0 = warm_start.map_or_else(
+        || Array2::zeros((FEATURES, OUTPUTS)),
+        TrajectoryModel::weight_matrix,
+    );
     // Ridge on the champion's residuals = ridge pulled toward the champion's weights.
     let y = y - x.dot(&w0);
     let dataset = Dataset::new(x, y);
@@ -391,7 +405,11 @@ mod tests {
                 let t = i as f64 * STEP_S;
                 let d = (speed * t + 0.5 * accel * t * t).max(0.0);
                 // Deterministic jitter, alternating sign.
-                let j = if (i + id) % 2 == 0 { noise } else { -noise };
+                let j = if (i + id).is_multiple_of(2) {
+                    noise
+                } else {
+                    -noise
+                };
                 [100.0 + c * d - s * j, -50.0 + s * d + c * j]
             })
             .collect();
@@ -400,7 +418,9 @@ mod tests {
             object_type: "vehicle".to_owned(),
             category: "cruising".to_owned(),
             present_index: HISTORY_STEPS,
-            t_s: (0..WINDOW_SAMPLES).map(|i| (i as f64 - 20.0) * STEP_S).collect(),
+            t_s: (0..WINDOW_SAMPLES)
+                .map(|i| (i as f64 - 20.0) * STEP_S)
+                .collect(),
             xy_m: xy,
             heading_rad: None,
         }
@@ -433,7 +453,11 @@ mod tests {
         let (model, summary) = train(&train_set, None, |_, _| {}).unwrap();
         assert_eq!(summary.windows, 80);
         let score = |f: &dyn Fn(&AgentWindow) -> Vec<[f64; 2]>| {
-            test_set.iter().map(|(_, w)| displacement(&f(w), &w.future).0).sum::<f64>() / test_set.len() as f64
+            test_set
+                .iter()
+                .map(|(_, w)| displacement(&f(w), &w.future).0)
+                .sum::<f64>()
+                / test_set.len() as f64
         };
         let model_ade = score(&|w| model.predict(w));
         let cv_ade = score(&constant_velocity);
@@ -447,16 +471,36 @@ mod tests {
 
     #[test]
     fn knot_interpolation_table() {
-        let knots = [[1.0, -1.0], [2.0, -2.0], [4.0, 0.0], [4.0, 0.0], [4.0, 0.0], [10.0, 6.0]];
+        let knots = [
+            [1.0, -1.0],
+            [2.0, -2.0],
+            [4.0, 0.0],
+            [4.0, 0.0],
+            [4.0, 0.0],
+            [10.0, 6.0],
+        ];
         // (future step, expected residual)
-        for (step, want) in [(1, [0.2, -0.2]), (5, [1.0, -1.0]), (8, [1.6, -1.6]), (15, [4.0, 0.0]), (28, [7.6, 3.6]), (30, [10.0, 6.0])] {
+        for (step, want) in [
+            (1, [0.2, -0.2]),
+            (5, [1.0, -1.0]),
+            (8, [1.6, -1.6]),
+            (15, [4.0, 0.0]),
+            (28, [7.6, 3.6]),
+            (30, [10.0, 6.0]),
+        ] {
             let got = interpolate(&knots, step);
-            assert!((got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12, "{step}: {got:?}");
+            assert!(
+                (got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12,
+                "{step}: {got:?}"
+            );
         }
     }
 
     #[test]
     fn too_few_windows_is_an_error() {
-        assert!(matches!(train(&[], None, |_, _| {}), Err(Error::TooFewWindows { .. })));
+        assert!(matches!(
+            train(&[], None, |_, _| {}),
+            Err(Error::TooFewWindows { .. })
+        ));
     }
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{RecordBatch, StringArray};
-use deltalake::arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use deltalake::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::datafusion::datasource::file_format::parquet::ParquetFormat;
 use deltalake::datafusion::datasource::listing::ListingOptions;
@@ -99,7 +101,11 @@ impl Olap {
         let sources = sources
             .as_any()
             .downcast_ref::<StringArray>()
-            .map(|a| a.iter().map(|s| s.unwrap_or("unknown").to_owned()).collect::<Vec<_>>())
+            .map(|a| {
+                a.iter()
+                    .map(|s| s.unwrap_or("unknown").to_owned())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default();
         let mut distinct = sources.clone();
         distinct.sort();
@@ -149,7 +155,11 @@ impl Olap {
     pub async fn rows(&self) -> Result<i64> {
         let ctx = session();
         self.register(&ctx).await?;
-        let batches = ctx.sql("SELECT count(*) FROM olap").await?.collect().await?;
+        let batches = ctx
+            .sql("SELECT count(*) FROM olap")
+            .await?
+            .collect()
+            .await?;
         Ok(batches
             .first()
             .and_then(|b| {

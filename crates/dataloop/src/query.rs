@@ -62,7 +62,9 @@ pub fn to_json_rows(batches: &[RecordBatch]) -> Vec<Value> {
 
 fn cell(col: &dyn Array, ty: &DataType, i: usize, f: Option<&ArrayFormatter<'_>>) -> Value {
     use deltalake::arrow::array::AsArray;
-    use deltalake::arrow::datatypes::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
+    use deltalake::arrow::datatypes::{
+        Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type,
+    };
     match ty {
         DataType::Float64 => num_f(col.as_primitive::<Float64Type>().value(i)),
         DataType::Float32 => num_f(f64::from(col.as_primitive::<Float32Type>().value(i))),
@@ -72,7 +74,9 @@ fn cell(col: &dyn Array, ty: &DataType, i: usize, f: Option<&ArrayFormatter<'_>>
         DataType::UInt32 => Value::from(col.as_primitive::<UInt32Type>().value(i)),
         DataType::Boolean => Value::from(col.as_boolean().value(i)),
         DataType::Binary => serde_json::json!({ "bytes": col.as_binary::<i32>().value(i).len() }),
-        DataType::LargeBinary => serde_json::json!({ "bytes": col.as_binary::<i64>().value(i).len() }),
+        DataType::LargeBinary => {
+            serde_json::json!({ "bytes": col.as_binary::<i64>().value(i).len() })
+        }
         DataType::BinaryView => serde_json::json!({ "bytes": col.as_binary_view().value(i).len() }),
         _ => Value::String(f.map_or_else(String::new, |f| f.value(i).to_string())),
     }
@@ -111,15 +115,29 @@ pub fn to_table(batches: &[RecordBatch]) -> String {
         );
     }
     let widths: Vec<usize> = (0..headers.len())
-        .map(|j| rows.iter().map(|r| r[j].chars().count()).chain([headers[j].len()]).max().unwrap_or(0))
+        .map(|j| {
+            rows.iter()
+                .map(|r| r[j].chars().count())
+                .chain([headers[j].len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |cells: &[String]| -> String {
-        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         format!("| {} |\n", parts.join(" | "))
     };
     let sep = format!(
         "+{}+\n",
-        widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+")
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
     );
     let mut out = sep.clone();
     out.push_str(&line(&headers));

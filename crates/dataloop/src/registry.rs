@@ -109,7 +109,10 @@ impl Registry {
         let record = self
             .champion_record()
             .ok_or_else(|| Error::NoChampion(data_dir.join("registry.json")))?;
-        Ok((record.version, load_model(&data_dir.join(&record.artefact))?))
+        Ok((
+            record.version,
+            load_model(&data_dir.join(&record.artefact))?,
+        ))
     }
 }
 

@@ -15,10 +15,27 @@ pub fn history_table(registry: &Registry) -> String {
     let _ = writeln!(
         out,
         "{:>3} {:<20} {:<9} {:<18} {:>6} {:>6} {:<11} {:>4} {:>7} {:>7} {:>7} {:>7} {:>6} {:<8}",
-        "ver", "fired_at", "trigger", "rule", "clips", "train", "mode", "wh_v", "ade_m", "fde_m", "cv_ade", "cv_fde", "miss", "promoted"
+        "ver",
+        "fired_at",
+        "trigger",
+        "rule",
+        "clips",
+        "train",
+        "mode",
+        "wh_v",
+        "ade_m",
+        "fde_m",
+        "cv_ade",
+        "cv_fde",
+        "miss",
+        "promoted"
     );
     for v in &registry.versions {
-        let champion = if registry.champion == Some(v.version) { " *" } else { "" };
+        let champion = if registry.champion == Some(v.version) {
+            " *"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "{:>3} {:<20} {:<9} {:<18} {:>6} {:>6} {:<11} {:>4} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>6.3} {:<8}",
@@ -39,9 +56,19 @@ pub fn history_table(registry: &Registry) -> String {
         );
     }
     if let Some(c) = registry.champion_record() {
-        let _ = writeln!(out, "champion: v{} (* above); pass rate per category on {} eval windows:", c.version, c.metrics.windows);
+        let _ = writeln!(
+            out,
+            "champion: v{} (* above); pass rate per category on {} eval windows:",
+            c.version, c.metrics.windows
+        );
         for (cat, p) in &c.metrics.per_category {
-            let _ = writeln!(out, "  {cat:<13} {:>4} windows  model {:>5.1}%  cv {:>5.1}%", p.windows, 100.0 * p.pass_rate, 100.0 * p.cv_pass_rate);
+            let _ = writeln!(
+                out,
+                "  {cat:<13} {:>4} windows  model {:>5.1}%  cv {:>5.1}%",
+                p.windows,
+                100.0 * p.pass_rate,
+                100.0 * p.cv_pass_rate
+            );
         }
     } else {
         out.push_str("champion: none (constant velocity)\n");
@@ -68,7 +95,10 @@ pub fn plot(registry: &Registry, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("dataloop: displacement error on the evaluation split", ("sans-serif", 20))
+        .caption(
+            "dataloop: displacement error on the evaluation split",
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
@@ -81,14 +111,22 @@ pub fn plot(registry: &Registry, path: &Path) -> Result<()> {
         .x_labels(usize::try_from(max_x).unwrap_or(10).min(20))
         .draw()
         .map_err(|e| err(&e))?;
-    let series: [(&str, fn(&crate::registry::ModelVersion) -> f64, RGBColor); 4] = [
+    type Series = (
+        &'static str,
+        fn(&crate::registry::ModelVersion) -> f64,
+        RGBColor,
+    );
+    let series: [Series; 4] = [
         ("model ADE", |v| v.metrics.ade_m, BLUE),
         ("model FDE", |v| v.metrics.fde_m, RED),
         ("const-vel ADE", |v| v.metrics.cv_ade_m, CYAN),
         ("const-vel FDE", |v| v.metrics.cv_fde_m, MAGENTA),
     ];
     for (name, f, color) in series {
-        let points: Vec<(f64, f64)> = versions.iter().map(|v| (f64::from(v.version), f(v))).collect();
+        let points: Vec<(f64, f64)> = versions
+            .iter()
+            .map(|v| (f64::from(v.version), f(v)))
+            .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| err(&e))?

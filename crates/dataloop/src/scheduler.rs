@@ -40,10 +40,9 @@ impl Scheduler {
     /// How long to wait from `now` until the next due time (zero when overdue; one hour when
     /// nothing is scheduled, to re-check).
     pub fn wait(&self, now: SystemTime) -> Duration {
-        self.next_due()
-            .map_or(Duration::from_secs(3600), |due| {
-                due.duration_since(now).unwrap_or(Duration::ZERO)
-            })
+        self.next_due().map_or(Duration::from_secs(3600), |due| {
+            due.duration_since(now).unwrap_or(Duration::ZERO)
+        })
     }
 
     /// Returns the due time when a run is due at `now` and advances to the next due time after
@@ -65,7 +64,10 @@ mod tests {
     use svckit::{Clock, TestClock};
 
     fn at(text: &str) -> SystemTime {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc).into()
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+            .into()
     }
 
     #[test]
@@ -92,14 +94,29 @@ mod tests {
     fn table_of_expressions() {
         // (expression, start, expected first due)
         let cases = [
-            ("*/5 * * * * *", "2026-03-01T10:00:03Z", "2026-03-01T10:00:05Z"),
-            ("0 30 * * * *", "2026-03-01T10:31:00Z", "2026-03-01T11:30:00Z"),
-            ("0 0 0 * * Mon", "2026-03-01T10:00:00Z", "2026-03-02T00:00:00Z"),
+            (
+                "*/5 * * * * *",
+                "2026-03-01T10:00:03Z",
+                "2026-03-01T10:00:05Z",
+            ),
+            (
+                "0 30 * * * *",
+                "2026-03-01T10:31:00Z",
+                "2026-03-01T11:30:00Z",
+            ),
+            (
+                "0 0 0 * * Mon",
+                "2026-03-01T10:00:00Z",
+                "2026-03-02T00:00:00Z",
+            ),
         ];
         for (expr, start, due) in cases {
             let s = Scheduler::new(expr, at(start)).unwrap();
             assert_eq!(s.next_due(), Some(at(due)), "{expr}");
         }
-        assert!(matches!(Scheduler::new("not cron", at("2026-01-01T00:00:00Z")), Err(Error::Cron { .. })));
+        assert!(matches!(
+            Scheduler::new("not cron", at("2026-01-01T00:00:00Z")),
+            Err(Error::Cron { .. })
+        ));
     }
 }

@@ -107,12 +107,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Drives the scheduler on `state.clock` until `stop` is cancelled: waits until the next due
 /// time, then runs the scheduled trigger.
-pub async fn scheduler_loop(state: Arc<AppState>, mut scheduler: Scheduler, stop: CancellationToken) {
+pub async fn scheduler_loop(
+    state: Arc<AppState>,
+    mut scheduler: Scheduler,
+    stop: CancellationToken,
+) {
     loop {
         if let Ok(mut next) = state.next_due.lock() {
             *next = scheduler.next_due();
         }
-        let wait = scheduler.wait(state.clock.wall()).min(Duration::from_secs(60));
+        let wait = scheduler
+            .wait(state.clock.wall())
+            .min(Duration::from_secs(60));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = stop.cancelled() => return,
@@ -121,7 +127,11 @@ pub async fn scheduler_loop(state: Arc<AppState>, mut scheduler: Scheduler, stop
             let due: DateTime<Utc> = due.into();
             tracing::info!(trigger = "scheduled", due = %due.to_rfc3339(), "scheduled trigger due");
             match state.run_trigger(TriggerKind::Scheduled).await {
-                Ok(o) => tracing::info!(model_version = o.model_version, promoted = o.promoted, "scheduled trigger done"),
+                Ok(o) => tracing::info!(
+                    model_version = o.model_version,
+                    promoted = o.promoted,
+                    "scheduled trigger done"
+                ),
                 Err(e) => tracing::error!(error = %e, "scheduled trigger failed"),
             }
         }
@@ -135,9 +145,11 @@ struct AppError(Error);
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = match &self.0 {
-            Error::UnknownRule(_) | Error::BadParam { .. } | Error::BadPredicate { .. } | Error::TooFewWindows { .. } | Error::Query(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::UnknownRule(_)
+            | Error::BadParam { .. }
+            | Error::BadPredicate { .. }
+            | Error::TooFewWindows { .. }
+            | Error::Query(_) => StatusCode::BAD_REQUEST,
             Error::NoChampion(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -171,12 +183,25 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
     })))
 }
 
-async fn manual(State(state): State<Arc<AppState>>, Json(request): Json<MiningRequest>) -> Result<Json<TriggerOutcome>, AppError> {
-    state.run_trigger(TriggerKind::Manual(request)).await.map(Json).map_err(AppError)
+async fn manual(
+    State(state): State<Arc<AppState>>,
+    Json(request): Json<MiningRequest>,
+) -> Result<Json<TriggerOutcome>, AppError> {
+    state
+        .run_trigger(TriggerKind::Manual(request))
+        .await
+        .map(Json)
+        .map_err(AppError)
 }
 
-async fn scheduled_now(State(state): State<Arc<AppState>>) -> Result<Json<TriggerOutcome>, AppError> {
-    state.run_trigger(TriggerKind::Scheduled).await.map(Json).map_err(AppError)
+async fn scheduled_now(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<TriggerOutcome>, AppError> {
+    state
+        .run_trigger(TriggerKind::Scheduled)
+        .await
+        .map(Json)
+        .map_err(AppError)
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,7 +209,10 @@ struct SqlRequest {
     sql: String,
 }
 
-async fn sql(State(state): State<Arc<AppState>>, Json(request): Json<SqlRequest>) -> Result<Json<serde_json::Value>, AppError> {
+async fn sql(
+    State(state): State<Arc<AppState>>,
+    Json(request): Json<SqlRequest>,
+) -> Result<Json<serde_json::Value>, AppError> {
     let dl = state.dl.lock().await;
     let batches = dl.sql(&request.sql).await.map_err(AppError)?;
     Ok(Json(json!({ "rows": query::to_json_rows(&batches) })))

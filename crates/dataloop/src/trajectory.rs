@@ -82,8 +82,12 @@ impl Trajectory {
             schema.clone(),
             vec![
                 Arc::new(Float64Array::from(self.t_s.clone())),
-                Arc::new(Float64Array::from_iter_values(self.xy_m.iter().map(|p| p[0]))),
-                Arc::new(Float64Array::from_iter_values(self.xy_m.iter().map(|p| p[1]))),
+                Arc::new(Float64Array::from_iter_values(
+                    self.xy_m.iter().map(|p| p[0]),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    self.xy_m.iter().map(|p| p[1]),
+                )),
                 Arc::new(heading),
             ],
         )?;
@@ -104,13 +108,18 @@ impl Trajectory {
             clip_id: clip_id.to_owned(),
             reason,
         };
-        let reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| bad(e.to_string()))?;
+        let reader =
+            StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| bad(e.to_string()))?;
         let schema = reader.schema();
         let meta = schema.metadata();
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(bad(format!("format is not {FORMAT}")));
         }
-        let get = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(format!("metadata `{k}` missing")));
+        let get = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| bad(format!("metadata `{k}` missing")))
+        };
         let present_index: usize = get("present_index")?
             .parse()
             .map_err(|_| bad("present_index is not a number".to_owned()))?;
@@ -120,7 +129,12 @@ impl Trajectory {
         let mut has_heading = true;
         for batch in reader {
             let batch = batch.map_err(|e| bad(e.to_string()))?;
-            let col = |i: usize| batch.column(i).as_primitive_opt::<Float64Type>().ok_or_else(|| bad(format!("column {i} is not f64")));
+            let col = |i: usize| {
+                batch
+                    .column(i)
+                    .as_primitive_opt::<Float64Type>()
+                    .ok_or_else(|| bad(format!("column {i} is not f64")))
+            };
             let (t, x, y, h) = (col(0)?, col(1)?, col(2)?, col(3)?);
             for i in 0..batch.num_rows() {
                 t_s.push(t.value(i));
@@ -133,7 +147,10 @@ impl Trajectory {
             }
         }
         if present_index >= xy_m.len() {
-            return Err(bad(format!("present_index {present_index} beyond {} samples", xy_m.len())));
+            return Err(bad(format!(
+                "present_index {present_index} beyond {} samples",
+                xy_m.len()
+            )));
         }
         Ok(Self {
             clip_id: get("clip_id")?,

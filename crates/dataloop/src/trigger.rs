@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use deltalake::logstore::object_store::ObjectStoreExt as _;
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::{SessionContext, col};
+use deltalake::logstore::object_store::ObjectStoreExt as _;
+use deltalake::logstore::object_store::PutPayload;
 use deltalake::logstore::object_store::local::LocalFileSystem;
 use deltalake::logstore::object_store::path::Path as StorePath;
-use deltalake::logstore::object_store::PutPayload;
 
 use crate::config::RuleConfig;
 use crate::error::{Error, Result};
@@ -45,7 +45,10 @@ pub struct ResolvedRule {
 /// # Errors
 /// [`Error::UnknownRule`] for a bare name that is no rule, [`Error::BadParam`] for unknown or
 /// missing parameters and values that are not plain numbers or strings.
-pub fn resolve(request: &MiningRequest, rules: &BTreeMap<String, RuleConfig>) -> Result<ResolvedRule> {
+pub fn resolve(
+    request: &MiningRequest,
+    rules: &BTreeMap<String, RuleConfig>,
+) -> Result<ResolvedRule> {
     let text = request.rule.trim();
     let is_name = !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     let (name, template, mut params) = match rules.get(text) {
@@ -70,7 +73,7 @@ pub fn resolve(request: &MiningRequest, rules: &BTreeMap<String, RuleConfig>) ->
         }
         params.insert(k.clone(), sql_literal(k, v)?);
     }
-    let mut predicate = template.clone();
+    let mut predicate = template;
     for p in &placeholders {
         let value = params.get(p).ok_or_else(|| Error::BadParam {
             name: p.clone(),
@@ -89,7 +92,9 @@ fn placeholders(template: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else { break };
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
         let name = &rest[start + 1..start + len];
         if !name.is_empty() && !out.iter().any(|n| n == name) {
             out.push(name.to_owned());
@@ -153,7 +158,11 @@ pub async fn mine(ctx: &SessionContext, predicate: &str) -> Result<Vec<String>> 
     for b in &batches {
         let c = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8)?;
         let c = c.as_string::<i32>();
-        ids.extend((0..c.len()).filter(|&i| !c.is_null(i)).map(|i| c.value(i).to_owned()));
+        ids.extend(
+            (0..c.len())
+                .filter(|&i| !c.is_null(i))
+                .map(|i| c.value(i).to_owned()),
+        );
     }
     ids.sort();
     ids.dedup();
@@ -259,15 +268,33 @@ mod tests {
     fn resolve_table() {
         let req = |rule: &str, params: &[(&str, &str)]| MiningRequest {
             rule: rule.to_owned(),
-            params: params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         // (request, expected predicate or error text)
         let cases: Vec<(MiningRequest, std::result::Result<&str, &str>)> = vec![
-            (req("hard_braking", &[]), Ok("max_decel_mps2 >= 2.0 AND object_type = 'vehicle'")),
-            (req("hard_braking", &[("min", "3.5")]), Ok("max_decel_mps2 >= 3.5 AND object_type = 'vehicle'")),
-            (req("hard_braking", &[("ty", "o'neil")]), Ok("max_decel_mps2 >= 2.0 AND object_type = 'o''neil'")),
-            (req("hard_braking", &[("nope", "1")]), Err("no {nope} placeholder")),
-            (req("no_such_rule", &[]), Err("no mining rule named `no_such_rule`")),
+            (
+                req("hard_braking", &[]),
+                Ok("max_decel_mps2 >= 2.0 AND object_type = 'vehicle'"),
+            ),
+            (
+                req("hard_braking", &[("min", "3.5")]),
+                Ok("max_decel_mps2 >= 3.5 AND object_type = 'vehicle'"),
+            ),
+            (
+                req("hard_braking", &[("ty", "o'neil")]),
+                Ok("max_decel_mps2 >= 2.0 AND object_type = 'o''neil'"),
+            ),
+            (
+                req("hard_braking", &[("nope", "1")]),
+                Err("no {nope} placeholder"),
+            ),
+            (
+                req("no_such_rule", &[]),
+                Err("no mining rule named `no_such_rule`"),
+            ),
             (req("ttc_s < 3", &[]), Ok("ttc_s < 3")),
             (req("ttc_s < {t}", &[("t", "2")]), Ok("ttc_s < 2")),
             (req("ttc_s < {t}", &[]), Err("no value given")),

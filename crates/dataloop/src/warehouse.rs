@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use deltalake::DeltaTable;
 use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
@@ -17,7 +18,6 @@ use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, DataType, StructField};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::DeltaTable;
 use url::Url;
 
 use crate::clip::{Clip, SimpleFields};
@@ -66,7 +66,11 @@ pub fn simple_schema() -> SchemaRef {
 
 /// Arrow schema of a warehouse row: simple fields, `batch_id`, `trajectory`, `ingest_date`.
 pub fn warehouse_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = simple_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = simple_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new("trajectory", ArrowType::Binary, false));
     fields.push(Field::new(PARTITION_COLUMN, ArrowType::Utf8, false));
     Arc::new(Schema::new(fields))
@@ -92,7 +96,12 @@ pub fn simple_batch(clips: &[&SimpleFields], batch_id: &str) -> Result<RecordBat
         s(|c| &c.log_id),
         s(|c| &c.track_id),
         s(|c| &c.object_type),
-        Arc::new(clips.iter().map(|c| c.city.as_deref()).collect::<StringArray>()),
+        Arc::new(
+            clips
+                .iter()
+                .map(|c| c.city.as_deref())
+                .collect::<StringArray>(),
+        ),
         s(|c| &c.split),
         s(|c| &c.category),
         d(|c| c.start_time_s),
@@ -105,9 +114,15 @@ pub fn simple_batch(clips: &[&SimpleFields], batch_id: &str) -> Result<RecordBat
         d(|c| c.path_length_m),
         o(|c| c.lead_distance_m),
         o(|c| c.ttc_s),
-        Arc::new(Int64Array::from_iter_values(clips.iter().map(|c| c.agents_nearby))),
-        Arc::new(Int64Array::from_iter_values(clips.iter().map(|c| c.pedestrians_nearby))),
-        Arc::new(StringArray::from_iter_values(clips.iter().map(|_| batch_id))),
+        Arc::new(Int64Array::from_iter_values(
+            clips.iter().map(|c| c.agents_nearby),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            clips.iter().map(|c| c.pedestrians_nearby),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            clips.iter().map(|_| batch_id),
+        )),
     ];
     Ok(RecordBatch::try_new(simple_schema(), columns)?)
 }
@@ -219,7 +234,10 @@ impl Warehouse {
         writer.write(batch).await?;
         let adds = writer.flush().await?;
         if hook == BeforeCommit::HangBeforeCommit {
-            tracing::warn!(files = adds.len(), "data files written; pausing before commit");
+            tracing::warn!(
+                files = adds.len(),
+                "data files written; pausing before commit"
+            );
             std::future::pending::<()>().await;
         }
         let snapshot = self.table.snapshot()?;
@@ -275,7 +293,10 @@ impl Warehouse {
             schema.clone(),
             vec![Arc::new(StringArray::from_iter_values(ids.iter()))],
         )?;
-        ctx.register_table("id_list", Arc::new(MemTable::try_new(schema, vec![vec![list]])?))?;
+        ctx.register_table(
+            "id_list",
+            Arc::new(MemTable::try_new(schema, vec![vec![list]])?),
+        )?;
         let batches = ctx
             .sql(
                 "SELECT w.clip_id, w.split, w.category, w.trajectory FROM warehouse w \
@@ -314,7 +335,10 @@ impl Warehouse {
         let df = ctx
             .table(TABLE)
             .await?
-            .filter(deltalake::datafusion::prelude::col("batch_id").eq(deltalake::datafusion::prelude::lit(batch_id)))?
+            .filter(
+                deltalake::datafusion::prelude::col("batch_id")
+                    .eq(deltalake::datafusion::prelude::lit(batch_id)),
+            )?
             .select_columns(&names)?;
         Ok(df.collect().await?)
     }
@@ -364,7 +388,11 @@ pub fn decode_rows(batches: &[RecordBatch]) -> Result<Vec<StoredClip>> {
         let text = |i: usize| deltalake::arrow::compute::cast(b.column(i), &ArrowType::Utf8);
         let (ids, splits, cats) = (text(0)?, text(1)?, text(2)?);
         let blobs = deltalake::arrow::compute::cast(b.column(3), &ArrowType::Binary)?;
-        let (ids, splits, cats) = (ids.as_string::<i32>(), splits.as_string::<i32>(), cats.as_string::<i32>());
+        let (ids, splits, cats) = (
+            ids.as_string::<i32>(),
+            splits.as_string::<i32>(),
+            cats.as_string::<i32>(),
+        );
         let blobs = blobs.as_binary::<i32>();
         for i in 0..b.num_rows() {
             let clip_id = ids.value(i).to_owned();

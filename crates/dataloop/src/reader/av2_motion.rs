@@ -141,7 +141,10 @@ mod tests {
         let log = read(&path);
         assert!(log.rejections.is_empty(), "{:?}", log.rejections);
         assert_eq!(log.tracks.len(), 58);
-        assert_eq!(log.tracks.iter().map(|t| t.times_s.len()).sum::<usize>(), 2434);
+        assert_eq!(
+            log.tracks.iter().map(|t| t.times_s.len()).sum::<usize>(),
+            2434
+        );
         assert_eq!(log.city.as_deref(), Some("austin"));
         assert_eq!(log.log_id, "0a1e6f0a-1817-4a98-b02e-db8c9327d151");
         let focal = log.tracks.iter().find(|t| t.track_id == "138951").unwrap();
@@ -156,6 +159,10 @@ mod tests {
         let log = read(&path);
         assert!(log.tracks.is_empty() && log.files.is_empty());
         assert_eq!(log.rejections.len(), 1);
-        assert!(log.rejections[0].reason.contains("Parquet"), "{:?}", log.rejections);
+        assert!(
+            log.rejections[0].reason.contains("Parquet"),
+            "{:?}",
+            log.rejections
+        );
     }
 }

@@ -99,7 +99,12 @@ fn quaternions(batch: &RecordBatch) -> Result<Vec<Quaternion>, String> {
         f64s(batch, "qz")?,
     );
     Ok((0..batch.num_rows())
-        .map(|i| Quaternion { w: w[i], x: x[i], y: y[i], z: z[i] })
+        .map(|i| Quaternion {
+            w: w[i],
+            x: x[i],
+            y: y[i],
+            z: z[i],
+        })
         .collect())
 }
 
@@ -133,7 +138,11 @@ fn read_poses(path: &Path, rejections: &mut Vec<Rejection>) -> Result<Vec<Pose>,
         for i in 0..batch.num_rows() {
             let p = [x[i], y[i], z[i]];
             match check_row(t[i], &q[i], p) {
-                Ok(t_s) => poses.push(Pose { t_s, q: q[i], t_m: p }),
+                Ok(t_s) => poses.push(Pose {
+                    t_s,
+                    q: q[i],
+                    t_m: p,
+                }),
                 Err(reason) => rejections.push(Rejection::row(path, row_base + i as u64, reason)),
             }
         }
@@ -235,14 +244,23 @@ mod tests {
 
     #[test]
     fn reads_the_bundled_log() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/driving/av2_sensor_log_7fab2350");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/driving/av2_sensor_log_7fab2350");
         let log = read(&dir);
-        assert!(log.rejections.is_empty(), "{:?}", &log.rejections[..log.rejections.len().min(3)]);
+        assert!(
+            log.rejections.is_empty(),
+            "{:?}",
+            &log.rejections[..log.rejections.len().min(3)]
+        );
         assert_eq!(log.files.len(), 2);
         // 114 labelled tracks + the ego vehicle.
         assert_eq!(log.tracks.len(), 115);
         assert_eq!(
-            log.tracks.iter().skip(1).map(|t| t.times_s.len()).sum::<usize>(),
+            log.tracks
+                .iter()
+                .skip(1)
+                .map(|t| t.times_s.len())
+                .sum::<usize>(),
             11_364
         );
         // SOURCE.md: 36 tracks move more than 2 m in the city frame.
@@ -260,13 +278,26 @@ mod tests {
 
     #[test]
     fn truncated_feather_is_rejected_whole() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/driving/av2_sensor_log_7fab2350");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/driving/av2_sensor_log_7fab2350");
         let dir = tempfile::tempdir().unwrap();
-        fs_err::copy(src.join("city_SE3_egovehicle.feather"), dir.path().join("city_SE3_egovehicle.feather")).unwrap();
+        fs_err::copy(
+            src.join("city_SE3_egovehicle.feather"),
+            dir.path().join("city_SE3_egovehicle.feather"),
+        )
+        .unwrap();
         let bytes = fs_err::read(src.join("annotations.feather")).unwrap();
-        fs_err::write(dir.path().join("annotations.feather"), &bytes[..bytes.len() / 2]).unwrap();
+        fs_err::write(
+            dir.path().join("annotations.feather"),
+            &bytes[..bytes.len() / 2],
+        )
+        .unwrap();
         let log = read(dir.path());
-        assert_eq!(log.tracks.len(), 1, "the ego track from the good pose file is kept");
+        assert_eq!(
+            log.tracks.len(),
+            1,
+            "the ego track from the good pose file is kept"
+        );
         assert_eq!(log.rejections.len(), 1);
         assert!(log.rejections[0].file.ends_with("annotations.feather"));
         assert!(log.rejections[0].row.is_none());

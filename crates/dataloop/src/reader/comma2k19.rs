@@ -19,9 +19,10 @@ const WEEK_S: f64 = 604_800.0;
 
 /// Reads the segment directory `dir`. The log id is the directory name.
 pub fn read(dir: &Path) -> LogData {
-    let log_id = dir
-        .file_name()
-        .map_or_else(|| "comma2k19".to_owned(), |n| n.to_string_lossy().into_owned());
+    let log_id = dir.file_name().map_or_else(
+        || "comma2k19".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let mut log = LogData {
         source: Source::Comma2k19,
         log_id,
@@ -36,7 +37,8 @@ pub fn read(dir: &Path) -> LogData {
     let times = load(&pose.join("frame_times"), Some(1), &mut log);
     let positions = load(&pose.join("frame_positions"), Some(3), &mut log);
     if let (Some(times), Some(positions)) = (&times, &positions) {
-        log.tracks.extend(ego_track(times, positions, &pose, &mut log.rejections));
+        log.tracks
+            .extend(ego_track(times, positions, &pose, &mut log.rejections));
         if let Some(gps) = load(&pose.join("frame_gps_times"), Some(2), &mut log)
             && gps.rows == times.rows
             && gps.rows > 0
@@ -179,7 +181,8 @@ mod tests {
 
     #[test]
     fn reads_the_bundled_segment() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/driving/comma2k19_segment");
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/driving/comma2k19_segment");
         let log = read(&dir);
         assert!(log.rejections.is_empty(), "{:?}", log.rejections);
         assert_eq!(log.tracks.len(), 1);
@@ -195,6 +198,9 @@ mod tests {
         assert_eq!(log.radar.len(), 10_100);
         // 2018-08-02 in Unix seconds.
         let start = log.unix_offset_s.unwrap() + ego.times_s[0];
-        assert!((1_533_168_000.0..1_533_254_400.0).contains(&start), "{start}");
+        assert!(
+            (1_533_168_000.0..1_533_254_400.0).contains(&start),
+            "{start}"
+        );
     }
 }

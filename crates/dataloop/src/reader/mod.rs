@@ -164,7 +164,8 @@ fn discover_into(path: &Path, depth: usize, found: &mut Vec<LogLocation>) -> Res
         }
         return Ok(());
     }
-    if path.join("annotations.feather").exists() || path.join("city_SE3_egovehicle.feather").exists()
+    if path.join("annotations.feather").exists()
+        || path.join("city_SE3_egovehicle.feather").exists()
     {
         found.push(LogLocation {
             source: Source::Av2Sensor,
@@ -239,7 +240,13 @@ pub(crate) mod columns {
         let array = cast(column(batch, name)?, &DataType::Float64).map_err(|e| e.to_string())?;
         let typed = array.as_primitive::<Float64Type>();
         Ok((0..typed.len())
-            .map(|i| if typed.is_null(i) { f64::NAN } else { typed.value(i) })
+            .map(|i| {
+                if typed.is_null(i) {
+                    f64::NAN
+                } else {
+                    typed.value(i)
+                }
+            })
             .collect())
     }
 

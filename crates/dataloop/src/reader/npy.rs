@@ -49,9 +49,11 @@ pub fn read_f64(path: &Path) -> Result<Matrix, ReadError> {
         [n, m] => (usize_of(*n, path)?, usize_of(*m, path)?),
         other => return Err(bad(format!("{} dimensions, expected 1 or 2", other.len()))),
     };
-    let data: Vec<f64> = file
-        .into_vec::<f64>()
-        .map_err(|e| bad(format!("dtype {dtype:?} is not little-endian f64 or body is short: {e}")))?;
+    let data: Vec<f64> = file.into_vec::<f64>().map_err(|e| {
+        bad(format!(
+            "dtype {dtype:?} is not little-endian f64 or body is short: {e}"
+        ))
+    })?;
     if data.len() != rows * cols {
         return Err(bad(format!(
             "body holds {} values, header says {rows}×{cols}",
@@ -106,14 +108,39 @@ mod tests {
     #[test]
     fn reads_orders_and_rejects_bad_files() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: Vec<(&str, Vec<u8>, Result<Vec<f64>, &str>)> = vec![
-            ("c", npy_bytes("<f8", false, "(2, 3)", &f64s(&[1., 2., 3., 4., 5., 6.])), Ok(vec![1., 2., 3., 4., 5., 6.])),
+        type Case = (&'static str, Vec<u8>, Result<Vec<f64>, &'static str>);
+        let cases: Vec<Case> = vec![
+            (
+                "c",
+                npy_bytes("<f8", false, "(2, 3)", &f64s(&[1., 2., 3., 4., 5., 6.])),
+                Ok(vec![1., 2., 3., 4., 5., 6.]),
+            ),
             // Fortran order: columns stored first.
-            ("f", npy_bytes("<f8", true, "(2, 3)", &f64s(&[1., 4., 2., 5., 3., 6.])), Ok(vec![1., 2., 3., 4., 5., 6.])),
-            ("1d", npy_bytes("<f8", false, "(3,)", &f64s(&[7., 8., 9.])), Ok(vec![7., 8., 9.])),
-            ("short", npy_bytes("<f8", false, "(4,)", &f64s(&[1., 2.])), Err("not a readable NumPy")),
-            ("dtype", npy_bytes("|S8", false, "(1,)", b"abcdefgh"), Err("not a readable NumPy")),
-            ("garbage", b"not numpy at all".to_vec(), Err("not a readable NumPy")),
+            (
+                "f",
+                npy_bytes("<f8", true, "(2, 3)", &f64s(&[1., 4., 2., 5., 3., 6.])),
+                Ok(vec![1., 2., 3., 4., 5., 6.]),
+            ),
+            (
+                "1d",
+                npy_bytes("<f8", false, "(3,)", &f64s(&[7., 8., 9.])),
+                Ok(vec![7., 8., 9.]),
+            ),
+            (
+                "short",
+                npy_bytes("<f8", false, "(4,)", &f64s(&[1., 2.])),
+                Err("not a readable NumPy"),
+            ),
+            (
+                "dtype",
+                npy_bytes("|S8", false, "(1,)", b"abcdefgh"),
+                Err("not a readable NumPy"),
+            ),
+            (
+                "garbage",
+                b"not numpy at all".to_vec(),
+                Err("not a readable NumPy"),
+            ),
         ];
         for (name, bytes, want) in cases {
             let path = dir.path().join(name);

@@ -9,7 +9,11 @@ use crate::{dataloop_ok, last_json, python, sql_ids};
 fn python_deltalake_reads_the_same_rows() {
     let dir = testkit::tempdir();
     let data = dir.path().join("data");
-    let report = last_json(&dataloop_ok(&data, &["ingest", "--input", "data/driving", "--json"], 0));
+    let report = last_json(&dataloop_ok(
+        &data,
+        &["ingest", "--input", "data/driving", "--json"],
+        0,
+    ));
     let clips = report["clips"].as_u64().unwrap();
     assert!(clips > 100, "{report}");
     assert_eq!(report["warehouse_version"], 1);
@@ -20,12 +24,12 @@ fn python_deltalake_reads_the_same_rows() {
 import json, sys
 from deltalake import DeltaTable, QueryBuilder
 dt = DeltaTable(sys.argv[1])
-t = QueryBuilder().register("t", dt).execute("SELECT clip_id, length(trajectory) AS n, ingest_date FROM t ORDER BY clip_id").read_all()
+t = QueryBuilder().register("t", dt).execute("SELECT clip_id, trajectory, ingest_date FROM t ORDER BY clip_id").read_all()
 print(json.dumps({
     "version": dt.version(),
     "partitions": dt.metadata().partition_columns,
     "ids": t.column("clip_id").to_pylist(),
-    "min_blob": min(t.column("n").to_pylist()),
+    "blob_bytes": [len(bytes(b)) for b in t.column("trajectory").to_pylist()],
     "dates": sorted(set(t.column("ingest_date").to_pylist())),
 }))
 "#;
@@ -35,12 +39,47 @@ print(json.dumps({
         .arg(data.join("warehouse"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let theirs = last_json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(theirs["version"], 1);
     assert_eq!(theirs["partitions"], serde_json::json!(["ingest_date"]));
-    let their_ids: Vec<String> = theirs["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    let their_ids: Vec<String> = theirs["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(their_ids, ours);
-    assert!(theirs["min_blob"].as_u64().unwrap() > 500, "trajectory blobs are present: {theirs}");
+    // The complex field: same blob sizes per clip as our own reader sees.
+    let ours_blobs = last_json(&dataloop_ok(
+        &data,
+        &[
+            "sql",
+            "SELECT clip_id, trajectory FROM warehouse ORDER BY clip_id",
+            "--json",
+        ],
+        0,
+    ));
+    let ours_bytes: Vec<u64> = ours_blobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["trajectory"]["bytes"].as_u64().unwrap())
+        .collect();
+    let their_bytes: Vec<u64> = theirs["blob_bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(their_bytes, ours_bytes);
+    assert!(
+        their_bytes.iter().all(|&n| n > 1000),
+        "trajectory blobs are present"
+    );
     assert_eq!(theirs["dates"].as_array().unwrap().len(), 1);
 }

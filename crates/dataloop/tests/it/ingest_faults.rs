@@ -27,37 +27,75 @@ fn corrupt_file_is_rejected_and_the_rest_is_kept() {
     let logs = dir.path().join("logs");
     // Good: the comma2k19 segment and the AV2 scenario. Bad: the sensor log's annotations cut in
     // half (its pose file is fine, so the ego track is kept).
-    copy_dir(&testkit::data_path("driving/comma2k19_segment"), &logs.join("comma"));
+    copy_dir(
+        &testkit::data_path("driving/comma2k19_segment"),
+        &logs.join("comma"),
+    );
     fs_err::create_dir_all(logs.join("scenario")).unwrap();
     fs_err::copy(
-        testkit::data_path("driving/av2_motion_forecasting/scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet"),
+        testkit::data_path(
+            "driving/av2_motion_forecasting/scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet",
+        ),
         logs.join("scenario/scenario_0a1e6f0a-1817-4a98-b02e-db8c9327d151.parquet"),
     )
     .unwrap();
     let sensor = logs.join("sensor_broken");
-    copy_dir(&testkit::data_path("driving/av2_sensor_log_7fab2350"), &sensor);
+    copy_dir(
+        &testkit::data_path("driving/av2_sensor_log_7fab2350"),
+        &sensor,
+    );
     let bytes = fs_err::read(sensor.join("annotations.feather")).unwrap();
-    fs_err::write(sensor.join("annotations.feather"), &bytes[..bytes.len() / 3]).unwrap();
+    fs_err::write(
+        sensor.join("annotations.feather"),
+        &bytes[..bytes.len() / 3],
+    )
+    .unwrap();
 
     let data = dir.path().join("data");
-    let report = last_json(&dataloop_ok(&data, &["ingest", "--input", logs.to_str().unwrap(), "--json"], 2));
+    let report = last_json(&dataloop_ok(
+        &data,
+        &["ingest", "--input", logs.to_str().unwrap(), "--json"],
+        2,
+    ));
     let rejections = report["rejections"].as_array().unwrap();
     assert_eq!(rejections.len(), 1, "{report}");
     let r = &rejections[0];
-    assert!(r["file"].as_str().unwrap().ends_with("sensor_broken/annotations.feather"), "{r}");
+    assert!(
+        r["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("sensor_broken/annotations.feather"),
+        "{r}"
+    );
     assert!(r["row"].is_null(), "whole file: {r}");
     assert!(r["reason"].as_str().unwrap().contains("Arrow IPC"), "{r}");
     assert_eq!(report["warehouse_version"], 1);
 
     let per_source = last_json(&dataloop_ok(
         &data,
-        &["sql", "SELECT source, count(*) AS n FROM olap GROUP BY source ORDER BY source", "--json"],
+        &[
+            "sql",
+            "SELECT source, count(*) AS n FROM olap GROUP BY source ORDER BY source",
+            "--json",
+        ],
         0,
     ));
-    let sources: Vec<&str> = per_source.as_array().unwrap().iter().map(|r| r["source"].as_str().unwrap()).collect();
-    assert_eq!(sources, ["av2_motion", "av2_sensor", "comma2k19"], "{per_source}");
+    let sources: Vec<&str> = per_source
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        ["av2_motion", "av2_sensor", "comma2k19"],
+        "{per_source}"
+    );
     // Only the ego vehicle survives from the broken sensor log.
-    let sensor_tracks = sql_ids(&data, "SELECT DISTINCT track_id AS clip_id FROM olap WHERE source = 'av2_sensor'");
+    let sensor_tracks = sql_ids(
+        &data,
+        "SELECT DISTINCT track_id AS clip_id FROM olap WHERE source = 'av2_sensor'",
+    );
     assert_eq!(sensor_tracks, ["ego"]);
 }
 
@@ -73,11 +111,20 @@ fn bad_rows_are_rejected_with_their_row_number() {
     bytes[at..at + 8].copy_from_slice(&f64::NAN.to_le_bytes());
     fs_err::write(&path, bytes).unwrap();
     let data = dir.path().join("data");
-    let report = last_json(&dataloop_ok(&data, &["ingest", "--input", logs.to_str().unwrap(), "--json"], 2));
+    let report = last_json(&dataloop_ok(
+        &data,
+        &["ingest", "--input", logs.to_str().unwrap(), "--json"],
+        2,
+    ));
     let rejections = report["rejections"].as_array().unwrap();
     assert_eq!(rejections.len(), 1, "{report}");
     assert_eq!(rejections[0]["row"], 5);
-    assert!(rejections[0]["file"].as_str().unwrap().ends_with("frame_positions"));
+    assert!(
+        rejections[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("frame_positions")
+    );
     // The 1-sample hole is bridged by resampling: all windows are kept.
     assert!(report["clips"].as_u64().unwrap() >= 50, "{report}");
 }
@@ -88,7 +135,12 @@ fn interrupted_ingest_leaves_the_previous_version() {
     let data = dir.path().join("data");
     let first = last_json(&dataloop_ok(
         &data,
-        &["ingest", "--input", "data/driving/av2_motion_forecasting", "--json"],
+        &[
+            "ingest",
+            "--input",
+            "data/driving/av2_motion_forecasting",
+            "--json",
+        ],
         0,
     ));
     assert_eq!(first["warehouse_version"], 1);
@@ -101,7 +153,9 @@ fn interrupted_ingest_leaves_the_previous_version() {
             data.to_str().unwrap(),
             "ingest",
             "--input",
-            testkit::data_path("driving/av2_sensor_log_7fab2350").to_str().unwrap(),
+            testkit::data_path("driving/av2_sensor_log_7fab2350")
+                .to_str()
+                .unwrap(),
             "--pause-before-commit",
         ])
         .ready(testkit::Ready::Log("pausing before commit".to_owned()))
@@ -114,7 +168,10 @@ fn interrupted_ingest_leaves_the_previous_version() {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .count();
-    assert!(parquet_files >= 2, "the killed batch had written its data files ({parquet_files})");
+    assert!(
+        parquet_files >= 2,
+        "the killed batch had written its data files ({parquet_files})"
+    );
     assert_eq!(sql_ids(&data, "SELECT clip_id FROM warehouse"), rows_before);
     let out = Command::new(python())
         .arg("-c")
@@ -122,17 +179,33 @@ fn interrupted_ingest_leaves_the_previous_version() {
         .arg(data.join("warehouse"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parts = text.split_whitespace();
-    assert_eq!(parts.next(), Some("1"), "table version after the kill: {text}");
+    assert_eq!(
+        parts.next(),
+        Some("1"),
+        "table version after the kill: {text}"
+    );
     let live_files: usize = parts.next().unwrap().parse().unwrap();
-    assert!(live_files < parquet_files, "orphan files are not part of the table");
+    assert!(
+        live_files < parquet_files,
+        "orphan files are not part of the table"
+    );
 
     // The next ingest commits normally on top of version 1.
     let next = last_json(&dataloop_ok(
         &data,
-        &["ingest", "--input", "data/driving/av2_sensor_log_7fab2350", "--json"],
+        &[
+            "ingest",
+            "--input",
+            "data/driving/av2_sensor_log_7fab2350",
+            "--json",
+        ],
         0,
     ));
     assert_eq!(next["warehouse_version"], 2);

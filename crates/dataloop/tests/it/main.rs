@@ -46,7 +46,11 @@ pub fn dataloop_ok(data_dir: &Path, args: &[&str], code: i32) -> String {
 
 /// The last stdout line parsed as JSON.
 pub fn last_json(stdout: &str) -> serde_json::Value {
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).expect("output");
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .expect("output");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
