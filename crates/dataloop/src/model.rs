@@ -4,13 +4,15 @@
 //! multi-task elastic net at `l1_ratio = 0` (pure L2). In the agent frame (origin at the present
 //! position, x along the recent direction of travel) it predicts how far the future deviates from
 //! what constant velocity gives, at six knots (0.5, 1.0, ... 3.0 s; linear in between, zero at
-//! the present). The 15 features are velocity estimates over nested spans (last sample, 0.3 s,
-//! 0.5 s, 1 s, 2 s, as successive differences so they are weakly correlated), an acceleration
-//! estimate, a pedestrian-gated velocity and a curvature term. All features vanish for a still
-//! object and there is no intercept, so the model can only refine constant velocity for moving
-//! objects and strong regularisation falls back to it, which suits the small data (hundreds of
-//! windows). The ridge penalty is picked on a validation part of the training windows (split by
-//! window-id hash); features are scaled by their root mean square on the training windows.
+//! the present). The 15 features are differences between velocity estimates over nested spans
+//! (last sample, 0.3 s, 0.5 s, 1 s, 2 s; successive differences are weakly correlated), an
+//! acceleration estimate, a pedestrian-gated velocity, a smoothing term gated to near-still
+//! objects (label jitter) and a curvature term. The raw speed is deliberately not a feature and
+//! there is no intercept: the model can only refine constant velocity, no speed-proportional bias
+//! learnt in town is extrapolated to the highway, and strong regularisation falls back to
+//! constant velocity, which suits the small data (hundreds of windows). The ridge penalty is
+//! picked on a validation part of the training windows (whole tracks, by hash); features are
+//! scaled by their root mean square on the training windows.
 //!
 //! Incremental training (seed [0050]) warm-starts from the current model: the features keep the
 //! champion's scaling and the fit is a ridge on the champion's residuals, i.e. the new weights
@@ -28,7 +30,7 @@ use crate::error::Error;
 use crate::trajectory::Trajectory;
 
 /// Number of input features.
-pub const FEATURES: usize = 13;
+pub const FEATURES: usize = 15;
 /// Future steps (10 Hz) at which the residual is predicted; linear in between.
 pub const KNOTS: [usize; 6] = [5, 10, 15, 20, 25, 30];
 /// Number of outputs: residual (x, y) at each knot.
@@ -152,6 +154,8 @@ impl AgentWindow {
             0.0
         };
         let ped = self.class[0];
+        // Near-still objects (label jitter dominates): their own smoothing weights.
+        let slow = f64::from(u8::from(v20[0].hypot(v20[1]) < 1.0));
         [
             v3[0] - v1[0],
             v3[1] - v1[1],
@@ -165,6 +169,8 @@ impl AgentWindow {
             accel[1],
             ped * v10[0],
             ped * v10[1],
+            slow * (v20[0] - v1[0]),
+            slow * (v20[1] - v1[1]),
             speed * turn,
         ]
     }
