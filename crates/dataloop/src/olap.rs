@@ -92,7 +92,11 @@ impl Olap {
     /// left half-written.
     pub fn write_batch(&self, batch_id: &str, batches: &[RecordBatch]) -> Result<usize> {
         let schema = simple_schema();
-        let all = concat_batches(&schema, batches)?;
+        let conformed = batches
+            .iter()
+            .map(|b| conform(b, &schema))
+            .collect::<Result<Vec<_>>>()?;
+        let all = concat_batches(&schema, &conformed)?;
         if all.num_rows() == 0 {
             return Ok(0);
         }
@@ -170,6 +174,20 @@ impl Olap {
             })
             .unwrap_or(0))
     }
+}
+
+/// `batch` with the columns of `schema`, by name, cast to its types (DataFusion may hand back
+/// `Utf8View` for `Utf8`).
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let col = batch.column(batch.schema().index_of(f.name())?);
+            Ok(deltalake::arrow::compute::cast(col, f.data_type())?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 fn sorted_without_source(batch: &RecordBatch) -> Result<RecordBatch> {

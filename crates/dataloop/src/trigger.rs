@@ -25,8 +25,26 @@ pub struct MiningRequest {
     /// A rule name from the config, or a boolean SQL predicate over the `olap` columns.
     pub rule: String,
     /// `{placeholder}` values; numbers are used as numbers, anything else as a quoted string.
-    #[serde(default)]
+    /// Over HTTP a value may be a JSON string, number or boolean.
+    #[serde(default, deserialize_with = "scalar_map")]
     pub params: BTreeMap<String, String>,
+}
+
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    use serde::Deserialize as _;
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Number(n) => Ok((k, n.to_string())),
+            serde_json::Value::Bool(b) => Ok((k, b.to_string())),
+            other => Err(serde::de::Error::custom(format!(
+                "parameter `{k}` must be a string or number, got {other}"
+            ))),
+        })
+        .collect()
 }
 
 /// A request resolved against the configured rules.
@@ -262,6 +280,20 @@ mod tests {
             },
         );
         r
+    }
+
+    #[test]
+    fn http_params_accept_numbers() {
+        let r: MiningRequest =
+            serde_json::from_str(r#"{"rule": "x", "params": {"a": 2, "b": "v", "c": 1.5}}"#)
+                .unwrap();
+        assert_eq!(r.params["a"], "2");
+        assert_eq!(r.params["b"], "v");
+        assert_eq!(r.params["c"], "1.5");
+        assert!(
+            serde_json::from_str::<MiningRequest>(r#"{"rule": "x", "params": {"a": [1]}}"#)
+                .is_err()
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ async fn serve_runs_triggers_over_http() {
     assert_eq!(scheduled["mode"], "full", "{scheduled}");
     let manual = client
         .post(peer.url("/trigger"))
-        .json(&json!({"rule": "moving_in_traffic", "params": {"min_agents": "2"}}))
+        .json(&json!({"rule": "moving_in_traffic", "params": {"min_agents": 2}}))
         .send()
         .await
         .unwrap();

@@ -223,3 +223,41 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn olap_store_is_rebuilt_from_committed_warehouse_batches() {
+    // A crash between the Delta commit and the OLAP write leaves a committed batch without OLAP
+    // rows; the next ingest restores them from the warehouse.
+    let dir = testkit::tempdir();
+    let data = dir.path().join("data");
+    dataloop_ok(
+        &data,
+        &[
+            "ingest",
+            "--input",
+            "data/driving/comma2k19_segment",
+            "--json",
+        ],
+        0,
+    );
+    let committed = sql_ids(&data, "SELECT clip_id FROM warehouse");
+    fs_err::remove_dir_all(data.join("olap")).unwrap();
+    let report = last_json(&dataloop_ok(
+        &data,
+        &[
+            "ingest",
+            "--input",
+            "data/driving/av2_motion_forecasting",
+            "--json",
+        ],
+        0,
+    ));
+    assert_eq!(
+        report["olap_rows"].as_u64().unwrap() as usize,
+        committed.len() + report["clips"].as_u64().unwrap() as usize
+    );
+    assert_eq!(
+        sql_ids(&data, "SELECT clip_id FROM olap WHERE source = 'comma2k19'"),
+        committed
+    );
+}
