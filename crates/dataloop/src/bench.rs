@@ -40,17 +40,11 @@ pub struct BenchArgs {
     pub python: Option<PathBuf>,
 }
 
-/// The mining filters timed on both engines.
-const QUERIES: [(&str, &str); 5] = [
-    ("hard_braking", "max_decel_mps2 >= 2.0"),
-    ("high_lateral_accel", "max_lat_accel_mps2 >= 1.5"),
-    ("pedestrians_near", "pedestrians_nearby >= 1"),
-    (
-        "type_and_speed",
-        "object_type = 'pedestrian' AND mean_speed_mps > 1.0",
-    ),
-    ("low_ttc", "ttc_s IS NOT NULL AND ttc_s < 6.0"),
-];
+/// An ad-hoc filter timed beside the configured rules.
+const ADHOC: (&str, &str) = (
+    "adhoc_type_speed",
+    "object_type = 'pedestrian' AND mean_speed_mps > 1.0",
+);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -66,6 +60,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
         .prefix("dataloop-bench-")
         .tempdir()?;
     let mut config = config;
+    let config_rules = config.rules.clone();
     config.data_dir = root.path().join("data");
     let mut dl = DataLoop::open(config, false).await?;
     let input = if Path::new("data/driving").is_dir() {
@@ -99,15 +94,34 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let olap = Olap::open(&scaled_dir)?;
     let t = Instant::now();
     let mut written = 0;
-    for k in 0..copies {
-        let copy = replicate(&real, k)?;
-        written += olap.write_batch(&format!("{k:05}"), &[copy])?;
+    let mut files = 0;
+    // 100 copies per batch file: files of ~80k rows (~10 row groups), not thousands of tiny ones.
+    for chunk in (0..copies).collect::<Vec<_>>().chunks(100) {
+        let parts = chunk
+            .iter()
+            .map(|&k| replicate(&real, k))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        written += olap.write_batch(&format!("{:05}", chunk[0]), &parts)?;
+        files += 1;
     }
     let write_s = t.elapsed().as_secs_f64();
     let ctx = session();
     olap.register(&ctx).await?;
+    // The configured mining rules with their default parameters, plus one ad-hoc filter.
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for name in config_rules.keys() {
+        let rule = crate::trigger::resolve(
+            &crate::trigger::MiningRequest {
+                rule: name.clone(),
+                params: Default::default(),
+            },
+            &config_rules,
+        )?;
+        queries.push((name.clone(), rule.predicate));
+    }
+    queries.push((ADHOC.0.to_owned(), ADHOC.1.to_owned()));
     let mut df_rows = Vec::new();
-    for (name, predicate) in QUERIES {
+    for (name, predicate) in &queries {
         let sql = format!("SELECT count(*) AS n FROM olap WHERE {predicate}");
         let mut times = Vec::new();
         let mut n = 0;
@@ -123,10 +137,11 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
         times.remove(0); // first run warms the caches
         df_rows.push((name, predicate, median(times), n));
     }
-    let duck = duckdb_times(&args, &scaled_dir, args.runs)?;
+    let predicates: Vec<&str> = queries.iter().map(|q| q.1.as_str()).collect();
+    let duck = duckdb_times(&args, &scaled_dir, args.runs, &predicates)?;
 
     let mut text = format!(
-        "dataloop bench ({} cores)\n\ningest (bundled logs: read, cut, Delta commit, OLAP file), median of {}: {:.3} s per batch, {} clips -> {:.0} clips/s\nOLAP scaled table: {written} rows in {copies} batches written in {:.2} s ({:.0} rows/s)\n\n",
+        "dataloop bench ({} cores)\n\ningest (bundled logs: read, cut, Delta commit, OLAP file), median of {}: {:.3} s per batch, {} clips -> {:.0} clips/s\nOLAP scaled table: {written} rows ({copies} copies of the real rows) in {files} batches x 3 source partitions written in {:.2} s ({:.0} rows/s)\n\n",
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         args.ingest_runs.max(1),
         ingest_med,
@@ -192,7 +207,12 @@ fn replicate(real: &RecordBatch, k: usize) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn duckdb_times(args: &BenchArgs, dir: &Path, runs: usize) -> anyhow::Result<Vec<(f64, i64)>> {
+fn duckdb_times(
+    args: &BenchArgs,
+    dir: &Path,
+    runs: usize,
+    predicates: &[&str],
+) -> anyhow::Result<Vec<(f64, i64)>> {
     let python = args.python.clone().unwrap_or_else(|| {
         let local = PathBuf::from(".tools/venv/bin/python");
         if local.exists() {
@@ -204,7 +224,6 @@ fn duckdb_times(args: &BenchArgs, dir: &Path, runs: usize) -> anyhow::Result<Vec
             ))
         }
     });
-    let predicates: Vec<&str> = QUERIES.iter().map(|q| q.1).collect();
     let script = r#"
 import duckdb, json, sys, time
 d, runs, preds = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
@@ -227,7 +246,7 @@ print(json.dumps(out))
         .arg(script)
         .arg(dir)
         .arg(runs.max(1).to_string())
-        .arg(serde_json::to_string(&predicates)?)
+        .arg(serde_json::to_string(predicates)?)
         .output()
         .with_context(|| {
             format!(

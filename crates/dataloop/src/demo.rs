@@ -32,7 +32,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub input: Option<PathBuf>,
     /// Mining rule for the manual trigger.
-    #[arg(long, default_value = "moving_in_traffic")]
+    #[arg(long, default_value = "hard_braking")]
     pub rule: String,
     /// Keep the data directory here (must not exist yet) instead of a temporary one.
     #[arg(long)]

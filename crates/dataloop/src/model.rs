@@ -14,10 +14,13 @@
 //! picked on a validation part of the training windows (whole tracks, by hash); features are
 //! scaled by their root mean square on the training windows.
 //!
-//! Incremental training (seed [0050]) warm-starts from the current model: the features keep the
-//! champion's scaling and the fit is a ridge on the champion's residuals, i.e. the new weights
-//! minimise `‖Y − XW‖² + α‖W − W_champion‖²` (a penalty that pulls toward the current model
-//! instead of toward zero).
+//! Incremental training (seed [0050]) warm-starts from the current model: every artefact keeps
+//! the sufficient statistics of all windows its lineage has seen (`XᵀX` and `XᵀY` of the scaled
+//! features and targets, 15×15 and 15×12 numbers). An incremental run adds the new windows'
+//! statistics to the champion's and refits: the result is exactly the ridge fit on everything seen
+//! so far, without re-reading old data (recursive least squares). linfa fits it on a compressed
+//! dataset with the same statistics: `X̃ = Lᵀ`, `Ỹ = L⁻¹ XᵀY` for the Cholesky factor
+//! `L Lᵀ = XᵀX`. The champion's feature scaling and ridge penalty are kept.
 
 use linfa::prelude::*;
 use linfa_elasticnet::MultiTaskElasticNet;
@@ -37,8 +40,11 @@ pub const KNOTS: [usize; 6] = [5, 10, 15, 20, 25, 30];
 pub const OUTPUTS: usize = 2 * KNOTS.len();
 /// Ridge penalties tried on the validation part.
 const ALPHAS: [f64; 5] = [0.001, 0.01, 0.03, 0.1, 0.3];
-/// Fewest training windows accepted.
+/// Fewest training windows accepted for a full fit.
 pub const MIN_TRAIN_WINDOWS: usize = 20;
+/// Fewest training windows accepted for an incremental fit (the prior toward the champion keeps
+/// a small update well posed).
+pub const MIN_INCREMENTAL_WINDOWS: usize = 5;
 
 /// Training mode (seed [0050]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +206,10 @@ pub struct TrajectoryModel {
     pub weights: Vec<f64>,
     /// Windows all fits of this lineage saw (incremental runs add theirs).
     pub train_windows: usize,
+    /// `XᵀX` of the scaled features of those windows, `FEATURES × FEATURES`, row-major.
+    pub gram: Vec<f64>,
+    /// `XᵀY` (features × knot residual targets), `FEATURES × OUTPUTS`, row-major.
+    pub xty: Vec<f64>,
 }
 
 /// What [`train`] did.
@@ -209,8 +219,8 @@ pub struct TrainSummary {
     pub windows: usize,
     /// Chosen ridge penalty.
     pub alpha: f64,
-    /// Validation ADE of the chosen penalty [m].
-    pub validation_ade_m: f64,
+    /// Validation ADE of the chosen penalty [m] (full training only).
+    pub validation_ade_m: Option<f64>,
 }
 
 impl TrajectoryModel {
@@ -233,11 +243,6 @@ impl TrajectoryModel {
                 [p[0] + r[0], p[1] + r[1]]
             })
             .collect()
-    }
-
-    fn weight_matrix(&self) -> Array2<f64> {
-        Array2::from_shape_vec((FEATURES, OUTPUTS), self.weights.clone())
-            .unwrap_or_else(|_| Array2::zeros((FEATURES, OUTPUTS)))
     }
 }
 
@@ -264,22 +269,37 @@ fn interpolate(knots: &[[f64; 2]; KNOTS.len()], step: usize) -> [f64; 2] {
 /// number of fits done out of the total.
 ///
 /// # Errors
-/// [`Error::TooFewWindows`] under [`MIN_TRAIN_WINDOWS`]; [`Error::Fit`] when linfa fails.
+/// [`Error::TooFewWindows`] under [`MIN_TRAIN_WINDOWS`] (full) or [`MIN_INCREMENTAL_WINDOWS`]
+/// (incremental); [`Error::Fit`] when linfa fails.
 pub fn train(
     windows: &[(String, AgentWindow)],
     warm_start: Option<&TrajectoryModel>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<(TrajectoryModel, TrainSummary), Error> {
-    if windows.len() < MIN_TRAIN_WINDOWS {
+    let needed = if warm_start.is_some() {
+        MIN_INCREMENTAL_WINDOWS
+    } else {
+        MIN_TRAIN_WINDOWS
+    };
+    if windows.len() < needed {
         return Err(Error::TooFewWindows {
-            needed: MIN_TRAIN_WINDOWS,
+            needed,
             got: windows.len(),
         });
     }
-    let scale = match warm_start {
-        Some(m) => m.feature_scale.clone(),
-        None => feature_scale(windows.iter().map(|(_, w)| w)),
-    };
+    if let Some(champion) = warm_start {
+        let model = fit_incremental(champion, windows.iter().map(|(_, w)| w))?;
+        progress(1, 1);
+        return Ok((
+            model,
+            TrainSummary {
+                windows: windows.len(),
+                alpha: champion.alpha,
+                validation_ade_m: None,
+            },
+        ));
+    }
+    let scale = feature_scale(windows.iter().map(|(_, w)| w));
     let (fit_part, val_part): (Vec<_>, Vec<_>) = windows.iter().partition(|(id, _)| {
         // Whole tracks go to one side: the id without its `:offset_ms` suffix.
         let track = id.rsplit_once(':').map_or(id.as_str(), |(t, _)| t);
@@ -293,16 +313,16 @@ pub fn train(
     let total = ALPHAS.len() + 1;
     let mut best: Option<(f64, f64)> = None;
     for (i, &alpha) in ALPHAS.iter().enumerate() {
-        let model = fit(fit_part.iter().map(|(_, w)| w), &scale, alpha, warm_start)?;
+        let model = fit(fit_part.iter().map(|(_, w)| w), &scale, alpha)?;
         let ade = mean_ade(&model, val_part.iter().map(|(_, w)| w));
         if best.is_none_or(|(_, b)| ade < b) {
             best = Some((alpha, ade));
         }
         progress(i + 1, total);
     }
-    let (alpha, validation_ade_m) = best.unwrap_or((ALPHAS[ALPHAS.len() - 1], f64::NAN));
-    let mut model = fit(windows.iter().map(|(_, w)| w), &scale, alpha, warm_start)?;
-    model.train_windows = windows.len() + warm_start.map_or(0, |m| m.train_windows);
+    let (alpha, validation_ade_m) =
+        best.map_or((ALPHAS[ALPHAS.len() - 1], None), |(a, v)| (a, Some(v)));
+    let model = fit(windows.iter().map(|(_, w)| w), &scale, alpha)?;
     progress(total, total);
     Ok((
         model,
@@ -326,12 +346,11 @@ fn feature_scale<'a>(windows: impl Iterator<Item = &'a AgentWindow>) -> Vec<f64>
         .collect()
 }
 
-fn fit<'a>(
+/// Scaled feature matrix and knot-residual targets of `windows`.
+fn design<'a>(
     windows: impl Iterator<Item = &'a AgentWindow>,
     scale: &[f64],
-    alpha: f64,
-    warm_start: Option<&TrajectoryModel>,
-) -> Result<TrajectoryModel, Error> {
+) -> (Array2<f64>, Array2<f64>) {
     let windows: Vec<&AgentWindow> = windows.collect();
     let n = windows.len();
     let mut x = Array2::<f64>::zeros((n, FEATURES));
@@ -347,29 +366,128 @@ fn fit<'a>(
             y[[i, 2 * k + 1]] = w.future[step - 1][1] - cv[step - 1][1];
         }
     }
-    let w0 = warm_start.map_or_else(
-        || Array2::zeros((FEATURES, OUTPUTS)),
-        TrajectoryModel::weight_matrix,
-    );
-    // Ridge on the champion's residuals = ridge pulled toward the champion's weights.
-    let y = y - x.dot(&w0);
-    let dataset = Dataset::new(x, y);
+    (x, y)
+}
+
+fn ridge(x: Array2<f64>, y: Array2<f64>, alpha: f64) -> Result<Array2<f64>, Error> {
     let fitted = MultiTaskElasticNet::params()
         .penalty(alpha)
         .l1_ratio(0.0)
         .with_intercept(false)
-        .max_iterations(500)
-        .tolerance(1e-6)
-        .fit(&dataset)
+        .max_iterations(1000)
+        .tolerance(1e-7)
+        .fit(&Dataset::new(x, y))
         .map_err(|e| Error::Fit(e.to_string()))?;
-    let weights = w0 + fitted.hyperplane();
+    Ok(fitted.hyperplane().clone())
+}
+
+fn fit<'a>(
+    windows: impl Iterator<Item = &'a AgentWindow>,
+    scale: &[f64],
+    alpha: f64,
+) -> Result<TrajectoryModel, Error> {
+    let (x, y) = design(windows, scale);
+    let n = x.nrows();
+    let gram = x.t().dot(&x);
+    let xty = x.t().dot(&y);
+    let weights = ridge(x, y, alpha)?;
     Ok(TrajectoryModel {
         kind: "ridge_residual_over_cv".to_owned(),
         alpha,
         feature_scale: scale.to_vec(),
         weights: weights.iter().copied().collect(),
         train_windows: n,
+        gram: gram.iter().copied().collect(),
+        xty: xty.iter().copied().collect(),
     })
+}
+
+/// Adds `windows` to the champion's statistics and refits (see the module docs).
+fn fit_incremental<'a>(
+    champion: &TrajectoryModel,
+    windows: impl Iterator<Item = &'a AgentWindow>,
+) -> Result<TrajectoryModel, Error> {
+    let (x, y) = design(windows, &champion.feature_scale);
+    let shape_err = || Error::Fit("champion artefact has malformed statistics".to_owned());
+    let gram = Array2::from_shape_vec((FEATURES, FEATURES), champion.gram.clone())
+        .map_err(|_| shape_err())?
+        + x.t().dot(&x);
+    let xty = Array2::from_shape_vec((FEATURES, OUTPUTS), champion.xty.clone())
+        .map_err(|_| shape_err())?
+        + x.t().dot(&y);
+    let rows = champion.train_windows + x.nrows();
+    // Features never seen non-zero (e.g. the pedestrian term without pedestrians) have a zero
+    // row/column in XᵀX; like linfa on the raw data, leave them at weight 0.
+    let trace: f64 = gram.diag().sum();
+    let active: Vec<usize> = (0..FEATURES)
+        .filter(|&j| gram[[j, j]] > 1e-12 * trace.max(1e-300))
+        .collect();
+    let sub_gram = gram
+        .select(ndarray::Axis(0), &active)
+        .select(ndarray::Axis(1), &active);
+    let sub_xty = xty.select(ndarray::Axis(0), &active);
+    let lower =
+        cholesky(&sub_gram).ok_or_else(|| Error::Fit("XᵀX is not positive definite".to_owned()))?;
+    let x_compressed = lower.t().to_owned();
+    let y_compressed = forward_substitute(&lower, &sub_xty);
+    // linfa scales the data term by 1/(2·rows); the compressed set has one row per feature.
+    let alpha = champion.alpha * rows as f64 / active.len().max(1) as f64;
+    let sub_weights = ridge(x_compressed, y_compressed, alpha)?;
+    let mut weights = Array2::<f64>::zeros((FEATURES, OUTPUTS));
+    for (row, &j) in active.iter().enumerate() {
+        weights.row_mut(j).assign(&sub_weights.row(row));
+    }
+    Ok(TrajectoryModel {
+        kind: champion.kind.clone(),
+        alpha: champion.alpha,
+        feature_scale: champion.feature_scale.clone(),
+        weights: weights.iter().copied().collect(),
+        train_windows: rows,
+        gram: gram.iter().copied().collect(),
+        xty: xty.iter().copied().collect(),
+    })
+}
+
+/// Lower Cholesky factor of a symmetric positive (semi)definite matrix, with a tiny diagonal
+/// jitter for semidefinite input. `None` when not positive definite.
+fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
+    let n = a.nrows();
+    let trace: f64 = a.diag().sum();
+    let jitter = 1e-10 * trace.max(1.0) / n.max(1) as f64;
+    let mut l = Array2::<f64>::zeros((n, n));
+    for i in 0..n {
+        for j in 0..=i {
+            let mut sum = a[[i, j]];
+            for k in 0..j {
+                sum -= l[[i, k]] * l[[j, k]];
+            }
+            if i == j {
+                let d = sum + jitter;
+                if d <= 0.0 {
+                    return None;
+                }
+                l[[i, i]] = d.sqrt();
+            } else {
+                l[[i, j]] = sum / l[[j, j]];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// Solves `L Z = B` for lower-triangular `L`.
+fn forward_substitute(l: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+    let mut z = b.clone();
+    for c in 0..b.ncols() {
+        for i in 0..l.nrows() {
+            let mut sum = b[[i, c]];
+            for k in 0..i {
+                sum -= l[[i, k]] * z[[k, c]];
+            }
+            z[[i, c]] = sum / l[[i, i]];
+        }
+    }
+    z
 }
 
 fn mean_ade<'a>(model: &TrajectoryModel, windows: impl Iterator<Item = &'a AgentWindow>) -> f64 {
@@ -468,11 +586,77 @@ mod tests {
         let model_ade = score(&|w| model.predict(w));
         let cv_ade = score(&constant_velocity);
         assert!(model_ade < 0.8 * cv_ade, "model {model_ade} vs cv {cv_ade}");
-        // Warm start: an incremental fit keeps the champion's standardisation.
+        // Warm start: an incremental fit keeps the champion's scaling and penalty and adds its
+        // windows to the champion's statistics.
         let (inc, _) = train(&make(200..240), Some(&model), |_, _| {}).unwrap();
         assert_eq!(inc.feature_scale, model.feature_scale);
         assert_eq!(inc.train_windows, 80 + 40);
-        assert!(score(&|w| inc.predict(w)) < cv_ade);
+        let inc_ade = score(&|w| inc.predict(w));
+        let full_union = fit(
+            train_set
+                .iter()
+                .chain(make(200..240).iter())
+                .map(|(_, w)| w),
+            &model.feature_scale,
+            model.alpha,
+        )
+        .unwrap();
+        let union_ade = score(&|w| full_union.predict(w));
+        assert!(
+            inc_ade < cv_ade,
+            "incremental {inc_ade} vs cv {cv_ade}, model {model_ade}, union {union_ade}"
+        );
+    }
+
+    #[test]
+    fn incremental_equals_full_fit_on_the_union() {
+        let windows: Vec<AgentWindow> = (0..60)
+            .map(|i| {
+                AgentWindow::from_trajectory(&trajectory(
+                    i,
+                    4.0 + (i % 5) as f64,
+                    -0.8,
+                    i as f64 * 0.7,
+                    0.1,
+                ))
+            })
+            .collect();
+        let scale = feature_scale(windows.iter());
+        let first = fit(windows[..35].iter(), &scale, 0.05).unwrap();
+        let incremental = fit_incremental(&first, windows[35..].iter()).unwrap();
+        let full = fit(windows.iter(), &scale, 0.05).unwrap();
+        assert_eq!(incremental.train_windows, 60);
+        for (a, b) in incremental.gram.iter().zip(&full.gram) {
+            assert!((a - b).abs() < 1e-9 * b.abs().max(1.0));
+        }
+        let max_diff = incremental
+            .weights
+            .iter()
+            .zip(&full.weights)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let max_w = full.weights.iter().map(|w| w.abs()).fold(0.0, f64::max);
+        assert!(
+            max_diff < 1e-3 * max_w.max(1e-3),
+            "weights differ by {max_diff} (max {max_w})"
+        );
+    }
+
+    #[test]
+    fn cholesky_reconstructs() {
+        let a = ndarray::array![[4.0, 2.0, 0.4], [2.0, 5.0, 1.0], [0.4, 1.0, 3.0]];
+        let l = cholesky(&a).unwrap();
+        let back = l.dot(&l.t());
+        for (x, y) in back.iter().zip(a.iter()) {
+            assert!((x - y).abs() < 1e-8);
+        }
+        let b = ndarray::array![[1.0], [2.0], [3.0]];
+        let z = forward_substitute(&l, &b);
+        let lz = l.dot(&z);
+        for (x, y) in lz.iter().zip(b.iter()) {
+            assert!((x - y).abs() < 1e-9);
+        }
+        assert!(cholesky(&ndarray::array![[-1.0]]).is_none());
     }
 
     #[test]
