@@ -106,7 +106,8 @@ pub fn plot(registry: &Registry, path: &Path) -> Result<()> {
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("model version")
+        .x_desc("model version (filled: promoted to champion)")
+        .x_label_formatter(&|x| format!("v{x:.0}"))
         .y_desc("metres")
         .x_labels(usize::try_from(max_x).unwrap_or(10).min(20))
         .draw()
@@ -133,7 +134,10 @@ pub fn plot(registry: &Registry, path: &Path) -> Result<()> {
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .draw_series(versions.iter().zip(&points).map(|(v, &p)| {
+                let style = if v.promoted { color.filled() } else { color.stroke_width(2) };
+                Circle::new(p, 4, style)
+            }))
             .map_err(|e| err(&e))?;
     }
     chart
