@@ -56,7 +56,10 @@ pub fn run(ts: &Bytes, ts_path: &Path, rounds: usize) -> anyhow::Result<Vec<Row>
         Ok(())
     })?;
     rows.push(Row {
-        task: format!("cut {} MB TS into {blocks} 1 s blocks (+SHA-256)", ts.len() / 1_000_000),
+        task: format!(
+            "cut {} MB TS into {blocks} 1 s blocks (+SHA-256)",
+            ts.len() / 1_000_000
+        ),
         by: "p2plive".into(),
         best_ms: cut.as_secs_f64() * 1e3,
         rate: mb_per_s(ts.len(), cut),
@@ -69,7 +72,16 @@ pub fn run(ts: &Bytes, ts_path: &Path, rounds: usize) -> anyhow::Result<Vec<Row>
             let status = std::process::Command::new(&ffmpeg)
                 .args(["-nostdin", "-v", "error", "-y", "-i"])
                 .arg(ts_path)
-                .args(["-map", "0", "-c", "copy", "-f", "segment", "-segment_time", "1"])
+                .args([
+                    "-map",
+                    "0",
+                    "-c",
+                    "copy",
+                    "-f",
+                    "segment",
+                    "-segment_time",
+                    "1",
+                ])
                 .arg(&pattern)
                 .status()
                 .context("running ffmpeg")?;
@@ -112,7 +124,9 @@ pub fn run(ts: &Bytes, ts_path: &Path, rounds: usize) -> anyhow::Result<Vec<Row>
     let n_blocks = 20_000u64;
     let d = best(rounds, || schedule(n_blocks))?;
     rows.push(Row {
-        task: format!("scheduler: {n_blocks} blocks, 10 substreams, 9 peers (info, block, poll each)"),
+        task: format!(
+            "scheduler: {n_blocks} blocks, 10 substreams, 9 peers (info, block, poll each)"
+        ),
         by: "p2plive".into(),
         best_ms: d.as_secs_f64() * 1e3,
         rate: n_blocks as f64 / d.as_secs_f64().max(1e-9),
@@ -128,7 +142,11 @@ fn schedule(n: u64) -> anyhow::Result<()> {
     let layout = Layout::fixed(10, 1)?;
     let mut s = Scheduler::new(SchedConfig::default(), t0, 0, 1.0, layout.clone());
     s.set_assignment(layout, BTreeMap::from([(1, 0)]));
-    s.set_peers((2..=10).map(|id| (id, BTreeSet::from([id as u32]))).collect());
+    s.set_peers(
+        (2..=10)
+            .map(|id| (id, BTreeSet::from([id as u32])))
+            .collect(),
+    );
     let data = vec![0u8; 188];
     let info = |n: u64| BlockInfo::of(n, 1000, &data);
     let mut pending = Vec::new();
@@ -153,7 +171,10 @@ fn schedule(n: u64) -> anyhow::Result<()> {
 
 /// The rows as an aligned text table.
 pub fn table(rows: &[Row]) -> String {
-    let mut out = format!("{:<72} {:>10} {:>12} {:>12}\n", "task", "by", "best ms", "rate");
+    let mut out = format!(
+        "{:<72} {:>10} {:>12} {:>12}\n",
+        "task", "by", "best ms", "rate"
+    );
     for r in rows {
         out.push_str(&format!(
             "{:<72} {:>10} {:>12.2} {:>12.1} {}\n",

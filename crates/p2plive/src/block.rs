@@ -192,7 +192,10 @@ mod tests {
             stream.extend(pcr_packet(256, i * 270_000));
         }
         let mut cutter = Cutter::new(Duration::from_secs(1));
-        let mut blocks: Vec<CutBlock> = stream.chunks(188 * 7).flat_map(|c| cutter.push(c)).collect();
+        let mut blocks: Vec<CutBlock> = stream
+            .chunks(188 * 7)
+            .flat_map(|c| cutter.push(c))
+            .collect();
         blocks.extend(cutter.finish());
         let numbers: Vec<u64> = blocks.iter().map(|b| b.block.info.number).collect();
         assert_eq!(numbers, vec![0, 1, 2]);

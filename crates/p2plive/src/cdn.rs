@@ -146,8 +146,8 @@ impl FrameDecoder {
                 return Ok(out);
             }
             let kind = self.buf[0];
-            let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                as usize;
+            let len =
+                u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
             if len > MAX_FRAME {
                 return Err(Error::Frame(format!("payload of {len} bytes")));
             }
@@ -367,7 +367,12 @@ async fn put_block(
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let duration_ms = header_str("x-duration-ms")
         .and_then(|v| v.parse::<u32>().ok())
-        .ok_or_else(|| AppError(StatusCode::BAD_REQUEST, "missing or bad x-duration-ms".into()))?;
+        .ok_or_else(|| {
+            AppError(
+                StatusCode::BAD_REQUEST,
+                "missing or bad x-duration-ms".into(),
+            )
+        })?;
     let mut sha = [0u8; 32];
     header_str("x-sha256")
         .and_then(|v| hex::decode_to_slice(v, &mut sha).ok())
@@ -385,7 +390,9 @@ async fn put_block(
     if state.end.is_some() || n != expected {
         return Err(AppError(
             StatusCode::CONFLICT,
-            format!("expected block {expected}, got {n} (blocks must come in order, before the end)"),
+            format!(
+                "expected block {expected}, got {n} (blocks must come in order, before the end)"
+            ),
         ));
     }
     state.blocks.push(Block { info, data: body });
@@ -403,7 +410,11 @@ async fn end_stream(
     if end.blocks != state.blocks.len() as u64 {
         return Err(AppError(
             StatusCode::CONFLICT,
-            format!("end says {} blocks, {} were published", end.blocks, state.blocks.len()),
+            format!(
+                "end says {} blocks, {} were published",
+                end.blocks,
+                state.blocks.len()
+            ),
         ));
     }
     state.end = Some(end);
@@ -426,13 +437,21 @@ async fn get_block(
                     break block.clone();
                 }
                 if state.end.is_some() {
-                    return Err(AppError(StatusCode::NOT_FOUND, format!("block {n} is past the end")));
+                    return Err(AppError(
+                        StatusCode::NOT_FOUND,
+                        format!("block {n} is past the end"),
+                    ));
                 }
             }
         }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => {}
-            _ => return Err(AppError(StatusCode::NOT_FOUND, format!("block {n} not cut yet"))),
+            _ => {
+                return Err(AppError(
+                    StatusCode::NOT_FOUND,
+                    format!("block {n} not cut yet"),
+                ));
+            }
         }
     };
     let peer = q.peer.unwrap_or_else(|| "-".to_owned());
@@ -489,22 +508,37 @@ async fn subscribe(
         .filter(|s| !s.is_empty())
         .map(str::parse)
         .collect::<Result<_, _>>()
-        .map_err(|_| AppError(StatusCode::BAD_REQUEST, format!("bad substreams `{}`", q.substreams)))?;
+        .map_err(|_| {
+            AppError(
+                StatusCode::BAD_REQUEST,
+                format!("bad substreams `{}`", q.substreams),
+            )
+        })?;
     let peer = q.peer.unwrap_or_else(|| "-".to_owned());
     let mut changes = cdn.watch(&id);
-    let cut = lock(&cdn.streams).get(&id).map_or(0, |s| s.blocks.len() as u64);
-    let mut next = q.from.unwrap_or_else(|| cut.saturating_sub(q.back.unwrap_or(0)));
+    let cut = lock(&cdn.streams)
+        .get(&id)
+        .map_or(0, |s| s.blocks.len() as u64);
+    let mut next = q
+        .from
+        .unwrap_or_else(|| cut.saturating_sub(q.back.unwrap_or(0)));
     let from = next;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
-        if tx.send(Ok(Frame::Hello { cut, from }.encode())).await.is_err() {
+        if tx
+            .send(Ok(Frame::Hello { cut, from }.encode()))
+            .await
+            .is_err()
+        {
             return;
         }
         loop {
             // Collect what is new under the lock, send outside it.
             let (batch, end) = {
                 let streams = lock(&cdn.streams);
-                let Some(state) = streams.get(&id) else { return };
+                let Some(state) = streams.get(&id) else {
+                    return;
+                };
                 let batch: Vec<Block> = state.blocks.iter().skip(next as usize).cloned().collect();
                 (batch, state.end)
             };
@@ -520,11 +554,11 @@ async fn subscribe(
                     return;
                 }
             }
-            if let Some(end) = end {
-                if next >= end.blocks {
-                    let _ = tx.send(Ok(Frame::End { total: end.blocks }.encode())).await;
-                    return;
-                }
+            if let Some(end) = end
+                && next >= end.blocks
+            {
+                let _ = tx.send(Ok(Frame::End { total: end.blocks }.encode())).await;
+                return;
             }
             if changes.changed().await.is_err() {
                 return;
@@ -547,7 +581,9 @@ async fn subscribe(
 pub(crate) fn tokio_stream_from<T: Send + 'static>(
     rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
 }
 
 #[cfg(test)]
@@ -581,6 +617,10 @@ mod tests {
     fn decoder_rejects_garbage() {
         assert!(FrameDecoder::new().push(&[9, 0, 0, 0, 0]).is_err());
         assert!(FrameDecoder::new().push(&[1, 0, 0, 0, 2, 1, 2]).is_err());
-        assert!(FrameDecoder::new().push(&[2, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(
+            FrameDecoder::new()
+                .push(&[2, 0xff, 0xff, 0xff, 0xff])
+                .is_err()
+        );
     }
 }

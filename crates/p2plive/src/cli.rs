@@ -238,7 +238,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let input: Input = args.input.parse()?;
             let report = crate::origin::run(&input, o, |info| {
-                tracing::debug!(block = info.number, size = info.size, duration_ms = info.duration_ms, "published");
+                tracing::debug!(
+                    block = info.number,
+                    size = info.size,
+                    duration_ms = info.duration_ms,
+                    "published"
+                );
             })
             .await?;
             if args.json {
@@ -272,7 +277,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let tracker = Tracker::new(t)?;
             let expiry = tracker.spawn_expiry();
-            let result = serve_until_signal(args.listen, tracker.router(), "p2plive-tracker", Registry::default()).await;
+            let result = serve_until_signal(
+                args.listen,
+                tracker.router(),
+                "p2plive-tracker",
+                Registry::default(),
+            )
+            .await;
             expiry.abort();
             result?;
             Ok(ExitCode::SUCCESS)
@@ -347,7 +358,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dir = tempfile::tempdir()?;
             let ts_path = dir.path().join("bench.ts");
             fs_err::write(&ts_path, &ts)?;
-            let rows = tokio::task::spawn_blocking(move || crate::bench::run(&ts, &ts_path, args.rounds)).await??;
+            let rows =
+                tokio::task::spawn_blocking(move || crate::bench::run(&ts, &ts_path, args.rounds))
+                    .await??;
             if args.json {
                 stdout_line(&serde_json::to_string(&rows)?)?;
             } else {

@@ -50,10 +50,10 @@ mod tests {
 
     #[test]
     fn layers_apply_and_typos_are_errors() {
-        let config: Config = svckit::config::load(
-            &svckit::config::Sources::new()
-                .overrides(&["tracker.max_substreams=12".to_owned(), "peer.speed=4.0".to_owned()]),
-        )
+        let config: Config = svckit::config::load(&svckit::config::Sources::new().overrides(&[
+            "tracker.max_substreams=12".to_owned(),
+            "peer.speed=4.0".to_owned(),
+        ]))
         .unwrap();
         assert_eq!(config.tracker.max_substreams, 12);
         assert!((config.peer.speed - 4.0).abs() < f64::EPSILON);

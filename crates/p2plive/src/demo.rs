@@ -28,7 +28,9 @@ pub fn bundled_clip() -> PathBuf {
     if here.is_file() {
         return here;
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(BUNDLED_CLIP)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(BUNDLED_CLIP)
 }
 
 /// Demo settings.
@@ -115,7 +117,10 @@ impl DemoReport {
                 out.push(format!("peer {} output is not byte-exact", p.id));
             }
             if p.stalls > 0 {
-                out.push(format!("peer {} stalled {} times ({} ms)", p.id, p.stalls, p.stall_ms));
+                out.push(format!(
+                    "peer {} stalled {} times ({} ms)",
+                    p.id, p.stalls, p.stall_ms
+                ));
             }
         }
         let ideal = 1.0 - 1.0 / f64::from(self.substreams.max(1));
@@ -153,7 +158,8 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
     tokio::spawn(svckit::serve(
         cdn_listener,
         router,
-        svckit::ServeOptions::new("p2plive-cdn", cdn_registry).grace_period(Duration::from_millis(200)),
+        svckit::ServeOptions::new("p2plive-cdn", cdn_registry)
+            .grace_period(Duration::from_millis(200)),
         token.cancelled_owned(),
     ));
 
@@ -192,7 +198,11 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
     };
     let mut peers = Vec::new();
     for _ in 0..options.peers {
-        peers.push(PeerHandle::start(peer_config.clone()).await.context("starting a peer")?);
+        peers.push(
+            PeerHandle::start(peer_config.clone())
+                .await
+                .context("starting a peer")?,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     // Start the origin once every peer subscribed with its final assignment.
@@ -201,7 +211,8 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         peers.iter().all(|p| {
             let summary = p.summary();
             entries.iter().any(|e| {
-                e.id == summary.id && e.substreams.iter().copied().collect::<Vec<_>>() == summary.substreams
+                e.id == summary.id
+                    && e.substreams.iter().copied().collect::<Vec<_>>() == summary.substreams
             }) && !summary.substreams.is_empty()
         })
     };
@@ -211,7 +222,10 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tracing::info!(peers = peers.len(), "all peers joined and subscribed; starting the origin");
+    tracing::info!(
+        peers = peers.len(),
+        "all peers joined and subscribed; starting the origin"
+    );
 
     // Origin, paced at `speed`.
     let bar = if options.progress {
@@ -253,7 +267,12 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         let summary = peer.summary();
         let url = format!("http://{}/live.ts", peer.http_addr());
         let body = tokio::time::timeout(Duration::from_secs(10), async {
-            http.get(&url).send().await?.error_for_status()?.bytes().await
+            http.get(&url)
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await
         })
         .await
         .map_err(|_| anyhow::anyhow!("reading {url} timed out"))?

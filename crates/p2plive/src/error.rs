@@ -30,7 +30,9 @@ pub enum LayoutError {
 #[non_exhaustive]
 pub enum Error {
     /// The input is neither MPEG-TS nor MP4; give a `.ts` file, an MP4 or a TS stream.
-    #[error("input `{path}` is not a video stream: neither MPEG-TS (0x47 sync every 188 bytes) nor MP4 (`ftyp` box); it starts with {head}")]
+    #[error(
+        "input `{path}` is not a video stream: neither MPEG-TS (0x47 sync every 188 bytes) nor MP4 (`ftyp` box); it starts with {head}"
+    )]
     NotVideo {
         /// The input as given.
         path: String,
@@ -59,7 +61,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// `ffmpeg` is needed to remux MP4 to MPEG-TS but is not installed; run `scripts/setup`.
-    #[error("`ffmpeg` is needed to remux MP4 input to MPEG-TS; install it (scripts/setup installs Debian's ffmpeg)")]
+    #[error(
+        "`ffmpeg` is needed to remux MP4 input to MPEG-TS; install it (scripts/setup installs Debian's ffmpeg)"
+    )]
     FfmpegMissing,
     /// `ffmpeg` failed to remux the MP4 input.
     #[error("ffmpeg could not remux `{path}` to MPEG-TS: {stderr_tail}")]

@@ -99,7 +99,8 @@ pub fn endpoint(addr: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint
 
 /// Client config trusting only `cert` (the pinned certificate of one peer).
 fn pinned_client(cert_der_hex: &str) -> Result<quinn::ClientConfig, Error> {
-    let der = hex::decode(cert_der_hex).map_err(|e| Error::Quic(format!("peer certificate hex: {e}")))?;
+    let der =
+        hex::decode(cert_der_hex).map_err(|e| Error::Quic(format!("peer certificate hex: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(der))
@@ -180,27 +181,34 @@ impl Links {
 
     /// Drops the connection to `peer` (it failed); the next fetch reconnects.
     pub async fn reset(&self, peer: PeerId) {
-        let slot = self.slots.lock().unwrap_or_else(PoisonError::into_inner).get(&peer).cloned();
-        if let Some(slot) = slot {
-            if let Some(conn) = slot.conn.lock().await.take() {
-                conn.close(0u32.into(), b"reset");
-            }
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .cloned();
+        if let Some(slot) = slot
+            && let Some(conn) = slot.conn.lock().await.take()
+        {
+            conn.close(0u32.into(), b"reset");
         }
     }
 
     async fn connection(&self, slot: &Slot) -> Result<quinn::Connection, FetchError> {
         let mut guard = slot.conn.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            if conn.close_reason().is_none() {
-                return Ok(conn.clone());
-            }
+        if let Some(conn) = guard.as_ref()
+            && conn.close_reason().is_none()
+        {
+            return Ok(conn.clone());
         }
         let config = pinned_client(&slot.cert_hex).map_err(|e| FetchError::Link(e.to_string()))?;
         let connecting = self
             .endpoint
             .connect_with(config, slot.addr, SERVER_NAME)
             .map_err(|e| FetchError::Link(e.to_string()))?;
-        let conn = connecting.await.map_err(|e| FetchError::Link(e.to_string()))?;
+        let conn = connecting
+            .await
+            .map_err(|e| FetchError::Link(e.to_string()))?;
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -221,9 +229,14 @@ impl Links {
         let conn = self.connection(&slot).await?;
         let link = |e: &dyn std::fmt::Display| FetchError::Link(e.to_string());
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| link(&e))?;
-        send.write_all(&block.to_be_bytes()).await.map_err(|e| link(&e))?;
+        send.write_all(&block.to_be_bytes())
+            .await
+            .map_err(|e| link(&e))?;
         send.finish().map_err(|e| link(&e))?;
-        let answer = recv.read_to_end(MAX_BLOCK + 1).await.map_err(|e| link(&e))?;
+        let answer = recv
+            .read_to_end(MAX_BLOCK + 1)
+            .await
+            .map_err(|e| link(&e))?;
         match answer.first() {
             Some(&HAVE) => {
                 slot.download.acquire(answer.len() as u64).await;

@@ -12,10 +12,16 @@ fn main() -> ExitCode {
         let _ = writeln!(std::io::stderr(), "p2plive: {error}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
-            let _ = writeln!(std::io::stderr(), "p2plive: starting the async runtime: {error}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "p2plive: starting the async runtime: {error}"
+            );
             return ExitCode::FAILURE;
         }
     };

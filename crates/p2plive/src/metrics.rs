@@ -58,13 +58,37 @@ impl PeerMetrics {
             "Block bytes received, by source (cdn_prefetch, cdn_fetch, peer)",
             m.received.clone(),
         );
-        registry.register("peer_uploaded_bytes", "Block bytes sent to other peers", m.uploaded.clone());
+        registry.register(
+            "peer_uploaded_bytes",
+            "Block bytes sent to other peers",
+            m.uploaded.clone(),
+        );
         registry.register("peer_stalls", "Times playback stalled", m.stalls.clone());
-        registry.register("peer_stall_ms", "Total stall time in ms", m.stall_ms.clone());
-        registry.register("peer_startup_ms", "Time from join to first block played, ms", m.startup_ms.clone());
-        registry.register("peer_lag_blocks", "Blocks between the playhead and the live edge", m.lag_blocks.clone());
-        registry.register("peer_corrupt_blocks", "Blocks dropped for a SHA-256 mismatch", m.corrupt.clone());
-        registry.register("peer_p2p_ratio", "Peer bytes / all bytes received", m.p2p_ratio.clone());
+        registry.register(
+            "peer_stall_ms",
+            "Total stall time in ms",
+            m.stall_ms.clone(),
+        );
+        registry.register(
+            "peer_startup_ms",
+            "Time from join to first block played, ms",
+            m.startup_ms.clone(),
+        );
+        registry.register(
+            "peer_lag_blocks",
+            "Blocks between the playhead and the live edge",
+            m.lag_blocks.clone(),
+        );
+        registry.register(
+            "peer_corrupt_blocks",
+            "Blocks dropped for a SHA-256 mismatch",
+            m.corrupt.clone(),
+        );
+        registry.register(
+            "peer_p2p_ratio",
+            "Peer bytes / all bytes received",
+            m.p2p_ratio.clone(),
+        );
         m
     }
 
@@ -76,7 +100,9 @@ impl PeerMetrics {
             Source::Peer(_) => ("peer", &self.peer_bytes),
         };
         counter.fetch_add(bytes, Ordering::Relaxed);
-        self.received.get_or_create(&SourceLabels { source: label }).inc_by(bytes);
+        self.received
+            .get_or_create(&SourceLabels { source: label })
+            .inc_by(bytes);
         self.p2p_ratio.set(self.p2p_ratio_now());
     }
 
@@ -104,7 +130,8 @@ impl PeerMetrics {
     /// (CDN bytes, peer bytes) received so far.
     pub fn bytes(&self) -> (u64, u64) {
         (
-            self.prefetch_bytes.load(Ordering::Relaxed) + self.cdn_fetch_bytes.load(Ordering::Relaxed),
+            self.prefetch_bytes.load(Ordering::Relaxed)
+                + self.cdn_fetch_bytes.load(Ordering::Relaxed),
             self.peer_bytes.load(Ordering::Relaxed),
         )
     }
@@ -123,7 +150,11 @@ impl PeerMetrics {
 
 /// `part / whole`, 0 for an empty whole.
 pub fn ratio(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 /// Byte counters of one peer.

@@ -178,7 +178,16 @@ async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
     let output = tokio::process::Command::new(ffmpeg)
         .args(["-nostdin", "-v", "error", "-y", "-i"])
         .arg(path)
-        .args(["-map", "0", "-c", "copy", "-bsf:v", "h264_mp4toannexb", "-f", "mpegts"])
+        .args([
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-f",
+            "mpegts",
+        ])
         .arg(&out)
         .kill_on_drop(true)
         .output()
@@ -195,10 +204,12 @@ async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
             stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
         });
     }
-    let data = fs_err::tokio::read(&out).await.map_err(|source| Error::Io {
-        path: out.clone(),
-        source,
-    })?;
+    let data = fs_err::tokio::read(&out)
+        .await
+        .map_err(|source| Error::Io {
+            path: out.clone(),
+            source,
+        })?;
     Ok(Bytes::from(data))
 }
 
@@ -281,7 +292,11 @@ async fn open(
                     match stdin.read(&mut buf).await {
                         Ok(0) => return,
                         Ok(n) => {
-                            if tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                            if tx
+                                .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -300,10 +315,12 @@ async fn open(
             Ok((rx, false))
         }
         Input::Udp(addr) => {
-            let socket = tokio::net::UdpSocket::bind(addr).await.map_err(|source| Error::Net {
-                what: format!("binding UDP {addr}"),
-                source,
-            })?;
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|source| Error::Net {
+                    what: format!("binding UDP {addr}"),
+                    source,
+                })?;
             info!(%addr, "waiting for MPEG-TS over UDP");
             let idle = Duration::from_millis(config.udp_idle_ms);
             tokio::spawn(async move {
@@ -322,7 +339,11 @@ async fn open(
                     match received {
                         Ok(n) => {
                             started = true;
-                            if tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                            if tx
+                                .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -341,10 +362,12 @@ async fn open(
             Ok((rx, false))
         }
         Input::HttpPush(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Net {
-                what: format!("binding HTTP ingest {addr}"),
-                source,
-            })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Net {
+                    what: format!("binding HTTP ingest {addr}"),
+                    source,
+                })?;
             info!(%addr, "waiting for MPEG-TS pushed to http://{addr}/ingest");
             let done = tokio_util::sync::CancellationToken::new();
             let stop = done.clone();
@@ -394,7 +417,7 @@ pub async fn run(
     config: &OriginConfig,
     mut on_block: impl FnMut(&BlockInfo),
 ) -> Result<OriginReport, Error> {
-    if !(config.speed > 0.0) || config.block_ms == 0 {
+    if config.speed.is_nan() || config.speed <= 0.0 || config.block_ms == 0 {
         return Err(Error::Config(format!(
             "speed ({}) and block_ms ({}) must be positive",
             config.speed, config.block_ms
@@ -408,16 +431,17 @@ pub async fn run(
     let mut seen = 0usize;
     let mut packets_seen = 0usize;
     let mut media_end = 0.0;
-    let mut publish = async |cut: CutBlock, wall_start: &mut Option<Instant>| -> Result<(), Error> {
-        let start = *wall_start.get_or_insert_with(Instant::now);
-        if paced {
-            let due = start + Duration::from_secs_f64(cut.media_end / config.speed);
-            tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
-        }
-        publisher.block(&cut).await?;
-        on_block(&cut.block.info);
-        Ok(())
-    };
+    let mut publish =
+        async |cut: CutBlock, wall_start: &mut Option<Instant>| -> Result<(), Error> {
+            let start = *wall_start.get_or_insert_with(Instant::now);
+            if paced {
+                let due = start + Duration::from_secs_f64(cut.media_end / config.speed);
+                tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+            }
+            publisher.block(&cut).await?;
+            on_block(&cut.block.info);
+            Ok(())
+        };
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
         seen += chunk.len();
@@ -449,7 +473,11 @@ pub async fn run(
             Error::Empty(input.to_string())
         });
     }
-    debug!(skipped = reader.skipped(), leftover = reader.leftover(), "input read");
+    debug!(
+        skipped = reader.skipped(),
+        leftover = reader.leftover(),
+        "input read"
+    );
     let end = EndOfStream {
         blocks: cutter.blocks(),
         source_bytes,

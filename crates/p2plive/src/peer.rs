@@ -109,7 +109,10 @@ pub fn http_client() -> Result<reqwest::Client, Error> {
 }
 
 /// Sends `request` and turns error statuses into [`Error::Status`] with the body's message.
-pub(crate) async fn send(url: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+pub(crate) async fn send(
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, Error> {
     let response = request.send().await.map_err(|source| Error::Http {
         url: url.to_owned(),
         source,
@@ -130,13 +133,20 @@ pub(crate) async fn send(url: &str, request: reqwest::RequestBuilder) -> Result<
     })
 }
 
-async fn join(http: &reqwest::Client, config: &PeerConfig, contact: &Contact) -> Result<View, Error> {
+async fn join(
+    http: &reqwest::Client,
+    config: &PeerConfig,
+    contact: &Contact,
+) -> Result<View, Error> {
     let url = format!("{}/streams/{}/join", config.tracker, config.stream);
     let request = http.post(&url).json(&JoinRequest {
         contact: contact.clone(),
     });
     match send(&url, request).await {
-        Ok(response) => response.json::<View>().await.map_err(|source| Error::Http { url, source }),
+        Ok(response) => response
+            .json::<View>()
+            .await
+            .map_err(|source| Error::Http { url, source }),
         Err(Error::Status { status: 404, .. }) => Err(Error::UnknownStream(config.stream.clone())),
         Err(other) => Err(other),
     }
@@ -171,7 +181,8 @@ impl Shared {
         let (Some(layout), mine) = &*expect else {
             return false;
         };
-        mine.get(&layout.substream_of(n)).is_some_and(|&from| n >= from)
+        mine.get(&layout.substream_of(n))
+            .is_some_and(|&from| n >= from)
     }
 
     /// The block, waiting up to `hold_ms` when it is one this peer prefetches.
@@ -287,7 +298,8 @@ impl PeerHandle {
             .grace_period(Duration::from_millis(500));
         let stop = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = svckit::serve(listener, app, options, stop.cancelled_owned()).await {
+            if let Err(error) = svckit::serve(listener, app, options, stop.cancelled_owned()).await
+            {
                 warn!(%error, "peer HTTP server failed");
             }
         }));
@@ -357,7 +369,10 @@ impl PeerHandle {
     /// Leaves the tracker and stops every task.
     pub async fn shutdown(self) {
         let id = self.id();
-        let url = format!("{}/streams/{}/peers/{id}", self.shared.config.tracker, self.shared.config.stream);
+        let url = format!(
+            "{}/streams/{}/peers/{id}",
+            self.shared.config.tracker, self.shared.config.stream
+        );
         if let Err(error) = send(&url, self.http.delete(&url)).await {
             debug!(%error, "leaving the tracker failed");
         }
@@ -380,19 +395,20 @@ async fn summary(State(shared): State<Arc<Shared>>) -> axum::Json<PeerSummary> {
 
 async fn live_ts(State(shared): State<Arc<Shared>>) -> Response {
     let rx = shared.played_tx.subscribe();
-    let stream = futures::stream::unfold((0usize, rx, shared), |(idx, mut rx, shared)| async move {
-        loop {
-            let (count, done) = *rx.borrow_and_update();
-            if idx < count {
-                let block = lock(&shared.played).get(idx).copied();
-                let data = block.and_then(|n| shared.block(n)).unwrap_or_default();
-                return Some((Ok::<Bytes, std::io::Error>(data), (idx + 1, rx, shared)));
+    let stream =
+        futures::stream::unfold((0usize, rx, shared), |(idx, mut rx, shared)| async move {
+            loop {
+                let (count, done) = *rx.borrow_and_update();
+                if idx < count {
+                    let block = lock(&shared.played).get(idx).copied();
+                    let data = block.and_then(|n| shared.block(n)).unwrap_or_default();
+                    return Some((Ok::<Bytes, std::io::Error>(data), (idx + 1, rx, shared)));
+                }
+                if done || rx.changed().await.is_err() {
+                    return None;
+                }
             }
-            if done || rx.changed().await.is_err() {
-                return None;
-            }
-        }
-    });
+        });
     let mut response = Body::from_stream(stream).into_response();
     response
         .headers_mut()
@@ -414,8 +430,15 @@ async fn serve_links(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     }
 }
 
-async fn answer(mut send: quinn::SendStream, mut recv: quinn::RecvStream, shared: Arc<Shared>, cap: RateCap) {
-    let Ok(request) = recv.read_to_end(8).await else { return };
+async fn answer(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    shared: Arc<Shared>,
+    cap: RateCap,
+) {
+    let Ok(request) = recv.read_to_end(8).await else {
+        return;
+    };
     let Ok(number) = <[u8; 8]>::try_from(request.as_slice()) else {
         return;
     };
@@ -455,10 +478,19 @@ async fn heartbeats(
         tick.tick().await;
         let id = *lock(&me);
         let (known, cut) = *lock(&version);
-        let url = format!("{}/streams/{}/peers/{id}/heartbeat", config.tracker, config.stream);
-        let request = http.post(&url).json(&Heartbeat { cut, version: known });
+        let url = format!(
+            "{}/streams/{}/peers/{id}/heartbeat",
+            config.tracker, config.stream
+        );
+        let request = http.post(&url).json(&Heartbeat {
+            cut,
+            version: known,
+        });
         let result = match send(&url, request).await {
-            Ok(response) => response.json::<View>().await.map_err(|source| Error::Http { url, source }),
+            Ok(response) => response
+                .json::<View>()
+                .await
+                .map_err(|source| Error::Http { url, source }),
             Err(Error::Status { status: 410, .. }) => {
                 warn!(peer = id, "tracker forgot this peer; joining again");
                 join(&http, &config, &contact).await
@@ -477,11 +509,7 @@ async fn heartbeats(
     }
 }
 
-async fn subscribe(
-    http: reqwest::Client,
-    url: String,
-    tx: mpsc::UnboundedSender<Event>,
-) {
+async fn subscribe(http: reqwest::Client, url: String, tx: mpsc::UnboundedSender<Event>) {
     let result: Result<(), Error> = async {
         let response = send(&url, http.get(&url)).await?;
         let mut body = response.bytes_stream();
@@ -533,7 +561,9 @@ impl Driver {
                 .sched
                 .as_ref()
                 .and_then(Scheduler::next_deadline)
-                .map_or(now + Duration::from_millis(50), |d| d.min(now + Duration::from_millis(50)));
+                .map_or(now + Duration::from_millis(50), |d| {
+                    d.min(now + Duration::from_millis(50))
+                });
             tokio::select! {
                 () = self.cancel.cancelled() => break,
                 event = rx.recv() => match event {
@@ -577,7 +607,11 @@ impl Driver {
         }
         let url = self.substreams_url(from);
         debug!(%url, "subscribing");
-        self.subscription = Some(tokio::spawn(subscribe(self.http.clone(), url, self.tx.clone())));
+        self.subscription = Some(tokio::spawn(subscribe(
+            self.http.clone(),
+            url,
+            self.tx.clone(),
+        )));
         if let Some(from) = from {
             self.set_mine(from);
         }
@@ -627,7 +661,11 @@ impl Driver {
                     self.resubscribe(from);
                 }
             }
-            Event::Fetched { block, from, result } => self.on_fetched(block, from, result).await,
+            Event::Fetched {
+                block,
+                from,
+                result,
+            } => self.on_fetched(block, from, result).await,
             Event::View(view) => self.on_view(view),
         }
     }
@@ -664,7 +702,9 @@ impl Driver {
             }
             Frame::Block(block) => {
                 let n = block.info.number;
-                self.shared.metrics.received(Source::Prefetch, block.data.len() as u64);
+                self.shared
+                    .metrics
+                    .received(Source::Prefetch, block.data.len() as u64);
                 if let Some(s) = self.sched.as_mut() {
                     s.on_info(block.info);
                     if s.on_block(n, Source::Prefetch, &block.data) == Verdict::Accepted {
@@ -689,14 +729,20 @@ impl Driver {
     }
 
     async fn on_fetched(&mut self, block: u64, from: Source, result: Result<Bytes, FetchError>) {
-        let Some(sched) = self.sched.as_mut() else { return };
+        let Some(sched) = self.sched.as_mut() else {
+            return;
+        };
         match result {
             Ok(data) => {
                 self.shared.metrics.received(from, data.len() as u64);
                 match sched.on_block(block, from, &data) {
                     Verdict::Accepted => self.store(block, data),
                     Verdict::Corrupt => {
-                        warn!(block, ?from, "block does not match the origin's SHA-256; dropped, fetching it elsewhere");
+                        warn!(
+                            block,
+                            ?from,
+                            "block does not match the origin's SHA-256; dropped, fetching it elsewhere"
+                        );
                     }
                     Verdict::Duplicate | Verdict::Unknown => {}
                 }
@@ -717,7 +763,9 @@ impl Driver {
     }
 
     fn on_view(&mut self, view: View) {
-        let reassigned = view.substreams != self.view.substreams || view.layout != self.view.layout || view.you != self.view.you;
+        let reassigned = view.substreams != self.view.substreams
+            || view.layout != self.view.layout
+            || view.you != self.view.you;
         lock(&self.version).0 = view.version;
         if let Some(peers) = view.peers.clone() {
             self.peers = peers;
@@ -736,7 +784,9 @@ impl Driver {
     }
 
     fn step(&mut self) {
-        let Some(sched) = self.sched.as_mut() else { return };
+        let Some(sched) = self.sched.as_mut() else {
+            return;
+        };
         let actions = sched.poll(Instant::now());
         let stats = sched.stats();
         for action in actions {
@@ -778,11 +828,16 @@ impl Driver {
             Source::Peer(peer) => {
                 let links = self.links.clone();
                 tokio::spawn(async move {
-                    let result = match tokio::time::timeout(timeout, links.fetch(peer, block)).await {
+                    let result = match tokio::time::timeout(timeout, links.fetch(peer, block)).await
+                    {
                         Ok(result) => result,
                         Err(_) => Err(FetchError::Link("request timed out".to_owned())),
                     };
-                    let _ = tx.send(Event::Fetched { block, from, result });
+                    let _ = tx.send(Event::Fetched {
+                        block,
+                        from,
+                        result,
+                    });
                 });
             }
             Source::Cdn | Source::Prefetch => {
@@ -793,8 +848,13 @@ impl Driver {
                 let http = self.http.clone();
                 tokio::spawn(async move {
                     let result = async {
-                        let response = send(&url, http.get(&url)).await.map_err(|e| FetchError::Link(e.to_string()))?;
-                        response.bytes().await.map_err(|e| FetchError::Link(e.to_string()))
+                        let response = send(&url, http.get(&url))
+                            .await
+                            .map_err(|e| FetchError::Link(e.to_string()))?;
+                        response
+                            .bytes()
+                            .await
+                            .map_err(|e| FetchError::Link(e.to_string()))
                     }
                     .await;
                     let _ = tx.send(Event::Fetched {

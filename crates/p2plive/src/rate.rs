@@ -100,14 +100,20 @@ mod tests {
             now += bucket.take(now, 100);
         }
         let total = now - t0;
-        assert!(total >= Duration::from_millis(9_990) && total <= Duration::from_millis(10_000), "{total:?}");
+        assert!(
+            total >= Duration::from_millis(9_990) && total <= Duration::from_millis(10_000),
+            "{total:?}"
+        );
     }
 
     #[test]
     fn time_going_backwards_is_harmless() {
         let t0 = Instant::now() + Duration::from_secs(5);
         let mut bucket = TokenBucket::new(100, 100, t0);
-        assert_eq!(bucket.take(t0 - Duration::from_secs(1), 100), Duration::ZERO);
+        assert_eq!(
+            bucket.take(t0 - Duration::from_secs(1), 100),
+            Duration::ZERO
+        );
         assert_eq!(bucket.take(t0, 100), Duration::from_secs(1));
     }
 }

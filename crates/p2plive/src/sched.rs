@@ -292,10 +292,9 @@ impl Scheduler {
     /// done.
     fn next_needed(&self) -> Option<u64> {
         match self.player {
-            Player::Waiting => {
-                (self.cut() >= self.start + self.config.playout_delay_blocks || self.end.is_some())
-                    .then_some(self.start)
-            }
+            Player::Waiting => (self.cut() >= self.start + self.config.playout_delay_blocks
+                || self.end.is_some())
+            .then_some(self.start),
             Player::Playing { block, .. } => Some(block + 1),
             Player::Stalled { block, .. } => Some(block),
             Player::Done => None,
@@ -330,9 +329,8 @@ impl Scheduler {
             match self.player {
                 Player::Waiting => {
                     if self.next_needed().is_some() && self.has(self.start) {
-                        self.stats.startup_ms = Some(
-                            now.saturating_duration_since(self.joined_at).as_millis() as u64,
-                        );
+                        self.stats.startup_ms =
+                            Some(now.saturating_duration_since(self.joined_at).as_millis() as u64);
                         self.play(self.start, now, actions);
                     } else if self.end.is_some_and(|end| end <= self.start) {
                         self.player = Player::Done;
@@ -391,7 +389,9 @@ impl Scheduler {
     }
 
     fn inflight_from(&self, block: u64, pred: impl Fn(&Source) -> bool) -> bool {
-        self.inflight.get(&block).is_some_and(|s| s.iter().any(pred))
+        self.inflight
+            .get(&block)
+            .is_some_and(|s| s.iter().any(pred))
     }
 
     fn plan_fetches(&mut self, actions: &mut Vec<Action>) {
@@ -569,7 +569,10 @@ mod tests {
         let actions = s.poll(t0);
         // Still buffering (playback starts once 4 blocks are cut): nothing urgent yet, block 0
         // is mine (prefetch), 1 and 2 from peers 2 and 3, in order.
-        assert_eq!(fetches(&actions), vec![(1, Source::Peer(2)), (2, Source::Peer(3))]);
+        assert_eq!(
+            fetches(&actions),
+            vec![(1, Source::Peer(2)), (2, Source::Peer(3))]
+        );
         assert!(!actions.iter().any(|a| matches!(a, Action::Play { .. })));
     }
 
@@ -621,7 +624,10 @@ mod tests {
         // Playback starts (cut 6 >= 0 + 4): blocks 1 and 2 are urgent -> CDN.
         assert_eq!(actions[0], Action::Play { block: 0 });
         let f = fetches(&actions);
-        assert!(f.contains(&(1, Source::Cdn)) && f.contains(&(2, Source::Cdn)), "{f:?}");
+        assert!(
+            f.contains(&(1, Source::Cdn)) && f.contains(&(2, Source::Cdn)),
+            "{f:?}"
+        );
         assert!(f.contains(&(3, Source::Peer(4))), "{f:?}");
         // Block 1 arrives 300 ms late: one stall of 300 ms.
         assert!(fetches(&s.poll(t0 + 1000 * MS)).is_empty());

@@ -93,7 +93,9 @@ impl Layout {
     /// strictly increasing `from_block` order; [`LayoutError::Zero`] for a zero `s` or `a`.
     pub fn from_epochs(epochs: Vec<Epoch>) -> Result<Self, LayoutError> {
         if epochs.first().map(|e| e.from_block) != Some(0)
-            || epochs.windows(2).any(|w| w[0].from_block >= w[1].from_block)
+            || epochs
+                .windows(2)
+                .any(|w| w[0].from_block >= w[1].from_block)
         {
             return Err(LayoutError::Epochs);
         }
@@ -159,7 +161,10 @@ impl Layout {
             self.epochs.pop();
         }
         if self.current().from_block >= from_block {
-            self.epochs[0] = Epoch { from_block: 0, ..epoch };
+            self.epochs[0] = Epoch {
+                from_block: 0,
+                ..epoch
+            };
             self.epochs.truncate(1);
         } else {
             self.epochs.push(epoch);
@@ -283,7 +288,10 @@ mod tests {
     fn epochs_apply_relative_to_their_start() {
         let mut layout = Layout::fixed(2, 1).unwrap();
         assert!(layout.push(10, 3, 1).unwrap());
-        assert!(!layout.push(12, 3, 1).unwrap(), "unchanged layout adds nothing");
+        assert!(
+            !layout.push(12, 3, 1).unwrap(),
+            "unchanged layout adds nothing"
+        );
         assert_eq!(layout.substream_of(9), 2);
         assert_eq!(layout.substream_of(10), 1);
         assert_eq!(layout.substream_of(11), 2);
@@ -305,7 +313,15 @@ mod tests {
         let text = layout.to_query();
         assert_eq!(text, "0:10:1,40:8:2");
         assert_eq!(Layout::from_query(&text).unwrap(), layout);
-        for bad in ["", "1:2:1", "0:0:1", "0:2", "0:2:1,0:3:1", "x:1:1", "0:1:1:1"] {
+        for bad in [
+            "",
+            "1:2:1",
+            "0:0:1",
+            "0:2",
+            "0:2:1,0:3:1",
+            "x:1:1",
+            "0:1:1:1",
+        ] {
             assert!(Layout::from_query(bad).is_err(), "{bad:?} must be rejected");
         }
     }

@@ -65,7 +65,10 @@ impl TrackerConfig {
     /// # Errors
     /// [`Error::Config`] when a bound or `a` is 0, or `min > max`.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.min_substreams == 0 || self.block_set == 0 || self.min_substreams > self.max_substreams {
+        if self.min_substreams == 0
+            || self.block_set == 0
+            || self.min_substreams > self.max_substreams
+        {
             return Err(Error::Config(format!(
                 "need 1 <= min_substreams ({}) <= max_substreams ({}) and block_set ({}) >= 1",
                 self.min_substreams, self.max_substreams, self.block_set
@@ -204,7 +207,10 @@ impl Swarm {
             .map(|(other, m)| (*other, m.substreams.len()));
         let pick = match busiest {
             Some((other, held)) if self.holders(least) > 0 && held > 1 => {
-                let moved = self.members.get_mut(&other).and_then(|m| m.substreams.pop_last());
+                let moved = self
+                    .members
+                    .get_mut(&other)
+                    .and_then(|m| m.substreams.pop_last());
                 moved.unwrap_or(least)
             }
             _ => least,
@@ -265,7 +271,10 @@ impl Swarm {
     /// # Errors
     /// [`Error::UnknownPeer`] when the peer expired or never joined.
     pub fn heartbeat(&mut self, now: Instant, peer: PeerId, cut: u64) -> Result<(), Error> {
-        let m = self.members.get_mut(&peer).ok_or(Error::UnknownPeer(peer))?;
+        let m = self
+            .members
+            .get_mut(&peer)
+            .ok_or(Error::UnknownPeer(peer))?;
         m.last_seen = now;
         self.max_cut = self.max_cut.max(cut);
         Ok(())
@@ -368,10 +377,17 @@ impl Tracker {
         })
     }
 
-    fn with<T>(&self, stream: &str, f: impl FnOnce(&mut Swarm) -> Result<T, Error>) -> Result<T, AppError> {
+    fn with<T>(
+        &self,
+        stream: &str,
+        f: impl FnOnce(&mut Swarm) -> Result<T, Error>,
+    ) -> Result<T, AppError> {
         let mut swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
         let swarm = swarms.get_mut(stream).ok_or_else(|| {
-            AppError(StatusCode::NOT_FOUND, Error::UnknownStream(stream.to_owned()).to_string())
+            AppError(
+                StatusCode::NOT_FOUND,
+                Error::UnknownStream(stream.to_owned()).to_string(),
+            )
         })?;
         f(swarm).map_err(|e| match e {
             Error::UnknownPeer(_) => AppError(StatusCode::GONE, e.to_string()),
@@ -495,7 +511,10 @@ mod tests {
         let t0 = Instant::now();
         let mut swarm = Swarm::new(fixed(4)).unwrap();
         let ids: Vec<PeerId> = (0..6).map(|n| swarm.join(t0, contact(n))).collect();
-        let subs: Vec<BTreeSet<u32>> = ids.iter().map(|id| swarm.view(*id, 0).unwrap().substreams).collect();
+        let subs: Vec<BTreeSet<u32>> = ids
+            .iter()
+            .map(|id| swarm.view(*id, 0).unwrap().substreams)
+            .collect();
         // The first peer held all four until others came; each newcomer took one over.
         assert_eq!(subs[0], BTreeSet::from([1]));
         assert_eq!(subs[1], BTreeSet::from([4]));
@@ -518,10 +537,17 @@ mod tests {
         }
         let dead = swarm.expire(t0 + Duration::from_millis(2000));
         assert_eq!(dead, ids[..3].to_vec());
-        assert!(coverage(&swarm).iter().all(|&c| c == 1), "{:?}", coverage(&swarm));
+        assert!(
+            coverage(&swarm).iter().all(|&c| c == 1),
+            "{:?}",
+            coverage(&swarm)
+        );
         let total: usize = swarm.entries().iter().map(|e| e.substreams.len()).sum();
         assert_eq!(total, 10);
-        assert!(matches!(swarm.heartbeat(later, ids[0], 5), Err(Error::UnknownPeer(_))));
+        assert!(matches!(
+            swarm.heartbeat(later, ids[0], 5),
+            Err(Error::UnknownPeer(_))
+        ));
         // A clean leave re-homes too.
         assert!(swarm.leave(ids[3]));
         assert!(coverage(&swarm).iter().all(|&c| c == 1));
@@ -562,6 +588,13 @@ mod tests {
         let v = swarm.view(a, 0).unwrap();
         assert!(v.peers.is_some());
         assert!(swarm.view(a, v.version).unwrap().peers.is_none());
-        assert!(Swarm::new(TrackerConfig { min_substreams: 3, max_substreams: 2, ..TrackerConfig::default() }).is_err());
+        assert!(
+            Swarm::new(TrackerConfig {
+                min_substreams: 3,
+                max_substreams: 2,
+                ..TrackerConfig::default()
+            })
+            .is_err()
+        );
     }
 }
