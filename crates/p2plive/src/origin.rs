@@ -258,8 +258,9 @@ impl Publisher {
     }
 }
 
-/// Spawns the task that reads `input` and sends its raw bytes in chunks. Returns whether the
-/// input is paced by the origin (a file) or arrives live.
+/// Spawns the task that reads `input` and sends its raw bytes in chunks; the channel closing or
+/// an empty chunk ends the input. Returns whether the input is paced by the origin (a file) or
+/// arrives live.
 async fn open(
     input: &Input,
     config: &OriginConfig,
@@ -374,10 +375,14 @@ async fn open(
             let handler = move |body: axum::body::Body| {
                 let tx = tx.clone();
                 let done = done.clone();
-                async move {
+                // Read the body in its own task: hyper drops the handler when the pushing
+                // client half-closes its socket after the last chunk (as ffmpeg does), and
+                // the end of input must still be signalled.
+                let reader = tokio::spawn(async move {
                     let mut stream = body.into_data_stream();
                     while let Some(chunk) = stream.next().await {
                         match chunk {
+                            Ok(chunk) if chunk.is_empty() => {}
                             Ok(chunk) => {
                                 if tx.send(Ok(chunk)).await.is_err() {
                                     break;
@@ -389,7 +394,12 @@ async fn open(
                             }
                         }
                     }
+                    // An empty chunk marks the end of the input.
+                    let _ = tx.send(Ok(Bytes::new())).await;
                     done.cancel();
+                });
+                async move {
+                    let _ = reader.await;
                     axum::http::StatusCode::NO_CONTENT
                 }
             };
@@ -444,6 +454,9 @@ pub async fn run(
         };
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
+        if chunk.is_empty() {
+            break;
+        }
         seen += chunk.len();
         let packets = reader.push(&chunk);
         packets_seen += packets.len();
