@@ -103,6 +103,9 @@ pub struct TrackerArgs {
     /// Remove a peer silent for this long (ms).
     #[arg(long)]
     pub peer_timeout_ms: Option<u64>,
+    /// CDN prefetchers per substream (0 = every holder).
+    #[arg(long)]
+    pub cdn_prefetchers: Option<u32>,
 }
 
 /// `p2plive peer`.
@@ -164,6 +167,10 @@ pub struct DemoArgs {
     /// Urgent zone in blocks.
     #[arg(long, default_value_t = 2)]
     pub urgent_blocks: u64,
+    /// CDN prefetchers per substream: 0 = every holder prefetches its substream from the CDN
+    /// (seed 55); k = only k holders do, the others replicate it from peers.
+    #[arg(long, default_value_t = 0)]
+    pub cdn_prefetchers: u32,
     /// Print the report as one JSON line on stdout (last line).
     #[arg(long)]
     pub json: bool,
@@ -275,6 +282,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(v) = args.peer_timeout_ms {
                 t.peer_timeout_ms = v;
             }
+            if let Some(v) = args.cdn_prefetchers {
+                t.cdn_prefetchers_per_substream = v;
+            }
             let tracker = Tracker::new(t)?;
             let expiry = tracker.spawn_expiry();
             let result = serve_until_signal(
@@ -334,6 +344,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 speed: args.speed,
                 block_ms: args.block_ms,
                 urgent_blocks: args.urgent_blocks,
+                cdn_prefetchers: args.cdn_prefetchers,
                 progress: !args.json && std::io::stderr().is_terminal(),
             };
             let (report, extras) = crate::demo::run(&options).await?;

@@ -583,7 +583,7 @@ impl Driver {
     }
 
     fn substreams_url(&self, from: Option<u64>) -> String {
-        let subs: Vec<String> = self.view.substreams.iter().map(u32::to_string).collect();
+        let subs: Vec<String> = self.view.prefetch.iter().map(u32::to_string).collect();
         let mut url = format!(
             "{}/streams/{}/subscribe?peer={}&layout={}&substreams={}",
             self.config.cdn,
@@ -618,7 +618,7 @@ impl Driver {
     }
 
     fn set_mine(&mut self, from: u64) {
-        let mine: BTreeMap<u32, u64> = self.view.substreams.iter().map(|b| (*b, from)).collect();
+        let mine: BTreeMap<u32, u64> = self.view.prefetch.iter().map(|b| (*b, from)).collect();
         *lock(&self.shared.expect) = (Some(self.view.layout.clone()), mine.clone());
         if let Some(sched) = self.sched.as_mut() {
             sched.set_assignment(self.view.layout.clone(), mine);
@@ -643,7 +643,7 @@ impl Driver {
                 self.peers
                     .iter()
                     .filter(|p| p.id != me)
-                    .map(|p| (p.id, p.substreams.clone()))
+                    .map(|p| (p.id, p.prefetch.clone()))
                     .collect::<BTreeMap<PeerId, BTreeSet<u32>>>(),
             );
         }
@@ -687,7 +687,7 @@ impl Driver {
                         self.peers
                             .iter()
                             .filter(|p| p.id != me)
-                            .map(|p| (p.id, p.substreams.clone()))
+                            .map(|p| (p.id, p.prefetch.clone()))
                             .collect(),
                     );
                     self.sched = Some(sched);
@@ -763,7 +763,8 @@ impl Driver {
     }
 
     fn on_view(&mut self, view: View) {
-        let reassigned = view.substreams != self.view.substreams
+        let reassigned = view.prefetch != self.view.prefetch
+            || view.substreams != self.view.substreams
             || view.layout != self.view.layout
             || view.you != self.view.you;
         lock(&self.version).0 = view.version;

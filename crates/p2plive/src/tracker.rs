@@ -44,6 +44,11 @@ pub struct TrackerConfig {
     /// A change of `s` takes effect this many blocks after the newest block a peer reported,
     /// so every peer learns it first (default 4).
     pub epoch_lead_blocks: u64,
+    /// How many holders of a substream prefetch it from the CDN: 0 (default) means every
+    /// holder does (seed 55: the CDN sends each device its substream); `k >= 1` means only the
+    /// `k` longest-standing holders do and the others replicate it from peers, so the CDN sends
+    /// each substream at most `k` times however many peers there are.
+    pub cdn_prefetchers_per_substream: u32,
 }
 
 impl Default for TrackerConfig {
@@ -55,6 +60,7 @@ impl Default for TrackerConfig {
             block_set: 1,
             peer_timeout_ms: 1500,
             epoch_lead_blocks: 4,
+            cdn_prefetchers_per_substream: 0,
         }
     }
 }
@@ -115,6 +121,8 @@ pub struct PeerEntry {
     pub contact: Contact,
     /// Substreams it holds (1-based).
     pub substreams: BTreeSet<u32>,
+    /// The held substreams it prefetches from the CDN (the others it replicates from peers).
+    pub prefetch: BTreeSet<u32>,
 }
 
 /// What a peer learns from the tracker.
@@ -128,6 +136,8 @@ pub struct View {
     pub layout: Layout,
     /// Substreams the asking peer holds.
     pub substreams: BTreeSet<u32>,
+    /// The held substreams the asking peer prefetches from the CDN.
+    pub prefetch: BTreeSet<u32>,
     /// All peers (including the asking one); `None` when the asker's version is current.
     pub peers: Option<Vec<PeerEntry>>,
 }
@@ -328,6 +338,29 @@ impl Swarm {
         }
     }
 
+    /// The substreams `peer` prefetches from the CDN: those it holds where it is among the
+    /// first `cdn_prefetchers_per_substream` holders by id (all of them when that is 0).
+    fn prefetch_of(&self, peer: PeerId) -> BTreeSet<u32> {
+        let Some(m) = self.members.get(&peer) else {
+            return BTreeSet::new();
+        };
+        let k = self.config.cdn_prefetchers_per_substream as usize;
+        if k == 0 {
+            return m.substreams.clone();
+        }
+        m.substreams
+            .iter()
+            .copied()
+            .filter(|b| {
+                self.members
+                    .iter()
+                    .filter(|(_, o)| o.substreams.contains(b))
+                    .take(k)
+                    .any(|(id, _)| *id == peer)
+            })
+            .collect()
+    }
+
     /// The view for `peer`; `peers` is omitted when `known_version` is current.
     ///
     /// # Errors
@@ -339,6 +372,7 @@ impl Swarm {
             version: self.version,
             layout: self.layout.clone(),
             substreams: m.substreams.clone(),
+            prefetch: self.prefetch_of(peer),
             peers: (known_version != self.version).then(|| self.entries()),
         })
     }
@@ -351,6 +385,7 @@ impl Swarm {
                 id: *id,
                 contact: m.contact.clone(),
                 substreams: m.substreams.clone(),
+                prefetch: self.prefetch_of(*id),
             })
             .collect()
     }
@@ -578,6 +613,56 @@ mod tests {
         assert_eq!(layout.current().from_block, 24);
         assert_eq!(layout.epoch_of(23).substreams, 4);
         assert!(coverage(&swarm).iter().all(|&c| c >= 1));
+    }
+
+    #[test]
+    fn only_k_holders_per_substream_prefetch_from_the_cdn() {
+        let t0 = Instant::now();
+        let mut config = fixed(2);
+        let all = {
+            let mut swarm = Swarm::new(config.clone()).unwrap();
+            (0..6).for_each(|n| {
+                swarm.join(t0, contact(n));
+            });
+            swarm.entries()
+        };
+        assert!(
+            all.iter().all(|e| e.prefetch == e.substreams),
+            "default: every holder"
+        );
+        config.cdn_prefetchers_per_substream = 1;
+        let mut swarm = Swarm::new(config).unwrap();
+        let ids: Vec<PeerId> = (0..6).map(|n| swarm.join(t0, contact(n))).collect();
+        let prefetching: usize = swarm.entries().iter().map(|e| e.prefetch.len()).sum();
+        assert_eq!(prefetching, 2, "one CDN prefetcher per substream");
+        for b in 1..=2 {
+            assert_eq!(
+                swarm
+                    .entries()
+                    .iter()
+                    .filter(|e| e.prefetch.contains(&b))
+                    .count(),
+                1
+            );
+        }
+        // The prefetcher of a substream leaves: the next holder takes over.
+        let first = swarm
+            .entries()
+            .into_iter()
+            .find(|e| !e.prefetch.is_empty())
+            .unwrap();
+        swarm.leave(first.id);
+        for b in 1..=2 {
+            assert_eq!(
+                swarm
+                    .entries()
+                    .iter()
+                    .filter(|e| e.prefetch.contains(&b))
+                    .count(),
+                1
+            );
+        }
+        assert!(ids.len() == 6);
     }
 
     #[test]
