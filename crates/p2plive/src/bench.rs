@@ -89,7 +89,7 @@ pub fn run(ts: &Bytes, ts_path: &Path, rounds: usize) -> anyhow::Result<Vec<Row>
             Ok(())
         })?;
         rows.push(Row {
-            task: "same TS, ffmpeg -f segment -segment_time 1 (whole process)".into(),
+            task: "same TS, ffmpeg -f segment -segment_time 1 (process; cuts at keyframes)".into(),
             by: "ffmpeg".into(),
             best_ms: d.as_secs_f64() * 1e3,
             rate: mb_per_s(ts.len(), d),

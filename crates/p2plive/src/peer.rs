@@ -3,12 +3,12 @@
 //! urgent blocks from the CDN, verifies every block against the origin's SHA-256, reassembles
 //! the stream and serves it to a local player at `http://127.0.0.1:PORT/live.ts`.
 //!
-//! The decisions are the sans-I/O [`Scheduler`](crate::sched::Scheduler)'s; this module is
+//! The decisions are the sans-I/O [`Scheduler`]'s; this module is
 //! its driver: sockets, tasks and timers.
 //!
 //! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS from the first block played,
 //! growing live, ending with the stream), `GET /summary` (JSON
-//! [`PeerSummary`](crate::metrics::PeerSummary)), `/healthz`, `/metrics`.
+//! [`PeerSummary`]), `/healthz`, `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

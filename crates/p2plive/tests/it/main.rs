@@ -7,6 +7,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod adaptive;
 mod bad_input;
 mod churn;
 mod demo;

@@ -110,6 +110,16 @@ async fn ffprobe_reads_a_peer_live_ts_like_the_source() {
         "duration {d_peer} s, source {d_source} s"
     );
 
+    // Prometheus metrics of a peer and of the CDN.
+    let metrics = String::from_utf8(get_bytes(&peers[0].url("/metrics")).await).unwrap();
+    assert!(
+        metrics.contains("peer_received_bytes_total{source=\"peer\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("peer_p2p_ratio"), "{metrics}");
+    let metrics = String::from_utf8(get_bytes(&infra.cdn.url("/metrics")).await).unwrap();
+    assert!(metrics.contains("cdn_bytes_served_total{"), "{metrics}");
+
     // A full decode of what the peer served, over HTTP, reports no error.
     let out = Command::new(testkit::require("ffmpeg"))
         .args(["-nostdin", "-v", "error", "-i", &live, "-f", "null", "-"])
