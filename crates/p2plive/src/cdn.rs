@@ -560,8 +560,10 @@ async fn subscribe(
                 let _ = tx.send(Ok(Frame::End { total: end.blocks }.encode())).await;
                 return;
             }
-            if changes.changed().await.is_err() {
-                return;
+            // Wait for news; stop when the subscriber went away.
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
             }
         }
     });

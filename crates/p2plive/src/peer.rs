@@ -97,7 +97,7 @@ impl Default for PeerConfig {
 /// A plain HTTP client for the loopback CDN and tracker (no TLS, no proxy).
 ///
 /// # Errors
-/// [`Error::Quic`] never; [`Error::Http`] when the client cannot be built.
+/// [`Error::Http`] when the client cannot be built.
 pub fn http_client() -> Result<reqwest::Client, Error> {
     reqwest::Client::builder()
         .no_proxy()
@@ -755,7 +755,7 @@ impl Driver {
                     if !matches!(error, FetchError::UnknownPeer) {
                         warn!(peer, %error, "peer unreachable");
                     }
-                    sched.peer_down(peer);
+                    sched.peer_down(peer, Instant::now());
                     self.links.reset(peer).await;
                 }
             }

@@ -52,6 +52,8 @@ pub struct SchedConfig {
     pub max_peer_attempts: usize,
     /// Most urgent CDN requests in flight at once (default 4).
     pub max_cdn_requests: usize,
+    /// A peer whose link failed is not asked again for this long, in ms (default 2000).
+    pub peer_backoff_ms: u64,
 }
 
 impl Default for SchedConfig {
@@ -63,6 +65,7 @@ impl Default for SchedConfig {
             max_requests_per_peer: 4,
             max_peer_attempts: 3,
             max_cdn_requests: 4,
+            peer_backoff_ms: 2000,
         }
     }
 }
@@ -149,7 +152,8 @@ pub struct Scheduler {
     /// My substreams and the first block the subscription delivers for each.
     mine: BTreeMap<u32, u64>,
     peers: BTreeMap<PeerId, BTreeSet<u32>>,
-    down: BTreeSet<PeerId>,
+    /// Peers that failed, and until when they are not asked.
+    down: BTreeMap<PeerId, Instant>,
     infos: BTreeMap<u64, BlockInfo>,
     have: BTreeSet<u64>,
     inflight: HashMap<u64, Vec<Source>>,
@@ -177,7 +181,7 @@ impl Scheduler {
             layout,
             mine: BTreeMap::new(),
             peers: BTreeMap::new(),
-            down: BTreeSet::new(),
+            down: BTreeMap::new(),
             infos: BTreeMap::new(),
             have: BTreeSet::new(),
             inflight: HashMap::new(),
@@ -206,16 +210,19 @@ impl Scheduler {
         self.mine = mine;
     }
 
-    /// Replaces the other peers and the substreams each holds. A listed peer counts as up again.
+    /// Replaces the other peers and the substreams each prefetches (the holders asked first).
     pub fn set_peers(&mut self, peers: BTreeMap<PeerId, BTreeSet<u32>>) {
-        self.down.retain(|id| peers.contains_key(id));
+        self.down.retain(|id, _| peers.contains_key(id));
         self.peers = peers;
     }
 
-    /// Marks a peer unreachable until the next [`Scheduler::set_peers`] lists it again... or
-    /// until it is listed in a later view; its requests in flight fail.
-    pub fn peer_down(&mut self, peer: PeerId) {
-        self.down.insert(peer);
+    /// Marks a peer unreachable at `now`: it is not asked for `peer_backoff_ms`, and its
+    /// requests in flight count as failed.
+    pub fn peer_down(&mut self, peer: PeerId, now: Instant) {
+        self.down.insert(
+            peer,
+            now + Duration::from_millis(self.config.peer_backoff_ms),
+        );
         for sources in self.inflight.values_mut() {
             sources.retain(|s| *s != Source::Peer(peer));
         }
@@ -314,6 +321,7 @@ impl Scheduler {
         if self.player == Player::Done {
             return actions;
         }
+        self.down.retain(|_, until| *until > now);
         self.plan_fetches(&mut actions);
         self.update_lag();
         actions
@@ -451,7 +459,7 @@ impl Scheduler {
             }
             let substream = self.layout.substream_of(block);
             let usable = |id: &PeerId| {
-                !self.down.contains(id)
+                !self.down.contains_key(id)
                     && !tried.is_some_and(|t| t.contains(id))
                     && per_peer.get(id).copied().unwrap_or(0) < self.config.max_requests_per_peer
             };
@@ -667,7 +675,7 @@ mod tests {
             s.on_info(info(n));
         }
         s.poll(t0);
-        s.peer_down(3);
+        s.peer_down(3, t0);
         let f = fetches(&s.poll(t0));
         // Block 2's holder is down; nobody else tried yet, so it waits for the urgent zone.
         assert!(f.is_empty(), "{f:?}");
@@ -675,6 +683,12 @@ mod tests {
         s.on_info(info(4));
         let actions = s.poll(t0);
         assert!(fetches(&actions).contains(&(2, Source::Cdn)), "{actions:?}");
+        // After the back-off the peer is asked again (for block 3's neighbour 6, say).
+        for n in 5..8 {
+            s.on_info(info(n));
+        }
+        let later = s.poll(t0 + Duration::from_millis(2001));
+        assert!(fetches(&later).contains(&(6, Source::Peer(3))), "{later:?}");
     }
 
     #[test]
