@@ -615,6 +615,69 @@ mod tests {
         }
     }
 
+    async fn call(
+        app: &Router,
+        request: axum::http::Request<Body>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        use tower::ServiceExt;
+        let response = app.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (parts.status, parts.headers, body)
+    }
+
+    fn put(n: u64, data: &'static [u8], sha: &str) -> axum::http::Request<Body> {
+        axum::http::Request::put(format!("/streams/live/blocks/{n}"))
+            .header("x-duration-ms", "1000")
+            .header("x-sha256", sha)
+            .body(Body::from(data))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn blocks_are_published_in_order_and_served_cacheable() {
+        let cdn = Cdn::new(&mut Registry::default());
+        let app = cdn.router();
+        let sha = |d: &[u8]| hex::encode(crate::block::sha256(d));
+        assert_eq!(
+            call(&app, put(0, b"zero", &sha(b"zero"))).await.0,
+            StatusCode::CREATED
+        );
+        // Out of order, or a body that does not match its digest: refused.
+        assert_eq!(
+            call(&app, put(2, b"two", &sha(b"two"))).await.0,
+            StatusCode::CONFLICT
+        );
+        let (status, _, body) = call(&app, put(1, b"one", &sha(b"uno"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&body).contains("does not match"));
+        assert_eq!(
+            call(&app, put(1, b"one", &sha(b"one"))).await.0,
+            StatusCode::CREATED
+        );
+
+        let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let (status, headers, body) = call(&app, get("/streams/live/blocks/1?peer=7")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], b"one");
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(headers[header::ETAG], format!("\"{}\"", sha(b"one")));
+        let (_, _, body) = call(&app, get("/streams/live/manifest?from=1")).await;
+        let manifest: Manifest = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (manifest.cut, manifest.blocks.len(), manifest.end),
+            (2, 1, None)
+        );
+        let stats = cdn.stats("live");
+        assert_eq!(stats.peers["7"].fetch, 3);
+        assert_eq!(stats.total, 3);
+        let (status, _, _) = call(&app, get("/streams/nope/manifest")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
     #[test]
     fn decoder_rejects_garbage() {
         assert!(FrameDecoder::new().push(&[9, 0, 0, 0, 0]).is_err());

@@ -28,3 +28,5 @@ pub use tracker::{Swarm, Tracker, TrackerConfig};
 // Used only by the binary and the integration tests.
 #[cfg(test)]
 use testkit as _;
+#[cfg(test)]
+use tower as _;
