@@ -544,14 +544,19 @@ async fn subscribe(
             };
             for block in batch {
                 next = block.info.number + 1;
-                let frame = if substreams.contains(&layout.substream_of(block.info.number)) {
-                    cdn.count(&id, &peer, true, u64::from(block.info.size));
-                    Frame::Block(block)
-                } else {
-                    Frame::Info(block.info)
-                };
+                let size = u64::from(block.info.size);
+                let (frame, payload) =
+                    if substreams.contains(&layout.substream_of(block.info.number)) {
+                        (Frame::Block(block), size)
+                    } else {
+                        (Frame::Info(block.info), 0)
+                    };
+                // Count only what was handed to a live connection.
                 if tx.send(Ok(frame.encode())).await.is_err() {
                     return;
+                }
+                if payload > 0 {
+                    cdn.count(&id, &peer, true, payload);
                 }
             }
             if let Some(end) = end

@@ -113,6 +113,8 @@ pub struct DemoExtras {
     pub origin: OriginReport,
     /// Per peer: max lag in blocks, corrupt blocks, duplicates.
     pub lag_blocks_max: u64,
+    /// Bytes the CDN served, per peer id.
+    pub cdn: crate::cdn::CdnStats,
 }
 
 impl DemoReport {
@@ -308,7 +310,8 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
             output_sha256,
         });
     }
-    let cdn_bytes = cdn.stats("live").total;
+    let cdn_stats = cdn.stats("live");
+    let cdn_bytes = cdn_stats.total;
     for peer in peers {
         peer.shutdown().await;
     }
@@ -330,6 +333,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         wall: started.elapsed(),
         origin,
         lag_blocks_max: lag_max,
+        cdn: cdn_stats,
     };
     Ok((report, extras))
 }
@@ -364,11 +368,26 @@ pub fn table(report: &DemoReport, extras: &DemoExtras) -> String {
         extras.lag_blocks_max,
         extras.wall.as_secs_f64()
     ));
-    out.push_str("  peer  p2p_ratio  stalls  stall_ms  startup_ms  byte_exact\n");
+    out.push_str(
+        "  peer  p2p_ratio  stalls  stall_ms  startup_ms  byte_exact  cdn_prefetch  cdn_urgent\n",
+    );
     for p in &report.peers_detail {
+        let cdn = extras
+            .cdn
+            .peers
+            .get(&p.id.to_string())
+            .copied()
+            .unwrap_or_default();
         out.push_str(&format!(
-            "  {:>4}  {:>9.3}  {:>6}  {:>8}  {:>10}  {}\n",
-            p.id, p.p2p_ratio, p.stalls, p.stall_ms, p.startup_ms, p.byte_exact
+            "  {:>4}  {:>9.3}  {:>6}  {:>8}  {:>10}  {:>10}  {:>12}  {:>10}\n",
+            p.id,
+            p.p2p_ratio,
+            p.stalls,
+            p.stall_ms,
+            p.startup_ms,
+            p.byte_exact,
+            cdn.prefetch,
+            cdn.fetch
         ));
     }
     out

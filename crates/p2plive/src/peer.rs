@@ -842,6 +842,11 @@ impl Driver {
                 });
             }
             Source::Cdn | Source::Prefetch => {
+                debug!(
+                    block,
+                    peer = self.view.you,
+                    "urgent zone: fetching the block from the CDN"
+                );
                 let url = format!(
                     "{}/streams/{}/blocks/{block}?peer={}",
                     self.config.cdn, self.config.stream, self.view.you
