@@ -10,7 +10,7 @@
 //! | `POST /streams/{id}/join` | [`JoinRequest`] | [`View`] (404 for an unknown stream id) |
 //! | `POST /streams/{id}/peers/{peer}/heartbeat` | [`Heartbeat`] | [`View`] (410 when the peer expired) |
 //! | `DELETE /streams/{id}/peers/{peer}` | | 204 |
-//! | `GET /streams/{id}/view` | | [`View`] |
+//! | `GET /streams/{id}/view` | | all members, a JSON array of [`PeerEntry`] |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
