@@ -168,14 +168,15 @@ fn describe_head(head: &[u8]) -> String {
 }
 
 async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
-    let ffmpeg = svckit::process::find_program("ffmpeg").ok_or(Error::FfmpegMissing)?;
+    use svckit::process::{ProcessError, ProcessSpec};
     let dir = tempfile::tempdir().map_err(|source| Error::Io {
         path: std::env::temp_dir(),
         source,
     })?;
     let out = dir.path().join("remux.ts");
     info!(input = %path.display(), "remuxing MP4 to MPEG-TS (ffmpeg -c copy)");
-    let output = tokio::process::Command::new(ffmpeg)
+    // A guarded child: killed with its process group if this future is dropped.
+    let mut ffmpeg = ProcessSpec::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-y", "-i"])
         .arg(path)
         .args([
@@ -189,19 +190,25 @@ async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
             "mpegts",
         ])
         .arg(&out)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|source| Error::Io {
-            path: PathBuf::from("ffmpeg"),
-            source,
+        .log_file(dir.path().join("ffmpeg.log"))
+        .spawn()
+        .map_err(|error| match error {
+            ProcessError::NotFound { .. } => Error::FfmpegMissing,
+            other => Error::Remux {
+                path: path.to_path_buf(),
+                stderr_tail: other.to_string(),
+            },
         })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+    let status = loop {
+        if let Some(status) = ffmpeg.try_exit_status() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    if !status.success() {
         return Err(Error::Remux {
             path: path.to_path_buf(),
-            stderr_tail: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            stderr_tail: ffmpeg.log_tail(3).replace('\n', " | "),
         });
     }
     let data = fs_err::tokio::read(&out)
@@ -537,5 +544,17 @@ mod tests {
         assert!(error.to_string().contains("not a video stream"), "{error}");
         let missing = load_ts(&dir.path().join("missing.ts")).await.unwrap_err();
         assert!(matches!(missing, Error::Io { .. }), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn a_broken_mp4_names_ffmpegs_complaint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.mp4");
+        let mut data = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
+        data.extend(std::iter::repeat_n(0x5a, 4000));
+        fs_err::write(&path, data).unwrap();
+        let error = load_ts(&path).await.unwrap_err();
+        assert!(matches!(error, Error::Remux { .. }), "{error}");
+        assert!(error.to_string().contains("broken.mp4"), "{error}");
     }
 }
