@@ -103,7 +103,7 @@ pub struct TrackerArgs {
     /// Remove a peer silent for this long (ms).
     #[arg(long)]
     pub peer_timeout_ms: Option<u64>,
-    /// CDN prefetchers per substream (0 = every holder).
+    /// CDN prefetchers per substream (default 1; 0 = every holder).
     #[arg(long)]
     pub cdn_prefetchers: Option<u32>,
 }
@@ -167,9 +167,10 @@ pub struct DemoArgs {
     /// Urgent zone in blocks.
     #[arg(long, default_value_t = 2)]
     pub urgent_blocks: u64,
-    /// CDN prefetchers per substream: 0 = every holder prefetches its substream from the CDN
-    /// (seed 55); k = only k holders do, the others replicate it from peers.
-    #[arg(long, default_value_t = 0)]
+    /// CDN prefetchers per substream: k (default 1) = only the k longest-standing holders
+    /// prefetch it from the CDN, the others replicate it from peers (seed 55); 0 = every holder
+    /// prefetches its substream from the CDN.
+    #[arg(long, default_value_t = 1)]
     pub cdn_prefetchers: u32,
     /// Print the report as one JSON line on stdout (last line).
     #[arg(long)]

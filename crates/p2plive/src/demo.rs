@@ -50,7 +50,7 @@ pub struct DemoOptions {
     pub block_ms: u64,
     /// Urgent zone in blocks.
     pub urgent_blocks: u64,
-    /// CDN prefetchers per substream (0 = every holder; see
+    /// CDN prefetchers per substream (default 1; 0 = every holder; see
     /// [`TrackerConfig::cdn_prefetchers_per_substream`]).
     pub cdn_prefetchers: u32,
     /// Show a progress bar (stderr, terminals only).

@@ -44,10 +44,12 @@ pub struct TrackerConfig {
     /// A change of `s` takes effect this many blocks after the newest block a peer reported,
     /// so every peer learns it first (default 4).
     pub epoch_lead_blocks: u64,
-    /// How many holders of a substream prefetch it from the CDN: 0 (default) means every
-    /// holder does (seed 55: the CDN sends each device its substream); `k >= 1` means only the
+    /// How many holders of a substream prefetch it from the CDN. `k >= 1` (default 1): only the
     /// `k` longest-standing holders do and the others replicate it from peers, so the CDN sends
-    /// each substream at most `k` times however many peers there are.
+    /// each substream at most `k` times however many peers there are (seed 55: the substreams
+    /// are sent to the devices so that each stores one; with more viewers than substreams the
+    /// extra holders get theirs over P2P). 0 means every holder prefetches its substream from
+    /// the CDN, which caps the P2P ratio at `1 - 1/s`.
     pub cdn_prefetchers_per_substream: u32,
 }
 
@@ -60,7 +62,7 @@ impl Default for TrackerConfig {
             block_set: 1,
             peer_timeout_ms: 1500,
             epoch_lead_blocks: 4,
-            cdn_prefetchers_per_substream: 0,
+            cdn_prefetchers_per_substream: 1,
         }
     }
 }
@@ -619,6 +621,7 @@ mod tests {
     fn only_k_holders_per_substream_prefetch_from_the_cdn() {
         let t0 = Instant::now();
         let mut config = fixed(2);
+        config.cdn_prefetchers_per_substream = 0;
         let all = {
             let mut swarm = Swarm::new(config.clone()).unwrap();
             (0..6).for_each(|n| {
@@ -628,7 +631,7 @@ mod tests {
         };
         assert!(
             all.iter().all(|e| e.prefetch == e.substreams),
-            "default: every holder"
+            "k = 0: every holder"
         );
         config.cdn_prefetchers_per_substream = 1;
         let mut swarm = Swarm::new(config).unwrap();
