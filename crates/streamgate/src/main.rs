@@ -1,0 +1,2 @@
+//! The `streamgate` binary.
+fn main() {}
