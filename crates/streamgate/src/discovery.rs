@@ -20,7 +20,10 @@ pub trait Discovery: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`HopError::Registry`] when the source cannot be asked.
-    fn media(&self, label: &str) -> impl Future<Output = Result<Option<MediaRecord>, HopError>> + Send;
+    fn media(
+        &self,
+        label: &str,
+    ) -> impl Future<Output = Result<Option<MediaRecord>, HopError>> + Send;
 
     /// The routing snapshot. With `since`, the answer may wait up to `wait` for a version
     /// different from `since` (long-poll); a source that never changes waits the full time.

@@ -494,7 +494,12 @@ mod tests {
             service: "ServiceA".to_owned(),
             namespace: "Nope".to_owned(),
         });
-        assert!(body["error"].as_str().unwrap_or_default().contains("`Nope`"));
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("`Nope`")
+        );
         assert_eq!(body["retry"], "never");
     }
 }

@@ -119,14 +119,20 @@ impl<D: Discovery> Forwarder<D> {
     pub async fn resolve(&self) -> Result<SocketAddr, HopError> {
         match self.discovery.media(&self.label).await {
             Ok(Some(record)) => {
-                *self.last_known.lock().unwrap_or_else(PoisonError::into_inner) = Some(record.addr);
+                *self
+                    .last_known
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(record.addr);
                 Ok(record.addr)
             }
             Ok(None) => Err(HopError::LabelNotRegistered {
                 label: self.label.clone(),
             }),
             Err(error) => {
-                let last = *self.last_known.lock().unwrap_or_else(PoisonError::into_inner);
+                let last = *self
+                    .last_known
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 match last {
                     Some(addr) => {
                         warn!(label = %self.label, %error, %addr, "registry unreachable; using the last known address");
@@ -158,7 +164,11 @@ impl<D: Discovery> Forwarder<D> {
             }
         };
         tracing::Span::current().record("addr", tracing::field::display(addr));
-        match self.client.forward(&self.label, addr, &parts, &path, &[]).await {
+        match self
+            .client
+            .forward(&self.label, addr, &parts, &path, &[])
+            .await
+        {
             Ok(response) => {
                 info!(status = response.status().as_u16(), "forwarding");
                 response
@@ -172,7 +182,11 @@ impl<D: Discovery> Forwarder<D> {
 }
 
 impl<D: Discovery> crate::hop::Handler for Forwarder<D> {
-    async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> Response<HopBody> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<HopBody> {
         let span = info_span!(
             "forward",
             route = MEDIA_ROUTE,

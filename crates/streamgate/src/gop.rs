@@ -182,7 +182,14 @@ mod tests {
             gop.push(&t);
         }
         assert!(gop.is_empty(), "nothing before the first key frame");
-        let tags = [key(0), audio(10), inter(40), key(80), inter(120), audio(130)];
+        let tags = [
+            key(0),
+            audio(10),
+            inter(40),
+            key(80),
+            inter(120),
+            audio(130),
+        ];
         for t in &tags {
             gop.push(t);
         }

@@ -242,7 +242,10 @@ struct RequestLabels {
 /// Request and open-stream metrics of a proxy or forwarder (served on its admin port).
 #[derive(Debug, Clone)]
 pub struct HopMetrics {
-    requests: prometheus_client::metrics::family::Family<RequestLabels, prometheus_client::metrics::counter::Counter>,
+    requests: prometheus_client::metrics::family::Family<
+        RequestLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
     open: prometheus_client::metrics::gauge::Gauge,
 }
 

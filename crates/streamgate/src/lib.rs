@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod camera;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod discovery;

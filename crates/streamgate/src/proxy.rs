@@ -95,7 +95,11 @@ impl<D: Discovery> Proxy<D> {
         for (segment, pairs) in table.ambiguities() {
             warn!(segment, pairs = ?pairs, "several (service, namespace) pairs spell this segment; the longest service wins");
         }
-        debug!(version = snapshot.version, pairs = table.len(), "routing table updated");
+        debug!(
+            version = snapshot.version,
+            pairs = table.len(),
+            "routing table updated"
+        );
         *self.table.write().unwrap_or_else(PoisonError::into_inner) =
             (snapshot.version, Arc::new(table));
     }
@@ -207,7 +211,11 @@ impl<D: Discovery> Proxy<D> {
 }
 
 impl<D: Discovery> crate::hop::Handler for Proxy<D> {
-    async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> Response<HopBody> {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<HopBody> {
         let span = info_span!(
             "proxy",
             route = PUBLIC_ROUTE,

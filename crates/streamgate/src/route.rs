@@ -271,7 +271,10 @@ mod tests {
         assert_eq!(ok.channel, 0);
         assert_eq!(ok.upstream_path(), "/main_stream/0.flv");
         let q = parse_public_path("/realtime-a-b-c/cam.1/12.flv?token=x").unwrap();
-        assert_eq!((q.segment.as_str(), q.stream.as_str(), q.channel), ("a-b-c", "cam.1", 12));
+        assert_eq!(
+            (q.segment.as_str(), q.stream.as_str(), q.channel),
+            ("a-b-c", "cam.1", 12)
+        );
         for bad in [
             "/",
             "/main_stream/0.flv",

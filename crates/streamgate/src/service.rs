@@ -60,7 +60,9 @@ impl Running {
         let Some(mut rx) = self.registered.clone() else {
             return true;
         };
-        tokio::time::timeout(timeout, rx.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// A future that completes when the part is told to stop.
@@ -130,7 +132,13 @@ pub async fn start_registry(config: &RegistryConfig) -> Result<Running, Error> {
     let registry = Registry::new(config, Arc::new(svckit::SystemClock), &mut metrics);
     let stop = CancellationToken::new();
     let sweeper = registry.spawn_sweeper(Duration::from_millis(config.sweep_ms));
-    let server = spawn_serve("streamgate-registry", listener, registry.router(), metrics, &stop);
+    let server = spawn_serve(
+        "streamgate-registry",
+        listener,
+        registry.router(),
+        metrics,
+        &stop,
+    );
     let stop_sweeper = stop.clone();
     let sweeper_guard = tokio::spawn(async move {
         stop_sweeper.cancelled().await;
@@ -153,13 +161,22 @@ pub async fn start_registry(config: &RegistryConfig) -> Result<Running, Error> {
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration, [`Error::Io`] when binding fails.
-pub async fn start_media(config: &MediaConfig, registry: Option<RegistryClient>) -> Result<Running, Error> {
+pub async fn start_media(
+    config: &MediaConfig,
+    registry: Option<RegistryClient>,
+) -> Result<Running, Error> {
     let mut metrics = MetricsRegistry::default();
     let server = MediaServer::new(config, &mut metrics)?;
     let listener = bind(config.listen).await?;
     let addr = local(&listener, config.listen);
     let stop = CancellationToken::new();
-    let mut tasks = vec![spawn_serve("streamgate-media", listener, server.router(), metrics, &stop)];
+    let mut tasks = vec![spawn_serve(
+        "streamgate-media",
+        listener,
+        server.router(),
+        metrics,
+        &stop,
+    )];
     let mut registered = None;
     if let Some(client) = registry {
         let (tx, rx) = watch::channel(false);
@@ -217,10 +234,24 @@ pub async fn start_forwarder(
     let admin = bind(config.admin_listen).await?;
     let admin_addr = local(&admin, config.admin_listen);
     let mut metrics = MetricsRegistry::default();
-    let forwarder = Arc::new(Forwarder::new(config, discovery, HopMetrics::register("forwarder", &mut metrics)));
+    let forwarder = Arc::new(Forwarder::new(
+        config,
+        discovery,
+        HopMetrics::register("forwarder", &mut metrics),
+    ));
     let stop = CancellationToken::new();
-    let plane = tokio::spawn(crate::hop::serve(listener, forwarder, stop.clone().cancelled_owned()));
-    let admin_task = spawn_serve("streamgate-forwarder", admin, axum::Router::new(), metrics, &stop);
+    let plane = tokio::spawn(crate::hop::serve(
+        listener,
+        forwarder,
+        stop.clone().cancelled_owned(),
+    ));
+    let admin_task = spawn_serve(
+        "streamgate-forwarder",
+        admin,
+        axum::Router::new(),
+        metrics,
+        &stop,
+    );
     let mut tasks = vec![plane, admin_task];
     let mut registered = None;
     if let Some(client) = registry {
@@ -264,14 +295,28 @@ pub async fn start_proxy(config: &ProxyConfig, discovery: AnyDiscovery) -> Resul
     let admin = bind(config.admin_listen).await?;
     let admin_addr = local(&admin, config.admin_listen);
     let mut metrics = MetricsRegistry::default();
-    let proxy = Arc::new(Proxy::new(config, discovery, HopMetrics::register("proxy", &mut metrics)));
+    let proxy = Arc::new(Proxy::new(
+        config,
+        discovery,
+        HopMetrics::register("proxy", &mut metrics),
+    ));
     if let Err(error) = proxy.refresh().await {
         tracing::warn!(%error, "no routes yet; the table fills when discovery answers");
     }
     let watcher = proxy.spawn_watch();
     let stop = CancellationToken::new();
-    let plane = tokio::spawn(crate::hop::serve(listener, proxy, stop.clone().cancelled_owned()));
-    let admin_task = spawn_serve("streamgate-proxy", admin, axum::Router::new(), metrics, &stop);
+    let plane = tokio::spawn(crate::hop::serve(
+        listener,
+        proxy,
+        stop.clone().cancelled_owned(),
+    ));
+    let admin_task = spawn_serve(
+        "streamgate-proxy",
+        admin,
+        axum::Router::new(),
+        metrics,
+        &stop,
+    );
     let stop_watcher = stop.clone();
     let watcher_guard = tokio::spawn(async move {
         stop_watcher.cancelled().await;

@@ -173,7 +173,9 @@ pub fn decoder_configuration_record(
             found: nal_type(sps),
         });
     }
-    let mut out = BytesMut::with_capacity(11 + sps.len() + pps.iter().map(|p| 2 + p.len()).sum::<usize>() + 4);
+    let mut out = BytesMut::with_capacity(
+        11 + sps.len() + pps.iter().map(|p| 2 + p.len()).sum::<usize>() + 4,
+    );
     out.put_u8(1);
     out.put_slice(&sps[1..4]);
     out.put_u8(0xfc | 3);
@@ -192,8 +194,13 @@ pub fn decoder_configuration_record(
         out.put_slice(unit);
     }
     if has_high_profile_extension(sps[1]) {
-        let (chroma, luma, chroma_depth) =
-            info.map_or((1, 0, 0), |i| (i.chroma_format_idc, i.bit_depth_luma_minus8, i.bit_depth_chroma_minus8));
+        let (chroma, luma, chroma_depth) = info.map_or((1, 0, 0), |i| {
+            (
+                i.chroma_format_idc,
+                i.bit_depth_luma_minus8,
+                i.bit_depth_chroma_minus8,
+            )
+        });
         out.put_u8(0xfc | (chroma & 0x03));
         out.put_u8(0xf8 | (luma & 0x07));
         out.put_u8(0xf8 | (chroma_depth & 0x07));
@@ -235,7 +242,11 @@ mod tests {
             (&[0, 0, 0, 1, 9, 0, 0][..], 5),
             (&[0, 0, 0][..], 0),
         ] {
-            assert_eq!(split_avcc(data), Err(AvcError::Truncated { offset }), "{data:?}");
+            assert_eq!(
+                split_avcc(data),
+                Err(AvcError::Truncated { offset }),
+                "{data:?}"
+            );
         }
         assert_eq!(split_avcc(&[]).unwrap().len(), 0);
     }
@@ -252,7 +263,10 @@ mod tests {
         assert!(info.reorder_frames >= 1, "{info:?}");
         assert!(matches!(
             SpsInfo::parse(PPS),
-            Err(AvcError::WrongNalType { expected: 7, found: 8 })
+            Err(AvcError::WrongNalType {
+                expected: 7,
+                found: 8
+            })
         ));
     }
 
@@ -262,7 +276,11 @@ mod tests {
         let record = decoder_configuration_record(SPS_HIGH_640X360, &[PPS], Some(&info)).unwrap();
         let n = SPS_HIGH_640X360.len();
         assert_eq!(record[0], 1, "configurationVersion");
-        assert_eq!(&record[1..4], &SPS_HIGH_640X360[1..4], "profile, compat, level");
+        assert_eq!(
+            &record[1..4],
+            &SPS_HIGH_640X360[1..4],
+            "profile, compat, level"
+        );
         assert_eq!(record[4], 0xff, "reserved + lengthSizeMinusOne = 3");
         assert_eq!(record[5], 0xe1, "reserved + one SPS");
         assert_eq!(u16::from_be_bytes([record[6], record[7]]) as usize, n);
@@ -290,11 +308,17 @@ mod tests {
         );
         assert_eq!(
             decoder_configuration_record(PPS, &[PPS], None),
-            Err(AvcError::WrongNalType { expected: 7, found: 8 })
+            Err(AvcError::WrongNalType {
+                expected: 7,
+                found: 8
+            })
         );
         assert_eq!(
             decoder_configuration_record(&sps, &[&sps], None),
-            Err(AvcError::WrongNalType { expected: 8, found: 7 })
+            Err(AvcError::WrongNalType {
+                expected: 8,
+                found: 7
+            })
         );
     }
 }

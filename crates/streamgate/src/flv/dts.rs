@@ -88,11 +88,9 @@ impl<T> DtsRecovery<T> {
     }
 
     fn pop(&mut self) -> Option<Timed<T>> {
-        let delay = *self.delay.get_or_insert_with(|| {
-            match self.frame_ticks {
-                Some(step) => step * self.reorder_frames as i64,
-                None => span(&self.pending),
-            }
+        let delay = *self.delay.get_or_insert_with(|| match self.frame_ticks {
+            Some(step) => step * self.reorder_frames as i64,
+            None => span(&self.pending),
         });
         let (pts, item) = self.pending.pop_front()?;
         let Reverse(smallest) = self.pts_heap.pop()?;
@@ -170,7 +168,10 @@ mod tests {
             assert_eq!(&got_pts, pts, "{name}: order kept");
             assert_eq!(&got_dts, dts, "{name}");
             assert!(got.iter().all(|(p, d)| d <= p), "{name}: dts <= pts");
-            assert!(got_dts.windows(2).all(|w| w[0] <= w[1]), "{name}: monotonic");
+            assert!(
+                got_dts.windows(2).all(|w| w[0] <= w[1]),
+                "{name}: monotonic"
+            );
         }
     }
 

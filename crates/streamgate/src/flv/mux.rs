@@ -68,7 +68,11 @@ pub fn header(has_audio: bool, has_video: bool) -> Bytes {
 /// the full 32-bit millisecond range (about 49.7 days) is representable. Data longer than
 /// the 24-bit `DataSize` field (16 MiB) is cut, which no video frame here reaches.
 pub fn tag(tag_type: u8, timestamp_ms: u32, parts: &[&[u8]]) -> Bytes {
-    let data_len: usize = parts.iter().map(|p| p.len()).sum::<usize>().min(0x00ff_ffff);
+    let data_len: usize = parts
+        .iter()
+        .map(|p| p.len())
+        .sum::<usize>()
+        .min(0x00ff_ffff);
     let mut out = BytesMut::with_capacity(TAG_HEADER_LEN + data_len + 4);
     out.put_u8(tag_type);
     put_u24(&mut out, u32::try_from(data_len).unwrap_or(0x00ff_ffff));
@@ -100,7 +104,11 @@ fn si24(value: i32) -> [u8; 3] {
 /// `AVCDecoderConfigurationRecord` (see [`super::avc::decoder_configuration_record`]).
 pub fn avc_sequence_header(timestamp_ms: u32, record: &[u8]) -> Tag {
     Tag {
-        bytes: tag(TAG_VIDEO, timestamp_ms, &[&[0x10 | CODEC_AVC, 0, 0, 0, 0], record]),
+        bytes: tag(
+            TAG_VIDEO,
+            timestamp_ms,
+            &[&[0x10 | CODEC_AVC, 0, 0, 0, 0], record],
+        ),
         kind: TagKind::Config,
         timestamp_ms,
     }
@@ -276,16 +284,25 @@ mod tests {
         assert_eq!(u24(&d[2..5]), 0x00ff_ffff - 41);
         let seq = avc_sequence_header(0, &[1, 0x64, 0, 0x1e]);
         assert_eq!(seq.kind, TagKind::Config);
-        assert_eq!(&seq.bytes[TAG_HEADER_LEN..TAG_HEADER_LEN + 5], &[0x17, 0, 0, 0, 0]);
+        assert_eq!(
+            &seq.bytes[TAG_HEADER_LEN..TAG_HEADER_LEN + 5],
+            &[0x17, 0, 0, 0, 0]
+        );
     }
 
     #[test]
     fn audio_tags() {
         let seq = aac_sequence_header(0, &[0x12, 0x10]);
-        assert_eq!(&seq.bytes[TAG_HEADER_LEN..TAG_HEADER_LEN + 4], &[0xaf, 0, 0x12, 0x10]);
+        assert_eq!(
+            &seq.bytes[TAG_HEADER_LEN..TAG_HEADER_LEN + 4],
+            &[0xaf, 0, 0x12, 0x10]
+        );
         let frame = aac_frame(23, &[0xde, 0xad]);
         assert_eq!(frame.bytes[0], TAG_AUDIO);
-        assert_eq!(&frame.bytes[TAG_HEADER_LEN..TAG_HEADER_LEN + 4], &[0xaf, 1, 0xde, 0xad]);
+        assert_eq!(
+            &frame.bytes[TAG_HEADER_LEN..TAG_HEADER_LEN + 4],
+            &[0xaf, 1, 0xde, 0xad]
+        );
         assert_eq!(frame.kind, TagKind::Audio);
     }
 

@@ -241,7 +241,9 @@ mod tests {
         assert!(matches!(reader.next_tag(), Err(FlvError::Signature { .. })));
         let mut reader = FlvReader::new();
         let mut stream = mux::header(false, true).to_vec();
-        let mut tag = mux::avc_frame(0, 0, true, &[0, 0, 0, 1, 0x65]).bytes.to_vec();
+        let mut tag = mux::avc_frame(0, 0, true, &[0, 0, 0, 1, 0x65])
+            .bytes
+            .to_vec();
         let n = tag.len();
         tag[n - 1] ^= 0xff;
         stream.extend_from_slice(&tag);

@@ -308,7 +308,10 @@ impl Hub {
         }
         inner.finished = true;
         drop(inner);
-        if map.get(&channel.key).is_some_and(|c| Arc::ptr_eq(c, channel)) {
+        if map
+            .get(&channel.key)
+            .is_some_and(|c| Arc::ptr_eq(c, channel))
+        {
             map.remove(&channel.key);
         }
         drop(map);
@@ -319,7 +322,10 @@ impl Hub {
     /// Ends `channel` with `status` (the pull failed or the server stops) and forgets it.
     pub fn end(&self, channel: &Arc<Channel>, status: Status) {
         let mut map = self.lock();
-        if map.get(&channel.key).is_some_and(|c| Arc::ptr_eq(c, channel)) {
+        if map
+            .get(&channel.key)
+            .is_some_and(|c| Arc::ptr_eq(c, channel))
+        {
             map.remove(&channel.key);
         }
         drop(map);

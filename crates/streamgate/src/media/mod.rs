@@ -91,7 +91,10 @@ impl MediaConfig {
     /// # Errors
     /// [`ConfigError`] naming the offending key.
     pub fn validate(&self) -> Result<BTreeMap<String, Url>, ConfigError> {
-        for (key, value) in [("media.label", &self.label), ("media.namespace", &self.namespace)] {
+        for (key, value) in [
+            ("media.label", &self.label),
+            ("media.namespace", &self.namespace),
+        ] {
             if value.is_empty() {
                 return Err(ConfigError::Missing { key });
             }
@@ -126,7 +129,9 @@ impl MediaConfig {
         let mut cameras = BTreeMap::new();
         for (stream, url) in &self.cameras {
             let valid_key = match stream.split_once('/') {
-                Some((name, n)) => is_valid_name(name) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+                Some((name, n)) => {
+                    is_valid_name(name) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                }
                 None => is_valid_name(stream),
             };
             if !valid_key {
@@ -231,9 +236,14 @@ impl MediaServer {
     ///
     /// # Errors
     /// [`MediaError`]: malformed path, unknown stream, or the camera pull's failure.
-    pub async fn open(&self, path: &str) -> Result<impl futures::Stream<Item = bytes::Bytes> + Send + 'static, MediaError> {
+    pub async fn open(
+        &self,
+        path: &str,
+    ) -> Result<impl futures::Stream<Item = bytes::Bytes> + Send + 'static, MediaError> {
         let parsed = parse_stream_path(path).map_err(|e| match e {
-            crate::error::RouteError::Malformed { path, reason } => MediaError::Malformed { path, reason },
+            crate::error::RouteError::Malformed { path, reason } => {
+                MediaError::Malformed { path, reason }
+            }
             other => MediaError::Malformed {
                 path: other.to_string(),
                 reason: "malformed",
@@ -244,14 +254,20 @@ impl MediaServer {
             .inner
             .cameras
             .get(&key)
-            .ok_or_else(|| MediaError::UnknownStream { stream: key.clone() })?;
+            .ok_or_else(|| MediaError::UnknownStream {
+                stream: key.clone(),
+            })?;
         // A channel ending just as we join (idle stop) is retried once with a fresh pull.
         for _ in 0..2 {
             let joined = self.inner.hub.join(&key, url);
             if joined.created {
                 tokio::spawn(
-                    pull::run(self.inner.hub.clone(), joined.channel.clone(), self.inner.pull.clone())
-                        .instrument(info_span!("pull", stream = %key, label = %self.inner.label)),
+                    pull::run(
+                        self.inner.hub.clone(),
+                        joined.channel.clone(),
+                        self.inner.pull.clone(),
+                    )
+                    .instrument(info_span!("pull", stream = %key, label = %self.inner.label)),
                 );
             }
             match viewer_stream(joined.channel, joined.guard).await {
@@ -285,9 +301,18 @@ async fn watch(State(server): State<MediaServer>, OriginalUri(uri): OriginalUri)
                 let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
                 let mut response = Response::new(body);
                 let headers = response.headers_mut();
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/x-flv"));
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
-                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("video/x-flv"),
+                );
+                headers.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache, no-store"),
+                );
+                headers.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
                 response
             }
             Err(error) => {

@@ -24,10 +24,10 @@ use url::Url;
 
 use super::channel::{Channel, Hub, Status};
 use crate::error::PullError;
+use crate::flv::Tag;
 use crate::flv::avc::{self, NAL_AUD, NAL_PPS, NAL_SPS, SpsInfo};
 use crate::flv::dts::DtsRecovery;
 use crate::flv::mux::{self, Metadata};
-use crate::flv::Tag;
 
 /// How a pull talks to cameras.
 #[derive(Debug, Clone)]
@@ -56,7 +56,8 @@ async fn connect(url: &Url, settings: &PullSettings) -> Result<Session, PullErro
         url: safe(url),
         reason: e.to_string(),
     };
-    let options = SessionOptions::default().user_agent(format!("streamgate/{}", env!("CARGO_PKG_VERSION")));
+    let options =
+        SessionOptions::default().user_agent(format!("streamgate/{}", env!("CARGO_PKG_VERSION")));
     let mut session = retina::client::Session::describe(url.clone(), options)
         .await
         .map_err(rtsp)?;
@@ -88,30 +89,47 @@ async fn connect(url: &Url, settings: &PullSettings) -> Result<Session, PullErro
         }
     };
     session
-        .setup(video, SetupOptions::default().transport(transport()).frame_format(format))
+        .setup(
+            video,
+            SetupOptions::default()
+                .transport(transport())
+                .frame_format(format),
+        )
         .await
         .map_err(rtsp)?;
     let mut audio = None;
     if let Some(index) = audio_index {
         match session
-            .setup(index, SetupOptions::default().transport(transport()).frame_format(format))
+            .setup(
+                index,
+                SetupOptions::default()
+                    .transport(transport())
+                    .frame_format(format),
+            )
             .await
         {
             Ok(()) => {
                 let config = match session.streams()[index].parameters() {
-                    Some(ParametersRef::Audio(params)) => Some(Bytes::copy_from_slice(params.extra_data())),
+                    Some(ParametersRef::Audio(params)) => {
+                        Some(Bytes::copy_from_slice(params.extra_data()))
+                    }
                     _ => None,
                 };
                 match config {
                     Some(config) if !config.is_empty() => audio = Some((index, config)),
-                    _ => warn!(url = %safe(url), "AAC track without AudioSpecificConfig; video only"),
+                    _ => {
+                        warn!(url = %safe(url), "AAC track without AudioSpecificConfig; video only")
+                    }
                 }
             }
             Err(error) => warn!(url = %safe(url), %error, "audio SETUP failed; video only"),
         }
     }
     let playing = session
-        .play(PlayOptions::default().initial_timestamp(retina::client::InitialTimestampPolicy::Permissive))
+        .play(
+            PlayOptions::default()
+                .initial_timestamp(retina::client::InitialTimestampPolicy::Permissive),
+        )
         .await
         .map_err(rtsp)?;
     let demuxed = playing.demuxed().map_err(rtsp)?;
@@ -178,7 +196,8 @@ impl VideoTrack {
             .collect();
         if let Some(sps) = sps
             && !pps.is_empty()
-            && (self.sps.as_deref() != Some(*sps) || self.pps.iter().map(Vec::as_slice).ne(pps.iter().copied()))
+            && (self.sps.as_deref() != Some(*sps)
+                || self.pps.iter().map(Vec::as_slice).ne(pps.iter().copied()))
         {
             out.extend(self.new_parameters(sps, &pps, frame, url));
         }
@@ -203,7 +222,13 @@ impl VideoTrack {
         out
     }
 
-    fn new_parameters(&mut self, sps: &[u8], pps: &[&[u8]], frame: &VideoFrame, url: &Url) -> Vec<Tag> {
+    fn new_parameters(
+        &mut self,
+        sps: &[u8],
+        pps: &[&[u8]],
+        frame: &VideoFrame,
+        url: &Url,
+    ) -> Vec<Tag> {
         let info = match SpsInfo::parse(sps) {
             Ok(info) => Some(info),
             Err(error) => {
@@ -228,8 +253,10 @@ impl VideoTrack {
         self.dts = DtsRecovery::new(reorder, frame_ticks);
         if let Some(info) = info {
             info!(url = %safe(url), width = info.width, height = info.height, fps = ?info.fps, reorder, "video parameters");
+            // At timestamp 0: ffmpeg's FLV reader takes an onMetaData tag with any other
+            // timestamp for a data stream.
             out.push(mux::metadata(
-                ts,
+                0,
                 &Metadata {
                     width: info.width,
                     height: info.height,
@@ -300,7 +327,9 @@ async fn pull(hub: &Hub, channel: &Arc<Channel>, settings: &PullSettings) -> Res
     let audio_index = audio.as_ref().map(|(index, _)| *index);
     channel.set_playing(
         mux::header(audio.is_some(), true),
-        audio.as_ref().map(|(_, config)| mux::aac_sequence_header(0, config)),
+        audio
+            .as_ref()
+            .map(|(_, config)| mux::aac_sequence_header(0, config)),
     );
     let mut track = VideoTrack::new(clock_hz, audio.is_some());
     let mut last_frame = Instant::now();
@@ -369,6 +398,10 @@ mod tests {
         assert_eq!(ticks_to_ms(3750, 90_000), 41);
         assert_eq!(ticks_to_ms(-5, 90_000), 0);
         assert_eq!(ticks_to_ms(44_100, 44_100), 1000);
-        assert_eq!(ticks_to_ms((1_i64 << 32) * 90, 90_000), 0, "wraps at 2^32 ms");
+        assert_eq!(
+            ticks_to_ms((1_i64 << 32) * 90, 90_000),
+            0,
+            "wraps at 2^32 ms"
+        );
     }
 }

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{ForwarderRecord, ForwarderRegistration, MediaRecord, MediaRegistration, RouteSnapshot};
+use super::{
+    ForwarderRecord, ForwarderRegistration, MediaRecord, MediaRegistration, RouteSnapshot,
+};
 use crate::error::HopError;
 use crate::hop::HopClient;
 
@@ -33,7 +35,10 @@ impl RegistryClient {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             // Long-polls wait up to 30 s for headers; plain lookups answer at once.
-            http: HopClient::new(Duration::from_secs(1), super::MAX_WAIT + Duration::from_secs(5)),
+            http: HopClient::new(
+                Duration::from_secs(1),
+                super::MAX_WAIT + Duration::from_secs(5),
+            ),
         }
     }
 
@@ -106,7 +111,11 @@ impl RegistryClient {
     ///
     /// # Errors
     /// [`HopError::Registry`] when the registry cannot be asked.
-    pub async fn routes(&self, since: Option<u64>, wait: Duration) -> Result<RouteSnapshot, HopError> {
+    pub async fn routes(
+        &self,
+        since: Option<u64>,
+        wait: Duration,
+    ) -> Result<RouteSnapshot, HopError> {
         let path = match since {
             Some(version) => format!("/v1/routes?since={version}&wait_ms={}", wait.as_millis()),
             None => "/v1/routes".to_owned(),
@@ -124,9 +133,17 @@ impl RegistryClient {
     ///
     /// # Errors
     /// [`HopError::Registry`] when the registry cannot be asked.
-    pub async fn put_media(&self, label: &str, body: &MediaRegistration) -> Result<StatusCode, HopError> {
+    pub async fn put_media(
+        &self,
+        label: &str,
+        body: &MediaRegistration,
+    ) -> Result<StatusCode, HopError> {
         let (status, _) = self
-            .call::<serde_json::Value>(Method::PUT, &format!("/v1/media/{label}"), Some(Self::encode(body)?))
+            .call::<serde_json::Value>(
+                Method::PUT,
+                &format!("/v1/media/{label}"),
+                Some(Self::encode(body)?),
+            )
             .await?;
         Ok(status)
     }
@@ -158,7 +175,11 @@ impl RegistryClient {
     /// [`HopError::Registry`] when the registry cannot be asked.
     pub async fn delete(&self, kind_path: &str, instance: &str) -> Result<StatusCode, HopError> {
         let (status, _) = self
-            .call::<serde_json::Value>(Method::DELETE, &format!("/v1/{kind_path}?instance={instance}"), None)
+            .call::<serde_json::Value>(
+                Method::DELETE,
+                &format!("/v1/{kind_path}?instance={instance}"),
+                None,
+            )
             .await?;
         Ok(status)
     }
@@ -188,7 +209,12 @@ impl Registrant {
         }
     }
 
-    async fn put(&self, client: &RegistryClient, ttl: Duration, heartbeat: bool) -> Result<StatusCode, HopError> {
+    async fn put(
+        &self,
+        client: &RegistryClient,
+        ttl: Duration,
+        heartbeat: bool,
+    ) -> Result<StatusCode, HopError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         match self {
             Self::Media(r) => {

@@ -314,7 +314,10 @@ mod tests {
         assert!(leases.media("media-a", clock.now()).is_some());
         assert!(leases.expire(clock.now()).is_empty());
         clock.tick(Duration::from_millis(1));
-        assert!(leases.media("media-a", clock.now()).is_none(), "expired before the sweep");
+        assert!(
+            leases.media("media-a", clock.now()).is_none(),
+            "expired before the sweep"
+        );
         let v = leases.version();
         assert_eq!(leases.expire(clock.now()), vec!["media-a".to_owned()]);
         assert!(leases.version() > v);
@@ -337,12 +340,18 @@ mod tests {
             }
         );
         assert!(leases.version() > v);
-        assert_eq!(leases.media("media-a", clock.now()).unwrap().addr.port(), 2000);
+        assert_eq!(
+            leases.media("media-a", clock.now()).unwrap().addr.port(),
+            2000
+        );
         assert_eq!(
             leases.heartbeat_media("media-a", "old", TTL, clock.now()),
             Renewal::Superseded
         );
-        assert!(!leases.remove_media("media-a", "old"), "old instance cannot remove");
+        assert!(
+            !leases.remove_media("media-a", "old"),
+            "old instance cannot remove"
+        );
         // Re-registering the same record does not bump the version.
         let v = leases.version();
         leases.register_media(media("new", 2000), TTL, clock.now());

@@ -171,7 +171,11 @@ pub struct Registry {
 impl Registry {
     /// A registry holding `config`'s static entries, using `clock` for leases, registering
     /// its metric (`streamgate_registry_entries`) in `metrics`.
-    pub fn new(config: &RegistryConfig, clock: Arc<dyn Clock>, metrics: &mut MetricsRegistry) -> Self {
+    pub fn new(
+        config: &RegistryConfig,
+        clock: Arc<dyn Clock>,
+        metrics: &mut MetricsRegistry,
+    ) -> Self {
         let mut leases = Leases::new();
         for record in &config.media {
             leases.add_static_media(record.clone());
@@ -432,7 +436,10 @@ struct RoutesQuery {
     wait_ms: Option<u64>,
 }
 
-async fn get_routes(State(registry): State<Registry>, Query(query): Query<RoutesQuery>) -> Response {
+async fn get_routes(
+    State(registry): State<Registry>,
+    Query(query): Query<RoutesQuery>,
+) -> Response {
     if let (Some(since), Some(wait_ms)) = (query.since, query.wait_ms) {
         let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
         let mut rx = registry.version.subscribe();
@@ -460,8 +467,13 @@ mod tests {
     use svckit::TestClock;
     use tower::ServiceExt;
 
-    async fn call(router: &Router, method: &str, uri: &str, body: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
-        let mut request = axum::http::Request::builder().method(method).uri(uri);
+    async fn call(
+        router: &Router,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = http::Request::builder().method(method).uri(uri);
         let body = match body {
             Some(json) => {
                 request = request.header("content-type", "application/json");
@@ -469,7 +481,11 @@ mod tests {
             }
             None => Body::empty(),
         };
-        let response = router.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let response = router
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
@@ -492,23 +508,53 @@ mod tests {
                 "heartbeat": heartbeat,
             })
         };
-        let (status, body) = call(&router, "PUT", "/v1/media/media-a", Some(reg("i1", 9001, false))).await;
+        let (status, body) = call(
+            &router,
+            "PUT",
+            "/v1/media/media-a",
+            Some(reg("i1", 9001, false)),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let (_, record) = call(&router, "GET", "/v1/media/media-a", None).await;
         assert_eq!(record["addr"], "127.0.0.1:9001");
         let v1 = registry.snapshot().version;
-        let (status, _) = call(&router, "PUT", "/v1/media/media-a", Some(reg("i2", 9002, false))).await;
+        let (status, _) = call(
+            &router,
+            "PUT",
+            "/v1/media/media-a",
+            Some(reg("i2", 9002, false)),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert!(registry.snapshot().version > v1);
-        let (status, _) = call(&router, "PUT", "/v1/media/media-a", Some(reg("i1", 9001, true))).await;
+        let (status, _) = call(
+            &router,
+            "PUT",
+            "/v1/media/media-a",
+            Some(reg("i1", 9001, true)),
+        )
+        .await;
         assert_eq!(status, StatusCode::CONFLICT, "old instance is superseded");
         clock.tick(Duration::from_millis(1000));
         registry.sweep();
         let (status, body) = call(&router, "GET", "/v1/media/media-a", None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-        let (status, _) = call(&router, "PUT", "/v1/media/media-a", Some(reg("i2", 9002, true))).await;
+        let (status, _) = call(
+            &router,
+            "PUT",
+            "/v1/media/media-a",
+            Some(reg("i2", 9002, true)),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "heartbeat after expiry");
-        let (status, body) = call(&router, "PUT", "/v1/media/bad%20label", Some(reg("i3", 1, false))).await;
+        let (status, body) = call(
+            &router,
+            "PUT",
+            "/v1/media/bad%20label",
+            Some(reg("i3", 1, false)),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
 
@@ -525,16 +571,31 @@ mod tests {
         let waiting = tokio::spawn({
             let router = router.clone();
             async move {
-                call(&router, "GET", &format!("/v1/routes?since={version}&wait_ms=20000"), None).await
+                call(
+                    &router,
+                    "GET",
+                    &format!("/v1/routes?since={version}&wait_ms=20000"),
+                    None,
+                )
+                .await
             }
         });
         tokio::task::yield_now().await;
         let body = serde_json::json!({
             "addr": "127.0.0.1:9100", "label": "media-a", "instance": "f1", "ttl_ms": 1000
         });
-        let (status, _) = call(&router, "PUT", "/v1/forwarders/Service-A/Name-Space-A", Some(body)).await;
+        let (status, _) = call(
+            &router,
+            "PUT",
+            "/v1/forwarders/Service-A/Name-Space-A",
+            Some(body),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
-        let (_, snap) = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        let (_, snap) = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(snap["version"].as_u64().unwrap() > version);
         assert_eq!(snap["forwarders"][0]["service"], "Service-A");
         assert_eq!(snap["forwarders"][0]["namespace"], "Name-Space-A");
