@@ -67,6 +67,7 @@ class ClipLoop:
         if has_audio:
             desc += (
                 f"d. ! queue ! audioconvert ! audioresample ! "
+                f"audio/x-raw,format=S16LE,layout=interleaved,rate=44100,channels=2 ! "
                 f"interaudiosink channel={channel}-audio sync=true "
             )
         self.pipeline = Gst.parse_launch(desc)

@@ -39,11 +39,11 @@ pub trait Discovery: Send + Sync + 'static {
 
 impl Discovery for RegistryClient {
     async fn media(&self, label: &str) -> Result<Option<MediaRecord>, HopError> {
-        RegistryClient::media(self, label).await
+        Self::media(self, label).await
     }
 
     async fn routes(&self, since: Option<u64>, wait: Duration) -> Result<RouteSnapshot, HopError> {
-        RegistryClient::routes(self, since, wait).await
+        Self::routes(self, since, wait).await
     }
 }
 

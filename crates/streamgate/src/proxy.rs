@@ -172,7 +172,7 @@ impl<D: Discovery> Proxy<D> {
             }
         };
         let span = tracing::Span::current();
-        span.record("stream", path.stream.as_str());
+        span.record("stream", tracing::field::display(&path.stream));
         let target = match self.resolve(&path.segment).await {
             Ok(target) => target,
             Err(error) => {
@@ -180,9 +180,9 @@ impl<D: Discovery> Proxy<D> {
                 return error_response(&error);
             }
         };
-        span.record("service", target.service.as_str());
-        span.record("namespace", target.namespace.as_str());
-        span.record("label", target.label.as_str());
+        span.record("service", tracing::field::display(&target.service));
+        span.record("namespace", tracing::field::display(&target.namespace));
+        span.record("label", tracing::field::display(&target.label));
         let upstream = match parts.uri.query() {
             Some(query) => format!("{}?{query}", path.upstream_path()),
             None => path.upstream_path(),

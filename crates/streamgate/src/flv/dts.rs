@@ -130,7 +130,8 @@ mod tests {
     #[test]
     fn table() {
         // (name, reorder depth, known frame duration, pts in decoding order, expected dts)
-        let cases: &[(&str, u32, Option<i64>, &[i64], &[i64])] = &[
+        type Case<'a> = (&'a str, u32, Option<i64>, &'a [i64], &'a [i64]);
+        let cases: &[Case<'_>] = &[
             ("no B-frames", 0, None, &[0, 10, 20, 30], &[0, 10, 20, 30]),
             (
                 "IPBB, one reorder frame",

@@ -442,3 +442,149 @@ impl ViewerState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flv::mux;
+    use crate::flv::{FlvReader, ReadTag};
+    use futures::StreamExt;
+
+    fn hub(backlog: usize) -> Hub {
+        Hub::new(
+            ChannelSettings {
+                linger: Duration::from_secs(5),
+                backlog_tags: backlog,
+                gop_cache_max_bytes: 1 << 20,
+            },
+            MediaMetrics::default(),
+        )
+    }
+
+    fn url() -> Url {
+        Url::parse("rtsp://127.0.0.1:9/cam").unwrap()
+    }
+
+    fn key(ts: u32) -> Tag {
+        mux::avc_frame(ts, 0, true, &[0, 0, 0, 2, 0x65, 0x88])
+    }
+
+    fn inter(ts: u32) -> Tag {
+        mux::avc_frame(ts, 0, false, &[0, 0, 0, 2, 0x41, 0x9a])
+    }
+
+    fn read_all(reader: &mut FlvReader, bytes: &Bytes) -> Vec<ReadTag> {
+        reader.push(bytes);
+        let mut tags = Vec::new();
+        while let Some(tag) = reader.next_tag().unwrap() {
+            tags.push(tag);
+        }
+        tags
+    }
+
+    #[tokio::test]
+    async fn late_viewer_starts_at_the_cached_key_frame() {
+        let hub = hub(64);
+        let first = hub.join("cam", &url());
+        assert!(first.created);
+        let channel = first.channel.clone();
+        channel.set_playing(mux::header(false, true), None);
+        channel.publish(mux::avc_sequence_header(0, &[1, 0x64, 0, 0x1e]));
+        for tag in [key(0), inter(40), key(80), inter(120), inter(160)] {
+            channel.publish(tag);
+        }
+        let late = hub.join("cam", &url());
+        assert!(!late.created, "one channel per stream");
+        let mut stream = Box::pin(viewer_stream(late.channel, late.guard).await.unwrap());
+        let mut reader = FlvReader::new();
+        let tags = read_all(&mut reader, &stream.next().await.unwrap());
+        assert!(reader.header().is_some_and(|h| h.has_video && !h.has_audio));
+        assert!(tags[0].is_avc_sequence_header());
+        assert!(tags[1].is_key_frame());
+        assert_eq!(
+            tags.iter().map(|t| t.timestamp_ms).collect::<Vec<_>>(),
+            vec![0, 80, 120, 160],
+            "sequence header, then the latest group of pictures"
+        );
+        channel.publish(inter(200));
+        let next = read_all(&mut reader, &stream.next().await.unwrap());
+        assert_eq!(next[0].timestamp_ms, 200);
+    }
+
+    #[tokio::test]
+    async fn a_slow_viewer_skips_to_the_next_key_frame_and_the_fast_one_gets_everything() {
+        let hub = hub(16);
+        let fast = hub.join("cam", &url());
+        let channel = fast.channel.clone();
+        channel.set_playing(mux::header(false, true), None);
+        channel.publish(mux::avc_sequence_header(0, &[1, 0x64, 0, 0x1e]));
+        channel.publish(key(0));
+        let slow = hub.join("cam", &url());
+        let mut slow_stream = Box::pin(viewer_stream(slow.channel, slow.guard).await.unwrap());
+        let mut fast_stream = Box::pin(viewer_stream(fast.channel, fast.guard).await.unwrap());
+        let mut fast_reader = FlvReader::new();
+        let first = read_all(&mut fast_reader, &fast_stream.next().await.unwrap());
+        assert_eq!(first.len(), 2);
+        let mut fast_seen = Vec::new();
+        for ts in 1..=40 {
+            channel.publish(inter(ts));
+            for tag in read_all(&mut fast_reader, &fast_stream.next().await.unwrap()) {
+                fast_seen.push(tag.timestamp_ms);
+            }
+        }
+        channel.publish(key(41));
+        channel.publish(inter(42));
+        assert_eq!(
+            fast_seen,
+            (1..=40).collect::<Vec<u32>>(),
+            "the fast viewer lost nothing"
+        );
+        // The slow viewer read nothing while 42 tags went by a queue of 16.
+        let mut slow_reader = FlvReader::new();
+        let snapshot = read_all(&mut slow_reader, &slow_stream.next().await.unwrap());
+        assert_eq!(snapshot.len(), 2, "header, sequence header and key frame 0");
+        let mut after = Vec::new();
+        while after.len() < 3 {
+            after.extend(read_all(
+                &mut slow_reader,
+                &slow_stream.next().await.unwrap(),
+            ));
+        }
+        assert!(
+            after[0].is_avc_sequence_header(),
+            "configuration is sent again"
+        );
+        assert!(after[1].is_key_frame());
+        assert_eq!(after[1].timestamp_ms, 41);
+        assert_eq!(after[2].timestamp_ms, 42);
+        let skips = hub
+            .metrics()
+            .viewer_skips
+            .get_or_create(&MediaMetrics::label("cam"))
+            .get();
+        assert_eq!(skips, 1);
+    }
+
+    #[tokio::test]
+    async fn idle_channel_stops_only_after_linger_and_a_new_viewer_gets_a_new_pull() {
+        let hub = hub(16);
+        let joined = hub.join("cam", &url());
+        let channel = joined.channel.clone();
+        let left_at = Instant::now();
+        drop(joined.guard);
+        assert_eq!(channel.viewers(), 0);
+        let deadline = channel.stop_deadline().unwrap();
+        assert!(deadline >= left_at + Duration::from_secs(5));
+        assert!(!hub.try_stop_idle(&channel, deadline - Duration::from_millis(1)));
+        let again = hub.join("cam", &url());
+        assert!(!again.created, "a returning viewer keeps the pull");
+        drop(again.guard);
+        let deadline = channel.stop_deadline().unwrap();
+        assert!(hub.try_stop_idle(&channel, deadline));
+        assert!(matches!(channel.status(), Status::Ended));
+        assert!(hub.list().is_empty());
+        let fresh = hub.join("cam", &url());
+        assert!(fresh.created, "after the stop a viewer starts a new pull");
+        assert!(!Arc::ptr_eq(&fresh.channel, &channel));
+    }
+}

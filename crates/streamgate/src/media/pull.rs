@@ -118,7 +118,7 @@ async fn connect(url: &Url, settings: &PullSettings) -> Result<Session, PullErro
                 match config {
                     Some(config) if !config.is_empty() => audio = Some((index, config)),
                     _ => {
-                        warn!(url = %safe(url), "AAC track without AudioSpecificConfig; video only")
+                        warn!(url = %safe(url), "AAC track without AudioSpecificConfig; video only");
                     }
                 }
             }

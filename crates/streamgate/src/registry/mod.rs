@@ -266,29 +266,25 @@ impl Registry {
     }
 }
 
-fn json_error(status: StatusCode, message: String) -> Response {
+fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-fn check_ttl(ttl_ms: u64) -> Result<Duration, Response> {
+/// The lease, or why it is refused.
+fn check_ttl(ttl_ms: u64) -> Result<Duration, String> {
     let ttl = Duration::from_millis(ttl_ms);
     if (MIN_TTL..=MAX_TTL).contains(&ttl) {
         Ok(ttl)
     } else {
-        Err(json_error(
-            StatusCode::BAD_REQUEST,
-            format!("ttl_ms `{ttl_ms}` must be between 100 and 600000"),
-        ))
+        Err(format!("ttl_ms `{ttl_ms}` must be between 100 and 600000"))
     }
 }
 
-fn check_names(names: &[(&str, &str)]) -> Result<(), Response> {
+/// Checks every (what, name) pair; the error says which name is invalid.
+fn check_names(names: &[(&str, &str)]) -> Result<(), String> {
     for (what, name) in names {
         if !is_valid_name(name) {
-            return Err(json_error(
-                StatusCode::BAD_REQUEST,
-                format!("{what} `{name}` must be 1-128 of [A-Za-z0-9_.-]"),
-            ));
+            return Err(format!("{what} `{name}` must be 1-128 of [A-Za-z0-9_.-]"));
         }
     }
     Ok(())
@@ -302,14 +298,8 @@ fn renewal_response(renewal: &Renewal) -> Response {
         }))
         .into_response(),
         Renewal::Renewed => Json(serde_json::json!({ "status": "renewed" })).into_response(),
-        Renewal::Superseded => json_error(
-            StatusCode::CONFLICT,
-            "another instance holds this key".to_owned(),
-        ),
-        Renewal::Unknown => json_error(
-            StatusCode::NOT_FOUND,
-            "no live lease; register again".to_owned(),
-        ),
+        Renewal::Superseded => json_error(StatusCode::CONFLICT, "another instance holds this key"),
+        Renewal::Unknown => json_error(StatusCode::NOT_FOUND, "no live lease; register again"),
     }
 }
 
@@ -318,12 +308,11 @@ async fn put_media(
     Path(label): Path<String>,
     Json(body): Json<MediaRegistration>,
 ) -> Response {
-    if let Err(response) = check_names(&[("label", &label), ("namespace", &body.namespace)]) {
-        return response;
-    }
-    let ttl = match check_ttl(body.ttl_ms) {
+    let ttl = match check_names(&[("label", &label), ("namespace", &body.namespace)])
+        .and_then(|()| check_ttl(body.ttl_ms))
+    {
         Ok(ttl) => ttl,
-        Err(response) => return response,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
     let now = registry.clock.now();
     let renewal = if body.heartbeat {
@@ -352,7 +341,7 @@ async fn get_media(State(registry): State<Registry>, Path(label): Path<String>) 
         Some(record) => Json(record).into_response(),
         None => json_error(
             StatusCode::NOT_FOUND,
-            format!("label `{label}` is not registered"),
+            &format!("label `{label}` is not registered"),
         ),
     }
 }
@@ -374,7 +363,7 @@ async fn delete_media(
     } else {
         json_error(
             StatusCode::NOT_FOUND,
-            format!("label `{label}` is not held by this instance"),
+            &format!("label `{label}` is not held by this instance"),
         )
     }
 }
@@ -384,16 +373,15 @@ async fn put_forwarder(
     Path((service, namespace)): Path<(String, String)>,
     Json(body): Json<ForwarderRegistration>,
 ) -> Response {
-    if let Err(response) = check_names(&[
+    let ttl = match check_names(&[
         ("service", &service),
         ("namespace", &namespace),
         ("label", &body.label),
-    ]) {
-        return response;
-    }
-    let ttl = match check_ttl(body.ttl_ms) {
+    ])
+    .and_then(|()| check_ttl(body.ttl_ms))
+    {
         Ok(ttl) => ttl,
-        Err(response) => return response,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
     };
     let now = registry.clock.now();
     let renewal = if body.heartbeat {
@@ -425,7 +413,7 @@ async fn delete_forwarder(
     } else {
         json_error(
             StatusCode::NOT_FOUND,
-            format!("forwarder `{service}`/`{namespace}` is not held by this instance"),
+            &format!("forwarder `{service}`/`{namespace}` is not held by this instance"),
         )
     }
 }
