@@ -4,8 +4,8 @@
 //! sends `/{stream}/{n}.flv` to that forwarder and streams the answer back.
 //!
 //! The table follows the registry by long-polling its version, so changes arrive within
-//! milliseconds; a segment that is not in the table triggers one fresh lookup before the
-//! proxy answers 404, so a pair registered a moment ago is never refused.
+//! milliseconds; a segment that is not in the table triggers one fresh lookup (at most one
+//! per 100 ms) before the proxy answers 404, so a pair registered a moment ago is not refused.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -61,7 +61,13 @@ pub struct Proxy<D> {
     client: HopClient,
     metrics: HopMetrics,
     watch_wait: Duration,
+    /// When a miss last triggered a fresh lookup (misses refresh at most every
+    /// [`MISS_REFRESH_EVERY`], so a flood of unknown paths cannot flood the registry).
+    last_miss_refresh: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Shortest interval between two lookups caused by unknown segments.
+pub const MISS_REFRESH_EVERY: Duration = Duration::from_millis(100);
 
 impl<D: Discovery> Proxy<D> {
     /// A proxy with an empty table; call [`Proxy::refresh`] or [`Proxy::spawn_watch`].
@@ -75,6 +81,7 @@ impl<D: Discovery> Proxy<D> {
             ),
             metrics,
             watch_wait: Duration::from_millis(config.watch_wait_ms),
+            last_miss_refresh: std::sync::Mutex::new(None),
         }
     }
 
@@ -147,6 +154,17 @@ impl<D: Discovery> Proxy<D> {
         match first {
             Ok(target) => Ok(target),
             Err(miss) => {
+                let now = std::time::Instant::now();
+                {
+                    let mut last = self
+                        .last_miss_refresh
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if last.is_some_and(|t| now.duration_since(t) < MISS_REFRESH_EVERY) {
+                        return Err(miss);
+                    }
+                    *last = Some(now);
+                }
                 if let Err(error) = self.refresh().await {
                     debug!(%error, "refresh on a miss failed");
                     return Err(miss);

@@ -150,3 +150,72 @@ async fn ffprobe_and_ffmpeg_accept_the_flv_with_b_frames_and_audio() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ts_clip_without_audio_gives_an_flv_header_without_audio() {
+    let ffmpeg = testkit::require("ffmpeg");
+    let dir = testkit::tempdir();
+    let clip = dir.path().join("pattern.ts");
+    let made = Command::new(&ffmpeg)
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=25:duration=4",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("camera/rtsp_camera.py");
+    let camera = tokio::task::block_in_place(|| {
+        testkit::Peer::new(streamgate::camera::PYTHON)
+            .args([
+                script.display().to_string(),
+                "--port".to_owned(),
+                "{port}".to_owned(),
+                "--input".to_owned(),
+                clip.display().to_string(),
+            ])
+            .ready(testkit::Ready::Log("camera: listening".to_owned()))
+            .deadline(std::time::Duration::from_secs(30))
+            .start()
+    });
+    assert!(
+        camera.log().contains("main=320x180@25/1 audio=none"),
+        "{}",
+        camera.log()
+    );
+    let registry = registry().await;
+    let media = media(
+        &registry,
+        "media-a",
+        "NameSpaceA",
+        &[("main_stream", rtsp(&camera, "/main_stream"))],
+        |_| {},
+    )
+    .await;
+    let mut viewer = crate::open(&url(&media, "/main_stream/0.flv")).await;
+    assert_eq!(viewer.status(), 200);
+    let (before, _, _) = viewer
+        .until_key_frame(std::time::Duration::from_secs(15))
+        .await
+        .unwrap()
+        .unwrap();
+    let header = viewer.header().unwrap();
+    assert!(header.has_video && !header.has_audio, "{header:?}");
+    assert!(before.iter().all(|t| !t.is_aac_sequence_header()));
+}
