@@ -132,6 +132,13 @@ pub enum HopError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// The request to the next hop cannot be formed (the path does not make a valid URI);
+    /// a bug or a path that slipped past validation.
+    #[error("cannot form the request `{uri}`")]
+    BadUri {
+        /// The URI that was attempted.
+        uri: String,
+    },
     /// The next hop accepted the connection but sent no response headers in time.
     #[error("`{target}` at {addr} sent no response within {after:?}")]
     HeaderTimeout {
@@ -149,14 +156,19 @@ impl Classify for HopError {
         match self {
             Self::LabelNotRegistered { .. } | Self::Registry { .. } => Origin::Registry,
             Self::Gone { .. } | Self::HeaderTimeout { .. } => Origin::Upstream,
+            Self::BadUri { .. } => Origin::Internal,
         }
     }
     fn retry(&self) -> Retry {
-        Retry::Later
+        match self {
+            Self::BadUri { .. } => Retry::Never,
+            _ => Retry::Later,
+        }
     }
     fn status(&self) -> StatusCode {
         match self {
             Self::HeaderTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::BadUri { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

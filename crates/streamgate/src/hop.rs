@@ -127,8 +127,10 @@ impl HopClient {
         path_and_query: &str,
         extra: &[(&'static str, String)],
     ) -> Result<Response<HopBody>, HopError> {
-        let uri = format!("http://{addr}{path_and_query}");
-        let mut builder = Request::builder().method(parts.method.clone()).uri(uri);
+        let uri_text = format!("http://{addr}{path_and_query}");
+        let mut builder = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri_text.as_str());
         if let Some(headers) = builder.headers_mut() {
             copy_end_to_end(&parts.headers, headers);
             headers.append(header::VIA, HeaderValue::from_static(VIA));
@@ -140,9 +142,7 @@ impl HopClient {
         }
         let request = builder
             .body(Full::new(Bytes::new()))
-            .map_err(|e| HopError::Registry {
-                reason: format!("cannot build request to {addr}: {e}"),
-            })?;
+            .map_err(|_| HopError::BadUri { uri: uri_text })?;
         match self.send(request).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
