@@ -164,8 +164,12 @@ fn to_config_error(error: &figment::Error) -> ConfigError {
         Some(parts.join("."))
     };
     let source_name = error.metadata.as_ref().map(|meta| match &meta.source {
-        Some(source) => format!("{} ({source})", meta.name),
-        None => meta.name.to_string(),
+        // A file or the environment: say which.
+        Some(source @ (figment::Source::File(_) | figment::Source::Custom(_))) => {
+            format!("{} ({source})", meta.name)
+        }
+        // Code locations mean nothing to users.
+        _ => meta.name.to_string(),
     });
     ConfigError::Invalid {
         key,

@@ -1,0 +1,696 @@
+//! The CDN edge (seed 54-55): an HTTP server (axum) holding the blocks the origin cut.
+//!
+//! Routes (`{id}` is the stream id):
+//!
+//! | method and path | what |
+//! | --- | --- |
+//! | `PUT /streams/{id}/blocks/{n}` | the origin publishes block `n` (headers `x-duration-ms`, `x-sha256`); blocks must come in order |
+//! | `POST /streams/{id}/end` | the origin ends the stream (JSON [`EndOfStream`]) |
+//! | `GET /streams/{id}/blocks/{n}?peer=P` | block `n`, immutable and cacheable (`Cache-Control: public, max-age=31536000, immutable`, `ETag` = SHA-256), so nginx or any HTTP CDN can sit in front; waits up to 5 s for a block not cut yet |
+//! | `GET /streams/{id}/manifest?from=N` | the live edge and the infos of blocks `N..` (JSON [`Manifest`]) |
+//! | `GET /streams/{id}/subscribe?peer=P&layout=L&substreams=1,3&from=N` (or `&back=K`: from `K` blocks behind the live edge) | substream prefetch: a body of [`Frame`]s until the stream ends: the info of every block from `N` on as it is cut, with the bytes of those in the listed substreams under layout `L` |
+//! | `GET /streams/{id}/stats` | bytes served per peer (JSON [`CdnStats`]) |
+//!
+//! Bytes served (block payloads, prefetch and single-block fetches) are counted per peer and
+//! exported as the `cdn_bytes_served` Prometheus counter.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use bytes::{BufMut, Bytes, BytesMut};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::block::{Block, BlockInfo, Digest256, hex_digest};
+use crate::error::Error;
+use crate::substream::Layout;
+
+/// How long `GET /blocks/{n}` waits for a block that is not cut yet.
+const BLOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// One unit on the subscription stream. Wire form: 1 byte kind, 4 bytes big-endian payload
+/// length, payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// First frame: the number of blocks cut when the subscription started and the first
+    /// block it sends (kind 0, 16 bytes).
+    Hello {
+        /// Blocks cut so far.
+        cut: u64,
+        /// First block number this subscription covers.
+        from: u64,
+    },
+    /// A block was cut that is not in the subscribed substreams (kind 1, 48 bytes).
+    Info(BlockInfo),
+    /// A block of a subscribed substream (kind 2, 48 bytes of info then the bytes).
+    Block(Block),
+    /// The stream ended after `total` blocks (kind 3, 8 bytes).
+    End {
+        /// Number of blocks in the stream.
+        total: u64,
+    },
+}
+
+const INFO_LEN: usize = 8 + 4 + 4 + 32;
+
+fn put_info(out: &mut BytesMut, info: &BlockInfo) {
+    out.put_u64(info.number);
+    out.put_u32(info.size);
+    out.put_u32(info.duration_ms);
+    out.put_slice(&info.sha256);
+}
+
+fn get_info(b: &[u8]) -> Option<BlockInfo> {
+    let b = b.get(..INFO_LEN)?;
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(&b[16..48]);
+    Some(BlockInfo {
+        number: u64::from_be_bytes(b[0..8].try_into().ok()?),
+        size: u32::from_be_bytes(b[8..12].try_into().ok()?),
+        duration_ms: u32::from_be_bytes(b[12..16].try_into().ok()?),
+        sha256,
+    })
+}
+
+impl Frame {
+    /// The wire form.
+    pub fn encode(&self) -> Bytes {
+        let mut payload = BytesMut::new();
+        let kind = match self {
+            Self::Hello { cut, from } => {
+                payload.put_u64(*cut);
+                payload.put_u64(*from);
+                0
+            }
+            Self::Info(info) => {
+                put_info(&mut payload, info);
+                1
+            }
+            Self::Block(block) => {
+                put_info(&mut payload, &block.info);
+                payload.put_slice(&block.data);
+                2
+            }
+            Self::End { total } => {
+                payload.put_u64(*total);
+                3
+            }
+        };
+        let mut out = BytesMut::with_capacity(5 + payload.len());
+        out.put_u8(kind);
+        out.put_u32(u32::try_from(payload.len()).unwrap_or(u32::MAX));
+        out.put_slice(&payload);
+        out.freeze()
+    }
+}
+
+fn be_u64(b: Option<&[u8]>) -> Option<u64> {
+    Some(u64::from_be_bytes(b?.try_into().ok()?))
+}
+
+/// Decodes [`Frame`]s from a byte stream delivered in arbitrary chunks (sans-I/O).
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+}
+
+/// Largest frame payload accepted (64 MiB).
+const MAX_FRAME: usize = 64 << 20;
+
+impl FrameDecoder {
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes and returns the frames now complete.
+    ///
+    /// # Errors
+    /// [`Error::Frame`] for an unknown kind, an oversized or short payload.
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<Frame>, Error> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        loop {
+            if self.buf.len() < 5 {
+                return Ok(out);
+            }
+            let kind = self.buf[0];
+            let len =
+                u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+            if len > MAX_FRAME {
+                return Err(Error::Frame(format!("payload of {len} bytes")));
+            }
+            if self.buf.len() < 5 + len {
+                return Ok(out);
+            }
+            let frame = self.buf.split_to(5 + len).freeze();
+            let p = frame.slice(5..);
+            let short = || Error::Frame(format!("kind {kind} with {len} bytes"));
+            out.push(match kind {
+                0 => Frame::Hello {
+                    cut: be_u64(p.get(..8)).ok_or_else(short)?,
+                    from: be_u64(p.get(8..16)).ok_or_else(short)?,
+                },
+                1 => Frame::Info(get_info(&p).ok_or_else(short)?),
+                2 => {
+                    let info = get_info(&p).ok_or_else(short)?;
+                    Frame::Block(Block {
+                        info,
+                        data: p.slice(INFO_LEN..),
+                    })
+                }
+                3 => Frame::End {
+                    total: be_u64(p.get(..8)).ok_or_else(short)?,
+                },
+                other => return Err(Error::Frame(format!("unknown kind {other}"))),
+            });
+        }
+    }
+}
+
+/// The body of `POST /streams/{id}/end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndOfStream {
+    /// Number of blocks cut.
+    pub blocks: u64,
+    /// Bytes cut.
+    pub source_bytes: u64,
+    /// SHA-256 over all bytes cut (the stream every peer must reproduce).
+    #[serde(with = "hex_digest")]
+    pub source_sha256: Digest256,
+}
+
+/// The answer of `GET /streams/{id}/manifest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Stream id.
+    pub stream: String,
+    /// Blocks cut so far (the live edge is `cut - 1`).
+    pub cut: u64,
+    /// Set once the origin ended the stream.
+    pub end: Option<EndOfStream>,
+    /// Infos of the blocks from `from` on.
+    pub blocks: Vec<BlockInfo>,
+}
+
+/// Bytes one peer got from the CDN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerBytes {
+    /// Block bytes sent on the prefetch subscription.
+    pub prefetch: u64,
+    /// Block bytes sent on single-block (urgent) fetches.
+    pub fetch: u64,
+}
+
+/// The answer of `GET /streams/{id}/stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdnStats {
+    /// Per peer id (`"-"` for requests naming no peer).
+    pub peers: BTreeMap<String, PeerBytes>,
+    /// Sum over all peers.
+    pub total: u64,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    blocks: Vec<Block>,
+    end: Option<EndOfStream>,
+    /// Bumped on every new block and at the end.
+    changed: watch::Sender<u64>,
+    served: BTreeMap<String, PeerBytes>,
+}
+
+impl StreamState {
+    fn new() -> Self {
+        Self {
+            blocks: Vec::new(),
+            end: None,
+            changed: watch::channel(0).0,
+            served: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServedLabels {
+    stream: String,
+    peer: String,
+    kind: &'static str,
+}
+
+/// The CDN's state, shared by its handlers.
+#[derive(Debug, Clone)]
+pub struct Cdn {
+    streams: Arc<Mutex<HashMap<String, StreamState>>>,
+    served: Family<ServedLabels, Counter>,
+}
+
+type Shared = Arc<Mutex<HashMap<String, StreamState>>>;
+
+fn lock(streams: &Shared) -> std::sync::MutexGuard<'_, HashMap<String, StreamState>> {
+    streams.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An HTTP error answer of the CDN and tracker: status plus `{"error": message}`.
+#[derive(Debug)]
+pub(crate) struct AppError(pub(crate) StatusCode, pub(crate) String);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PeerQuery {
+    peer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FromQuery {
+    from: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubscribeQuery {
+    peer: Option<String>,
+    layout: String,
+    substreams: String,
+    from: Option<u64>,
+    back: Option<u64>,
+}
+
+impl Cdn {
+    /// An empty CDN; registers the `cdn_bytes_served` counter family in `registry`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let served = Family::<ServedLabels, Counter>::default();
+        registry.register(
+            "cdn_bytes_served",
+            "Block bytes served by the CDN, per stream, peer and kind (prefetch or fetch)",
+            served.clone(),
+        );
+        Self {
+            streams: Arc::new(Mutex::new(HashMap::new())),
+            served,
+        }
+    }
+
+    /// The routes listed in the module docs.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/streams/{id}/blocks/{n}", put(put_block).get(get_block))
+            .route("/streams/{id}/end", post(end_stream))
+            .route("/streams/{id}/manifest", get(manifest))
+            .route("/streams/{id}/subscribe", get(subscribe))
+            .route("/streams/{id}/stats", get(stats))
+            .with_state(self.clone())
+    }
+
+    /// Bytes served per peer for `stream`.
+    pub fn stats(&self, stream: &str) -> CdnStats {
+        let streams = lock(&self.streams);
+        let mut out = CdnStats::default();
+        if let Some(state) = streams.get(stream) {
+            out.peers.clone_from(&state.served);
+            out.total = state.served.values().map(|p| p.prefetch + p.fetch).sum();
+        }
+        out
+    }
+
+    fn count(&self, stream: &str, peer: &str, prefetch: bool, bytes: u64) {
+        let mut streams = lock(&self.streams);
+        if let Some(state) = streams.get_mut(stream) {
+            let entry = state.served.entry(peer.to_owned()).or_default();
+            if prefetch {
+                entry.prefetch += bytes;
+            } else {
+                entry.fetch += bytes;
+            }
+        }
+        self.served
+            .get_or_create(&ServedLabels {
+                stream: stream.to_owned(),
+                peer: peer.to_owned(),
+                kind: if prefetch { "prefetch" } else { "fetch" },
+            })
+            .inc_by(bytes);
+    }
+
+    /// A receiver notified on every change of `stream` (created empty when unknown: an edge
+    /// may be asked before the origin starts).
+    fn watch(&self, stream: &str) -> watch::Receiver<u64> {
+        lock(&self.streams)
+            .entry(stream.to_owned())
+            .or_insert_with(StreamState::new)
+            .changed
+            .subscribe()
+    }
+}
+
+async fn put_block(
+    State(cdn): State<Cdn>,
+    Path((id, n)): Path<(String, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, AppError> {
+    let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let duration_ms = header_str("x-duration-ms")
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| {
+            AppError(
+                StatusCode::BAD_REQUEST,
+                "missing or bad x-duration-ms".into(),
+            )
+        })?;
+    let mut sha = [0u8; 32];
+    header_str("x-sha256")
+        .and_then(|v| hex::decode_to_slice(v, &mut sha).ok())
+        .ok_or_else(|| AppError(StatusCode::BAD_REQUEST, "missing or bad x-sha256".into()))?;
+    let info = BlockInfo::of(n, duration_ms, &body);
+    if info.sha256 != sha {
+        return Err(AppError(
+            StatusCode::BAD_REQUEST,
+            format!("block {n}: body does not match x-sha256"),
+        ));
+    }
+    let mut streams = lock(&cdn.streams);
+    let state = streams.entry(id).or_insert_with(StreamState::new);
+    let expected = state.blocks.len() as u64;
+    if state.end.is_some() || n != expected {
+        return Err(AppError(
+            StatusCode::CONFLICT,
+            format!(
+                "expected block {expected}, got {n} (blocks must come in order, before the end)"
+            ),
+        ));
+    }
+    state.blocks.push(Block { info, data: body });
+    state.changed.send_modify(|v| *v += 1);
+    Ok(StatusCode::CREATED)
+}
+
+async fn end_stream(
+    State(cdn): State<Cdn>,
+    Path(id): Path<String>,
+    axum::Json(end): axum::Json<EndOfStream>,
+) -> Result<StatusCode, AppError> {
+    let mut streams = lock(&cdn.streams);
+    let state = streams.entry(id).or_insert_with(StreamState::new);
+    if end.blocks != state.blocks.len() as u64 {
+        return Err(AppError(
+            StatusCode::CONFLICT,
+            format!(
+                "end says {} blocks, {} were published",
+                end.blocks,
+                state.blocks.len()
+            ),
+        ));
+    }
+    state.end = Some(end);
+    state.changed.send_modify(|v| *v += 1);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_block(
+    State(cdn): State<Cdn>,
+    Path((id, n)): Path<(String, u64)>,
+    Query(q): Query<PeerQuery>,
+) -> Result<Response, AppError> {
+    let mut changes = cdn.watch(&id);
+    let deadline = tokio::time::Instant::now() + BLOCK_WAIT;
+    let block = loop {
+        {
+            let streams = lock(&cdn.streams);
+            if let Some(state) = streams.get(&id) {
+                if let Some(block) = state.blocks.get(n as usize) {
+                    break block.clone();
+                }
+                if state.end.is_some() {
+                    return Err(AppError(
+                        StatusCode::NOT_FOUND,
+                        format!("block {n} is past the end"),
+                    ));
+                }
+            }
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(AppError(
+                    StatusCode::NOT_FOUND,
+                    format!("block {n} not cut yet"),
+                ));
+            }
+        }
+    };
+    let peer = q.peer.unwrap_or_else(|| "-".to_owned());
+    cdn.count(&id, &peer, false, u64::from(block.info.size));
+    let etag = format!("\"{}\"", hex::encode(block.info.sha256));
+    let mut response = block.data.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&block.info.duration_ms.to_string()) {
+        h.insert("x-duration-ms", v);
+    }
+    Ok(response)
+}
+
+async fn manifest(
+    State(cdn): State<Cdn>,
+    Path(id): Path<String>,
+    Query(q): Query<FromQuery>,
+) -> Result<axum::Json<Manifest>, AppError> {
+    let streams = lock(&cdn.streams);
+    let state = streams
+        .get(&id)
+        .ok_or_else(|| AppError(StatusCode::NOT_FOUND, format!("unknown stream `{id}`")))?;
+    let from = q.from.unwrap_or(0) as usize;
+    Ok(axum::Json(Manifest {
+        stream: id.clone(),
+        cut: state.blocks.len() as u64,
+        end: state.end,
+        blocks: state.blocks.iter().skip(from).map(|b| b.info).collect(),
+    }))
+}
+
+async fn stats(State(cdn): State<Cdn>, Path(id): Path<String>) -> axum::Json<CdnStats> {
+    axum::Json(cdn.stats(&id))
+}
+
+async fn subscribe(
+    State(cdn): State<Cdn>,
+    Path(id): Path<String>,
+    Query(q): Query<SubscribeQuery>,
+) -> Result<Response, AppError> {
+    let layout = Layout::from_query(&q.layout)
+        .map_err(|e| AppError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let substreams: BTreeSet<u32> = q
+        .substreams
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            AppError(
+                StatusCode::BAD_REQUEST,
+                format!("bad substreams `{}`", q.substreams),
+            )
+        })?;
+    let peer = q.peer.unwrap_or_else(|| "-".to_owned());
+    let mut changes = cdn.watch(&id);
+    let cut = lock(&cdn.streams)
+        .get(&id)
+        .map_or(0, |s| s.blocks.len() as u64);
+    let mut next = q
+        .from
+        .unwrap_or_else(|| cut.saturating_sub(q.back.unwrap_or(0)));
+    let from = next;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        if tx
+            .send(Ok(Frame::Hello { cut, from }.encode()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            // Collect what is new under the lock, send outside it.
+            let (batch, end) = {
+                let streams = lock(&cdn.streams);
+                let Some(state) = streams.get(&id) else {
+                    return;
+                };
+                let batch: Vec<Block> = state.blocks.iter().skip(next as usize).cloned().collect();
+                (batch, state.end)
+            };
+            for block in batch {
+                next = block.info.number + 1;
+                let size = u64::from(block.info.size);
+                let (frame, payload) =
+                    if substreams.contains(&layout.substream_of(block.info.number)) {
+                        (Frame::Block(block), size)
+                    } else {
+                        (Frame::Info(block.info), 0)
+                    };
+                // Count only what was handed to a live connection.
+                if tx.send(Ok(frame.encode())).await.is_err() {
+                    return;
+                }
+                if payload > 0 {
+                    cdn.count(&id, &peer, true, payload);
+                }
+            }
+            if let Some(end) = end
+                && next >= end.blocks
+            {
+                let _ = tx.send(Ok(Frame::End { total: end.blocks }.encode())).await;
+                return;
+            }
+            // Wait for news; stop when the subscriber went away.
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// An mpsc receiver as a `Stream`.
+pub(crate) fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_in_any_chunking() {
+        let info = BlockInfo::of(7, 1000, b"payload");
+        let frames = vec![
+            Frame::Hello { cut: 3, from: 1 },
+            Frame::Info(info),
+            Frame::Block(Block {
+                info,
+                data: Bytes::from_static(b"payload"),
+            }),
+            Frame::End { total: 8 },
+        ];
+        let wire: Vec<u8> = frames.iter().flat_map(|f| f.encode().to_vec()).collect();
+        for chunk in [1, 3, 7, wire.len()] {
+            let mut decoder = FrameDecoder::new();
+            let got: Vec<Frame> = wire
+                .chunks(chunk)
+                .flat_map(|c| decoder.push(c).unwrap())
+                .collect();
+            assert_eq!(got, frames, "chunk {chunk}");
+        }
+    }
+
+    async fn call(
+        app: &Router,
+        request: axum::http::Request<Body>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        use tower::ServiceExt;
+        let response = app.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (parts.status, parts.headers, body)
+    }
+
+    fn put(n: u64, data: &'static [u8], sha: &str) -> axum::http::Request<Body> {
+        axum::http::Request::put(format!("/streams/live/blocks/{n}"))
+            .header("x-duration-ms", "1000")
+            .header("x-sha256", sha)
+            .body(Body::from(data))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn blocks_are_published_in_order_and_served_cacheable() {
+        let cdn = Cdn::new(&mut Registry::default());
+        let app = cdn.router();
+        let sha = |d: &[u8]| hex::encode(crate::block::sha256(d));
+        assert_eq!(
+            call(&app, put(0, b"zero", &sha(b"zero"))).await.0,
+            StatusCode::CREATED
+        );
+        // Out of order, or a body that does not match its digest: refused.
+        assert_eq!(
+            call(&app, put(2, b"two", &sha(b"two"))).await.0,
+            StatusCode::CONFLICT
+        );
+        let (status, _, body) = call(&app, put(1, b"one", &sha(b"uno"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(String::from_utf8_lossy(&body).contains("does not match"));
+        assert_eq!(
+            call(&app, put(1, b"one", &sha(b"one"))).await.0,
+            StatusCode::CREATED
+        );
+
+        let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let (status, headers, body) = call(&app, get("/streams/live/blocks/1?peer=7")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], b"one");
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(headers[header::ETAG], format!("\"{}\"", sha(b"one")));
+        let (_, _, body) = call(&app, get("/streams/live/manifest?from=1")).await;
+        let manifest: Manifest = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (manifest.cut, manifest.blocks.len(), manifest.end),
+            (2, 1, None)
+        );
+        let stats = cdn.stats("live");
+        assert_eq!(stats.peers["7"].fetch, 3);
+        assert_eq!(stats.total, 3);
+        let (status, _, _) = call(&app, get("/streams/nope/manifest")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn decoder_rejects_garbage() {
+        assert!(FrameDecoder::new().push(&[9, 0, 0, 0, 0]).is_err());
+        assert!(FrameDecoder::new().push(&[1, 0, 0, 0, 2, 1, 2]).is_err());
+        assert!(
+            FrameDecoder::new()
+                .push(&[2, 0xff, 0xff, 0xff, 0xff])
+                .is_err()
+        );
+    }
+}

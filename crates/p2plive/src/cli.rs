@@ -1,0 +1,384 @@
+//! Command line: `p2plive origin | cdn | tracker | peer | demo | bench`.
+//!
+//! Exit codes: 0 success; 1 an error (printed with its causes); 2 the demo ran but failed its
+//! own checks (a peer not byte-exact, a stall, a P2P ratio below the floor); clap's usage
+//! errors exit 2 as well.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use prometheus_client::registry::Registry;
+use svckit::cli::CommonArgs;
+
+use crate::cdn::Cdn;
+use crate::config::{Config, ENV_PREFIX};
+use crate::origin::Input;
+use crate::peer::PeerHandle;
+use crate::tracker::Tracker;
+
+/// Live P2P video delivery with substream prefetch.
+#[derive(Debug, Parser)]
+#[command(name = "p2plive", version, about)]
+pub struct Cli {
+    /// Flags shared by every service.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Cut a live MPEG-TS stream into blocks and publish them to the CDN.
+    Origin(OriginArgs),
+    /// Run the CDN edge (HTTP).
+    Cdn(CdnArgs),
+    /// Run the tracker (HTTP).
+    Tracker(TrackerArgs),
+    /// Run one viewer: prefetch, P2P over QUIC, serve /live.ts.
+    Peer(PeerArgs),
+    /// Run origin, CDN, tracker and N peers on 127.0.0.1 and check the result.
+    Demo(DemoArgs),
+    /// Time the cutter, SHA-256 and scheduler against ffmpeg and sha256sum.
+    Bench(BenchArgs),
+}
+
+/// `p2plive origin`.
+#[derive(Debug, Args)]
+pub struct OriginArgs {
+    /// TS or MP4 file, `-` for stdin, `udp://127.0.0.1:PORT` to receive, or
+    /// `http://127.0.0.1:PORT/ingest` to accept an HTTP push.
+    #[arg(long)]
+    pub input: String,
+    /// CDN base URL.
+    #[arg(long)]
+    pub cdn: Option<String>,
+    /// Stream id.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Replay speed for files (1 = real time).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Target block duration in ms.
+    #[arg(long)]
+    pub block_ms: Option<u64>,
+    /// Print the final report as one JSON line on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `p2plive cdn`.
+#[derive(Debug, Args)]
+pub struct CdnArgs {
+    /// Listen address.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `p2plive tracker`.
+#[derive(Debug, Args)]
+pub struct TrackerArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub listen: SocketAddr,
+    /// A stream id to serve (repeatable; replaces the configured list).
+    #[arg(long = "stream")]
+    pub streams: Vec<String>,
+    /// Lower bound of the number of substreams.
+    #[arg(long)]
+    pub min_substreams: Option<u32>,
+    /// Upper bound of the number of substreams.
+    #[arg(long)]
+    pub max_substreams: Option<u32>,
+    /// Block-set size a.
+    #[arg(long)]
+    pub block_set: Option<u32>,
+    /// Remove a peer silent for this long (ms).
+    #[arg(long)]
+    pub peer_timeout_ms: Option<u64>,
+    /// CDN prefetchers per substream (default 1; 0 = every holder).
+    #[arg(long)]
+    pub cdn_prefetchers: Option<u32>,
+}
+
+/// `p2plive peer`.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// Tracker base URL.
+    #[arg(long)]
+    pub tracker: Option<String>,
+    /// CDN base URL.
+    #[arg(long)]
+    pub cdn: Option<String>,
+    /// Stream id.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// HTTP listen address for /live.ts.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// QUIC listen address.
+    #[arg(long)]
+    pub quic: Option<SocketAddr>,
+    /// Playback speed (the origin's --speed).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Urgent zone in blocks.
+    #[arg(long)]
+    pub urgent_blocks: Option<u64>,
+    /// Upload cap per P2P link, bytes/s.
+    #[arg(long)]
+    pub upload_limit: Option<u64>,
+    /// Download cap per P2P link, bytes/s.
+    #[arg(long)]
+    pub download_limit: Option<u64>,
+    /// Flip a byte in every uploaded block (to test the receivers' checks).
+    #[arg(long)]
+    pub corrupt_uploads: bool,
+}
+
+/// `p2plive demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of peers.
+    #[arg(long, default_value_t = 10)]
+    pub peers: usize,
+    /// Number of substreams s.
+    #[arg(long, default_value_t = 10)]
+    pub substreams: u32,
+    /// Block-set size a.
+    #[arg(long, default_value_t = 1)]
+    pub block_set: u32,
+    /// Input TS or MP4 file (default: the bundled Big Buck Bunny clip).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Replay speed.
+    #[arg(long, default_value_t = 4.0)]
+    pub speed: f64,
+    /// Target block duration in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub block_ms: u64,
+    /// Urgent zone in blocks.
+    #[arg(long, default_value_t = 2)]
+    pub urgent_blocks: u64,
+    /// CDN prefetchers per substream: k (default 1) = only the k longest-standing holders
+    /// prefetch it from the CDN, the others replicate it from peers (seed 55); 0 = every holder
+    /// prefetches its substream from the CDN.
+    #[arg(long, default_value_t = 1)]
+    pub cdn_prefetchers: u32,
+    /// Print the report as one JSON line on stdout (last line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `p2plive bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Input TS or MP4 file (default: the bundled clip).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Rounds per measurement (best is kept).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn stdout_line(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+fn stderr_text(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+async fn serve_until_signal(
+    listen: SocketAddr,
+    router: axum::Router,
+    name: &str,
+    registry: Registry,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    svckit::serve(
+        listener,
+        router,
+        svckit::ServeOptions::new(name, registry).grace_period(Duration::from_secs(2)),
+        svckit::shutdown_signal()?,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs the parsed command.
+///
+/// # Errors
+/// Any failure, with context, for `main` to print.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config: Config = svckit::config::load(&cli.common.config_sources(ENV_PREFIX))
+        .context("loading configuration")?;
+    match cli.command {
+        Command::Origin(args) => {
+            let o = &mut config.origin;
+            if let Some(v) = args.cdn {
+                o.cdn = v;
+            }
+            if let Some(v) = args.stream {
+                o.stream = v;
+            }
+            if let Some(v) = args.speed {
+                o.speed = v;
+            }
+            if let Some(v) = args.block_ms {
+                o.block_ms = v;
+            }
+            let input: Input = args.input.parse()?;
+            let report = crate::origin::run(&input, o, |info| {
+                tracing::debug!(
+                    block = info.number,
+                    size = info.size,
+                    duration_ms = info.duration_ms,
+                    "published"
+                );
+            })
+            .await?;
+            if args.json {
+                stdout_line(&serde_json::to_string(&report)?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cdn(args) => {
+            let listen = args.listen.unwrap_or(config.cdn.listen);
+            let mut registry = Registry::default();
+            let cdn = Cdn::new(&mut registry);
+            serve_until_signal(listen, cdn.router(), "p2plive-cdn", registry).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tracker(args) => {
+            let t = &mut config.tracker;
+            if !args.streams.is_empty() {
+                t.streams = args.streams;
+            }
+            if let Some(v) = args.min_substreams {
+                t.min_substreams = v;
+            }
+            if let Some(v) = args.max_substreams {
+                t.max_substreams = v;
+            }
+            if let Some(v) = args.block_set {
+                t.block_set = v;
+            }
+            if let Some(v) = args.peer_timeout_ms {
+                t.peer_timeout_ms = v;
+            }
+            if let Some(v) = args.cdn_prefetchers {
+                t.cdn_prefetchers_per_substream = v;
+            }
+            let tracker = Tracker::new(t)?;
+            let expiry = tracker.spawn_expiry();
+            let result = serve_until_signal(
+                args.listen,
+                tracker.router(),
+                "p2plive-tracker",
+                Registry::default(),
+            )
+            .await;
+            expiry.abort();
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Peer(args) => {
+            let p = &mut config.peer;
+            if let Some(v) = args.tracker {
+                p.tracker = v;
+            }
+            if let Some(v) = args.cdn {
+                p.cdn = v;
+            }
+            if let Some(v) = args.stream {
+                p.stream = v;
+            }
+            if let Some(v) = args.http {
+                p.http_listen = v;
+            }
+            if let Some(v) = args.quic {
+                p.quic_listen = v;
+            }
+            if let Some(v) = args.speed {
+                p.speed = v;
+            }
+            if let Some(v) = args.urgent_blocks {
+                p.sched.urgent_blocks = v;
+            }
+            if let Some(v) = args.upload_limit {
+                p.upload_limit_bytes_per_s = v;
+            }
+            if let Some(v) = args.download_limit {
+                p.download_limit_bytes_per_s = v;
+            }
+            p.corrupt_uploads |= args.corrupt_uploads;
+            let signal = svckit::shutdown_signal()?;
+            let peer = PeerHandle::start(p.clone()).await?;
+            tracing::info!(http = %peer.http_addr(), quic = %peer.quic_addr(), "peer running; player URL http://{}/live.ts", peer.http_addr());
+            signal.await;
+            peer.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            let options = crate::demo::DemoOptions {
+                peers: args.peers,
+                substreams: args.substreams,
+                block_set: args.block_set,
+                input: args.input.unwrap_or_else(crate::demo::bundled_clip),
+                speed: args.speed,
+                block_ms: args.block_ms,
+                urgent_blocks: args.urgent_blocks,
+                cdn_prefetchers: args.cdn_prefetchers,
+                progress: !args.json && std::io::stderr().is_terminal(),
+            };
+            let (report, extras) = crate::demo::run(&options).await?;
+            stderr_text(&crate::demo::table(&report, &extras));
+            let failures = report.failures();
+            for f in &failures {
+                stderr_text(&format!("demo check failed: {f}\n"));
+            }
+            if args.json {
+                stdout_line(&serde_json::to_string(&report)?)?;
+            }
+            Ok(if failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Bench(args) => {
+            let path = args.input.unwrap_or_else(crate::demo::bundled_clip);
+            let ts = crate::origin::load_ts(&path).await?;
+            // The peers read a TS file: write the (possibly remuxed) stream to one.
+            let dir = tempfile::tempdir()?;
+            let ts_path = dir.path().join("bench.ts");
+            fs_err::write(&ts_path, &ts)?;
+            let rows =
+                tokio::task::spawn_blocking(move || crate::bench::run(&ts, &ts_path, args.rounds))
+                    .await??;
+            if args.json {
+                stdout_line(&serde_json::to_string(&rows)?)?;
+            } else {
+                stdout_line(crate::bench::table(&rows).trim_end())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! The origin: ingests a live MPEG-TS stream, cuts it into blocks (seed 10, 49) and publishes
+//! each block with its number, size, duration and SHA-256 to the CDN edge.
+//!
+//! Inputs ([`Input`]): a file replayed at its real-time rate from its PCR/PTS timing (times
+//! `speed`), standard input, UDP datagrams (`udp://127.0.0.1:PORT`, e.g. from
+//! `ffmpeg -re ... -f mpegts udp://127.0.0.1:PORT`), or an HTTP push
+//! (`http://127.0.0.1:PORT/ingest`, e.g. `ffmpeg -re ... -f mpegts -method PUT URL`). An MP4
+//! file is first remuxed losslessly to TS with
+//! `ffmpeg -c copy -bsf:v h264_mp4toannexb -f mpegts`; anything that is neither TS nor MP4 is
+//! refused with [`Error::NotVideo`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use crate::block::{BlockInfo, CutBlock, Cutter};
+use crate::cdn::EndOfStream;
+use crate::error::Error;
+use crate::peer::{http_client, send};
+use crate::ts::{Container, PacketReader, sniff};
+
+/// Where the origin reads the live stream from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A TS or MP4 file, replayed at its real-time rate.
+    File(PathBuf),
+    /// MPEG-TS on standard input (`-`), taken as it comes.
+    Stdin,
+    /// MPEG-TS in UDP datagrams received on this address (`udp://ADDR`).
+    Udp(SocketAddr),
+    /// MPEG-TS pushed by HTTP `PUT`/`POST` to `http://ADDR/ingest`, on which the origin listens.
+    HttpPush(SocketAddr),
+    /// MPEG-TS already in memory (from [`load_ts`]), replayed like a file.
+    Ts(Bytes),
+}
+
+impl FromStr for Input {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let addr = |rest: &str| {
+            let host = rest.split('/').next().unwrap_or(rest);
+            host.parse::<SocketAddr>()
+                .map_err(|_| Error::Config(format!("`{s}`: expected a 127.0.0.1:PORT address")))
+        };
+        if s == "-" {
+            Ok(Self::Stdin)
+        } else if let Some(rest) = s.strip_prefix("udp://") {
+            Ok(Self::Udp(addr(rest)?))
+        } else if let Some(rest) = s.strip_prefix("http://") {
+            Ok(Self::HttpPush(addr(rest)?))
+        } else {
+            Ok(Self::File(PathBuf::from(s)))
+        }
+    }
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Stdin => f.write_str("-"),
+            Self::Udp(a) => write!(f, "udp://{a}"),
+            Self::HttpPush(a) => write!(f, "http://{a}/ingest"),
+            Self::Ts(data) => write!(f, "<{} bytes of MPEG-TS>", data.len()),
+        }
+    }
+}
+
+/// Origin settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginConfig {
+    /// Stream id (default `live`).
+    pub stream: String,
+    /// CDN base URL to publish to.
+    pub cdn: String,
+    /// Target block duration in ms of media time (default 1000).
+    pub block_ms: u64,
+    /// Replay speed for file input: 1.0 is real time, 4.0 four times faster (default 1.0).
+    pub speed: f64,
+    /// End a UDP input after this long without datagrams, in ms (default 3000).
+    pub udp_idle_ms: u64,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self {
+            stream: "live".to_owned(),
+            cdn: "http://127.0.0.1:7000".to_owned(),
+            block_ms: 1000,
+            speed: 1.0,
+            udp_idle_ms: 3000,
+        }
+    }
+}
+
+/// What the origin cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginReport {
+    /// Blocks cut.
+    pub blocks: u64,
+    /// Bytes cut (the stream).
+    pub source_bytes: u64,
+    /// SHA-256 (hex) over the bytes cut: what every peer must reproduce.
+    pub source_sha256: String,
+    /// Media duration in seconds.
+    pub media_seconds: f64,
+    /// Wall time from the first block to the end, in ms.
+    pub wall_ms: u64,
+}
+
+/// Bytes to look at when sniffing a file.
+const SNIFF_BYTES: usize = 4096;
+/// Live input that yields no TS packet within this many bytes is refused.
+const SYNC_SEARCH_BYTES: usize = 64 * 1024;
+
+/// Reads a TS file, or remuxes an MP4 file to TS with ffmpeg (`-c copy`, lossless).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read, [`Error::NotVideo`] when it is neither TS nor
+/// MP4, [`Error::FfmpegMissing`]/[`Error::Remux`] when the remux fails.
+pub async fn load_ts(path: &Path) -> Result<Bytes, Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = fs_err::tokio::File::open(path).await.map_err(io)?;
+    let mut head = vec![0u8; SNIFF_BYTES];
+    let mut filled = 0;
+    while filled < head.len() {
+        let n = file.read(&mut head[filled..]).await.map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    head.truncate(filled);
+    match sniff(&head) {
+        Container::MpegTs => Ok(Bytes::from(fs_err::tokio::read(path).await.map_err(io)?)),
+        Container::Mp4 => remux_mp4(path).await,
+        Container::Unknown => Err(Error::NotVideo {
+            path: path.display().to_string(),
+            head: describe_head(&head),
+        }),
+    }
+}
+
+fn describe_head(head: &[u8]) -> String {
+    if head.is_empty() {
+        return "nothing (empty input)".to_owned();
+    }
+    let shown: String = head
+        .iter()
+        .take(16)
+        .flat_map(|b| std::ascii::escape_default(*b))
+        .map(char::from)
+        .collect();
+    format!("\"{shown}\"")
+}
+
+async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
+    use svckit::process::{ProcessError, ProcessSpec};
+    let dir = tempfile::tempdir().map_err(|source| Error::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let out = dir.path().join("remux.ts");
+    info!(input = %path.display(), "remuxing MP4 to MPEG-TS (ffmpeg -c copy)");
+    // A guarded child: killed with its process group if this future is dropped.
+    let mut ffmpeg = ProcessSpec::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-i"])
+        .arg(path)
+        .args([
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-bsf:v",
+            "h264_mp4toannexb",
+            "-f",
+            "mpegts",
+        ])
+        .arg(&out)
+        .log_file(dir.path().join("ffmpeg.log"))
+        .spawn()
+        .map_err(|error| match error {
+            ProcessError::NotFound { .. } => Error::FfmpegMissing,
+            other => Error::Remux {
+                path: path.to_path_buf(),
+                stderr_tail: other.to_string(),
+            },
+        })?;
+    let status = loop {
+        if let Some(status) = ffmpeg.try_exit_status() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    if !status.success() {
+        return Err(Error::Remux {
+            path: path.to_path_buf(),
+            stderr_tail: ffmpeg.log_tail(3).replace('\n', " | "),
+        });
+    }
+    let data = fs_err::tokio::read(&out)
+        .await
+        .map_err(|source| Error::Io {
+            path: out.clone(),
+            source,
+        })?;
+    Ok(Bytes::from(data))
+}
+
+/// Publishes blocks to the CDN over HTTP.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Publisher {
+    /// A publisher to `cdn` (base URL) for stream `stream`.
+    ///
+    /// # Errors
+    /// [`Error::Http`] when the HTTP client cannot be built.
+    pub fn new(cdn: &str, stream: &str) -> Result<Self, Error> {
+        Ok(Self {
+            http: http_client()?,
+            base: format!("{cdn}/streams/{stream}"),
+        })
+    }
+
+    /// `PUT`s one block.
+    ///
+    /// # Errors
+    /// [`Error::Http`]/[`Error::Status`] when the CDN is unreachable or refuses.
+    pub async fn block(&self, cut: &CutBlock) -> Result<(), Error> {
+        let info = &cut.block.info;
+        let url = format!("{}/blocks/{}", self.base, info.number);
+        let request = self
+            .http
+            .put(&url)
+            .header("x-duration-ms", info.duration_ms.to_string())
+            .header("x-sha256", hex::encode(info.sha256))
+            .body(cut.block.data.clone());
+        send(&url, request).await.map(|_| ())
+    }
+
+    /// Ends the stream.
+    ///
+    /// # Errors
+    /// [`Error::Http`]/[`Error::Status`] when the CDN is unreachable or refuses.
+    pub async fn end(&self, end: &EndOfStream) -> Result<(), Error> {
+        let url = format!("{}/end", self.base);
+        send(&url, self.http.post(&url).json(end)).await.map(|_| ())
+    }
+}
+
+/// Spawns the task that reads `input` and sends its raw bytes in chunks; the channel closing or
+/// an empty chunk ends the input. Returns whether the input is paced by the origin (a file) or
+/// arrives live.
+async fn open(
+    input: &Input,
+    config: &OriginConfig,
+) -> Result<(mpsc::Receiver<Result<Bytes, Error>>, bool), Error> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(64);
+    match input {
+        Input::File(_) | Input::Ts(_) => {
+            let data = match input {
+                Input::File(path) => load_ts(path).await?,
+                Input::Ts(data) => data.clone(),
+                _ => Bytes::new(),
+            };
+            tokio::spawn(async move {
+                let mut at = 0;
+                while at < data.len() {
+                    let end = (at + 64 * 1024).min(data.len());
+                    if tx.send(Ok(data.slice(at..end))).await.is_err() {
+                        return;
+                    }
+                    at = end;
+                }
+            });
+            Ok((rx, true))
+        }
+        Input::Stdin => {
+            tokio::spawn(async move {
+                let mut stdin = tokio::io::stdin();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match stdin.read(&mut buf).await {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            if tx
+                                .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(source) => {
+                            let _ = tx
+                                .send(Err(Error::Net {
+                                    what: "reading standard input".to_owned(),
+                                    source,
+                                }))
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok((rx, false))
+        }
+        Input::Udp(addr) => {
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|source| Error::Net {
+                    what: format!("binding UDP {addr}"),
+                    source,
+                })?;
+            info!(%addr, "waiting for MPEG-TS over UDP");
+            let idle = Duration::from_millis(config.udp_idle_ms);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                let mut started = false;
+                loop {
+                    // Before the first datagram wait without limit; after it, end when idle.
+                    let received = if started {
+                        match tokio::time::timeout(idle, socket.recv(&mut buf)).await {
+                            Ok(r) => r,
+                            Err(_) => return,
+                        }
+                    } else {
+                        socket.recv(&mut buf).await
+                    };
+                    match received {
+                        Ok(n) => {
+                            started = true;
+                            if tx
+                                .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(source) => {
+                            let _ = tx
+                                .send(Err(Error::Net {
+                                    what: "receiving UDP".to_owned(),
+                                    source,
+                                }))
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok((rx, false))
+        }
+        Input::HttpPush(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Net {
+                    what: format!("binding HTTP ingest {addr}"),
+                    source,
+                })?;
+            info!(%addr, "waiting for MPEG-TS pushed to http://{addr}/ingest");
+            let done = tokio_util::sync::CancellationToken::new();
+            let stop = done.clone();
+            let handler = move |body: axum::body::Body| {
+                let tx = tx.clone();
+                let done = done.clone();
+                // Read the body in its own task: hyper drops the handler when the pushing
+                // client half-closes its socket after the last chunk (as ffmpeg does), and
+                // the end of input must still be signalled.
+                let reader = tokio::spawn(async move {
+                    let mut stream = body.into_data_stream();
+                    while let Some(chunk) = stream.next().await {
+                        match chunk {
+                            Ok(chunk) if chunk.is_empty() => {}
+                            Ok(chunk) => {
+                                if tx.send(Ok(chunk)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Err(error) => {
+                                debug!(%error, "ingest body ended with an error");
+                                break;
+                            }
+                        }
+                    }
+                    // An empty chunk marks the end of the input.
+                    let _ = tx.send(Ok(Bytes::new())).await;
+                    done.cancel();
+                });
+                async move {
+                    let _ = reader.await;
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            };
+            let app = axum::Router::new().route("/ingest", axum::routing::any(handler));
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+            });
+            Ok((rx, false))
+        }
+    }
+}
+
+/// Runs the origin: reads `input`, cuts blocks of `config.block_ms`, publishes them to the CDN
+/// (paced at `config.speed` for file input), then ends the stream. `on_block` sees every block
+/// as it is published.
+///
+/// # Errors
+/// The errors of [`load_ts`] for file input; [`Error::NotVideo`] when a live input carries no
+/// TS packets; [`Error::Empty`] when no packet was cut; [`Error::Http`]/[`Error::Status`] when
+/// publishing fails; [`Error::Net`] for socket errors.
+pub async fn run(
+    input: &Input,
+    config: &OriginConfig,
+    mut on_block: impl FnMut(&BlockInfo),
+) -> Result<OriginReport, Error> {
+    if config.speed.is_nan() || config.speed <= 0.0 || config.block_ms == 0 {
+        return Err(Error::Config(format!(
+            "speed ({}) and block_ms ({}) must be positive",
+            config.speed, config.block_ms
+        )));
+    }
+    let publisher = Publisher::new(&config.cdn, &config.stream)?;
+    let (mut chunks, paced) = open(input, config).await?;
+    let mut reader = PacketReader::new();
+    let mut cutter = Cutter::new(Duration::from_millis(config.block_ms));
+    let mut wall_start: Option<Instant> = None;
+    let mut seen = 0usize;
+    let mut packets_seen = 0usize;
+    let mut media_end = 0.0;
+    let mut publish =
+        async |cut: CutBlock, wall_start: &mut Option<Instant>| -> Result<(), Error> {
+            let start = *wall_start.get_or_insert_with(Instant::now);
+            if paced {
+                let due = start + Duration::from_secs_f64(cut.media_end / config.speed);
+                tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+            }
+            publisher.block(&cut).await?;
+            on_block(&cut.block.info);
+            Ok(())
+        };
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        if chunk.is_empty() {
+            break;
+        }
+        seen += chunk.len();
+        let packets = reader.push(&chunk);
+        packets_seen += packets.len();
+        if packets_seen == 0 && seen >= SYNC_SEARCH_BYTES {
+            return Err(Error::NotVideo {
+                path: input.to_string(),
+                head: describe_head(&chunk),
+            });
+        }
+        for cut in cutter.push(&packets) {
+            media_end = cut.media_end;
+            publish(cut, &mut wall_start).await?;
+        }
+    }
+    if let Some(cut) = cutter.finish() {
+        media_end = cut.media_end;
+        publish(cut, &mut wall_start).await?;
+    }
+    let (source_bytes, digest) = cutter.source();
+    if cutter.blocks() == 0 {
+        return Err(if seen > 0 {
+            Error::NotVideo {
+                path: input.to_string(),
+                head: format!("{seen} bytes without one MPEG-TS packet"),
+            }
+        } else {
+            Error::Empty(input.to_string())
+        });
+    }
+    debug!(
+        skipped = reader.skipped(),
+        leftover = reader.leftover(),
+        "input read"
+    );
+    let end = EndOfStream {
+        blocks: cutter.blocks(),
+        source_bytes,
+        source_sha256: digest,
+    };
+    publisher.end(&end).await?;
+    let report = OriginReport {
+        blocks: end.blocks,
+        source_bytes,
+        source_sha256: hex::encode(digest),
+        media_seconds: media_end,
+        wall_ms: wall_start.map_or(0, |s| s.elapsed().as_millis() as u64),
+    };
+    info!(blocks = report.blocks, bytes = source_bytes, sha256 = %report.source_sha256, "stream ended");
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_inputs() {
+        assert_eq!("-".parse::<Input>().unwrap(), Input::Stdin);
+        assert_eq!(
+            "udp://127.0.0.1:5000".parse::<Input>().unwrap(),
+            Input::Udp("127.0.0.1:5000".parse().unwrap())
+        );
+        assert_eq!(
+            "http://127.0.0.1:5001/ingest".parse::<Input>().unwrap(),
+            Input::HttpPush("127.0.0.1:5001".parse().unwrap())
+        );
+        assert_eq!("a.ts".parse::<Input>().unwrap(), Input::File("a.ts".into()));
+        assert!("udp://nowhere".parse::<Input>().is_err());
+    }
+
+    #[tokio::test]
+    async fn refuses_files_that_are_not_video() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        fs_err::write(&path, "this is a text file, not a video\n".repeat(20)).unwrap();
+        let error = load_ts(&path).await.unwrap_err();
+        assert!(matches!(error, Error::NotVideo { .. }), "{error}");
+        assert!(error.to_string().contains("not a video stream"), "{error}");
+        let missing = load_ts(&dir.path().join("missing.ts")).await.unwrap_err();
+        assert!(matches!(missing, Error::Io { .. }), "{missing}");
+    }
+
+    #[tokio::test]
+    async fn a_broken_mp4_names_ffmpegs_complaint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.mp4");
+        let mut data = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
+        data.extend(std::iter::repeat_n(0x5a, 4000));
+        fs_err::write(&path, data).unwrap();
+        let error = load_ts(&path).await.unwrap_err();
+        assert!(matches!(error, Error::Remux { .. }), "{error}");
+        assert!(error.to_string().contains("broken.mp4"), "{error}");
+    }
+}

@@ -1,0 +1,875 @@
+//! A viewer (seed 55-63): joins the tracker, prefetches its substreams from the CDN and keeps
+//! them, fetches the other substreams' blocks from the peers holding them over QUIC, fetches
+//! urgent blocks from the CDN, verifies every block against the origin's SHA-256, reassembles
+//! the stream and serves it to a local player at `http://127.0.0.1:PORT/live.ts`.
+//!
+//! The decisions are the sans-I/O [`Scheduler`]'s; this module is
+//! its driver: sockets, tasks and timers.
+//!
+//! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS from the first block played,
+//! growing live, ending with the stream), `GET /summary` (JSON
+//! [`PeerSummary`]), `/healthz`, `/metrics`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures::StreamExt;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::cdn::{Frame, FrameDecoder};
+use crate::error::Error;
+use crate::link::{FetchError, HAVE, Identity, Links, MISSING};
+use crate::metrics::{PeerMetrics, PeerSummary};
+use crate::rate::RateCap;
+use crate::sched::{Action, PeerId, SchedConfig, Scheduler, Source, Verdict};
+use crate::substream::Layout;
+use crate::tracker::{Contact, Heartbeat, JoinRequest, View};
+
+/// Settings of a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Stream id to join (default `live`).
+    pub stream: String,
+    /// Tracker base URL, e.g. `http://127.0.0.1:7001`.
+    pub tracker: String,
+    /// CDN base URL, e.g. `http://127.0.0.1:7000`.
+    pub cdn: String,
+    /// HTTP listen address for `/live.ts` (default `127.0.0.1:0`, any free port).
+    pub http_listen: SocketAddr,
+    /// QUIC (UDP) listen address (default `127.0.0.1:0`).
+    pub quic_listen: SocketAddr,
+    /// Playback rate: media seconds per wall second; must equal the origin's pacing speed
+    /// (default 1.0).
+    pub speed: f64,
+    /// Scheduler tunables.
+    pub sched: SchedConfig,
+    /// Upload cap per P2P link in bytes/s, 0 = none (token bucket).
+    pub upload_limit_bytes_per_s: u64,
+    /// Download cap per P2P link in bytes/s, 0 = none (token bucket).
+    pub download_limit_bytes_per_s: u64,
+    /// How long a peer holds a request for a block of its own substream it has not yet
+    /// received, in ms (default 2000).
+    pub hold_ms: u64,
+    /// Give up a P2P request after this long, in ms (default 3000).
+    pub request_timeout_ms: u64,
+    /// Heartbeat period to the tracker, in ms (default 300).
+    pub heartbeat_ms: u64,
+    /// Test and demo knob: flip one byte of every block this peer uploads, to exercise the
+    /// receivers' SHA-256 checks (default false).
+    pub corrupt_uploads: bool,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            stream: "live".to_owned(),
+            tracker: "http://127.0.0.1:7001".to_owned(),
+            cdn: "http://127.0.0.1:7000".to_owned(),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            speed: 1.0,
+            sched: SchedConfig::default(),
+            upload_limit_bytes_per_s: 0,
+            download_limit_bytes_per_s: 0,
+            hold_ms: 2000,
+            request_timeout_ms: 3000,
+            heartbeat_ms: 300,
+            corrupt_uploads: false,
+        }
+    }
+}
+
+/// A plain HTTP client for the loopback CDN and tracker (no TLS, no proxy).
+///
+/// # Errors
+/// [`Error::Http`] when the client cannot be built.
+pub fn http_client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|source| Error::Http {
+            url: String::new(),
+            source,
+        })
+}
+
+/// Sends `request` and turns error statuses into [`Error::Status`] with the body's message.
+pub(crate) async fn send(
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, Error> {
+    let response = request.send().await.map_err(|source| Error::Http {
+        url: url.to_owned(),
+        source,
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
+        .unwrap_or(text);
+    Err(Error::Status {
+        url: url.to_owned(),
+        status: status.as_u16(),
+        message,
+    })
+}
+
+async fn join(
+    http: &reqwest::Client,
+    config: &PeerConfig,
+    contact: &Contact,
+) -> Result<View, Error> {
+    let url = format!("{}/streams/{}/join", config.tracker, config.stream);
+    let request = http.post(&url).json(&JoinRequest {
+        contact: contact.clone(),
+    });
+    match send(&url, request).await {
+        Ok(response) => response
+            .json::<View>()
+            .await
+            .map_err(|source| Error::Http { url, source }),
+        Err(Error::Status { status: 404, .. }) => Err(Error::UnknownStream(config.stream.clone())),
+        Err(other) => Err(other),
+    }
+}
+
+/// What the peer's HTTP handlers and QUIC server share with its driver.
+#[derive(Debug)]
+struct Shared {
+    blocks: Mutex<BTreeMap<u64, Bytes>>,
+    arrived: watch::Sender<u64>,
+    played: Mutex<Vec<u64>>,
+    /// (blocks played, finished)
+    played_tx: watch::Sender<(usize, bool)>,
+    /// Layout and own substreams (with the first block prefetched), for holding requests.
+    expect: Mutex<(Option<Layout>, BTreeMap<u32, u64>)>,
+    summary: Mutex<PeerSummary>,
+    metrics: PeerMetrics,
+    config: PeerConfig,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn block(&self, n: u64) -> Option<Bytes> {
+        lock(&self.blocks).get(&n).cloned()
+    }
+
+    fn expects(&self, n: u64) -> bool {
+        let expect = lock(&self.expect);
+        let (Some(layout), mine) = &*expect else {
+            return false;
+        };
+        mine.get(&layout.substream_of(n))
+            .is_some_and(|&from| n >= from)
+    }
+
+    /// The block, waiting up to `hold_ms` when it is one this peer prefetches.
+    async fn wait_for(&self, n: u64) -> Option<Bytes> {
+        let mut arrivals = self.arrived.subscribe();
+        if let Some(b) = self.block(n) {
+            return Some(b);
+        }
+        if !self.expects(n) {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.hold_ms);
+        loop {
+            match tokio::time::timeout_at(deadline, arrivals.changed()).await {
+                Ok(Ok(())) => {
+                    if let Some(b) = self.block(n) {
+                        return Some(b);
+                    }
+                }
+                _ => return self.block(n),
+            }
+        }
+    }
+}
+
+/// A running peer. Dropping it does not stop it; call [`PeerHandle::shutdown`] or
+/// [`PeerHandle::crash`].
+#[derive(Debug)]
+pub struct PeerHandle {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    quic_addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    endpoint: quinn::Endpoint,
+    http: reqwest::Client,
+    me: Arc<Mutex<PeerId>>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Frame(Frame),
+    SubscriptionClosed,
+    Fetched {
+        block: u64,
+        from: Source,
+        result: Result<Bytes, FetchError>,
+    },
+    View(View),
+}
+
+impl PeerHandle {
+    /// Binds the QUIC endpoint and HTTP listener, joins the tracker, and starts the tasks.
+    ///
+    /// # Errors
+    /// [`Error::UnknownStream`] when the tracker does not serve `config.stream`; [`Error::Net`]
+    /// when a socket cannot be bound; [`Error::Http`]/[`Error::Status`] when the tracker is
+    /// unreachable or refuses; [`Error::Quic`] for TLS set-up.
+    pub async fn start(config: PeerConfig) -> Result<Self, Error> {
+        let joined_at = Instant::now();
+        let identity = Identity::generate()?;
+        let endpoint = crate::link::endpoint(config.quic_listen, &identity)?;
+        let quic_addr = endpoint.local_addr().map_err(|source| Error::Net {
+            what: "reading the QUIC address".to_owned(),
+            source,
+        })?;
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| Error::Net {
+                what: format!("binding HTTP on {}", config.http_listen),
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| Error::Net {
+            what: "reading the HTTP address".to_owned(),
+            source,
+        })?;
+        let http = http_client()?;
+        let contact = Contact {
+            quic_addr: quic_addr.to_string(),
+            http_addr: http_addr.to_string(),
+            cert_der_hex: identity.cert_hex(),
+        };
+        let view = join(&http, &config, &contact).await?;
+        info!(peer = view.you, substreams = ?view.substreams, %quic_addr, %http_addr, "joined");
+
+        let mut registry = Registry::default();
+        let metrics = PeerMetrics::new(&mut registry);
+        let shared = Arc::new(Shared {
+            blocks: Mutex::new(BTreeMap::new()),
+            arrived: watch::channel(0).0,
+            played: Mutex::new(Vec::new()),
+            played_tx: watch::channel((0, false)).0,
+            expect: Mutex::new((None, BTreeMap::new())),
+            summary: Mutex::new(PeerSummary {
+                id: view.you,
+                ..PeerSummary::default()
+            }),
+            metrics,
+            config: config.clone(),
+        });
+        let cancel = CancellationToken::new();
+        let me = Arc::new(Mutex::new(view.you));
+        let version = Arc::new(Mutex::new((view.version, 0u64)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let links = Links::new(endpoint.clone(), config.download_limit_bytes_per_s);
+        let mut tasks = Vec::new();
+
+        let app = Router::new()
+            .route("/live.ts", get(live_ts))
+            .route("/summary", get(summary))
+            .with_state(shared.clone());
+        let options = svckit::ServeOptions::new("p2plive-peer", registry)
+            .grace_period(Duration::from_millis(500));
+        let stop = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = svckit::serve(listener, app, options, stop.cancelled_owned()).await
+            {
+                warn!(%error, "peer HTTP server failed");
+            }
+        }));
+        tasks.push(tokio::spawn(serve_links(endpoint.clone(), shared.clone())));
+        tasks.push(tokio::spawn(heartbeats(
+            http.clone(),
+            config.clone(),
+            contact,
+            me.clone(),
+            version.clone(),
+            tx.clone(),
+        )));
+        let driver = Driver {
+            config: config.clone(),
+            shared: shared.clone(),
+            links,
+            http: http.clone(),
+            tx,
+            joined_at,
+            sched: None,
+            view: view.clone(),
+            peers: Vec::new(),
+            subscription: None,
+            version,
+            hasher: Sha256::new(),
+            cancel: cancel.clone(),
+        };
+        tasks.push(tokio::spawn(driver.run(rx, view)));
+        Ok(Self {
+            shared,
+            http_addr,
+            quic_addr,
+            cancel,
+            tasks,
+            endpoint,
+            http,
+            me,
+        })
+    }
+
+    /// The HTTP address serving `/live.ts`.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The QUIC address.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// The tracker-assigned id.
+    pub fn id(&self) -> PeerId {
+        *lock(&self.me)
+    }
+
+    /// The current summary.
+    pub fn summary(&self) -> PeerSummary {
+        lock(&self.shared.summary).clone()
+    }
+
+    /// Waits until the last block was played.
+    pub async fn wait_done(&self) {
+        let mut rx = self.shared.played_tx.subscribe();
+        let _ = rx.wait_for(|(_, done)| *done).await;
+    }
+
+    /// Leaves the tracker and stops every task.
+    pub async fn shutdown(self) {
+        let id = self.id();
+        let url = format!(
+            "{}/streams/{}/peers/{id}",
+            self.shared.config.tracker, self.shared.config.stream
+        );
+        if let Err(error) = send(&url, self.http.delete(&url)).await {
+            debug!(%error, "leaving the tracker failed");
+        }
+        self.crash();
+    }
+
+    /// Stops every task at once without telling the tracker (like a killed process).
+    pub fn crash(self) {
+        self.cancel.cancel();
+        self.endpoint.close(0u32.into(), b"bye");
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn summary(State(shared): State<Arc<Shared>>) -> axum::Json<PeerSummary> {
+    axum::Json(lock(&shared.summary).clone())
+}
+
+async fn live_ts(State(shared): State<Arc<Shared>>) -> Response {
+    let rx = shared.played_tx.subscribe();
+    let stream =
+        futures::stream::unfold((0usize, rx, shared), |(idx, mut rx, shared)| async move {
+            loop {
+                let (count, done) = *rx.borrow_and_update();
+                if idx < count {
+                    let block = lock(&shared.played).get(idx).copied();
+                    let data = block.and_then(|n| shared.block(n)).unwrap_or_default();
+                    return Some((Ok::<Bytes, std::io::Error>(data), (idx + 1, rx, shared)));
+                }
+                if done || rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        });
+    let mut response = Body::from_stream(stream).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+    response
+}
+
+/// Answers block requests from other peers.
+async fn serve_links(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            let cap = RateCap::new(shared.config.upload_limit_bytes_per_s);
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                tokio::spawn(answer(send, recv, shared.clone(), cap.clone()));
+            }
+        });
+    }
+}
+
+async fn answer(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    shared: Arc<Shared>,
+    cap: RateCap,
+) {
+    let Ok(request) = recv.read_to_end(8).await else {
+        return;
+    };
+    let Ok(number) = <[u8; 8]>::try_from(request.as_slice()) else {
+        return;
+    };
+    let block = u64::from_be_bytes(number);
+    let out = match shared.wait_for(block).await {
+        Some(data) => {
+            cap.acquire(data.len() as u64).await;
+            let mut out = Vec::with_capacity(data.len() + 1);
+            out.push(HAVE);
+            out.extend_from_slice(&data);
+            if shared.config.corrupt_uploads && out.len() > 1 {
+                let at = out.len() / 2;
+                out[at] ^= 0xff;
+            }
+            shared.metrics.uploaded(data.len() as u64);
+            out
+        }
+        None => vec![MISSING],
+    };
+    if send.write_all(&out).await.is_ok() {
+        let _ = send.finish();
+        // Wait until the peer read everything (or the connection ended) before dropping.
+        let _ = send.stopped().await;
+    }
+}
+
+async fn heartbeats(
+    http: reqwest::Client,
+    config: PeerConfig,
+    contact: Contact,
+    me: Arc<Mutex<PeerId>>,
+    version: Arc<Mutex<(u64, u64)>>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_ms.max(10)));
+    loop {
+        tick.tick().await;
+        let id = *lock(&me);
+        let (known, cut) = *lock(&version);
+        let url = format!(
+            "{}/streams/{}/peers/{id}/heartbeat",
+            config.tracker, config.stream
+        );
+        let request = http.post(&url).json(&Heartbeat {
+            cut,
+            version: known,
+        });
+        let result = match send(&url, request).await {
+            Ok(response) => response
+                .json::<View>()
+                .await
+                .map_err(|source| Error::Http { url, source }),
+            Err(Error::Status { status: 410, .. }) => {
+                warn!(peer = id, "tracker forgot this peer; joining again");
+                join(&http, &config, &contact).await
+            }
+            Err(other) => Err(other),
+        };
+        match result {
+            Ok(view) => {
+                *lock(&me) = view.you;
+                if tx.send(Event::View(view)).is_err() {
+                    return;
+                }
+            }
+            Err(error) => warn!(%error, "heartbeat failed"),
+        }
+    }
+}
+
+async fn subscribe(http: reqwest::Client, url: String, tx: mpsc::UnboundedSender<Event>) {
+    let result: Result<(), Error> = async {
+        let response = send(&url, http.get(&url)).await?;
+        let mut body = response.bytes_stream();
+        let mut decoder = FrameDecoder::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|source| Error::Http {
+                url: url.clone(),
+                source,
+            })?;
+            for frame in decoder.push(&chunk)? {
+                if tx.send(Event::Frame(frame)).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = result {
+        warn!(%error, "substream subscription failed");
+    }
+    let _ = tx.send(Event::SubscriptionClosed);
+}
+
+struct Driver {
+    config: PeerConfig,
+    shared: Arc<Shared>,
+    links: Links,
+    http: reqwest::Client,
+    tx: mpsc::UnboundedSender<Event>,
+    joined_at: Instant,
+    sched: Option<Scheduler>,
+    view: View,
+    peers: Vec<crate::tracker::PeerEntry>,
+    subscription: Option<tokio::task::JoinHandle<()>>,
+    version: Arc<Mutex<(u64, u64)>>,
+    hasher: Sha256,
+    cancel: CancellationToken,
+}
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>, view: View) {
+        self.peers = view.peers.clone().unwrap_or_default();
+        self.apply_peers();
+        self.resubscribe(None);
+        loop {
+            let now = Instant::now();
+            let wake = self
+                .sched
+                .as_ref()
+                .and_then(Scheduler::next_deadline)
+                .map_or(now + Duration::from_millis(50), |d| {
+                    d.min(now + Duration::from_millis(50))
+                });
+            tokio::select! {
+                () = self.cancel.cancelled() => break,
+                event = rx.recv() => match event {
+                    Some(event) => self.handle(event).await,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
+            }
+            while let Ok(event) = rx.try_recv() {
+                self.handle(event).await;
+            }
+            self.step();
+        }
+        if let Some(task) = self.subscription.take() {
+            task.abort();
+        }
+    }
+
+    fn substreams_url(&self, from: Option<u64>) -> String {
+        let subs: Vec<String> = self.view.prefetch.iter().map(u32::to_string).collect();
+        let mut url = format!(
+            "{}/streams/{}/subscribe?peer={}&layout={}&substreams={}",
+            self.config.cdn,
+            self.config.stream,
+            self.view.you,
+            self.view.layout.to_query(),
+            subs.join(",")
+        );
+        match from {
+            Some(from) => url.push_str(&format!("&from={from}")),
+            None => url.push_str(&format!("&back={}", self.config.sched.playout_delay_blocks)),
+        }
+        url
+    }
+
+    /// (Re)starts the prefetch subscription from block `from` (None: the first one, from the
+    /// start block the CDN picks behind the live edge).
+    fn resubscribe(&mut self, from: Option<u64>) {
+        if let Some(task) = self.subscription.take() {
+            task.abort();
+        }
+        let url = self.substreams_url(from);
+        debug!(%url, "subscribing");
+        self.subscription = Some(tokio::spawn(subscribe(
+            self.http.clone(),
+            url,
+            self.tx.clone(),
+        )));
+        if let Some(from) = from {
+            self.set_mine(from);
+        }
+    }
+
+    fn set_mine(&mut self, from: u64) {
+        let mine: BTreeMap<u32, u64> = self.view.prefetch.iter().map(|b| (*b, from)).collect();
+        *lock(&self.shared.expect) = (Some(self.view.layout.clone()), mine.clone());
+        if let Some(sched) = self.sched.as_mut() {
+            sched.set_assignment(self.view.layout.clone(), mine);
+        }
+        lock(&self.shared.summary).substreams = self.view.substreams.iter().copied().collect();
+    }
+
+    fn apply_peers(&mut self) {
+        let me = self.view.you;
+        let others: Vec<(PeerId, SocketAddr, String)> = self
+            .peers
+            .iter()
+            .filter(|p| p.id != me)
+            .filter_map(|p| {
+                let addr = p.contact.quic_addr.parse().ok()?;
+                Some((p.id, addr, p.contact.cert_der_hex.clone()))
+            })
+            .collect();
+        self.links.set_peers(&others);
+        if let Some(sched) = self.sched.as_mut() {
+            sched.set_peers(
+                self.peers
+                    .iter()
+                    .filter(|p| p.id != me)
+                    .map(|p| (p.id, p.prefetch.clone()))
+                    .collect::<BTreeMap<PeerId, BTreeSet<u32>>>(),
+            );
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Frame(frame) => self.on_frame(frame),
+            Event::SubscriptionClosed => {
+                let finished = self.sched.as_ref().is_some_and(Scheduler::finished);
+                let ended = self.shared.played_tx.borrow().1;
+                if !finished && !ended && !self.cancel.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let from = self.sched.as_ref().map(Scheduler::cut);
+                    self.resubscribe(from);
+                }
+            }
+            Event::Fetched {
+                block,
+                from,
+                result,
+            } => self.on_fetched(block, from, result).await,
+            Event::View(view) => self.on_view(view),
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) {
+        match frame {
+            Frame::Hello { cut, from } => {
+                if self.sched.is_none() {
+                    info!(cut, start = from, "subscribed; playing from block {from}");
+                    let mut sched = Scheduler::new(
+                        self.config.sched,
+                        self.joined_at,
+                        from,
+                        self.config.speed,
+                        self.view.layout.clone(),
+                    );
+                    let me = self.view.you;
+                    sched.set_peers(
+                        self.peers
+                            .iter()
+                            .filter(|p| p.id != me)
+                            .map(|p| (p.id, p.prefetch.clone()))
+                            .collect(),
+                    );
+                    self.sched = Some(sched);
+                    lock(&self.shared.summary).start_block = from;
+                    self.set_mine(from);
+                }
+            }
+            Frame::Info(info) => {
+                if let Some(s) = self.sched.as_mut() {
+                    s.on_info(info);
+                }
+            }
+            Frame::Block(block) => {
+                let n = block.info.number;
+                self.shared
+                    .metrics
+                    .received(Source::Prefetch, block.data.len() as u64);
+                if let Some(s) = self.sched.as_mut() {
+                    s.on_info(block.info);
+                    if s.on_block(n, Source::Prefetch, &block.data) == Verdict::Accepted {
+                        self.store(n, block.data);
+                    }
+                }
+            }
+            Frame::End { total } => {
+                if let Some(s) = self.sched.as_mut() {
+                    s.on_end(total);
+                }
+            }
+        }
+        if let Some(s) = self.sched.as_ref() {
+            lock(&self.version).1 = s.cut();
+        }
+    }
+
+    fn store(&self, n: u64, data: Bytes) {
+        lock(&self.shared.blocks).insert(n, data);
+        self.shared.arrived.send_modify(|v| *v += 1);
+    }
+
+    async fn on_fetched(&mut self, block: u64, from: Source, result: Result<Bytes, FetchError>) {
+        let Some(sched) = self.sched.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(data) => {
+                self.shared.metrics.received(from, data.len() as u64);
+                match sched.on_block(block, from, &data) {
+                    Verdict::Accepted => self.store(block, data),
+                    Verdict::Corrupt => {
+                        warn!(
+                            block,
+                            ?from,
+                            "block does not match the origin's SHA-256; dropped, fetching it elsewhere"
+                        );
+                    }
+                    Verdict::Duplicate | Verdict::Unknown => {}
+                }
+            }
+            Err(FetchError::Missing) => sched.on_fetch_failed(block, from),
+            Err(error) => {
+                debug!(block, ?from, %error, "fetch failed");
+                sched.on_fetch_failed(block, from);
+                if let Source::Peer(peer) = from {
+                    if !matches!(error, FetchError::UnknownPeer) {
+                        warn!(peer, %error, "peer unreachable");
+                    }
+                    sched.peer_down(peer, Instant::now());
+                    self.links.reset(peer).await;
+                }
+            }
+        }
+    }
+
+    fn on_view(&mut self, view: View) {
+        let reassigned = view.prefetch != self.view.prefetch
+            || view.substreams != self.view.substreams
+            || view.layout != self.view.layout
+            || view.you != self.view.you;
+        lock(&self.version).0 = view.version;
+        if let Some(peers) = view.peers.clone() {
+            self.peers = peers;
+        }
+        self.view = View {
+            peers: None,
+            ..view
+        };
+        lock(&self.shared.summary).id = self.view.you;
+        self.apply_peers();
+        if reassigned && self.sched.is_some() {
+            let from = self.sched.as_ref().map(Scheduler::cut);
+            info!(substreams = ?self.view.substreams, from, "assignment changed; resubscribing");
+            self.resubscribe(from);
+        }
+    }
+
+    fn step(&mut self) {
+        let Some(sched) = self.sched.as_mut() else {
+            return;
+        };
+        let actions = sched.poll(Instant::now());
+        let stats = sched.stats();
+        for action in actions {
+            match action {
+                Action::Fetch { block, from } => self.fetch(block, from),
+                Action::Play { block } => {
+                    let data = self.shared.block(block).unwrap_or_default();
+                    self.hasher.update(&data);
+                    let played = {
+                        let mut played = lock(&self.shared.played);
+                        played.push(block);
+                        played.len()
+                    };
+                    lock(&self.shared.summary).output_bytes += data.len() as u64;
+                    self.shared.played_tx.send_modify(|v| v.0 = played);
+                }
+                Action::Finished => {
+                    let digest = hex::encode(self.hasher.clone().finalize());
+                    info!(output_sha256 = %digest, stalls = stats.stalls, "stream finished");
+                    {
+                        let mut summary = lock(&self.shared.summary);
+                        summary.done = true;
+                        summary.output_sha256 = Some(digest);
+                    }
+                    self.shared.played_tx.send_modify(|v| v.1 = true);
+                }
+            }
+        }
+        self.shared.metrics.playback(&stats);
+        let mut summary = lock(&self.shared.summary);
+        summary.playback = stats;
+        summary.traffic = self.shared.metrics.traffic();
+    }
+
+    fn fetch(&self, block: u64, from: Source) {
+        let tx = self.tx.clone();
+        let timeout = Duration::from_millis(self.config.request_timeout_ms);
+        match from {
+            Source::Peer(peer) => {
+                let links = self.links.clone();
+                tokio::spawn(async move {
+                    let result = match tokio::time::timeout(timeout, links.fetch(peer, block)).await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(FetchError::Link("request timed out".to_owned())),
+                    };
+                    let _ = tx.send(Event::Fetched {
+                        block,
+                        from,
+                        result,
+                    });
+                });
+            }
+            Source::Cdn | Source::Prefetch => {
+                debug!(
+                    block,
+                    peer = self.view.you,
+                    "urgent zone: fetching the block from the CDN"
+                );
+                let url = format!(
+                    "{}/streams/{}/blocks/{block}?peer={}",
+                    self.config.cdn, self.config.stream, self.view.you
+                );
+                let http = self.http.clone();
+                tokio::spawn(async move {
+                    let result = async {
+                        let response = send(&url, http.get(&url))
+                            .await
+                            .map_err(|e| FetchError::Link(e.to_string()))?;
+                        response
+                            .bytes()
+                            .await
+                            .map_err(|e| FetchError::Link(e.to_string()))
+                    }
+                    .await;
+                    let _ = tx.send(Event::Fetched {
+                        block,
+                        from: Source::Cdn,
+                        result,
+                    });
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,715 @@
+//! The sans-I/O scheduling core of a peer: which block to fetch from where, and when the
+//! player plays, stalls or finishes. Time is passed in as a value; nothing here does I/O, so
+//! the same code drives real QUIC peers and (later) a swarm simulator.
+//!
+//! Zones (seed 44): a block the player needs within `urgent_blocks` of the playhead is in the
+//! *urgent zone* and, when still missing, is fetched straight from the CDN. Further ahead, in the
+//! *non-urgent zone*, the peer fetches the blocks of the other substreams from the peers holding
+//! them (seed 57-58), in order of the substreams' sequence identifiers, round by round, so the
+//! earliest blocks come first when the peer is behind (seed 59-62). Its own substreams arrive by
+//! the CDN prefetch subscription (seed 54-55). Blocks are played in number order, which is the
+//! order of sequence identifiers (seed 60-61).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::BlockInfo;
+use crate::substream::Layout;
+
+/// A peer's identifier, handed out by the tracker.
+pub type PeerId = u64;
+
+/// Where a block came from or is to be fetched from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The CDN's substream prefetch subscription.
+    Prefetch,
+    /// An urgent fetch of one block from the CDN.
+    Cdn,
+    /// Another peer, over QUIC.
+    Peer(PeerId),
+}
+
+/// Tunables of the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedConfig {
+    /// Size of the urgent zone in blocks: a block missing when fewer than this many blocks
+    /// remain before the player needs it is fetched from the CDN (default 2; seed 44).
+    pub urgent_blocks: u64,
+    /// Blocks buffered before playback starts: the player starts once the live edge is this
+    /// many blocks past the start block (default 4). Also how far behind the live edge a late
+    /// joiner starts.
+    pub playout_delay_blocks: u64,
+    /// Most P2P requests in flight at once (default 16).
+    pub max_peer_requests: usize,
+    /// Most P2P requests in flight to one peer (default 4).
+    pub max_requests_per_peer: usize,
+    /// How many different peers are asked for one block before waiting for the urgent zone
+    /// (default 3).
+    pub max_peer_attempts: usize,
+    /// Most urgent CDN requests in flight at once (default 4).
+    pub max_cdn_requests: usize,
+    /// A peer whose link failed is not asked again for this long, in ms (default 2000).
+    pub peer_backoff_ms: u64,
+}
+
+impl Default for SchedConfig {
+    fn default() -> Self {
+        Self {
+            urgent_blocks: 2,
+            playout_delay_blocks: 4,
+            max_peer_requests: 16,
+            max_requests_per_peer: 4,
+            max_peer_attempts: 3,
+            max_cdn_requests: 4,
+            peer_backoff_ms: 2000,
+        }
+    }
+}
+
+/// What the scheduler asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Fetch `block` from `from` ([`Source::Cdn`] or [`Source::Peer`]), then report it with
+    /// [`Scheduler::on_block`] or [`Scheduler::on_fetch_failed`].
+    Fetch {
+        /// Block number.
+        block: u64,
+        /// Where from.
+        from: Source,
+    },
+    /// The player starts playing `block`: append it to the output.
+    Play {
+        /// Block number.
+        block: u64,
+    },
+    /// The stream ended and its last block has been played.
+    Finished,
+}
+
+/// The verdict on a block handed to [`Scheduler::on_block`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// New and matching the origin's SHA-256: keep it.
+    Accepted,
+    /// Already had it (bytes were spent twice).
+    Duplicate,
+    /// Does not match the origin's size and SHA-256: dropped; it will be fetched elsewhere.
+    Corrupt,
+    /// The origin's info for this block is not known yet: dropped.
+    Unknown,
+}
+
+/// Player state (seed 60-61: blocks play in sequence-identifier order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Player {
+    /// Buffering before the first block.
+    Waiting,
+    /// Playing `block` since `since` (the block's own start, excluding stalls).
+    Playing { block: u64, since: Instant },
+    /// Needs `block`, missing since `since`.
+    Stalled { block: u64, since: Instant },
+    /// Played the last block.
+    Done,
+}
+
+/// Playback figures so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlaybackStats {
+    /// Time from joining to playing the first block, in ms (None before that).
+    pub startup_ms: Option<u64>,
+    /// Number of stalls (the player needed a block it did not have).
+    pub stalls: u64,
+    /// Total stall time in ms.
+    pub stall_ms: u64,
+    /// Blocks dropped because they did not match the origin's SHA-256.
+    pub corrupt_blocks: u64,
+    /// Blocks received more than once.
+    pub duplicate_blocks: u64,
+    /// Blocks the live edge is ahead of the playhead now.
+    pub lag_blocks: u64,
+    /// Largest lag seen, in blocks.
+    pub max_lag_blocks: u64,
+    /// Lag behind the live edge now in media milliseconds (sum of the durations of the blocks
+    /// cut after the one playing).
+    pub lag_ms: u64,
+    /// Blocks played.
+    pub played: u64,
+}
+
+/// The scheduling state of one peer. See the module docs.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: SchedConfig,
+    joined_at: Instant,
+    /// Playback rate: media seconds per wall second (the origin's pacing speed).
+    speed: f64,
+    start: u64,
+    layout: Layout,
+    /// My substreams and the first block the subscription delivers for each.
+    mine: BTreeMap<u32, u64>,
+    peers: BTreeMap<PeerId, BTreeSet<u32>>,
+    /// Peers that failed, and until when they are not asked.
+    down: BTreeMap<PeerId, Instant>,
+    infos: BTreeMap<u64, BlockInfo>,
+    have: BTreeSet<u64>,
+    inflight: HashMap<u64, Vec<Source>>,
+    tried: HashMap<u64, BTreeSet<PeerId>>,
+    end: Option<u64>,
+    player: Player,
+    stats: PlaybackStats,
+}
+
+impl Scheduler {
+    /// A scheduler for a peer that joined at `joined_at` and plays from block `start` at
+    /// `speed` times real time, under `layout`.
+    pub fn new(
+        config: SchedConfig,
+        joined_at: Instant,
+        start: u64,
+        speed: f64,
+        layout: Layout,
+    ) -> Self {
+        Self {
+            config,
+            joined_at,
+            speed: if speed > 0.0 { speed } else { 1.0 },
+            start,
+            layout,
+            mine: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            down: BTreeMap::new(),
+            infos: BTreeMap::new(),
+            have: BTreeSet::new(),
+            inflight: HashMap::new(),
+            tried: HashMap::new(),
+            end: None,
+            player: Player::Waiting,
+            stats: PlaybackStats::default(),
+        }
+    }
+
+    /// The start block a peer joining now should play from, given `cut` blocks cut so far:
+    /// `playout_delay_blocks` behind the live edge (0 for a stream not started yet).
+    pub fn start_block(config: &SchedConfig, cut: u64) -> u64 {
+        cut.saturating_sub(config.playout_delay_blocks)
+    }
+
+    /// The first block played.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Replaces the layout and this peer's substreams: `mine` maps each substream to the first
+    /// block its prefetch subscription delivers.
+    pub fn set_assignment(&mut self, layout: Layout, mine: BTreeMap<u32, u64>) {
+        self.layout = layout;
+        self.mine = mine;
+    }
+
+    /// Replaces the other peers and the substreams each prefetches (the holders asked first).
+    pub fn set_peers(&mut self, peers: BTreeMap<PeerId, BTreeSet<u32>>) {
+        self.down.retain(|id, _| peers.contains_key(id));
+        self.peers = peers;
+    }
+
+    /// Marks a peer unreachable at `now`: it is not asked for `peer_backoff_ms`, and its
+    /// requests in flight count as failed.
+    pub fn peer_down(&mut self, peer: PeerId, now: Instant) {
+        self.down.insert(
+            peer,
+            now + Duration::from_millis(self.config.peer_backoff_ms),
+        );
+        for sources in self.inflight.values_mut() {
+            sources.retain(|s| *s != Source::Peer(peer));
+        }
+        self.inflight.retain(|_, s| !s.is_empty());
+    }
+
+    /// The origin published `info` (learned from the CDN).
+    pub fn on_info(&mut self, info: BlockInfo) {
+        self.infos.insert(info.number, info);
+    }
+
+    /// The origin ended the stream after `total` blocks.
+    pub fn on_end(&mut self, total: u64) {
+        self.end = Some(total);
+    }
+
+    /// Number of blocks cut so far, as far as this peer knows.
+    pub fn cut(&self) -> u64 {
+        self.infos.last_key_value().map_or(0, |(n, _)| n + 1)
+    }
+
+    /// Whether the block is held.
+    pub fn has(&self, block: u64) -> bool {
+        self.have.contains(&block)
+    }
+
+    /// The origin's info of a block, when known.
+    pub fn info(&self, block: u64) -> Option<&BlockInfo> {
+        self.infos.get(&block)
+    }
+
+    /// A fetch of `block` from `from` returned `data`: checks it against the origin's size and
+    /// SHA-256 (a corrupt block from a peer is dropped and that peer is not asked again for it).
+    pub fn on_block(&mut self, block: u64, from: Source, data: &[u8]) -> Verdict {
+        self.clear_inflight(block, from);
+        let Some(info) = self.infos.get(&block) else {
+            return Verdict::Unknown;
+        };
+        if !info.matches(data) {
+            self.stats.corrupt_blocks += 1;
+            if let Source::Peer(peer) = from {
+                self.tried.entry(block).or_default().insert(peer);
+            }
+            return Verdict::Corrupt;
+        }
+        if !self.have.insert(block) {
+            self.stats.duplicate_blocks += 1;
+            return Verdict::Duplicate;
+        }
+        self.tried.remove(&block);
+        Verdict::Accepted
+    }
+
+    /// A fetch failed (the peer did not have the block, timed out or the connection broke).
+    pub fn on_fetch_failed(&mut self, block: u64, from: Source) {
+        self.clear_inflight(block, from);
+        if let Source::Peer(peer) = from {
+            self.tried.entry(block).or_default().insert(peer);
+        }
+    }
+
+    fn clear_inflight(&mut self, block: u64, from: Source) {
+        if let Some(sources) = self.inflight.get_mut(&block) {
+            if let Some(pos) = sources.iter().position(|s| *s == from) {
+                sources.swap_remove(pos);
+            }
+            if sources.is_empty() {
+                self.inflight.remove(&block);
+            }
+        }
+    }
+
+    /// The block the player needs next, once it is past buffering; None while buffering or
+    /// done.
+    fn next_needed(&self) -> Option<u64> {
+        match self.player {
+            Player::Waiting => (self.cut() >= self.start + self.config.playout_delay_blocks
+                || self.end.is_some())
+            .then_some(self.start),
+            Player::Playing { block, .. } => Some(block + 1),
+            Player::Stalled { block, .. } => Some(block),
+            Player::Done => None,
+        }
+    }
+
+    fn expected_by_prefetch(&self, block: u64) -> bool {
+        let b = self.layout.substream_of(block);
+        self.mine.get(&b).is_some_and(|&from| block >= from)
+    }
+
+    /// Advances the player to `now` and decides the fetches to start. Call after every event
+    /// and at the latest at [`Scheduler::next_deadline`].
+    pub fn poll(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.advance_player(now, &mut actions);
+        if self.player == Player::Done {
+            return actions;
+        }
+        self.down.retain(|_, until| *until > now);
+        self.plan_fetches(&mut actions);
+        self.update_lag();
+        actions
+    }
+
+    fn block_duration(&self, block: u64) -> Duration {
+        let media = self.infos.get(&block).map_or(0, |i| i.duration_ms);
+        Duration::from_secs_f64(f64::from(media) / 1000.0 / self.speed)
+    }
+
+    fn advance_player(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        loop {
+            match self.player {
+                Player::Waiting => {
+                    if self.next_needed().is_some() && self.has(self.start) {
+                        self.stats.startup_ms =
+                            Some(now.saturating_duration_since(self.joined_at).as_millis() as u64);
+                        self.play(self.start, now, actions);
+                    } else if self.end.is_some_and(|end| end <= self.start) {
+                        self.player = Player::Done;
+                        actions.push(Action::Finished);
+                        return;
+                    } else {
+                        return;
+                    }
+                }
+                Player::Playing { block, since } => {
+                    let ends = since + self.block_duration(block);
+                    if now < ends {
+                        return;
+                    }
+                    let next = block + 1;
+                    if self.end.is_some_and(|end| next >= end) {
+                        self.player = Player::Done;
+                        actions.push(Action::Finished);
+                        return;
+                    }
+                    if self.has(next) {
+                        self.play(next, ends, actions);
+                    } else {
+                        self.player = Player::Stalled {
+                            block: next,
+                            since: ends,
+                        };
+                    }
+                }
+                Player::Stalled { block, since } => {
+                    if self.end.is_some_and(|end| block >= end) {
+                        self.player = Player::Done;
+                        actions.push(Action::Finished);
+                        return;
+                    }
+                    if !self.has(block) {
+                        return;
+                    }
+                    let waited = now.saturating_duration_since(since);
+                    // A block arriving within a millisecond of its time is not a stall.
+                    if waited >= Duration::from_millis(1) {
+                        self.stats.stalls += 1;
+                        self.stats.stall_ms += waited.as_millis() as u64;
+                    }
+                    self.play(block, now, actions);
+                }
+                Player::Done => return,
+            }
+        }
+    }
+
+    fn play(&mut self, block: u64, since: Instant, actions: &mut Vec<Action>) {
+        self.player = Player::Playing { block, since };
+        self.stats.played += 1;
+        actions.push(Action::Play { block });
+    }
+
+    fn inflight_from(&self, block: u64, pred: impl Fn(&Source) -> bool) -> bool {
+        self.inflight
+            .get(&block)
+            .is_some_and(|s| s.iter().any(pred))
+    }
+
+    fn plan_fetches(&mut self, actions: &mut Vec<Action>) {
+        let cut = self.cut();
+        let first = match self.player {
+            Player::Waiting => self.start,
+            Player::Playing { block, .. } => block + 1,
+            Player::Stalled { block, .. } => block,
+            Player::Done => return,
+        };
+        let urgent_end = self
+            .next_needed()
+            .map_or(first, |n| n + self.config.urgent_blocks);
+        // Urgent zone: straight from the CDN (seed 44).
+        let mut cdn_inflight = self
+            .inflight
+            .values()
+            .flatten()
+            .filter(|s| **s == Source::Cdn)
+            .count();
+        for block in first..urgent_end.min(cut) {
+            if cdn_inflight >= self.config.max_cdn_requests {
+                break;
+            }
+            if self.has(block) || self.inflight_from(block, |s| *s == Source::Cdn) {
+                continue;
+            }
+            self.inflight.entry(block).or_default().push(Source::Cdn);
+            cdn_inflight += 1;
+            actions.push(Action::Fetch {
+                block,
+                from: Source::Cdn,
+            });
+        }
+        // Non-urgent zone: other substreams from peers, by sequence identifier, round by round.
+        let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
+        let mut total = 0;
+        for source in self.inflight.values().flatten() {
+            if let Source::Peer(p) = source {
+                *per_peer.entry(*p).or_default() += 1;
+                total += 1;
+            }
+        }
+        let mut wanted: Vec<u64> = (urgent_end.max(first)..cut)
+            .filter(|&b| {
+                !self.has(b) && !self.inflight.contains_key(&b) && !self.expected_by_prefetch(b)
+            })
+            .collect();
+        wanted.sort_by_key(|&b| self.layout.fetch_key(b));
+        for block in wanted {
+            if total >= self.config.max_peer_requests {
+                break;
+            }
+            let tried = self.tried.get(&block);
+            if tried.is_some_and(|t| t.len() >= self.config.max_peer_attempts) {
+                continue;
+            }
+            let substream = self.layout.substream_of(block);
+            let usable = |id: &PeerId| {
+                !self.down.contains_key(id)
+                    && !tried.is_some_and(|t| t.contains(id))
+                    && per_peer.get(id).copied().unwrap_or(0) < self.config.max_requests_per_peer
+            };
+            // The substream's holders first, then anyone who may have it by now.
+            let holder = self
+                .peers
+                .iter()
+                .filter(|(id, subs)| subs.contains(&substream) && usable(id))
+                .min_by_key(|(id, _)| (per_peer.get(id).copied().unwrap_or(0), **id))
+                .map(|(id, _)| *id);
+            let pick = holder.or_else(|| {
+                // Only ask a non-holder after a holder was tried: it has the block only if it
+                // already fetched it.
+                tried.is_some_and(|t| !t.is_empty()).then_some(())?;
+                self.peers
+                    .keys()
+                    .filter(|id| usable(id))
+                    .min_by_key(|id| (per_peer.get(id).copied().unwrap_or(0), **id))
+                    .copied()
+            });
+            let Some(peer) = pick else { continue };
+            *per_peer.entry(peer).or_default() += 1;
+            total += 1;
+            self.inflight
+                .entry(block)
+                .or_default()
+                .push(Source::Peer(peer));
+            actions.push(Action::Fetch {
+                block,
+                from: Source::Peer(peer),
+            });
+        }
+    }
+
+    fn update_lag(&mut self) {
+        let playing = match self.player {
+            Player::Playing { block, .. } => block,
+            Player::Stalled { block, .. } => block.saturating_sub(1),
+            Player::Waiting | Player::Done => return,
+        };
+        let edge = self.cut().saturating_sub(1);
+        let lag = edge.saturating_sub(playing);
+        self.stats.lag_blocks = lag;
+        self.stats.max_lag_blocks = self.stats.max_lag_blocks.max(lag);
+        self.stats.lag_ms = self
+            .infos
+            .range(playing + 1..)
+            .map(|(_, i)| u64::from(i.duration_ms))
+            .sum();
+    }
+
+    /// The next time the player's state changes by itself (the playing block ends), if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.player {
+            Player::Playing { block, since } => Some(since + self.block_duration(block)),
+            _ => None,
+        }
+    }
+
+    /// Whether the last block has been played.
+    pub fn finished(&self) -> bool {
+        self.player == Player::Done
+    }
+
+    /// Playback figures so far.
+    pub fn stats(&self) -> PlaybackStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn info(n: u64) -> BlockInfo {
+        BlockInfo::of(n, 1000, &data(n))
+    }
+
+    fn data(n: u64) -> Vec<u8> {
+        vec![n as u8; 188]
+    }
+
+    /// Peer 1 of a 4-substream, 4-peer swarm (holds substream 1) with peers 2..=4.
+    fn swarm(start: u64) -> (Scheduler, Instant) {
+        let t0 = Instant::now();
+        let layout = Layout::fixed(4, 1).unwrap();
+        let mut s = Scheduler::new(SchedConfig::default(), t0, start, 1.0, layout.clone());
+        s.set_assignment(layout, BTreeMap::from([(1, 0)]));
+        s.set_peers(
+            (2..=4)
+                .map(|id| (id, BTreeSet::from([id as u32])))
+                .collect(),
+        );
+        (s, t0)
+    }
+
+    fn fetches(actions: &[Action]) -> Vec<(u64, Source)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Fetch { block, from } => Some((*block, *from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fetches_other_substreams_from_their_holders_in_sequence_order() {
+        let (mut s, t0) = swarm(0);
+        for n in 0..3 {
+            s.on_info(info(n));
+        }
+        let actions = s.poll(t0);
+        // Still buffering (playback starts once 4 blocks are cut): nothing urgent yet, block 0
+        // is mine (prefetch), 1 and 2 from peers 2 and 3, in order.
+        assert_eq!(
+            fetches(&actions),
+            vec![(1, Source::Peer(2)), (2, Source::Peer(3))]
+        );
+        assert!(!actions.iter().any(|a| matches!(a, Action::Play { .. })));
+    }
+
+    #[test]
+    fn plays_in_order_without_stalls_when_blocks_arrive_in_time() {
+        let (mut s, t0) = swarm(0);
+        let mut now = t0;
+        let mut played = Vec::new();
+        for n in 0..8 {
+            s.on_info(info(n));
+            let from = if n % 4 == 0 {
+                Source::Prefetch
+            } else {
+                Source::Peer(n % 4 + 1)
+            };
+            assert_eq!(s.on_block(n, from, &data(n)), Verdict::Accepted);
+            for a in s.poll(now) {
+                if let Action::Play { block } = a {
+                    played.push(block);
+                }
+            }
+            now += Duration::from_secs(1);
+        }
+        s.on_end(8);
+        for _ in 0..10 {
+            for a in s.poll(now) {
+                if let Action::Play { block } = a {
+                    played.push(block);
+                }
+            }
+            now += Duration::from_secs(1);
+        }
+        assert_eq!(played, (0..8).collect::<Vec<_>>());
+        assert!(s.finished());
+        let stats = s.stats();
+        assert_eq!(stats.stalls, 0);
+        assert_eq!(stats.startup_ms, Some(3000));
+        assert_eq!(stats.played, 8);
+    }
+
+    #[test]
+    fn urgent_blocks_come_from_the_cdn_and_stalls_are_counted() {
+        let (mut s, t0) = swarm(0);
+        for n in 0..6 {
+            s.on_info(info(n));
+        }
+        s.on_block(0, Source::Prefetch, &data(0));
+        let actions = s.poll(t0);
+        // Playback starts (cut 6 >= 0 + 4): blocks 1 and 2 are urgent -> CDN.
+        assert_eq!(actions[0], Action::Play { block: 0 });
+        let f = fetches(&actions);
+        assert!(
+            f.contains(&(1, Source::Cdn)) && f.contains(&(2, Source::Cdn)),
+            "{f:?}"
+        );
+        assert!(f.contains(&(3, Source::Peer(4))), "{f:?}");
+        // Block 1 arrives 300 ms late: one stall of 300 ms.
+        assert!(fetches(&s.poll(t0 + 1000 * MS)).is_empty());
+        assert_eq!(s.stats().stalls, 0, "a stall counts when it ends");
+        assert_eq!(s.on_block(1, Source::Cdn, &data(1)), Verdict::Accepted);
+        let actions = s.poll(t0 + 1300 * MS);
+        assert_eq!(actions[0], Action::Play { block: 1 });
+        assert_eq!(s.stats().stalls, 1);
+        assert_eq!(s.stats().stall_ms, 300);
+    }
+
+    #[test]
+    fn corrupt_block_is_dropped_and_fetched_elsewhere() {
+        let (mut s, t0) = swarm(0);
+        for n in 0..4 {
+            s.on_info(info(n));
+        }
+        s.poll(t0);
+        let mut bad = data(2);
+        bad[100] ^= 1;
+        assert_eq!(s.on_block(2, Source::Peer(3), &bad), Verdict::Corrupt);
+        assert!(!s.has(2));
+        let f = fetches(&s.poll(t0));
+        // Not peer 3 again: another peer.
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].0, 2);
+        assert_ne!(f[0].1, Source::Peer(3));
+        assert_eq!(s.on_block(2, f[0].1, &data(2)), Verdict::Accepted);
+        assert_eq!(s.stats().corrupt_blocks, 1);
+        assert_eq!(s.on_block(2, Source::Cdn, &data(2)), Verdict::Duplicate);
+    }
+
+    #[test]
+    fn dead_holder_falls_back_to_other_peers_then_cdn() {
+        let (mut s, t0) = swarm(0);
+        for n in 0..4 {
+            s.on_info(info(n));
+        }
+        s.poll(t0);
+        s.peer_down(3, t0);
+        let f = fetches(&s.poll(t0));
+        // Block 2's holder is down; nobody else tried yet, so it waits for the urgent zone.
+        assert!(f.is_empty(), "{f:?}");
+        s.on_block(0, Source::Prefetch, &data(0));
+        s.on_info(info(4));
+        let actions = s.poll(t0);
+        assert!(fetches(&actions).contains(&(2, Source::Cdn)), "{actions:?}");
+        // After the back-off the peer is asked again (for block 3's neighbour 6, say).
+        for n in 5..8 {
+            s.on_info(info(n));
+        }
+        let later = s.poll(t0 + Duration::from_millis(2001));
+        assert!(fetches(&later).contains(&(6, Source::Peer(3))), "{later:?}");
+    }
+
+    #[test]
+    fn blocks_of_my_substream_wait_for_the_prefetch_until_urgent() {
+        let (mut s, t0) = swarm(0);
+        for n in 0..9 {
+            s.on_info(info(n));
+        }
+        let f = fetches(&s.poll(t0));
+        // Blocks 4 and 8 are mine and not urgent: left to the prefetch. Block 0 is urgent.
+        assert!(!f.iter().any(|(b, _)| *b == 4 || *b == 8), "{f:?}");
+        assert!(f.contains(&(0, Source::Cdn)), "{f:?}");
+        assert!(f.contains(&(1, Source::Cdn)), "{f:?}");
+        assert!(f.contains(&(2, Source::Peer(3))), "{f:?}");
+    }
+
+    #[test]
+    fn late_joiner_starts_behind_the_live_edge() {
+        let config = SchedConfig::default();
+        assert_eq!(Scheduler::start_block(&config, 0), 0);
+        assert_eq!(Scheduler::start_block(&config, 3), 0);
+        assert_eq!(Scheduler::start_block(&config, 30), 26);
+    }
+}

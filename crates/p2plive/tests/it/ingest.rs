@@ -1,0 +1,132 @@
+//! Live ingest: MPEG-TS on standard input, over UDP and by HTTP push, each from ffmpeg or a
+//! file, cut into blocks at the CDN.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{Infra, bin, get_bytes, get_json, make_clip, sha256_hex};
+
+/// Concatenates the CDN's blocks of stream `live` and checks them against the manifest.
+async fn cdn_stream(infra: &Infra) -> (Value, Vec<u8>) {
+    let sha = infra.wait_end(Duration::from_secs(60)).await;
+    let manifest = get_json(&format!("{}/streams/live/manifest", infra.cdn_url())).await;
+    let mut all = Vec::new();
+    for b in manifest["blocks"].as_array().unwrap() {
+        let n = b["number"].as_u64().unwrap();
+        let data = get_bytes(&format!("{}/streams/live/blocks/{n}", infra.cdn_url())).await;
+        assert_eq!(data.len() as u64, b["size"].as_u64().unwrap());
+        assert_eq!(data.len() % 188, 0, "blocks are whole TS packets");
+        assert_eq!(sha256_hex(&data), b["sha256"].as_str().unwrap());
+        all.extend(data);
+    }
+    assert_eq!(sha256_hex(&all), sha);
+    (manifest, all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_input_is_cut_byte_for_byte() {
+    let dir = testkit::tempdir();
+    let ts = make_clip(dir.path(), "stdin.ts", 4);
+    let infra = Infra::start(&[]);
+    let bytes = fs_err::read(&ts).unwrap();
+    let mut child = Command::new(bin())
+        .args([
+            "origin",
+            "--input",
+            "-",
+            "--cdn",
+            &infra.cdn_url(),
+            "--block-ms",
+            "500",
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    assert!(child.wait().unwrap().success());
+    let (manifest, all) = cdn_stream(&infra).await;
+    assert_eq!(all, bytes);
+    let blocks = manifest["blocks"].as_array().unwrap();
+    assert!(blocks.len() >= 7, "4 s at 0.5 s blocks: {}", blocks.len());
+    for b in &blocks[..blocks.len() - 1] {
+        let ms = b["duration_ms"].as_u64().unwrap();
+        assert!((450..=700).contains(&ms), "block duration {ms} ms");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_and_http_push_from_ffmpeg() {
+    let dir = testkit::tempdir();
+    let clip = make_clip(dir.path(), "push.mp4", 3);
+    for scheme in ["udp", "http"] {
+        let infra = Infra::start(&[]);
+        let port = testkit::free_port();
+        let input = match scheme {
+            "udp" => format!("udp://127.0.0.1:{port}"),
+            _ => format!("http://127.0.0.1:{port}/ingest"),
+        };
+        let origin = Command::new(bin())
+            .args([
+                "origin",
+                "--input",
+                &input,
+                "--cdn",
+                &infra.cdn_url(),
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let mut push = Command::new(testkit::require("ffmpeg"));
+        push.args(["-nostdin", "-v", "error", "-re", "-i"])
+            .arg(&clip)
+            .args(["-c", "copy", "-f", "mpegts"]);
+        if scheme == "http" {
+            push.args(["-method", "PUT"]);
+        } else {
+            push.args(["-pkt_size", "1316"]);
+        }
+        let status = push.arg(&input).status().unwrap();
+        assert!(status.success(), "ffmpeg push to {input}");
+        let out = origin.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{scheme}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value =
+            serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap())
+                .unwrap();
+        let (manifest, all) = cdn_stream(&infra).await;
+        assert_eq!(
+            report["blocks"],
+            manifest["blocks"].as_array().unwrap().len()
+        );
+        assert!(report["media_seconds"].as_f64().unwrap() > 2.0, "{report}");
+        // The cut stream is real video: ffprobe finds both streams.
+        let file = dir.path().join(format!("{scheme}.ts"));
+        fs_err::write(&file, &all).unwrap();
+        let probe = Command::new(testkit::require("ffprobe"))
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let codecs = String::from_utf8_lossy(&probe.stdout);
+        assert!(
+            codecs.contains("h264") && codecs.contains("aac"),
+            "{scheme}: {codecs}"
+        );
+    }
+}

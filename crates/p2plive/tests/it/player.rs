@@ -1,0 +1,134 @@
+//! A real player reads a peer's `/live.ts`: ffprobe finds the source's streams and duration,
+//! and ffmpeg decodes it without an error. Every part runs as its own process.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{Infra, get_bytes, sha256_hex, wait_done, wait_joined};
+
+fn probe(target: &str) -> Value {
+    let out = Command::new(testkit::require("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name:format=duration",
+            "-of",
+            "json",
+            target,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe reported errors on {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn streams(probe: &Value) -> Vec<(String, String)> {
+    let mut s: Vec<(String, String)> = probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["codec_type"].as_str().unwrap().to_owned(),
+                s["codec_name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    s.sort();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_reads_a_peer_live_ts_like_the_source() {
+    let clip = testkit::data_path("video/big_buck_bunny_640x360_60s.mp4");
+    let infra = Infra::start(&["--min-substreams", "3", "--max-substreams", "3"]);
+    let speed = 10.0;
+    let peers: Vec<_> = (0..3).map(|_| infra.peer(speed, &[])).collect();
+    let refs: Vec<_> = peers.iter().collect();
+    wait_joined(&infra, &refs).await;
+    let _origin = infra.origin(clip.to_str().unwrap(), speed);
+
+    // ffprobe reads the live stream while it is still growing.
+    let live = peers[0].url("/live.ts");
+    let early = tokio::task::spawn_blocking({
+        let live = live.clone();
+        move || probe(&live)
+    });
+    let source = infra.wait_end(Duration::from_secs(60)).await;
+    wait_done(&refs, Duration::from_secs(30)).await;
+    let early = early.await.unwrap();
+
+    let original = probe(clip.to_str().unwrap());
+    let body = get_bytes(&live).await;
+    assert_eq!(
+        sha256_hex(&body),
+        source,
+        "peer output is not the stream the origin cut"
+    );
+    let dir = testkit::tempdir();
+    let copy = dir.path().join("live.ts");
+    fs_err::write(&copy, &body).unwrap();
+    let from_peer = probe(copy.to_str().unwrap());
+
+    assert_eq!(streams(&from_peer), streams(&original), "streams differ");
+    assert_eq!(
+        streams(&from_peer),
+        vec![
+            ("audio".into(), "aac".into()),
+            ("video".into(), "h264".into())
+        ]
+    );
+    assert_eq!(
+        streams(&early),
+        streams(&original),
+        "live read found other streams"
+    );
+    let d_source: f64 = original["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let d_peer: f64 = from_peer["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (d_source - d_peer).abs() < 0.5,
+        "duration {d_peer} s, source {d_source} s"
+    );
+
+    // Prometheus metrics of a peer and of the CDN.
+    let metrics = String::from_utf8(get_bytes(&peers[0].url("/metrics")).await).unwrap();
+    assert!(
+        metrics.contains("peer_received_bytes_total{source=\"peer\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("peer_p2p_ratio"), "{metrics}");
+    let metrics = String::from_utf8(get_bytes(&infra.cdn.url("/metrics")).await).unwrap();
+    assert!(metrics.contains("cdn_bytes_served_total{"), "{metrics}");
+
+    // A full decode of what the peer served, over HTTP, reports no error.
+    let out = Command::new(testkit::require("ffmpeg"))
+        .args(["-nostdin", "-v", "error", "-i", &live, "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "decode errors: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

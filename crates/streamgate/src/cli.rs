@@ -1,0 +1,356 @@
+//! Command line: `streamgate registry | media | forwarder | proxy | camera | demo | bench`.
+//!
+//! Each serving subcommand runs one part in its own process until SIGINT/SIGTERM.
+//!
+//! Exit codes: 0 success; 1 an error (printed with its causes); 2 the demo ran but failed one
+//! of its checks (clap's usage errors exit 2 as well).
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use svckit::cli::CommonArgs;
+
+use crate::config::{Config, ENV_PREFIX};
+use crate::service::Running;
+
+/// One public port for many camera streams: proxy, label-bound forwarders, RTSP-pulling
+/// media servers, HTTP-FLV out.
+#[derive(Debug, Parser)]
+#[command(name = "streamgate", version, about)]
+pub struct Cli {
+    /// Flags shared by every service.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the registry (labels -> addresses, with leases).
+    Registry(RegistryArgs),
+    /// Run a media server: pull cameras over RTSP, serve HTTP-FLV.
+    Media(MediaArgs),
+    /// Run a forwarder bound to one media server's label.
+    Forwarder(ForwarderArgs),
+    /// Run the reverse proxy: the one public port.
+    Proxy(ProxyArgs),
+    /// Run the test camera (gst-rtsp-server) on 127.0.0.1.
+    Camera(CameraArgs),
+    /// Start a camera, a registry, two namespaces of media servers and forwarders and a proxy
+    /// on 127.0.0.1, and check streams, fan-out, restart and errors.
+    Demo(DemoArgs),
+    /// Time to first frame and per-frame latency added by proxy and forwarder, against a
+    /// direct pull.
+    Bench(BenchArgs),
+}
+
+/// `--registry` shared by the parts that use discovery.
+#[derive(Debug, Args)]
+pub struct DiscoveryArgs {
+    /// Registry base URL (overrides `discovery.registry_url`); `""` uses the static lists of
+    /// the configuration instead.
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+}
+
+/// `streamgate registry`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Listen address (default `127.0.0.1:7400`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `streamgate media`.
+#[derive(Debug, Args)]
+pub struct MediaArgs {
+    /// The server's unique label.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Its namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Listen address (default `127.0.0.1:7410`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A camera: `STREAM=rtsp://host:port/path` (repeatable; adds to the configured map).
+    #[arg(long = "camera", value_name = "STREAM=URL")]
+    pub cameras: Vec<String>,
+    /// Time to reach PLAY and the first frame, ms.
+    #[arg(long)]
+    pub rtsp_timeout_ms: Option<u64>,
+    /// How long a pull outlives its last viewer, ms.
+    #[arg(long)]
+    pub idle_stop_ms: Option<u64>,
+    /// Registry to register with.
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+/// `streamgate forwarder`.
+#[derive(Debug, Args)]
+pub struct ForwarderArgs {
+    /// The forwarding service's name (`{service}` in public paths).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Its namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// The media server's label it is bound to.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Data-plane listen address (default `127.0.0.1:7420`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin listen address for /healthz and /metrics.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Where labels are resolved.
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+/// `streamgate proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The public listen address (default `127.0.0.1:8080`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin listen address for /healthz and /metrics.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Where routes come from.
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+/// `streamgate camera`.
+#[derive(Debug, Args)]
+pub struct CameraArgs {
+    /// RTSP port on 127.0.0.1.
+    #[arg(long, default_value_t = 8554)]
+    pub port: u16,
+    /// H.264 clip (MP4 or TS) for /main_stream (default: the bundled Big Buck Bunny clip).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+}
+
+/// `streamgate demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// H.264 clip (MP4 or TS) the camera serves at /main_stream (default: the bundled clip).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Concurrent viewers in the fan-out check.
+    #[arg(long, default_value_t = 50)]
+    pub viewers: usize,
+    /// Print the report as one JSON line on stdout (last line).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the logs directory (its path is printed).
+    #[arg(long)]
+    pub keep_logs: bool,
+}
+
+/// `streamgate bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// H.264 clip for the camera (default: the bundled clip).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Viewers opened one after another for the time to first frame.
+    #[arg(long, default_value_t = 40)]
+    pub opens: usize,
+    /// Seconds of frames compared for the added latency.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Writes one line to stdout; a closed pipe is not an error (ripgrep's rule).
+///
+/// # Errors
+/// Other write errors.
+pub fn stdout_line(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+/// Writes text to stderr, ignoring failures.
+pub fn stderr_text(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// The bundled clip, `data/video/big_buck_bunny_640x360_60s.mp4`, looked up next to the
+/// working directory and the source tree.
+pub fn bundled_clip() -> PathBuf {
+    let relative = "data/video/big_buck_bunny_640x360_60s.mp4";
+    let local = PathBuf::from(relative);
+    if local.is_file() {
+        return local;
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+fn discovery_override(config: &mut Config, args: &DiscoveryArgs) {
+    if let Some(url) = &args.registry {
+        config.discovery.registry_url.clone_from(url);
+    }
+}
+
+async fn until_signal(running: Running) -> anyhow::Result<()> {
+    let signal = svckit::shutdown_signal().context("installing signal handlers")?;
+    tokio::select! {
+        () = signal => {}
+        () = running.stopped() => {}
+    }
+    running.stop().await;
+    Ok(())
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+/// Any failure, with context.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let sources = cli.common.config_sources(ENV_PREFIX);
+    let mut config: Config = svckit::config::load(&sources).context("loading the configuration")?;
+    match cli.command {
+        Command::Registry(args) => {
+            if let Some(listen) = args.listen {
+                config.registry.listen = listen;
+            }
+            let running = crate::service::start_registry(&config.registry).await?;
+            until_signal(running).await?;
+        }
+        Command::Media(args) => {
+            discovery_override(&mut config, &args.discovery);
+            let m = &mut config.media;
+            if let Some(v) = args.label {
+                m.label = v;
+            }
+            if let Some(v) = args.namespace {
+                m.namespace = v;
+            }
+            if let Some(v) = args.listen {
+                m.listen = v;
+            }
+            if let Some(v) = args.rtsp_timeout_ms {
+                m.rtsp_timeout_ms = v;
+            }
+            if let Some(v) = args.idle_stop_ms {
+                m.idle_stop_ms = v;
+            }
+            for camera in &args.cameras {
+                let (stream, url) = camera
+                    .split_once('=')
+                    .with_context(|| format!("--camera `{camera}` is not STREAM=URL"))?;
+                m.cameras.insert(stream.to_owned(), url.to_owned());
+            }
+            let running =
+                crate::service::start_media(&config.media, config.discovery.registry()).await?;
+            until_signal(running).await?;
+        }
+        Command::Forwarder(args) => {
+            discovery_override(&mut config, &args.discovery);
+            let f = &mut config.forwarder;
+            if let Some(v) = args.service {
+                f.service = v;
+            }
+            if let Some(v) = args.namespace {
+                f.namespace = v;
+            }
+            if let Some(v) = args.label {
+                f.label = v;
+            }
+            if let Some(v) = args.listen {
+                f.listen = v;
+            }
+            if let Some(v) = args.admin_listen {
+                f.admin_listen = v;
+            }
+            let running = crate::service::start_forwarder(
+                &config.forwarder,
+                config.discovery.source(),
+                config.discovery.registry(),
+            )
+            .await?;
+            until_signal(running).await?;
+        }
+        Command::Proxy(args) => {
+            discovery_override(&mut config, &args.discovery);
+            if let Some(v) = args.listen {
+                config.proxy.listen = v;
+            }
+            if let Some(v) = args.admin_listen {
+                config.proxy.admin_listen = v;
+            }
+            let running =
+                crate::service::start_proxy(&config.proxy, config.discovery.source()).await?;
+            until_signal(running).await?;
+        }
+        Command::Camera(args) => {
+            let input = args.input.unwrap_or_else(bundled_clip);
+            let port = args.port;
+            let camera = tokio::task::spawn_blocking(move || {
+                crate::camera::Camera::start(port, &input, Duration::from_secs(20))
+            })
+            .await??;
+            for path in crate::camera::PATHS {
+                tracing::info!(url = %camera.url(path), "camera serving");
+            }
+            svckit::shutdown_signal()?.await;
+            drop(camera);
+        }
+        Command::Demo(args) => {
+            let options = crate::demo::DemoOptions {
+                input: args.input.unwrap_or_else(bundled_clip),
+                viewers: args.viewers,
+                keep_logs: args.keep_logs,
+                progress: !args.json && std::io::stderr().is_terminal(),
+            };
+            let outcome = crate::demo::run(&options).await?;
+            stderr_text(&outcome.table());
+            for failure in &outcome.failures {
+                stderr_text(&format!("demo check failed: {failure}\n"));
+            }
+            if args.json {
+                stdout_line(&serde_json::to_string(&outcome.report)?)?;
+            }
+            return Ok(if outcome.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            });
+        }
+        Command::Bench(args) => {
+            let options = crate::bench::BenchOptions {
+                input: args.input.unwrap_or_else(bundled_clip),
+                opens: args.opens,
+                seconds: args.seconds,
+            };
+            let rows = crate::bench::run(&options).await?;
+            if args.json {
+                stdout_line(&serde_json::to_string(&rows)?)?;
+            } else {
+                stdout_line(crate::bench::table(&rows).trim_end())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,187 @@
+//! An HTTP-FLV viewer for the demo, the bench and the tests: opens a stream URL, and reads
+//! FLV tags as they arrive, stamping each with its arrival time on the monotonic clock.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use crate::error::FlvError;
+use crate::flv::reader::FlvHeader;
+use crate::flv::{FlvReader, ReadTag};
+use crate::hop::HopClient;
+
+/// Why viewing failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewerError {
+    /// The URL does not form a request.
+    #[error("bad URL `{0}`")]
+    Url(String),
+    /// Connecting failed.
+    #[error("connecting to `{url}` failed")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// No response headers in time.
+    #[error("`{url}` sent no response within {after:?}")]
+    Timeout {
+        /// The URL.
+        url: String,
+        /// How long was waited.
+        after: Duration,
+    },
+    /// The body broke off with an error.
+    #[error("reading the body failed")]
+    Body(#[source] hyper::Error),
+    /// The bytes are not FLV.
+    #[error(transparent)]
+    Flv(#[from] FlvError),
+}
+
+/// One open stream.
+#[derive(Debug)]
+pub struct Viewer {
+    status: StatusCode,
+    body: Incoming,
+    reader: FlvReader,
+    opened: Instant,
+    requested: Instant,
+    bytes: u64,
+    ended: bool,
+}
+
+/// A client for viewers (pooled, `TCP_NODELAY`).
+pub fn client(header_timeout: Duration) -> HopClient {
+    HopClient::new(Duration::from_secs(2), header_timeout)
+}
+
+impl Viewer {
+    /// Sends `GET url` and waits for the response headers (up to the client's header
+    /// timeout).
+    ///
+    /// # Errors
+    /// [`ViewerError::Url`], [`ViewerError::Connect`] or [`ViewerError::Timeout`].
+    pub async fn open(client: &HopClient, url: &str) -> Result<Self, ViewerError> {
+        let requested = Instant::now();
+        let request = Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| ViewerError::Url(url.to_owned()))?;
+        let response = client.send(request).await.map_err(|e| match e {
+            Some(source) => ViewerError::Connect {
+                url: url.to_owned(),
+                source,
+            },
+            None => ViewerError::Timeout {
+                url: url.to_owned(),
+                after: client.header_timeout(),
+            },
+        })?;
+        Ok(Self {
+            status: response.status(),
+            body: response.into_body(),
+            reader: FlvReader::new(),
+            opened: Instant::now(),
+            requested,
+            bytes: 0,
+            ended: false,
+        })
+    }
+
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// When the request was sent.
+    pub fn requested(&self) -> Instant {
+        self.requested
+    }
+
+    /// When the response headers arrived.
+    pub fn opened(&self) -> Instant {
+        self.opened
+    }
+
+    /// Body bytes received so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The FLV header, once read.
+    pub fn header(&self) -> Option<FlvHeader> {
+        self.reader.header()
+    }
+
+    /// The whole body as text (for error answers; reads to the end).
+    ///
+    /// # Errors
+    /// [`ViewerError::Body`].
+    pub async fn text(self) -> Result<String, ViewerError> {
+        let bytes = self
+            .body
+            .collect()
+            .await
+            .map_err(ViewerError::Body)?
+            .to_bytes();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The next tag with the instant its last byte arrived; `None` at the end of the stream.
+    ///
+    /// # Errors
+    /// [`ViewerError::Body`] or [`ViewerError::Flv`].
+    pub async fn next_tag(&mut self) -> Result<Option<(ReadTag, Instant)>, ViewerError> {
+        loop {
+            if let Some(tag) = self.reader.next_tag()? {
+                return Ok(Some((tag, Instant::now())));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        self.bytes += data.len() as u64;
+                        self.reader.push(data);
+                    }
+                }
+                Some(Err(error)) => return Err(ViewerError::Body(error)),
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// Reads until the first video key frame (the NAL-unit tag, not the sequence header);
+    /// returns the tags before it and the instant it arrived, or `None` if the stream ended
+    /// or `within` passed first.
+    ///
+    /// # Errors
+    /// As [`Viewer::next_tag`].
+    pub async fn until_key_frame(
+        &mut self,
+        within: Duration,
+    ) -> Result<Option<(Vec<ReadTag>, ReadTag, Instant)>, ViewerError> {
+        let mut before = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.next_tag()).await;
+            match next {
+                Err(_) | Ok(Ok(None)) => return Ok(None),
+                Ok(Err(error)) => return Err(error),
+                Ok(Ok(Some((tag, at)))) => {
+                    if tag.is_key_frame() {
+                        return Ok(Some((before, tag, at)));
+                    }
+                    before.push(tag);
+                }
+            }
+        }
+    }
+}
