@@ -135,7 +135,11 @@ pub fn plot(registry: &Registry, path: &Path) -> Result<()> {
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         chart
             .draw_series(versions.iter().zip(&points).map(|(v, &p)| {
-                let style = if v.promoted { color.filled() } else { color.stroke_width(2) };
+                let style = if v.promoted {
+                    color.filled()
+                } else {
+                    color.stroke_width(2)
+                };
                 Circle::new(p, 4, style)
             }))
             .map_err(|e| err(&e))?;
