@@ -1,4 +1,4 @@
-//! Feature extraction (issue item 2; seed [0031]-[0032]): every track (and the ego vehicle) is put
+//! Feature extraction (issue item 2; seed ¶31-¶32): every track (and the ego vehicle) is put
 //! on a 10 Hz grid and cut into 5 s windows (2 s history + 3 s future) with a stride; each window
 //! is a clip with simple fields (units in the names) and one complex field, its
 //! [`Trajectory`].
@@ -10,7 +10,7 @@ use crate::geometry::{UniformSegment, resample, wrap_angle};
 use crate::reader::{LogData, RadarPoint, Source};
 use crate::trajectory::Trajectory;
 
-/// Sample interval of every window [s] (10 Hz).
+/// Sample interval of every window \[s\] (10 Hz).
 pub const STEP_S: f64 = 0.1;
 /// History samples before the present sample (2 s).
 pub const HISTORY_STEPS: usize = 20;
@@ -18,13 +18,13 @@ pub const HISTORY_STEPS: usize = 20;
 pub const FUTURE_STEPS: usize = 30;
 /// Samples in a window: history + present + future (51 samples = 5.0 s).
 pub const WINDOW_SAMPLES: usize = HISTORY_STEPS + 1 + FUTURE_STEPS;
-/// A recording gap longer than this splits a track [s].
+/// A recording gap longer than this splits a track \[s\].
 const MAX_GAP_S: f64 = 0.35;
-/// Radius for `agents_nearby` / `pedestrians_nearby` [m].
+/// Radius for `agents_nearby` / `pedestrians_nearby` \[m\].
 pub const NEARBY_RADIUS_M: f64 = 30.0;
-/// Half lane width for picking the lead car among radar returns [m].
+/// Half lane width for picking the lead car among radar returns \[m\].
 const LEAD_LANE_HALF_WIDTH_M: f64 = 1.8;
-/// Below this speed the heading from the velocity is not trusted [m/s].
+/// Below this speed the heading from the velocity is not trusted \[m/s\].
 const MIN_HEADING_SPEED_MPS: f64 = 1.0;
 
 /// Which part of the fixed split a clip belongs to (issue item 7: "a fixed evaluation split").
@@ -50,7 +50,7 @@ impl Split {
     }
 }
 
-/// The simple fields of one clip (seed [0032]: int, string, float). Units are in the names.
+/// The simple fields of one clip (seed ¶32: int, string, float). Units are in the names.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimpleFields {
     /// `source:log_id:track_id:offset_ms`, unique in the store.
@@ -69,26 +69,26 @@ pub struct SimpleFields {
     pub split: String,
     /// Scenario category: `stationary`, `turning`, `braking`, `accelerating`, `cruising`.
     pub category: String,
-    /// Window start [s]: Unix time for comma2k19 and AV2 sensor logs, the scenario clock for AV2
+    /// Window start \[s\]: Unix time for comma2k19 and AV2 sensor logs, the scenario clock for AV2
     /// motion forecasting.
     pub start_time_s: f64,
-    /// Window length [s] (5.0).
+    /// Window length \[s\] (5.0).
     pub duration_s: f64,
-    /// Mean speed [m/s].
+    /// Mean speed \[m/s\].
     pub mean_speed_mps: f64,
-    /// Maximum speed [m/s].
+    /// Maximum speed \[m/s\].
     pub max_speed_mps: f64,
-    /// Maximum longitudinal deceleration [m/s²] (0 when never braking).
+    /// Maximum longitudinal deceleration \[m/s²\] (0 when never braking).
     pub max_decel_mps2: f64,
-    /// Maximum lateral acceleration |v · yaw rate| [m/s²].
+    /// Maximum lateral acceleration |v · yaw rate| \[m/s²\].
     pub max_lat_accel_mps2: f64,
-    /// Maximum |yaw rate| [rad/s], from the velocity direction while faster than 1 m/s.
+    /// Maximum |yaw rate| \[rad/s\], from the velocity direction while faster than 1 m/s.
     pub max_yaw_rate_radps: f64,
-    /// Path length [m] of the smoothed trajectory.
+    /// Path length \[m\] of the smoothed trajectory.
     pub path_length_m: f64,
-    /// Minimum lead-car distance [m] (radar, comma2k19 ego only).
+    /// Minimum lead-car distance \[m\] (radar, comma2k19 ego only).
     pub lead_distance_m: Option<f64>,
-    /// Minimum time to collision with the lead car [s] (radar, closing only).
+    /// Minimum time to collision with the lead car \[s\] (radar, closing only).
     pub ttc_s: Option<f64>,
     /// Other agents within 30 m at the present sample (radar returns for comma2k19).
     pub agents_nearby: i64,
@@ -268,21 +268,21 @@ fn make_clip(
 /// Motion statistics of a uniformly sampled path.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Kinematics {
-    /// Mean speed [m/s].
+    /// Mean speed \[m/s\].
     pub mean_speed_mps: f64,
-    /// Maximum speed [m/s].
+    /// Maximum speed \[m/s\].
     pub max_speed_mps: f64,
-    /// Maximum deceleration [m/s²], ≥ 0.
+    /// Maximum deceleration \[m/s²\], ≥ 0.
     pub max_decel_mps2: f64,
-    /// Maximum |lateral acceleration| [m/s²].
+    /// Maximum |lateral acceleration| \[m/s²\].
     pub max_lat_accel_mps2: f64,
-    /// Maximum |yaw rate| [rad/s].
+    /// Maximum |yaw rate| \[rad/s\].
     pub max_yaw_rate_radps: f64,
-    /// Path length [m].
+    /// Path length \[m\].
     pub path_length_m: f64,
-    /// Speed at the first and last sample [m/s].
+    /// Speed at the first and last sample \[m/s\].
     pub speed_first_last_mps: (f64, f64),
-    /// Net heading change [rad] between the first and last moving sample.
+    /// Net heading change \[rad\] between the first and last moving sample.
     pub heading_change_rad: f64,
 }
 

@@ -1,4 +1,4 @@
-//! The closed loop (seed [0005]-[0006], [0026]-[0027], Fig. 2): ingest batches into both stores,
+//! The closed loop (seed ¶5-¶6, ¶26-¶27, Fig. 2): ingest batches into both stores,
 //! run scheduled and manual triggers, train, evaluate, promote, record.
 
 use std::io::Cursor;
@@ -26,7 +26,7 @@ use crate::registry::{self, ModelVersion, Registry, TriggerRecord};
 use crate::trigger::{self, FileStore, MiningRequest};
 use crate::warehouse::{self, BeforeCommit, StoredClip, Warehouse};
 
-/// What one ingest batch did (seed [0030]: one batch per day).
+/// What one ingest batch did (seed ¶30: one batch per day).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IngestReport {
     /// Batch id (also the `batch_id` column).
@@ -63,9 +63,9 @@ pub struct LogSummary {
 /// Which trigger fired.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TriggerKind {
-    /// Cron due: export all complex data, full training (seed [0040]).
+    /// Cron due: export all complex data, full training (seed ¶40).
     Scheduled,
-    /// User request: mine, write ID list, take, train incrementally (seed [0042]-[0046]).
+    /// User request: mine, write ID list, take, train incrementally (seed ¶42-¶46).
     Manual(MiningRequest),
 }
 
@@ -90,13 +90,13 @@ pub struct TriggerOutcome {
     pub model_version: u32,
     /// `full` or `incremental`.
     pub mode: TrainMode,
-    /// Model ADE on the evaluation split [m].
+    /// Model ADE on the evaluation split \[m\].
     pub ade_m: f64,
-    /// Model FDE [m].
+    /// Model FDE \[m\].
     pub fde_m: f64,
-    /// Constant velocity ADE on the same windows [m].
+    /// Constant velocity ADE on the same windows \[m\].
     pub cv_ade_m: f64,
-    /// Constant velocity FDE [m].
+    /// Constant velocity FDE \[m\].
     pub cv_fde_m: f64,
     /// Model miss rate (FDE > 2 m).
     pub miss_rate: f64,
@@ -106,7 +106,7 @@ pub struct TriggerOutcome {
     pub eval_windows: usize,
     /// Champion before this run (`None`: constant velocity was the bar).
     pub champion_before: Option<u32>,
-    /// The bar's ADE on the same windows [m].
+    /// The bar's ADE on the same windows \[m\].
     pub baseline_ade_m: f64,
     /// Whether the new model became champion.
     pub promoted: bool,

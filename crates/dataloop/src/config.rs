@@ -17,7 +17,7 @@ pub const ENV_PREFIX: &str = "DATALOOP_";
 pub struct Config {
     /// Directory holding the warehouse, OLAP store, file store, models and registry.
     pub data_dir: PathBuf,
-    /// File-store root for ID lists and exports (seed [0045]: AFS); default `<data_dir>/file_store`.
+    /// File-store root for ID lists and exports (seed ¶45: AFS); default `<data_dir>/file_store`.
     pub file_store_dir: Option<PathBuf>,
     /// Listen address of `dataloop serve` (`host:port`).
     pub listen: String,

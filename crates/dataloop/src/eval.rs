@@ -1,4 +1,4 @@
-//! Evaluation (issue item 7; seed [0054]: offline metrics and a pass rate per case): ADE, FDE and
+//! Evaluation (issue item 7; seed ¶54: offline metrics and a pass rate per case): ADE, FDE and
 //! miss rate (FDE > 2 m) of a model beside the constant-velocity baseline on the same windows,
 //! and the pass rate (not a miss) per scenario category.
 
@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AgentWindow, TrajectoryModel, constant_velocity, displacement};
 
-/// A prediction whose final displacement exceeds this is a miss [m].
+/// A prediction whose final displacement exceeds this is a miss \[m\].
 pub const MISS_THRESHOLD_M: f64 = 2.0;
 
 /// Pass rates of one scenario category.
@@ -27,15 +27,15 @@ pub struct CategoryPass {
 pub struct Metrics {
     /// Evaluated windows.
     pub windows: usize,
-    /// Mean average displacement error of the model [m].
+    /// Mean average displacement error of the model \[m\].
     pub ade_m: f64,
-    /// Mean final displacement error of the model [m].
+    /// Mean final displacement error of the model \[m\].
     pub fde_m: f64,
     /// Share of windows with model FDE > 2 m.
     pub miss_rate: f64,
-    /// Constant velocity's ADE on the same windows [m].
+    /// Constant velocity's ADE on the same windows \[m\].
     pub cv_ade_m: f64,
-    /// Constant velocity's FDE [m].
+    /// Constant velocity's FDE \[m\].
     pub cv_fde_m: f64,
     /// Constant velocity's miss rate.
     pub cv_miss_rate: f64,

@@ -1,7 +1,7 @@
 //! Frames and resampling: quaternion rotation, yaw, ECEF -> local east/north/up, and the
 //! uniform 10 Hz grid every trajectory is put on before windows are cut.
 
-/// WGS-84 semi-major axis [m].
+/// WGS-84 semi-major axis \[m\].
 const WGS84_A_M: f64 = 6_378_137.0;
 /// WGS-84 first eccentricity squared.
 const WGS84_E2: f64 = 6.694_379_990_14e-3;
@@ -64,7 +64,7 @@ impl Quaternion {
         }
     }
 
-    /// Yaw (rotation about +z) [rad, -π..π] of the rotated x axis.
+    /// Yaw (rotation about +z) \[rad, -π..π\] of the rotated x axis.
     pub fn yaw_rad(&self) -> f64 {
         let x_axis = self.rotate([1.0, 0.0, 0.0]);
         x_axis[1].atan2(x_axis[0])
@@ -78,9 +78,9 @@ pub struct EnuFrame {
     east: [f64; 3],
     north: [f64; 3],
     up: [f64; 3],
-    /// Geodetic latitude of the origin [rad].
+    /// Geodetic latitude of the origin \[rad\].
     pub lat_rad: f64,
-    /// Longitude of the origin [rad].
+    /// Longitude of the origin \[rad\].
     pub lon_rad: f64,
 }
 
@@ -107,7 +107,7 @@ impl EnuFrame {
         }
     }
 
-    /// `p_ecef_m` in this frame: `[east, north, up]` [m].
+    /// `p_ecef_m` in this frame: `[east, north, up]` \[m\].
     pub fn to_enu(&self, p_ecef_m: [f64; 3]) -> [f64; 3] {
         let d = [
             p_ecef_m[0] - self.origin_ecef_m[0],
@@ -122,13 +122,13 @@ impl EnuFrame {
 /// A run of samples on a uniform grid: `xy_m[i]` is at `t0_s + i·dt_s`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UniformSegment {
-    /// Time of the first sample [s, log clock].
+    /// Time of the first sample \[s, log clock\].
     pub t0_s: f64,
-    /// Sample interval [s].
+    /// Sample interval \[s\].
     pub dt_s: f64,
-    /// Positions [m].
+    /// Positions \[m\].
     pub xy_m: Vec<[f64; 2]>,
-    /// Heading at each sample [rad], when the source has one (nearest original sample).
+    /// Heading at each sample \[rad\], when the source has one (nearest original sample).
     pub heading_rad: Option<Vec<f64>>,
 }
 

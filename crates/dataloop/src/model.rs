@@ -14,7 +14,7 @@
 //! picked on a validation part of the training windows (whole tracks, by hash); features are
 //! scaled by their root mean square on the training windows.
 //!
-//! Incremental training (seed [0050]) warm-starts from the current model: every artefact keeps
+//! Incremental training (seed ¶50) warm-starts from the current model: every artefact keeps
 //! the sufficient statistics of all windows its lineage has seen (`XᵀX` and `XᵀY` of the scaled
 //! features and targets, 15×15 and 15×12 numbers). An incremental run adds the new windows'
 //! statistics to the champion's and refits: the result is exactly the ridge fit on everything seen
@@ -46,7 +46,7 @@ pub const MIN_TRAIN_WINDOWS: usize = 20;
 /// a small update well posed).
 pub const MIN_INCREMENTAL_WINDOWS: usize = 5;
 
-/// Training mode (seed [0050]).
+/// Training mode (seed ¶50).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrainMode {
@@ -69,9 +69,9 @@ impl TrainMode {
 /// A window in the agent's local frame: the model's input and target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentWindow {
-    /// History offsets relative to the present position, oldest first (20 × 2) [m].
+    /// History offsets relative to the present position, oldest first (20 × 2) \[m\].
     pub history: Vec<[f64; 2]>,
-    /// Ground-truth future positions (30 × 2) [m].
+    /// Ground-truth future positions (30 × 2) \[m\].
     pub future: Vec<[f64; 2]>,
     /// Object class indicators: pedestrian, vehicle-like, static/background.
     pub class: [f64; 3],
@@ -119,14 +119,14 @@ impl AgentWindow {
         }
     }
 
-    /// Velocity from the last two history samples (the constant-velocity baseline's) [m/s].
+    /// Velocity from the last two history samples (the constant-velocity baseline's) \[m/s\].
     pub fn last_velocity(&self) -> [f64; 2] {
         let last = self.history[self.history.len() - 1];
         // The present sample is the origin.
         [-last[0] / STEP_S, -last[1] / STEP_S]
     }
 
-    /// Mean velocity over the last `steps` samples [m/s] (agent frame).
+    /// Mean velocity over the last `steps` samples \[m/s\] (agent frame).
     fn velocity_over(&self, steps: usize) -> [f64; 2] {
         let n = self.history.len();
         let back = self.history[n - steps.min(n)];
@@ -219,7 +219,7 @@ pub struct TrainSummary {
     pub windows: usize,
     /// Chosen ridge penalty.
     pub alpha: f64,
-    /// Validation ADE of the chosen penalty [m] (full training only).
+    /// Validation ADE of the chosen penalty \[m\] (full training only).
     pub validation_ade_m: Option<f64>,
 }
 
@@ -501,7 +501,7 @@ fn mean_ade<'a>(model: &TrajectoryModel, windows: impl Iterator<Item = &'a Agent
     if n == 0 { f64::NAN } else { sum / f64::from(n) }
 }
 
-/// (average, final) displacement error between a prediction and the truth [m].
+/// (average, final) displacement error between a prediction and the truth \[m\].
 pub fn displacement(pred: &[[f64; 2]], truth: &[[f64; 2]]) -> (f64, f64) {
     let errors: Vec<f64> = pred
         .iter()

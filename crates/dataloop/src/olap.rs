@@ -1,4 +1,4 @@
-//! The OLAP store (issue item 3; seed [0036]-[0037]): the simple fields only, in their own
+//! The OLAP store (issue item 3; seed ¶36-¶37): the simple fields only, in their own
 //! Parquet table laid out for pruning, queried with DataFusion SQL.
 //!
 //! Layout: `clips/source=<source>/batch-<batch_id>.parquet` (hive partitions on `source`, so a

@@ -1,4 +1,4 @@
-//! Ad-hoc queries (issue item 4; seed [0033], [0058]): DataFusion SQL over both stores, the
+//! Ad-hoc queries (issue item 4; seed ¶33, ¶58): DataFusion SQL over both stores, the
 //! Delta table as `warehouse` and the Parquet OLAP table as `olap`, printed as a text table or
 //! as JSON rows.
 

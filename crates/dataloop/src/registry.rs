@@ -1,4 +1,4 @@
-//! The model registry (issue item 7; seed [0055], [0064]-[0065]): every trained model is a
+//! The model registry (issue item 7; seed ¶55, ¶64-¶65): every trained model is a
 //! versioned JSON artefact under `models/`, and `registry.json` records for each version the
 //! trigger, its ID list, the warehouse version, the training mode, the metrics and whether it was
 //! promoted to champion. Files are replaced atomically (write to a temporary name, rename).
@@ -51,7 +51,7 @@ pub struct ModelVersion {
     /// Metrics on the evaluation split.
     pub metrics: Metrics,
     /// The champion's (or constant velocity's, with no champion) ADE and FDE on the same
-    /// windows when this version was judged [m].
+    /// windows when this version was judged \[m\].
     pub baseline_ade_fde_m: (f64, f64),
     /// Whether this version became the champion.
     pub promoted: bool,

@@ -1,4 +1,4 @@
-//! Statistics (issue item 8; seed [0064]): the history of triggers, training and evaluation as a
+//! Statistics (issue item 8; seed ¶64): the history of triggers, training and evaluation as a
 //! text table, and an SVG plot of ADE/FDE over model versions beside constant velocity.
 
 use std::fmt::Write as _;

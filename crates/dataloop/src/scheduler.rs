@@ -1,4 +1,4 @@
-//! The scheduled trigger's due logic (issue item 5; seed [0040], [0048]: periodic triggering),
+//! The scheduled trigger's due logic (issue item 5; seed ¶40, ¶48: periodic triggering),
 //! sans-I/O: time is passed in, so tests drive it with `svckit::TestClock` and never sleep.
 
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! `dataloop serve` (issue item 5): the scheduler (cron, seed [0040], [0048]) and an HTTP API for
+//! `dataloop serve` (issue item 5): the scheduler (cron, seed ¶40, ¶48) and an HTTP API for
 //! manual triggers, SQL and the registry, served through `svckit::serve` (adds `/healthz` and
 //! `/metrics`).
 //!

@@ -1,4 +1,4 @@
-//! The complex field (seed [0032], [0038]): one clip's trajectory (history and future) and its
+//! The complex field (seed ¶32, ¶38): one clip's trajectory (history and future) and its
 //! labels, serialised as an Arrow IPC stream into one binary column of the warehouse.
 //!
 //! Layout (`dataloop.trajectory.v1`): columns `t_s` (f64, seconds relative to the present
@@ -31,11 +31,11 @@ pub struct Trajectory {
     pub category: String,
     /// Index of the present sample (end of history) in the arrays.
     pub present_index: usize,
-    /// Sample times relative to the present [s].
+    /// Sample times relative to the present \[s\].
     pub t_s: Vec<f64>,
-    /// Positions [m].
+    /// Positions \[m\].
     pub xy_m: Vec<[f64; 2]>,
-    /// Recorded heading per sample [rad], when the source has one.
+    /// Recorded heading per sample \[rad\], when the source has one.
     pub heading_rad: Option<Vec<f64>>,
 }
 

@@ -1,4 +1,4 @@
-//! Manual triggers (issue item 5; seed [0042]-[0046]): a named mining rule or an ad-hoc SQL
+//! Manual triggers (issue item 5; seed ¶42-¶46): a named mining rule or an ad-hoc SQL
 //! predicate, with `--param k=v`, runs on the OLAP store; the resulting ID list is written to the
 //! file store through `object_store` (a local directory by default, like the seed's AFS
 //! location) and read back from there before the complex fields are taken from the warehouse.

@@ -1,4 +1,4 @@
-//! The warehouse store (issue item 3; seed [0034]-[0035], [0038]): a Delta Lake table holding the
+//! The warehouse store (issue item 3; seed ¶34-¶35, ¶38): a Delta Lake table holding the
 //! simple fields and the complex field (`trajectory`, Arrow IPC bytes in one binary column),
 //! partitioned by `ingest_date`. One ingest batch is one atomic Delta commit: the Parquet data
 //! files are written first and only the commit makes them visible, so an ingest interrupted before
@@ -267,7 +267,7 @@ impl Warehouse {
     }
 
     /// All rows' `(clip_id, split, category, trajectory)` (the scheduled trigger's full export,
-    /// seed [0040]); decode them with [`decode_rows`].
+    /// seed ¶40); decode them with [`decode_rows`].
     ///
     /// # Errors
     /// Query or decoding errors.
@@ -281,7 +281,7 @@ impl Warehouse {
             .await?)
     }
 
-    /// The rows whose ids are in `ids` (the manual trigger's take, seed [0043], [0046]).
+    /// The rows whose ids are in `ids` (the manual trigger's take, seed ¶43, ¶46).
     ///
     /// # Errors
     /// Query or decoding errors.

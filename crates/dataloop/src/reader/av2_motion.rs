@@ -12,7 +12,7 @@ use super::columns::{f64s, i64s, strings};
 use super::{LogData, Rejection, Source, Track};
 use crate::error::ReadError;
 
-/// AV2 motion-forecasting sample interval [s].
+/// AV2 motion-forecasting sample interval \[s\].
 const STEP_S: f64 = 0.1;
 
 /// Reads a `scenario_<id>.parquet` file.

@@ -15,7 +15,7 @@ use super::{LogData, Rejection, Source, Track};
 use crate::error::ReadError;
 use crate::geometry::Quaternion;
 
-/// A pose further than this from a label's timestamp is not used [s].
+/// A pose further than this from a label's timestamp is not used \[s\].
 const MAX_POSE_GAP_S: f64 = 0.05;
 /// Accepted deviation of a quaternion's norm from 1.
 const QUAT_NORM_TOLERANCE: f64 = 1e-3;

@@ -10,7 +10,7 @@ use super::npy::{Matrix, read_f64};
 use super::{LogData, RadarPoint, Rejection, Source, Track, finite};
 use crate::geometry::EnuFrame;
 
-/// Unix time of the GPS epoch (1980-01-06) [s].
+/// Unix time of the GPS epoch (1980-01-06) \[s\].
 const GPS_EPOCH_UNIX_S: f64 = 315_964_800.0;
 /// GPS - UTC leap seconds since 2017-01-01 (the segment is from 2018).
 const GPS_LEAP_S: f64 = 18.0;

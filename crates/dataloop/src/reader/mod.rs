@@ -1,4 +1,4 @@
-//! Readers for the bundled real driving logs (issue item 1; seed [0030]: each data source has its
+//! Readers for the bundled real driving logs (issue item 1; seed ¶30: each data source has its
 //! own ingest job type). Every reader turns one log into [`LogData`]: trajectories in a metric,
 //! planar frame (AV2 city frame, or east/north for comma2k19), optional lead-car radar, the files
 //! it read, and per-file / per-row [`Rejection`]s for malformed input (the rest is kept).
@@ -87,24 +87,24 @@ pub struct Track {
     pub track_id: String,
     /// Object type, lower case (`vehicle`, `pedestrian`, `regular_vehicle`, `ego_vehicle`, ...).
     pub object_type: String,
-    /// Sample times [s, log clock], increasing.
+    /// Sample times \[s, log clock\], increasing.
     pub times_s: Vec<f64>,
-    /// Positions [m] in the log's planar frame.
+    /// Positions \[m\] in the log's planar frame.
     pub xy_m: Vec<[f64; 2]>,
-    /// Heading [rad] per sample when the source records one.
+    /// Heading \[rad\] per sample when the source records one.
     pub heading_rad: Option<Vec<f64>>,
 }
 
 /// One lead-car radar return (comma2k19 `processed_log/CAN/radar`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RadarPoint {
-    /// Time [s, log clock].
+    /// Time \[s, log clock\].
     pub t_s: f64,
-    /// Longitudinal distance ahead [m].
+    /// Longitudinal distance ahead \[m\].
     pub d_rel_m: f64,
-    /// Lateral offset [m] (left positive).
+    /// Lateral offset \[m\] (left positive).
     pub y_rel_m: f64,
-    /// Relative speed [m/s] (negative when closing).
+    /// Relative speed \[m/s\] (negative when closing).
     pub v_rel_mps: f64,
 }
 
