@@ -109,10 +109,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         ingest.olap_rows
     )];
     for r in &ingest.rejections {
+        let row = r
+            .row
+            .map_or_else(|| "whole file".to_owned(), |n| format!("row {n}"));
         notes.push(format!(
-            "  rejected {} row {:?}: {}",
+            "  rejected {} ({row}): {}",
             r.file.display(),
-            r.row,
             r.reason
         ));
     }
