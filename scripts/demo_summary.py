@@ -10,7 +10,7 @@ import sys
 HEADLINES = {
     "p2plive": ["peers", "substreams", "p2p_ratio", "cdn_bytes", "stream_bytes"],
     "streamgate": ["public_port", "fanout", "restart", "errors"],
-    "dataloop": ["ingested", "warehouse_version", "olap_rows", "eval_windows"],
+    "dataloop": ["ingested", "warehouse_version", "olap_rows", "eval_windows", "ade_margin_pct", "fde_margin_pct"],
     "pagefeat": ["pages", "nodes_total", "ad", "soft404", "popups_found"],
     "txrelay": ["submitted", "mined", "notifications", "latency_after_inclusion_ms"],
 }

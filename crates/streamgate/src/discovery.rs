@@ -76,6 +76,11 @@ impl Discovery for StaticDiscovery {
 
 /// Either discovery source, chosen by configuration.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the hyper client's size depends on workspace feature unification (hyper-util `http2`, \
+              enabled through deltalake's object_store in dataloop); one value per process"
+)]
 pub enum AnyDiscovery {
     /// The HTTP registry.
     Registry(RegistryClient),

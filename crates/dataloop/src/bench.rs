@@ -1,0 +1,263 @@
+//! `dataloop bench`: ingest throughput on the bundled logs and OLAP filter latency on a scaled
+//! copy of the real simple fields, beside DuckDB (PyPI wheel in `.tools/venv`) on the SAME
+//! Parquet files in the same run. Prints a table; nothing here is asserted.
+//!
+//! Scaling: the real clips' simple rows are replicated `--rows / clips` times with a suffix on
+//! `clip_id` and `start_time_s` shifted by one hour per copy (deterministic, documented), so the
+//! value distributions are the real ones.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use deltalake::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use deltalake::arrow::compute::concat_batches;
+
+use crate::cli::out;
+use crate::closed_loop::DataLoop;
+use crate::config::Config;
+use crate::olap::{Olap, session};
+use crate::query;
+use crate::warehouse::{BeforeCommit, simple_schema};
+
+/// `dataloop bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Rows of the scaled OLAP table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Timed repetitions per measurement (the median is shown).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Ingest batches to time.
+    #[arg(long, default_value_t = 3)]
+    pub ingest_runs: usize,
+    /// Python with the `duckdb` package (default `.tools/venv/bin/python`).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}
+
+/// An ad-hoc filter timed beside the configured rules.
+const ADHOC: (&str, &str) = (
+    "adhoc_type_speed",
+    "object_type = 'pedestrian' AND mean_speed_mps > 1.0",
+);
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// When ingest, queries or DuckDB fail.
+pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let root = tempfile::Builder::new()
+        .prefix("dataloop-bench-")
+        .tempdir()?;
+    let mut config = config;
+    let config_rules = config.rules.clone();
+    config.data_dir = root.path().join("data");
+    let mut dl = DataLoop::open(config, false).await?;
+    let input = if Path::new("data/driving").is_dir() {
+        PathBuf::from("data/driving")
+    } else {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/driving"))
+    };
+    let mut ingest_s = Vec::new();
+    let mut clips = 0;
+    for _ in 0..args.ingest_runs.max(1) {
+        let t = Instant::now();
+        let report = dl
+            .ingest(
+                std::slice::from_ref(&input),
+                BeforeCommit::Proceed,
+                SystemTime::now(),
+            )
+            .await?;
+        ingest_s.push(t.elapsed().as_secs_f64());
+        clips = report.clips;
+    }
+    let ingest_med = median(ingest_s);
+
+    // Scaled OLAP table from the real simple rows.
+    let real = dl
+        .sql(&format!("SELECT {} FROM olap", column_list()))
+        .await?;
+    let real = concat_batches(&simple_schema(), &real)?;
+    let copies = args.rows.div_ceil(real.num_rows().max(1)).max(1);
+    let scaled_dir = root.path().join("olap_scaled");
+    let olap = Olap::open(&scaled_dir)?;
+    let t = Instant::now();
+    let mut written = 0;
+    let mut files = 0;
+    // 100 copies per batch file: files of ~80k rows (~10 row groups), not thousands of tiny ones.
+    for chunk in (0..copies).collect::<Vec<_>>().chunks(100) {
+        let parts = chunk
+            .iter()
+            .map(|&k| replicate(&real, k))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        written += olap.write_batch(&format!("{:05}", chunk[0]), &parts)?;
+        files += 1;
+    }
+    let write_s = t.elapsed().as_secs_f64();
+    let ctx = session();
+    olap.register(&ctx).await?;
+    // The configured mining rules with their default parameters, plus one ad-hoc filter.
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for name in config_rules.keys() {
+        let rule = crate::trigger::resolve(
+            &crate::trigger::MiningRequest {
+                rule: name.clone(),
+                params: Default::default(),
+            },
+            &config_rules,
+        )?;
+        queries.push((name.clone(), rule.predicate));
+    }
+    queries.push((ADHOC.0.to_owned(), ADHOC.1.to_owned()));
+    let mut df_rows = Vec::new();
+    for (name, predicate) in &queries {
+        let sql = format!("SELECT count(*) AS n FROM olap WHERE {predicate}");
+        let mut times = Vec::new();
+        let mut n = 0;
+        for _ in 0..=args.runs {
+            let t = Instant::now();
+            let batches = query::run(&ctx, &sql).await?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            n = query::to_json_rows(&batches)
+                .first()
+                .and_then(|r| r["n"].as_i64())
+                .unwrap_or(-1);
+        }
+        times.remove(0); // first run warms the caches
+        df_rows.push((name, predicate, median(times), n));
+    }
+    let predicates: Vec<&str> = queries.iter().map(|q| q.1.as_str()).collect();
+    let duck = duckdb_times(&args, &scaled_dir, args.runs, &predicates)?;
+
+    let mut text = format!(
+        "dataloop bench ({} cores)\n\ningest (bundled logs: read, cut, Delta commit, OLAP file), median of {}: {:.3} s per batch, {} clips -> {:.0} clips/s\nOLAP scaled table: {written} rows ({copies} copies of the real rows) in {files} batches x 3 source partitions written in {:.2} s ({:.0} rows/s)\n\n",
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        args.ingest_runs.max(1),
+        ingest_med,
+        clips,
+        clips as f64 / ingest_med,
+        write_s,
+        written as f64 / write_s
+    );
+    text.push_str(&format!(
+        "{:<20} {:>12} {:>12} {:>10} {:>10}\n",
+        "filter", "datafusion", "duckdb", "rows(df)", "rows(duck)"
+    ));
+    for ((name, _, ms, n), (dms, dn)) in df_rows.iter().zip(&duck) {
+        text.push_str(&format!(
+            "{name:<20} {ms:>9.1} ms {dms:>9.1} ms {n:>10} {dn:>10}
+"
+        ));
+    }
+    text.push_str(&format!(
+        "\n(medians of {} hot runs each on the same Parquet files; DataFusion target_partitions=2, DuckDB threads=2)\n",
+        args.runs
+    ));
+    out(&text)?;
+    let mismatch = df_rows.iter().zip(&duck).any(|(a, b)| a.3 != b.1);
+    if mismatch {
+        bail!("DataFusion and DuckDB disagree on a row count");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn column_list() -> String {
+    simple_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn replicate(real: &RecordBatch, k: usize) -> anyhow::Result<RecordBatch> {
+    let schema = real.schema();
+    let mut columns: Vec<ArrayRef> = real.columns().to_vec();
+    let id = schema.index_of("clip_id")?;
+    let ids = deltalake::arrow::compute::cast(
+        &columns[id],
+        &deltalake::arrow::datatypes::DataType::Utf8,
+    )?;
+    let ids = ids
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .context("clip_id is text")?;
+    columns[id] = Arc::new(StringArray::from_iter_values(
+        ids.iter().map(|s| format!("{}#{k}", s.unwrap_or(""))),
+    ));
+    let st = schema.index_of("start_time_s")?;
+    let starts = columns[st]
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .context("start_time_s is f64")?;
+    columns[st] = Arc::new(Float64Array::from_iter_values(
+        starts.values().iter().map(|s| s + 3600.0 * k as f64),
+    ));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+fn duckdb_times(
+    args: &BenchArgs,
+    dir: &Path,
+    runs: usize,
+    predicates: &[&str],
+) -> anyhow::Result<Vec<(f64, i64)>> {
+    let python = args.python.clone().unwrap_or_else(|| {
+        let local = PathBuf::from(".tools/venv/bin/python");
+        if local.exists() {
+            local
+        } else {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.tools/venv/bin/python"
+            ))
+        }
+    });
+    let script = r#"
+import duckdb, json, sys, time
+d, runs, preds = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+con = duckdb.connect()
+con.execute("SET threads=2")
+con.execute(f"CREATE VIEW olap AS SELECT * FROM read_parquet('{d}/**/*.parquet', hive_partitioning=true)")
+out = []
+for p in preds:
+    times, n = [], None
+    for i in range(runs + 1):
+        t = time.perf_counter()
+        n = con.execute(f"SELECT count(*) FROM olap WHERE {p}").fetchone()[0]
+        times.append((time.perf_counter() - t) * 1e3)
+    times = sorted(times[1:])
+    out.append([times[len(times) // 2], n])
+print(json.dumps(out))
+"#;
+    let output = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .arg(runs.max(1).to_string())
+        .arg(serde_json::to_string(predicates)?)
+        .output()
+        .with_context(|| {
+            format!(
+                "running `{}` (install with scripts/setup)",
+                python.display()
+            )
+        })?;
+    if !output.status.success() {
+        bail!("duckdb failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let parsed: Vec<(f64, i64)> =
+        serde_json::from_slice(&output.stdout).context("duckdb output")?;
+    Ok(parsed)
+}

@@ -1,0 +1,524 @@
+//! The closed loop (seed ¶5-¶6, ¶26-¶27, Fig. 2): ingest batches into both stores,
+//! run scheduled and manual triggers, train, evaluate, promote, record.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::ipc::reader::FileReader;
+use deltalake::arrow::ipc::writer::FileWriter;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::clip::{self, Clip, WindowSpec};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::eval::{self, Metrics};
+use crate::model::{self, AgentWindow, TrainMode};
+use crate::olap::Olap;
+use crate::query;
+use crate::reader::{self, Rejection};
+use crate::registry::{self, ModelVersion, Registry, TriggerRecord};
+use crate::trigger::{self, FileStore, MiningRequest};
+use crate::warehouse::{self, BeforeCommit, StoredClip, Warehouse};
+
+/// What one ingest batch did (seed ¶30: one batch per day).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IngestReport {
+    /// Batch id (also the `batch_id` column).
+    pub batch_id: String,
+    /// Partition written.
+    pub ingest_date: String,
+    /// Files read successfully.
+    pub files: usize,
+    /// Clips written.
+    pub clips: usize,
+    /// Number of rejected files and rows.
+    pub rejected: usize,
+    /// The rejections: file, row (absent for a whole file), reason.
+    pub rejections: Vec<Rejection>,
+    /// Warehouse version after the commit.
+    pub warehouse_version: i64,
+    /// Rows in the OLAP store after the batch.
+    pub olap_rows: i64,
+    /// Clips per log.
+    pub logs: Vec<LogSummary>,
+}
+
+/// Clips from one log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogSummary {
+    /// Reader used.
+    pub source: String,
+    /// Log id.
+    pub log_id: String,
+    /// Clips cut.
+    pub clips: usize,
+}
+
+/// Which trigger fired.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriggerKind {
+    /// Cron due: export all complex data, full training (seed ¶40).
+    Scheduled,
+    /// User request: mine, write ID list, take, train incrementally (seed ¶42-¶46).
+    Manual(MiningRequest),
+}
+
+/// The outcome of one trigger: the demo's per-trigger JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct TriggerOutcome {
+    /// `scheduled` or `manual`.
+    pub kind: String,
+    /// Rule name (manual only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Predicate that ran on the OLAP store (manual only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicate: Option<String>,
+    /// `file://` URL of the ID list (manual) or full export (scheduled).
+    pub id_list: String,
+    /// Clips the trigger selected.
+    pub clips: usize,
+    /// Of those, windows of the training split used for training.
+    pub train_windows: usize,
+    /// New model version.
+    pub model_version: u32,
+    /// `full` or `incremental`.
+    pub mode: TrainMode,
+    /// Model ADE on the evaluation split \[m\].
+    pub ade_m: f64,
+    /// Model FDE \[m\].
+    pub fde_m: f64,
+    /// Constant velocity ADE on the same windows \[m\].
+    pub cv_ade_m: f64,
+    /// Constant velocity FDE \[m\].
+    pub cv_fde_m: f64,
+    /// Model miss rate (FDE > 2 m).
+    pub miss_rate: f64,
+    /// Constant velocity miss rate.
+    pub cv_miss_rate: f64,
+    /// Evaluation windows.
+    pub eval_windows: usize,
+    /// Champion before this run (`None`: constant velocity was the bar).
+    pub champion_before: Option<u32>,
+    /// The bar's ADE on the same windows \[m\].
+    pub baseline_ade_m: f64,
+    /// Whether the new model became champion.
+    pub promoted: bool,
+    /// Warehouse version the data was read at.
+    pub warehouse_version: i64,
+}
+
+/// The system: stores, file store, registry.
+#[derive(Debug)]
+pub struct DataLoop {
+    config: Config,
+    data_dir: PathBuf,
+    warehouse: Warehouse,
+    olap: Olap,
+    files: FileStore,
+    progress: bool,
+}
+
+impl DataLoop {
+    /// Opens (creating when missing) the stores under `config.data_dir`. `progress` enables
+    /// progress bars on a terminal.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn open(config: Config, progress: bool) -> Result<Self> {
+        let data_dir = config.data_dir.clone();
+        fs_err::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| Error::io(&data_dir, e))?;
+        let warehouse = Warehouse::open_or_create(&data_dir.join("warehouse")).await?;
+        let olap = Olap::open(&data_dir.join("olap"))?;
+        let files = FileStore::open(&config.file_store())?;
+        Ok(Self {
+            config,
+            data_dir,
+            warehouse,
+            olap,
+            files,
+            progress,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The canonical data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The OLAP store.
+    pub fn olap(&self) -> &Olap {
+        &self.olap
+    }
+
+    /// The file store.
+    pub fn file_store(&self) -> &FileStore {
+        &self.files
+    }
+
+    fn bar(&self, len: u64, message: &'static str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(message);
+        bar
+    }
+
+    /// Ingests every log found under `inputs` as ONE batch: one Delta commit, one OLAP file per
+    /// source. Malformed files and rows are rejected and reported; the rest is kept.
+    ///
+    /// # Errors
+    /// [`Error::UnknownInput`] when an input holds no log; store errors. Nothing is committed
+    /// on error.
+    pub async fn ingest(
+        &mut self,
+        inputs: &[PathBuf],
+        hook: BeforeCommit,
+        now: SystemTime,
+    ) -> Result<IngestReport> {
+        self.sync_olap().await?;
+        let mut locations = Vec::new();
+        for input in inputs {
+            locations.extend(reader::discover(input)?);
+        }
+        let bar = self.bar(locations.len() as u64, "ingest");
+        let spec = WindowSpec {
+            stride_steps: self.config.window.stride_steps.clamp(1, 50),
+        };
+        let mut clips: Vec<Clip> = Vec::new();
+        let mut rejections = Vec::new();
+        let mut files = 0;
+        let mut logs = Vec::new();
+        for location in &locations {
+            let log = reader::read_log(location);
+            let cut = clip::extract(&log, spec);
+            tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = cut.len(), rejected = log.rejections.len(), "log read");
+            for r in &log.rejections {
+                tracing::warn!(file = %r.file.display(), row = ?r.row, reason = %r.reason, "rejected");
+            }
+            files += log.files.len();
+            rejections.extend(log.rejections.iter().cloned());
+            logs.push(LogSummary {
+                source: log.source.as_str().to_owned(),
+                log_id: log.log_id.clone(),
+                clips: cut.len(),
+            });
+            clips.extend(cut);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let stamp: DateTime<Utc> = now.into();
+        let ingest_date = stamp.format("%Y-%m-%d").to_string();
+        let mut hasher = Sha256::new();
+        for l in &locations {
+            hasher.update(l.path.to_string_lossy().as_bytes());
+        }
+        hasher.update(stamp.timestamp_nanos_opt().unwrap_or(0).to_le_bytes());
+        let batch_id = format!(
+            "{}-{}",
+            stamp.format("%Y%m%dT%H%M%S"),
+            &hex::encode(hasher.finalize())[..8]
+        );
+        let mut version = self.warehouse.version();
+        if !clips.is_empty() {
+            let batch = warehouse::warehouse_batch(&clips, &batch_id, &ingest_date)?;
+            version = self.warehouse.append(batch, hook).await?;
+            let simple: Vec<&clip::SimpleFields> = clips.iter().map(|c| &c.simple).collect();
+            self.olap
+                .write_batch(&batch_id, &[warehouse::simple_batch(&simple, &batch_id)?])?;
+        }
+        let olap_rows = self.olap.rows().await?;
+        Ok(IngestReport {
+            batch_id,
+            ingest_date,
+            files,
+            clips: clips.len(),
+            rejected: rejections.len(),
+            rejections,
+            warehouse_version: version,
+            olap_rows,
+            logs,
+        })
+    }
+
+    /// Writes OLAP files for committed warehouse batches that have none (a crash between the
+    /// Delta commit and the OLAP write). Returns the rows restored.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn sync_olap(&self) -> Result<usize> {
+        let mut restored = 0;
+        for batch_id in self.warehouse.batch_ids().await? {
+            if !self.olap.has_batch(&batch_id) {
+                let rows = self.warehouse.simple_rows_of_batch(&batch_id).await?;
+                restored += self.olap.write_batch(&batch_id, &rows)?;
+                tracing::warn!(
+                    batch_id,
+                    restored,
+                    "OLAP store was missing a committed batch; rebuilt"
+                );
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Runs `sql` over `warehouse` and `olap`.
+    ///
+    /// # Errors
+    /// [`Error::Query`].
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = query::stores_session(&self.warehouse, &self.olap).await?;
+        query::run(&ctx, sql).await
+    }
+
+    /// Runs one trigger: select data, train, evaluate on the fixed split, promote if better,
+    /// record in the registry.
+    ///
+    /// # Errors
+    /// [`Error::UnknownRule`], [`Error::BadParam`], [`Error::BadPredicate`],
+    /// [`Error::TooFewWindows`], store and registry errors.
+    pub async fn trigger(&mut self, kind: TriggerKind, now: SystemTime) -> Result<TriggerOutcome> {
+        let mut registry = Registry::load(&self.data_dir)?;
+        let version = registry.next_version();
+        let fired_at: DateTime<Utc> = now.into();
+        let warehouse_version = self.warehouse.version();
+        let (record, selected) = match &kind {
+            TriggerKind::Scheduled => {
+                let batches = self.warehouse.export_all().await?;
+                let location = format!("exports/v{version:04}-scheduled.arrow");
+                let url = self.files.put(&location, ipc_file(&batches)?).await?;
+                let exported = read_ipc_file(&self.files.get(&location).await?)?;
+                let clips = warehouse::decode_rows(&exported)?;
+                tracing::info!(clips = clips.len(), export = %url, "scheduled trigger: full export");
+                (
+                    TriggerRecord {
+                        kind: "scheduled".to_owned(),
+                        rule: None,
+                        predicate: None,
+                        params: Default::default(),
+                        id_list: Some(url),
+                        clips: clips.len(),
+                        fired_at: fired_at.to_rfc3339(),
+                    },
+                    clips,
+                )
+            }
+            TriggerKind::Manual(request) => {
+                let resolved = trigger::resolve(request, &self.config.rules)?;
+                let ctx = crate::olap::session();
+                self.olap.register(&ctx).await?;
+                let ids = trigger::mine(&ctx, &resolved.predicate).await?;
+                let location = format!("id_lists/v{version:04}-{}.txt", resolved.name);
+                let url = self.files.put_id_list(&location, &ids).await?;
+                let ids = self.files.get_id_list(&location).await?;
+                let clips = self.warehouse.take(&ids).await?;
+                tracing::info!(rule = %resolved.name, ids = ids.len(), id_list = %url, "manual trigger: mined");
+                (
+                    TriggerRecord {
+                        kind: "manual".to_owned(),
+                        rule: Some(resolved.name),
+                        predicate: Some(resolved.predicate),
+                        params: resolved.params,
+                        id_list: Some(url),
+                        clips: ids.len(),
+                        fired_at: fired_at.to_rfc3339(),
+                    },
+                    clips,
+                )
+            }
+        };
+        let champion = registry.champion_model(&self.data_dir).ok();
+        let mode = match (&kind, &champion) {
+            (TriggerKind::Manual(_), Some(_)) => TrainMode::Incremental,
+            _ => TrainMode::Full,
+        };
+        let train_set: Vec<(String, AgentWindow)> = selected
+            .iter()
+            .filter(|c| c.split == "train")
+            .map(|c| {
+                (
+                    c.clip_id.clone(),
+                    AgentWindow::from_trajectory(&c.trajectory),
+                )
+            })
+            .collect();
+        let eval_set = agent_windows(&self.warehouse.eval_split().await?);
+        let bar = self.bar(1, "train");
+        let warm = if mode == TrainMode::Incremental {
+            champion.as_ref().map(|(_, m)| m.clone())
+        } else {
+            None
+        };
+        let progress_bar = bar.clone();
+        let (candidate, summary) = tokio::task::spawn_blocking(move || {
+            model::train(&train_set, warm.as_ref(), |done, total| {
+                progress_bar.set_length(total as u64);
+                progress_bar.set_position(done as u64);
+            })
+        })
+        .await
+        .map_err(|e| Error::Fit(e.to_string()))??;
+        bar.finish_and_clear();
+        let metrics = eval::evaluate(Some(&candidate), &eval_set);
+        let baseline = match &champion {
+            Some((_, m)) => {
+                let b = eval::evaluate(Some(m), &eval_set);
+                (b.ade_m, b.fde_m)
+            }
+            None => (metrics.cv_ade_m, metrics.cv_fde_m),
+        };
+        let promoted = eval::beats(&metrics, baseline.0, baseline.1);
+        let artefact = registry::save_model(&self.data_dir, version, &candidate)?;
+        let champion_before = champion.as_ref().map(|(v, _)| *v);
+        let entry = ModelVersion {
+            version,
+            trigger: record.clone(),
+            warehouse_version,
+            mode,
+            parent_version: if mode == TrainMode::Incremental {
+                champion_before
+            } else {
+                None
+            },
+            train_windows: summary.windows,
+            alpha: summary.alpha,
+            metrics: metrics.clone(),
+            baseline_ade_fde_m: baseline,
+            promoted,
+            artefact,
+        };
+        registry.versions.push(entry);
+        if promoted {
+            registry.champion = Some(version);
+        }
+        registry.save(&self.data_dir)?;
+        tracing::info!(
+            version,
+            mode = mode.as_str(),
+            ade_m = metrics.ade_m,
+            fde_m = metrics.fde_m,
+            cv_ade_m = metrics.cv_ade_m,
+            promoted,
+            "trained and evaluated"
+        );
+        Ok(TriggerOutcome {
+            kind: record.kind,
+            rule: record.rule,
+            predicate: record.predicate,
+            id_list: record.id_list.unwrap_or_default(),
+            clips: record.clips,
+            train_windows: summary.windows,
+            model_version: version,
+            mode,
+            ade_m: metrics.ade_m,
+            fde_m: metrics.fde_m,
+            cv_ade_m: metrics.cv_ade_m,
+            cv_fde_m: metrics.cv_fde_m,
+            miss_rate: metrics.miss_rate,
+            cv_miss_rate: metrics.cv_miss_rate,
+            eval_windows: metrics.windows,
+            champion_before,
+            baseline_ade_m: baseline.0,
+            promoted,
+            warehouse_version,
+        })
+    }
+
+    /// Evaluates the champion and constant velocity on every window of the logs under `path`
+    /// without ingesting them.
+    ///
+    /// # Errors
+    /// [`Error::NoChampion`], [`Error::UnknownInput`], [`Error::NoWindows`].
+    pub fn eval_log(&self, path: &Path) -> Result<(Metrics, Vec<Rejection>)> {
+        let registry = Registry::load(&self.data_dir)?;
+        let (_, champion) = registry.champion_model(&self.data_dir)?;
+        let spec = WindowSpec {
+            stride_steps: self.config.window.stride_steps.clamp(1, 50),
+        };
+        let mut windows = Vec::new();
+        let mut rejections = Vec::new();
+        for location in reader::discover(path)? {
+            let log = reader::read_log(&location);
+            rejections.extend(log.rejections.iter().cloned());
+            for c in clip::extract(&log, spec) {
+                windows.push((
+                    c.simple.category.clone(),
+                    AgentWindow::from_trajectory(&c.trajectory),
+                ));
+            }
+        }
+        if windows.is_empty() {
+            return Err(Error::NoWindows(path.to_path_buf()));
+        }
+        Ok((eval::evaluate(Some(&champion), &windows), rejections))
+    }
+}
+
+/// `(category, agent window)` pairs of stored clips.
+pub fn agent_windows(clips: &[StoredClip]) -> Vec<(String, AgentWindow)> {
+    clips
+        .iter()
+        .map(|c| {
+            (
+                c.category.clone(),
+                AgentWindow::from_trajectory(&c.trajectory),
+            )
+        })
+        .collect()
+}
+
+fn ipc_file(batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let schema = batches.first().map_or_else(
+        || {
+            Arc::new(deltalake::arrow::datatypes::Schema::new(
+                warehouse::warehouse_schema()
+                    .fields()
+                    .iter()
+                    .filter(|f| {
+                        ["clip_id", "split", "category", "trajectory"].contains(&f.name().as_str())
+                    })
+                    .map(|f| f.as_ref().clone())
+                    .collect::<Vec<_>>(),
+            ))
+        },
+        RecordBatch::schema,
+    );
+    let mut out = Vec::new();
+    let mut writer = FileWriter::try_new(&mut out, &schema)?;
+    for b in batches {
+        writer.write(b)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(out)
+}
+
+fn read_ipc_file(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+    let reader = FileReader::try_new(Cursor::new(bytes), None)?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}

@@ -1,0 +1,120 @@
+//! Configuration (style.md 2.4): embedded defaults (`config/default.toml`), then a file, then
+//! `DATALOOP_*` environment variables, then `--set` (via [`svckit::config`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default configuration text.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// Prefix of environment variables that override configuration keys (`DATALOOP_SCHEDULE__CRON`).
+pub const ENV_PREFIX: &str = "DATALOOP_";
+
+/// Whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the warehouse, OLAP store, file store, models and registry.
+    pub data_dir: PathBuf,
+    /// File-store root for ID lists and exports (seed ¶45: AFS); default `<data_dir>/file_store`.
+    pub file_store_dir: Option<PathBuf>,
+    /// Listen address of `dataloop serve` (`host:port`).
+    pub listen: String,
+    /// Scheduled trigger.
+    pub schedule: ScheduleConfig,
+    /// Window cutting.
+    pub window: WindowConfig,
+    /// Named mining rules.
+    pub rules: BTreeMap<String, RuleConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("dataloop-data"),
+            file_store_dir: None,
+            listen: "127.0.0.1:8095".to_owned(),
+            schedule: ScheduleConfig::default(),
+            window: WindowConfig::default(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the embedded defaults and the layers in `sources`.
+    ///
+    /// # Errors
+    /// [`svckit::config::ConfigError`] naming the layer and key.
+    pub fn load(sources: svckit::config::Sources) -> Result<Self, svckit::config::ConfigError> {
+        svckit::config::load(&sources.embedded(DEFAULT_TOML))
+    }
+
+    /// The file-store root.
+    pub fn file_store(&self) -> PathBuf {
+        self.file_store_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("file_store"))
+    }
+}
+
+/// The scheduled trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Cron expression with seconds: `sec min hour dom month dow [year]`, UTC.
+    pub cron: String,
+    /// Whether `serve` runs the scheduler.
+    pub enabled: bool,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            cron: "0 0 2 * * *".to_owned(),
+            enabled: true,
+        }
+    }
+}
+
+/// Window cutting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Samples (10 Hz) between window starts, 1..=50.
+    pub stride_steps: usize,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self { stride_steps: 10 }
+    }
+}
+
+/// A named mining rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleConfig {
+    /// What the rule selects.
+    pub description: String,
+    /// Boolean SQL expression over the `olap` columns with `{name}` placeholders.
+    pub predicate: String,
+    /// Default values of the placeholders (numbers or strings).
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_load_and_typos_are_errors() {
+        let config = Config::load(svckit::config::Sources::new()).unwrap();
+        assert!(config.rules.contains_key("hard_braking"));
+        assert_eq!(config.schedule.cron, "0 0 2 * * *");
+        let bad =
+            Config::load(svckit::config::Sources::new().overrides(&["schedule.crn=1".to_owned()]));
+        assert!(bad.is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! Typed errors of the library (style.md 2.3). Per-file and per-row problems found while
+//! ingesting are not errors of the whole batch: they become [`crate::reader::Rejection`]s and the
+//! rest of the batch is kept (issue item 1).
+
+use std::path::PathBuf;
+
+use deltalake::arrow::error::ArrowError;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::parquet::errors::ParquetError;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a reader could not read a log file (the whole file is then rejected).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read `{path}`")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A NumPy `.npy` file has a malformed header, an unsupported dtype or a short body.
+    #[error("`{path}` is not a readable NumPy array: {reason}")]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An array or table does not have the shape or columns the format requires.
+    #[error("`{path}` has an unexpected layout: {reason}")]
+    Layout {
+        /// The file.
+        path: PathBuf,
+        /// What was expected and found.
+        reason: String,
+    },
+    /// A Parquet file could not be decoded.
+    #[error("`{path}` is not a readable Parquet file")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: ParquetError,
+    },
+    /// An Arrow IPC (Feather v2) file could not be decoded.
+    #[error("`{path}` is not a readable Arrow IPC / Feather file")]
+    Arrow {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: ArrowError,
+    },
+}
+
+impl ReadError {
+    /// The file the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Io { path, .. }
+            | Self::Npy { path, .. }
+            | Self::Layout { path, .. }
+            | Self::Parquet { path, .. }
+            | Self::Arrow { path, .. } => path,
+        }
+    }
+}
+
+/// Errors of the stores, triggers, training and registry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A path given as input is neither an AV2 sensor log directory, an AV2 motion-forecasting
+    /// scenario, a comma2k19 segment nor a directory holding such logs.
+    #[error("`{0}` holds no comma2k19 segment, AV2 scenario or AV2 sensor log")]
+    UnknownInput(PathBuf),
+    /// A local file or directory of the data directory could not be read or written.
+    #[error("i/o on `{path}` failed")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Delta Lake warehouse table failed (open, write or commit).
+    #[error("warehouse table: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    /// A DataFusion query failed (syntax, unknown column, execution).
+    #[error("query failed: {0}")]
+    Query(#[from] DataFusionError),
+    /// Arrow encoding or decoding failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    /// Parquet encoding failed (OLAP store).
+    #[error("parquet: {0}")]
+    Parquet(#[from] ParquetError),
+    /// The file store (`object_store`) failed.
+    #[error("file store: {0}")]
+    ObjectStore(#[from] deltalake::ObjectStoreError),
+    /// A complex field (trajectory blob) is not the Arrow IPC layout this crate writes.
+    #[error("clip `{clip_id}` has a malformed trajectory field: {reason}")]
+    Trajectory {
+        /// The clip.
+        clip_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A named mining rule does not exist in the configuration.
+    #[error("no mining rule named `{0}` (see `[rules]` in the config)")]
+    UnknownRule(String),
+    /// A `--param` is malformed, unknown to the rule, missing, or not a safe literal.
+    #[error("rule parameter `{name}`: {reason}")]
+    BadParam {
+        /// The parameter name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A mining predicate is not a single boolean expression over the OLAP table.
+    #[error("mining predicate `{predicate}` rejected: {reason}")]
+    BadPredicate {
+        /// The predicate text.
+        predicate: String,
+        /// Why.
+        reason: String,
+    },
+    /// Training had too few usable windows.
+    #[error("training needs at least {needed} training windows, got {got}")]
+    TooFewWindows {
+        /// Minimum.
+        needed: usize,
+        /// Available.
+        got: usize,
+    },
+    /// The ML crate (linfa) failed to fit.
+    #[error("model fit failed: {0}")]
+    Fit(String),
+    /// No champion model exists yet (run a trigger first).
+    #[error("no champion model in the registry at `{0}`; run a trigger first")]
+    NoChampion(PathBuf),
+    /// A registry or model file is not valid JSON of the expected shape.
+    #[error("`{path}` is malformed")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The cron expression in the config does not parse.
+    #[error("cron expression `{expression}` is invalid: {reason}")]
+    Cron {
+        /// The expression.
+        expression: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// The metrics plot could not be drawn.
+    #[error("plot `{path}`: {reason}")]
+    Plot {
+        /// The output file.
+        path: PathBuf,
+        /// The drawing error.
+        reason: String,
+    },
+    /// A log given to `eval` yielded no windows.
+    #[error("`{0}` yields no complete 5 s windows")]
+    NoWindows(PathBuf),
+}
+
+impl Error {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+pub mod bench;
+pub mod cli;
+pub mod clip;
+pub mod closed_loop;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod eval;
+pub mod geometry;
+pub mod model;
+pub mod olap;
+pub mod query;
+pub mod reader;
+pub mod registry;
+pub mod report;
+pub mod scheduler;
+pub mod server;
+pub mod trajectory;
+pub mod trigger;
+pub mod warehouse;
+
+pub use closed_loop::{DataLoop, IngestReport, TriggerKind, TriggerOutcome};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use eval::Metrics;
+pub use model::{TrainMode, TrajectoryModel};
+pub use trigger::MiningRequest;
+
+// Used by the integration tests only.
+#[cfg(test)]
+use testkit as _;

@@ -1,0 +1,696 @@
+//! Trajectory prediction (issue item 6): history 2 s -> future 3 s in the agent's local frame.
+//!
+//! The model is a ridge-regularised linear residual over constant velocity, fitted with linfa's
+//! multi-task elastic net at `l1_ratio = 0` (pure L2). In the agent frame (origin at the present
+//! position, x along the recent direction of travel) it predicts how far the future deviates from
+//! what constant velocity gives, at six knots (0.5, 1.0, ... 3.0 s; linear in between, zero at
+//! the present). The 15 features are differences between velocity estimates over nested spans
+//! (last sample, 0.3 s, 0.5 s, 1 s, 2 s; successive differences are weakly correlated), an
+//! acceleration estimate, a pedestrian-gated velocity, a smoothing term gated to near-still
+//! objects (label jitter) and a curvature term. The raw speed is deliberately not a feature and
+//! there is no intercept: the model can only refine constant velocity, no speed-proportional bias
+//! learnt in town is extrapolated to the highway, and strong regularisation falls back to
+//! constant velocity, which suits the small data (hundreds of windows). The ridge penalty is
+//! picked on a validation part of the training windows (whole tracks, by hash); features are
+//! scaled by their root mean square on the training windows.
+//!
+//! Incremental training (seed ¶50) warm-starts from the current model: every artefact keeps
+//! the sufficient statistics of all windows its lineage has seen (`XᵀX` and `XᵀY` of the scaled
+//! features and targets, 15×15 and 15×12 numbers). An incremental run adds the new windows'
+//! statistics to the champion's and refits: the result is exactly the ridge fit on everything seen
+//! so far, without re-reading old data (recursive least squares). linfa fits it on a compressed
+//! dataset with the same statistics: `X̃ = Lᵀ`, `Ỹ = L⁻¹ XᵀY` for the Cholesky factor
+//! `L Lᵀ = XᵀX`. The champion's feature scaling and ridge penalty are kept.
+
+use linfa::prelude::*;
+use linfa_elasticnet::MultiTaskElasticNet;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clip::{FUTURE_STEPS, HISTORY_STEPS, STEP_S};
+use crate::error::Error;
+use crate::trajectory::Trajectory;
+
+/// Number of input features.
+pub const FEATURES: usize = 15;
+/// Future steps (10 Hz) at which the residual is predicted; linear in between.
+pub const KNOTS: [usize; 6] = [5, 10, 15, 20, 25, 30];
+/// Number of outputs: residual (x, y) at each knot.
+pub const OUTPUTS: usize = 2 * KNOTS.len();
+/// Ridge penalties tried on the validation part.
+const ALPHAS: [f64; 5] = [0.001, 0.01, 0.03, 0.1, 0.3];
+/// Fewest training windows accepted for a full fit.
+pub const MIN_TRAIN_WINDOWS: usize = 20;
+/// Fewest training windows accepted for an incremental fit (the prior toward the champion keeps
+/// a small update well posed).
+pub const MIN_INCREMENTAL_WINDOWS: usize = 5;
+
+/// Training mode (seed ¶50).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainMode {
+    /// From scratch.
+    Full,
+    /// Warm start from the current champion.
+    Incremental,
+}
+
+impl TrainMode {
+    /// `full` or `incremental`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Incremental => "incremental",
+        }
+    }
+}
+
+/// A window in the agent's local frame: the model's input and target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentWindow {
+    /// History offsets relative to the present position, oldest first (20 × 2) \[m\].
+    pub history: Vec<[f64; 2]>,
+    /// Ground-truth future positions (30 × 2) \[m\].
+    pub future: Vec<[f64; 2]>,
+    /// Object class indicators: pedestrian, vehicle-like, static/background.
+    pub class: [f64; 3],
+}
+
+impl AgentWindow {
+    /// Transforms a trajectory into the agent frame. Heading: direction of travel over the
+    /// last 0.5 s when it moved more than 0.5 m, else the recorded heading, else the whole
+    /// history's displacement, else the x axis.
+    pub fn from_trajectory(t: &Trajectory) -> Self {
+        let h = t.history();
+        let p0 = h[h.len() - 1];
+        let back = h[h.len().saturating_sub(6)];
+        let d = [p0[0] - back[0], p0[1] - back[1]];
+        let whole = [p0[0] - h[0][0], p0[1] - h[0][1]];
+        let heading = if d[0].hypot(d[1]) > 0.5 {
+            d[1].atan2(d[0])
+        } else if let Some(rec) = t.heading_rad.as_ref().and_then(|v| v.get(t.present_index)) {
+            *rec
+        } else if whole[0].hypot(whole[1]) > 0.2 {
+            whole[1].atan2(whole[0])
+        } else {
+            0.0
+        };
+        let (s, c) = heading.sin_cos();
+        let local = |p: [f64; 2]| {
+            let (dx, dy) = (p[0] - p0[0], p[1] - p0[1]);
+            [c * dx + s * dy, -s * dx + c * dy]
+        };
+        let ty = t.object_type.as_str();
+        let class = [
+            f64::from(u8::from(ty.contains("pedestrian"))),
+            f64::from(u8::from(
+                ty.contains("vehicle")
+                    || ty.contains("truck")
+                    || ty.contains("bus")
+                    || ty.contains("car"),
+            )),
+            f64::from(u8::from(ty.contains("static") || ty.contains("background"))),
+        ];
+        Self {
+            history: h[..h.len() - 1].iter().map(|&p| local(p)).collect(),
+            future: t.future().iter().map(|&p| local(p)).collect(),
+            class,
+        }
+    }
+
+    /// Velocity from the last two history samples (the constant-velocity baseline's) \[m/s\].
+    pub fn last_velocity(&self) -> [f64; 2] {
+        let last = self.history[self.history.len() - 1];
+        // The present sample is the origin.
+        [-last[0] / STEP_S, -last[1] / STEP_S]
+    }
+
+    /// Mean velocity over the last `steps` samples \[m/s\] (agent frame).
+    fn velocity_over(&self, steps: usize) -> [f64; 2] {
+        let n = self.history.len();
+        let back = self.history[n - steps.min(n)];
+        let span = steps.min(n) as f64 * STEP_S;
+        [-back[0] / span, -back[1] / span]
+    }
+
+    /// Feature vector (unscaled): see the module docs.
+    pub fn features(&self) -> [f64; FEATURES] {
+        let v1 = self.last_velocity();
+        let v3 = self.velocity_over(3);
+        let v5 = self.velocity_over(5);
+        let v10 = self.velocity_over(10);
+        let v20 = self.velocity_over(HISTORY_STEPS);
+        // Mean velocity of [-1.0, -0.5] s vs [-0.5, 0] s.
+        let n = self.history.len();
+        let p5 = self.history[n - 5];
+        let p10 = self.history[n - 10];
+        let v_prev = [
+            (p5[0] - p10[0]) / (5.0 * STEP_S),
+            (p5[1] - p10[1]) / (5.0 * STEP_S),
+        ];
+        let accel = [
+            (v5[0] - v_prev[0]) / (5.0 * STEP_S),
+            (v5[1] - v_prev[1]) / (5.0 * STEP_S),
+        ];
+        let speed = v5[0].hypot(v5[1]);
+        let turn = if speed > 0.5 && v_prev[0].hypot(v_prev[1]) > 0.5 {
+            crate::geometry::wrap_angle(v5[1].atan2(v5[0]) - v_prev[1].atan2(v_prev[0]))
+        } else {
+            0.0
+        };
+        let ped = self.class[0];
+        // Near-still objects (label jitter dominates): their own smoothing weights.
+        let slow = f64::from(u8::from(v20[0].hypot(v20[1]) < 1.0));
+        [
+            v3[0] - v1[0],
+            v3[1] - v1[1],
+            v5[0] - v3[0],
+            v5[1] - v3[1],
+            v10[0] - v5[0],
+            v10[1] - v5[1],
+            v20[0] - v10[0],
+            v20[1] - v10[1],
+            accel[0],
+            accel[1],
+            ped * v10[0],
+            ped * v10[1],
+            slow * (v20[0] - v1[0]),
+            slow * (v20[1] - v1[1]),
+            speed * turn,
+        ]
+    }
+}
+
+/// Constant-velocity prediction (velocity from the last two history samples), agent frame.
+pub fn constant_velocity(w: &AgentWindow) -> Vec<[f64; 2]> {
+    let v = w.last_velocity();
+    (1..=FUTURE_STEPS)
+        .map(|k| {
+            let t = k as f64 * STEP_S;
+            [v[0] * t, v[1] * t]
+        })
+        .collect()
+}
+
+/// A trained model: a versioned artefact, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrajectoryModel {
+    /// Always `ridge_residual_over_cv`.
+    pub kind: String,
+    /// Chosen ridge penalty.
+    pub alpha: f64,
+    /// Per-feature divisor (root mean square on the first training set).
+    pub feature_scale: Vec<f64>,
+    /// Weights, `FEATURES × OUTPUTS`, row-major; outputs are (x, y) residuals at [`KNOTS`].
+    pub weights: Vec<f64>,
+    /// Windows all fits of this lineage saw (incremental runs add theirs).
+    pub train_windows: usize,
+    /// `XᵀX` of the scaled features of those windows, `FEATURES × FEATURES`, row-major.
+    pub gram: Vec<f64>,
+    /// `XᵀY` (features × knot residual targets), `FEATURES × OUTPUTS`, row-major.
+    pub xty: Vec<f64>,
+}
+
+/// What [`train`] did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainSummary {
+    /// Windows used.
+    pub windows: usize,
+    /// Chosen ridge penalty.
+    pub alpha: f64,
+    /// Validation ADE of the chosen penalty \[m\] (full training only).
+    pub validation_ade_m: Option<f64>,
+}
+
+impl TrajectoryModel {
+    /// Predicts the 30 future positions (agent frame) of `w`.
+    pub fn predict(&self, w: &AgentWindow) -> Vec<[f64; 2]> {
+        let f = w.features();
+        let mut knots = [[0.0_f64; 2]; KNOTS.len()];
+        for (j, fj) in f.iter().enumerate() {
+            let z = fj / self.feature_scale[j];
+            for (k, knot) in knots.iter_mut().enumerate() {
+                knot[0] += z * self.weights[j * OUTPUTS + 2 * k];
+                knot[1] += z * self.weights[j * OUTPUTS + 2 * k + 1];
+            }
+        }
+        constant_velocity(w)
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let r = interpolate(&knots, i + 1);
+                [p[0] + r[0], p[1] + r[1]]
+            })
+            .collect()
+    }
+}
+
+/// The residual at future step `step` (1-based) from the knot residuals (zero at step 0).
+fn interpolate(knots: &[[f64; 2]; KNOTS.len()], step: usize) -> [f64; 2] {
+    let mut prev_step = 0;
+    let mut prev = [0.0, 0.0];
+    for (k, &knot_step) in KNOTS.iter().enumerate() {
+        if step <= knot_step {
+            let f = (step - prev_step) as f64 / (knot_step - prev_step) as f64;
+            return [
+                prev[0] + f * (knots[k][0] - prev[0]),
+                prev[1] + f * (knots[k][1] - prev[1]),
+            ];
+        }
+        prev_step = knot_step;
+        prev = knots[k];
+    }
+    prev
+}
+
+/// Trains a model on `windows` (each with an id used for the validation split).
+/// `warm_start` is the champion for [`TrainMode::Incremental`]. `progress` is called with the
+/// number of fits done out of the total.
+///
+/// # Errors
+/// [`Error::TooFewWindows`] under [`MIN_TRAIN_WINDOWS`] (full) or [`MIN_INCREMENTAL_WINDOWS`]
+/// (incremental); [`Error::Fit`] when linfa fails.
+pub fn train(
+    windows: &[(String, AgentWindow)],
+    warm_start: Option<&TrajectoryModel>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(TrajectoryModel, TrainSummary), Error> {
+    let needed = if warm_start.is_some() {
+        MIN_INCREMENTAL_WINDOWS
+    } else {
+        MIN_TRAIN_WINDOWS
+    };
+    if windows.len() < needed {
+        return Err(Error::TooFewWindows {
+            needed,
+            got: windows.len(),
+        });
+    }
+    if let Some(champion) = warm_start {
+        let model = fit_incremental(champion, windows.iter().map(|(_, w)| w))?;
+        progress(1, 1);
+        return Ok((
+            model,
+            TrainSummary {
+                windows: windows.len(),
+                alpha: champion.alpha,
+                validation_ade_m: None,
+            },
+        ));
+    }
+    let scale = feature_scale(windows.iter().map(|(_, w)| w));
+    let (fit_part, val_part): (Vec<_>, Vec<_>) = windows.iter().partition(|(id, _)| {
+        // Whole tracks go to one side: the id without its `:offset_ms` suffix.
+        let track = id.rsplit_once(':').map_or(id.as_str(), |(t, _)| t);
+        Sha256::digest(track.as_bytes())[0] % 5 != 0
+    });
+    let (fit_part, val_part) = if val_part.is_empty() || fit_part.is_empty() {
+        (windows.iter().collect(), windows.iter().collect())
+    } else {
+        (fit_part, val_part)
+    };
+    let total = ALPHAS.len() + 1;
+    let mut best: Option<(f64, f64)> = None;
+    for (i, &alpha) in ALPHAS.iter().enumerate() {
+        let model = fit(fit_part.iter().map(|(_, w)| w), &scale, alpha)?;
+        let ade = mean_ade(&model, val_part.iter().map(|(_, w)| w));
+        if best.is_none_or(|(_, b)| ade < b) {
+            best = Some((alpha, ade));
+        }
+        progress(i + 1, total);
+    }
+    let (alpha, validation_ade_m) =
+        best.map_or((ALPHAS[ALPHAS.len() - 1], None), |(a, v)| (a, Some(v)));
+    let model = fit(windows.iter().map(|(_, w)| w), &scale, alpha)?;
+    progress(total, total);
+    Ok((
+        model,
+        TrainSummary {
+            windows: windows.len(),
+            alpha,
+            validation_ade_m,
+        },
+    ))
+}
+
+fn feature_scale<'a>(windows: impl Iterator<Item = &'a AgentWindow>) -> Vec<f64> {
+    let rows: Vec<[f64; FEATURES]> = windows.map(AgentWindow::features).collect();
+    let n = rows.len().max(1) as f64;
+    (0..FEATURES)
+        .map(|j| {
+            (rows.iter().map(|r| r[j] * r[j]).sum::<f64>() / n)
+                .sqrt()
+                .max(1e-6)
+        })
+        .collect()
+}
+
+/// Scaled feature matrix and knot-residual targets of `windows`.
+fn design<'a>(
+    windows: impl Iterator<Item = &'a AgentWindow>,
+    scale: &[f64],
+) -> (Array2<f64>, Array2<f64>) {
+    let windows: Vec<&AgentWindow> = windows.collect();
+    let n = windows.len();
+    let mut x = Array2::<f64>::zeros((n, FEATURES));
+    let mut y = Array2::<f64>::zeros((n, OUTPUTS));
+    for (i, w) in windows.iter().enumerate() {
+        let f = w.features();
+        for j in 0..FEATURES {
+            x[[i, j]] = f[j] / scale[j];
+        }
+        let cv = constant_velocity(w);
+        for (k, &step) in KNOTS.iter().enumerate() {
+            y[[i, 2 * k]] = w.future[step - 1][0] - cv[step - 1][0];
+            y[[i, 2 * k + 1]] = w.future[step - 1][1] - cv[step - 1][1];
+        }
+    }
+    (x, y)
+}
+
+fn ridge(x: Array2<f64>, y: Array2<f64>, alpha: f64) -> Result<Array2<f64>, Error> {
+    let fitted = MultiTaskElasticNet::params()
+        .penalty(alpha)
+        .l1_ratio(0.0)
+        .with_intercept(false)
+        .max_iterations(1000)
+        .tolerance(1e-7)
+        .fit(&Dataset::new(x, y))
+        .map_err(|e| Error::Fit(e.to_string()))?;
+    Ok(fitted.hyperplane().clone())
+}
+
+fn fit<'a>(
+    windows: impl Iterator<Item = &'a AgentWindow>,
+    scale: &[f64],
+    alpha: f64,
+) -> Result<TrajectoryModel, Error> {
+    let (x, y) = design(windows, scale);
+    let n = x.nrows();
+    let gram = x.t().dot(&x);
+    let xty = x.t().dot(&y);
+    let weights = ridge(x, y, alpha)?;
+    Ok(TrajectoryModel {
+        kind: "ridge_residual_over_cv".to_owned(),
+        alpha,
+        feature_scale: scale.to_vec(),
+        weights: weights.iter().copied().collect(),
+        train_windows: n,
+        gram: gram.iter().copied().collect(),
+        xty: xty.iter().copied().collect(),
+    })
+}
+
+/// Adds `windows` to the champion's statistics and refits (see the module docs).
+fn fit_incremental<'a>(
+    champion: &TrajectoryModel,
+    windows: impl Iterator<Item = &'a AgentWindow>,
+) -> Result<TrajectoryModel, Error> {
+    let (x, y) = design(windows, &champion.feature_scale);
+    let shape_err = || Error::Fit("champion artefact has malformed statistics".to_owned());
+    let gram = Array2::from_shape_vec((FEATURES, FEATURES), champion.gram.clone())
+        .map_err(|_| shape_err())?
+        + x.t().dot(&x);
+    let xty = Array2::from_shape_vec((FEATURES, OUTPUTS), champion.xty.clone())
+        .map_err(|_| shape_err())?
+        + x.t().dot(&y);
+    let rows = champion.train_windows + x.nrows();
+    // Features never seen non-zero (e.g. the pedestrian term without pedestrians) have a zero
+    // row/column in XᵀX; like linfa on the raw data, leave them at weight 0.
+    let trace: f64 = gram.diag().sum();
+    let active: Vec<usize> = (0..FEATURES)
+        .filter(|&j| gram[[j, j]] > 1e-12 * trace.max(1e-300))
+        .collect();
+    let sub_gram = gram
+        .select(ndarray::Axis(0), &active)
+        .select(ndarray::Axis(1), &active);
+    let sub_xty = xty.select(ndarray::Axis(0), &active);
+    let lower =
+        cholesky(&sub_gram).ok_or_else(|| Error::Fit("XᵀX is not positive definite".to_owned()))?;
+    let x_compressed = lower.t().to_owned();
+    let y_compressed = forward_substitute(&lower, &sub_xty);
+    // linfa scales the data term by 1/(2·rows); the compressed set has one row per feature.
+    let alpha = champion.alpha * rows as f64 / active.len().max(1) as f64;
+    let sub_weights = ridge(x_compressed, y_compressed, alpha)?;
+    let mut weights = Array2::<f64>::zeros((FEATURES, OUTPUTS));
+    for (row, &j) in active.iter().enumerate() {
+        weights.row_mut(j).assign(&sub_weights.row(row));
+    }
+    Ok(TrajectoryModel {
+        kind: champion.kind.clone(),
+        alpha: champion.alpha,
+        feature_scale: champion.feature_scale.clone(),
+        weights: weights.iter().copied().collect(),
+        train_windows: rows,
+        gram: gram.iter().copied().collect(),
+        xty: xty.iter().copied().collect(),
+    })
+}
+
+/// Lower Cholesky factor of a symmetric positive (semi)definite matrix, with a tiny diagonal
+/// jitter for semidefinite input. `None` when not positive definite.
+fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
+    let n = a.nrows();
+    let trace: f64 = a.diag().sum();
+    let jitter = 1e-10 * trace.max(1.0) / n.max(1) as f64;
+    let mut l = Array2::<f64>::zeros((n, n));
+    for i in 0..n {
+        for j in 0..=i {
+            let mut sum = a[[i, j]];
+            for k in 0..j {
+                sum -= l[[i, k]] * l[[j, k]];
+            }
+            if i == j {
+                let d = sum + jitter;
+                if d <= 0.0 {
+                    return None;
+                }
+                l[[i, i]] = d.sqrt();
+            } else {
+                l[[i, j]] = sum / l[[j, j]];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// Solves `L Z = B` for lower-triangular `L`.
+fn forward_substitute(l: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
+    let mut z = b.clone();
+    for c in 0..b.ncols() {
+        for i in 0..l.nrows() {
+            let mut sum = b[[i, c]];
+            for k in 0..i {
+                sum -= l[[i, k]] * z[[k, c]];
+            }
+            z[[i, c]] = sum / l[[i, i]];
+        }
+    }
+    z
+}
+
+fn mean_ade<'a>(model: &TrajectoryModel, windows: impl Iterator<Item = &'a AgentWindow>) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0;
+    for w in windows {
+        let pred = model.predict(w);
+        sum += displacement(&pred, &w.future).0;
+        n += 1;
+    }
+    if n == 0 { f64::NAN } else { sum / f64::from(n) }
+}
+
+/// (average, final) displacement error between a prediction and the truth \[m\].
+pub fn displacement(pred: &[[f64; 2]], truth: &[[f64; 2]]) -> (f64, f64) {
+    let errors: Vec<f64> = pred
+        .iter()
+        .zip(truth)
+        .map(|(p, t)| (p[0] - t[0]).hypot(p[1] - t[1]))
+        .collect();
+    if errors.is_empty() {
+        return (0.0, 0.0);
+    }
+    (
+        errors.iter().sum::<f64>() / errors.len() as f64,
+        errors[errors.len() - 1],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clip::WINDOW_SAMPLES;
+
+    fn trajectory(id: usize, speed: f64, accel: f64, heading: f64, noise: f64) -> Trajectory {
+        let (s, c) = heading.sin_cos();
+        let xy = (0..WINDOW_SAMPLES)
+            .map(|i| {
+                let t = i as f64 * STEP_S;
+                let d = (speed * t + 0.5 * accel * t * t).max(0.0);
+                // Deterministic jitter, alternating sign.
+                let j = if (i + id).is_multiple_of(2) {
+                    noise
+                } else {
+                    -noise
+                };
+                [100.0 + c * d - s * j, -50.0 + s * d + c * j]
+            })
+            .collect();
+        Trajectory {
+            clip_id: format!("t:{id}"),
+            object_type: "vehicle".to_owned(),
+            category: "cruising".to_owned(),
+            present_index: HISTORY_STEPS,
+            t_s: (0..WINDOW_SAMPLES)
+                .map(|i| (i as f64 - 20.0) * STEP_S)
+                .collect(),
+            xy_m: xy,
+            heading_rad: None,
+        }
+    }
+
+    #[test]
+    fn agent_frame_aligns_with_travel() {
+        let w = AgentWindow::from_trajectory(&trajectory(0, 10.0, 0.0, 2.0, 0.0));
+        let v = w.last_velocity();
+        assert!((v[0] - 10.0).abs() < 1e-6 && v[1].abs() < 1e-6, "{v:?}");
+        assert!((w.future[29][0] - 30.0).abs() < 1e-6, "{:?}", w.future[29]);
+        let cv = constant_velocity(&w);
+        let (ade, fde) = displacement(&cv, &w.future);
+        assert!(ade < 1e-6 && fde < 1e-6);
+    }
+
+    #[test]
+    fn learns_to_beat_constant_velocity_on_noisy_decelerating_tracks() {
+        let make = |range: std::ops::Range<usize>| -> Vec<(String, AgentWindow)> {
+            range
+                .map(|i| {
+                    let speed = 5.0 + (i % 7) as f64;
+                    let t = trajectory(i, speed, -1.0, i as f64 * 0.3, 0.15);
+                    (t.clip_id.clone(), AgentWindow::from_trajectory(&t))
+                })
+                .collect()
+        };
+        let train_set = make(0..80);
+        let test_set = make(100..140);
+        let (model, summary) = train(&train_set, None, |_, _| {}).unwrap();
+        assert_eq!(summary.windows, 80);
+        let score = |f: &dyn Fn(&AgentWindow) -> Vec<[f64; 2]>| {
+            test_set
+                .iter()
+                .map(|(_, w)| displacement(&f(w), &w.future).0)
+                .sum::<f64>()
+                / test_set.len() as f64
+        };
+        let model_ade = score(&|w| model.predict(w));
+        let cv_ade = score(&constant_velocity);
+        assert!(model_ade < 0.8 * cv_ade, "model {model_ade} vs cv {cv_ade}");
+        // Warm start: an incremental fit keeps the champion's scaling and penalty and adds its
+        // windows to the champion's statistics.
+        let (inc, _) = train(&make(200..240), Some(&model), |_, _| {}).unwrap();
+        assert_eq!(inc.feature_scale, model.feature_scale);
+        assert_eq!(inc.train_windows, 80 + 40);
+        let inc_ade = score(&|w| inc.predict(w));
+        let full_union = fit(
+            train_set
+                .iter()
+                .chain(make(200..240).iter())
+                .map(|(_, w)| w),
+            &model.feature_scale,
+            model.alpha,
+        )
+        .unwrap();
+        let union_ade = score(&|w| full_union.predict(w));
+        assert!(
+            inc_ade < cv_ade,
+            "incremental {inc_ade} vs cv {cv_ade}, model {model_ade}, union {union_ade}"
+        );
+    }
+
+    #[test]
+    fn incremental_equals_full_fit_on_the_union() {
+        let windows: Vec<AgentWindow> = (0..60)
+            .map(|i| {
+                AgentWindow::from_trajectory(&trajectory(
+                    i,
+                    4.0 + (i % 5) as f64,
+                    -0.8,
+                    i as f64 * 0.7,
+                    0.1,
+                ))
+            })
+            .collect();
+        let scale = feature_scale(windows.iter());
+        let first = fit(windows[..35].iter(), &scale, 0.05).unwrap();
+        let incremental = fit_incremental(&first, windows[35..].iter()).unwrap();
+        let full = fit(windows.iter(), &scale, 0.05).unwrap();
+        assert_eq!(incremental.train_windows, 60);
+        for (a, b) in incremental.gram.iter().zip(&full.gram) {
+            assert!((a - b).abs() < 1e-9 * b.abs().max(1.0));
+        }
+        let max_diff = incremental
+            .weights
+            .iter()
+            .zip(&full.weights)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let max_w = full.weights.iter().map(|w| w.abs()).fold(0.0, f64::max);
+        assert!(
+            max_diff < 1e-3 * max_w.max(1e-3),
+            "weights differ by {max_diff} (max {max_w})"
+        );
+    }
+
+    #[test]
+    fn cholesky_reconstructs() {
+        let a = ndarray::array![[4.0, 2.0, 0.4], [2.0, 5.0, 1.0], [0.4, 1.0, 3.0]];
+        let l = cholesky(&a).unwrap();
+        let back = l.dot(&l.t());
+        for (x, y) in back.iter().zip(a.iter()) {
+            assert!((x - y).abs() < 1e-8);
+        }
+        let b = ndarray::array![[1.0], [2.0], [3.0]];
+        let z = forward_substitute(&l, &b);
+        let lz = l.dot(&z);
+        for (x, y) in lz.iter().zip(b.iter()) {
+            assert!((x - y).abs() < 1e-9);
+        }
+        assert!(cholesky(&ndarray::array![[-1.0]]).is_none());
+    }
+
+    #[test]
+    fn knot_interpolation_table() {
+        let knots = [
+            [1.0, -1.0],
+            [2.0, -2.0],
+            [4.0, 0.0],
+            [4.0, 0.0],
+            [4.0, 0.0],
+            [10.0, 6.0],
+        ];
+        // (future step, expected residual)
+        for (step, want) in [
+            (1, [0.2, -0.2]),
+            (5, [1.0, -1.0]),
+            (8, [1.6, -1.6]),
+            (15, [4.0, 0.0]),
+            (28, [7.6, 3.6]),
+            (30, [10.0, 6.0]),
+        ] {
+            let got = interpolate(&knots, step);
+            assert!(
+                (got[0] - want[0]).abs() < 1e-12 && (got[1] - want[1]).abs() < 1e-12,
+                "{step}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_few_windows_is_an_error() {
+        assert!(matches!(
+            train(&[], None, |_, _| {}),
+            Err(Error::TooFewWindows { .. })
+        ));
+    }
+}

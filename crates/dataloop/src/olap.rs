@@ -1,0 +1,209 @@
+//! The OLAP store (issue item 3; seed ¶36-¶37): the simple fields only, in their own
+//! Parquet table laid out for pruning, queried with DataFusion SQL.
+//!
+//! Layout: `clips/source=<source>/batch-<batch_id>.parquet` (hive partitions on `source`, so a
+//! filter on it skips whole directories); inside a file rows are sorted by `object_type`,
+//! `category`, `start_time_s` and written with page-level min/max statistics and 8 Ki-row row
+//! groups, so filters on those columns skip row groups and pages. Files are written under a
+//! temporary name and renamed, so readers never see a half-written file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{RecordBatch, StringArray};
+use deltalake::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
+use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
+use deltalake::datafusion::datasource::file_format::parquet::ParquetFormat;
+use deltalake::datafusion::datasource::listing::ListingOptions;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::parquet::arrow::ArrowWriter;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::error::{Error, Result};
+use crate::warehouse::simple_schema;
+
+/// Table name used in SQL.
+pub const TABLE: &str = "olap";
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 8192;
+
+/// A DataFusion session tuned for the stores: Parquet filter pushdown on, so row groups and pages
+/// are pruned with their statistics.
+pub fn session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true);
+    SessionContext::new_with_config(config)
+}
+
+/// The OLAP table directory.
+#[derive(Debug, Clone)]
+pub struct Olap {
+    dir: PathBuf,
+}
+
+/// Schema of the Parquet files: the simple fields without the `source` partition column.
+pub fn file_schema() -> SchemaRef {
+    let full = simple_schema();
+    Arc::new(Schema::new(
+        full.fields()
+            .iter()
+            .filter(|f| f.name() != "source")
+            .map(|f| f.as_ref().clone())
+            .collect::<Vec<_>>(),
+    ))
+}
+
+impl Olap {
+    /// The store in `dir` (created when missing).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be created.
+    pub fn open(dir: &Path) -> Result<Self> {
+        fs_err::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `true` when the files of `batch_id` are present.
+    pub fn has_batch(&self, batch_id: &str) -> bool {
+        let name = format!("batch-{batch_id}.parquet");
+        fs_err::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(std::result::Result::ok)
+                    .any(|e| e.path().join(&name).exists())
+            })
+            .unwrap_or(false)
+    }
+
+    /// Writes one batch's simple fields (schema [`simple_schema`]) as one file per source.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Arrow`] or [`Error::Parquet`] on failure; no visible file is
+    /// left half-written.
+    pub fn write_batch(&self, batch_id: &str, batches: &[RecordBatch]) -> Result<usize> {
+        let schema = simple_schema();
+        let conformed = batches
+            .iter()
+            .map(|b| conform(b, &schema))
+            .collect::<Result<Vec<_>>>()?;
+        let all = concat_batches(&schema, &conformed)?;
+        if all.num_rows() == 0 {
+            return Ok(0);
+        }
+        let source_idx = schema.index_of("source")?;
+        let sources = deltalake::arrow::compute::cast(all.column(source_idx), &DataType::Utf8)?;
+        let sources = sources
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s.unwrap_or("unknown").to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let mut distinct = sources.clone();
+        distinct.sort();
+        distinct.dedup();
+        let mut written = 0;
+        for source in distinct {
+            let mask: deltalake::arrow::array::BooleanArray =
+                sources.iter().map(|s| Some(*s == source)).collect();
+            let part = deltalake::arrow::compute::filter_record_batch(&all, &mask)?;
+            let part = sorted_without_source(&part)?;
+            let dir = self.dir.join(format!("source={source}"));
+            fs_err::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let path = dir.join(format!("batch-{batch_id}.parquet"));
+            let tmp = dir.join(format!("batch-{batch_id}.parquet.tmp"));
+            let file = fs_err::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let props = WriterProperties::builder()
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .build();
+            let mut writer = ArrowWriter::try_new(file, part.schema(), Some(props))?;
+            writer.write(&part)?;
+            writer.close()?;
+            fs_err::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+            written += part.num_rows();
+        }
+        Ok(written)
+    }
+
+    /// Registers the store as `olap` in `ctx` (empty when no batch was written yet).
+    ///
+    /// # Errors
+    /// [`Error::Query`] when DataFusion rejects the table.
+    pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("source".to_owned(), DataType::Utf8)]);
+        let url = format!("file://{}/", self.dir.display());
+        ctx.register_listing_table(TABLE, &url, options, Some(file_schema()), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Number of rows in the store.
+    ///
+    /// # Errors
+    /// Query errors.
+    pub async fn rows(&self) -> Result<i64> {
+        let ctx = session();
+        self.register(&ctx).await?;
+        let batches = ctx
+            .sql("SELECT count(*) FROM olap")
+            .await?
+            .collect()
+            .await?;
+        Ok(batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<deltalake::arrow::array::Int64Array>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0))
+    }
+}
+
+/// `batch` with the columns of `schema`, by name, cast to its types (DataFusion may hand back
+/// `Utf8View` for `Utf8`).
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let col = batch.column(batch.schema().index_of(f.name())?);
+            Ok(deltalake::arrow::compute::cast(col, f.data_type())?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn sorted_without_source(batch: &RecordBatch) -> Result<RecordBatch> {
+    let key = |name: &str| -> Result<SortColumn> {
+        Ok(SortColumn {
+            values: batch.column(batch.schema().index_of(name)?).clone(),
+            options: None,
+        })
+    };
+    let indices = lexsort_to_indices(
+        &[key("object_type")?, key("category")?, key("start_time_s")?],
+        None,
+    )?;
+    let sorted = take_record_batch(batch, &indices)?;
+    let keep: Vec<usize> = (0..sorted.num_columns())
+        .filter(|&i| sorted.schema().field(i).name() != "source")
+        .collect();
+    Ok(sorted.project(&keep)?)
+}

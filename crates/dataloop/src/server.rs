@@ -1,0 +1,224 @@
+//! `dataloop serve` (issue item 5): the scheduler (cron, seed ¶40, ¶48) and an HTTP API for
+//! manual triggers, SQL and the registry, served through `svckit::serve` (adds `/healthz` and
+//! `/metrics`).
+//!
+//! Routes: `GET /status`, `POST /trigger` (JSON `{"rule": "...", "params": {"k": "v"}}`),
+//! `POST /trigger/scheduled` (run the scheduled job now), `POST /sql` (JSON `{"sql": "..."}`),
+//! `GET /registry`. Triggers run one at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry as Metrics;
+use serde::Deserialize;
+use serde_json::json;
+use svckit::Clock;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::closed_loop::{DataLoop, TriggerKind, TriggerOutcome};
+use crate::error::Error;
+use crate::query;
+use crate::registry::Registry;
+use crate::scheduler::Scheduler;
+use crate::trigger::MiningRequest;
+
+/// Shared state of the API and the scheduler.
+#[derive(Debug)]
+pub struct AppState {
+    dl: Mutex<DataLoop>,
+    clock: Arc<dyn Clock>,
+    next_due: std::sync::Mutex<Option<SystemTime>>,
+    outcomes: Mutex<Vec<TriggerOutcome>>,
+    triggers: Family<Vec<(String, String)>, Counter>,
+}
+
+impl AppState {
+    /// State around an opened loop; registers the trigger counter in `metrics`.
+    pub fn new(dl: DataLoop, clock: Arc<dyn Clock>, metrics: &mut Metrics) -> Arc<Self> {
+        let triggers = Family::<Vec<(String, String)>, Counter>::default();
+        metrics.register(
+            "dataloop_triggers",
+            "Triggers run, by kind and result (promoted, kept, failed)",
+            triggers.clone(),
+        );
+        Arc::new(Self {
+            dl: Mutex::new(dl),
+            clock,
+            next_due: std::sync::Mutex::new(None),
+            outcomes: Mutex::new(Vec::new()),
+            triggers,
+        })
+    }
+
+    /// Runs a trigger now (one at a time) and records its outcome.
+    ///
+    /// # Errors
+    /// The trigger's error.
+    pub async fn run_trigger(&self, kind: TriggerKind) -> Result<TriggerOutcome, Error> {
+        let label = match kind {
+            TriggerKind::Scheduled => "scheduled",
+            TriggerKind::Manual(_) => "manual",
+        };
+        let mut dl = self.dl.lock().await;
+        let result = dl.trigger(kind, self.clock.wall()).await;
+        drop(dl);
+        let outcome_label = match &result {
+            Ok(o) if o.promoted => "promoted",
+            Ok(_) => "kept",
+            Err(_) => "failed",
+        };
+        self.triggers
+            .get_or_create(&vec![
+                ("kind".to_owned(), label.to_owned()),
+                ("result".to_owned(), outcome_label.to_owned()),
+            ])
+            .inc();
+        if let Ok(outcome) = &result {
+            self.outcomes.lock().await.push(outcome.clone());
+        }
+        result
+    }
+
+    /// Outcomes of the triggers run since start.
+    pub async fn outcomes(&self) -> Vec<TriggerOutcome> {
+        self.outcomes.lock().await.clone()
+    }
+}
+
+/// The API routes (without `/healthz` and `/metrics`, which `svckit::serve` adds).
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/trigger", post(manual))
+        .route("/trigger/scheduled", post(scheduled_now))
+        .route("/sql", post(sql))
+        .route("/registry", get(registry))
+        .with_state(state)
+}
+
+/// Drives the scheduler on `state.clock` until `stop` is cancelled: waits until the next due
+/// time, then runs the scheduled trigger.
+pub async fn scheduler_loop(
+    state: Arc<AppState>,
+    mut scheduler: Scheduler,
+    stop: CancellationToken,
+) {
+    loop {
+        if let Ok(mut next) = state.next_due.lock() {
+            *next = scheduler.next_due();
+        }
+        let wait = scheduler
+            .wait(state.clock.wall())
+            .min(Duration::from_secs(60));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+        if let Some(due) = scheduler.poll(state.clock.wall()) {
+            let due: DateTime<Utc> = due.into();
+            tracing::info!(trigger = "scheduled", due = %due.to_rfc3339(), "scheduled trigger due");
+            match state.run_trigger(TriggerKind::Scheduled).await {
+                Ok(o) => tracing::info!(
+                    model_version = o.model_version,
+                    promoted = o.promoted,
+                    "scheduled trigger done"
+                ),
+                Err(e) => tracing::error!(error = %e, "scheduled trigger failed"),
+            }
+        }
+    }
+}
+
+/// The API's error: 4xx for bad requests, 500 (generic body, detail in the log) otherwise.
+#[derive(Debug)]
+struct AppError(Error);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            Error::UnknownRule(_)
+            | Error::BadParam { .. }
+            | Error::BadPredicate { .. }
+            | Error::TooFewWindows { .. }
+            | Error::Query(_) => StatusCode::BAD_REQUEST,
+            Error::NoChampion(_) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self.0, "request failed");
+            "internal error (see the server log)".to_owned()
+        } else {
+            self.0.to_string()
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, AppError> {
+    let dl = state.dl.lock().await;
+    let olap_rows = dl.olap().rows().await.map_err(AppError)?;
+    let registry = Registry::load(dl.data_dir()).map_err(AppError)?;
+    let next_due = state
+        .next_due
+        .lock()
+        .ok()
+        .and_then(|n| *n)
+        .map(|t| DateTime::<Utc>::from(t).to_rfc3339());
+    Ok(Json(json!({
+        "warehouse_version": dl.warehouse().version(),
+        "olap_rows": olap_rows,
+        "champion": registry.champion,
+        "models": registry.versions.len(),
+        "next_scheduled_run": next_due,
+        "triggers_run": state.outcomes.lock().await.len(),
+    })))
+}
+
+async fn manual(
+    State(state): State<Arc<AppState>>,
+    Json(request): Json<MiningRequest>,
+) -> Result<Json<TriggerOutcome>, AppError> {
+    state
+        .run_trigger(TriggerKind::Manual(request))
+        .await
+        .map(Json)
+        .map_err(AppError)
+}
+
+async fn scheduled_now(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<TriggerOutcome>, AppError> {
+    state
+        .run_trigger(TriggerKind::Scheduled)
+        .await
+        .map(Json)
+        .map_err(AppError)
+}
+
+#[derive(Debug, Deserialize)]
+struct SqlRequest {
+    sql: String,
+}
+
+async fn sql(
+    State(state): State<Arc<AppState>>,
+    Json(request): Json<SqlRequest>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let dl = state.dl.lock().await;
+    let batches = dl.sql(&request.sql).await.map_err(AppError)?;
+    Ok(Json(json!({ "rows": query::to_json_rows(&batches) })))
+}
+
+async fn registry(State(state): State<Arc<AppState>>) -> Result<Json<Registry>, AppError> {
+    let dl = state.dl.lock().await;
+    Registry::load(dl.data_dir()).map(Json).map_err(AppError)
+}

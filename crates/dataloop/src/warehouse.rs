@@ -1,0 +1,418 @@
+//! The warehouse store (issue item 3; seed ¶34-¶35, ¶38): a Delta Lake table holding the
+//! simple fields and the complex field (`trajectory`, Arrow IPC bytes in one binary column),
+//! partitioned by `ingest_date`. One ingest batch is one atomic Delta commit: the Parquet data
+//! files are written first and only the commit makes them visible, so an ingest interrupted before
+//! its commit leaves the previous table version intact (orphan files are ignored by readers).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, DataType, StructField};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use url::Url;
+
+use crate::clip::{Clip, SimpleFields};
+use crate::error::{Error, Result};
+use crate::trajectory::Trajectory;
+
+/// Name of the partition column.
+pub const PARTITION_COLUMN: &str = "ingest_date";
+/// Table name used in SQL.
+pub const TABLE: &str = "warehouse";
+
+/// The simple-field columns shared by the warehouse and the OLAP store, in order:
+/// `(name, arrow type, nullable)`.
+pub const SIMPLE_COLUMNS: [(&str, ArrowType, bool); 20] = [
+    ("clip_id", ArrowType::Utf8, false),
+    ("source", ArrowType::Utf8, false),
+    ("log_id", ArrowType::Utf8, false),
+    ("track_id", ArrowType::Utf8, false),
+    ("object_type", ArrowType::Utf8, false),
+    ("city", ArrowType::Utf8, true),
+    ("split", ArrowType::Utf8, false),
+    ("category", ArrowType::Utf8, false),
+    ("start_time_s", ArrowType::Float64, false),
+    ("duration_s", ArrowType::Float64, false),
+    ("mean_speed_mps", ArrowType::Float64, false),
+    ("max_speed_mps", ArrowType::Float64, false),
+    ("max_decel_mps2", ArrowType::Float64, false),
+    ("max_lat_accel_mps2", ArrowType::Float64, false),
+    ("max_yaw_rate_radps", ArrowType::Float64, false),
+    ("path_length_m", ArrowType::Float64, false),
+    ("lead_distance_m", ArrowType::Float64, true),
+    ("ttc_s", ArrowType::Float64, true),
+    ("agents_nearby", ArrowType::Int64, false),
+    ("pedestrians_nearby", ArrowType::Int64, false),
+];
+
+/// Arrow schema of the simple fields plus `batch_id`.
+pub fn simple_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = SIMPLE_COLUMNS
+        .iter()
+        .map(|(n, t, nullable)| Field::new(*n, t.clone(), *nullable))
+        .collect();
+    fields.push(Field::new("batch_id", ArrowType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Arrow schema of a warehouse row: simple fields, `batch_id`, `trajectory`, `ingest_date`.
+pub fn warehouse_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = simple_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("trajectory", ArrowType::Binary, false));
+    fields.push(Field::new(PARTITION_COLUMN, ArrowType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// The simple fields of `clips` as one record batch (OLAP layout, also the warehouse prefix).
+///
+/// # Errors
+/// [`Error::Arrow`] if the columns do not fit the schema (a bug).
+pub fn simple_batch(clips: &[&SimpleFields], batch_id: &str) -> Result<RecordBatch> {
+    let s = |f: fn(&SimpleFields) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(clips.iter().map(|c| f(c))))
+    };
+    let d = |f: fn(&SimpleFields) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(clips.iter().map(|c| f(c))))
+    };
+    let o = |f: fn(&SimpleFields) -> Option<f64>| -> ArrayRef {
+        Arc::new(clips.iter().map(|c| f(c)).collect::<Float64Array>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        s(|c| &c.clip_id),
+        s(|c| &c.source),
+        s(|c| &c.log_id),
+        s(|c| &c.track_id),
+        s(|c| &c.object_type),
+        Arc::new(
+            clips
+                .iter()
+                .map(|c| c.city.as_deref())
+                .collect::<StringArray>(),
+        ),
+        s(|c| &c.split),
+        s(|c| &c.category),
+        d(|c| c.start_time_s),
+        d(|c| c.duration_s),
+        d(|c| c.mean_speed_mps),
+        d(|c| c.max_speed_mps),
+        d(|c| c.max_decel_mps2),
+        d(|c| c.max_lat_accel_mps2),
+        d(|c| c.max_yaw_rate_radps),
+        d(|c| c.path_length_m),
+        o(|c| c.lead_distance_m),
+        o(|c| c.ttc_s),
+        Arc::new(Int64Array::from_iter_values(
+            clips.iter().map(|c| c.agents_nearby),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            clips.iter().map(|c| c.pedestrians_nearby),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            clips.iter().map(|_| batch_id),
+        )),
+    ];
+    Ok(RecordBatch::try_new(simple_schema(), columns)?)
+}
+
+/// Full warehouse rows for `clips`.
+///
+/// # Errors
+/// [`Error::Arrow`] on a schema mismatch (a bug) or a trajectory that cannot be encoded.
+pub fn warehouse_batch(clips: &[Clip], batch_id: &str, ingest_date: &str) -> Result<RecordBatch> {
+    let simple: Vec<&SimpleFields> = clips.iter().map(|c| &c.simple).collect();
+    let prefix = simple_batch(&simple, batch_id)?;
+    let blobs: Vec<Vec<u8>> = clips
+        .iter()
+        .map(|c| c.trajectory.encode())
+        .collect::<Result<_>>()?;
+    let mut columns = prefix.columns().to_vec();
+    columns.push(Arc::new(BinaryArray::from_iter_values(blobs.iter())));
+    columns.push(Arc::new(StringArray::from_iter_values(
+        clips.iter().map(|_| ingest_date),
+    )));
+    Ok(RecordBatch::try_new(warehouse_schema(), columns)?)
+}
+
+/// Hooks into [`Warehouse::append`] between writing data files and committing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BeforeCommit {
+    /// Commit right away.
+    #[default]
+    Proceed,
+    /// Log `data files written; pausing before commit` and wait forever: the commit never
+    /// happens (fault-injection aid for crash-consistency tests, which kill the process here).
+    HangBeforeCommit,
+}
+
+/// The Delta Lake table.
+#[derive(Debug)]
+pub struct Warehouse {
+    table: DeltaTable,
+    dir: PathBuf,
+}
+
+impl Warehouse {
+    /// Opens the table in `dir`, creating an empty partitioned table (version 0) when absent.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be created, [`Error::Delta`] when the log is
+    /// unreadable.
+    pub async fn open_or_create(dir: &Path) -> Result<Self> {
+        fs_err::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let url = dir_url(&dir)?;
+        let table = DeltaTable::try_from_url(url).await?;
+        let table = if table.version().is_some() {
+            table
+        } else {
+            let columns: Vec<StructField> = warehouse_schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    let t = match f.data_type() {
+                        ArrowType::Float64 => DataType::DOUBLE,
+                        ArrowType::Int64 => DataType::LONG,
+                        ArrowType::Binary => DataType::BINARY,
+                        _ => DataType::STRING,
+                    };
+                    StructField::new(f.name().clone(), t, f.is_nullable())
+                })
+                .collect();
+            table
+                .create()
+                .with_table_name("clips")
+                .with_comment("dataloop clips: simple fields + trajectory (Arrow IPC)")
+                .with_columns(columns)
+                .with_partition_columns([PARTITION_COLUMN])
+                .await?
+        };
+        Ok(Self { table, dir })
+    }
+
+    /// Opens an existing table without creating one.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when `dir` holds no Delta table.
+    pub async fn open(dir: &Path) -> Result<Self> {
+        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let table = deltalake::open_table(dir_url(&dir)?).await?;
+        Ok(Self { table, dir })
+    }
+
+    /// The table directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Current table version (0 = created, empty).
+    pub fn version(&self) -> i64 {
+        self.table
+            .version()
+            .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    /// Appends one batch as a single Delta commit and returns the new version.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when writing files or committing fails; the table then stays at its
+    /// previous version.
+    pub async fn append(&mut self, batch: RecordBatch, hook: BeforeCommit) -> Result<i64> {
+        let mut writer = RecordBatchWriter::for_table(&self.table)?;
+        writer.write(batch).await?;
+        let adds = writer.flush().await?;
+        if hook == BeforeCommit::HangBeforeCommit {
+            tracing::warn!(
+                files = adds.len(),
+                "data files written; pausing before commit"
+            );
+            std::future::pending::<()>().await;
+        }
+        let snapshot = self.table.snapshot()?;
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: Some(vec![PARTITION_COLUMN.to_owned()]),
+            predicate: None,
+        };
+        let finalized = CommitBuilder::default()
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(Some(snapshot), self.table.log_store(), operation)
+            .await?;
+        let version = finalized.version();
+        self.table.update_state().await?;
+        Ok(i64::try_from(version).unwrap_or(i64::MAX))
+    }
+
+    /// Registers the table as `warehouse` in `ctx`.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] / [`Error::Query`] when the provider cannot be built.
+    pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
+        self.table.update_datafusion_session(&ctx.state())?;
+        let provider = self.table.table_provider().await?;
+        ctx.register_table(TABLE, provider)?;
+        Ok(())
+    }
+
+    /// All rows' `(clip_id, split, category, trajectory)` (the scheduled trigger's full export,
+    /// seed ¶40); decode them with [`decode_rows`].
+    ///
+    /// # Errors
+    /// Query or decoding errors.
+    pub async fn export_all(&self) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        Ok(ctx
+            .sql("SELECT clip_id, split, category, trajectory FROM warehouse ORDER BY clip_id")
+            .await?
+            .collect()
+            .await?)
+    }
+
+    /// The rows whose ids are in `ids` (the manual trigger's take, seed ¶43, ¶46).
+    ///
+    /// # Errors
+    /// Query or decoding errors.
+    pub async fn take(&self, ids: &[String]) -> Result<Vec<StoredClip>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        let schema = Arc::new(Schema::new(vec![Field::new("id", ArrowType::Utf8, false)]));
+        let list = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from_iter_values(ids.iter()))],
+        )?;
+        ctx.register_table(
+            "id_list",
+            Arc::new(MemTable::try_new(schema, vec![vec![list]])?),
+        )?;
+        let batches = ctx
+            .sql(
+                "SELECT w.clip_id, w.split, w.category, w.trajectory FROM warehouse w \
+                 JOIN id_list l ON w.clip_id = l.id ORDER BY w.clip_id",
+            )
+            .await?
+            .collect()
+            .await?;
+        decode_rows(&batches)
+    }
+
+    /// The fixed evaluation split: every row with `split = 'eval'`.
+    ///
+    /// # Errors
+    /// Query or decoding errors.
+    pub async fn eval_split(&self) -> Result<Vec<StoredClip>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        let batches = ctx
+            .sql("SELECT clip_id, split, category, trajectory FROM warehouse WHERE split = 'eval' ORDER BY clip_id")
+            .await?
+            .collect()
+            .await?;
+        decode_rows(&batches)
+    }
+
+    /// Distinct `batch_id`s with the rows of their simple fields, for rebuilding the OLAP store.
+    ///
+    /// # Errors
+    /// Query errors.
+    pub async fn simple_rows_of_batch(&self, batch_id: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        let schema = simple_schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let df = ctx
+            .table(TABLE)
+            .await?
+            .filter(
+                deltalake::datafusion::prelude::col("batch_id")
+                    .eq(deltalake::datafusion::prelude::lit(batch_id)),
+            )?
+            .select_columns(&names)?;
+        Ok(df.collect().await?)
+    }
+
+    /// Distinct batch ids in the table.
+    ///
+    /// # Errors
+    /// Query errors.
+    pub async fn batch_ids(&self) -> Result<Vec<String>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        let batches = ctx
+            .sql("SELECT DISTINCT batch_id FROM warehouse ORDER BY batch_id")
+            .await?
+            .collect()
+            .await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let col = deltalake::arrow::compute::cast(b.column(0), &ArrowType::Utf8)?;
+            let col = col.as_string::<i32>();
+            out.extend((0..col.len()).map(|i| col.value(i).to_owned()));
+        }
+        Ok(out)
+    }
+}
+
+/// A clip's complex field as read back from the warehouse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredClip {
+    /// Clip id.
+    pub clip_id: String,
+    /// `train`, `eval` or `gap`.
+    pub split: String,
+    /// Scenario category.
+    pub category: String,
+    /// Decoded trajectory.
+    pub trajectory: Trajectory,
+}
+
+/// Decodes `(clip_id, split, category, trajectory)` rows.
+///
+/// # Errors
+/// [`Error::Arrow`] for other column types, [`Error::Trajectory`] for a malformed blob.
+pub fn decode_rows(batches: &[RecordBatch]) -> Result<Vec<StoredClip>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let text = |i: usize| deltalake::arrow::compute::cast(b.column(i), &ArrowType::Utf8);
+        let (ids, splits, cats) = (text(0)?, text(1)?, text(2)?);
+        let blobs = deltalake::arrow::compute::cast(b.column(3), &ArrowType::Binary)?;
+        let (ids, splits, cats) = (
+            ids.as_string::<i32>(),
+            splits.as_string::<i32>(),
+            cats.as_string::<i32>(),
+        );
+        let blobs = blobs.as_binary::<i32>();
+        for i in 0..b.num_rows() {
+            let clip_id = ids.value(i).to_owned();
+            let trajectory = Trajectory::decode(&clip_id, blobs.value(i))?;
+            out.push(StoredClip {
+                clip_id,
+                split: splits.value(i).to_owned(),
+                category: cats.value(i).to_owned(),
+                trajectory,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn dir_url(dir: &Path) -> Result<Url> {
+    Url::from_directory_path(dir).map_err(|()| {
+        Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an absolute path"),
+        )
+    })
+}
