@@ -229,7 +229,7 @@ pub struct DeliveryConfig {
     pub max_backoff_ms: u64,
     /// Timeout of one webhook POST, in milliseconds (default 5 000).
     pub timeout_ms: u64,
-    /// Notifications one worker claims at a time (default 32).
+    /// Notifications one worker claims at a time (default 128).
     pub batch: u32,
     /// How long a claimed notification stays reserved for its worker, in milliseconds
     /// (default 30 000).
@@ -249,7 +249,7 @@ impl Default for DeliveryConfig {
             initial_backoff_ms: 500,
             max_backoff_ms: 60_000,
             timeout_ms: 5_000,
-            batch: 32,
+            batch: 128,
             lease_ms: 30_000,
             poll_interval_ms: 200,
             ack_timeout_ms: 10_000,

@@ -14,10 +14,13 @@ use crate::core::tracker::{Policy, Step, observe, rebroadcast_needed};
 use crate::metrics::Metrics;
 use crate::node::{Head, NodeClient};
 use crate::relay::Shared;
-use crate::store::TxRecord;
+use crate::store::{Decision, TxRecord};
 
 /// Most transactions examined per chain and tick.
 const TRACK_LIMIT: u32 = 20_000;
+
+/// Decisions written per database transaction.
+const APPLY_CHUNK: usize = 100;
 
 /// Runs the follower of `chain_id` until the relay stops.
 pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
@@ -81,8 +84,7 @@ async fn tick(
         receipts.extend(node.receipts(chunk).await?);
     }
     let mut pool_checks: Vec<&TxRecord> = Vec::new();
-    let mut notified = 0;
-    let mut rebroadcasts = 0;
+    let mut decisions: Vec<Decision<'_>> = Vec::new();
     for (record, receipt) in records.iter().zip(&receipts) {
         let Some(tracked) = record.tracked() else {
             continue;
@@ -107,27 +109,45 @@ async fn tick(
         } else {
             None
         };
+        decisions.push(Decision {
+            record,
+            step,
+            revert_reason,
+        });
+    }
+    let mut rebroadcasts = 0;
+    // One database transaction per chunk; receivers are woken after each.
+    for chunk in decisions.chunks(APPLY_CHUNK) {
         let applied = shared
             .store
-            .apply_step(record, &step, revert_reason, policy.confirmations, now)
+            .apply_steps(chunk, policy.confirmations, now)
             .await?;
-        if applied.changed {
-            let label = label(record, &step);
-            Metrics::chain(&shared.metrics.chain_events, chain_id, label);
-            if matches!(step, Step::Reorged { .. })
-                || matches!(
-                    step,
-                    Step::Include {
-                        reorged_from: Some(_),
-                        ..
-                    }
-                )
-            {
-                info!(chain_id, tx_hash = %record.tx_hash, "reorg removed the transaction from its block");
+        let mut notified = 0;
+        for (decision, applied) in chunk.iter().zip(applied) {
+            if applied.changed {
+                Metrics::chain(
+                    &shared.metrics.chain_events,
+                    chain_id,
+                    label(decision.record, &decision.step),
+                );
+                if matches!(
+                    decision.step,
+                    Step::Reorged { .. }
+                        | Step::Include {
+                            reorged_from: Some(_),
+                            ..
+                        }
+                ) {
+                    info!(chain_id, tx_hash = %decision.record.tx_hash, "reorg removed the transaction from its block");
+                }
             }
+            notified += applied.notifications;
+            rebroadcasts += usize::from(applied.rebroadcast);
         }
-        notified += applied.notifications;
-        rebroadcasts += usize::from(applied.rebroadcast);
+        if notified > 0 {
+            shared.wake_delivery.notify_one();
+            shared.wake_sessions.notify_waiters();
+        }
     }
     if !pool_checks.is_empty() {
         let hashes: Vec<B256> = pool_checks.iter().map(|r| r.tx_hash).collect();
@@ -141,10 +161,6 @@ async fn tick(
                 rebroadcasts += 1;
             }
         }
-    }
-    if notified > 0 {
-        shared.wake_delivery.notify_one();
-        shared.wake_sessions.notify_waiters();
     }
     if rebroadcasts > 0 {
         shared.wake_broadcast.notify_one();

@@ -203,6 +203,27 @@ pub struct WebhookJob {
     pub created_at_ms: u64,
 }
 
+/// The outcome of one webhook delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Answered 2xx.
+    Delivered {
+        /// Notification row id.
+        id: i64,
+        /// When, Unix ms.
+        at_ms: u64,
+    },
+    /// Failed; retried at `retry_at_ms`, or dead-lettered when `None`.
+    Failed {
+        /// Notification row id.
+        id: i64,
+        /// Next attempt, Unix ms.
+        retry_at_ms: Option<u64>,
+        /// What went wrong.
+        error: String,
+    },
+}
+
 /// A claimed WebSocket notification.
 #[derive(Debug, Clone)]
 pub struct AccountEvent {
@@ -333,7 +354,11 @@ macro_rules! select_tx {
 /// The relay's database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Writes (SQLite: the single writer connection).
     pool: AnyPool,
+    /// Reads (SQLite: a few more connections, which WAL lets run beside the writer;
+    /// PostgreSQL: the same pool).
+    read: AnyPool,
     backend: Backend,
 }
 
@@ -378,7 +403,29 @@ impl Store {
                 url: url.to_string(),
                 source,
             })?;
-        let store = Self { pool, backend };
+        let read = match backend {
+            Backend::Postgres => pool.clone(),
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA query_only = 1").await?;
+                        Ok(())
+                    })
+                })
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_lazy(&text)
+                .map_err(|source| StoreError::Connect {
+                    url: url.to_string(),
+                    source,
+                })?,
+        };
+        let store = Self {
+            pool,
+            read,
+            backend,
+        };
         store.migrate().await?;
         info!(database = %url, backend = ?backend, "database ready");
         Ok(store)
@@ -414,6 +461,7 @@ impl Store {
 
     /// Closes the pool (waits for connections to return).
     pub async fn close(&self) {
+        self.read.close().await;
         self.pool.close().await;
     }
 
@@ -466,7 +514,7 @@ impl Store {
     pub async fn device(&self, device: &str) -> Result<Option<Registration>, StoreError> {
         let row = sqlx::query("SELECT rules FROM devices WHERE device = $1")
             .bind(device)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await
             .map_err(q("get device"))?;
         row.map(|row| {
@@ -486,7 +534,7 @@ impl Store {
     pub async fn account_registered(&self, account: Address) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT 1 AS one FROM device_accounts WHERE account = $1 LIMIT 1")
             .bind(account_key(account))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await
             .map_err(q("account registered"))?;
         Ok(row.is_some())
@@ -501,7 +549,7 @@ impl Store {
     pub async fn accepted_at(&self, hash: B256) -> Result<Option<u64>, StoreError> {
         let row = sqlx::query("SELECT accepted_at_ms FROM transactions WHERE tx_hash = $1")
             .bind(hash_key(hash))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await
             .map_err(q("accepted at"))?;
         row.map(|row| row.try_get::<i64, _>("accepted_at_ms").map(uint))
@@ -621,7 +669,7 @@ impl Store {
     pub async fn transaction(&self, hash: B256) -> Result<Option<TxRecord>, StoreError> {
         let row = sqlx::query(select_tx!("WHERE tx_hash = $1"))
             .bind(hash_key(hash))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await
             .map_err(q("get transaction"))?;
         row.as_ref().map(tx_record).transpose()
@@ -634,7 +682,7 @@ impl Store {
     pub async fn devices_of(&self, hash: B256) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT device FROM tx_devices WHERE tx_hash = $1 ORDER BY device")
             .bind(hash_key(hash))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await
             .map_err(q("devices of"))?;
         rows.iter()
@@ -655,7 +703,7 @@ impl Store {
         ))
         .bind(int(chain_id))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await
         .map_err(q("tracked"))?;
         rows.iter().map(tx_record).collect()
@@ -738,7 +786,7 @@ impl Store {
             "SELECT raw, status, broadcast_count, nonce_conflicts FROM transactions WHERE tx_hash = $1",
         )
         .bind(hash_key(hash))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await
         .map_err(q("broadcast facts"))?
         .ok_or_else(|| StoreError::Corrupt {
@@ -870,166 +918,33 @@ impl Store {
         confirmations: u64,
         now_ms: u64,
     ) -> Result<Applied, StoreError> {
-        use crate::core::Step;
+        let decision = Decision {
+            record,
+            step: *step,
+            revert_reason,
+        };
+        Ok(self
+            .apply_steps(std::slice::from_ref(&decision), confirmations, now_ms)
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Applies several decisions of one tick in one database transaction (see
+    /// [`Store::apply_step`]); answers in input order.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is applied then.
+    pub async fn apply_steps(
+        &self,
+        decisions: &[Decision<'_>],
+        confirmations: u64,
+        now_ms: u64,
+    ) -> Result<Vec<Applied>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("begin"))?;
-        let mut applied = Applied::default();
-        let old_block = record
-            .inclusion
-            .map(|i| hash_key(i.block_hash))
-            .unwrap_or_default();
-        match *step {
-            Step::Wait | Step::CheckPool => {}
-            Step::Include {
-                inclusion,
-                reorged_from,
-                notify_reorg,
-                confirm,
-            } => {
-                let status = match (confirm, inclusion.success) {
-                    (false, _) => TxStatus::Included,
-                    (true, true) => TxStatus::Mined,
-                    (true, false) => TxStatus::Failed,
-                };
-                applied.changed = update_inclusion(
-                    &mut tx,
-                    record,
-                    &old_block,
-                    status,
-                    &inclusion,
-                    if confirm { revert_reason.clone() } else { None },
-                    u64::from(reorged_from.is_some()),
-                    now_ms,
-                )
-                .await?;
-                if applied.changed {
-                    if let (Some(from), true) = (reorged_from, notify_reorg) {
-                        let event = make_event(
-                            record,
-                            EventStatus::Reorged,
-                            Some(&from),
-                            None,
-                            None,
-                            confirmations,
-                            now_ms,
-                        );
-                        applied.notifications +=
-                            insert_notifications(&mut tx, record, &event, now_ms).await?;
-                    }
-                    if confirm {
-                        let status = if inclusion.success {
-                            EventStatus::Mined
-                        } else {
-                            EventStatus::Failed
-                        };
-                        let event = make_event(
-                            record,
-                            status,
-                            Some(&inclusion),
-                            revert_reason,
-                            None,
-                            confirmations,
-                            now_ms,
-                        );
-                        applied.notifications +=
-                            insert_notifications(&mut tx, record, &event, now_ms).await?;
-                    }
-                }
-            }
-            Step::Confirm => {
-                let Some(inclusion) = record.inclusion else {
-                    return Ok(applied);
-                };
-                let status = if inclusion.success {
-                    TxStatus::Mined
-                } else {
-                    TxStatus::Failed
-                };
-                applied.changed = update_inclusion(
-                    &mut tx,
-                    record,
-                    &old_block,
-                    status,
-                    &inclusion,
-                    revert_reason.clone(),
-                    0,
-                    now_ms,
-                )
-                .await?;
-                if applied.changed {
-                    let kind = if inclusion.success {
-                        EventStatus::Mined
-                    } else {
-                        EventStatus::Failed
-                    };
-                    let event = make_event(
-                        record,
-                        kind,
-                        Some(&inclusion),
-                        revert_reason,
-                        None,
-                        confirmations,
-                        now_ms,
-                    );
-                    applied.notifications +=
-                        insert_notifications(&mut tx, record, &event, now_ms).await?;
-                }
-            }
-            Step::Finalize => {
-                applied.changed = sqlx::query(
-                    "UPDATE transactions SET finalized = 1, updated_at_ms = $1 \
-                     WHERE tx_hash = $2 AND status = $3 AND block_hash = $4 AND finalized = 0",
-                )
-                .bind(int(now_ms))
-                .bind(hash_key(record.tx_hash))
-                .bind(record.status.as_str())
-                .bind(&old_block)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("finalize"))?
-                .rows_affected()
-                    == 1;
-            }
-            Step::Reorged { from, notify } => {
-                applied.changed = sqlx::query(
-                    "UPDATE transactions SET status = 'pending', block_number = NULL, block_hash = NULL, \
-                     gas_used = NULL, success = NULL, revert_reason = NULL, reorgs = reorgs + 1, \
-                     last_activity_ms = $1, updated_at_ms = $1 \
-                     WHERE tx_hash = $2 AND status = $3 AND block_hash = $4",
-                )
-                .bind(int(now_ms))
-                .bind(hash_key(record.tx_hash))
-                .bind(record.status.as_str())
-                .bind(hash_key(from.block_hash))
-                .execute(&mut *tx)
-                .await
-                .map_err(q("reorg"))?
-                .rows_affected()
-                    == 1;
-                if applied.changed {
-                    insert_job(
-                        &mut tx,
-                        &hash_key(record.tx_hash),
-                        record.chain_id,
-                        "reorged",
-                        now_ms,
-                    )
-                    .await?;
-                    applied.rebroadcast = true;
-                    if notify {
-                        let event = make_event(
-                            record,
-                            EventStatus::Reorged,
-                            Some(&from),
-                            None,
-                            None,
-                            confirmations,
-                            now_ms,
-                        );
-                        applied.notifications +=
-                            insert_notifications(&mut tx, record, &event, now_ms).await?;
-                    }
-                }
-            }
+        let mut applied = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            applied.push(apply_in(&mut tx, decision, confirmations, now_ms).await?);
         }
         tx.commit().await.map_err(q("commit"))?;
         Ok(applied)
@@ -1129,6 +1044,49 @@ impl Store {
         .await
         .map_err(q("delivered"))?;
         Ok(())
+    }
+
+    /// Records the outcomes of several deliveries in one database transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`]; nothing is recorded then (the leases run out and the
+    /// notifications are delivered again: at least once).
+    pub async fn record_deliveries(&self, outcomes: &[DeliveryOutcome]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        for outcome in outcomes {
+            let query = match outcome {
+                DeliveryOutcome::Delivered { id, at_ms } => sqlx::query(
+                    "UPDATE notifications SET state = 'delivered', delivered_at_ms = $1, locked_by = NULL, \
+                     locked_until_ms = NULL, last_error = NULL WHERE id = $2 AND state = 'pending'",
+                )
+                .bind(int(*at_ms))
+                .bind(*id),
+                DeliveryOutcome::Failed {
+                    id,
+                    retry_at_ms,
+                    error,
+                } => {
+                    let (state, next) = match retry_at_ms {
+                        Some(at) => ("pending", int(*at)),
+                        None => ("dead", 0),
+                    };
+                    sqlx::query(
+                        "UPDATE notifications SET state = $1, next_attempt_at_ms = CASE WHEN $1 = 'pending' \
+                         THEN $2 ELSE next_attempt_at_ms END, locked_by = NULL, locked_until_ms = NULL, \
+                         last_error = $3 WHERE id = $4 AND state = 'pending'",
+                    )
+                    .bind(state)
+                    .bind(next)
+                    .bind(error.clone())
+                    .bind(*id)
+                }
+            };
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("record delivery"))?;
+        }
+        tx.commit().await.map_err(q("commit"))
     }
 
     /// Records a failed delivery: due again at `retry_at_ms`, or dead-lettered when `None`.
@@ -1262,7 +1220,7 @@ impl Store {
         };
         let rows = query
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await
             .map_err(q("list notifications"))?;
         rows.iter()
@@ -1322,7 +1280,7 @@ impl Store {
     /// [`StoreError::Query`].
     pub async fn backlog(&self) -> Result<(u64, u64, u64, u64), StoreError> {
         let jobs = sqlx::query("SELECT COUNT(*) AS n FROM broadcast_jobs WHERE done_at_ms IS NULL")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await
             .map_err(q("backlog"))?;
         let open: i64 = jobs.try_get("n").map_err(q("backlog"))?;
@@ -1330,7 +1288,7 @@ impl Store {
         for (slot, state) in counts.iter_mut().zip(["pending", "delivered", "dead"]) {
             let row = sqlx::query("SELECT COUNT(*) AS n FROM notifications WHERE state = $1")
                 .bind(state)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.read)
                 .await
                 .map_err(q("backlog"))?;
             *slot = uint(row.try_get("n").map_err(q("backlog"))?);
@@ -1449,6 +1407,189 @@ async fn update_inclusion(
     .map_err(q("record inclusion"))?
     .rows_affected();
     Ok(changed == 1)
+}
+
+/// One tracker decision with what it needs: the record as read, the step, and the revert
+/// reason of a newly failed transaction.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    /// The transaction as read at the start of the tick.
+    pub record: &'a TxRecord,
+    /// The decision.
+    pub step: crate::core::Step,
+    /// Revert reason for a confirmed, reverted transaction.
+    pub revert_reason: Option<String>,
+}
+
+async fn apply_in(
+    tx: &mut Tx<'_>,
+    decision: &Decision<'_>,
+    confirmations: u64,
+    now_ms: u64,
+) -> Result<Applied, StoreError> {
+    use crate::core::Step;
+    let record = decision.record;
+    let revert_reason = decision.revert_reason.clone();
+    let step = &decision.step;
+    let mut applied = Applied::default();
+    let old_block = record
+        .inclusion
+        .map(|i| hash_key(i.block_hash))
+        .unwrap_or_default();
+    match *step {
+        Step::Wait | Step::CheckPool => {}
+        Step::Include {
+            inclusion,
+            reorged_from,
+            notify_reorg,
+            confirm,
+        } => {
+            let status = match (confirm, inclusion.success) {
+                (false, _) => TxStatus::Included,
+                (true, true) => TxStatus::Mined,
+                (true, false) => TxStatus::Failed,
+            };
+            applied.changed = update_inclusion(
+                tx,
+                record,
+                &old_block,
+                status,
+                &inclusion,
+                if confirm { revert_reason.clone() } else { None },
+                u64::from(reorged_from.is_some()),
+                now_ms,
+            )
+            .await?;
+            if applied.changed {
+                if let (Some(from), true) = (reorged_from, notify_reorg) {
+                    let event = make_event(
+                        record,
+                        EventStatus::Reorged,
+                        Some(&from),
+                        None,
+                        None,
+                        confirmations,
+                        now_ms,
+                    );
+                    applied.notifications +=
+                        insert_notifications(tx, record, &event, now_ms).await?;
+                }
+                if confirm {
+                    let status = if inclusion.success {
+                        EventStatus::Mined
+                    } else {
+                        EventStatus::Failed
+                    };
+                    let event = make_event(
+                        record,
+                        status,
+                        Some(&inclusion),
+                        revert_reason,
+                        None,
+                        confirmations,
+                        now_ms,
+                    );
+                    applied.notifications +=
+                        insert_notifications(tx, record, &event, now_ms).await?;
+                }
+            }
+        }
+        Step::Confirm => {
+            let Some(inclusion) = record.inclusion else {
+                return Ok(applied);
+            };
+            let status = if inclusion.success {
+                TxStatus::Mined
+            } else {
+                TxStatus::Failed
+            };
+            applied.changed = update_inclusion(
+                tx,
+                record,
+                &old_block,
+                status,
+                &inclusion,
+                revert_reason.clone(),
+                0,
+                now_ms,
+            )
+            .await?;
+            if applied.changed {
+                let kind = if inclusion.success {
+                    EventStatus::Mined
+                } else {
+                    EventStatus::Failed
+                };
+                let event = make_event(
+                    record,
+                    kind,
+                    Some(&inclusion),
+                    revert_reason,
+                    None,
+                    confirmations,
+                    now_ms,
+                );
+                applied.notifications += insert_notifications(tx, record, &event, now_ms).await?;
+            }
+        }
+        Step::Finalize => {
+            applied.changed = sqlx::query(
+                "UPDATE transactions SET finalized = 1, updated_at_ms = $1 \
+                 WHERE tx_hash = $2 AND status = $3 AND block_hash = $4 AND finalized = 0",
+            )
+            .bind(int(now_ms))
+            .bind(hash_key(record.tx_hash))
+            .bind(record.status.as_str())
+            .bind(&old_block)
+            .execute(&mut **tx)
+            .await
+            .map_err(q("finalize"))?
+            .rows_affected()
+                == 1;
+        }
+        Step::Reorged { from, notify } => {
+            applied.changed = sqlx::query(
+                "UPDATE transactions SET status = 'pending', block_number = NULL, block_hash = NULL, \
+                 gas_used = NULL, success = NULL, revert_reason = NULL, reorgs = reorgs + 1, \
+                 last_activity_ms = $1, updated_at_ms = $1 \
+                 WHERE tx_hash = $2 AND status = $3 AND block_hash = $4",
+            )
+            .bind(int(now_ms))
+            .bind(hash_key(record.tx_hash))
+            .bind(record.status.as_str())
+            .bind(hash_key(from.block_hash))
+            .execute(&mut **tx)
+            .await
+            .map_err(q("reorg"))?
+            .rows_affected()
+                == 1;
+            if applied.changed {
+                insert_job(
+                    tx,
+                    &hash_key(record.tx_hash),
+                    record.chain_id,
+                    "reorged",
+                    now_ms,
+                )
+                .await?;
+                applied.rebroadcast = true;
+                if notify {
+                    let event = make_event(
+                        record,
+                        EventStatus::Reorged,
+                        Some(&from),
+                        None,
+                        None,
+                        confirmations,
+                        now_ms,
+                    );
+                    applied.notifications +=
+                        insert_notifications(tx, record, &event, now_ms).await?;
+                }
+            }
+        }
+    }
+    Ok(applied)
 }
 
 async fn tx_in(tx: &mut Tx<'_>, hash: B256) -> Result<Option<TxRecord>, StoreError> {
@@ -1610,4 +1751,188 @@ fn tx_record(row: &AnyRow) -> Result<TxRecord, StoreError> {
         revert_reason,
         error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Step;
+    use crate::load::{Wallet, transfer};
+    use crate::rules::Receiver;
+    use alloy::primitives::U256;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url: SafeUrl = format!("sqlite://{}", dir.path().join("t.db").display())
+            .parse()
+            .unwrap();
+        let store = Store::open(&url, 1).await.unwrap();
+        (dir, store)
+    }
+
+    fn signed(nonce: u64) -> SignedTx {
+        let alice = Wallet::from_seed([9; 32]).unwrap();
+        let raw = transfer(
+            &alice,
+            31337,
+            nonce,
+            Address::repeat_byte(7),
+            U256::from(1),
+            21_000,
+        )
+        .unwrap();
+        crate::validate::check_transaction(
+            &format!("0x{}", hex::encode(&raw)),
+            alice.address(),
+            31337,
+            true,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn admission_claims_and_leases() {
+        let (_dir, store) = store().await;
+        let tx = signed(0);
+        let window = Duration::from_secs(60);
+        assert_eq!(
+            store.submit(&tx, "d", true, 1_000, window).await.unwrap(),
+            Admission::New
+        );
+        assert_eq!(
+            store.submit(&tx, "d", true, 2_000, window).await.unwrap(),
+            Admission::Duplicate
+        );
+        assert_eq!(
+            store.submit(&tx, "e", false, 3_000, window).await.unwrap(),
+            Admission::Resend
+        );
+        assert_eq!(store.accepted_at(tx.hash).await.unwrap(), Some(1_000));
+        assert_eq!(store.devices_of(tx.hash).await.unwrap(), ["d", "e"]);
+        let lease = Duration::from_secs(10);
+        let jobs = store.claim_broadcasts("i", 5_000, lease, 10).await.unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert!(jobs.iter().all(|j| j.attempts == 1));
+        assert!(
+            store
+                .claim_broadcasts("i", 6_000, lease, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // After the lease, another worker takes them over; a restart releases at once.
+        let again = store
+            .claim_broadcasts("j", 15_001, lease, 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|j| j.attempts == 2));
+        assert_eq!(store.release_claims("j").await.unwrap(), 2);
+        assert_eq!(
+            store
+                .claim_broadcasts("k", 15_002, lease, 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // Outside the window an idempotent submission is sent again and restarts the window.
+        assert_eq!(
+            store.submit(&tx, "d", true, 70_000, window).await.unwrap(),
+            Admission::Resend
+        );
+        assert_eq!(store.accepted_at(tx.hash).await.unwrap(), Some(70_000));
+    }
+
+    #[tokio::test]
+    async fn results_go_through_the_outbox() {
+        let (_dir, store) = store().await;
+        let registration = Registration {
+            fixed: vec![Receiver {
+                url: "http://127.0.0.1:9/hook".parse().unwrap(),
+                secret: svckit::redact::Secret::new("0123456789abcdef"),
+            }],
+            ..Registration::default()
+        };
+        store.put_device("d", &registration, 0).await.unwrap();
+        let tx = signed(0);
+        store
+            .submit(&tx, "d", true, 1_000, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let job = store
+            .claim_broadcasts("i", 1_000, Duration::from_secs(10), 1)
+            .await
+            .unwrap()
+            .remove(0);
+        store
+            .finish_broadcast(&job, &BroadcastOutcome::Sent, 1_100)
+            .await
+            .unwrap();
+        let record = store.transaction(tx.hash).await.unwrap().unwrap();
+        assert_eq!(record.status, TxStatus::Pending);
+        assert_eq!(record.broadcast_count, 1);
+        let inclusion = Inclusion {
+            block_number: 5,
+            block_hash: B256::repeat_byte(5),
+            gas_used: 21_000,
+            success: true,
+        };
+        let step = Step::Include {
+            inclusion,
+            reorged_from: None,
+            notify_reorg: false,
+            confirm: true,
+        };
+        let applied = store
+            .apply_step(&record, &step, None, 1, 2_000)
+            .await
+            .unwrap();
+        assert!(applied.changed);
+        assert_eq!(applied.notifications, 1);
+        // The same decision from a stale read (another instance) changes nothing.
+        let stale = store
+            .apply_step(&record, &step, None, 1, 2_000)
+            .await
+            .unwrap();
+        assert_eq!(stale, Applied::default());
+        let webhooks = store
+            .claim_webhooks("i", 2_000, Duration::from_secs(10), 10)
+            .await
+            .unwrap();
+        assert_eq!(webhooks.len(), 1);
+        let event: Event = serde_json::from_str(&webhooks[0].payload).unwrap();
+        assert_eq!(event.status, EventStatus::Mined);
+        assert_eq!(event.block_number, Some(5));
+        store
+            .delivery_failed(webhooks[0].id, None, "HTTP 500")
+            .await
+            .unwrap();
+        let dead = store.notifications(None, 10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(store.replay(Some(dead[0].id), 3_000).await.unwrap(), 1);
+        let retried = store
+            .claim_webhooks("i", 3_000, Duration::from_secs(10), 10)
+            .await
+            .unwrap();
+        assert_eq!(retried[0].attempts, 1);
+        store.delivered(retried[0].id, 3_100).await.unwrap();
+        assert_eq!(store.backlog().await.unwrap(), (0, 0, 1, 0));
+        // A reorg puts it back to pending with a rebroadcast job.
+        let mined = store.transaction(tx.hash).await.unwrap().unwrap();
+        let reorg = Step::Reorged {
+            from: inclusion,
+            notify: true,
+        };
+        let applied = store
+            .apply_step(&mined, &reorg, None, 1, 4_000)
+            .await
+            .unwrap();
+        assert!(applied.changed && applied.rebroadcast);
+        assert_eq!(applied.notifications, 1);
+        let record = store.transaction(tx.hash).await.unwrap().unwrap();
+        assert_eq!((record.status, record.reorgs), (TxStatus::Pending, 1));
+        assert_eq!(store.backlog().await.unwrap().0, 1);
+    }
 }

@@ -300,6 +300,46 @@ mod tests {
     }
 
     #[test]
+    fn transactions_signed_by_cast_decode_as_cast_says() {
+        let text = include_str!("../tests/data/cast-transactions.json");
+        let fixtures: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
+        assert_eq!(fixtures.len(), 2);
+        for fixture in fixtures {
+            let cast = &fixture["cast_decode_transaction"];
+            let signer: Address = cast["signer"].as_str().unwrap().parse().unwrap();
+            let chain_id = crate::node::quantity(&cast["chainId"]).unwrap();
+            let raw = fixture["raw"].as_str().unwrap();
+            let tx = check_transaction(raw, signer, chain_id, true).unwrap();
+            assert_eq!(format!("{:#x}", tx.hash), cast["hash"].as_str().unwrap());
+            assert_eq!(tx.sender, signer);
+            assert_eq!(Some(tx.nonce), crate::node::quantity(&cast["nonce"]));
+            assert_eq!(Some(tx.gas_limit), crate::node::quantity(&cast["gas"]));
+            assert_eq!(Some(u64::from(tx.ty)), crate::node::quantity(&cast["type"]));
+            assert_eq!(
+                tx.recipient.map(|a| format!("{a:#x}")).as_deref(),
+                cast["to"].as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A deterministic sweep of truncations and byte flips of a valid transaction.
+        let alice = wallet(1);
+        let good = transfer(&alice, 31337, 0, wallet(2).address(), U256::from(1), 21_000).unwrap();
+        for len in 0..=good.len() {
+            let _ = check_transaction(&raw(&good[..len]), alice.address(), 31337, true);
+        }
+        for i in 0..good.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bytes = good.clone();
+                bytes[i] ^= flip;
+                let _ = check_transaction(&raw(&bytes), alice.address(), 31337, true);
+            }
+        }
+    }
+
+    #[test]
     fn account_policy_modes() {
         let a = wallet(1).address();
         let b = wallet(2).address();

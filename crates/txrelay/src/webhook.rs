@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, warn};
 
 use crate::core::{Backoff, Retry, now_ms};
 use crate::relay::Shared;
-use crate::store::WebhookJob;
+use crate::store::{DeliveryOutcome, WebhookJob};
 
 /// Header carrying the event id.
 pub const EVENT_ID_HEADER: &str = "x-txrelay-event-id";
@@ -37,7 +37,10 @@ pub const SIGNATURE_HEADER: &str = "x-txrelay-signature";
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 /// Most webhook POSTs in flight at once per relay instance.
-const MAX_IN_FLIGHT: usize = 64;
+const MAX_IN_FLIGHT: usize = 128;
+
+/// Most delivery outcomes written per database transaction.
+const RECORD_BATCH: usize = 256;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -121,10 +124,23 @@ pub fn verify(
         .map_err(|_| SignatureError::Mismatch)
 }
 
-/// The webhook worker: claims due notifications, POSTs them (at most 64 at once) and records
-/// the outcome, until the relay stops.
+/// The webhook worker: claims due notifications, POSTs them (at most 128 at once) and
+/// records the outcomes in batches, until the relay stops.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let (outcomes, mut recorded) = mpsc::unbounded_channel::<DeliveryOutcome>();
+    let recorder = {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(RECORD_BATCH);
+            while recorded.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+                if let Err(error) = shared.store.record_deliveries(&batch).await {
+                    warn!(%error, count = batch.len(), "recording deliveries failed; their leases will expire and they are sent again");
+                }
+                batch.clear();
+            }
+        })
+    };
     let settings = &shared.settings;
     loop {
         tokio::select! {
@@ -161,13 +177,26 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                     return;
                 };
-                tokio::spawn(deliver(Arc::clone(&shared), job, permit));
+                tokio::spawn(deliver(Arc::clone(&shared), job, outcomes.clone(), permit));
             }
         }
     }
+    // Let deliveries in flight record their outcome, briefly.
+    drop(outcomes);
+    if tokio::time::timeout(Duration::from_secs(1), recorder)
+        .await
+        .is_err()
+    {
+        debug!("deliveries still in flight at shutdown; they are sent again after a restart");
+    }
 }
 
-async fn deliver(shared: Arc<Shared>, job: WebhookJob, _permit: OwnedSemaphorePermit) {
+async fn deliver(
+    shared: Arc<Shared>,
+    job: WebhookJob,
+    outcomes: mpsc::UnboundedSender<DeliveryOutcome>,
+    _permit: OwnedSemaphorePermit,
+) {
     let timestamp = now_ms(shared.clock.as_ref()) / 1000;
     let signature = sign(job.secret.as_bytes(), timestamp, job.payload.as_bytes());
     let outcome = shared
@@ -191,7 +220,7 @@ async fn deliver(shared: Arc<Shared>, job: WebhookJob, _permit: OwnedSemaphorePe
         Err(error) => Some(format!("unreachable: {error}")),
     };
     let now = now_ms(shared.clock.as_ref());
-    let recorded = match failure {
+    let outcome = match failure {
         None => {
             shared.metrics.delivery("webhook", "delivered");
             let waited = now.saturating_sub(job.created_at_ms);
@@ -200,11 +229,15 @@ async fn deliver(shared: Arc<Shared>, job: WebhookJob, _permit: OwnedSemaphorePe
                 .delivery_seconds
                 .observe(waited as f64 / 1000.0);
             debug!(event_id = %job.event_id, attempts = job.attempts, "webhook delivered");
-            shared.store.delivered(job.id, now).await
+            DeliveryOutcome::Delivered {
+                id: job.id,
+                at_ms: now,
+            }
         }
         Some(error) => {
             let backoff = Backoff::new(shared.settings.delivery_backoff);
-            let retry = match backoff.after_failure(job.attempts, now, rand::random::<f64>()) {
+            let retry_at_ms = match backoff.after_failure(job.attempts, now, rand::random::<f64>())
+            {
                 Retry::At(at) => {
                     shared.metrics.delivery("webhook", "failed");
                     Some(at)
@@ -216,12 +249,15 @@ async fn deliver(shared: Arc<Shared>, job: WebhookJob, _permit: OwnedSemaphorePe
                 }
             };
             debug!(event_id = %job.event_id, attempts = job.attempts, %error, "webhook delivery failed");
-            shared.store.delivery_failed(job.id, retry, &error).await
+            DeliveryOutcome::Failed {
+                id: job.id,
+                retry_at_ms,
+                error,
+            }
         }
     };
-    if let Err(error) = recorded {
-        warn!(%error, event_id = %job.event_id, "recording a delivery failed; the lease will expire and it is retried");
-    }
+    // The recorder is gone only at shutdown; the lease then brings the notification back.
+    let _ = outcomes.send(outcome);
 }
 
 /// Seconds since the Unix epoch of `clock`, for [`verify`].

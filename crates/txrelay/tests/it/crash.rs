@@ -70,6 +70,12 @@ async fn kill_mid_load_and_restart(backend: Backend) {
         || async { (accepted.lock().unwrap().len() >= total / 2).then_some(()) },
     )
     .await;
+    // Work in flight at the kill: accepted transactions whose notice has not arrived.
+    let at_kill = accepted.lock().unwrap().len();
+    assert!(
+        hooks.deliveries().len() < at_kill,
+        "nothing was in flight at the kill"
+    );
     relay.crash_and_restart();
     for submitter in submitters {
         submitter.await.unwrap();

@@ -29,6 +29,7 @@ mod support;
 
 mod crash;
 mod delivery;
+mod demo;
 mod failover;
 mod multi_instance;
 mod rebroadcast;
