@@ -4,6 +4,7 @@
 //! of the first transaction"). Decisions come from [`crate::core::tracker`]; their effects
 //! (status, notifications, rebroadcast jobs) are written through the outbox.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use alloy::primitives::B256;
@@ -36,7 +37,7 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
         rebroadcast_after_ms: u64::try_from(shared.settings.rebroadcast_after.as_millis())
             .unwrap_or(u64::MAX),
     };
-    let mut last_head: Option<Head> = None;
+    let mut checked = Checked::default();
     loop {
         tokio::select! {
             () = shared.cancel.cancelled() => break,
@@ -49,11 +50,19 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
                 continue;
             }
         };
-        match tick(&shared, &node, &policy, head, last_head).await {
-            Ok(()) => last_head = Some(head),
-            Err(error) => warn!(chain_id, %error, "tracking tick failed; retrying"),
+        if let Err(error) = tick(&shared, &node, &policy, head, &mut checked).await {
+            warn!(chain_id, %error, "tracking tick failed; retrying");
         }
     }
+}
+
+/// What the last ticks asked the node about at the current head.
+#[derive(Debug, Default)]
+struct Checked {
+    /// The head of those receipts.
+    head: Option<Head>,
+    /// Transactions whose receipts were fetched at that head.
+    hashes: HashSet<B256>,
 }
 
 async fn tick(
@@ -61,7 +70,7 @@ async fn tick(
     node: &NodeClient,
     policy: &Policy,
     head: Head,
-    last_head: Option<Head>,
+    checked: &mut Checked,
 ) -> Result<(), crate::Error> {
     let chain_id = node.chain_id();
     let records = shared.store.tracked(chain_id, TRACK_LIMIT).await?;
@@ -69,13 +78,25 @@ async fn tick(
         return Ok(());
     }
     let now = now_ms(shared.clock.as_ref());
-    let timer_due = records.iter().any(|r| {
+    let timer_due = |r: &TxRecord| {
         r.tracked().is_some_and(|t| {
             t.phase == crate::core::Phase::Pending
                 && now.saturating_sub(t.last_activity_ms) >= policy.rebroadcast_after_ms
         })
-    });
-    if last_head == Some(head) && !timer_due {
+    };
+    // A new head: look at everything. The same head: only at transactions that became
+    // tracked since (sent after the last look, possibly already in this head's block) and at
+    // those whose rebroadcast timer ran out.
+    let new_head = checked.head != Some(head);
+    let records: Vec<TxRecord> = if new_head {
+        records
+    } else {
+        records
+            .into_iter()
+            .filter(|r| !checked.hashes.contains(&r.tx_hash) || timer_due(r))
+            .collect()
+    };
+    if records.is_empty() {
         return Ok(());
     }
     let hashes: Vec<B256> = records.iter().map(|r| r.tx_hash).collect();
@@ -83,6 +104,11 @@ async fn tick(
     for chunk in hashes.chunks(shared.settings.receipt_batch_size) {
         receipts.extend(node.receipts(chunk).await?);
     }
+    if new_head {
+        checked.head = Some(head);
+        checked.hashes.clear();
+    }
+    checked.hashes.extend(hashes.iter().copied());
     let mut pool_checks: Vec<&TxRecord> = Vec::new();
     let mut decisions: Vec<Decision<'_>> = Vec::new();
     for (record, receipt) in records.iter().zip(&receipts) {
