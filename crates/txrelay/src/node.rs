@@ -16,7 +16,7 @@ use alloy::primitives::{Address, B256};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{Value, json};
 use svckit::redact::SafeUrl;
-use tracing::{debug, warn};
+use tracing::{debug, instrument, warn};
 
 use crate::error::{NodeError, RpcErrorKind};
 
@@ -233,6 +233,7 @@ impl NodeClient {
     /// # Errors
     /// [`NodeError::Rpc`] when the node answers with an error (after failover for a busy
     /// node), [`NodeError::AllFailed`] when no node answered.
+    #[instrument(level = "debug", skip_all, fields(chain_id = self.inner.chain_id, method))]
     pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, NodeError> {
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         self.with_failover(method, &body, |url, value| {
@@ -245,6 +246,7 @@ impl NodeClient {
     ///
     /// # Errors
     /// [`NodeError::AllFailed`] when no node answered the batch; per-entry errors are inside.
+    #[instrument(level = "debug", skip_all, fields(chain_id = self.inner.chain_id, method, count = params.len()))]
     pub async fn batch(
         &self,
         method: &'static str,

@@ -9,6 +9,9 @@
 //! connection). A restarted instance releases its own leases at once; whatever a crashed
 //! instance had claimed becomes due again, so every pending transaction and notification
 //! resumes.
+//!
+//! Webhook secrets are stored with the rules (the relay signs with them); protect the
+//! database like a secret store.
 
 use std::str::FromStr;
 use std::time::Duration;
