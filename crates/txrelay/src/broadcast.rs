@@ -88,7 +88,7 @@ async fn send(shared: &Shared, job: &BroadcastJob) -> usize {
     ) && job.reason == "resubmitted"
     {
         // Already on chain: a resubmission has nothing to send.
-        BroadcastOutcome::Sent
+        BroadcastOutcome::Skipped
     } else if job.attempts > 1 && matches!(node.known(&[job.tx_hash]).await.as_deref(), Ok([true]))
     {
         Metrics::chain(&shared.metrics.broadcasts, job.chain_id, "known");

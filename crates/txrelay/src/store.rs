@@ -179,6 +179,8 @@ pub struct BroadcastFacts {
 pub enum BroadcastOutcome {
     /// Sent (or already held by the node).
     Sent,
+    /// Nothing to send (a resubmission of a transaction already in a block): job closed.
+    Skipped,
     /// Transient failure; due again at this Unix ms.
     RetryAt(u64),
     /// "nonce too low" to a rebroadcast: counted, job closed.
@@ -858,6 +860,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("mark sent"))?;
+            }
+            BroadcastOutcome::Skipped => {
+                close_job(&mut tx, job.id, None, now_ms).await?;
             }
             BroadcastOutcome::NonceConflict => {
                 close_job(&mut tx, job.id, Some("nonce too low"), now_ms).await?;
