@@ -1,0 +1,396 @@
+//! `txrelay bench`: one anvil chain, one relay (SQLite) and a webhook receiver on 127.0.0.1,
+//! measured in one run against the peer "submit straight to anvil and poll for receipts".
+//!
+//! Rows:
+//! - submission throughput: `eth_sendRawTransaction` to anvil vs `POST /v1/chains/{id}/
+//!   transactions` to the relay (validation, nonce lookup, idempotency, durable outbox, 202);
+//! - end to end: from the first submission until every receipt is seen by a 50 ms poller
+//!   (direct) vs until every signed webhook has arrived (relay);
+//! - latency after inclusion: from the including block first being seen (a 10 ms observer)
+//!   to the receipt seen by the poller (direct) or the webhook arriving (relay), p50 and p99.
+//!
+//! All processes share this machine's cores; the figures are for that mix.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, U256};
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget};
+use serde::Serialize;
+use serde_json::json;
+use tracing::info;
+
+use crate::anvil::{BlockObserver, DevChain, percentile_ms};
+use crate::client::RelayClient;
+use crate::config::{AccountMode, ChainConfig, Config};
+use crate::load::{Wallet, transfer};
+use crate::receiver::ReceiverServer;
+use crate::rules::{Receiver, Registration};
+
+/// Chain id of the benchmark chain.
+pub const CHAIN_ID: u64 = 31337;
+/// Accounts per side.
+pub const ACCOUNTS: usize = 20;
+
+/// Options of [`run`].
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Transactions per side.
+    pub txs: usize,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Show progress on stderr.
+    pub progress: bool,
+}
+
+/// One measured row.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Row {
+    /// What was measured.
+    pub name: String,
+    /// Transactions.
+    pub txs: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Transactions per second.
+    pub tx_per_s: f64,
+    /// Median latency after inclusion, ms (end-to-end rows).
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency after inclusion, ms.
+    pub p99_ms: Option<f64>,
+}
+
+/// The benchmark's rows.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BenchReport {
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// The rows.
+    pub rows: Vec<Row>,
+}
+
+impl BenchReport {
+    /// The rows as an aligned text table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<58} {:>6} {:>8} {:>9} {:>9} {:>9}",
+            "measurement", "txs", "seconds", "tx/s", "p50 ms", "p99 ms"
+        );
+        let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+        for row in &self.rows {
+            let _ = writeln!(
+                out,
+                "{:<58} {:>6} {:>8.2} {:>9.1} {:>9} {:>9}",
+                row.name,
+                row.txs,
+                row.seconds,
+                row.tx_per_s,
+                cell(row.p50_ms),
+                cell(row.p99_ms)
+            );
+        }
+        let _ = write!(
+            out,
+            "({} requests in flight; latency = from the including block first seen to the receipt/notification)",
+            self.concurrency
+        );
+        out
+    }
+}
+
+fn row(name: &str, txs: usize, elapsed: Duration, latency: Option<&[Duration]>) -> Row {
+    let seconds = elapsed.as_secs_f64();
+    Row {
+        name: name.to_owned(),
+        txs,
+        seconds: (seconds * 100.0).round() / 100.0,
+        tx_per_s: if seconds > 0.0 {
+            ((txs as f64 / seconds) * 10.0).round() / 10.0
+        } else {
+            0.0
+        },
+        p50_ms: latency.map(|l| percentile_ms(l, 50.0)),
+        p99_ms: latency.map(|l| percentile_ms(l, 99.0)),
+    }
+}
+
+fn spinner(progress: bool, len: usize, message: &'static str) -> ProgressBar {
+    let target = if progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(len as u64), target);
+    bar.set_message(message);
+    bar
+}
+
+/// Signs `txs` transfers from `ACCOUNTS` fresh accounts, nonce-major so each account's
+/// nonces go out in order.
+fn sign_load(
+    wallets: &[Wallet],
+    txs: usize,
+    to: Address,
+) -> anyhow::Result<Vec<(Address, Vec<u8>)>> {
+    let mut load = Vec::with_capacity(txs);
+    let mut nonce = 0_u64;
+    while load.len() < txs {
+        for wallet in wallets {
+            if load.len() == txs {
+                break;
+            }
+            load.push((
+                wallet.address(),
+                transfer(wallet, CHAIN_ID, nonce, to, U256::from(1), 21_000)?,
+            ));
+        }
+        nonce += 1;
+    }
+    Ok(load)
+}
+
+/// Runs the benchmark.
+///
+/// # Errors
+/// When a component cannot be started (anvil missing: run `scripts/setup`) or a submission
+/// fails.
+#[expect(clippy::too_many_lines, reason = "one scripted measurement")]
+pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    let dir = tempfile::Builder::new()
+        .prefix("txrelay-bench-")
+        .tempdir()
+        .context("creating a work directory")?;
+    let path = dir.path().to_path_buf();
+    let chain = tokio::task::spawn_blocking(move || {
+        DevChain::start(CHAIN_ID, Some(1), &["--gas-limit", "300000000"], &path)
+    })
+    .await?
+    .context("starting anvil (run scripts/setup)")?;
+    let anvil = chain.anvil().clone();
+    let observer = BlockObserver::start(&anvil);
+    let secret = hex::encode(rand::random::<[u8; 24]>());
+    let receivers = ReceiverServer::start(
+        0,
+        BTreeMap::from([("bench".to_owned(), secret.clone())]),
+        HashSet::new(),
+    )
+    .await?;
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        instance_id: "bench".to_owned(),
+        chains: vec![ChainConfig {
+            chain_id: CHAIN_ID,
+            rpc_urls: vec![chain.url().to_owned()],
+            confirmations: 1,
+        }],
+        ..Config::default()
+    };
+    config.database.url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    config.accounts.mode = AccountMode::Open;
+    config.tracking.poll_interval_ms = 50;
+    config.delivery.poll_interval_ms = 50;
+    let running = crate::relay::start(config.validate()?, Arc::new(svckit::SystemClock)).await?;
+    let client = RelayClient::new(&running.url(""));
+    client
+        .register(
+            "bench",
+            &Registration {
+                fixed: vec![Receiver {
+                    url: receivers.url("bench").parse()?,
+                    secret: svckit::redact::Secret::new(secret),
+                }],
+                ..Registration::default()
+            },
+        )
+        .await?;
+
+    let sink = Wallet::random().address();
+    let direct_wallets: Vec<Wallet> = (0..ACCOUNTS).map(|_| Wallet::random()).collect();
+    let relay_wallets: Vec<Wallet> = (0..ACCOUNTS).map(|_| Wallet::random()).collect();
+    for wallet in direct_wallets.iter().chain(&relay_wallets) {
+        anvil
+            .set_balance(wallet.address(), U256::from(10_u64).pow(U256::from(21)))
+            .await?;
+    }
+    let direct_load = sign_load(&direct_wallets, options.txs, sink)?;
+    let relay_load = sign_load(&relay_wallets, options.txs, sink)?;
+    info!(
+        txs = options.txs,
+        concurrency = options.concurrency,
+        "load signed"
+    );
+
+    // Direct: submit, then poll receipts every 50 ms.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()?;
+    let bar = spinner(options.progress, options.txs, "direct submit");
+    let started = Instant::now();
+    let results = futures::stream::iter(direct_load.iter().map(|(_, raw)| {
+        let (http, url, bar) = (http.clone(), chain.url().to_owned(), bar.clone());
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
+                          "params": [format!("0x{}", hex::encode(raw))]})
+        .to_string();
+        async move {
+            let answer = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?
+                .bytes()
+                .await?;
+            bar.inc(1);
+            Ok::<_, reqwest::Error>(answer)
+        }
+    }))
+    .buffer_unordered(options.concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    let direct_submit = started.elapsed();
+    bar.finish_and_clear();
+    for answer in results {
+        let answer = answer?;
+        if !String::from_utf8_lossy(&answer).contains("\"result\"") {
+            bail!(
+                "anvil refused a direct submission: {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    let mut pending: Vec<B256> = direct_load
+        .iter()
+        .map(|(_, raw)| alloy::primitives::keccak256(raw))
+        .collect();
+    let mut direct_latency = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            bail!("{} direct transactions never got a receipt", pending.len());
+        }
+        let mut still = Vec::new();
+        for chunk in pending.chunks(200) {
+            let receipts = anvil.node().receipts(chunk).await?;
+            let seen = Instant::now();
+            for (hash, receipt) in chunk.iter().zip(receipts) {
+                match receipt.and_then(|r| observer.first_seen(r.block_number)) {
+                    Some(block_seen) => {
+                        direct_latency.push(seen.saturating_duration_since(block_seen));
+                    }
+                    None => still.push(*hash),
+                }
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let direct_total = started.elapsed();
+
+    // Relay: submit, then wait for every webhook.
+    let bar = spinner(options.progress, options.txs, "relay submit");
+    let started = Instant::now();
+    let answers = futures::stream::iter(relay_load.iter().map(|(sender, raw)| {
+        let (client, bar) = (client.clone(), bar.clone());
+        async move {
+            let answer = client.submit(CHAIN_ID, raw, *sender, "bench", true).await;
+            bar.inc(1);
+            answer
+        }
+    }))
+    .buffer_unordered(options.concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    let relay_submit = started.elapsed();
+    bar.finish_and_clear();
+    for answer in answers {
+        let answer = answer?;
+        if answer.accepted().is_none() {
+            bail!(
+                "the relay refused a submission: {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+    }
+    let wanted: HashSet<B256> = relay_load
+        .iter()
+        .map(|(_, raw)| alloy::primitives::keccak256(raw))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let arrivals: HashMap<B256, Instant> = loop {
+        let arrivals: HashMap<B256, Instant> = receivers
+            .deliveries()
+            .into_iter()
+            .filter(|d| wanted.contains(&d.event.tx_hash))
+            .map(|d| (d.event.tx_hash, d.arrived))
+            .collect();
+        if arrivals.len() == wanted.len() {
+            break arrivals;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} of {} notifications arrived",
+                arrivals.len(),
+                wanted.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let relay_total = arrivals.values().max().map_or(Duration::ZERO, |last| {
+        last.saturating_duration_since(started)
+    });
+    let mut relay_latency = Vec::new();
+    for delivery in receivers.deliveries() {
+        if let Some(seen) = delivery
+            .event
+            .block_number
+            .and_then(|b| observer.first_seen(b))
+        {
+            relay_latency.push(delivery.arrived.saturating_duration_since(seen));
+        }
+    }
+    if receivers.stats().bad_signatures > 0 {
+        bail!("webhook signatures failed to verify");
+    }
+    running.stop().await?;
+    drop(observer);
+    drop(chain);
+    Ok(BenchReport {
+        concurrency: options.concurrency,
+        rows: vec![
+            row(
+                "direct: eth_sendRawTransaction to anvil",
+                options.txs,
+                direct_submit,
+                None,
+            ),
+            row(
+                "relay: POST /v1/chains/31337/transactions -> 202",
+                options.txs,
+                relay_submit,
+                None,
+            ),
+            row(
+                "direct: submit until every receipt seen (50 ms poller)",
+                options.txs,
+                direct_total,
+                Some(&direct_latency),
+            ),
+            row(
+                "relay: submit until every signed webhook arrived",
+                options.txs,
+                relay_total,
+                Some(&relay_latency),
+            ),
+        ],
+    })
+}

@@ -1,0 +1,134 @@
+//! The broadcast worker: sends queued transactions to a node of their chain (seed ¶27) and
+//! retries transient failures (seed ¶44-45), taking jobs from the outbox.
+//!
+//! A job claimed for the second time or later (after a transient failure, or because the
+//! instance that claimed it crashed) first asks the node whether it already holds the
+//! transaction; if so the job is closed without sending: a crash between "sent" and "recorded"
+//! does not cause a second broadcast.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tracing::{debug, info, warn};
+
+use crate::core::tracker::{Attempt, BroadcastStep, after_broadcast};
+use crate::core::{Backoff, now_ms};
+use crate::metrics::Metrics;
+use crate::relay::Shared;
+use crate::store::{BroadcastJob, BroadcastOutcome, TxStatus};
+
+/// Jobs sent concurrently by one worker.
+const CONCURRENCY: usize = 32;
+
+/// Runs until the relay stops.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let settings = &shared.settings;
+    loop {
+        tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            () = shared.wake_broadcast.notified() => {}
+            () = tokio::time::sleep(settings.poll_interval.max(std::time::Duration::from_millis(100))) => {}
+        }
+        loop {
+            let now = now_ms(shared.clock.as_ref());
+            let jobs = match shared
+                .store
+                .claim_broadcasts(
+                    &settings.instance_id,
+                    now,
+                    settings.broadcast_lease,
+                    settings.broadcast_batch,
+                )
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(error) => {
+                    warn!(%error, "claiming broadcast jobs failed; retrying");
+                    break;
+                }
+            };
+            if jobs.is_empty() {
+                break;
+            }
+            let mut notified = 0;
+            let mut results = futures::stream::iter(jobs)
+                .map(|job| {
+                    let shared = Arc::clone(&shared);
+                    async move { send(&shared, &job).await }
+                })
+                .buffer_unordered(CONCURRENCY);
+            while let Some(created) = results.next().await {
+                notified += created;
+            }
+            if notified > 0 {
+                shared.wake_delivery.notify_one();
+                shared.wake_sessions.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Sends one job's transaction and records the outcome; returns notifications created.
+async fn send(shared: &Shared, job: &BroadcastJob) -> usize {
+    let Some(node) = shared.nodes.get(&job.chain_id) else {
+        warn!(chain_id = job.chain_id, tx_hash = %job.tx_hash, "job for an unconfigured chain; left for another instance");
+        return 0;
+    };
+    let facts = match shared.store.broadcast_facts(job.tx_hash).await {
+        Ok(facts) => facts,
+        Err(error) => {
+            warn!(%error, tx_hash = %job.tx_hash, "reading a job's transaction failed");
+            return 0;
+        }
+    };
+    let now = now_ms(shared.clock.as_ref());
+    let outcome = if matches!(
+        facts.status,
+        TxStatus::Mined | TxStatus::Failed | TxStatus::Included
+    ) && job.reason == "resubmitted"
+    {
+        // Already on chain: a resubmission has nothing to send.
+        BroadcastOutcome::Skipped
+    } else if job.attempts > 1 && matches!(node.known(&[job.tx_hash]).await.as_deref(), Ok([true]))
+    {
+        Metrics::chain(&shared.metrics.broadcasts, job.chain_id, "known");
+        debug!(tx_hash = %job.tx_hash, "node already holds the transaction; not sending again");
+        BroadcastOutcome::Sent
+    } else {
+        let result = node.send_raw(&facts.raw).await;
+        let step = after_broadcast(
+            result.as_ref().map(|_| ()),
+            Attempt {
+                attempts: job.attempts,
+                sent_before: facts.broadcast_count > 0,
+                nonce_conflicts: facts.nonce_conflicts,
+                conflict_limit: shared.settings.nonce_conflict_limit,
+            },
+            &Backoff::new(shared.settings.broadcast_backoff),
+            now,
+            rand::random::<f64>(),
+        );
+        let (label, outcome) = match step {
+            BroadcastStep::Sent => ("sent", BroadcastOutcome::Sent),
+            BroadcastStep::RetryAt(at) => ("retry", BroadcastOutcome::RetryAt(at)),
+            BroadcastStep::NonceConflict => ("conflict", BroadcastOutcome::NonceConflict),
+            BroadcastStep::Rejected(reason) => ("rejected", BroadcastOutcome::Rejected(reason)),
+        };
+        Metrics::chain(&shared.metrics.broadcasts, job.chain_id, label);
+        match (&result, &outcome) {
+            (Ok(()), _) => debug!(tx_hash = %job.tx_hash, reason = %job.reason, "broadcast"),
+            (Err(error), BroadcastOutcome::RetryAt(_)) => {
+                warn!(tx_hash = %job.tx_hash, attempts = job.attempts, %error, "broadcast failed; will retry");
+            }
+            (Err(error), _) => info!(tx_hash = %job.tx_hash, %error, "broadcast refused"),
+        }
+        outcome
+    };
+    match shared.store.finish_broadcast(job, &outcome, now).await {
+        Ok(created) => created,
+        Err(error) => {
+            warn!(%error, tx_hash = %job.tx_hash, "recording a broadcast failed; the lease will expire and it is retried");
+            0
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Command line: `txrelay serve | demo | bench`.
+//!
+//! Exit codes: 0 success; 1 an error (printed with its causes); 2 the demo ran but failed one
+//! of its checks (clap's usage errors exit 2 as well).
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use svckit::cli::CommonArgs;
+
+use crate::config::{ChainConfig, Config, ENV_PREFIX};
+
+/// Off-chain transaction relay: validate, dedupe, submit to any node, track receipts, push
+/// signed results to registered receivers.
+#[derive(Debug, Parser)]
+#[command(name = "txrelay", version, about)]
+pub struct Cli {
+    /// Flags shared by every service.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the relay (API, broadcast, head followers, delivery) until SIGINT/SIGTERM.
+    Serve(ServeArgs),
+    /// Start two anvil chains and a relay on 127.0.0.1, send about 200 transactions from 5
+    /// accounts (with duplicates, invalid ones and a reverting call) and check every
+    /// notification arrives with a valid signature.
+    Demo(DemoArgs),
+    /// Transactions per second through the relay against direct submission to anvil, and
+    /// notification latency after inclusion, in one run.
+    Bench(BenchArgs),
+}
+
+/// `txrelay serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen address (overrides `listen`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Database URL (overrides `database.url`): `sqlite://FILE` or `postgres://...`.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// A chain and its node URLs, `CHAIN_ID=URL[,URL...]` (repeatable; replaces a
+    /// `[[chains]]` entry with the same id).
+    #[arg(long = "chain", value_name = "ID=URLS")]
+    pub chains: Vec<String>,
+    /// Instance name (overrides `instance_id`).
+    #[arg(long)]
+    pub instance: Option<String>,
+}
+
+/// `txrelay demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print the report as one JSON line on stdout (no progress bars).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `txrelay bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Transactions per side (relay and direct).
+    #[arg(long, default_value_t = 1000)]
+    pub txs: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Print the rows as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Writes one line to stdout; a closed pipe is not an error (ripgrep's rule).
+///
+/// # Errors
+/// Other write errors.
+pub fn stdout_line(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+fn chain_flag(text: &str) -> anyhow::Result<ChainConfig> {
+    let (id, urls) = text
+        .split_once('=')
+        .with_context(|| format!("--chain `{text}` is not ID=URL[,URL...]"))?;
+    Ok(ChainConfig {
+        chain_id: id
+            .trim()
+            .parse()
+            .with_context(|| format!("--chain `{text}`: `{id}` is not a chain id"))?,
+        rpc_urls: urls.split(',').map(|u| u.trim().to_owned()).collect(),
+        ..ChainConfig::default()
+    })
+}
+
+/// Loads the configuration from its layers and applies `serve`'s flags.
+///
+/// # Errors
+/// Loading or flag errors.
+pub fn serve_config(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut config: Config = svckit::config::load(&common.config_sources(ENV_PREFIX))
+        .map_err(crate::error::ConfigError::from)
+        .context("loading the configuration")?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(url) = &args.database {
+        config.database.url.clone_from(url);
+    }
+    if let Some(instance) = &args.instance {
+        config.instance_id.clone_from(instance);
+    }
+    for text in &args.chains {
+        let chain = chain_flag(text)?;
+        config.chains.retain(|c| c.chain_id != chain.chain_id);
+        config.chains.push(chain);
+    }
+    Ok(config)
+}
+
+/// Runs the parsed command.
+///
+/// # Errors
+/// Whatever stopped the command; `main` prints it with its causes.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = serve_config(&cli.common, &args)?;
+            let settings = config.validate().context("invalid configuration")?;
+            let running = crate::relay::start(settings, Arc::new(svckit::SystemClock))
+                .await
+                .context("starting the relay")?;
+            let signal = svckit::shutdown_signal().context("installing signal handlers")?;
+            running.run_until(signal).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            let options = crate::demo::DemoOptions {
+                progress: !args.json && std::io::stderr().is_terminal(),
+            };
+            let outcome = crate::demo::run(&options).await?;
+            if args.json {
+                stdout_line(&serde_json::to_string(&outcome.report)?)?;
+            } else {
+                stdout_line(&serde_json::to_string_pretty(&outcome.report)?)?;
+            }
+            if outcome.failures.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for failure in &outcome.failures {
+                    tracing::error!(%failure, "demo check failed");
+                }
+                Ok(ExitCode::from(2))
+            }
+        }
+        Command::Bench(args) => {
+            let options = crate::bench::BenchOptions {
+                txs: args.txs.max(1),
+                concurrency: args.concurrency.max(1),
+                progress: !args.json && std::io::stderr().is_terminal(),
+            };
+            let report = crate::bench::run(&options).await?;
+            if args.json {
+                stdout_line(&serde_json::to_string(&report)?)?;
+            } else {
+                stdout_line(&report.table())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_flags_parse() {
+        let chain = chain_flag("31337=http://127.0.0.1:1,http://127.0.0.1:2").unwrap();
+        assert_eq!(chain.chain_id, 31337);
+        assert_eq!(chain.rpc_urls.len(), 2);
+        assert!(chain_flag("http://x").is_err());
+        assert!(chain_flag("x=http://x").is_err());
+    }
+
+    #[test]
+    fn serve_flags_override_the_config() {
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            database: Some("sqlite://x.db".to_owned()),
+            chains: vec!["5=http://127.0.0.1:1".to_owned()],
+            instance: Some("b".to_owned()),
+        };
+        let config = serve_config(&CommonArgs::default(), &args).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.instance_id, "b");
+        assert_eq!(config.chains[0].chain_id, 5);
+        assert!(config.validate().is_ok());
+    }
+}

@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+pub mod anvil;
+pub mod api;
+pub mod bench;
+pub mod broadcast;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod core;
+pub mod demo;
+pub mod error;
+pub mod event;
+pub mod follow;
+pub mod load;
+pub mod login;
+pub mod metrics;
+pub mod node;
+pub mod receiver;
+pub mod relay;
+pub mod rules;
+pub mod session;
+pub mod store;
+pub mod validate;
+pub mod webhook;
+
+pub use config::{Config, Settings};
+pub use error::{Error, NodeError, RejectReason, Result, StoreError};
+pub use event::{Event, EventStatus};
+pub use relay::{Running, start};
+pub use rules::{Receiver, Registration};
+pub use store::Store;

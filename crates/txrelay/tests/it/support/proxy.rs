@@ -1,0 +1,136 @@
+//! A JSON-RPC proxy in front of a node: forwards every request and counts
+//! `eth_sendRawTransaction` per transaction hash, so tests see exactly how often the relay
+//! broadcast each transaction. Stopping it makes its URL refuse connections (a node down).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::{B256, keccak256};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug)]
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    sends: Mutex<HashMap<B256, u32>>,
+}
+
+pub(crate) struct RpcProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+impl Drop for RpcProxy {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl RpcProxy {
+    pub(crate) async fn start(upstream: &str) -> Self {
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_owned(),
+            http: reqwest::Client::new(),
+            sends: Mutex::new(HashMap::new()),
+        });
+        let (addr, cancel) = serve(0, Arc::clone(&shared)).await;
+        Self {
+            addr,
+            shared,
+            cancel,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How often each hash was sent through this proxy.
+    pub(crate) fn sends(&self) -> HashMap<B256, u32> {
+        self.shared.sends.lock().unwrap().clone()
+    }
+
+    pub(crate) fn sends_of(&self, hash: B256) -> u32 {
+        self.sends().get(&hash).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn stop(&mut self) {
+        self.cancel.cancel();
+    }
+
+    pub(crate) async fn restart(&mut self) {
+        let (_, cancel) = serve(self.addr.port(), Arc::clone(&self.shared)).await;
+        self.cancel = cancel;
+    }
+}
+
+async fn serve(port: u16, shared: Arc<Shared>) -> (SocketAddr, CancellationToken) {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    let app = axum::Router::new()
+        .route("/", post(forward))
+        .with_state(shared);
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    (addr, cancel)
+}
+
+fn count(shared: &Shared, request: &Value) {
+    if request["method"] == "eth_sendRawTransaction"
+        && let Some(raw) = request["params"][0].as_str()
+        && let Ok(bytes) = hex::decode(raw.trim_start_matches("0x"))
+    {
+        *shared
+            .sends
+            .lock()
+            .unwrap()
+            .entry(keccak256(&bytes))
+            .or_default() += 1;
+    }
+}
+
+async fn forward(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode, Bytes) {
+    // Forward in a task of its own: if the relay dies mid-request the node still gets what
+    // was sent, as it would from a real connection, and the count stays exact.
+    let task = tokio::spawn(async move {
+        let answer = shared
+            .http
+            .post(&shared.upstream)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        let answer = match answer {
+            Ok(response) => {
+                let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+                (status, response.bytes().await.unwrap_or_default())
+            }
+            Err(_) => return (StatusCode::BAD_GATEWAY, Bytes::new()),
+        };
+        // Count what reached the node.
+        if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+            match &value {
+                Value::Array(items) => items.iter().for_each(|item| count(&shared, item)),
+                item => count(&shared, item),
+            }
+        }
+        answer
+    });
+    task.await
+        .unwrap_or((StatusCode::BAD_GATEWAY, Bytes::new()))
+}
