@@ -205,7 +205,11 @@ struct Compound {
 
 impl Compound {
     fn matches(&self, tag: &str, attributes: &std::collections::BTreeMap<String, String>) -> bool {
-        if self.tag.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case(tag)) {
+        if self
+            .tag
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case(tag))
+        {
             return false;
         }
         self.tests.iter().all(|test| match test {
@@ -224,7 +228,9 @@ impl Compound {
 /// Parses `a, b, c` where each part is one compound selector; `None` when any part uses
 /// something else (combinators, pseudo-classes, namespaces).
 fn parse_selector_list(text: &str) -> Option<Vec<Compound>> {
-    text.split(',').map(|part| parse_compound(part.trim())).collect()
+    text.split(',')
+        .map(|part| parse_compound(part.trim()))
+        .collect()
 }
 
 fn parse_compound(text: &str) -> Option<Compound> {
@@ -236,8 +242,7 @@ fn parse_compound(text: &str) -> Option<Compound> {
     let mut i = 0;
     let ident = |i: &mut usize| -> String {
         let start = *i;
-        while *i < chars.len() && (chars[*i].is_alphanumeric() || matches!(chars[*i], '-' | '_'))
-        {
+        while *i < chars.len() && (chars[*i].is_alphanumeric() || matches!(chars[*i], '-' | '_')) {
             *i += 1;
         }
         chars[start..*i].iter().collect()
@@ -289,7 +294,9 @@ fn parse_attr(inner: &str) -> Option<AttrTest> {
                 value = stripped.trim();
             }
             let value = value.trim_matches(|c| c == '"' || c == '\'').to_owned();
-            if name.is_empty() || name.contains(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_')) {
+            if name.is_empty()
+                || name.contains(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+            {
                 return None;
             }
             return Some(match op {
@@ -302,8 +309,11 @@ fn parse_attr(inner: &str) -> Option<AttrTest> {
         }
     }
     let name = inner.trim().to_ascii_lowercase();
-    (!name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
-        .then_some(AttrTest::Exists(name))
+    (!name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
+    .then_some(AttrTest::Exists(name))
 }
 
 #[cfg(test)]
@@ -318,7 +328,13 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let yes = [".ad-slot", "div.ad-slot", "[id^=\"div-gpt-ad\"]", "#div-gpt-ad-123", "[class*='slot']"];
+        let yes = [
+            ".ad-slot",
+            "div.ad-slot",
+            "[id^=\"div-gpt-ad\"]",
+            "#div-gpt-ad-123",
+            "[class*='slot']",
+        ];
         for s in yes {
             let list = parse_selector_list(s).unwrap_or_default();
             assert!(list.iter().any(|c| c.matches("div", &attrs)), "{s}");

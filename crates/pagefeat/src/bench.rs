@@ -64,7 +64,10 @@ pub fn group_rss_mb(pgid: u32) -> f64 {
     let mut total = 0.0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.chars().all(|c| c.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        else {
             continue;
         };
         let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -89,7 +92,9 @@ pub async fn run(config: &Config, max_pages: usize, progress: bool) -> Result<Ve
     if max_pages > 0 {
         pages.truncate(max_pages);
     }
-    let filter = Arc::new(AdFilter::from_file(&resolve_path(&config.paths.filter_list))?);
+    let filter = Arc::new(AdFilter::from_file(&resolve_path(
+        &config.paths.filter_list,
+    ))?);
     let recognizer = Arc::new(Recognizer {
         filter: Some(filter),
         ad: None,
@@ -101,8 +106,16 @@ pub async fn run(config: &Config, max_pages: usize, progress: bool) -> Result<Ve
     let mut rows = Vec::new();
     for engine in [EngineKind::Embedded, EngineKind::Chromium] {
         let browser = match engine {
+            // No settle wait: load event, layout and the two snapshots only.
             EngineKind::Chromium => Some(
-                ChromiumBrowser::launch(&config.chromium, config.viewport_size()).await?,
+                ChromiumBrowser::launch(
+                    &crate::engine::ChromiumConfig {
+                        settle_ms: 0,
+                        ..config.chromium.clone()
+                    },
+                    config.viewport_size(),
+                )
+                .await?,
             ),
             EngineKind::Embedded => None,
         };
@@ -143,8 +156,16 @@ pub async fn run(config: &Config, max_pages: usize, progress: bool) -> Result<Ve
             pages: ok,
             failed,
             seconds,
-            pages_per_s: if seconds > 0.0 { ok as f64 / seconds } else { 0.0 },
-            mean_nodes: if ok > 0 { nodes as f64 / ok as f64 } else { 0.0 },
+            pages_per_s: if seconds > 0.0 {
+                ok as f64 / seconds
+            } else {
+                0.0
+            },
+            mean_nodes: if ok > 0 {
+                nodes as f64 / ok as f64
+            } else {
+                0.0
+            },
             peak_rss_mb: peak,
         });
     }

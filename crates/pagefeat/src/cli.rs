@@ -270,7 +270,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
         Command::Extract(args) => {
-            let recognizer = load_recognizer(&config, args.models.as_deref(), args.models.is_some())?;
+            let recognizer =
+                load_recognizer(&config, args.models.as_deref(), args.models.is_some())?;
             let max = config.input.max_bytes;
             let pipeline = Pipeline::new(config.clone(), Arc::new(recognizer), clock);
             let page = read_page(&args.page, max)?;
@@ -319,7 +320,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(args) => {
-            let models = args.models.unwrap_or_else(|| config.paths.models_dir.clone());
+            let models = args
+                .models
+                .unwrap_or_else(|| config.paths.models_dir.clone());
             let trees = match &args.trees {
                 Some(dir) => training::load_trees(dir)?,
                 None => {
@@ -397,7 +400,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         failed += 1;
                         tracing::error!(page = %name, error = %error, "page failed");
                         if args.json {
-                            let line = serde_json::json!({"page": name, "error": error.to_string()});
+                            let line =
+                                serde_json::json!({"page": name, "error": error.to_string()});
                             stdout_line(&line.to_string())?;
                         }
                     }
@@ -432,7 +436,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            let outcome = crate::demo::run(&config, args.out.as_deref(), progress_wanted(args.json)).await?;
+            let outcome =
+                crate::demo::run(&config, args.out.as_deref(), progress_wanted(args.json)).await?;
             if args.json {
                 stdout_line(&serde_json::to_string(&outcome.report)?)?;
             } else {

@@ -192,7 +192,10 @@ mod tests {
 
     #[test]
     fn keys_name_their_category() {
-        assert_eq!(category_of_key("errors__HttpErrorPages__HTTP404"), Some(Category::Errors));
+        assert_eq!(
+            category_of_key("errors__HttpErrorPages__HTTP404"),
+            Some(Category::Errors)
+        );
         assert_eq!(
             category_of_key("synthetic-soft404__traf__x"),
             Some(Category::SyntheticSoft404)

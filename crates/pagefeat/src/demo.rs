@@ -159,9 +159,50 @@ pub fn matched_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
     for (path, &i) in &pa {
         let Some(&j) = pb.get(path) else { continue };
         let (na, nb) = (&a.nodes[i], &b.nodes[j]);
-        if na.visible && nb.visible && na.width > 0 && na.height > 0 && nb.width > 0 && nb.height > 0
+        if na.visible
+            && nb.visible
+            && na.width > 0
+            && na.height > 0
+            && nb.width > 0
+            && nb.height > 0
         {
             ious.push(rect(na).iou(&rect(nb)));
+        }
+    }
+    ious
+}
+
+/// IoUs of the same matched boxes after moving each to its parent's origin: agreement of the
+/// local layout, without the vertical drift that one differently sized box above adds to
+/// everything below it.
+pub fn matched_relative_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
+    let pa = element_paths(a);
+    let pb = element_paths(b);
+    let rel = |t: &StatTree, i: usize| {
+        let n = &t.nodes[i];
+        let (px, py) = n
+            .parent
+            .and_then(|p| stat_node::node_by_id(t, p))
+            .map_or((0, 0), |p| (p.xpos, p.ypos));
+        crate::layout::Rect {
+            x: (n.xpos - px) as f32,
+            y: (n.ypos - py) as f32,
+            width: n.width as f32,
+            height: n.height as f32,
+        }
+    };
+    let mut ious = Vec::new();
+    for (path, &i) in &pa {
+        let Some(&j) = pb.get(path) else { continue };
+        let (na, nb) = (&a.nodes[i], &b.nodes[j]);
+        if na.visible
+            && nb.visible
+            && na.width > 0
+            && na.height > 0
+            && nb.width > 0
+            && nb.height > 0
+        {
+            ious.push(rel(a, i).iou(&rel(b, j)));
         }
     }
     ious
@@ -209,14 +250,20 @@ pub fn popup_host_page(fixture: &str) -> String {
 /// # Errors
 /// Setup failures (filter list, Chromium start, writing files); page failures and wrong
 /// results are reported as failed checks instead.
-pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow::Result<DemoOutcome> {
+pub async fn run(
+    config: &Config,
+    out: Option<&Path>,
+    progress: bool,
+) -> anyhow::Result<DemoOutcome> {
     let temp = tempfile::tempdir()?;
     let out_dir = out.map_or_else(|| temp.path().to_path_buf(), Path::to_path_buf);
     let trees_dir = out_dir.join("trees");
     let models_dir = out_dir.join("models");
     fs_err::create_dir_all(&trees_dir)?;
     let pages = bundled(&resolve_path(&config.paths.pages_dir))?;
-    let filter = Arc::new(AdFilter::from_file(&resolve_path(&config.paths.filter_list))?);
+    let filter = Arc::new(AdFilter::from_file(&resolve_path(
+        &config.paths.filter_list,
+    ))?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let label_only = Arc::new(Recognizer {
         filter: Some(Arc::clone(&filter)),
@@ -234,7 +281,11 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
     let embedded_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let embedded_rss = own_peak_rss_mb();
-    failures.extend(page_failures.iter().map(|f| format!("embedded engine: {f}")));
+    failures.extend(
+        page_failures
+            .iter()
+            .map(|f| format!("embedded engine: {f}")),
+    );
     let embedded_pages = all_trees.len();
     for named in &all_trees {
         stat_node::write_file(&trees_dir.join(format!("{}.pb", named.key)), &named.tree)?;
@@ -244,16 +295,33 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
         .filter(|t| !t.key.starts_with("synthetic-soft404__"))
         .map(|t| (t.key.clone(), &t.tree))
         .collect();
-    tracing::info!(trees = embedded_pages, seconds = embedded_seconds, "embedded trees written");
+    tracing::info!(
+        trees = embedded_pages,
+        seconds = embedded_seconds,
+        "embedded trees written"
+    );
 
     // 2. Train on the training trees (read back from protobuf), evaluate on held-out ones.
     let written = training::load_trees(&trees_dir)?;
-    let (train_set, eval_set): (Vec<NamedTree>, Vec<NamedTree>) =
-        written.into_iter().partition(|t| !held_out.contains(&t.key));
+    let (train_set, eval_set): (Vec<NamedTree>, Vec<NamedTree>) = written
+        .into_iter()
+        .partition(|t| !held_out.contains(&t.key));
     let (ad_model, soft_model, summary) = training::train(&train_set, ForestParams::default())?;
     training::save_models(&models_dir, &ad_model, &soft_model)?;
     let (ad_pages, ad_scores) = training::evaluate_ads(&ad_model, &eval_set);
     let (soft_scores, hard_wrong) = training::evaluate_soft404(&soft_model, &eval_set);
+    let soft_eval_scores: Vec<serde_json::Value> = eval_set
+        .iter()
+        .filter(|t| t.category().is_some_and(|c| c != Category::Popups))
+        .map(|t| {
+            let score = soft_model
+                .score(&[crate::features::page_row(&t.tree)])
+                .ok()
+                .and_then(|s| s.first().copied())
+                .unwrap_or(0.0);
+            json!({"tree": t.key, "score": round3(score)})
+        })
+        .collect();
     tracing::info!(?summary, ?ad_scores, ?soft_scores, "trained and evaluated");
     if hard_wrong > 0 {
         failures.push(format!("{hard_wrong} hard negative(s) called soft-404"));
@@ -263,7 +331,13 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
     }
 
     // 3. Chromium over every bundled page; agreement with the embedded engine.
-    let browser = ChromiumBrowser::launch(&config.chromium, config.viewport_size()).await?;
+    // The agreement pass measures load + layout + snapshots: no settle wait. The popup pass
+    // below waits `chromium.settle_ms` for scripts to reveal popups.
+    let quick = crate::engine::ChromiumConfig {
+        settle_ms: 0,
+        ..config.chromium.clone()
+    };
+    let browser = ChromiumBrowser::launch(&quick, config.viewport_size()).await?;
     let options = ExtractOptions {
         engine: EngineKind::Chromium,
         profile: ProfileArg::Panorama,
@@ -275,6 +349,7 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
     let mut chromium_pages = 0usize;
     let mut chromium_rss: f64 = 0.0;
     let mut ious: Vec<f32> = Vec::new();
+    let mut relative_ious: Vec<f32> = Vec::new();
     let mut agreement_pages = 0usize;
     let mut nodes_total = 0usize;
     for page in &pages {
@@ -291,6 +366,8 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
                     if !page_ious.is_empty() {
                         agreement_pages += 1;
                         ious.extend(page_ious);
+                        relative_ious
+                            .extend(matched_relative_ious(embedded, &extraction.result.tree));
                     }
                 }
             }
@@ -302,6 +379,7 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
     let chromium_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let median_iou = median(&mut ious);
+    let median_relative_iou = median(&mut relative_ious);
     if agreement_pages == 0 {
         failures.push("no page had boxes matched between the engines".to_owned());
     }
@@ -314,6 +392,8 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
         soft404: Some(soft_model),
     });
     let detect = Pipeline::new(config.clone(), recognizer, Arc::clone(&clock));
+    drop(browser);
+    let browser = ChromiumBrowser::launch(&config.chromium, config.viewport_size()).await?;
     let mut popups_found = 0usize;
     let mut popup_details = Vec::new();
     for page in pages.iter().filter(|p| p.category == Category::Popups) {
@@ -333,12 +413,16 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
                     if consent {
                         popups_found += 1;
                     } else {
-                        failures.push(format!("popup fixture {} not found as consent ({kinds:?})", page.stem));
+                        failures.push(format!(
+                            "popup fixture {} not found as consent ({kinds:?})",
+                            page.stem
+                        ));
                     }
                 } else if consent {
                     failures.push(format!("negative fixture {} classified consent", page.stem));
                 }
-                popup_details.push(json!({"fixture": page.stem, "popups": extraction.result.popups}));
+                popup_details
+                    .push(json!({"fixture": page.stem, "popups": extraction.result.popups}));
             }
             Err(error) => failures.push(format!("popup host {}: {error}", page.stem)),
         }
@@ -377,13 +461,17 @@ pub async fn run(config: &Config, out: Option<&Path>, progress: bool) -> anyhow:
         "ad_confusion": ad_scores,
         "soft404_confusion": soft_scores,
         "matched_boxes": ious.len(),
+        "median_parent_relative_iou": round3(median_relative_iou),
+        "soft404_eval_scores": soft_eval_scores,
         "chromium_peak_rss_mb": round3(chromium_rss),
         "embedded_trees_incl_synthetic": embedded_pages,
         "popups": popup_details,
         "failures": &failures,
     });
-    fs_err::write(out_dir.join("demo-details.json"), serde_json::to_string_pretty(&details)?)?;
+    fs_err::write(
+        out_dir.join("demo-details.json"),
+        serde_json::to_string_pretty(&details)?,
+    )?;
     tracing::info!(details = %details, "demo details");
     Ok(DemoOutcome { report, failures })
 }
-

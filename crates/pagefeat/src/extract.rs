@@ -149,7 +149,9 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let (main, parse_end, scrolled, selected) = match options.engine {
             EngineKind::Embedded => {
-                let layout = self.render_embedded(page, options.selector.as_deref()).await?;
+                let layout = self
+                    .render_embedded(page, options.selector.as_deref())
+                    .await?;
                 (layout.snapshot, None, None, layout.selected)
             }
             EngineKind::Chromium => {

@@ -120,7 +120,9 @@ pub fn node_rows(tree: &StatTree) -> (Vec<usize>, Vec<Vec<f64>>) {
             f64::from(u8::from(matches!(node.name.as_str(), "iframe" | "frame"))),
             f64::from(u8::from(node.name == "img")),
             f64::from(css.z_index.parse::<i32>().unwrap_or(0).clamp(-100, 10_000)),
-            f64::from(u8::from(css.position == "fixed" || css.position == "sticky")),
+            f64::from(u8::from(
+                css.position == "fixed" || css.position == "sticky",
+            )),
             f64::from(u8::from(css.position == "absolute")),
             f64::from(u8::from(other_domain)),
             sub[i].text / (w * h / 1000.0 + 1.0),
@@ -250,11 +252,12 @@ pub fn page_row(tree: &StatTree) -> Vec<f64> {
             error_nodes += 1.0;
             error_chars += chars;
         }
-        if node
-            .txt
-            .split(|c: char| !c.is_ascii_digit())
-            .any(|t| matches!(t, "400" | "401" | "403" | "404" | "410" | "500" | "502" | "503"))
-        {
+        if node.txt.split(|c: char| !c.is_ascii_digit()).any(|t| {
+            matches!(
+                t,
+                "400" | "401" | "403" | "404" | "410" | "500" | "502" | "503"
+            )
+        }) {
             status_code = true;
         }
         let size = node

@@ -105,7 +105,11 @@ mod tests {
         let big = vec![b'<'; 100];
         assert!(matches!(
             PageInput::from_bytes("t", None, &big, 99),
-            Err(Error::TooLarge { size: 100, limit: 99, .. })
+            Err(Error::TooLarge {
+                size: 100,
+                limit: 99,
+                ..
+            })
         ));
     }
 }

@@ -146,7 +146,9 @@ impl ComputedStyle {
         let get = |i: usize| values.get(i).map_or("", AsRef::as_ref).trim().to_owned();
         let number = |i: usize, default: f32| {
             let text = get(i);
-            text.trim_end_matches("px").parse::<f32>().unwrap_or(default)
+            text.trim_end_matches("px")
+                .parse::<f32>()
+                .unwrap_or(default)
         };
         Self {
             display: get(0),
@@ -293,6 +295,13 @@ pub fn object_type(kind: NodeKind, tag: &str, display: &str) -> Option<&'static 
         "select" => Some("LayoutMenuList"),
         "button" => Some("LayoutButton"),
         "hr" => Some("LayoutBlockFlow"),
+        // SVG content (these tags exist only inside <svg>).
+        "path" | "line" | "polyline" | "polygon" => Some("LayoutSVGPath"),
+        "rect" => Some("LayoutSVGRect"),
+        "circle" | "ellipse" => Some("LayoutSVGEllipse"),
+        "g" | "symbol" | "use" | "defs" | "clippath" | "mask" | "lineargradient"
+        | "radialgradient" | "pattern" | "marker" => Some("LayoutSVGContainer"),
+        "text" | "tspan" => Some("LayoutSVGText"),
         _ => None,
     };
     if let Some(class) = replaced {
@@ -336,14 +345,30 @@ mod tests {
             (NodeKind::Text, "#text", "inline", Some("LayoutText")),
             (NodeKind::Element, "html", "block", Some("LayoutBlockFlow")),
             (NodeKind::Element, "span", "inline", Some("LayoutInline")),
-            (NodeKind::Element, "div", "inline-block", Some("LayoutBlockFlow")),
+            (
+                NodeKind::Element,
+                "div",
+                "inline-block",
+                Some("LayoutBlockFlow"),
+            ),
             (NodeKind::Element, "li", "list-item", Some("LayoutListItem")),
             (NodeKind::Element, "div", "flex", Some("LayoutFlexibleBox")),
             (NodeKind::Element, "div", "grid", Some("LayoutGrid")),
-            (NodeKind::Element, "td", "table-cell", Some("LayoutTableCell")),
-            (NodeKind::Element, "tbody", "table-row-group", Some("LayoutTableSection")),
+            (
+                NodeKind::Element,
+                "td",
+                "table-cell",
+                Some("LayoutTableCell"),
+            ),
+            (
+                NodeKind::Element,
+                "tbody",
+                "table-row-group",
+                Some("LayoutTableSection"),
+            ),
             (NodeKind::Element, "img", "inline", Some("LayoutImage")),
             (NodeKind::Element, "iframe", "inline", Some("LayoutIFrame")),
+            (NodeKind::Element, "path", "inline", Some("LayoutSVGPath")),
             (NodeKind::Element, "div", "none", None),
             (NodeKind::Element, "div", "contents", None),
         ];
@@ -354,8 +379,18 @@ mod tests {
 
     #[test]
     fn iou_of_boxes() {
-        let a = Rect { x: 0.0, y: 0.0, width: 10.0, height: 10.0 };
-        let b = Rect { x: 5.0, y: 0.0, width: 10.0, height: 10.0 };
+        let a = Rect {
+            x: 0.0,
+            y: 0.0,
+            width: 10.0,
+            height: 10.0,
+        };
+        let b = Rect {
+            x: 5.0,
+            y: 0.0,
+            width: 10.0,
+            height: 10.0,
+        };
         assert!((a.iou(&b) - 50.0 / 150.0).abs() < 1e-6);
         assert_eq!(a.iou(&a), 1.0);
         let far = Rect { x: 100.0, ..a };

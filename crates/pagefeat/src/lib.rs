@@ -32,9 +32,9 @@ pub use viewport::{ViewportEvent, ViewportTracker};
 
 // Used only by the integration tests.
 #[cfg(test)]
-use proptest as _;
+use http_body_util as _;
 #[cfg(test)]
-use reqwest as _;
+use proptest as _;
 #[cfg(test)]
 use testkit as _;
 #[cfg(test)]

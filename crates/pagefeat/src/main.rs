@@ -18,7 +18,10 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            let _ = writeln!(std::io::stderr(), "pagefeat: starting the async runtime: {error}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "pagefeat: starting the async runtime: {error}"
+            );
             return ExitCode::FAILURE;
         }
     };

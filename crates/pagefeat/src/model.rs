@@ -72,7 +72,11 @@ pub struct Draws(u64);
 impl Draws {
     /// A generator from `seed` (0 is replaced by a fixed constant).
     pub fn new(seed: u64) -> Self {
-        Self(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        Self(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// The next value in [0, n).
@@ -104,7 +108,11 @@ impl Forest {
         };
         let positives = labels.iter().filter(|l| **l).count();
         if rows.len() < 4 || rows.len() != labels.len() {
-            return Err(fail(format!("{} rows, {} labels", rows.len(), labels.len())));
+            return Err(fail(format!(
+                "{} rows, {} labels",
+                rows.len(),
+                labels.len()
+            )));
         }
         if positives == 0 || positives == rows.len() {
             return Err(fail("only one class in the training data".to_owned()));
@@ -262,7 +270,11 @@ impl Scores {
     /// Harmonic mean of precision and recall.
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
     }
 }
 
@@ -276,11 +288,15 @@ mod tests {
 
     #[test]
     fn forest_learns_a_threshold_and_round_trips() {
-        let rows: Vec<Vec<f64>> = (0..60).map(|i| vec![f64::from(i), f64::from(i % 7)]).collect();
+        let rows: Vec<Vec<f64>> = (0..60)
+            .map(|i| vec![f64::from(i), f64::from(i % 7)])
+            .collect();
         let labels: Vec<bool> = (0..60).map(|i| i >= 30).collect();
-        let forest = Forest::fit("t", &["a", "b"], &rows, &labels, ForestParams::default())
-            .expect("fit");
-        let scores = forest.score(&[vec![5.0, 1.0], vec![55.0, 2.0]]).expect("score");
+        let forest =
+            Forest::fit("t", &["a", "b"], &rows, &labels, ForestParams::default()).expect("fit");
+        let scores = forest
+            .score(&[vec![5.0, 1.0], vec![55.0, 2.0]])
+            .expect("score");
         assert!(scores[0] < 0.5 && scores[1] > 0.5, "{scores:?}");
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("m.json");

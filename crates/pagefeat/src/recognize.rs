@@ -114,7 +114,11 @@ impl Recognizer {
             let matched = tree
                 .nodes
                 .iter()
-                .filter(|n| n.extend_attributes.as_ref().is_some_and(|e| e.ad_filter_match))
+                .filter(|n| {
+                    n.extend_attributes
+                        .as_ref()
+                        .is_some_and(|e| e.ad_filter_match)
+                })
                 .count();
             return (labels, matched);
         };

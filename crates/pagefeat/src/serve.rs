@@ -51,7 +51,10 @@ struct AppError(Error);
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if self.0.is_bad_input() {
-            (StatusCode::BAD_REQUEST, axum::Json(json!({"error": self.0.to_string()})))
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": self.0.to_string()})),
+            )
                 .into_response()
         } else {
             tracing::error!(error = %self.0, "extract failed");
@@ -70,7 +73,11 @@ pub fn router(pipeline: Arc<Pipeline>, registry: &mut Registry) -> Router {
     let pages = Counter::default();
     let rejected = Counter::default();
     registry.register("pagefeat_pages", "Pages extracted", pages.clone());
-    registry.register("pagefeat_rejected", "Requests rejected as bad input", rejected.clone());
+    registry.register(
+        "pagefeat_rejected",
+        "Requests rejected as bad input",
+        rejected.clone(),
+    );
     let limit = pipeline.config().input.max_bytes + 1;
     Router::new()
         .route("/extract", post(extract))
@@ -88,10 +95,11 @@ async fn extract(
     body: Bytes,
 ) -> Result<axum::Json<serde_json::Value>, AppError> {
     let max = state.pipeline.config().input.max_bytes;
-    let page = PageInput::from_bytes("request body", query.url.clone(), &body, max).map_err(|e| {
-        state.rejected.inc();
-        AppError(e)
-    })?;
+    let page =
+        PageInput::from_bytes("request body", query.url.clone(), &body, max).map_err(|e| {
+            state.rejected.inc();
+            AppError(e)
+        })?;
     let options = ExtractOptions {
         engine: EngineKind::Embedded,
         profile: query.profile.unwrap_or(ProfileArg::Panorama),
@@ -109,7 +117,10 @@ async fn extract(
             AppError(e)
         })?;
     state.pages.inc();
-    let detections = DetectLine::of(query.url.as_deref().unwrap_or("request body"), &extraction.result);
+    let detections = DetectLine::of(
+        query.url.as_deref().unwrap_or("request body"),
+        &extraction.result,
+    );
     Ok(axum::Json(json!({
         "stat_tree": to_json(&extraction.result.tree),
         "trees": extraction.trees.iter().map(to_json).collect::<Vec<_>>(),

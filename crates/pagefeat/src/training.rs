@@ -120,8 +120,11 @@ fn is_soft404_tree(t: &NamedTree) -> bool {
 /// [`Error::Training`] when a model has too little data.
 pub fn train(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, Forest, TrainSummary)> {
     let ad_trees: Vec<&NamedTree> = trees.iter().filter(|t| is_ad_tree(t)).collect();
-    let (fit_part, calibration): (Vec<(usize, &NamedTree)>, Vec<(usize, &NamedTree)>) =
-        ad_trees.iter().copied().enumerate().partition(|(i, _)| i % 4 != 3);
+    let (fit_part, calibration): (Vec<(usize, &NamedTree)>, Vec<(usize, &NamedTree)>) = ad_trees
+        .iter()
+        .copied()
+        .enumerate()
+        .partition(|(i, _)| i % 4 != 3);
     let fit_part: Vec<&NamedTree> = fit_part.into_iter().map(|(_, t)| t).collect();
     let calibration: Vec<&NamedTree> = calibration.into_iter().map(|(_, t)| t).collect();
     let mut threshold = 0.5;

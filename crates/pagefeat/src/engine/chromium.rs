@@ -140,6 +140,8 @@ impl ChromiumBrowser {
                 "--disable-extensions".to_owned(),
                 "--disable-default-apps".to_owned(),
                 "--mute-audio".to_owned(),
+                // Overlay scrollbars take no layout width, as in the embedded engine.
+                "--hide-scrollbars".to_owned(),
                 "--host-resolver-rules=MAP * ~NOTFOUND".to_owned(),
                 "--proxy-server=http://127.0.0.1:9".to_owned(),
                 "--remote-debugging-address=127.0.0.1".to_owned(),
@@ -156,10 +158,10 @@ impl ChromiumBrowser {
         let wait = Duration::from_millis(config.timeout_ms);
         let (child, ws) = tokio::task::spawn_blocking(move || {
             let result = child.wait_ready(&ready, wait);
-            let ws = child
-                .log()
-                .lines()
-                .find_map(|l| l.split_once("DevTools listening on ").map(|(_, u)| u.trim().to_owned()));
+            let ws = child.log().lines().find_map(|l| {
+                l.split_once("DevTools listening on ")
+                    .map(|(_, u)| u.trim().to_owned())
+            });
             (child, result.map(|()| ws))
         })
         .await
@@ -209,7 +211,12 @@ impl ChromiumBrowser {
         let file_url = url::Url::from_file_path(&file)
             .map_err(|()| Error::chromium("making a file URL", "not an absolute path"))?;
         let config = &self.config;
-        let tab: Page = within(config, "opening a tab", self.browser.new_page("about:blank")).await?;
+        let tab: Page = within(
+            config,
+            "opening a tab",
+            self.browser.new_page("about:blank"),
+        )
+        .await?;
         let result = self
             .capture_in(&tab, page, file_url.as_str(), viewport, scroll_y, selector)
             .await;
@@ -247,7 +254,12 @@ impl ChromiumBrowser {
             tab.event_listener::<EventLoadEventFired>(),
         )
         .await?;
-        within(config, "navigating", tab.execute(NavigateParams::new(file_url))).await?;
+        within(
+            config,
+            "navigating",
+            tab.execute(NavigateParams::new(file_url)),
+        )
+        .await?;
         wait_event(config, "DOMContentLoaded", dom_ready.next()).await?;
         let parse_end = snapshot(tab, config, page, viewport).await?;
         wait_event(config, "load", loaded.next()).await?;
@@ -309,7 +321,10 @@ async fn wait_event<T>(
 ) -> Result<()> {
     match tokio::time::timeout(Duration::from_millis(config.timeout_ms), next).await {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(Error::chromium(format!("waiting for {what}"), "event stream ended")),
+        Ok(None) => Err(Error::chromium(
+            format!("waiting for {what}"),
+            "event stream ended",
+        )),
         Err(_) => Err(Error::ChromiumTimeout {
             context: format!("waiting for {what}"),
             timeout_ms: config.timeout_ms,
@@ -344,7 +359,10 @@ pub fn read_snapshot(
     let shape = |what: &str| Error::SnapshotShape {
         what: what.to_owned(),
     };
-    let document = answer.documents.first().ok_or_else(|| shape("no document"))?;
+    let document = answer
+        .documents
+        .first()
+        .ok_or_else(|| shape("no document"))?;
     let strings = &answer.strings;
     let text_of = |index: i64| -> &str {
         usize::try_from(index)
@@ -353,7 +371,10 @@ pub fn read_snapshot(
             .map_or("", String::as_str)
     };
     let nodes = &document.nodes;
-    let parents = nodes.parent_index.as_ref().ok_or_else(|| shape("parentIndex"))?;
+    let parents = nodes
+        .parent_index
+        .as_ref()
+        .ok_or_else(|| shape("parentIndex"))?;
     let types = nodes.node_type.as_ref().ok_or_else(|| shape("nodeType"))?;
     let names = nodes.node_name.as_ref().ok_or_else(|| shape("nodeName"))?;
     let values = nodes.node_value.as_ref();
@@ -402,7 +423,12 @@ pub fn read_snapshot(
         let style_values: Vec<String> = layout
             .styles
             .get(entry)
-            .map(|a| a.inner().iter().map(|s| text_of(*s.inner()).to_owned()).collect())
+            .map(|a| {
+                a.inner()
+                    .iter()
+                    .map(|s| text_of(*s.inner()).to_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let style = ComputedStyle::from_values(&style_values);
         let tag = match kind {
@@ -413,7 +439,11 @@ pub fn read_snapshot(
         let Some(class) = object_type(kind, &tag, &style.display) else {
             continue;
         };
-        let bounds = layout.bounds.get(entry).map(|r| r.inner().clone()).unwrap_or_default();
+        let bounds = layout
+            .bounds
+            .get(entry)
+            .map(|r| r.inner().clone())
+            .unwrap_or_default();
         let rect = if bounds.len() >= 4 {
             Rect {
                 x: bounds[0] as f32,
@@ -427,7 +457,9 @@ pub fn read_snapshot(
         let text = if kind == NodeKind::Text {
             let from_layout = layout.text.get(entry).map_or("", |s| text_of(*s.inner()));
             let raw = if from_layout.is_empty() {
-                values.and_then(|v| v.get(node)).map_or("", |s| text_of(*s.inner()))
+                values
+                    .and_then(|v| v.get(node))
+                    .map_or("", |s| text_of(*s.inner()))
             } else {
                 from_layout
             };

@@ -9,7 +9,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use blitz_dom::{BaseDocument, DocumentConfig, FontContext, Node, NodeData, NodeId, StyleThreading};
+use blitz_dom::{
+    BaseDocument, DocumentConfig, FontContext, Node, NodeData, NodeId, StyleThreading,
+};
 use blitz_html::HtmlDocument;
 use blitz_traits::shell::{ColorScheme, Viewport};
 
@@ -66,7 +68,12 @@ impl EmbeddedEngine {
         let fonts = self.fonts.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let config = DocumentConfig {
-                viewport: Some(Viewport::new(viewport.0, viewport.1, 1.0, ColorScheme::Light)),
+                viewport: Some(Viewport::new(
+                    viewport.0,
+                    viewport.1,
+                    1.0,
+                    ColorScheme::Light,
+                )),
                 base_url: Some(page.base_url.clone()),
                 font_ctx: Some(fonts),
                 style_threading: StyleThreading::Sequential,
