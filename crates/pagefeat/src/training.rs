@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Category, category_of_key};
 use crate::error::{Error, Result};
-use crate::features::{NODE_FEATURES, PAGE_FEATURES, node_rows, page_row};
+use crate::features::{NODE_FEATURES, PAGE_FEATURES, ad_labels, node_rows, page_row};
 use crate::model::{Draws, Forest, ForestParams, Scores};
 use crate::stat_node::{StatTree, read_file};
 
@@ -83,15 +83,8 @@ fn ad_rows(trees: &[&NamedTree], seed: u64) -> (Vec<Vec<f64>>, Vec<bool>) {
     let mut draws = Draws::new(seed);
     for named in trees {
         let (samples, page_rows) = node_rows(&named.tree);
-        let page_labels: Vec<bool> = samples
-            .iter()
-            .map(|i| {
-                named.tree.nodes[*i]
-                    .extend_attributes
-                    .as_ref()
-                    .is_some_and(|e| e.ad_filter_match)
-            })
-            .collect();
+        let all = ad_labels(&named.tree);
+        let page_labels: Vec<bool> = samples.iter().map(|i| all[*i]).collect();
         let positives = page_labels.iter().filter(|l| **l).count();
         let negatives = page_labels.len() - positives;
         let keep = (positives * NEGATIVES_PER_POSITIVE).max(40);
@@ -178,17 +171,15 @@ pub fn train(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, Fores
 fn evaluate_ads_into(model: &Forest, named: &NamedTree, threshold: f64, scores: &mut Scores) {
     let (samples, rows) = node_rows(&named.tree);
     let predicted = model.score(&rows).unwrap_or_default();
+    let labels = ad_labels(&named.tree);
     for (i, score) in samples.iter().zip(predicted) {
-        let actual = named.tree.nodes[*i]
-            .extend_attributes
-            .as_ref()
-            .is_some_and(|e| e.ad_filter_match);
-        scores.add(score >= threshold, actual);
+        scores.add(score >= threshold, labels[*i]);
     }
 }
 
 /// Ad-node precision/recall/F1 of `model` against the filter-list labels of `trees` (all
-/// visible element nodes of the ads and clean pages among them).
+/// visible element nodes of the ads and clean pages among them; a node is an ad when a rule
+/// matches it or an ancestor, see [`ad_labels`]).
 pub fn evaluate_ads(model: &Forest, trees: &[NamedTree]) -> (usize, Scores) {
     let mut scores = Scores::default();
     let mut pages = 0;

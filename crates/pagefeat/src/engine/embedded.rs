@@ -22,6 +22,9 @@ use crate::layout::{
     collapse_text, object_type,
 };
 
+/// Stack of the layout thread, bytes (256 MiB of address space).
+pub const LAYOUT_STACK_BYTES: usize = 256 << 20;
+
 /// Longest text kept per text node, in characters.
 pub const MAX_TEXT_CHARS: usize = 1024;
 
@@ -66,28 +69,45 @@ impl EmbeddedEngine {
         selector: Option<&str>,
     ) -> Result<EmbeddedLayout> {
         let fonts = self.fonts.clone();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let config = DocumentConfig {
-                viewport: Some(Viewport::new(
-                    viewport.0,
-                    viewport.1,
-                    1.0,
-                    ColorScheme::Light,
-                )),
-                base_url: Some(page.base_url.clone()),
-                font_ctx: Some(fonts),
-                style_threading: StyleThreading::Sequential,
-                ..DocumentConfig::default()
-            };
-            let mut document = HtmlDocument::from_html(&page.html, config);
-            document.resolve(0.0);
-            let base: &BaseDocument = &document;
-            let selected = match selector {
-                Some(selector) => Some(select(base, selector)?),
-                None => None,
-            };
-            Ok(read_tree(base, &page.base_url, viewport, selected))
-        }));
+        // Style and layout recurse once per nesting level: a thread with a large stack keeps
+        // deeply nested pages (thousands of levels) from overflowing, which no catch_unwind
+        // could contain. The stack is reserved address space, committed only as used.
+        let outcome = std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("pagefeat-layout".to_owned())
+                .stack_size(LAYOUT_STACK_BYTES)
+                .spawn_scoped(scope, || {
+                    catch_unwind(AssertUnwindSafe(|| {
+                        let config = DocumentConfig {
+                            viewport: Some(Viewport::new(
+                                viewport.0,
+                                viewport.1,
+                                1.0,
+                                ColorScheme::Light,
+                            )),
+                            base_url: Some(page.base_url.clone()),
+                            font_ctx: Some(fonts),
+                            style_threading: StyleThreading::Sequential,
+                            ..DocumentConfig::default()
+                        };
+                        let mut document = HtmlDocument::from_html(&page.html, config);
+                        document.resolve(0.0);
+                        let base: &BaseDocument = &document;
+                        let selected = match selector {
+                            Some(selector) => Some(select(base, selector)?),
+                            None => None,
+                        };
+                        Ok(read_tree(base, &page.base_url, viewport, selected))
+                    }))
+                });
+            match worker {
+                Ok(handle) => handle.join().unwrap_or_else(Err),
+                Err(error) => Ok(Err(Error::EnginePanic {
+                    source_name: page.name.clone(),
+                    message: format!("starting the layout thread: {error}"),
+                })),
+            }
+        });
         match outcome {
             Ok(result) => result,
             Err(payload) => {
