@@ -214,7 +214,7 @@ fn median(values: &mut [f32]) -> f64 {
     }
     values.sort_by(f32::total_cmp);
     let mid = values.len() / 2;
-    let m = if values.len() % 2 == 0 {
+    let m = if values.len().is_multiple_of(2) {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]

@@ -92,7 +92,7 @@ impl Pipeline {
         let workers = Workers::start(
             config.workers.threads,
             config.workers.queue,
-            Arc::clone(&recognizer),
+            &recognizer,
         );
         Self {
             config,

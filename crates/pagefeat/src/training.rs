@@ -113,13 +113,18 @@ fn is_soft404_tree(t: &NamedTree) -> bool {
 /// [`Error::Training`] when a model has too little data.
 pub fn train(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, Forest, TrainSummary)> {
     let ad_trees: Vec<&NamedTree> = trees.iter().filter(|t| is_ad_tree(t)).collect();
-    let (fit_part, calibration): (Vec<(usize, &NamedTree)>, Vec<(usize, &NamedTree)>) = ad_trees
+    let fit_part: Vec<&NamedTree> = ad_trees
         .iter()
-        .copied()
         .enumerate()
-        .partition(|(i, _)| i % 4 != 3);
-    let fit_part: Vec<&NamedTree> = fit_part.into_iter().map(|(_, t)| t).collect();
-    let calibration: Vec<&NamedTree> = calibration.into_iter().map(|(_, t)| t).collect();
+        .filter(|(i, _)| i % 4 != 3)
+        .map(|(_, t)| *t)
+        .collect();
+    let calibration: Vec<&NamedTree> = ad_trees
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 == 3)
+        .map(|(_, t)| *t)
+        .collect();
     let mut threshold = 0.5;
     if !calibration.is_empty() {
         let (rows, labels) = ad_rows(&fit_part, params.seed);
@@ -179,7 +184,7 @@ fn evaluate_ads_into(model: &Forest, named: &NamedTree, threshold: f64, scores: 
 
 /// Ad-node precision/recall/F1 of `model` against the filter-list labels of `trees` (all
 /// visible element nodes of the ads and clean pages among them; a node is an ad when a rule
-/// matches it or an ancestor, see [`ad_labels`]).
+/// matches it, see [`ad_labels`]).
 pub fn evaluate_ads(model: &Forest, trees: &[NamedTree]) -> (usize, Scores) {
     let mut scores = Scores::default();
     let mut pages = 0;

@@ -59,13 +59,13 @@ impl Pending {
 impl Workers {
     /// Starts `threads` workers (at least 1) sharing `recognizer`, with room for `capacity`
     /// queued jobs (at least 1).
-    pub fn start(threads: usize, capacity: usize, recognizer: Arc<Recognizer>) -> Self {
+    pub fn start(threads: usize, capacity: usize, recognizer: &Arc<Recognizer>) -> Self {
         let (sender, receiver) = mpsc::channel::<Envelope>(capacity.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let threads = (0..threads.max(1))
             .map(|n| {
                 let receiver = Arc::clone(&receiver);
-                let recognizer = Arc::clone(&recognizer);
+                let recognizer = Arc::clone(recognizer);
                 std::thread::Builder::new()
                     .name(format!("pagefeat-worker-{n}"))
                     .spawn(move || {
