@@ -259,6 +259,8 @@ pub async fn run(
     let out_dir = out.map_or_else(|| temp.path().to_path_buf(), Path::to_path_buf);
     let trees_dir = out_dir.join("trees");
     let models_dir = out_dir.join("models");
+    let chromium_dir = out_dir.join("trees-chromium");
+    fs_err::create_dir_all(&chromium_dir)?;
     fs_err::create_dir_all(&trees_dir)?;
     let pages = bundled(&resolve_path(&config.paths.pages_dir))?;
     let filter = Arc::new(AdFilter::from_file(&resolve_path(
@@ -360,6 +362,10 @@ pub async fn run(
         match outcome {
             Ok(extraction) => {
                 chromium_pages += 1;
+                stat_node::write_file(
+                    &chromium_dir.join(format!("{}.pb", page.key())),
+                    &extraction.result.tree,
+                )?;
                 nodes_total += extraction.result.tree.nodes.len();
                 if let Some(embedded) = bundled_trees.get(&page.key()) {
                     let page_ious = matched_ious(embedded, &extraction.result.tree);
@@ -378,6 +384,8 @@ pub async fn run(
     }
     let chromium_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    let share_over_half =
+        ious.iter().filter(|v| **v > 0.5).count() as f64 / ious.len().max(1) as f64;
     let median_iou = median(&mut ious);
     let median_relative_iou = median(&mut relative_ious);
     if agreement_pages == 0 {
@@ -462,6 +470,7 @@ pub async fn run(
         "soft404_confusion": soft_scores,
         "matched_boxes": ious.len(),
         "median_parent_relative_iou": round3(median_relative_iou),
+        "share_of_boxes_iou_over_half": round3(share_over_half),
         "soft404_eval_scores": soft_eval_scores,
         "chromium_peak_rss_mb": round3(chromium_rss),
         "embedded_trees_incl_synthetic": embedded_pages,

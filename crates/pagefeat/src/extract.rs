@@ -89,11 +89,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline with `config.workers` threads and the given recognizer and clock.
     pub fn new(config: Config, recognizer: Arc<Recognizer>, clock: Arc<dyn Clock>) -> Self {
-        let workers = Workers::start(
-            config.workers.threads,
-            config.workers.queue,
-            &recognizer,
-        );
+        let workers = Workers::start(config.workers.threads, config.workers.queue, &recognizer);
         Self {
             config,
             embedded: EmbeddedEngine::new(),

@@ -177,7 +177,11 @@ fn links_elsewhere(
 pub fn ad_labels(tree: &StatTree) -> Vec<bool> {
     tree.nodes
         .iter()
-        .map(|n| n.extend_attributes.as_ref().is_some_and(|e| e.ad_filter_match))
+        .map(|n| {
+            n.extend_attributes
+                .as_ref()
+                .is_some_and(|e| e.ad_filter_match)
+        })
         .collect()
 }
 

@@ -21,7 +21,8 @@ use chromiumoxide::cdp::browser_protocol::dom_snapshot::{
 };
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::page::{
-    EventDomContentEventFired, EventLoadEventFired, NavigateParams,
+    EventDomContentEventFired, EventLoadEventFired, FontFamilies, NavigateParams,
+    SetFontFamiliesParams,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -242,6 +243,22 @@ impl ChromiumBrowser {
             false,
         );
         within(config, "setting the viewport", tab.execute(metrics)).await?;
+        // Generic families through fontconfig, as the embedded engine (parley) resolves them;
+        // Chromium's own default ("Times New Roman" -> Liberation Serif) would make every line
+        // of default-font text a different height in the two engines.
+        let families = FontFamilies {
+            standard: Some("serif".to_owned()),
+            serif: Some("serif".to_owned()),
+            sans_serif: Some("sans-serif".to_owned()),
+            fixed: Some("monospace".to_owned()),
+            ..FontFamilies::default()
+        };
+        within(
+            config,
+            "setting the font families",
+            tab.execute(SetFontFamiliesParams::new(families)),
+        )
+        .await?;
         let mut dom_ready = within(
             config,
             "listening for DOMContentLoaded",
