@@ -132,7 +132,18 @@ impl Forest {
             }
             columns.truncate(take);
             columns.sort_unstable();
-            let picks: Vec<usize> = (0..rows.len()).map(|_| draws.below(rows.len())).collect();
+            // A bootstrap sample needs both classes; draw again (a few times) when it has one.
+            let mut picks: Vec<usize> = Vec::new();
+            for _ in 0..8 {
+                picks = (0..rows.len()).map(|_| draws.below(rows.len())).collect();
+                let positive = picks.iter().filter(|&&r| labels[r]).count();
+                if positive > 0 && positive < picks.len() {
+                    break;
+                }
+            }
+            if picks.iter().all(|&r| labels[r]) || picks.iter().all(|&r| !labels[r]) {
+                continue;
+            }
             let x: Vec<Vec<f64>> = picks
                 .iter()
                 .map(|&r| columns.iter().map(|&c| rows[r][c]).collect())
@@ -155,6 +166,9 @@ impl Forest {
                 classes,
                 tree,
             });
+        }
+        if members.is_empty() {
+            return Err(fail("no bootstrap sample had both classes".to_owned()));
         }
         Ok(Self {
             name: name.to_owned(),

@@ -128,16 +128,19 @@ pub fn train(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, Fores
     let mut threshold = 0.5;
     if !calibration.is_empty() {
         let (rows, labels) = ad_rows(&fit_part, params.seed);
-        let probe = Forest::fit("ad", &NODE_FEATURES, &rows, &labels, params)?;
+        // Too few positives in the fitting part: keep 0.5.
+        let probe = Forest::fit("ad", &NODE_FEATURES, &rows, &labels, params).ok();
         let mut best = (-1.0, 0.5);
-        for step in 1..20 {
-            let t = f64::from(step) * 0.05;
-            let mut scores = Scores::default();
-            for named in &calibration {
-                evaluate_ads_into(&probe, named, t, &mut scores);
-            }
-            if scores.f1() > best.0 {
-                best = (scores.f1(), t);
+        for probe in probe.iter() {
+            for step in 1..20 {
+                let t = f64::from(step) * 0.05;
+                let mut scores = Scores::default();
+                for named in &calibration {
+                    evaluate_ads_into(probe, named, t, &mut scores);
+                }
+                if scores.f1() > best.0 {
+                    best = (scores.f1(), t);
+                }
             }
         }
         threshold = best.1;
