@@ -186,19 +186,15 @@ pub fn ad_labels(tree: &StatTree) -> Vec<bool> {
 }
 
 /// Names of the page features of the soft-404 classifier.
-pub const PAGE_FEATURES: [&str; 14] = [
-    "nodes_log",
-    "visible_text_log",
-    "links",
-    "images",
-    "paragraphs",
+pub const PAGE_FEATURES: [&str; 10] = [
+    "link_density",
     "headings",
     "max_font_px",
-    "document_height_log",
     "error_text_nodes",
     "error_text_share",
     "error_in_largest_text",
     "error_in_heading",
+    "error_in_first_screen",
     "status_code_text",
     "inputs",
 ];
@@ -227,7 +223,7 @@ const ERROR_LEXICON: [&str; 24] = [
     "service unavailable",
     "temporarily unavailable",
     "error occurred",
-    "fehler",
+    "seite wurde nicht",
     "oops",
 ];
 
@@ -242,17 +238,15 @@ pub fn page_row(tree: &StatTree) -> Vec<f64> {
     let mut visible_text = 0.0;
     let mut error_nodes = 0.0;
     let mut error_chars = 0.0;
-    let (mut links, mut images, mut paragraphs, mut headings, mut inputs) =
-        (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut links, mut headings, mut inputs) = (0.0, 0.0, 0.0);
     let mut largest: (f32, bool) = (0.0, false);
     let mut error_heading = false;
+    let mut error_first_screen = false;
     let mut status_code = false;
     let index_of = |id: u32| tree.nodes.binary_search_by_key(&id, |n| n.id).ok();
     for node in &tree.nodes {
         match node.name.as_str() {
             "a" => links += 1.0,
-            "img" => images += 1.0,
-            "p" => paragraphs += 1.0,
             "h1" | "h2" | "h3" => headings += 1.0,
             "input" | "textarea" | "select" => inputs += 1.0,
             _ => {}
@@ -266,6 +260,9 @@ pub fn page_row(tree: &StatTree) -> Vec<f64> {
         if error {
             error_nodes += 1.0;
             error_chars += chars;
+            if node.ypos < i32::try_from(tree.viewport_height).unwrap_or(i32::MAX) {
+                error_first_screen = true;
+            }
         }
         if node.txt.split(|c: char| !c.is_ascii_digit()).any(|t| {
             matches!(
@@ -291,15 +288,14 @@ pub fn page_row(tree: &StatTree) -> Vec<f64> {
             }
         }
     }
+    // No raw page-size features (node count, text length, paragraphs, height): the synthetic
+    // positives are short pages, so a size feature lets the model call any short page a
+    // soft-404. Link density (links per 100 visible characters) is kept: error pages are
+    // mostly navigation.
     vec![
-        (1.0 + tree.nodes.len() as f64).ln(),
-        (1.0 + visible_text).ln(),
-        links,
-        images,
-        paragraphs,
+        links / (visible_text / 100.0 + 1.0),
         headings,
         f64::from(largest.0),
-        (1.0 + f64::from(tree.document_height)).ln(),
         error_nodes,
         if visible_text > 0.0 {
             error_chars / visible_text
@@ -308,6 +304,7 @@ pub fn page_row(tree: &StatTree) -> Vec<f64> {
         },
         f64::from(u8::from(largest.1)),
         f64::from(u8::from(error_heading)),
+        f64::from(u8::from(error_first_screen)),
         f64::from(u8::from(status_code)),
         inputs,
     ]

@@ -75,7 +75,7 @@ pub struct TrainSummary {
 }
 
 /// Largest number of negative rows kept per positive row of a page (and at least 40 per page).
-const NEGATIVES_PER_POSITIVE: usize = 8;
+const NEGATIVES_PER_POSITIVE: usize = 20;
 
 fn ad_rows(trees: &[&NamedTree], seed: u64) -> (Vec<Vec<f64>>, Vec<bool>) {
     let mut rows = Vec::new();
@@ -160,9 +160,12 @@ pub fn train(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, Fores
         &PAGE_FEATURES,
         &page_rows,
         &page_labels,
+        // Every tree sees every page feature: with random column subsets, trees that miss the
+        // error-text features fall back on page size and call short normal pages soft-404s.
         ForestParams {
             max_depth: 6,
             min_samples_leaf: 1,
+            feature_fraction: 1.0,
             ..params
         },
     )?;
