@@ -80,7 +80,7 @@ pub struct ViewportConfig {
     pub width_px: u32,
     /// Height, CSS px (200 to 10,000).
     pub height_px: u32,
-    /// Wait after the last trigger before a viewport snapshot, ms (seed [0090]: 200, 500 or
+    /// Wait after the last trigger before a viewport snapshot, ms (seed ¶90: 200, 500 or
     /// 800; 0 to 10,000 accepted).
     pub debounce_ms: u64,
 }

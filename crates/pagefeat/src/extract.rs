@@ -199,7 +199,7 @@ impl Pipeline {
         })
     }
 
-    /// Drives the viewport triggers (seed [0089]-[0091]): parse end, pre-paint end and first
+    /// Drives the viewport triggers (seed ¶89-¶91): parse end, pre-paint end and first
     /// screen at once, then the debounce wait, then a tree; with a scroll, the scroll event,
     /// the wait, and a tree of the newly visible nodes only.
     async fn viewport_trees(

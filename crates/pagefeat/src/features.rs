@@ -1,4 +1,4 @@
-//! Model inputs read from StatTrees (seed [0101]: traverse the tree, take each node's features,
+//! Model inputs read from StatTrees (seed ¶101: traverse the tree, take each node's features,
 //! and the text): layout-only node features for the ad classifier, page features for the
 //! soft-404 classifier.
 

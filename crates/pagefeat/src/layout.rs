@@ -1,7 +1,7 @@
-//! The engine-neutral layout object tree (seed [0031]-[0033]): what each engine hands to the
+//! The engine-neutral layout object tree (seed ¶31-¶33): what each engine hands to the
 //! background workers. Both engines fill the same [`LayoutSnapshot`], and
 //! [`object_type`] maps (node kind, tag, computed `display`) to the same Blink LayoutObject
-//! class names, so the StatTree built from it does not depend on the engine (seed [0066]).
+//! class names, so the StatTree built from it does not depend on the engine (seed ¶66).
 
 use serde::{Deserialize, Serialize};
 
@@ -183,7 +183,7 @@ impl ComputedStyle {
     }
 }
 
-/// One layout object (seed [0033]: "document" -> LayoutView, "html" -> LayoutBlockFlow, text
+/// One layout object (seed ¶33: "document" -> LayoutView, "html" -> LayoutBlockFlow, text
 /// -> LayoutText).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayoutObject {

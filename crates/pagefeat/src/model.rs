@@ -1,4 +1,4 @@
-//! A random forest for binary labels (seed [0099]-[0102]: a model trained offline on labelled
+//! A random forest for binary labels (seed ¶99-¶102: a model trained offline on labelled
 //! StatNode trees): bagged smartcore decision trees, each grown on a bootstrap sample of the
 //! rows and a random subset of the feature columns. The forest's score for a row is the mean
 //! of the trees' class-1 probabilities, in [0, 1]. Models are saved as JSON.

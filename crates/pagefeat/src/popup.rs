@@ -1,4 +1,4 @@
-//! Popups (seed [0073]-[0079]): finding them and telling what they are.
+//! Popups (seed ¶73-¶79): finding them and telling what they are.
 //!
 //! Chromium engine: an object that turns from invisible (or absent) at the parse-end snapshot
 //! to visible in a later snapshot is a popup; the root of each newly visible subtree is kept
@@ -20,7 +20,7 @@ use crate::stat_node::{Derived, StatTree};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PopupKind {
-    /// An advertisement (a "bad popup ad", seed [0102]).
+    /// An advertisement (a "bad popup ad", seed ¶102).
     Ad,
     /// A cookie or privacy consent banner.
     Consent,

@@ -1,4 +1,4 @@
-//! Recognition on StatTrees (seed [0096]-[0104]): ad labels and scores on nodes, the page's
+//! Recognition on StatTrees (seed ¶96-¶104): ad labels and scores on nodes, the page's
 //! soft-404 score, popups and their kinds. Runs on the background workers.
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
-//! StatNode trees (seed [0042]-[0069]): the generated protobuf types, the builder that turns a
+//! StatNode trees (seed ¶42-¶69): the generated protobuf types, the builder that turns a
 //! [`LayoutSnapshot`] into a [`StatTree`] in one of the three profiles, and file helpers.
 //!
-//! The builder runs on the background workers, not on the rendering path (seed [0068]).
+//! The builder runs on the background workers, not on the rendering path (seed ¶68).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -31,11 +31,11 @@ pub const PROTO_SCHEMA: &str = include_str!("../proto/statnode.proto");
 /// Which objects of a snapshot go into a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
-    /// Every object (panorama, seed [0041]).
+    /// Every object (panorama, seed ¶41).
     All,
-    /// The subtree of one object, which becomes the tree's root (local, seed [0072]-[0079]).
+    /// The subtree of one object, which becomes the tree's root (local, seed ¶72-¶79).
     Subtree(usize),
-    /// These objects only (viewport, seed [0086]); each is re-parented to its nearest
+    /// These objects only (viewport, seed ¶86); each is re-parented to its nearest
     /// included ancestor.
     Only(HashSet<usize>),
 }

@@ -1,4 +1,4 @@
-//! Offline training and held-out evaluation (seed [0099]-[0100]): StatTrees serialised to
+//! Offline training and held-out evaluation (seed ¶99-¶100): StatTrees serialised to
 //! disk are read back, turned into feature rows and used to train the ad-node and soft-404
 //! forests; the models are saved as `ad.json` and `soft404.json`.
 

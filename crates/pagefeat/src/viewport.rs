@@ -1,12 +1,12 @@
-//! The viewport profile's scheduling core (seed [0082]-[0094]), sans I/O: events come in with
+//! The viewport profile's scheduling core (seed ¶82-¶94), sans I/O: events come in with
 //! the time they happened, [`ViewportTracker::poll`] says when a snapshot is due, and
 //! [`ViewportTracker::select`] picks the objects to emit. Time is a value passed in, so tests
 //! drive it with `svckit::TestClock` and never sleep.
 //!
-//! Triggers (seed [0089]): first screen, end of parsing, end of pre-paint, after a scroll. After
-//! a trigger the tracker waits a debounce time (seed [0090]: 200, 500 or 800 ms); a new event
+//! Triggers (seed ¶89): first screen, end of parsing, end of pre-paint, after a scroll. After
+//! a trigger the tracker waits a debounce time (seed ¶90: 200, 500 or 800 ms); a new event
 //! within that time restarts the wait, so continuous scrolling produces one snapshot. After a
-//! scroll only objects that were not emitted before are emitted (seed [0091]).
+//! scroll only objects that were not emitted before are emitted (seed ¶91).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Background workers (seed [0068]): rendering hands layout snapshots over a bounded channel;
+//! Background workers (seed ¶68): rendering hands layout snapshots over a bounded channel;
 //! worker threads build the StatTrees and run recognition, so none of it runs on the rendering
 //! path. A full channel makes the sender wait (back-pressure) instead of growing memory.
 

@@ -7,7 +7,7 @@
 //!
 //! Snapshots per page: at the end of parsing (`DOMContentLoaded`), after the load event plus
 //! a settle time (the pre-paint-end trigger, used for popups: objects invisible at parse end
-//! and visible now, seed [0074]), and optionally after scrolling.
+//! and visible now, seed ¶74), and optionally after scrolling.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
-//! The embedded engine: html5ever parses the page into a DOM tree (seed [0029]-[0031]),
+//! The embedded engine: html5ever parses the page into a DOM tree (seed ¶29-¶31),
 //! Blitz computes styles with stylo and boxes with taffy (block, flex, grid, floats) and
 //! parley (inline text), and the laid-out tree is read into a [`LayoutSnapshot`]
-//! (seed [0032]-[0033]). No scripts run and no network provider is installed, so nothing
+//! (seed ¶32-¶33). No scripts run and no network provider is installed, so nothing
 //! is fetched; only inline `<style>` applies.
 //!
 //! Blitz is pre-alpha: every page runs under `catch_unwind`, and a panic becomes
