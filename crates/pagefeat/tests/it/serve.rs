@@ -50,3 +50,55 @@ fn post_html_returns_the_tree_and_detections() {
         assert_eq!(status, StatusCode::BAD_REQUEST);
     });
 }
+
+/// One HTTP/1.1 request over a plain socket; returns (status, body).
+fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_process_answers_health_metrics_and_extract() {
+    let peer = testkit::Peer::new(env!("CARGO_BIN_EXE_pagefeat"))
+        .args(["serve", "--listen", "127.0.0.1:{port}"])
+        .ready(testkit::Ready::Http("/healthz"))
+        .start();
+    let (status, body) = http(peer.addr(), "GET", "/healthz", "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        peer.addr(),
+        "POST",
+        "/extract?profile=viewport",
+        "<html><body><p>hello</p></body></html>",
+    );
+    assert_eq!(status, 200, "{body}");
+    // Chunked or not, the JSON object is in the body.
+    assert!(
+        body.contains("\"PROFILE_VIEWPORT\"") && body.contains("LayoutView"),
+        "{body}"
+    );
+    let (status, body) = http(peer.addr(), "POST", "/extract", "\u{0}\u{1}binary");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(peer.addr(), "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("pagefeat_pages_total 1"), "{body}");
+    assert!(body.contains("pagefeat_rejected_total 1"), "{body}");
+}
