@@ -1,0 +1,486 @@
+//! `pagefeat demo`: everything on the bundled pages, with checks that decide the exit code.
+//!
+//! 1. Every bundled page (and a soft-404 variant of every ads/clean page, marked synthetic)
+//!    through the embedded engine: panorama StatTrees with EasyList labels, written as
+//!    protobuf; pages/s and peak RSS.
+//! 2. `train` on the trees of the training pages; the ad classifier (P/R/F1 against the filter
+//!    list) and the soft-404 classifier (P/R, hard negative) measured on held-out pages only.
+//! 3. Every bundled page through Chromium (network blocked): pages/s, and the median IoU of
+//!    matched element boxes between the engines.
+//! 4. Popups: each banner fixture is injected by a script after the load event into a host
+//!    page (as consent-management scripts do) and must be found by Chromium's parse-end vs
+//!    settled diff and classified `consent`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use serde_json::json;
+use svckit::{Clock, SystemClock};
+
+use crate::adfilter::AdFilter;
+use crate::bench::{group_rss_mb, own_peak_rss_mb};
+use crate::config::{Config, resolve_path};
+use crate::corpus::{Category, CorpusPage, bundled, synthesize_soft404};
+use crate::engine::ChromiumBrowser;
+use crate::error::Result;
+use crate::extract::{ExtractOptions, Pipeline, ProfileArg, read_page};
+use crate::input::PageInput;
+use crate::layout::EngineKind;
+use crate::model::ForestParams;
+use crate::popup::PopupKind;
+use crate::recognize::Recognizer;
+use crate::stat_node::{self, StatTree};
+use crate::training::{self, NamedTree};
+
+/// A progress bar on stderr, hidden unless `show`.
+pub fn progress_bar(show: bool, len: u64, label: &str) -> ProgressBar {
+    let bar = if show {
+        ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_owned());
+    bar
+}
+
+/// The demo's outcome: the report (the issue's JSON shape) and the failed checks.
+#[derive(Debug, Clone)]
+pub struct DemoOutcome {
+    /// The report printed as the last stdout line.
+    pub report: serde_json::Value,
+    /// Checks that failed (empty: exit 0).
+    pub failures: Vec<String>,
+}
+
+/// Trees of the corpus from the embedded engine: each bundled page except the popup fixtures,
+/// plus the synthetic soft-404 variants. Returns the trees, the keys of held-out trees, and the
+/// pages that failed with their errors.
+///
+/// # Errors
+/// Only when the workers stop; page errors are collected.
+pub async fn corpus_trees(
+    pipeline: &Pipeline,
+    pages: &[CorpusPage],
+    bar: Option<&ProgressBar>,
+    include_popups: bool,
+) -> Result<(Vec<NamedTree>, HashSet<String>, Vec<String>)> {
+    let options = ExtractOptions {
+        engine: EngineKind::Embedded,
+        profile: ProfileArg::Panorama,
+        selector: None,
+        scroll_y: None,
+    };
+    let max = pipeline.config().input.max_bytes;
+    let mut trees = Vec::new();
+    let mut held_out = HashSet::new();
+    let mut failures = Vec::new();
+    for (n, page) in pages.iter().enumerate() {
+        if page.category == Category::Popups && !include_popups {
+            continue;
+        }
+        let mut inputs: Vec<(String, PageInput)> = Vec::new();
+        match read_page(&page.path, max) {
+            Ok(input) => {
+                if matches!(page.category, Category::Ads | Category::Clean) {
+                    let variant = PageInput {
+                        name: format!("synthetic-soft404__{}", page.stem),
+                        base_url: input.base_url.clone(),
+                        html: synthesize_soft404(&input.html, n),
+                    };
+                    inputs.push((format!("synthetic-soft404__{}", page.stem), variant));
+                }
+                inputs.insert(0, (page.key(), input));
+            }
+            Err(error) => failures.push(format!("{}: {error}", page.key())),
+        }
+        for (key, input) in inputs {
+            match pipeline.extract(&input, None, &options).await {
+                Ok(extraction) => {
+                    if page.held_out {
+                        held_out.insert(key.clone());
+                    }
+                    trees.push(NamedTree {
+                        key,
+                        tree: extraction.result.tree,
+                    });
+                }
+                Err(crate::Error::WorkersGone) => return Err(crate::Error::WorkersGone),
+                Err(error) => failures.push(format!("{key}: {error}")),
+            }
+        }
+        if let Some(bar) = bar {
+            bar.inc(1);
+        }
+    }
+    Ok((trees, held_out, failures))
+}
+
+/// A key for matching an element between engines: its path of `tag[n]` steps (n = position
+/// among element siblings with the same tag in the layout tree).
+fn element_paths(tree: &StatTree) -> HashMap<String, usize> {
+    let mut paths: Vec<String> = vec![String::new(); tree.nodes.len()];
+    let mut out = HashMap::new();
+    let index_of = |id: u32| tree.nodes.binary_search_by_key(&id, |n| n.id).ok();
+    let mut seen: HashMap<(usize, String), usize> = HashMap::new();
+    for (i, node) in tree.nodes.iter().enumerate() {
+        if node.name.starts_with('#') {
+            continue;
+        }
+        let parent = node.parent.and_then(index_of);
+        let parent_path = parent.map_or("", |p| paths[p].as_str()).to_owned();
+        let slot = seen
+            .entry((parent.unwrap_or(usize::MAX), node.name.clone()))
+            .or_insert(0);
+        paths[i] = format!("{parent_path}/{}[{}]", node.name, *slot);
+        *slot += 1;
+        out.insert(paths[i].clone(), i);
+    }
+    out
+}
+
+/// IoUs of the visible, non-empty element boxes present in both trees.
+pub fn matched_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
+    let pa = element_paths(a);
+    let pb = element_paths(b);
+    let rect = |n: &stat_node::StatNode| crate::layout::Rect {
+        x: n.xpos as f32,
+        y: n.ypos as f32,
+        width: n.width as f32,
+        height: n.height as f32,
+    };
+    let mut ious = Vec::new();
+    for (path, &i) in &pa {
+        let Some(&j) = pb.get(path) else { continue };
+        let (na, nb) = (&a.nodes[i], &b.nodes[j]);
+        if na.visible
+            && nb.visible
+            && na.width > 0
+            && na.height > 0
+            && nb.width > 0
+            && nb.height > 0
+        {
+            ious.push(rect(na).iou(&rect(nb)));
+        }
+    }
+    ious
+}
+
+/// IoUs of the same matched boxes after moving each to its parent's origin: agreement of the
+/// local layout, without the vertical drift that one differently sized box above adds to
+/// everything below it.
+pub fn matched_relative_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
+    let pa = element_paths(a);
+    let pb = element_paths(b);
+    let rel = |t: &StatTree, i: usize| {
+        let n = &t.nodes[i];
+        let (px, py) = n
+            .parent
+            .and_then(|p| stat_node::node_by_id(t, p))
+            .map_or((0, 0), |p| (p.xpos, p.ypos));
+        crate::layout::Rect {
+            x: (n.xpos - px) as f32,
+            y: (n.ypos - py) as f32,
+            width: n.width as f32,
+            height: n.height as f32,
+        }
+    };
+    let mut ious = Vec::new();
+    for (path, &i) in &pa {
+        let Some(&j) = pb.get(path) else { continue };
+        let (na, nb) = (&a.nodes[i], &b.nodes[j]);
+        if na.visible
+            && nb.visible
+            && na.width > 0
+            && na.height > 0
+            && nb.width > 0
+            && nb.height > 0
+        {
+            ious.push(rel(a, i).iou(&rel(b, j)));
+        }
+    }
+    ious
+}
+
+fn median(values: &mut [f32]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f32::total_cmp);
+    let mid = values.len() / 2;
+    let m = if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    };
+    f64::from(m)
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The host page a popup fixture is injected into: an article with the fixture in a
+/// `<template>`, appended to `<body>` by a script 200 ms after the load event.
+pub fn popup_host_page(fixture: &str) -> String {
+    let paragraph = "<p>The council met on Tuesday to discuss the new budget. Members debated \
+        the proposals for several hours before agreeing on a plan for road repairs, school \
+        buildings and the public library.</p>";
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Host article</title>\
+         <style>body{{margin:0;font-family:sans-serif}}main{{max-width:760px;margin:0 auto;padding:16px}}</style>\
+         </head><body><main><h1>Council agrees budget</h1>{}</main>\
+         <template id=\"pagefeat-popup\">{fixture}</template>\
+         <script>addEventListener('load', function () {{ setTimeout(function () {{ \
+         var t = document.getElementById('pagefeat-popup'); \
+         document.body.appendChild(t.content.cloneNode(true)); }}, 200); }});</script>\
+         </body></html>",
+        paragraph.repeat(6)
+    )
+}
+
+/// Runs the demo.
+///
+/// # Errors
+/// Setup failures (filter list, Chromium start, writing files); page failures and wrong
+/// results are reported as failed checks instead.
+pub async fn run(
+    config: &Config,
+    out: Option<&Path>,
+    progress: bool,
+) -> anyhow::Result<DemoOutcome> {
+    let temp = tempfile::tempdir()?;
+    let out_dir = out.map_or_else(|| temp.path().to_path_buf(), Path::to_path_buf);
+    let trees_dir = out_dir.join("trees");
+    let models_dir = out_dir.join("models");
+    let chromium_dir = out_dir.join("trees-chromium");
+    fs_err::create_dir_all(&chromium_dir)?;
+    fs_err::create_dir_all(&trees_dir)?;
+    let pages = bundled(&resolve_path(&config.paths.pages_dir))?;
+    let filter = Arc::new(AdFilter::from_file(&resolve_path(
+        &config.paths.filter_list,
+    ))?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let label_only = Arc::new(Recognizer {
+        filter: Some(Arc::clone(&filter)),
+        ad: None,
+        soft404: None,
+    });
+    let pipeline = Pipeline::new(config.clone(), label_only, Arc::clone(&clock));
+    let mut failures = Vec::new();
+
+    // 1. Embedded engine over every bundled page and the synthetic variants.
+    let bar = progress_bar(progress, pages.len() as u64, "embedded");
+    let started = Instant::now();
+    let (all_trees, held_out, page_failures) =
+        corpus_trees(&pipeline, &pages, Some(&bar), true).await?;
+    let embedded_seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let embedded_rss = own_peak_rss_mb();
+    failures.extend(
+        page_failures
+            .iter()
+            .map(|f| format!("embedded engine: {f}")),
+    );
+    let embedded_pages = all_trees.len();
+    for named in &all_trees {
+        stat_node::write_file(&trees_dir.join(format!("{}.pb", named.key)), &named.tree)?;
+    }
+    let bundled_trees: HashMap<String, &StatTree> = all_trees
+        .iter()
+        .filter(|t| !t.key.starts_with("synthetic-soft404__"))
+        .map(|t| (t.key.clone(), &t.tree))
+        .collect();
+    tracing::info!(
+        trees = embedded_pages,
+        seconds = embedded_seconds,
+        "embedded trees written"
+    );
+
+    // 2. Train on the training trees (read back from protobuf), evaluate on held-out ones.
+    let written = training::load_trees(&trees_dir)?;
+    let (train_set, eval_set): (Vec<NamedTree>, Vec<NamedTree>) = written
+        .into_iter()
+        .partition(|t| !held_out.contains(&t.key));
+    let (ad_model, soft_model, summary) = training::train(&train_set, ForestParams::default())?;
+    training::save_models(&models_dir, &ad_model, &soft_model)?;
+    let (ad_pages, ad_scores) = training::evaluate_ads(&ad_model, &eval_set);
+    let (soft_scores, hard_wrong) = training::evaluate_soft404(&soft_model, &eval_set);
+    let soft_eval_scores: Vec<serde_json::Value> = eval_set
+        .iter()
+        .filter(|t| t.category().is_some_and(|c| c != Category::Popups))
+        .map(|t| {
+            let score = soft_model
+                .score(&[crate::features::page_row(&t.tree)])
+                .ok()
+                .and_then(|s| s.first().copied())
+                .unwrap_or(0.0);
+            json!({"tree": t.key, "score": round3(score)})
+        })
+        .collect();
+    tracing::info!(?summary, ?ad_scores, ?soft_scores, "trained and evaluated");
+    if hard_wrong > 0 {
+        failures.push(format!("{hard_wrong} hard negative(s) called soft-404"));
+    }
+    if ad_pages == 0 {
+        failures.push("no held-out pages for the ad classifier".to_owned());
+    }
+
+    // 3. Chromium over every bundled page; agreement with the embedded engine.
+    // The agreement pass measures load + layout + snapshots: no settle wait. The popup pass
+    // below waits `chromium.settle_ms` for scripts to reveal popups.
+    let quick = crate::engine::ChromiumConfig {
+        settle_ms: 0,
+        ..config.chromium.clone()
+    };
+    let browser = ChromiumBrowser::launch(&quick, config.viewport_size()).await?;
+    let options = ExtractOptions {
+        engine: EngineKind::Chromium,
+        profile: ProfileArg::Panorama,
+        selector: None,
+        scroll_y: None,
+    };
+    let bar = progress_bar(progress, pages.len() as u64, "chromium");
+    let started = Instant::now();
+    let mut chromium_pages = 0usize;
+    let mut chromium_rss: f64 = 0.0;
+    let mut ious: Vec<f32> = Vec::new();
+    let mut relative_ious: Vec<f32> = Vec::new();
+    let mut agreement_pages = 0usize;
+    let mut nodes_total = 0usize;
+    for page in &pages {
+        let outcome = match read_page(&page.path, config.input.max_bytes) {
+            Ok(input) => pipeline.extract(&input, Some(&browser), &options).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(extraction) => {
+                chromium_pages += 1;
+                stat_node::write_file(
+                    &chromium_dir.join(format!("{}.pb", page.key())),
+                    &extraction.result.tree,
+                )?;
+                nodes_total += extraction.result.tree.nodes.len();
+                if let Some(embedded) = bundled_trees.get(&page.key()) {
+                    let page_ious = matched_ious(embedded, &extraction.result.tree);
+                    if !page_ious.is_empty() {
+                        agreement_pages += 1;
+                        ious.extend(page_ious);
+                        relative_ious
+                            .extend(matched_relative_ious(embedded, &extraction.result.tree));
+                    }
+                }
+            }
+            Err(error) => failures.push(format!("chromium: {}: {error}", page.key())),
+        }
+        chromium_rss = chromium_rss.max(group_rss_mb(browser.pid()));
+        bar.inc(1);
+    }
+    let chromium_seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let share_over_half =
+        ious.iter().filter(|v| **v > 0.5).count() as f64 / ious.len().max(1) as f64;
+    let median_iou = median(&mut ious);
+    let median_relative_iou = median(&mut relative_ious);
+    if agreement_pages == 0 {
+        failures.push("no page had boxes matched between the engines".to_owned());
+    }
+    nodes_total += bundled_trees.values().map(|t| t.nodes.len()).sum::<usize>();
+
+    // 4. Popups injected after load, found by Chromium, classified.
+    let recognizer = Arc::new(Recognizer {
+        filter: Some(Arc::clone(&filter)),
+        ad: Some(ad_model),
+        soft404: Some(soft_model),
+    });
+    let detect = Pipeline::new(config.clone(), recognizer, Arc::clone(&clock));
+    drop(browser);
+    let browser = ChromiumBrowser::launch(&config.chromium, config.viewport_size()).await?;
+    let mut popups_found = 0usize;
+    let mut popup_details = Vec::new();
+    for page in pages.iter().filter(|p| p.category == Category::Popups) {
+        let fixture = read_page(&page.path, config.input.max_bytes)?;
+        let host = PageInput {
+            name: format!("host+{}", page.stem),
+            base_url: fixture.base_url.clone(),
+            html: popup_host_page(&fixture.html),
+        };
+        let negative = page.stem.contains("x.com");
+        match detect.extract(&host, Some(&browser), &options).await {
+            Ok(extraction) => {
+                let kinds: Vec<PopupKind> =
+                    extraction.result.popups.iter().map(|p| p.kind).collect();
+                let consent = kinds.contains(&PopupKind::Consent);
+                if !negative {
+                    if consent {
+                        popups_found += 1;
+                    } else {
+                        failures.push(format!(
+                            "popup fixture {} not found as consent ({kinds:?})",
+                            page.stem
+                        ));
+                    }
+                } else if consent {
+                    failures.push(format!("negative fixture {} classified consent", page.stem));
+                }
+                popup_details
+                    .push(json!({"fixture": page.stem, "popups": extraction.result.popups}));
+            }
+            Err(error) => failures.push(format!("popup host {}: {error}", page.stem)),
+        }
+    }
+    drop(browser);
+
+    let report = json!({
+        "pages": bundled_trees.len(),
+        "engines": {
+            "embedded": {
+                "pages_per_s": round3(embedded_pages as f64 / embedded_seconds.max(1e-9)),
+                "peak_rss_mb": round3(embedded_rss),
+            },
+            "chromium": {
+                "pages_per_s": round3(chromium_pages as f64 / chromium_seconds.max(1e-9)),
+            },
+        },
+        "nodes_total": nodes_total,
+        "layout_agreement": {"pages": agreement_pages, "median_iou": round3(median_iou)},
+        "ad": {
+            "eval_pages": ad_pages,
+            "precision": round3(ad_scores.precision()),
+            "recall": round3(ad_scores.recall()),
+            "f1": round3(ad_scores.f1()),
+        },
+        "soft404": {
+            "precision": round3(soft_scores.precision()),
+            "recall": round3(soft_scores.recall()),
+            "hard_negatives_wrong": hard_wrong,
+        },
+        "popups_found": popups_found,
+    });
+    let details = json!({
+        "report": &report,
+        "train_summary": summary,
+        "ad_confusion": ad_scores,
+        "soft404_confusion": soft_scores,
+        "matched_boxes": ious.len(),
+        "median_parent_relative_iou": round3(median_relative_iou),
+        "share_of_boxes_iou_over_half": round3(share_over_half),
+        "soft404_eval_scores": soft_eval_scores,
+        "chromium_peak_rss_mb": round3(chromium_rss),
+        "embedded_trees_incl_synthetic": embedded_pages,
+        "popups": popup_details,
+        "failures": &failures,
+    });
+    fs_err::write(
+        out_dir.join("demo-details.json"),
+        serde_json::to_string_pretty(&details)?,
+    )?;
+    tracing::info!(details = %details, "demo details");
+    Ok(DemoOutcome { report, failures })
+}

@@ -1,0 +1,306 @@
+//! The embedded engine: html5ever parses the page into a DOM tree (seed ¶29-¶31),
+//! Blitz computes styles with stylo and boxes with taffy (block, flex, grid, floats) and
+//! parley (inline text), and the laid-out tree is read into a [`LayoutSnapshot`]
+//! (seed ¶32-¶33). No scripts run and no network provider is installed, so nothing
+//! is fetched; only inline `<style>` applies.
+//!
+//! Blitz is pre-alpha: every page runs under `catch_unwind`, and a panic becomes
+//! [`Error::EnginePanic`] for that page only.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use blitz_dom::{
+    BaseDocument, DocumentConfig, FontContext, Node, NodeData, NodeId, StyleThreading,
+};
+use blitz_html::HtmlDocument;
+use blitz_traits::shell::{ColorScheme, Viewport};
+
+use crate::error::{Error, Result};
+use crate::input::PageInput;
+use crate::layout::{
+    ComputedStyle, EngineKind, LayoutObject, LayoutSnapshot, NodeKind, Rect, STYLE_PROPERTIES,
+    collapse_text, object_type,
+};
+
+/// Stack of the layout thread, bytes (256 MiB of address space).
+pub const LAYOUT_STACK_BYTES: usize = 256 << 20;
+
+/// Longest text kept per text node, in characters.
+pub const MAX_TEXT_CHARS: usize = 1024;
+
+/// Lays pages out with Blitz. Holds the font context (system fonts are enumerated once).
+#[derive(Clone, Default)]
+pub struct EmbeddedEngine {
+    fonts: FontContext,
+}
+
+impl std::fmt::Debug for EmbeddedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedEngine").finish_non_exhaustive()
+    }
+}
+
+/// The embedded engine's answer: the layout tree and, when a selector was given, the index of
+/// the first matching object.
+#[derive(Debug, Clone)]
+pub struct EmbeddedLayout {
+    /// The layout objects.
+    pub snapshot: LayoutSnapshot,
+    /// Index into `snapshot.objects` of the selected element (local profile).
+    pub selected: Option<usize>,
+}
+
+impl EmbeddedEngine {
+    /// An engine with a fresh font context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses and lays out `page` in a `viewport` of (width, height) CSS px and reads the
+    /// layout tree. With `selector`, also finds the first element matching it.
+    ///
+    /// # Errors
+    /// [`Error::EnginePanic`] when Blitz panics on the page; [`Error::BadSelector`] and
+    /// [`Error::SelectorNoMatch`] for the selector.
+    pub fn layout(
+        &self,
+        page: &PageInput,
+        viewport: (u32, u32),
+        selector: Option<&str>,
+    ) -> Result<EmbeddedLayout> {
+        let fonts = self.fonts.clone();
+        // Style and layout recurse once per nesting level: a thread with a large stack keeps
+        // deeply nested pages (thousands of levels) from overflowing, which no catch_unwind
+        // could contain. The stack is reserved address space, committed only as used.
+        let outcome = std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("pagefeat-layout".to_owned())
+                .stack_size(LAYOUT_STACK_BYTES)
+                .spawn_scoped(scope, || {
+                    catch_unwind(AssertUnwindSafe(|| {
+                        let config = DocumentConfig {
+                            viewport: Some(Viewport::new(
+                                viewport.0,
+                                viewport.1,
+                                1.0,
+                                ColorScheme::Light,
+                            )),
+                            base_url: Some(page.base_url.clone()),
+                            font_ctx: Some(fonts),
+                            style_threading: StyleThreading::Sequential,
+                            ..DocumentConfig::default()
+                        };
+                        let mut document = HtmlDocument::from_html(&page.html, config);
+                        document.resolve(0.0);
+                        let base: &BaseDocument = &document;
+                        let selected = match selector {
+                            Some(selector) => Some(select(base, selector)?),
+                            None => None,
+                        };
+                        Ok(read_tree(base, &page.base_url, viewport, selected))
+                    }))
+                });
+            match worker {
+                Ok(handle) => handle.join().unwrap_or_else(Err),
+                Err(error) => Ok(Err(Error::EnginePanic {
+                    source_name: page.name.clone(),
+                    message: format!("starting the layout thread: {error}"),
+                })),
+            }
+        });
+        match outcome {
+            Ok(result) => result,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                Err(Error::EnginePanic {
+                    source_name: page.name.clone(),
+                    message,
+                })
+            }
+        }
+    }
+}
+
+fn select(document: &BaseDocument, selector: &str) -> Result<NodeId> {
+    document
+        .query_selector(selector)
+        .map_err(|_| Error::BadSelector {
+            selector: selector.to_owned(),
+        })?
+        .ok_or_else(|| Error::SelectorNoMatch {
+            selector: selector.to_owned(),
+        })
+}
+
+/// Walks the DOM from the document node and keeps the nodes that get a layout object.
+fn read_tree(
+    document: &BaseDocument,
+    url: &str,
+    viewport: (u32, u32),
+    selected_node: Option<NodeId>,
+) -> EmbeddedLayout {
+    let mut objects: Vec<LayoutObject> = Vec::new();
+    let mut selected = None;
+    let root = document.root_node();
+    objects.push(LayoutObject {
+        engine_node: root.id.as_u64(),
+        parent: None,
+        kind: NodeKind::Document,
+        tag: "#document".to_owned(),
+        object_type: "LayoutView",
+        rect: Rect {
+            x: 0.0,
+            y: 0.0,
+            width: viewport.0 as f32,
+            height: viewport.1 as f32,
+        },
+        attributes: Vec::new(),
+        text: String::new(),
+        style: ComputedStyle {
+            display: "block".to_owned(),
+            position: "static".to_owned(),
+            z_index: "auto".to_owned(),
+            opacity: 1.0,
+            visibility: "visible".to_owned(),
+            ..ComputedStyle::default()
+        },
+        paint_order: Some(0),
+    });
+    // Explicit stack: deep pages must not overflow the call stack.
+    let mut stack: Vec<(NodeId, usize)> = root.children.iter().rev().map(|c| (*c, 0)).collect();
+    let mut document_bottom: f32 = 0.0;
+    let mut document_right: f32 = viewport.0 as f32;
+    while let Some((node_id, parent_index)) = stack.pop() {
+        let Some(node) = document.get_node(node_id) else {
+            continue;
+        };
+        match &node.data {
+            NodeData::Element(element) => {
+                let tag = element.name.local.to_string().to_ascii_lowercase();
+                if node.primary_styles().is_none() {
+                    continue; // inside a display:none subtree: no styles, no layout object
+                }
+                let values: Vec<String> = STYLE_PROPERTIES
+                    .iter()
+                    .map(|p| document.resolved_style_value(node_id, p))
+                    .collect();
+                let style = ComputedStyle::from_values(&values);
+                let Some(class) = object_type(NodeKind::Element, &tag, &style.display) else {
+                    if style.display == "contents" {
+                        push_children(&mut stack, node, parent_index);
+                    }
+                    continue;
+                };
+                let rect = element_rect(node);
+                document_bottom = document_bottom.max(rect.y + rect.height);
+                document_right = document_right.max(rect.x + rect.width);
+                let index = objects.len();
+                if selected_node == Some(node_id) {
+                    selected = Some(index);
+                }
+                objects.push(LayoutObject {
+                    engine_node: node_id.as_u64(),
+                    parent: Some(parent_index),
+                    kind: NodeKind::Element,
+                    tag,
+                    object_type: class,
+                    rect,
+                    attributes: element
+                        .attrs
+                        .iter()
+                        .map(|a| (a.name.local.to_string(), a.value.clone()))
+                        .collect(),
+                    text: String::new(),
+                    paint_order: Some(style.z_index_value()),
+                    style,
+                });
+                push_children(&mut stack, node, index);
+            }
+            NodeData::Text(text) => {
+                let collapsed = collapse_text(&text.content, MAX_TEXT_CHARS);
+                if collapsed.is_empty() {
+                    continue;
+                }
+                let parent = &objects[parent_index];
+                let rect = parent.rect;
+                let style = parent.style.clone();
+                objects.push(LayoutObject {
+                    engine_node: node_id.as_u64(),
+                    parent: Some(parent_index),
+                    kind: NodeKind::Text,
+                    tag: "#text".to_owned(),
+                    object_type: "LayoutText",
+                    rect,
+                    attributes: Vec::new(),
+                    text: collapsed,
+                    style,
+                    paint_order: parent.paint_order,
+                });
+            }
+            _ => {}
+        }
+    }
+    let (document_width, document_height) = (
+        document_right.max(0.0).round() as u32,
+        document_bottom.max(viewport.1 as f32).round() as u32,
+    );
+    if let Some(view) = objects.first_mut() {
+        view.rect.width = document_width as f32;
+        view.rect.height = document_height as f32;
+    }
+    EmbeddedLayout {
+        snapshot: LayoutSnapshot {
+            url: url.to_owned(),
+            engine: EngineKind::Embedded,
+            viewport_width: viewport.0,
+            viewport_height: viewport.1,
+            scroll_y: 0,
+            document_width,
+            document_height,
+            objects,
+        },
+        selected,
+    }
+}
+
+fn push_children(stack: &mut Vec<(NodeId, usize)>, node: &Node, parent_index: usize) {
+    stack.extend(node.children.iter().rev().map(|c| (*c, parent_index)));
+}
+
+/// The border box of an element in page coordinates. A non-atomic inline element has no box
+/// of its own in Blitz: its line fragments (relative to the inline root) are united.
+fn element_rect(node: &Node) -> Rect {
+    if let Some(fragments) = node.inline_fragment_boxes() {
+        let origin = node
+            .inline_root_ancestor()
+            .map(|root| root.absolute_position(0.0, 0.0));
+        let mut union: Option<(f32, f32, f32, f32)> = None;
+        for f in fragments {
+            let (x0, y0, x1, y1) = (f.left, f.top, f.right, f.bottom);
+            union = Some(match union {
+                None => (x0, y0, x1, y1),
+                Some((a, b, c, d)) => (a.min(x0), b.min(y0), c.max(x1), d.max(y1)),
+            });
+        }
+        if let (Some(origin), Some((x0, y0, x1, y1))) = (origin, union) {
+            return Rect {
+                x: origin.x + x0,
+                y: origin.y + y0,
+                width: (x1 - x0).max(0.0),
+                height: (y1 - y0).max(0.0),
+            };
+        }
+    }
+    let position = node.absolute_position(0.0, 0.0);
+    let size = node.final_layout().size;
+    Rect {
+        x: position.x,
+        y: position.y,
+        width: size.width.max(0.0),
+        height: size.height.max(0.0),
+    }
+}

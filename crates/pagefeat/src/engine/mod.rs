@@ -1,0 +1,8 @@
+//! The two layout engines. Both produce a [`crate::layout::LayoutSnapshot`] with the same
+//! LayoutObject class names, so everything after them is engine-independent.
+
+pub mod chromium;
+pub mod embedded;
+
+pub use chromium::{ChromiumBrowser, ChromiumCapture, ChromiumConfig};
+pub use embedded::{EmbeddedEngine, EmbeddedLayout};

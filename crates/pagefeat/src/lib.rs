@@ -1,0 +1,41 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+pub mod adfilter;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod corpus;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod extract;
+pub mod features;
+pub mod input;
+pub mod layout;
+pub mod model;
+pub mod popup;
+pub mod recognize;
+pub mod serve;
+pub mod stat_node;
+pub mod training;
+pub mod viewport;
+pub mod workers;
+
+pub use engine::{ChromiumBrowser, ChromiumConfig, EmbeddedEngine};
+pub use error::{Error, Result};
+pub use input::PageInput;
+pub use layout::{EngineKind, LayoutObject, LayoutSnapshot};
+pub use recognize::{PageResult, Recognizer};
+pub use stat_node::{Profile, StatNode, StatTree, Trigger};
+pub use viewport::{ViewportEvent, ViewportTracker};
+
+// Used only by the integration tests.
+#[cfg(test)]
+use http_body_util as _;
+#[cfg(test)]
+use proptest as _;
+#[cfg(test)]
+use testkit as _;
+#[cfg(test)]
+use tower as _;

@@ -1,0 +1,18 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    reason = "test code: a panic is a test failure"
+)]
+//! Integration tests of pagefeat, one module per capability. Tests whose names start with
+//! `chromium_` start a real headless Chromium and run in the nextest group `end-to-end`.
+
+mod bad_input;
+mod cli;
+mod engines;
+mod popups;
+mod profiles;
+mod schema;
+mod serve;
+mod support;
+mod viewport;
