@@ -449,7 +449,12 @@ pub async fn run(
             },
         },
         "nodes_total": nodes_total,
-        "layout_agreement": {"pages": agreement_pages, "median_iou": round3(median_iou)},
+        "layout_agreement": {
+            "pages": agreement_pages,
+            "median_iou": round3(median_iou),
+            "median_parent_relative_iou": round3(median_relative_iou),
+            "share_iou_over_half": round3(share_over_half),
+        },
         "ad": {
             "eval_pages": ad_pages,
             "precision": round3(ad_scores.precision()),
