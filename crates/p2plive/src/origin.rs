@@ -265,6 +265,29 @@ impl Publisher {
     }
 }
 
+/// Sends the first `n` bytes of `buf` for a successful read of `n` bytes, or the read error
+/// (described by `what`); returns whether the reader should go on (the read succeeded and the
+/// receiver is still there).
+async fn forward(
+    tx: &mpsc::Sender<Result<Bytes, Error>>,
+    read: std::io::Result<usize>,
+    buf: &[u8],
+    what: &str,
+) -> bool {
+    match read {
+        Ok(n) => tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).await.is_ok(),
+        Err(source) => {
+            let _ = tx
+                .send(Err(Error::Net {
+                    what: what.to_owned(),
+                    source,
+                }))
+                .await;
+            false
+        }
+    }
+}
+
 /// Spawns the task that reads `input` and sends its raw bytes in chunks; the channel closing or
 /// an empty chunk ends the input. Returns whether the input is paced by the origin (a file) or
 /// arrives live.
@@ -297,26 +320,11 @@ async fn open(
                 let mut stdin = tokio::io::stdin();
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
-                    match stdin.read(&mut buf).await {
-                        Ok(0) => return,
-                        Ok(n) => {
-                            if tx
-                                .send(Ok(Bytes::copy_from_slice(&buf[..n])))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(source) => {
-                            let _ = tx
-                                .send(Err(Error::Net {
-                                    what: "reading standard input".to_owned(),
-                                    source,
-                                }))
-                                .await;
-                            return;
-                        }
+                    let read = stdin.read(&mut buf).await;
+                    if matches!(read, Ok(0))
+                        || !forward(&tx, read, &buf, "reading standard input").await
+                    {
+                        return;
                     }
                 }
             });
@@ -344,26 +352,9 @@ async fn open(
                     } else {
                         socket.recv(&mut buf).await
                     };
-                    match received {
-                        Ok(n) => {
-                            started = true;
-                            if tx
-                                .send(Ok(Bytes::copy_from_slice(&buf[..n])))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(source) => {
-                            let _ = tx
-                                .send(Err(Error::Net {
-                                    what: "receiving UDP".to_owned(),
-                                    source,
-                                }))
-                                .await;
-                            return;
-                        }
+                    started = true;
+                    if !forward(&tx, received, &buf, "receiving UDP").await {
+                        return;
                     }
                 }
             });
