@@ -47,11 +47,141 @@ impl<T> Entry<T> {
     }
 }
 
+/// What a leased record tells the table: its key, the instance holding it and its address.
+trait Leased: Clone + PartialEq {
+    type Key: Ord + Clone;
+    fn key(&self) -> Self::Key;
+    fn instance(&self) -> &str;
+    fn addr(&self) -> String;
+}
+
+impl Leased for MediaRecord {
+    type Key = String;
+    fn key(&self) -> String {
+        self.label.clone()
+    }
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+    fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Leased for ForwarderRecord {
+    type Key = (String, String);
+    fn key(&self) -> (String, String) {
+        (self.service.clone(), self.namespace.clone())
+    }
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+    fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+/// One kind of leased record by key; the rules of the module docs, without the version (each
+/// method says whether the routing-relevant content changed).
+#[derive(Debug, Clone)]
+struct Table<R: Leased> {
+    entries: BTreeMap<R::Key, Entry<R>>,
+}
+
+impl<R: Leased> Default for Table<R> {
+    fn default() -> Self {
+        Self {
+            entries: BTreeMap::new(),
+        }
+    }
+}
+
+impl<R: Leased> Table<R> {
+    fn add_static(&mut self, record: R) {
+        self.entries.insert(
+            record.key(),
+            Entry {
+                record,
+                expires: None,
+            },
+        );
+    }
+
+    /// Returns the renewal and whether the content changed.
+    fn register(&mut self, record: R, ttl: Duration, now: Instant) -> (Renewal, bool) {
+        let key = record.key();
+        let live = self.entries.get(&key).filter(|e| e.live(now));
+        let previous = live.map(|e| e.record.addr());
+        let changed = live.is_none_or(|e| e.record != record);
+        self.entries.insert(
+            key,
+            Entry {
+                record,
+                expires: Some(now + ttl),
+            },
+        );
+        (Renewal::Registered { previous }, changed)
+    }
+
+    fn heartbeat(&mut self, key: &R::Key, instance: &str, ttl: Duration, now: Instant) -> Renewal {
+        match self.entries.get_mut(key) {
+            Some(entry) if entry.live(now) => {
+                if entry.record.instance() != instance {
+                    Renewal::Superseded
+                } else {
+                    if entry.expires.is_some() {
+                        entry.expires = Some(now + ttl);
+                    }
+                    Renewal::Renewed
+                }
+            }
+            _ => Renewal::Unknown,
+        }
+    }
+
+    fn remove(&mut self, key: &R::Key, instance: &str) -> bool {
+        let held = self
+            .entries
+            .get(key)
+            .is_some_and(|e| e.record.instance() == instance);
+        if held {
+            self.entries.remove(key);
+        }
+        held
+    }
+
+    fn expire(&mut self, now: Instant) -> Vec<R::Key> {
+        let gone: Vec<R::Key> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.live(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.entries.retain(|_, e| e.live(now));
+        gone
+    }
+
+    fn get(&self, key: &R::Key, now: Instant) -> Option<&R> {
+        self.entries
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| &e.record)
+    }
+
+    fn live(&self, now: Instant) -> Vec<R> {
+        self.entries
+            .values()
+            .filter(|e| e.live(now))
+            .map(|e| e.record.clone())
+            .collect()
+    }
+}
+
 /// Media servers and forwarders with their leases; see the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct Leases {
-    media: BTreeMap<String, Entry<MediaRecord>>,
-    forwarders: BTreeMap<(String, String), Entry<ForwarderRecord>>,
+    media: Table<MediaRecord>,
+    forwarders: Table<ForwarderRecord>,
     version: u64,
 }
 
@@ -66,53 +196,29 @@ impl Leases {
         self.version
     }
 
+    fn bump_if(&mut self, changed: bool) {
+        if changed {
+            self.version += 1;
+        }
+    }
+
     /// Declares a media server that never expires.
     pub fn add_static_media(&mut self, record: MediaRecord) {
-        self.media.insert(
-            record.label.clone(),
-            Entry {
-                record,
-                expires: None,
-            },
-        );
+        self.media.add_static(record);
         self.version += 1;
     }
 
     /// Declares a forwarder that never expires.
     pub fn add_static_forwarder(&mut self, record: ForwarderRecord) {
-        self.forwarders.insert(
-            (record.service.clone(), record.namespace.clone()),
-            Entry {
-                record,
-                expires: None,
-            },
-        );
+        self.forwarders.add_static(record);
         self.version += 1;
     }
 
     /// Registers (or replaces) a media server under its label with a lease of `ttl`.
     pub fn register_media(&mut self, record: MediaRecord, ttl: Duration, now: Instant) -> Renewal {
-        let label = record.label.clone();
-        let previous = self
-            .media
-            .get(&label)
-            .filter(|e| e.live(now))
-            .map(|e| e.record.addr.to_string());
-        let changed = self
-            .media
-            .get(&label)
-            .is_none_or(|e| !e.live(now) || e.record != record);
-        self.media.insert(
-            label,
-            Entry {
-                record,
-                expires: Some(now + ttl),
-            },
-        );
-        if changed {
-            self.version += 1;
-        }
-        Renewal::Registered { previous }
+        let (renewal, changed) = self.media.register(record, ttl, now);
+        self.bump_if(changed);
+        renewal
     }
 
     /// Extends the lease of `label` held by `instance`.
@@ -123,34 +229,14 @@ impl Leases {
         ttl: Duration,
         now: Instant,
     ) -> Renewal {
-        match self.media.get_mut(label) {
-            Some(entry) if entry.live(now) => {
-                if entry.record.instance != instance {
-                    Renewal::Superseded
-                } else {
-                    if entry.expires.is_some() {
-                        entry.expires = Some(now + ttl);
-                    }
-                    Renewal::Renewed
-                }
-            }
-            _ => Renewal::Unknown,
-        }
+        self.media.heartbeat(&label.to_owned(), instance, ttl, now)
     }
 
     /// Removes `label` if `instance` holds it (a clean shutdown); true if removed.
     pub fn remove_media(&mut self, label: &str, instance: &str) -> bool {
-        if self
-            .media
-            .get(label)
-            .is_some_and(|e| e.record.instance == instance)
-        {
-            self.media.remove(label);
-            self.version += 1;
-            true
-        } else {
-            false
-        }
+        let removed = self.media.remove(&label.to_owned(), instance);
+        self.bump_if(removed);
+        removed
     }
 
     /// Registers (or replaces) a forwarder under (service, namespace) with a lease of `ttl`.
@@ -160,27 +246,9 @@ impl Leases {
         ttl: Duration,
         now: Instant,
     ) -> Renewal {
-        let key = (record.service.clone(), record.namespace.clone());
-        let previous = self
-            .forwarders
-            .get(&key)
-            .filter(|e| e.live(now))
-            .map(|e| e.record.addr.to_string());
-        let changed = self
-            .forwarders
-            .get(&key)
-            .is_none_or(|e| !e.live(now) || e.record != record);
-        self.forwarders.insert(
-            key,
-            Entry {
-                record,
-                expires: Some(now + ttl),
-            },
-        );
-        if changed {
-            self.version += 1;
-        }
-        Renewal::Registered { previous }
+        let (renewal, changed) = self.forwarders.register(record, ttl, now);
+        self.bump_if(changed);
+        renewal
     }
 
     /// Extends the lease of the forwarder (service, namespace) held by `instance`.
@@ -192,87 +260,42 @@ impl Leases {
         ttl: Duration,
         now: Instant,
     ) -> Renewal {
-        match self
-            .forwarders
-            .get_mut(&(service.to_owned(), namespace.to_owned()))
-        {
-            Some(entry) if entry.live(now) => {
-                if entry.record.instance != instance {
-                    Renewal::Superseded
-                } else {
-                    if entry.expires.is_some() {
-                        entry.expires = Some(now + ttl);
-                    }
-                    Renewal::Renewed
-                }
-            }
-            _ => Renewal::Unknown,
-        }
+        let key = (service.to_owned(), namespace.to_owned());
+        self.forwarders.heartbeat(&key, instance, ttl, now)
     }
 
     /// Removes the forwarder if `instance` holds it; true if removed.
     pub fn remove_forwarder(&mut self, service: &str, namespace: &str, instance: &str) -> bool {
         let key = (service.to_owned(), namespace.to_owned());
-        if self
-            .forwarders
-            .get(&key)
-            .is_some_and(|e| e.record.instance == instance)
-        {
-            self.forwarders.remove(&key);
-            self.version += 1;
-            true
-        } else {
-            false
-        }
+        let removed = self.forwarders.remove(&key, instance);
+        self.bump_if(removed);
+        removed
     }
 
     /// Drops expired entries; returns their keys (labels, or `service/namespace`).
     pub fn expire(&mut self, now: Instant) -> Vec<String> {
-        let mut gone: Vec<String> = self
-            .media
-            .iter()
-            .filter(|(_, e)| !e.live(now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        self.media.retain(|_, e| e.live(now));
-        let forwarders: Vec<String> = self
-            .forwarders
-            .iter()
-            .filter(|(_, e)| !e.live(now))
-            .map(|((s, n), _)| format!("{s}/{n}"))
-            .collect();
-        self.forwarders.retain(|_, e| e.live(now));
-        gone.extend(forwarders);
-        if !gone.is_empty() {
-            self.version += 1;
-        }
+        let mut gone = self.media.expire(now);
+        gone.extend(
+            self.forwarders
+                .expire(now)
+                .into_iter()
+                .map(|(s, n)| format!("{s}/{n}")),
+        );
+        self.bump_if(!gone.is_empty());
         gone
     }
 
     /// The live media server under `label`.
     pub fn media(&self, label: &str, now: Instant) -> Option<&MediaRecord> {
-        self.media
-            .get(label)
-            .filter(|e| e.live(now))
-            .map(|e| &e.record)
+        self.media.get(&label.to_owned(), now)
     }
 
     /// Everything live, at the current version.
     pub fn snapshot(&self, now: Instant) -> RouteSnapshot {
         RouteSnapshot {
             version: self.version,
-            media: self
-                .media
-                .values()
-                .filter(|e| e.live(now))
-                .map(|e| e.record.clone())
-                .collect(),
-            forwarders: self
-                .forwarders
-                .values()
-                .filter(|e| e.live(now))
-                .map(|e| e.record.clone())
-                .collect(),
+            media: self.media.live(now),
+            forwarders: self.forwarders.live(now),
         }
     }
 }
