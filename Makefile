@@ -30,7 +30,8 @@ unit:
 ifneq ($(NEXTEST),)
 	cargo nextest run --workspace --locked --no-fail-fast
 else
-	cargo test --workspace --locked --no-fail-fast --lib --bins --tests
+	# Without nextest's test groups the end-to-end tests (real servers) run one at a time.
+	cargo test --workspace --locked --no-fail-fast --lib --bins --tests -- --test-threads=1
 endif
 
 doc-test:
