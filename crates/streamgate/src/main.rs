@@ -1,35 +1,12 @@
-//! The `streamgate` binary: parse, set up tracing, dispatch, map to an exit code.
+//! The `streamgate` binary: parse the command line, then [`svckit::cli::main`] sets up tracing and
+//! the runtime, runs the subcommand and maps its outcome to the exit code.
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use streamgate::cli::{Cli, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = svckit::init_tracing("streamgate", cli.common.verbose) {
-        let _ = writeln!(std::io::stderr(), "streamgate: {error}");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "streamgate: starting the async runtime: {error}"
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(error) => {
-            let _ = writeln!(std::io::stderr(), "streamgate: error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    svckit::cli::main("streamgate", cli.common.verbose, || run(cli))
 }
