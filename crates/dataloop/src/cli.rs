@@ -4,7 +4,6 @@
 //! Exit codes: 0 success; 1 error; 2 `ingest` committed the batch but rejected some files or
 //! rows, or `demo` checks failed.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -148,22 +147,13 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Writes `text` to stdout; a closed pipe is not an error.
+/// Writes `text` (which ends with its own newline) to stdout; a closed pipe is not an error
+/// ([`svckit::cli::stdout_line`]).
+///
+/// # Errors
+/// Other write errors.
 pub fn out(text: &str) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
-}
-
-/// Whether stderr is a terminal (progress bars).
-fn interactive(json: bool) -> bool {
-    use std::io::IsTerminal as _;
-    !json && std::io::stderr().is_terminal()
+    svckit::cli::stdout_line(text.strip_suffix('\n').unwrap_or(text)).context("writing to stdout")
 }
 
 /// Parses `k=v` parameters.
@@ -191,7 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = load_config(&cli)?;
     match cli.command {
         Command::Ingest(args) => {
-            let mut dl = DataLoop::open(config, interactive(args.json)).await?;
+            let mut dl = DataLoop::open(config, svckit::cli::progress_wanted(args.json)).await?;
             let hook = if args.pause_before_commit {
                 BeforeCommit::HangBeforeCommit
             } else {
@@ -243,7 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Trigger(args) => {
-            let mut dl = DataLoop::open(config, interactive(args.json)).await?;
+            let mut dl = DataLoop::open(config, svckit::cli::progress_wanted(args.json)).await?;
             let kind = match args.rule {
                 Some(rule) if !args.scheduled => TriggerKind::Manual(MiningRequest {
                     rule,

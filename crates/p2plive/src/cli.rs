@@ -4,7 +4,6 @@
 //! own checks (a peer not byte-exact, a stall, a P2P ratio below the floor); clap's usage
 //! errors exit 2 as well.
 
-use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use prometheus_client::registry::Registry;
-use svckit::cli::CommonArgs;
+use svckit::cli::{CommonArgs, stderr_text, stdout_line};
 
 use crate::cdn::Cdn;
 use crate::config::{Config, ENV_PREFIX};
@@ -191,18 +190,6 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-fn stdout_line(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
-}
-
-fn stderr_text(text: &str) {
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
-}
-
 async fn serve_until_signal(
     listen: SocketAddr,
     router: axum::Router,
@@ -227,8 +214,8 @@ async fn serve_until_signal(
 /// # Errors
 /// Any failure, with context, for `main` to print.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut config: Config = svckit::config::load(&cli.common.config_sources(ENV_PREFIX))
-        .context("loading configuration")?;
+    let mut config: Config =
+        svckit::cli::load_config(&cli.common, ENV_PREFIX).context("loading configuration")?;
     match cli.command {
         Command::Origin(args) => {
             let o = &mut config.origin;
@@ -346,22 +333,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 block_ms: args.block_ms,
                 urgent_blocks: args.urgent_blocks,
                 cdn_prefetchers: args.cdn_prefetchers,
-                progress: !args.json && std::io::stderr().is_terminal(),
+                progress: svckit::cli::progress_wanted(args.json),
             };
             let (report, extras) = crate::demo::run(&options).await?;
             stderr_text(&crate::demo::table(&report, &extras));
-            let failures = report.failures();
-            for f in &failures {
-                stderr_text(&format!("demo check failed: {f}\n"));
-            }
-            if args.json {
-                stdout_line(&serde_json::to_string(&report)?)?;
-            }
-            Ok(if failures.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
+            Ok(svckit::cli::finish_demo(
+                &report,
+                &report.failures(),
+                args.json,
+            )?)
         }
         Command::Bench(args) => {
             let path = args.input.unwrap_or_else(crate::demo::bundled_clip);
@@ -373,11 +353,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rows =
                 tokio::task::spawn_blocking(move || crate::bench::run(&ts, &ts_path, args.rounds))
                     .await??;
-            if args.json {
-                stdout_line(&serde_json::to_string(&rows)?)?;
-            } else {
-                stdout_line(crate::bench::table(&rows).trim_end())?;
-            }
+            svckit::cli::print_report(&rows, args.json, || crate::bench::table(&rows))?;
             Ok(ExitCode::SUCCESS)
         }
     }

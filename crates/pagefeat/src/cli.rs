@@ -4,7 +4,7 @@
 //! demo that ran but failed one of its checks; 3 `detect` when at least one page failed
 //! (the others are still reported).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
-use svckit::cli::CommonArgs;
+use svckit::cli::{CommonArgs, stdout_line};
 use svckit::{Clock, SystemClock};
 
 use crate::adfilter::AdFilter;
@@ -154,25 +154,13 @@ pub struct DemoArgs {
     pub out: Option<PathBuf>,
 }
 
-/// One line to stdout; a closed pipe is not an error.
-///
-/// # Errors
-/// Other write errors.
-pub fn stdout_line(line: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{line}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
-}
-
 /// Loads and validates the configuration named by the common flags.
 ///
 /// # Errors
 /// Unreadable files, bad values.
 pub fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
-    let config: Config = svckit::config::load(&common.config_sources(ENV_PREFIX))
-        .context("loading the configuration")?;
+    let config: Config =
+        svckit::cli::load_config(common, ENV_PREFIX).context("loading the configuration")?;
     config.validate()?;
     Ok(config)
 }
@@ -425,40 +413,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let rows = crate::bench::run(&config, args.pages, progress_wanted(args.json)).await?;
-            if args.json {
-                stdout_line(&serde_json::to_string(&rows)?)?;
-            } else {
-                for line in crate::bench::table(&rows) {
-                    stdout_line(&line)?;
-                }
-            }
+            let rows =
+                crate::bench::run(&config, args.pages, svckit::cli::progress_wanted(args.json))
+                    .await?;
+            svckit::cli::print_report(&rows, args.json, || crate::bench::table(&rows).join("\n"))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            let outcome =
-                crate::demo::run(&config, args.out.as_deref(), progress_wanted(args.json)).await?;
-            if args.json {
-                stdout_line(&serde_json::to_string(&outcome.report)?)?;
-            } else {
-                stdout_line(&serde_json::to_string_pretty(&outcome.report)?)?;
-                for failure in &outcome.failures {
-                    stdout_line(&format!("check failed: {failure}"))?;
-                }
-            }
-            Ok(if outcome.failures.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                for failure in &outcome.failures {
-                    tracing::error!(check = %failure, "demo check failed");
-                }
-                ExitCode::from(2)
-            })
+            let outcome = crate::demo::run(
+                &config,
+                args.out.as_deref(),
+                svckit::cli::progress_wanted(args.json),
+            )
+            .await?;
+            Ok(svckit::cli::finish_demo(
+                &outcome.report,
+                &outcome.failures,
+                args.json,
+            )?)
         }
     }
-}
-
-/// Progress bars only on a terminal and not with `--json`.
-pub fn progress_wanted(json: bool) -> bool {
-    !json && std::io::stderr().is_terminal()
 }

@@ -5,7 +5,6 @@
 //! Exit codes: 0 success; 1 an error (printed with its causes); 2 the demo ran but failed one
 //! of its checks (clap's usage errors exit 2 as well).
 
-use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -177,23 +176,6 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// Writes one line to stdout; a closed pipe is not an error (ripgrep's rule).
-///
-/// # Errors
-/// Other write errors.
-pub fn stdout_line(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
-}
-
-/// Writes text to stderr, ignoring failures.
-pub fn stderr_text(text: &str) {
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
-}
-
 /// The bundled clip, `data/video/big_buck_bunny_640x360_60s.mp4`, looked up next to the
 /// working directory and the source tree.
 pub fn bundled_clip() -> PathBuf {
@@ -228,8 +210,8 @@ async fn until_signal(running: Running) -> anyhow::Result<()> {
 /// # Errors
 /// Any failure, with context.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let sources = cli.common.config_sources(ENV_PREFIX);
-    let mut config: Config = svckit::config::load(&sources).context("loading the configuration")?;
+    let mut config: Config =
+        svckit::cli::load_config(&cli.common, ENV_PREFIX).context("loading the configuration")?;
     match cli.command {
         Command::Registry(args) => {
             if let Some(listen) = args.listen {
@@ -322,21 +304,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 input: args.input.unwrap_or_else(bundled_clip),
                 viewers: args.viewers,
                 keep_logs: args.keep_logs,
-                progress: !args.json && std::io::stderr().is_terminal(),
+                progress: svckit::cli::progress_wanted(args.json),
             };
             let outcome = crate::demo::run(&options).await?;
-            stderr_text(&outcome.table());
-            for failure in &outcome.failures {
-                stderr_text(&format!("demo check failed: {failure}\n"));
-            }
-            if args.json {
-                stdout_line(&serde_json::to_string(&outcome.report)?)?;
-            }
-            return Ok(if outcome.failures.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            });
+            svckit::cli::stderr_text(&outcome.table());
+            return Ok(svckit::cli::finish_demo(
+                &outcome.report,
+                &outcome.failures,
+                args.json,
+            )?);
         }
         Command::Bench(args) => {
             let options = crate::bench::BenchOptions {
@@ -345,11 +321,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seconds: args.seconds,
             };
             let rows = crate::bench::run(&options).await?;
-            if args.json {
-                stdout_line(&serde_json::to_string(&rows)?)?;
-            } else {
-                stdout_line(crate::bench::table(&rows).trim_end())?;
-            }
+            svckit::cli::print_report(&rows, args.json, || crate::bench::table(&rows))?;
         }
     }
     Ok(ExitCode::SUCCESS)

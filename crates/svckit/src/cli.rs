@@ -1,11 +1,17 @@
-//! Command-line flags every service binary shares (style.md 2.6), flattened into each crate's
-//! clap `Cli` with `#[command(flatten)]`.
+//! The command-line pieces every service binary shares (style.md 2.6): the global flags
+//! ([`CommonArgs`], flattened into each crate's clap `Cli` with `#[command(flatten)]`), parsing
+//! with a binary's own `--set` example ([`parse`]), configuration loading ([`load_config`]),
+//! stdout/stderr helpers that treat a closed pipe as success, the demo's exit-code rule
+//! ([`finish_demo`]) and the common `main` body ([`main`]).
 
 use std::fmt::Display;
 use std::future::Future;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// `-v`, `--config FILE` and `--set key=value`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -16,11 +22,14 @@ pub struct CommonArgs {
     /// A TOML configuration file, applied over the embedded defaults.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Override one configuration key, applied last, e.g. `--set tracker.max_substreams=12`
-    /// (repeatable).
+    /// Override one configuration key, applied last (repeatable); each binary's help gives an
+    /// example of its own keys (see [`parse`]).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 }
+
+/// The clap id of the `--set` flag in [`CommonArgs`] (its field name).
+const SET_ARG_ID: &str = "overrides";
 
 impl CommonArgs {
     /// The configuration [`Sources`](crate::config::Sources) these flags name, reading the
@@ -31,6 +40,113 @@ impl CommonArgs {
             .env_prefix(env_prefix)
             .overrides(&self.overrides)
     }
+}
+
+/// Parses the process's command line into `C`, a binary's clap `Cli` that flattens
+/// [`CommonArgs`], with the `--set` help showing `set_example` (a `key=value` of that binary's
+/// own configuration, e.g. `"relay.max_in_flight=64"`).
+///
+/// Usage errors, `--help` and `--version` print and exit as clap does (exit code 2 for errors).
+pub fn parse<C: clap::Parser>(set_example: &str) -> C {
+    parse_from(std::env::args_os(), set_example).unwrap_or_else(|error| error.exit())
+}
+
+/// [`parse`] over explicit arguments (the first is the binary name).
+///
+/// # Errors
+/// clap's error for a usage error, `--help` or `--version`.
+pub fn parse_from<C, I, T>(args: I, set_example: &str) -> Result<C, clap::Error>
+where
+    C: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let help = format!(
+        "Override one configuration key, applied last, e.g. `--set {set_example}` (repeatable)"
+    );
+    let mut command = C::command().mut_arg(SET_ARG_ID, |arg| arg.help(help));
+    let mut matches = command.try_get_matches_from_mut(args)?;
+    C::from_arg_matches_mut(&mut matches).map_err(|error| error.format(&mut command))
+}
+
+/// Loads a binary's configuration `T` from the layers `common` names: embedded defaults (`T`'s
+/// `Default` through serde), the `--config` TOML file, environment variables starting with
+/// `env_prefix`, then `--set` flags (see [`crate::config::load`]).
+///
+/// # Errors
+/// [`crate::config::ConfigError`] naming the file, variable or key.
+pub fn load_config<T: Serialize + DeserializeOwned + Default>(
+    common: &CommonArgs,
+    env_prefix: &str,
+) -> Result<T, crate::config::ConfigError> {
+    crate::config::load(&common.config_sources(env_prefix))
+}
+
+/// Writes `text` and a newline to stdout and flushes; a closed pipe (`| head`) is not an
+/// error (ripgrep's rule).
+///
+/// # Errors
+/// Other write errors.
+pub fn stdout_line(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Writes `text` (as is, no newline added) to stderr, ignoring failures: for tables and notes
+/// a person reads, never for data.
+pub fn stderr_text(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// Whether progress bars should be drawn: only on a terminal and not with `--json`.
+pub fn progress_wanted(json: bool) -> bool {
+    !json && std::io::stderr().is_terminal()
+}
+
+/// Prints `value` on stdout: one JSON line with `json`, else `text()` (a table people read).
+///
+/// # Errors
+/// A serialisation or write error.
+pub fn print_report<R: Serialize>(
+    value: &R,
+    json: bool,
+    text: impl FnOnce() -> String,
+) -> std::io::Result<()> {
+    if json {
+        stdout_line(&serde_json::to_string(value)?)
+    } else {
+        stdout_line(text().trim_end())
+    }
+}
+
+/// The end of every `demo` subcommand: prints `report` on stdout (one JSON line with `json`,
+/// pretty JSON otherwise), each failed check on stderr and in the log, and gives exit code 0
+/// when `failures` is empty, else 2 (the demo ran but failed its own checks).
+///
+/// # Errors
+/// A serialisation or write error.
+pub fn finish_demo<R: Serialize, F: Display>(
+    report: &R,
+    failures: &[F],
+    json: bool,
+) -> std::io::Result<ExitCode> {
+    if json {
+        stdout_line(&serde_json::to_string(report)?)?;
+    } else {
+        stdout_line(&serde_json::to_string_pretty(report)?)?;
+    }
+    for failure in failures {
+        tracing::error!(%failure, "demo check failed");
+        stderr_text(&format!("demo check failed: {failure}\n"));
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// The body of every service binary's `main` (style.md 2.6): sets up tracing for `binary` at
@@ -60,5 +176,66 @@ where
     match runtime.block_on(run()) {
         Ok(code) => code,
         Err(error) => fail(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "demo-bin")]
+    struct TestCli {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(subcommand)]
+        command: TestCommand,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum TestCommand {
+        Run,
+    }
+
+    #[test]
+    fn parse_keeps_flags_and_shows_the_binarys_own_example() {
+        let cli: TestCli = parse_from(
+            ["demo-bin", "run", "--set", "a.b=1", "-vv"],
+            "relay.max_in_flight=64",
+        )
+        .unwrap();
+        assert_eq!(cli.common.overrides, ["a.b=1"]);
+        assert_eq!(cli.common.verbose, 2);
+        assert!(matches!(cli.command, TestCommand::Run));
+
+        let help = parse_from::<TestCli, _, _>(["demo-bin", "--help"], "relay.max_in_flight=64")
+            .unwrap_err()
+            .to_string();
+        assert!(help.contains("--set relay.max_in_flight=64"), "{help}");
+        assert!(!help.contains("tracker.max_substreams"), "{help}");
+        // The example also reaches the subcommands (the flag is global).
+        let sub = parse_from::<TestCli, _, _>(["demo-bin", "run", "--help"], "x.y=2")
+            .unwrap_err()
+            .to_string();
+        assert!(sub.contains("--set x.y=2"), "{sub}");
+    }
+
+    #[test]
+    fn usage_errors_are_errors() {
+        assert!(parse_from::<TestCli, _, _>(["demo-bin", "nope"], "k=v").is_err());
+    }
+
+    #[test]
+    fn demo_exit_code_follows_failures() {
+        let report = serde_json::json!({"ok": true});
+        let none: [&str; 0] = [];
+        assert_eq!(
+            finish_demo(&report, &none, true).unwrap(),
+            ExitCode::SUCCESS
+        );
+        assert_eq!(
+            finish_demo(&report, &["p2p ratio 0.5 < 0.85"], true).unwrap(),
+            ExitCode::from(2)
+        );
     }
 }

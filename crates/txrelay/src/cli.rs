@@ -3,7 +3,6 @@
 //! Exit codes: 0 success; 1 an error (printed with its causes); 2 the demo ran but failed one
 //! of its checks (clap's usage errors exit 2 as well).
 
-use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -81,18 +80,6 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// Writes one line to stdout; a closed pipe is not an error (ripgrep's rule).
-///
-/// # Errors
-/// Other write errors.
-pub fn stdout_line(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("writing to stdout"),
-    }
-}
-
 fn chain_flag(text: &str) -> anyhow::Result<ChainConfig> {
     let (id, urls) = text
         .split_once('=')
@@ -112,7 +99,7 @@ fn chain_flag(text: &str) -> anyhow::Result<ChainConfig> {
 /// # Errors
 /// Loading or flag errors.
 pub fn serve_config(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Config> {
-    let mut config: Config = svckit::config::load(&common.config_sources(ENV_PREFIX))
+    let mut config: Config = svckit::cli::load_config(common, ENV_PREFIX)
         .map_err(crate::error::ConfigError::from)
         .context("loading the configuration")?;
     if let Some(listen) = args.listen {
@@ -150,35 +137,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => {
             let options = crate::demo::DemoOptions {
-                progress: !args.json && std::io::stderr().is_terminal(),
+                progress: svckit::cli::progress_wanted(args.json),
             };
             let outcome = crate::demo::run(&options).await?;
-            if args.json {
-                stdout_line(&serde_json::to_string(&outcome.report)?)?;
-            } else {
-                stdout_line(&serde_json::to_string_pretty(&outcome.report)?)?;
-            }
-            if outcome.failures.is_empty() {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                for failure in &outcome.failures {
-                    tracing::error!(%failure, "demo check failed");
-                }
-                Ok(ExitCode::from(2))
-            }
+            Ok(svckit::cli::finish_demo(
+                &outcome.report,
+                &outcome.failures,
+                args.json,
+            )?)
         }
         Command::Bench(args) => {
             let options = crate::bench::BenchOptions {
                 txs: args.txs.max(1),
                 concurrency: args.concurrency.max(1),
-                progress: !args.json && std::io::stderr().is_terminal(),
+                progress: svckit::cli::progress_wanted(args.json),
             };
             let report = crate::bench::run(&options).await?;
-            if args.json {
-                stdout_line(&serde_json::to_string(&report)?)?;
-            } else {
-                stdout_line(&report.table())?;
-            }
+            svckit::cli::print_report(&report, args.json, || report.table())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,12 +1,12 @@
-//! The `txrelay` binary: parse the command line, then [`svckit::cli::main`] sets up tracing and
-//! the runtime, runs the subcommand and maps its outcome to the exit code.
+//! The `txrelay` binary: parse the command line (its `--set` help shows one of its own keys),
+//! then [`svckit::cli::main`] sets up tracing and the runtime, runs the subcommand and maps its
+//! outcome to the exit code.
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use txrelay::cli::{Cli, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = svckit::cli::parse("delivery.max_attempts=20");
     svckit::cli::main("txrelay", cli.common.verbose, || run(cli))
 }
