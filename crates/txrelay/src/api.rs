@@ -29,8 +29,8 @@ use tracing::{debug, error};
 use crate::core::now_ms;
 use crate::core::window::{Admission, admit};
 use crate::error::{NodeError, RejectReason, StoreError};
-use crate::relay::Shared;
 use crate::rules::{Registration, RuleError};
+use crate::state::Shared;
 use crate::store::NotificationRecord;
 use crate::validate::{check_nonce, check_transaction};
 

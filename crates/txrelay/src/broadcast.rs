@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::core::tracker::{Attempt, BroadcastStep, after_broadcast};
 use crate::core::{Backoff, now_ms};
 use crate::metrics::Metrics;
-use crate::relay::Shared;
+use crate::state::Shared;
 use crate::store::{BroadcastJob, BroadcastOutcome, TxStatus};
 
 /// Jobs sent concurrently by one worker.

@@ -40,6 +40,23 @@ impl EventStatus {
     }
 }
 
+impl std::str::FromStr for EventStatus {
+    type Err = crate::error::StoreError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "mined" => Ok(Self::Mined),
+            "failed" => Ok(Self::Failed),
+            "reorged" => Ok(Self::Reorged),
+            "rejected" => Ok(Self::Rejected),
+            other => Err(crate::error::StoreError::Corrupt {
+                what: "event status",
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
 /// The JSON body POSTed to webhooks and pushed over the WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -14,7 +14,7 @@ use crate::core::now_ms;
 use crate::core::tracker::{Policy, Step, observe, rebroadcast_needed};
 use crate::metrics::Metrics;
 use crate::node::{Head, NodeClient};
-use crate::relay::Shared;
+use crate::state::Shared;
 use crate::store::{Decision, TxRecord};
 
 /// Most transactions examined per chain and tick.

@@ -21,6 +21,7 @@ pub mod receiver;
 pub mod relay;
 pub mod rules;
 pub mod session;
+mod state;
 pub mod store;
 pub mod validate;
 pub mod webhook;

@@ -20,25 +20,9 @@ use crate::config::Settings;
 use crate::error::Error;
 use crate::metrics::{ChainLabels, Metrics};
 use crate::node::NodeClient;
+use crate::state::Shared;
 use crate::store::Store;
 use crate::validate::AccountPolicy;
-
-/// State shared by the API handlers and the workers.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) settings: Settings,
-    pub(crate) store: Store,
-    pub(crate) nodes: BTreeMap<u64, NodeClient>,
-    pub(crate) policy: AccountPolicy,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) metrics: Metrics,
-    pub(crate) http: reqwest::Client,
-    pub(crate) wake_broadcast: Notify,
-    pub(crate) wake_delivery: Notify,
-    pub(crate) wake_sessions: Notify,
-    pub(crate) session_seq: AtomicU64,
-    pub(crate) cancel: CancellationToken,
-}
 
 /// A running relay. Dropping it does not stop it; call [`Running::stop`].
 #[derive(Debug)]

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::core::now_ms;
 use crate::login::{challenge_message, new_nonce, verify_login};
-use crate::relay::Shared;
+use crate::state::Shared;
 
 /// How long a client has to log in after connecting.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, warn};
 
 use crate::core::{Backoff, Retry, now_ms};
-use crate::relay::Shared;
+use crate::state::Shared;
 use crate::store::{DeliveryOutcome, WebhookJob};
 
 /// Header carrying the event id.

@@ -1,0 +1,278 @@
+//! Durable state and the transactional outbox: SQLite by default, PostgreSQL by configuration
+//! (through sqlx's `any` driver; the schema files in `migrations/` differ only in id columns).
+//!
+//! The store is split by what it holds:
+//!
+//! | module | tables | what |
+//! |---|---|---|
+//! | [`transactions`] | `transactions`, `submissions`, `tx_devices` | submissions, a transaction's life, tracker decisions |
+//! | [`devices`] | `devices`, `device_accounts` | device registrations: rules and accounts |
+//! | [`jobs`] | `broadcast_jobs` | the outbox of sends to a node |
+//! | [`notifications`] | `notifications` | the outbox of results for receivers, dead letters |
+//!
+//! Every state change of a transaction is written in one database transaction together with
+//! the work it causes: the broadcast job that sends it, the notification rows that deliver its
+//! result. Workers claim due work by setting a lease (`locked_by`, `locked_until_ms`); on
+//! PostgreSQL the claim uses `FOR UPDATE SKIP LOCKED`, so several relay instances share one
+//! database without taking the same job twice. SQLite runs as a single writer (one
+//! connection). A restarted instance releases its own leases at once; whatever a crashed
+//! instance had claimed becomes due again, so every pending transaction and notification
+//! resumes.
+//!
+//! Rows are read into typed records ([`TxRecord`], [`BroadcastJob`], ...) through
+//! `sqlx::FromRow` and the column codec in [`codec`].
+
+mod codec;
+pub mod devices;
+pub mod jobs;
+pub mod notifications;
+pub mod transactions;
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, SqlSafeStr};
+use svckit::redact::SafeUrl;
+use tracing::info;
+
+use crate::error::StoreError;
+
+pub use jobs::{BroadcastFacts, BroadcastJob, BroadcastOutcome};
+pub use notifications::{AccountEvent, DeliveryOutcome, NotificationRecord, WebhookJob};
+pub use transactions::{Applied, Decision, TxRecord, TxStatus};
+
+/// The database kind behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file (one writer).
+    Sqlite,
+    /// PostgreSQL server (several instances may share it).
+    Postgres,
+}
+
+/// The relay's database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Writes (SQLite: the single writer connection).
+    pool: AnyPool,
+    /// Reads (SQLite: a few more connections, which WAL lets run beside the writer;
+    /// PostgreSQL: the same pool).
+    read: AnyPool,
+    backend: Backend,
+}
+
+/// The migrations, in order: `(version, name, SQLite text, PostgreSQL text)`.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "outbox",
+    include_str!("../../migrations/sqlite/0001_outbox.sql"),
+    include_str!("../../migrations/postgres/0001_outbox.sql"),
+)];
+
+impl Store {
+    /// Opens (creating a missing SQLite file) and migrates the database at `url`; PostgreSQL
+    /// gets a pool of `max_connections`, SQLite one writer connection in WAL mode and four
+    /// read-only ones.
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] or [`StoreError::Migrate`].
+    pub async fn open(url: &SafeUrl, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.expose().scheme() == "sqlite" {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let mut text = url.expose().to_string();
+        if backend == Backend::Sqlite && !text.contains("mode=") && !text.contains(":memory:") {
+            text.push(if text.contains('?') { '&' } else { '?' });
+            text.push_str("mode=rwc");
+        }
+        let connect_error = |source| StoreError::Connect {
+            url: url.to_string(),
+            source,
+        };
+        let options = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            Ok(())
+                        })
+                    })
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections),
+        };
+        let pool = options
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&text)
+            .await
+            .map_err(connect_error)?;
+        let read = match backend {
+            Backend::Postgres => pool.clone(),
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA query_only = 1").await?;
+                        Ok(())
+                    })
+                })
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_lazy(&text)
+                .map_err(connect_error)?,
+        };
+        let store = Self {
+            pool,
+            read,
+            backend,
+        };
+        store.migrate().await?;
+        info!(database = %url, backend = ?backend, "database ready");
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sqlite, postgres)| {
+                let sql = match self.backend {
+                    Backend::Sqlite => *sqlite,
+                    Backend::Postgres => *postgres,
+                };
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The statement for this backend from a `(SQLite, PostgreSQL)` pair.
+    fn pick(&self, sql: (&'static str, &'static str)) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => sql.0,
+            Backend::Postgres => sql.1,
+        }
+    }
+
+    /// Closes the pools (waits for connections to return).
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.pool.close().await;
+    }
+
+    /// Releases the leases `instance` held before a restart (SQLite: all leases, it has one
+    /// writer), on broadcast jobs, notifications and WebSocket sessions (`{instance}/...`).
+    /// Returns the number of rows released.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn release_claims(&self, instance: &str) -> Result<u64, StoreError> {
+        let all = self.backend == Backend::Sqlite;
+        let mut released = 0;
+        for sql in [
+            "UPDATE broadcast_jobs SET locked_by = NULL, locked_until_ms = NULL \
+             WHERE done_at_ms IS NULL AND locked_by IS NOT NULL AND ($1 = 1 OR locked_by = $2)",
+            "UPDATE notifications SET locked_by = NULL, locked_until_ms = NULL \
+             WHERE state = 'pending' AND locked_by IS NOT NULL \
+             AND ($1 = 1 OR locked_by = $2 OR locked_by LIKE $3)",
+        ] {
+            released += sqlx::query(sql)
+                .bind(i64::from(all))
+                .bind(instance)
+                .bind(format!("{instance}/%"))
+                .execute(&self.pool)
+                .await
+                .map_err(q("release claims"))?
+                .rows_affected();
+        }
+        Ok(released)
+    }
+}
+
+impl Store {
+    /// Runs a claim statement from [`claim_sql`]: up to `limit` due rows for `instance`,
+    /// leased until `now_ms + lease`, sorted by id.
+    async fn claim<T>(
+        &self,
+        sql: (&'static str, &'static str),
+        op: &'static str,
+        (instance, now_ms, lease, limit): (&str, u64, Duration, u32),
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + HasId,
+    {
+        let mut rows: Vec<T> = sqlx::query_as(self.pick(sql))
+            .bind(instance)
+            .bind(codec::int(now_ms.saturating_add(millis(lease))))
+            .bind(codec::int(now_ms))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(q(op))?;
+        rows.sort_by_key(HasId::id);
+        Ok(rows)
+    }
+}
+
+/// A claimed row's id (claims answer in id order).
+trait HasId {
+    fn id(&self) -> i64;
+}
+
+/// A database transaction on the writer pool.
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// Maps a driver error to [`StoreError::Query`] naming the operation.
+fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { op, source }
+}
+
+/// Whole milliseconds of `duration`, saturating.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Claim statements in both dialects: PostgreSQL adds `FOR UPDATE SKIP LOCKED` to the inner
+/// select so concurrent instances skip rows another one is claiming.
+macro_rules! claim_sql {
+    ($table:literal, $filter:literal, $returning:literal) => {
+        (
+            concat!(
+                "UPDATE ", $table, " SET locked_by = $1, locked_until_ms = $2, attempts = attempts + 1 ",
+                "WHERE id IN (SELECT id FROM ", $table, " WHERE ", $filter,
+                " AND (locked_until_ms IS NULL OR locked_until_ms < $3) ORDER BY id LIMIT $4) ",
+                "RETURNING ", $returning
+            ),
+            concat!(
+                "UPDATE ", $table, " SET locked_by = $1, locked_until_ms = $2, attempts = attempts + 1 ",
+                "WHERE id IN (SELECT id FROM ", $table, " WHERE ", $filter,
+                " AND (locked_until_ms IS NULL OR locked_until_ms < $3) ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) ",
+                "RETURNING ", $returning
+            ),
+        )
+    };
+}
+use claim_sql;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! Store tests on a temporary SQLite file (the PostgreSQL dialect runs in the integration
+//! tests).
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, U256};
+use svckit::redact::SafeUrl;
+
+use super::*;
+use crate::core::Inclusion;
+use crate::core::Step;
+use crate::core::window::Admission;
+use crate::event::{Event, EventStatus};
+use crate::load::{Wallet, transfer};
+use crate::rules::Receiver;
+use crate::rules::Registration;
+use crate::validate::SignedTx;
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url: SafeUrl = format!("sqlite://{}", dir.path().join("t.db").display())
+        .parse()
+        .unwrap();
+    let store = Store::open(&url, 1).await.unwrap();
+    (dir, store)
+}
+
+fn signed(nonce: u64) -> SignedTx {
+    let alice = Wallet::from_seed([9; 32]).unwrap();
+    let raw = transfer(
+        &alice,
+        31337,
+        nonce,
+        Address::repeat_byte(7),
+        U256::from(1),
+        21_000,
+    )
+    .unwrap();
+    crate::validate::check_transaction(
+        &format!("0x{}", hex::encode(&raw)),
+        alice.address(),
+        31337,
+        true,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn admission_claims_and_leases() {
+    let (_dir, store) = store().await;
+    let tx = signed(0);
+    let window = Duration::from_secs(60);
+    assert_eq!(
+        store.submit(&tx, "d", true, 1_000, window).await.unwrap(),
+        Admission::New
+    );
+    assert_eq!(
+        store.submit(&tx, "d", true, 2_000, window).await.unwrap(),
+        Admission::Duplicate
+    );
+    assert_eq!(
+        store.submit(&tx, "e", false, 3_000, window).await.unwrap(),
+        Admission::Resend
+    );
+    assert_eq!(store.accepted_at(tx.hash).await.unwrap(), Some(1_000));
+    assert_eq!(store.devices_of(tx.hash).await.unwrap(), ["d", "e"]);
+    let lease = Duration::from_secs(10);
+    let jobs = store.claim_broadcasts("i", 5_000, lease, 10).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j.attempts == 1));
+    assert!(
+        store
+            .claim_broadcasts("i", 6_000, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // After the lease, another worker takes them over; a restart releases at once.
+    let again = store
+        .claim_broadcasts("j", 15_001, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|j| j.attempts == 2));
+    assert_eq!(store.release_claims("j").await.unwrap(), 2);
+    assert_eq!(
+        store
+            .claim_broadcasts("k", 15_002, lease, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Outside the window an idempotent submission is sent again and restarts the window.
+    assert_eq!(
+        store.submit(&tx, "d", true, 70_000, window).await.unwrap(),
+        Admission::Resend
+    );
+    assert_eq!(store.accepted_at(tx.hash).await.unwrap(), Some(70_000));
+}
+
+#[tokio::test]
+async fn results_go_through_the_outbox() {
+    let (_dir, store) = store().await;
+    let registration = Registration {
+        fixed: vec![Receiver {
+            url: "http://127.0.0.1:9/hook".parse().unwrap(),
+            secret: svckit::redact::Secret::new("0123456789abcdef"),
+        }],
+        ..Registration::default()
+    };
+    store.put_device("d", &registration, 0).await.unwrap();
+    let tx = signed(0);
+    store
+        .submit(&tx, "d", true, 1_000, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let job = store
+        .claim_broadcasts("i", 1_000, Duration::from_secs(10), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .finish_broadcast(&job, &BroadcastOutcome::Sent, 1_100)
+        .await
+        .unwrap();
+    let record = store.transaction(tx.hash).await.unwrap().unwrap();
+    assert_eq!(record.status, TxStatus::Pending);
+    assert_eq!(record.broadcast_count, 1);
+    let inclusion = Inclusion {
+        block_number: 5,
+        block_hash: B256::repeat_byte(5),
+        gas_used: 21_000,
+        success: true,
+    };
+    let step = Step::Include {
+        inclusion,
+        reorged_from: None,
+        notify_reorg: false,
+        confirm: true,
+    };
+    let applied = store
+        .apply_step(&record, &step, None, 1, 2_000)
+        .await
+        .unwrap();
+    assert!(applied.changed);
+    assert_eq!(applied.notifications, 1);
+    // The same decision from a stale read (another instance) changes nothing.
+    let stale = store
+        .apply_step(&record, &step, None, 1, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(stale, Applied::default());
+    let webhooks = store
+        .claim_webhooks("i", 2_000, Duration::from_secs(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(webhooks.len(), 1);
+    let event: Event = serde_json::from_str(&webhooks[0].payload).unwrap();
+    assert_eq!(event.status, EventStatus::Mined);
+    assert_eq!(event.block_number, Some(5));
+    store
+        .delivery_failed(webhooks[0].id, None, "HTTP 500")
+        .await
+        .unwrap();
+    let dead = store.notifications(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!(store.replay(Some(dead[0].id), 3_000).await.unwrap(), 1);
+    let retried = store
+        .claim_webhooks("i", 3_000, Duration::from_secs(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(retried[0].attempts, 1);
+    store.delivered(retried[0].id, 3_100).await.unwrap();
+    assert_eq!(store.backlog().await.unwrap(), (0, 0, 1, 0));
+    // A reorg puts it back to pending with a rebroadcast job.
+    let mined = store.transaction(tx.hash).await.unwrap().unwrap();
+    let reorg = Step::Reorged {
+        from: inclusion,
+        notify: true,
+    };
+    let applied = store
+        .apply_step(&mined, &reorg, None, 1, 4_000)
+        .await
+        .unwrap();
+    assert!(applied.changed && applied.rebroadcast);
+    assert_eq!(applied.notifications, 1);
+    let record = store.transaction(tx.hash).await.unwrap().unwrap();
+    assert_eq!((record.status, record.reorgs), (TxStatus::Pending, 1));
+    assert_eq!(store.backlog().await.unwrap().0, 1);
+}

@@ -1,0 +1,657 @@
+//! Transactions: submissions (seed ¶24-36), which device sent which hash (¶41-42), and the
+//! tracker's decisions about a transaction's life on chain (¶37-38, ¶44-45), each written with
+//! the broadcast jobs and notifications it causes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256};
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
+
+use super::codec::{Db, DbText, RowExt, db_text_enum, int};
+use super::notifications::{insert_notifications, make_event};
+use super::{Store, Tx, q};
+use crate::core::window::{Admission, admit};
+use crate::core::{Inclusion, Phase, Step, Tracked};
+use crate::error::StoreError;
+use crate::event::EventStatus;
+use crate::validate::SignedTx;
+
+/// A transaction's status as stored and reported by `GET /v1/transactions/{hash}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Accepted; not yet taken by a node.
+    Queued,
+    /// A node accepted it; no receipt yet.
+    Pending,
+    /// In a block, short of the configured confirmations.
+    Included,
+    /// Confirmed, receipt status 1.
+    Mined,
+    /// Confirmed, reverted (final).
+    Failed,
+    /// No node will take it (final).
+    Rejected,
+}
+
+impl TxStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Pending => "pending",
+            Self::Included => "included",
+            Self::Mined => "mined",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+impl FromStr for TxStatus {
+    type Err = StoreError;
+
+    fn from_str(text: &str) -> Result<Self, StoreError> {
+        Ok(match text {
+            "queued" => Self::Queued,
+            "pending" => Self::Pending,
+            "included" => Self::Included,
+            "mined" => Self::Mined,
+            "failed" => Self::Failed,
+            "rejected" => Self::Rejected,
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "status",
+                    value: other.to_owned(),
+                });
+            }
+        })
+    }
+}
+
+db_text_enum!(TxStatus);
+
+/// A stored transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxRecord {
+    /// Hash.
+    pub tx_hash: B256,
+    /// Chain.
+    pub chain_id: u64,
+    /// Sender.
+    pub sender: Address,
+    /// Recipient (`None`: contract creation).
+    pub recipient: Option<Address>,
+    /// Nonce.
+    pub nonce: u64,
+    /// Status.
+    pub status: TxStatus,
+    /// Tracking has stopped.
+    pub finalized: bool,
+    /// Start of the idempotency window, Unix ms.
+    pub accepted_at_ms: u64,
+    /// Last broadcast or pool check, Unix ms.
+    pub last_activity_ms: u64,
+    /// Times a node accepted it.
+    pub broadcast_count: u64,
+    /// "nonce too low" answers to rebroadcasts.
+    pub nonce_conflicts: u32,
+    /// Reorgs that removed it.
+    pub reorgs: u64,
+    /// Recorded inclusion.
+    pub inclusion: Option<Inclusion>,
+    /// Revert reason of a failed transaction.
+    pub revert_reason: Option<String>,
+    /// Why it was rejected.
+    pub error: Option<String>,
+}
+
+/// `SELECT <the columns TxRecord is read from> FROM transactions <tail>`.
+macro_rules! select_tx {
+    ($tail:literal) => {
+        concat!(
+            "SELECT tx_hash, chain_id, sender, recipient, nonce, status, finalized, ",
+            "accepted_at_ms, last_activity_ms, broadcast_count, nonce_conflicts, reorgs, ",
+            "block_number, block_hash, gas_used, success, revert_reason, error FROM transactions ",
+            $tail
+        )
+    };
+}
+
+impl FromRow<'_, AnyRow> for TxRecord {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        let block_number = row.opt_uint("block_number")?;
+        let block_hash: Option<B256> = row.opt_text("block_hash")?;
+        let gas_used = row.opt_uint("gas_used")?;
+        let success: Option<i64> = row.try_get("success")?;
+        let inclusion = match (block_number, block_hash, gas_used, success) {
+            (Some(block_number), Some(block_hash), Some(gas_used), Some(success)) => {
+                Some(Inclusion {
+                    block_number,
+                    block_hash,
+                    gas_used,
+                    success: success == 1,
+                })
+            }
+            _ => None,
+        };
+        Ok(Self {
+            tx_hash: row.text("tx_hash")?,
+            chain_id: row.uint("chain_id")?,
+            sender: row.text("sender")?,
+            recipient: row.opt_text("recipient")?,
+            nonce: row.uint("nonce")?,
+            status: row.text("status")?,
+            finalized: row.flag("finalized")?,
+            accepted_at_ms: row.uint("accepted_at_ms")?,
+            last_activity_ms: row.uint("last_activity_ms")?,
+            broadcast_count: row.uint("broadcast_count")?,
+            nonce_conflicts: row
+                .uint::<u64>("nonce_conflicts")?
+                .try_into()
+                .unwrap_or(u32::MAX),
+            reorgs: row.uint("reorgs")?,
+            inclusion,
+            revert_reason: row.try_get("revert_reason")?,
+            error: row.try_get("error")?,
+        })
+    }
+}
+
+impl TxRecord {
+    /// The tracker's view of it (`None` when it is not tracked: queued, rejected, finalized).
+    pub fn tracked(&self) -> Option<Tracked> {
+        if self.finalized {
+            return None;
+        }
+        let phase = match self.status {
+            TxStatus::Pending => Phase::Pending,
+            TxStatus::Included => Phase::Included,
+            TxStatus::Mined | TxStatus::Failed => Phase::Confirmed,
+            TxStatus::Queued | TxStatus::Rejected => return None,
+        };
+        Some(Tracked {
+            phase,
+            inclusion: self.inclusion,
+            last_activity_ms: self.last_activity_ms,
+        })
+    }
+}
+
+/// The effect of applying one tracker decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The row changed (false: another instance or an earlier tick got there first).
+    pub changed: bool,
+    /// Notification rows created.
+    pub notifications: usize,
+    /// A broadcast job was enqueued.
+    pub rebroadcast: bool,
+}
+
+/// One tracker decision with what it needs: the record as read, the step, and the revert
+/// reason of a newly failed transaction.
+#[derive(Debug, Clone)]
+pub struct Decision<'a> {
+    /// The transaction as read at the start of the tick.
+    pub record: &'a TxRecord,
+    /// The decision.
+    pub step: Step,
+    /// Revert reason for a confirmed, reverted transaction.
+    pub revert_reason: Option<String>,
+}
+
+impl Store {
+    /// When `hash` was accepted (start of its idempotency window), if ever.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn accepted_at(&self, hash: B256) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT accepted_at_ms FROM transactions WHERE tx_hash = $1")
+            .bind(Db(hash))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(q("accepted at"))?;
+        row.map(|row| row.uint("accepted_at_ms"))
+            .transpose()
+            .map_err(q("accepted at"))
+    }
+
+    /// Records a submission that is a duplicate within the window (nothing is sent).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn record_duplicate(
+        &self,
+        hash: B256,
+        device: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        record_submission(&mut tx, hash, device, true, true, now_ms).await?;
+        tx.commit().await.map_err(q("commit"))
+    }
+
+    /// Records a validated submission and, unless it is a duplicate, the broadcast job that
+    /// sends it, in one database transaction (seed ¶30-36 via [`admit`]). Concurrent
+    /// identical submissions serialize on the hash's primary key: exactly one is `New`.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn submit(
+        &self,
+        signed: &SignedTx,
+        device: &str,
+        idempotent: bool,
+        now_ms: u64,
+        window: Duration,
+    ) -> Result<Admission, StoreError> {
+        let hash = Db(signed.hash);
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let inserted = sqlx::query(
+            "INSERT INTO transactions (tx_hash, chain_id, sender, recipient, nonce, raw, status, \
+             accepted_at_ms, last_activity_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $7) ON CONFLICT (tx_hash) DO NOTHING",
+        )
+        .bind(hash)
+        .bind(int(signed.chain_id))
+        .bind(Db(signed.sender))
+        .bind(signed.recipient.map(Db))
+        .bind(int(signed.nonce))
+        .bind(hex::encode(&signed.raw))
+        .bind(int(now_ms))
+        .execute(&mut *tx)
+        .await
+        .map_err(q("insert transaction"))?
+        .rows_affected();
+        let admission = if inserted == 1 {
+            Admission::New
+        } else {
+            let row = sqlx::query("SELECT accepted_at_ms FROM transactions WHERE tx_hash = $1")
+                .bind(hash)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(q("read transaction"))?;
+            let accepted_at: u64 = row.uint("accepted_at_ms").map_err(q("read transaction"))?;
+            match admit(Some(accepted_at), idempotent, now_ms, window) {
+                Admission::Resend if idempotent => {
+                    // Restart the window; a concurrent submission that restarted it first
+                    // makes this one a duplicate.
+                    let restarted = sqlx::query(
+                        "UPDATE transactions SET accepted_at_ms = $1, updated_at_ms = $1 \
+                         WHERE tx_hash = $2 AND accepted_at_ms = $3",
+                    )
+                    .bind(int(now_ms))
+                    .bind(hash)
+                    .bind(int(accepted_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("restart window"))?
+                    .rows_affected();
+                    if restarted == 1 {
+                        Admission::Resend
+                    } else {
+                        Admission::Duplicate
+                    }
+                }
+                other => other,
+            }
+        };
+        if admission != Admission::Duplicate {
+            let reason = if admission == Admission::New {
+                "accepted"
+            } else {
+                "resubmitted"
+            };
+            super::jobs::insert_job(&mut tx, signed.hash, signed.chain_id, reason, now_ms).await?;
+        }
+        record_submission(
+            &mut tx,
+            signed.hash,
+            device,
+            idempotent,
+            admission == Admission::Duplicate,
+            now_ms,
+        )
+        .await?;
+        tx.commit().await.map_err(q("commit"))?;
+        Ok(admission)
+    }
+
+    /// A stored transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn transaction(&self, hash: B256) -> Result<Option<TxRecord>, StoreError> {
+        sqlx::query_as(select_tx!("WHERE tx_hash = $1"))
+            .bind(Db(hash))
+            .fetch_optional(&self.read)
+            .await
+            .map_err(q("get transaction"))
+    }
+
+    /// Devices that sent `hash` (seed ¶41-42).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn devices_of(&self, hash: B256) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT device FROM tx_devices WHERE tx_hash = $1 ORDER BY device")
+            .bind(Db(hash))
+            .fetch_all(&self.read)
+            .await
+            .map_err(q("devices of"))
+    }
+
+    /// Unfinished transactions of `chain_id` the tracker watches (pending, included, or
+    /// confirmed within the reorg watch), oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn tracked(&self, chain_id: u64, limit: u32) -> Result<Vec<TxRecord>, StoreError> {
+        sqlx::query_as(select_tx!(
+            "WHERE chain_id = $1 AND finalized = 0 \
+             AND status IN ('pending', 'included', 'mined', 'failed') \
+             ORDER BY accepted_at_ms LIMIT $2"
+        ))
+        .bind(int(chain_id))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(q("tracked"))
+    }
+
+    /// Applies a tracker decision ([`Step`]) to `record` as read at the start of the tick.
+    /// The update is conditional on the row being unchanged since (status and block hash), so
+    /// concurrent trackers (several instances) apply each change once. Result notifications
+    /// and rebroadcast jobs are written in the same database transaction.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn apply_step(
+        &self,
+        record: &TxRecord,
+        step: &Step,
+        revert_reason: Option<String>,
+        confirmations: u64,
+        now_ms: u64,
+    ) -> Result<Applied, StoreError> {
+        let decision = Decision {
+            record,
+            step: *step,
+            revert_reason,
+        };
+        Ok(self
+            .apply_steps(std::slice::from_ref(&decision), confirmations, now_ms)
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Applies several decisions of one tick in one database transaction (see
+    /// [`Store::apply_step`]); answers in input order.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is applied then.
+    pub async fn apply_steps(
+        &self,
+        decisions: &[Decision<'_>],
+        confirmations: u64,
+        now_ms: u64,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let mut applied = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            applied.push(apply_in(&mut tx, decision, confirmations, now_ms).await?);
+        }
+        tx.commit().await.map_err(q("commit"))?;
+        Ok(applied)
+    }
+
+    /// Records a pool check of a pending transaction: the rebroadcast timer restarts, and when
+    /// the node no longer holds it a broadcast job with the same bytes is enqueued (reason
+    /// `dropped`). Conditional on the timer being unchanged, so one instance does it.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn pool_checked(
+        &self,
+        record: &TxRecord,
+        rebroadcast: bool,
+        now_ms: u64,
+    ) -> Result<Applied, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let changed = sqlx::query(
+            "UPDATE transactions SET last_activity_ms = $1, updated_at_ms = $1 \
+             WHERE tx_hash = $2 AND status = 'pending' AND last_activity_ms = $3",
+        )
+        .bind(int(now_ms))
+        .bind(Db(record.tx_hash))
+        .bind(int(record.last_activity_ms))
+        .execute(&mut *tx)
+        .await
+        .map_err(q("pool checked"))?
+        .rows_affected()
+            == 1;
+        if changed && rebroadcast {
+            super::jobs::insert_job(&mut tx, record.tx_hash, record.chain_id, "dropped", now_ms)
+                .await?;
+        }
+        tx.commit().await.map_err(q("commit"))?;
+        Ok(Applied {
+            changed,
+            notifications: 0,
+            rebroadcast: changed && rebroadcast,
+        })
+    }
+}
+
+/// Reads a transaction inside a database transaction.
+pub(super) async fn tx_in(tx: &mut Tx<'_>, hash: B256) -> Result<Option<TxRecord>, StoreError> {
+    sqlx::query_as(select_tx!("WHERE tx_hash = $1"))
+        .bind(Db(hash))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(q("get transaction"))
+}
+
+async fn record_submission(
+    tx: &mut Tx<'_>,
+    hash: B256,
+    device: &str,
+    idempotent: bool,
+    duplicate: bool,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO submissions (tx_hash, device, idempotent, duplicate, received_at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Db(hash))
+    .bind(device)
+    .bind(i64::from(idempotent))
+    .bind(i64::from(duplicate))
+    .bind(int(now_ms))
+    .execute(&mut **tx)
+    .await
+    .map_err(q("record submission"))?;
+    sqlx::query("INSERT INTO tx_devices (tx_hash, device) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(Db(hash))
+        .bind(device)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("record device"))?;
+    Ok(())
+}
+
+/// The values of one conditional inclusion update.
+struct InclusionUpdate<'a> {
+    status: TxStatus,
+    inclusion: &'a Inclusion,
+    revert_reason: Option<String>,
+    reorged: bool,
+}
+
+/// Records `update` on `record` if the row is still as read (status and block hash).
+async fn update_inclusion(
+    tx: &mut Tx<'_>,
+    record: &TxRecord,
+    update: InclusionUpdate<'_>,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    let old_block = record
+        .inclusion
+        .map(|i| i.block_hash.to_text())
+        .unwrap_or_default();
+    let changed = sqlx::query(
+        "UPDATE transactions SET status = $1, block_number = $2, block_hash = $3, gas_used = $4, \
+         success = $5, revert_reason = $6, reorgs = reorgs + $7, updated_at_ms = $8 \
+         WHERE tx_hash = $9 AND status = $10 AND COALESCE(block_hash, '') = $11",
+    )
+    .bind(Db(update.status))
+    .bind(int(update.inclusion.block_number))
+    .bind(Db(update.inclusion.block_hash))
+    .bind(int(update.inclusion.gas_used))
+    .bind(i64::from(update.inclusion.success))
+    .bind(update.revert_reason)
+    .bind(i64::from(update.reorged))
+    .bind(int(now_ms))
+    .bind(Db(record.tx_hash))
+    .bind(Db(record.status))
+    .bind(old_block)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("record inclusion"))?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+fn result_status(success: bool) -> (TxStatus, EventStatus) {
+    if success {
+        (TxStatus::Mined, EventStatus::Mined)
+    } else {
+        (TxStatus::Failed, EventStatus::Failed)
+    }
+}
+
+/// Makes the event `(status, inclusion, revert reason)` of `record` and its notifications.
+async fn record_event(
+    tx: &mut Tx<'_>,
+    record: &TxRecord,
+    (status, inclusion, revert_reason): (EventStatus, Option<&Inclusion>, Option<String>),
+    confirmations: u64,
+    now_ms: u64,
+) -> Result<usize, StoreError> {
+    let event = make_event(
+        record,
+        status,
+        inclusion,
+        revert_reason,
+        None,
+        confirmations,
+        now_ms,
+    );
+    insert_notifications(tx, record, &event, now_ms).await
+}
+
+async fn apply_in(
+    tx: &mut Tx<'_>,
+    decision: &Decision<'_>,
+    confirmations: u64,
+    now_ms: u64,
+) -> Result<Applied, StoreError> {
+    let record = decision.record;
+    let revert_reason = decision.revert_reason.clone();
+    let mut applied = Applied::default();
+    match decision.step {
+        Step::Wait | Step::CheckPool => {}
+        Step::Include {
+            inclusion,
+            reorged_from,
+            notify_reorg,
+            confirm,
+        } => {
+            let (result, event_status) = result_status(inclusion.success);
+            let update = InclusionUpdate {
+                status: if confirm { result } else { TxStatus::Included },
+                inclusion: &inclusion,
+                revert_reason: if confirm { revert_reason.clone() } else { None },
+                reorged: reorged_from.is_some(),
+            };
+            applied.changed = update_inclusion(tx, record, update, now_ms).await?;
+            if applied.changed {
+                if let (Some(from), true) = (reorged_from, notify_reorg) {
+                    let notice = (EventStatus::Reorged, Some(&from), None);
+                    applied.notifications +=
+                        record_event(tx, record, notice, confirmations, now_ms).await?;
+                }
+                if confirm {
+                    let notice = (event_status, Some(&inclusion), revert_reason);
+                    applied.notifications +=
+                        record_event(tx, record, notice, confirmations, now_ms).await?;
+                }
+            }
+        }
+        Step::Confirm => {
+            let Some(inclusion) = record.inclusion else {
+                return Ok(applied);
+            };
+            let (status, event_status) = result_status(inclusion.success);
+            let update = InclusionUpdate {
+                status,
+                inclusion: &inclusion,
+                revert_reason: revert_reason.clone(),
+                reorged: false,
+            };
+            applied.changed = update_inclusion(tx, record, update, now_ms).await?;
+            if applied.changed {
+                let notice = (event_status, Some(&inclusion), revert_reason);
+                applied.notifications +=
+                    record_event(tx, record, notice, confirmations, now_ms).await?;
+            }
+        }
+        Step::Finalize => {
+            applied.changed = sqlx::query(
+                "UPDATE transactions SET finalized = 1, updated_at_ms = $1 \
+                 WHERE tx_hash = $2 AND status = $3 AND block_hash = $4 AND finalized = 0",
+            )
+            .bind(int(now_ms))
+            .bind(Db(record.tx_hash))
+            .bind(Db(record.status))
+            .bind(record.inclusion.map(|i| Db(i.block_hash)))
+            .execute(&mut **tx)
+            .await
+            .map_err(q("finalize"))?
+            .rows_affected()
+                == 1;
+        }
+        Step::Reorged { from, notify } => {
+            applied.changed = sqlx::query(
+                "UPDATE transactions SET status = 'pending', block_number = NULL, block_hash = NULL, \
+                 gas_used = NULL, success = NULL, revert_reason = NULL, reorgs = reorgs + 1, \
+                 last_activity_ms = $1, updated_at_ms = $1 \
+                 WHERE tx_hash = $2 AND status = $3 AND block_hash = $4",
+            )
+            .bind(int(now_ms))
+            .bind(Db(record.tx_hash))
+            .bind(Db(record.status))
+            .bind(Db(from.block_hash))
+            .execute(&mut **tx)
+            .await
+            .map_err(q("reorg"))?
+            .rows_affected()
+                == 1;
+            if applied.changed {
+                super::jobs::insert_job(tx, record.tx_hash, record.chain_id, "reorged", now_ms)
+                    .await?;
+                applied.rebroadcast = true;
+                if notify {
+                    let notice = (EventStatus::Reorged, Some(&from), None);
+                    applied.notifications +=
+                        record_event(tx, record, notice, confirmations, now_ms).await?;
+                }
+            }
+        }
+    }
+    Ok(applied)
+}
