@@ -174,7 +174,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     .context("starting anvil (run scripts/setup)")?;
     let anvil = chain.anvil().clone();
     let observer = BlockObserver::start(&anvil);
-    let secret = hex::encode(rand::random::<[u8; 24]>());
+    let secret = crate::rules::generate_standard_secret();
     let receivers = ReceiverServer::start(
         0,
         BTreeMap::from([("bench".to_owned(), secret.clone())]),
@@ -183,27 +183,42 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     .await?;
     let mut config = Config {
         listen: "127.0.0.1:0".parse()?,
+        ops_listen: "127.0.0.1:0".parse()?,
         instance_id: "bench".to_owned(),
         chains: vec![ChainConfig {
             chain_id: CHAIN_ID,
             rpc_urls: vec![chain.url().to_owned()],
-            confirmations: 1,
+            ..ChainConfig::default()
         }],
         ..Config::default()
     };
+    config.secrets.key = hex::encode(rand::random::<[u8; 32]>());
+    config.outbound.allow = vec!["127.0.0.1/32".to_owned()];
+    config.limits.requests_per_second = 1_000_000;
+    config.limits.burst = 1_000_000;
     config.database.url = format!("sqlite://{}", dir.path().join("bench.db").display());
     config.accounts.mode = AccountMode::Open;
     config.tracking.poll_interval_ms = 50;
     config.delivery.poll_interval_ms = 50;
     let running = crate::relay::start(config.validate()?, Arc::new(svckit::SystemClock)).await?;
-    let client = RelayClient::new(&running.url(""));
+    let request = crate::api::NewKeyRequest {
+        tenant: "bench".to_owned(),
+        admin: false,
+        rate_per_second: None,
+        burst: None,
+        label: None,
+    };
+    let (key, token) = crate::api::new_key(&request, crate::core::now_ms(&svckit::SystemClock));
+    running.store().create_key(&key).await?;
+    let client = RelayClient::new(&running.url("")).with_token(&token);
     client
         .register(
             "bench",
             &Registration {
                 fixed: vec![Receiver {
                     url: receivers.url("bench").parse()?,
-                    secret: svckit::redact::Secret::new(secret),
+                    secret: Some(svckit::redact::Secret::new(secret)),
+                    scheme: crate::rules::SignatureScheme::Standard,
                 }],
                 ..Registration::default()
             },

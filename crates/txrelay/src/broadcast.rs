@@ -101,13 +101,20 @@ async fn send(shared: &Shared, job: &BroadcastJob) -> usize {
             Attempt {
                 attempts: job.attempts,
                 sent_before: facts.broadcast_count > 0,
-                nonce_conflicts: facts.nonce_conflicts,
-                conflict_limit: shared.settings.nonce_conflict_limit,
             },
             &Backoff::new(shared.settings.broadcast_backoff),
             now,
             rand::random::<f64>(),
         );
+        if let Err(error) = &result
+            && error.rpc_kind() == Some(crate::error::RpcErrorKind::NonceTooLow)
+        {
+            // The cache said nothing (or too little) about this account: learn its nonce now,
+            // off the request path, so the next stale submission is refused at once.
+            if let Ok(next) = node.nonce(facts.sender).await {
+                shared.nonces.set(job.chain_id, facts.sender, next);
+            }
+        }
         let (label, outcome) = match step {
             BroadcastStep::Sent => ("sent", BroadcastOutcome::Sent),
             BroadcastStep::RetryAt(at) => ("retry", BroadcastOutcome::RetryAt(at)),

@@ -1,4 +1,4 @@
-//! Command line: `txrelay serve | demo | bench`.
+//! Command line: `txrelay serve | keys | demo | bench`.
 //!
 //! Exit codes: 0 success; 1 an error (printed with its causes); 2 the demo ran but failed one
 //! of its checks (clap's usage errors exit 2 as well).
@@ -31,6 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the relay (API, broadcast, head followers, delivery) until SIGINT/SIGTERM.
     Serve(ServeArgs),
+    /// Create, list or revoke API keys in the configured database (the operator's way to
+    /// the first admin key; admins can then use `POST /v1/keys`).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Start two anvil chains and a relay on 127.0.0.1, send about 200 transactions from 5
     /// accounts (with duplicates, invalid ones and a reverting call) and check every
     /// notification arrives with a valid signature.
@@ -56,6 +60,57 @@ pub struct ServeArgs {
     /// Instance name (overrides `instance_id`).
     #[arg(long)]
     pub instance: Option<String>,
+}
+
+/// `txrelay keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its token (shown this once).
+    Create(CreateKeyArgs),
+    /// List the keys (no secrets).
+    List(DatabaseArgs),
+    /// Revoke a key by its id.
+    Revoke {
+        /// The key id (the middle part of `txr_{key_id}_...`).
+        key_id: String,
+        /// Where the keys are.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// The database of `txrelay keys`.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL (overrides `database.url`).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+}
+
+/// `txrelay keys create`.
+#[derive(Debug, Args)]
+pub struct CreateKeyArgs {
+    /// The tenant the key acts for (devices belong to tenants).
+    #[arg(long)]
+    pub tenant: String,
+    /// An admin key (dead letters, replay, keys, read everything).
+    #[arg(long)]
+    pub admin: bool,
+    /// Its own requests per second (default: `limits.requests_per_second`).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Its own burst (default: `limits.burst`).
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// A free-text label.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Print `{"key_id":..,"token":..}` as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the keys are.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// `txrelay demo`.
@@ -119,6 +174,76 @@ pub fn serve_config(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<Con
     Ok(config)
 }
 
+/// Opens the database of `txrelay keys` (configuration layers, then `--database`).
+async fn key_store(
+    common: &CommonArgs,
+    args: &DatabaseArgs,
+) -> anyhow::Result<crate::store::Store> {
+    let mut config: Config = svckit::cli::load_config(common, ENV_PREFIX)
+        .map_err(crate::error::ConfigError::from)
+        .context("loading the configuration")?;
+    if let Some(url) = &args.database {
+        config.database.url.clone_from(url);
+    }
+    let url: svckit::redact::SafeUrl = config
+        .database
+        .url
+        .parse()
+        .with_context(|| format!("`database.url` `{}` is not a URL", config.database.url))?;
+    crate::store::prepare_sqlite_file(&url)?;
+    Ok(crate::store::Store::open(&url, 2).await?)
+}
+
+async fn keys(common: &CommonArgs, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let now = crate::core::now_ms(&svckit::SystemClock);
+    match command {
+        KeysCommand::Create(args) => {
+            let request = crate::api::NewKeyRequest {
+                tenant: args.tenant.clone(),
+                admin: args.admin,
+                rate_per_second: args.rate,
+                burst: args.burst,
+                label: args.label.clone(),
+            };
+            anyhow::ensure!(
+                crate::api::valid_tenant(&request.tenant),
+                "--tenant must be 1..=64 characters of A-Z a-z 0-9 . _ -"
+            );
+            let store = key_store(common, &args.database).await?;
+            let (key, token) = crate::api::new_key(&request, now);
+            store.create_key(&key).await?;
+            store.close().await;
+            let text = if args.json {
+                serde_json::json!({"key_id": key.key_id, "tenant": key.tenant, "admin": key.admin, "token": token}).to_string()
+            } else {
+                format!(
+                    "created key {} for tenant {}{}; its token (shown once):\n{token}",
+                    key.key_id,
+                    key.tenant,
+                    if key.admin { " (admin)" } else { "" }
+                )
+            };
+            svckit::cli::stdout_line(&text)?;
+        }
+        KeysCommand::List(args) => {
+            let store = key_store(common, &args).await?;
+            let keys = store.api_keys().await?;
+            store.close().await;
+            for key in keys {
+                svckit::cli::stdout_line(&serde_json::to_string(&key)?)?;
+            }
+        }
+        KeysCommand::Revoke { key_id, database } => {
+            let store = key_store(common, &database).await?;
+            let revoked = store.revoke_key(&key_id, now).await?;
+            store.close().await;
+            anyhow::ensure!(revoked, "no valid key `{key_id}`");
+            svckit::cli::stdout_line(&format!("revoked {key_id}"))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs the parsed command.
 ///
 /// # Errors
@@ -135,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             running.run_until(signal).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(command) => keys(&cli.common, command).await,
         Command::Demo(args) => {
             let options = crate::demo::DemoOptions {
                 progress: svckit::cli::progress_wanted(args.json),
@@ -180,7 +306,8 @@ mod tests {
             chains: vec!["5=http://127.0.0.1:1".to_owned()],
             instance: Some("b".to_owned()),
         };
-        let config = serve_config(&CommonArgs::default(), &args).unwrap();
+        let mut config = serve_config(&CommonArgs::default(), &args).unwrap();
+        config.secrets.key = "00".repeat(32);
         assert_eq!(config.listen.port(), 9999);
         assert_eq!(config.instance_id, "b");
         assert_eq!(config.chains[0].chain_id, 5);

@@ -101,6 +101,24 @@ pub enum ConfigError {
         /// The entry.
         value: String,
     },
+    /// An entry of `outbound.allow` or `outbound.deny` is not a network (`10.0.0.0/8`) or an
+    /// address.
+    #[error("`{list}` entry `{value}` is not a CIDR network or IP address")]
+    BadNetwork {
+        /// The list key.
+        list: &'static str,
+        /// The entry.
+        value: String,
+    },
+    /// `secrets.key` (or an entry of `secrets.previous_keys`) is missing or not 32 bytes of
+    /// hex.
+    #[error(
+        "`secrets.key` {0}; generate one with `openssl rand -hex 32` and set TXRELAY_SECRETS__KEY"
+    )]
+    SecretsKey(&'static str),
+    /// `auth.domain` is empty or has spaces.
+    #[error("`auth.domain` `{0}` is not a host name")]
+    BadDomain(String),
     /// A numeric value is outside its documented range.
     #[error("`{key}` = {value} is outside {min}..={max}")]
     OutOfRange {
@@ -303,6 +321,15 @@ pub enum StoreError {
         /// The driver's error.
         #[source]
         source: sqlx::Error,
+    },
+    /// The SQLite file could not be created or its mode set.
+    #[error("preparing the database file `{path}` failed")]
+    File {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// Applying the schema migrations failed.
     #[error("migrating the database schema failed")]

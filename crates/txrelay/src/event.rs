@@ -3,9 +3,11 @@
 //!
 //! One [`Event`] is made per result of a transaction: mined, failed (reverted, final),
 //! reorged (a delivered result was undone by a reorg; a new result follows), rejected (no
-//! node will ever take it). Its `event_id` is derived from the chain, hash, status and block
-//! hash, so the same result always has the same id: redeliveries after a retry or a crash
-//! carry the id the receiver has already seen, and receivers dedupe on it.
+//! node will ever take it), and the notices stuck (not mined for a while, with the reason),
+//! replaced (another transaction took its nonce) and expired (not mined within its lifetime).
+//! Its `event_id` is derived from the chain, hash, status and block hash, so the same result
+//! always has the same id: redeliveries after a retry or a crash carry the id the receiver
+//! has already seen, and receivers dedupe on it.
 
 use alloy::primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
@@ -23,9 +25,19 @@ pub enum EventStatus {
     /// A result delivered earlier was undone by a reorg; the transaction is sent again and a
     /// new result follows.
     Reorged,
-    /// No node will accept it (e.g. its nonce was taken by another transaction, or no node
-    /// answered within the attempts); `error` says why.
+    /// No node will accept it (its nonce was already used, the sender cannot pay, ...);
+    /// `error` says why.
     Rejected,
+    /// Sent, but not in a block `tracking.stuck_after_blocks` blocks later while the node
+    /// reports a nonce gap or its fee cap is below the base fee; `error` says which. It is
+    /// still tracked: a `mined` (or `replaced`, `expired`) notice may follow.
+    Stuck,
+    /// Another transaction with the same sender and nonce was mined (`replaced_by`, when
+    /// known); final.
+    Replaced,
+    /// Not in a block within `tracking.lifetime_seconds`; the relay stops sending it. If a
+    /// node still mines it, a `mined` notice follows.
+    Expired,
 }
 
 impl EventStatus {
@@ -36,6 +48,9 @@ impl EventStatus {
             Self::Failed => "failed",
             Self::Reorged => "reorged",
             Self::Rejected => "rejected",
+            Self::Stuck => "stuck",
+            Self::Replaced => "replaced",
+            Self::Expired => "expired",
         }
     }
 }
@@ -49,6 +64,9 @@ impl std::str::FromStr for EventStatus {
             "failed" => Ok(Self::Failed),
             "reorged" => Ok(Self::Reorged),
             "rejected" => Ok(Self::Rejected),
+            "stuck" => Ok(Self::Stuck),
+            "replaced" => Ok(Self::Replaced),
+            "expired" => Ok(Self::Expired),
             other => Err(crate::error::StoreError::Corrupt {
                 what: "event status",
                 value: other.to_owned(),
@@ -74,11 +92,17 @@ pub struct Event {
     pub block_hash: Option<B256>,
     /// Gas used, from the receipt.
     pub gas_used: Option<u64>,
+    /// The full receipt of a `mined` or `failed` transaction (contract address, logs,
+    /// effective gas price, cumulative gas, type, status).
+    pub receipt: Option<crate::node::Receipt>,
     /// Why a `failed` transaction reverted (`Error(string)` text, `panic 0x..`, or revert
     /// data as hex), when the node can trace it.
     pub revert_reason: Option<String>,
-    /// Why a `rejected` transaction was given up.
+    /// Why a `rejected` transaction was given up, or why a `stuck` one is stuck
+    /// (`nonce_gap`, `fee_below_base_fee`).
     pub error: Option<String>,
+    /// The transaction that took the nonce of a `replaced` one, when known.
+    pub replaced_by: Option<B256>,
     /// The sending account.
     pub sender: Address,
     /// The recipient account (`None` for a contract creation).

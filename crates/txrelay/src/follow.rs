@@ -135,10 +135,17 @@ async fn tick(
         } else {
             None
         };
+        if matches!(step, Step::Include { .. } | Step::Confirm) {
+            shared
+                .nonces
+                .raise(chain_id, record.sender, record.nonce.saturating_add(1));
+        }
         decisions.push(Decision {
             record,
             step,
+            receipt: receipt.clone(),
             revert_reason,
+            seen_at_ms: Some(now),
         });
     }
     let mut rebroadcasts = 0;

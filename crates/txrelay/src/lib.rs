@@ -3,6 +3,7 @@
 
 pub mod anvil;
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod broadcast;
 pub mod cli;
@@ -14,12 +15,14 @@ pub mod error;
 pub mod event;
 pub mod follow;
 pub mod load;
-pub mod login;
 pub mod metrics;
 pub mod node;
+pub mod outbound;
 pub mod receiver;
 pub mod relay;
 pub mod rules;
+pub mod secrets;
+mod server;
 pub mod session;
 mod state;
 pub mod store;

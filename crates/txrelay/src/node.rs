@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::{Value, json};
 use svckit::redact::SafeUrl;
 use tracing::{debug, instrument, warn};
 
 use crate::error::{NodeError, RpcErrorKind};
+use crate::metrics::MethodLabels;
 
 /// A chain head: block number and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +31,11 @@ pub struct Head {
     pub hash: B256,
 }
 
-/// The parts of a transaction receipt the relay reports (seed ¶27: "the execution result is
-/// stored as a receipt, associated with the transaction hash").
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A transaction receipt as the relay stores and reports it (seed ¶27: "the execution result
+/// is stored as a receipt, associated with the transaction hash"): every field of the node's
+/// `eth_getTransactionReceipt` answer a client needs, in snake case, except the logs bloom
+/// (derivable from the logs). Quantities are numbers, wei amounts decimal strings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Receipt {
     /// Transaction hash.
     pub tx_hash: B256,
@@ -39,10 +43,40 @@ pub struct Receipt {
     pub block_number: u64,
     /// Including block hash.
     pub block_hash: B256,
+    /// Position in the block.
+    pub transaction_index: u64,
+    /// The sender.
+    pub from: Address,
+    /// The recipient (`None` for a contract creation).
+    pub to: Option<Address>,
+    /// The created contract's address (contract creations only).
+    pub contract_address: Option<Address>,
     /// Gas used by the transaction.
     pub gas_used: u64,
+    /// Gas used in the block up to and including it.
+    pub cumulative_gas_used: u64,
+    /// Wei paid per gas (base fee + tip), decimal.
+    pub effective_gas_price: String,
+    /// EIP-2718 type.
+    #[serde(rename = "type")]
+    pub ty: u8,
     /// `status` 1 (success) or 0 (reverted, EIP-658).
     pub success: bool,
+    /// The logs it emitted.
+    pub logs: Vec<Log>,
+}
+
+/// One log entry of a receipt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Log {
+    /// The emitting contract.
+    pub address: Address,
+    /// Indexed topics.
+    pub topics: Vec<B256>,
+    /// Unindexed data, 0x-hex.
+    pub data: String,
+    /// Position among the block's logs.
+    pub log_index: u64,
 }
 
 #[derive(Debug)]
@@ -76,6 +110,7 @@ struct Inner {
     cooldown: Duration,
     preferred: AtomicUsize,
     failovers: Counter,
+    requests: Option<Family<MethodLabels, Counter>>,
 }
 
 /// JSON-RPC access to one chain through any of its healthy nodes. Cheap to clone.
@@ -121,7 +156,30 @@ impl NodeClient {
                 cooldown,
                 preferred: AtomicUsize::new(0),
                 failovers,
+                requests: None,
             }),
+        }
+    }
+
+    /// The same client counting its requests per method in `requests` (one per batch entry);
+    /// call it right after [`Self::new`], before the client is cloned (a clone keeps the
+    /// client as it is).
+    #[must_use]
+    pub fn counting(mut self, requests: Family<MethodLabels, Counter>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.requests = Some(requests);
+        }
+        self
+    }
+
+    fn count(&self, method: &'static str, n: usize) {
+        if let Some(family) = &self.inner.requests {
+            family
+                .get_or_create(&MethodLabels {
+                    chain_id: self.inner.chain_id,
+                    method: method.to_owned(),
+                })
+                .inc_by(n as u64);
         }
     }
 
@@ -235,6 +293,7 @@ impl NodeClient {
     /// node), [`NodeError::AllFailed`] when no node answered.
     #[instrument(level = "debug", skip_all, fields(chain_id = self.inner.chain_id, method))]
     pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, NodeError> {
+        self.count(method, 1);
         let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         self.with_failover(method, &body, |url, value| {
             single_result(url, method, value)
@@ -263,6 +322,7 @@ impl NodeClient {
                 .collect(),
         );
         let count = params.len();
+        self.count(method, count);
         self.with_failover(method, &body, |url, value| {
             batch_results(url, method, count, value)
         })
@@ -498,13 +558,50 @@ fn b256(value: &Value) -> Option<B256> {
     value.as_str()?.parse().ok()
 }
 
-fn parse_receipt(value: &Value) -> Option<Receipt> {
+/// A node's receipt JSON as a [`Receipt`]; `None` when a field is missing or malformed.
+pub fn parse_receipt(value: &Value) -> Option<Receipt> {
+    let address = |v: &Value| -> Option<Option<Address>> {
+        match v {
+            Value::Null => Some(None),
+            other => other.as_str()?.parse().ok().map(Some),
+        }
+    };
+    let logs = value
+        .get("logs")?
+        .as_array()?
+        .iter()
+        .map(|log| {
+            Some(Log {
+                address: log.get("address")?.as_str()?.parse().ok()?,
+                topics: log
+                    .get("topics")?
+                    .as_array()?
+                    .iter()
+                    .map(b256)
+                    .collect::<Option<_>>()?,
+                data: log.get("data")?.as_str()?.to_owned(),
+                log_index: quantity(log.get("logIndex")?)?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let price = value.get("effectiveGasPrice").and_then(|v| {
+        let digits = v.as_str()?.strip_prefix("0x")?;
+        u128::from_str_radix(digits, 16).ok()
+    });
     Some(Receipt {
         tx_hash: b256(value.get("transactionHash")?)?,
         block_number: quantity(value.get("blockNumber")?)?,
         block_hash: b256(value.get("blockHash")?)?,
+        transaction_index: quantity(value.get("transactionIndex")?)?,
+        from: value.get("from")?.as_str()?.parse().ok()?,
+        to: address(value.get("to").unwrap_or(&Value::Null))?,
+        contract_address: address(value.get("contractAddress").unwrap_or(&Value::Null))?,
         gas_used: quantity(value.get("gasUsed")?)?,
+        cumulative_gas_used: quantity(value.get("cumulativeGasUsed")?)?,
+        effective_gas_price: price.unwrap_or(0).to_string(),
+        ty: u8::try_from(value.get("type").and_then(quantity).unwrap_or(0)).ok()?,
         success: quantity(value.get("status")?)? == 1,
+        logs,
     })
 }
 
@@ -567,17 +664,41 @@ mod tests {
 
     #[test]
     fn receipts_parse_from_node_json() {
-        // As anvil 1.7.1 answered for a reverted call (trimmed).
+        // As anvil 1.7.1 answered for a reverted call (bloom trimmed).
         let value = json!({
             "type": "0x2", "status": "0x0", "cumulativeGasUsed": "0x5232",
             "transactionHash": "0xe8f794e4680daa6589d3c22dbabca5838db94088fd4eeab6b2be1f56a55fc646",
+            "transactionIndex": "0x0",
             "blockHash": "0x81d1bd61cf19176830e1f88193658a32be606453175d0dfa94cb85686e21a192",
-            "blockNumber": "0x1", "gasUsed": "0x5232"
+            "blockNumber": "0x1", "gasUsed": "0x5232", "effectiveGasPrice": "0x3b9aca07",
+            "from": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+            "to": "0x4242424242424242424242424242424242424242",
+            "contractAddress": null, "logs": [], "logsBloom": "0x00"
         });
         let receipt = parse_receipt(&value).unwrap();
         assert_eq!(receipt.block_number, 1);
         assert_eq!(receipt.gas_used, 0x5232);
+        assert_eq!(receipt.effective_gas_price, "1000000007");
+        assert_eq!(receipt.ty, 2);
         assert!(!receipt.success);
+        assert_eq!(receipt.contract_address, None);
+        // A creation with a log.
+        let mut created = value;
+        created["to"] = Value::Null;
+        created["contractAddress"] = json!("0x5fbdb2315678afecb367f032d93f642f64180aa3");
+        created["logs"] = json!([{
+            "address": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+            "topics": ["0x0000000000000000000000000000000000000000000000000000000000000001"],
+            "data": "0x2a", "logIndex": "0x3", "blockNumber": "0x1"
+        }]);
+        let receipt = parse_receipt(&created).unwrap();
+        assert_eq!(receipt.to, None);
+        assert!(receipt.contract_address.is_some());
+        assert_eq!(receipt.logs[0].log_index, 3);
+        assert_eq!(receipt.logs[0].data, "0x2a");
+        let text = serde_json::to_value(&receipt).unwrap();
+        assert_eq!(text["type"], 2);
+        assert!(parse_receipt(&json!({"status": "0x1"})).is_none());
     }
 
     #[test]

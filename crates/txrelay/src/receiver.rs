@@ -1,9 +1,10 @@
 //! A webhook receiver for the demo, the benchmark and the tests: an axum server on
 //! 127.0.0.1 that serves several named receivers (`POST /hooks/{name}`), verifies every
-//! signature with the receiver's secret ([`crate::webhook::verify`]), dedupes by event id as
-//! the webhook contract asks, and records arrival times. It can refuse the first attempt of
-//! each event (to exercise retries) and be stopped and restarted on the same port (a receiver
-//! that is down for a while).
+//! signature with the receiver's secret (Standard Webhooks for `whsec_` secrets,
+//! [`crate::webhook::verify_standard`]; the txrelay v1 scheme otherwise,
+//! [`crate::webhook::verify`]), dedupes by event id as the webhook contract asks, and records
+//! arrival times. It can refuse the first attempt of each event (to exercise retries) and be
+//! stopped and restarted on the same port (a receiver that is down for a while).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -19,8 +20,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
+use crate::rules::WHSEC_PREFIX;
 use crate::webhook::{
-    DEFAULT_TOLERANCE_SECS, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify,
+    DEFAULT_TOLERANCE_SECS, EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_ID,
+    WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP, verify, verify_standard,
 };
 
 /// One accepted (2xx) delivery.
@@ -195,23 +198,37 @@ async fn receive(
             .to_owned()
     };
     let now = crate::webhook::unix_secs(&svckit::SystemClock);
-    if verify(
-        secret.as_bytes(),
-        &header(TIMESTAMP_HEADER),
-        &header(SIGNATURE_HEADER),
-        &body,
-        now,
-        DEFAULT_TOLERANCE_SECS,
-    )
-    .is_err()
-    {
+    let (verified, id) = if secret.starts_with(WHSEC_PREFIX) {
+        let id = header(WEBHOOK_ID);
+        let result = verify_standard(
+            secret,
+            &id,
+            &header(WEBHOOK_TIMESTAMP),
+            &header(WEBHOOK_SIGNATURE),
+            &body,
+            now,
+            DEFAULT_TOLERANCE_SECS,
+        );
+        (result, id)
+    } else {
+        let result = verify(
+            secret.as_bytes(),
+            &header(TIMESTAMP_HEADER),
+            &header(SIGNATURE_HEADER),
+            &body,
+            now,
+            DEFAULT_TOLERANCE_SECS,
+        );
+        (result, header(EVENT_ID_HEADER))
+    };
+    if verified.is_err() {
         state.bad_signatures.fetch_add(1, Ordering::Relaxed);
         return StatusCode::UNAUTHORIZED;
     }
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
-    if header(EVENT_ID_HEADER) != event.event_id {
+    if id != event.event_id {
         return StatusCode::BAD_REQUEST;
     }
     let key = (name.clone(), event.event_id.clone());

@@ -1,6 +1,7 @@
-//! Starting and stopping a relay: the store, one [`NodeClient`] per chain, the workers
-//! (broadcast, one head follower per chain, webhook delivery) and the HTTP API served through
-//! `svckit::serve` (with `/healthz` and `/metrics`).
+//! Starting and stopping a relay: the store, one [`NodeClient`] per chain, the shared state
+//! ([`crate::state`]), the workers (broadcast, one head follower per chain, webhook delivery,
+//! maintenance), the public API on [`crate::server`] and the operations listener
+//! (`/healthz`, `/readyz`, `/metrics`) through `svckit::serve`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,37 +16,39 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use url::Url;
 
+use crate::auth::{Gate, GateSettings};
 use crate::config::Settings;
 use crate::error::Error;
 use crate::metrics::{ChainLabels, Metrics};
 use crate::node::NodeClient;
-use crate::state::Shared;
+use crate::outbound::Outbound;
+use crate::state::{NonceCache, Shared};
 use crate::store::Store;
 use crate::validate::AccountPolicy;
+
+/// How long in-flight requests get when the relay stops.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// A running relay. Dropping it does not stop it; call [`Running::stop`].
 #[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
+    ops_addr: SocketAddr,
     shared: Arc<Shared>,
     tasks: JoinSet<()>,
-    server: tokio::task::JoinHandle<Result<(), svckit::ServeError>>,
+    servers: Vec<tokio::task::JoinHandle<Result<(), Error>>>,
 }
 
-/// Starts a relay with `settings`, reading time from `clock`.
-///
-/// Opens and migrates the database, checks each chain's id against a node that answers (a
-/// chain whose nodes are all down is served anyway: submissions answer 503 until one is
-/// back), releases the claims this instance held before a restart, starts the workers and
-/// serves the API on `settings.listen` (port 0 picks a free port, see [`Running::addr`]).
-///
-/// # Errors
-/// [`Error::Store`], [`Error::ChainIdMismatch`] or [`Error::Bind`].
-pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running, Error> {
-    let store = Store::open(&settings.database_url, settings.max_connections).await?;
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
+    let bind_error = |source| Error::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+async fn nodes(settings: &Settings, metrics: &Metrics) -> Result<BTreeMap<u64, NodeClient>, Error> {
     let mut nodes = BTreeMap::new();
     for (chain_id, chain) in &settings.chains {
         let failovers = metrics
@@ -61,17 +64,14 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
             settings.rpc_timeout,
             settings.node_cooldown,
             failovers,
-        );
+        )
+        .counting(metrics.node_requests.clone());
         match node.remote_chain_id().await {
             Ok(reported) if reported == *chain_id => {}
             Ok(reported) => {
+                let urls: Vec<String> = chain.rpc_urls.iter().map(ToString::to_string).collect();
                 return Err(Error::ChainIdMismatch {
-                    url: chain
-                        .rpc_urls
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    url: urls.join(", "),
                     configured: *chain_id,
                     reported,
                 });
@@ -82,25 +82,64 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         }
         nodes.insert(*chain_id, node);
     }
+    Ok(nodes)
+}
+
+/// The outbound policy: the configured lists, and the relay's own endpoints refused.
+async fn outbound(settings: &Settings, own_ports: Vec<u16>) -> Outbound {
+    let mut internal: Vec<Url> = settings
+        .chains
+        .values()
+        .flat_map(|c| c.rpc_urls.iter().chain(&c.ws_urls))
+        .map(|u| u.expose().clone())
+        .collect();
+    if settings.database_url.expose().scheme() != "sqlite" {
+        internal.push(settings.database_url.expose().clone());
+    }
+    Outbound::new(
+        settings.outbound_allow.clone(),
+        settings.outbound_deny.clone(),
+        own_ports,
+        Outbound::endpoints_of(&internal).await,
+    )
+}
+
+/// Starts a relay with `settings`, reading time from `clock`.
+///
+/// Opens and migrates the database (a new SQLite file is created with mode 0600), checks each
+/// chain's id against a node that answers (a chain whose nodes are all down is served anyway:
+/// submissions are queued until one is back), releases the claims this instance held before a
+/// restart, starts the workers, and serves the API on `settings.listen` and the operations
+/// endpoints on `settings.ops_listen` (port 0 picks a free port, see [`Running::addr`]).
+///
+/// # Errors
+/// [`Error::Store`], [`Error::ChainIdMismatch`] or [`Error::Bind`].
+pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running, Error> {
+    crate::store::prepare_sqlite_file(&settings.database_url)?;
+    let store = Store::open(&settings.database_url, settings.max_connections).await?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let nodes = nodes(&settings, &metrics).await?;
     let released = store.release_claims(&settings.instance_id).await?;
     if released > 0 {
         info!(released, instance = %settings.instance_id, "released claims held before a restart");
     }
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: settings.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind {
-        addr: settings.listen,
-        source,
-    })?;
+    let (listener, addr) = bind(settings.listen).await?;
+    let (ops_listener, ops_addr) = bind(settings.ops_listen).await?;
+    let outbound = outbound(&settings, vec![addr.port(), ops_addr.port()]).await;
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(32)
+        .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .build()
         .unwrap_or_default();
+    let gate = Gate::new(GateSettings {
+        quota: settings.key_quota,
+        lookup_quota: settings.key_lookup_quota,
+        cache_ms: crate::store::millis_of(settings.key_cache),
+        max_sockets: settings.max_sockets_per_key,
+    });
     let shared = Arc::new(Shared {
         policy: AccountPolicy::new(
             settings.account_mode,
@@ -110,6 +149,10 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         settings,
         store,
         nodes,
+        gate,
+        outbound,
+        nonces: NonceCache::default(),
+        tracked: AtomicU64::new(0),
         clock,
         metrics,
         http,
@@ -117,6 +160,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         wake_delivery: Notify::new(),
         wake_sessions: Notify::new(),
         session_seq: AtomicU64::new(0),
+        readiness: tokio::sync::Mutex::new(None),
         cancel: CancellationToken::new(),
     });
     let mut tasks = JoinSet::new();
@@ -128,19 +172,41 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
     // Resume whatever was pending before a restart at once.
     shared.wake_broadcast.notify_one();
     shared.wake_delivery.notify_one();
-    let options = ServeOptions::new("txrelay", registry).grace_period(Duration::from_secs(5));
-    let server = tokio::spawn(svckit::serve(
+    let limits = shared.settings.listener;
+    let api = tokio::spawn(crate::server::serve(
         listener,
         crate::api::router(Arc::clone(&shared)),
-        options,
+        limits,
+        shared.cancel.clone(),
+        GRACE,
+    ));
+    let ops = tokio::spawn(svckit::serve(
+        ops_listener,
+        crate::api::readiness_router().with_state(Arc::clone(&shared)),
+        ServeOptions::new("txrelay", registry).grace_period(GRACE),
         shared.cancel.clone().cancelled_owned(),
     ));
-    info!(%addr, instance = %shared.settings.instance_id, chains = ?shared.nodes.keys().collect::<Vec<_>>(), "relay started");
+    let servers = vec![
+        tokio::spawn(async move {
+            match api.await {
+                Ok(result) => result.map_err(|source| Error::Bind { addr, source }),
+                Err(_) => Ok(()),
+            }
+        }),
+        tokio::spawn(async move {
+            match ops.await {
+                Ok(result) => result.map_err(Error::from),
+                Err(_) => Ok(()),
+            }
+        }),
+    ];
+    info!(%addr, %ops_addr, instance = %shared.settings.instance_id, chains = ?shared.nodes.keys().collect::<Vec<_>>(), "relay started");
     Ok(Running {
         addr,
+        ops_addr,
         shared,
         tasks,
-        server,
+        servers,
     })
 }
 
@@ -150,12 +216,17 @@ impl Running {
         self.addr
     }
 
+    /// The address of the operations listener (`/healthz`, `/readyz`, `/metrics`).
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
     /// `http://{addr}{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The relay's database (for demos and benchmarks that read counts).
+    /// The relay's database (for demos and benchmarks that read counts or create keys).
     pub fn store(&self) -> &Store {
         &self.shared.store
     }
@@ -164,13 +235,15 @@ impl Running {
     /// the database.
     ///
     /// # Errors
-    /// [`Error::Serve`] when the API had failed.
+    /// [`Error::Serve`] when a listener had failed.
     pub async fn stop(mut self) -> Result<(), Error> {
         self.shared.cancel.cancel();
-        let served = match self.server.await {
-            Ok(result) => result.map_err(Error::from),
-            Err(_) => Ok(()),
-        };
+        let mut served = Ok(());
+        for server in self.servers.drain(..) {
+            if let Ok(Err(error)) = server.await {
+                served = Err(error);
+            }
+        }
         while self.tasks.join_next().await.is_some() {}
         self.shared.store.close().await;
         info!("relay stopped");

@@ -1,15 +1,22 @@
-//! WebSocket sessions: delivery "to the recipient account" (seed ¶43) to whoever logged in
-//! as that account (see [`crate::login`]).
+//! WebSocket sessions: delivery "to the recipient account" (seed ¶43) to whoever signed in as
+//! that account.
 //!
-//! Protocol on `GET /v1/ws` (JSON text frames, `type` tagged):
+//! `GET /v1/ws` needs an API key (and takes one of the key's `limits.max_sockets_per_key`
+//! slots); the account is then proven with an EIP-4361 message ([`crate::auth::siwe`]).
+//! Protocol (JSON text frames, `type` tagged):
 //!
-//! 1. server: `{"type":"challenge","nonce":N,"message":M}`;
-//! 2. client: `{"type":"login","account":"0x..","signature":"0x.."}` (EIP-191 signature of
-//!    `M`); server: `{"type":"welcome","account":..}` or `{"type":"error",..}` and close;
+//! 1. server: `{"type":"challenge","nonce":N,"domain":D,"uri":U}`;
+//! 2. client: `{"type":"login","message":M,"signature":S}`, where `M` is an EIP-4361 message
+//!    for the account with domain `D`, nonce `N` and an expiration time, and `S` its EIP-191
+//!    signature by the account's key; server: `{"type":"welcome","account":..}`, or
+//!    `{"type":"error",..}` and close;
 //! 3. server: `{"type":"event","event":{..}}` for each result addressed to the account,
-//!    including those recorded while nobody was logged in;
+//!    including those recorded while nobody was signed in;
 //! 4. client: `{"type":"ack","event_id":..}` marks it delivered. An event not acknowledged
 //!    within `delivery.ack_timeout_ms` is offered again (to this or another session).
+//!
+//! The server pings every third of `limits.ws_idle_timeout_ms` and closes a session from
+//! which nothing (not even a pong) arrived for that long; frames are at most 64 KiB.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,27 +26,32 @@ use alloy::primitives::Address;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::auth::SocketSlot;
+use crate::auth::siwe::{Expect, verify};
 use crate::core::now_ms;
-use crate::login::{challenge_message, new_nonce, verify_login};
 use crate::state::Shared;
+use crate::store::millis_of;
 
-/// How long a client has to log in after connecting.
+/// How long a client has to sign in after connecting.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Frames the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
-    /// Sign `message` to log in.
+    /// Sign an EIP-4361 message with this nonce for this domain and URI.
     Challenge {
-        /// The random nonce.
+        /// The nonce the message must carry.
         nonce: String,
-        /// The exact text to sign (EIP-191).
-        message: String,
+        /// The domain it must name.
+        domain: String,
+        /// The URI it should carry.
+        uri: String,
     },
-    /// Logged in as `account`.
+    /// Signed in as `account`.
     Welcome {
         /// The account.
         account: Address,
@@ -64,9 +76,9 @@ pub enum ServerMessage {
 pub enum ClientMessage {
     /// Answer to the challenge.
     Login {
-        /// The claimed account.
-        account: Address,
-        /// 0x-hex 65-byte EIP-191 signature of the challenge message.
+        /// The EIP-4361 message text.
+        message: String,
+        /// Its EIP-191 signature, 0x-hex of 65 bytes.
         signature: String,
     },
     /// Acknowledges an event.
@@ -80,13 +92,16 @@ fn frame(message: &ServerMessage) -> Message {
     Message::Text(serde_json::to_string(message).unwrap_or_default().into())
 }
 
-/// Runs one session until the client leaves or the relay stops.
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
+/// Runs one session until the client leaves, goes idle or the relay stops; `slot` is the
+/// key's socket slot, released when the session ends.
+pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, slot: SocketSlot) {
     let (mut tx, mut rx) = socket.split();
-    let nonce = new_nonce();
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let sign_in = &shared.settings.sign_in;
     let challenge = ServerMessage::Challenge {
-        message: challenge_message(&nonce),
         nonce: nonce.clone(),
+        domain: sign_in.domain.clone(),
+        uri: sign_in.uri.clone(),
     };
     if tx.send(frame(&challenge)).await.is_err() {
         return;
@@ -100,16 +115,26 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
         None
     })
     .await;
+    let refuse = |reason: &str, message: String| ServerMessage::Error {
+        reason: reason.to_owned(),
+        message,
+    };
     let account = match login {
-        Ok(Some(ClientMessage::Login { account, signature })) => {
-            match verify_login(&nonce, account, &signature) {
-                Ok(()) => account,
+        Ok(Some(ClientMessage::Login { message, signature })) => {
+            let chain_ids: Vec<u64> = shared.nodes.keys().copied().collect();
+            let expect = Expect {
+                domain: &sign_in.domain,
+                nonce: Some(&nonce),
+                chain_ids: &chain_ids,
+                now_ms: now_ms(shared.clock.as_ref()),
+                skew_ms: millis_of(sign_in.skew),
+                max_validity_ms: millis_of(sign_in.max_validity),
+            };
+            match verify(&message, &signature, &expect) {
+                Ok(message) => message.address,
                 Err(error) => {
                     let _ = tx
-                        .send(frame(&ServerMessage::Error {
-                            reason: "login_failed".to_owned(),
-                            message: error.to_string(),
-                        }))
+                        .send(frame(&refuse("login_failed", error.to_string())))
                         .await;
                     let _ = tx.close().await;
                     return;
@@ -122,12 +147,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
             } else {
                 ("bad_frame", "expected a login frame")
             };
-            let _ = tx
-                .send(frame(&ServerMessage::Error {
-                    reason: reason.to_owned(),
-                    message: message.to_owned(),
-                }))
-                .await;
+            let _ = tx.send(frame(&refuse(reason, message.to_owned()))).await;
             let _ = tx.close().await;
             return;
         }
@@ -144,47 +164,75 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
         shared.settings.instance_id,
         shared.session_seq.fetch_add(1, Ordering::Relaxed)
     );
-    info!(%account, %session, "websocket session logged in");
-    let settings = &shared.settings;
-    loop {
-        tokio::select! {
-            () = shared.cancel.cancelled() => break,
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMessage>(&text) {
-                    Ok(ClientMessage::Ack { event_id }) => {
-                        let now = now_ms(shared.clock.as_ref());
-                        match shared.store.account_event_acked(account, &event_id, now).await {
-                            Ok(true) => shared.metrics.delivery("account", "delivered"),
-                            Ok(false) => debug!(%event_id, "ack for an event not pending"),
-                            Err(error) => warn!(%error, "recording an ack failed"),
-                        }
-                    }
-                    Ok(ClientMessage::Login { .. }) | Err(_) => {
-                        debug!(%session, "ignoring an unexpected frame");
-                    }
-                },
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
-            },
-            () = shared.wake_sessions.notified() => {
-                if push(&shared, &mut tx, account, &session).await.is_err() {
-                    break;
-                }
-            }
-            () = tokio::time::sleep(settings.delivery_poll_interval) => {
-                if push(&shared, &mut tx, account, &session).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
+    info!(%account, %session, "websocket session signed in");
+    serve(&shared, &mut tx, &mut rx, account, &session).await;
     // On shutdown the restart releases this instance's sessions (`release_claims`).
     if !shared.cancel.is_cancelled()
         && let Err(error) = shared.store.release_session(&session).await
     {
         warn!(%error, "releasing a closed session's events failed; they return after the ack timeout");
     }
+    drop(slot);
     debug!(%account, %session, "websocket session closed");
+}
+
+/// The signed-in part of a session: pushes events, records acks, pings, and ends on close,
+/// idleness or shutdown.
+async fn serve<S, R>(shared: &Shared, tx: &mut S, rx: &mut R, account: Address, session: &str)
+where
+    S: futures::Sink<Message> + Unpin,
+    R: futures::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let settings = &shared.settings;
+    let idle = settings.ws_idle_timeout;
+    let mut last_heard = Instant::now();
+    let mut ping = tokio::time::interval(idle / 3);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            () = shared.cancel.cancelled() => break,
+            incoming = rx.next() => {
+                last_heard = Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMessage>(&text) {
+                        Ok(ClientMessage::Ack { event_id }) => {
+                            let now = now_ms(shared.clock.as_ref());
+                            match shared.store.account_event_acked(account, &event_id, now).await {
+                                Ok(true) => shared.metrics.delivery("account", "delivered"),
+                                Ok(false) => debug!(%event_id, "ack for an event not pending"),
+                                Err(error) => warn!(%error, "recording an ack failed"),
+                            }
+                        }
+                        Ok(ClientMessage::Login { .. }) | Err(_) => {
+                            debug!(%session, "ignoring an unexpected frame");
+                        }
+                    },
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= idle {
+                    debug!(%session, "websocket idle; closing");
+                    break;
+                }
+                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            () = shared.wake_sessions.notified() => {
+                if push(shared, tx, account, session).await.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep(settings.delivery_poll_interval) => {
+                if push(shared, tx, account, session).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = tx.close().await;
 }
 
 /// Sends the account's due events; an error means the socket is gone.

@@ -7,6 +7,8 @@
 //! [`svckit::TestClock`] and never sleep.
 
 pub mod backoff;
+pub mod breaker;
+pub mod ratelimit;
 pub mod tracker;
 pub mod window;
 

@@ -185,9 +185,10 @@ pub enum BroadcastStep {
     Sent,
     /// Transient failure: try again at this Unix millisecond.
     RetryAt(u64),
-    /// A rebroadcast was answered "nonce too low" and no receipt is known: the nonce may have
-    /// been used by another transaction. Stop this attempt; the tracker keeps looking for a
-    /// receipt and the conflict counter rises.
+    /// A rebroadcast was answered "nonce too low" and no receipt is known: it was mined and
+    /// the receipt is not seen yet, or another transaction used the nonce. Stop this attempt;
+    /// the tracker looks the receipt and the account nonce up and reports `replaced` when it
+    /// was the latter.
     NonceConflict,
     /// It can never be sent: record it as rejected with this reason and tell the receivers.
     Rejected(String),
@@ -201,10 +202,6 @@ pub struct Attempt {
     /// Whether a node accepted the transaction earlier (then "nonce too low" may just mean it
     /// was mined).
     pub sent_before: bool,
-    /// "nonce too low" answers to earlier rebroadcasts.
-    pub nonce_conflicts: u32,
-    /// How many such answers end the transaction as rejected.
-    pub conflict_limit: u32,
 }
 
 /// Decides on the outcome of a broadcast attempt at `now_ms` (`jitter` in `[0, 1]` for the
@@ -219,8 +216,6 @@ pub fn after_broadcast(
     let Attempt {
         attempts,
         sent_before,
-        nonce_conflicts,
-        conflict_limit,
     } = attempt;
     let error = match result {
         Ok(()) => return BroadcastStep::Sent,
@@ -235,15 +230,7 @@ pub fn after_broadcast(
         };
     }
     match error.rpc_kind() {
-        Some(RpcErrorKind::NonceTooLow) if sent_before => {
-            if nonce_conflicts.saturating_add(1) >= conflict_limit {
-                BroadcastStep::Rejected(
-                    "nonce used by another transaction (no receipt for this one)".to_owned(),
-                )
-            } else {
-                BroadcastStep::NonceConflict
-            }
-        }
+        Some(RpcErrorKind::NonceTooLow) if sent_before => BroadcastStep::NonceConflict,
         _ => BroadcastStep::Rejected(node_message(error)),
     }
 }
@@ -274,8 +261,16 @@ mod tests {
             tx_hash: B256::repeat_byte(1),
             block_number: block,
             block_hash: B256::repeat_byte(tag),
+            transaction_index: 0,
+            from: alloy::primitives::Address::repeat_byte(2),
+            to: None,
+            contract_address: None,
             gas_used: 21_000,
+            cumulative_gas_used: 21_000,
+            effective_gas_price: "1".to_owned(),
+            ty: 2,
             success: true,
+            logs: Vec::new(),
         }
     }
 
@@ -441,8 +436,6 @@ mod tests {
                 Attempt {
                     attempts: 1,
                     sent_before: false,
-                    nonce_conflicts: 0,
-                    conflict_limit: 3
                 },
                 &backoff,
                 0,
@@ -456,8 +449,6 @@ mod tests {
                 Attempt {
                     attempts: 1,
                     sent_before: false,
-                    nonce_conflicts: 0,
-                    conflict_limit: 3
                 },
                 &backoff,
                 1_000,
@@ -471,8 +462,6 @@ mod tests {
                 Attempt {
                     attempts: 3,
                     sent_before: false,
-                    nonce_conflicts: 0,
-                    conflict_limit: 3
                 },
                 &backoff,
                 0,
@@ -487,8 +476,6 @@ mod tests {
                 Attempt {
                     attempts: 1,
                     sent_before: false,
-                    nonce_conflicts: 0,
-                    conflict_limit: 3
                 },
                 &backoff,
                 0,
@@ -502,8 +489,6 @@ mod tests {
                 Attempt {
                     attempts: 1,
                     sent_before: true,
-                    nonce_conflicts: 0,
-                    conflict_limit: 3
                 },
                 &backoff,
                 0,
@@ -511,21 +496,6 @@ mod tests {
             ),
             BroadcastStep::NonceConflict
         );
-        assert!(matches!(
-            after_broadcast(
-                Err(&low),
-                Attempt {
-                    attempts: 1,
-                    sent_before: true,
-                    nonce_conflicts: 2,
-                    conflict_limit: 3
-                },
-                &backoff,
-                0,
-                0.0
-            ),
-            BroadcastStep::Rejected(_)
-        ));
         let funds = rpc(
             RpcErrorKind::InsufficientFunds,
             "Insufficient funds for gas",
@@ -536,8 +506,6 @@ mod tests {
                 Attempt {
                     attempts: 1,
                     sent_before: false,
-                    nonce_conflicts: 0,
-                    conflict_limit: 3
                 },
                 &backoff,
                 0,

@@ -12,7 +12,6 @@ use super::{CHAINS, Demo, DemoReport, Latency, NotificationCounts, REVERT_REASON
 use crate::anvil::percentile_ms;
 use crate::event::{Event, EventStatus};
 use crate::receiver::ReceiverServer;
-use crate::rules::Target;
 
 /// (receiver URL or account, transaction) pairs.
 pub(super) type Expected = BTreeSet<(String, B256)>;
@@ -47,11 +46,7 @@ pub(super) fn expected_notifications(demo: &Demo) -> Expected {
     let mut expected = Expected::new();
     for sent in &demo.tally.accepted {
         if let Some(registration) = demo.rules.get(&sent.device) {
-            for target in registration.targets(Some(sent.recipient)) {
-                let key = match target {
-                    Target::Webhook { url, .. } => url,
-                    Target::Account(account) => format!("{account:#x}"),
-                };
+            for key in registration.target_keys(Some(sent.recipient)) {
                 expected.insert((key, sent.hash));
             }
         }

@@ -4,7 +4,10 @@
 //! fixed receivers, receivers per recipient account, and "to the recipient account" over the
 //! WebSocket. They send 200 transactions over chains 31337 and 1337001 (one reverting contract
 //! call per chain), then 20 idempotent duplicates, then five invalid submissions (a bad
-//! signature, a wrong chain id, an unknown account, an undecodable envelope, a used nonce).
+//! signature, a wrong chain id, an unknown account, an undecodable envelope, a used nonce),
+//! and the bytes of a mined transaction once more (answered with its receipt).
+//! Authentication is on: the demo makes an admin key as an operator would, and with it the
+//! demo tenant's key; devices register their accounts with EIP-4361 proofs.
 //! Chain 31337 is configured with a dead node URL in front of the real one (failover).
 //! Webhook receivers verify every HMAC signature; one of them refuses each event's first
 //! attempt (retries); WebSocket clients log in as the five recipient accounts.
@@ -106,7 +109,7 @@ pub struct DemoOutcome {
 
 /// One accepted transaction of the demo.
 #[derive(Debug, Clone)]
-struct Sent {
+pub(super) struct Sent {
     chain_id: u64,
     hash: B256,
     raw: Vec<u8>,

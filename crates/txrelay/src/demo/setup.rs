@@ -11,19 +11,20 @@ use tracing::info;
 
 use super::{ACCOUNTS, CHAINS, Demo, REVERT_REASON, Tally, WsLog};
 use crate::anvil::{BlockObserver, DevChain, free_port};
+use crate::api::{NewKeyRequest, new_key};
 use crate::client::RelayClient;
 use crate::config::{AccountMode, ChainConfig, Config};
 use crate::load::{Wallet, reverting_code};
 use crate::receiver::ReceiverServer;
-use crate::rules::{Receiver, RecipientRule, Registration};
-
-fn secret() -> String {
-    hex::encode(rand::random::<[u8; 24]>())
-}
+use crate::rules::{
+    Receiver, RecipientRule, Registration, SignatureScheme, WHSEC_PREFIX, generate_standard_secret,
+};
 
 /// Step 1: two anvil chains with block observers, the webhook receivers ("ops" fixed, "bank"
-/// per recipient, "flaky" refusing every first attempt) and the relay, whose chain 31337
-/// lists a dead node URL first so its first calls fail over.
+/// per recipient, both Standard Webhooks; "flaky" refusing every first attempt, signed with
+/// the txrelay v1 scheme) and the relay with authentication on, whose chain 31337 lists a
+/// dead node URL first so its first calls fail over. Receivers on 127.0.0.1 are allowed
+/// explicitly (`outbound.allow`); the relay's own ports and nodes stay refused.
 pub(super) async fn start(progress: bool) -> anyhow::Result<Demo> {
     let dir = tempfile::Builder::new()
         .prefix("txrelay-demo-")
@@ -45,16 +46,21 @@ pub(super) async fn start(progress: bool) -> anyhow::Result<Demo> {
         .iter()
         .map(|c| (c.chain_id(), BlockObserver::start(c.anvil())))
         .collect();
-    let secrets: BTreeMap<String, String> = ["ops", "bank", "flaky"]
-        .iter()
-        .map(|name| ((*name).to_owned(), secret()))
-        .collect();
+    let secrets: BTreeMap<String, String> = [
+        ("ops", generate_standard_secret()),
+        ("bank", generate_standard_secret()),
+        ("flaky", hex::encode(rand::random::<[u8; 24]>())),
+    ]
+    .into_iter()
+    .map(|(name, secret)| (name.to_owned(), secret))
+    .collect();
     let receivers = ReceiverServer::start(0, secrets.clone(), HashSet::from(["flaky".to_owned()]))
         .await
         .context("starting the webhook receivers")?;
     let dead_node = format!("http://127.0.0.1:{}", free_port()?);
     let mut config = Config {
         listen: "127.0.0.1:0".parse()?,
+        ops_listen: "127.0.0.1:0".parse()?,
         instance_id: "demo".to_owned(),
         chains: chains
             .iter()
@@ -65,18 +71,20 @@ pub(super) async fn start(progress: bool) -> anyhow::Result<Demo> {
                 } else {
                     vec![c.url().to_owned()]
                 },
-                confirmations: 1,
+                ..ChainConfig::default()
             })
             .collect(),
         ..Config::default()
     };
     config.database.url = format!("sqlite://{}", dir.path().join("txrelay.db").display());
+    config.secrets.key = hex::encode(rand::random::<[u8; 32]>());
+    config.outbound.allow = vec!["127.0.0.1/32".to_owned()];
     config.accounts.mode = AccountMode::Registered;
     config.tracking.poll_interval_ms = 50;
     config.delivery.poll_interval_ms = 50;
     config.delivery.initial_backoff_ms = 200;
     let running = crate::relay::start(config.validate()?, Arc::new(svckit::SystemClock)).await?;
-    let client = RelayClient::new(&running.url(""));
+    let client = keys(&running).await?;
     Ok(Demo {
         progress,
         chains,
@@ -97,6 +105,28 @@ pub(super) async fn start(progress: bool) -> anyhow::Result<Demo> {
     })
 }
 
+/// The operator's admin key (written to the database, as `txrelay keys create --admin`
+/// does), then the demo tenant's key made with it through `POST /v1/keys`: the client the
+/// devices use.
+async fn keys(running: &crate::relay::Running) -> anyhow::Result<RelayClient> {
+    let request = NewKeyRequest {
+        tenant: "operator".to_owned(),
+        admin: true,
+        rate_per_second: None,
+        burst: None,
+        label: Some("demo admin".to_owned()),
+    };
+    let (admin, admin_token) = new_key(&request, crate::core::now_ms(&svckit::SystemClock));
+    running.store().create_key(&admin).await?;
+    let anonymous = RelayClient::new(&running.url(""));
+    let token = anonymous
+        .with_token(&admin_token)
+        .create_key("demo", false, Some(10_000))
+        .await
+        .context("creating the demo tenant's key")?;
+    Ok(anonymous.with_token(&token))
+}
+
 /// Step 2: 1000 ether for every sender and the stranger on both chains, and the contract that
 /// always reverts.
 pub(super) async fn fund_accounts(demo: &Demo) -> anyhow::Result<()> {
@@ -115,14 +145,19 @@ pub(super) async fn fund_accounts(demo: &Demo) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Step 3: one device per sender, each with other rules (seed ¶43).
+/// Step 3: one device per sender, each with other rules (seed ¶43), and the sender's account
+/// registered to it with an EIP-4361 proof signed by the account.
 pub(super) async fn register_devices(demo: &mut Demo) -> anyhow::Result<()> {
     let receiver = |name: &str| -> anyhow::Result<Receiver> {
+        let secret = demo.secrets.get(name).cloned().unwrap_or_default();
         Ok(Receiver {
             url: demo.receivers.url(name).parse()?,
-            secret: svckit::redact::Secret::new(
-                demo.secrets.get(name).cloned().unwrap_or_default(),
-            ),
+            scheme: if secret.starts_with(WHSEC_PREFIX) {
+                SignatureScheme::Standard
+            } else {
+                SignatureScheme::TxrelayV1
+            },
+            secret: Some(svckit::redact::Secret::new(secret)),
         })
     };
     let r = |i: usize| demo.recipients[i].address();
@@ -162,10 +197,12 @@ pub(super) async fn register_devices(demo: &mut Demo) -> anyhow::Result<()> {
             ..Registration::default()
         },
     ];
-    for (i, mut registration) in registrations.into_iter().enumerate() {
-        registration.accounts = vec![demo.senders[i].address()];
+    for (i, registration) in registrations.into_iter().enumerate() {
         let device = format!("device-{i}");
         demo.client.register(&device, &registration).await?;
+        demo.client
+            .register_account(&device, &demo.senders[i], CHAINS[0])
+            .await?;
         demo.rules.insert(device, registration);
     }
     Ok(())
@@ -174,7 +211,7 @@ pub(super) async fn register_devices(demo: &mut Demo) -> anyhow::Result<()> {
 /// Step 4: a WebSocket client logged in as each recipient account, acknowledging every event.
 pub(super) async fn open_sessions(demo: &Demo) -> anyhow::Result<()> {
     for wallet in &demo.recipients {
-        let mut session = demo.client.login(wallet).await?;
+        let mut session = demo.client.login(wallet, CHAINS[0]).await?;
         let (log, stop): (WsLog, _) = (Arc::clone(&demo.ws_log), demo.ws_stop.clone());
         tokio::spawn(async move {
             while !stop.is_cancelled() {

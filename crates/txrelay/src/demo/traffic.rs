@@ -200,18 +200,21 @@ pub(super) async fn submit_invalid(demo: &mut Demo) -> anyhow::Result<()> {
 }
 
 /// Step 10 (after the results are in): the bytes of a mined transaction sent again without
-/// idempotency: its nonce is used, so they are refused.
+/// idempotency are answered 200 with its status and receipt (a duplicate of a mined
+/// transaction is not an error); another transaction with the same, used nonce is refused
+/// (`nonce_too_low`, from the nonce cache: no node is asked).
 pub(super) async fn resubmit_used_nonce(demo: &mut Demo) -> anyhow::Result<()> {
     let tally = &mut demo.tally;
     let Some(mined) = tally
         .accepted
         .iter()
         .find(|s| tally.finals.get(&s.hash).is_some_and(|f| f == "mined"))
+        .cloned()
     else {
         return Ok(());
     };
     tally.submitted += 1;
-    let answer = demo
+    let again = demo
         .client
         .submit(
             mined.chain_id,
@@ -220,6 +223,33 @@ pub(super) async fn resubmit_used_nonce(demo: &mut Demo) -> anyhow::Result<()> {
             &mined.device,
             false,
         )
+        .await?;
+    if again.status != 200 || again.body["status"] != "mined" || again.body["receipt"].is_null() {
+        tally.failures.push(format!(
+            "mined transaction sent again: expected 200 with status and receipt, got {} {}",
+            again.status, again.body
+        ));
+    }
+    let Some(wallet) = demo.senders.iter().find(|w| w.address() == mined.sender) else {
+        return Ok(());
+    };
+    let nonce = alloy::consensus::Transaction::nonce(
+        &<alloy::consensus::TxEnvelope as alloy::eips::eip2718::Decodable2718>::decode_2718_exact(
+            &mined.raw,
+        )?,
+    );
+    let stale = transfer(
+        wallet,
+        mined.chain_id,
+        nonce,
+        mined.recipient,
+        U256::from(7),
+        21_000,
+    )?;
+    tally.submitted += 1;
+    let answer = demo
+        .client
+        .submit(mined.chain_id, &stale, mined.sender, &mined.device, false)
         .await?;
     if (400..500).contains(&answer.status) {
         tally.invalid_rejected += 1;

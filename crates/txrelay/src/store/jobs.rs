@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{FromRow, Row};
 
 use super::codec::{Db, RowExt, int};
-use super::notifications::{insert_notifications, make_event};
+use super::notifications::{Notice, insert_notifications, make_event};
 use super::transactions::{TxStatus, tx_in};
 use super::{HasId, Store, Tx, claim_sql, q};
 use crate::error::StoreError;
@@ -59,6 +59,8 @@ pub struct BroadcastFacts {
     pub broadcast_count: u64,
     /// Conflicts so far.
     pub nonce_conflicts: u32,
+    /// The sender.
+    pub sender: alloy::primitives::Address,
 }
 
 impl FromRow<'_, AnyRow> for BroadcastFacts {
@@ -72,6 +74,7 @@ impl FromRow<'_, AnyRow> for BroadcastFacts {
             status: row.text("status")?,
             broadcast_count: row.uint("broadcast_count")?,
             nonce_conflicts: row.uint("nonce_conflicts")?,
+            sender: row.text("sender")?,
         })
     }
 }
@@ -124,7 +127,7 @@ impl Store {
     /// [`StoreError`]; [`StoreError::Corrupt`] when the job's transaction is missing.
     pub async fn broadcast_facts(&self, hash: B256) -> Result<BroadcastFacts, StoreError> {
         sqlx::query_as(
-            "SELECT raw, status, broadcast_count, nonce_conflicts FROM transactions WHERE tx_hash = $1",
+            "SELECT raw, status, broadcast_count, nonce_conflicts, sender FROM transactions WHERE tx_hash = $1",
         )
         .bind(Db(hash))
         .fetch_optional(&self.read)
@@ -210,16 +213,13 @@ impl Store {
                 if changed == 1
                     && let Some(record) = tx_in(&mut tx, job.tx_hash).await?
                 {
-                    let event = make_event(
-                        &record,
-                        EventStatus::Rejected,
-                        None,
-                        None,
-                        Some(reason.clone()),
-                        0,
-                        now_ms,
-                    );
-                    created = insert_notifications(&mut tx, &record, &event, now_ms).await?;
+                    let notice = Notice {
+                        error: Some(reason.clone()),
+                        ..Notice::of(EventStatus::Rejected)
+                    };
+                    let event = make_event(&record, notice, 0, now_ms);
+                    created =
+                        insert_notifications(&mut tx, &record, &event, (now_ms, None)).await?;
                 }
             }
         }

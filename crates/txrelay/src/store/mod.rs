@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | [`transactions`] | `transactions`, `submissions`, `tx_devices` | submissions, a transaction's life, tracker decisions |
 //! | [`devices`] | `devices`, `device_accounts` | device registrations: rules and accounts |
+//! | [`keys`] | `api_keys`, `siwe_nonces` | API keys (hashed) and single-use sign-in nonces |
+//! | [`idempotency`] | `idempotency_keys` | first answers of `Idempotency-Key` requests |
 //! | [`jobs`] | `broadcast_jobs` | the outbox of sends to a node |
 //! | [`notifications`] | `notifications` | the outbox of results for receivers, dead letters |
 //!
@@ -24,7 +26,9 @@
 
 mod codec;
 pub mod devices;
+pub mod idempotency;
 pub mod jobs;
+pub mod keys;
 pub mod notifications;
 pub mod transactions;
 
@@ -63,12 +67,20 @@ pub struct Store {
 }
 
 /// The migrations, in order: `(version, name, SQLite text, PostgreSQL text)`.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "outbox",
-    include_str!("../../migrations/sqlite/0001_outbox.sql"),
-    include_str!("../../migrations/postgres/0001_outbox.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "outbox",
+        include_str!("../../migrations/sqlite/0001_outbox.sql"),
+        include_str!("../../migrations/postgres/0001_outbox.sql"),
+    ),
+    (
+        2,
+        "v2",
+        include_str!("../../migrations/sqlite/0002_v2.sql"),
+        include_str!("../../migrations/postgres/0002_v2.sql"),
+    ),
+];
 
 impl Store {
     /// Opens (creating a missing SQLite file) and migrates the database at `url`; PostgreSQL
@@ -174,6 +186,18 @@ impl Store {
         }
     }
 
+    /// Answers when the writer connection runs a trivial statement (readiness).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(q("ping"))?;
+        Ok(())
+    }
+
     /// Closes the pools (waits for connections to return).
     pub async fn close(&self) {
         self.read.close().await;
@@ -239,6 +263,50 @@ trait HasId {
     fn id(&self) -> i64;
 }
 
+/// For a `sqlite://PATH` URL: creates a missing database file with mode 0600 (SQLite gives
+/// its `-wal` and `-shm` files the database file's mode), and narrows a looser mode of an
+/// existing one to 0600. Other URLs: nothing.
+///
+/// # Errors
+/// [`StoreError::File`] when the file cannot be created or its mode set.
+pub fn prepare_sqlite_file(url: &SafeUrl) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let text = url.expose().as_str();
+    let Some(rest) = text.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    let file_error = |source| StoreError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = fs_err::metadata(path)
+                .map_err(|e| file_error(std::io::Error::other(e)))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "database file readable by others; setting mode 0600");
+                fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| file_error(std::io::Error::other(e)))?;
+            }
+            Ok(())
+        }
+        Err(error) => Err(file_error(error)),
+    }
+}
+
 /// A database transaction on the writer pool.
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
@@ -249,6 +317,11 @@ fn q(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 
 /// Whole milliseconds of `duration`, saturating.
 fn millis(duration: Duration) -> u64 {
+    millis_of(duration)
+}
+
+/// Whole milliseconds of `duration`, saturating (for callers computing Unix-ms deadlines).
+pub fn millis_of(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

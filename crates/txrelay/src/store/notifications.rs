@@ -21,7 +21,7 @@ use super::{HasId, Store, Tx, claim_sql, millis, q};
 use crate::core::Inclusion;
 use crate::error::StoreError;
 use crate::event::{Event, EventStatus, event_id};
-use crate::rules::Target;
+use crate::rules::{SignatureScheme, Target};
 
 /// Where a notification stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -73,14 +73,18 @@ pub struct WebhookJob {
     pub event_id: String,
     /// Endpoint.
     pub url: String,
-    /// HMAC key.
-    pub secret: String,
+    /// The sealed signing secret.
+    pub sealed_secret: String,
+    /// How it is signed.
+    pub scheme: SignatureScheme,
     /// JSON body.
     pub payload: String,
     /// This attempt's number.
     pub attempts: u32,
     /// When the result was recorded, Unix ms.
     pub created_at_ms: u64,
+    /// When the relay saw the including block, Unix ms.
+    pub included_seen_at_ms: Option<u64>,
 }
 
 impl FromRow<'_, AnyRow> for WebhookJob {
@@ -89,12 +93,17 @@ impl FromRow<'_, AnyRow> for WebhookJob {
             id: row.try_get("id")?,
             event_id: row.try_get("event_id")?,
             url: row.try_get("target")?,
-            secret: row
+            sealed_secret: row
                 .try_get::<Option<String>, _>("secret")?
+                .unwrap_or_default(),
+            scheme: row
+                .try_get::<String, _>("scheme")?
+                .parse()
                 .unwrap_or_default(),
             payload: row.try_get("payload")?,
             attempts: row.uint("attempts")?,
             created_at_ms: row.uint("created_at_ms")?,
+            included_seen_at_ms: row.opt_uint("included_seen_at_ms")?,
         })
     }
 }
@@ -121,8 +130,16 @@ pub enum DeliveryOutcome {
         id: i64,
         /// Next attempt, Unix ms.
         retry_at_ms: Option<u64>,
-        /// What went wrong.
+        /// What went wrong (owner-facing: no addresses or reachability details).
         error: String,
+    },
+    /// Not attempted: its receiver's circuit is open. Due again at `until_ms` (or at the
+    /// drain when a probe succeeds); the claim's attempt is not counted.
+    Parked {
+        /// Notification row id.
+        id: i64,
+        /// When it is due again, Unix ms.
+        until_ms: u64,
     },
 }
 
@@ -162,6 +179,9 @@ pub struct NotificationRecord {
     pub channel: String,
     /// URL (query redacted) or account.
     pub target: String,
+    /// The tenant whose device's rules named the target.
+    #[serde(skip)]
+    pub tenant: String,
     /// Where it stands.
     pub state: NotificationState,
     /// Attempts made.
@@ -192,6 +212,7 @@ impl FromRow<'_, AnyRow> for NotificationRecord {
             kind: row.text("kind")?,
             channel,
             target,
+            tenant: row.try_get("tenant")?,
             state: row.text("state")?,
             attempts: row.uint("attempts")?,
             last_error: row.try_get("last_error")?,
@@ -204,7 +225,13 @@ impl FromRow<'_, AnyRow> for NotificationRecord {
 const CLAIM_WEBHOOK: (&str, &str) = claim_sql!(
     "notifications",
     "channel = 'webhook' AND state = 'pending' AND next_attempt_at_ms <= $3",
-    "id, event_id, target, secret, payload, attempts, created_at_ms"
+    "id, event_id, target, scheme, secret, payload, attempts, created_at_ms, included_seen_at_ms"
+);
+
+const CLAIM_PROBE: (&str, &str) = claim_sql!(
+    "notifications",
+    "channel = 'webhook' AND state = 'pending' AND target = $5",
+    "id, event_id, target, scheme, secret, payload, attempts, created_at_ms, included_seen_at_ms"
 );
 
 const CLAIM_ACCOUNT: (&str, &str) = claim_sql!(
@@ -217,7 +244,7 @@ const CLAIM_ACCOUNT: (&str, &str) = claim_sql!(
 macro_rules! select_notifications {
     ($tail:literal) => {
         concat!(
-            "SELECT id, event_id, tx_hash, kind, channel, target, state, attempts, last_error, ",
+            "SELECT id, event_id, tx_hash, kind, channel, target, tenant, state, attempts, last_error, ",
             "created_at_ms, delivered_at_ms FROM notifications ",
             $tail
         )
@@ -305,6 +332,12 @@ impl Store {
                     .bind(error.clone())
                     .bind(*id)
                 }
+                DeliveryOutcome::Parked { id, until_ms } => sqlx::query(
+                    "UPDATE notifications SET next_attempt_at_ms = $1, attempts = attempts - 1, \
+                     locked_by = NULL, locked_until_ms = NULL WHERE id = $2 AND state = 'pending'",
+                )
+                .bind(int(*until_ms))
+                .bind(*id),
             };
             query
                 .execute(&mut *tx)
@@ -312,6 +345,95 @@ impl Store {
                 .map_err(q("record delivery"))?;
         }
         tx.commit().await.map_err(q("commit"))
+    }
+
+    /// Claims the oldest pending notification of the webhook `target`, due or not: the probe
+    /// of an open circuit.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn claim_probe(
+        &self,
+        instance: &str,
+        target: &str,
+        now_ms: u64,
+        lease: Duration,
+    ) -> Result<Option<WebhookJob>, StoreError> {
+        let job: Option<WebhookJob> = sqlx::query_as(self.pick(CLAIM_PROBE))
+            .bind(instance)
+            .bind(int(now_ms.saturating_add(millis(lease))))
+            .bind(int(now_ms))
+            .bind(1_i64)
+            .bind(target)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("claim probe"))?;
+        Ok(job)
+    }
+
+    /// Makes every pending notification of the webhook `target` due now (its receiver is
+    /// back: the drain). Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn drain(&self, target: &str, now_ms: u64) -> Result<u64, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE notifications SET next_attempt_at_ms = $1 WHERE target = $2 \
+             AND state = 'pending' AND channel = 'webhook' AND next_attempt_at_ms > $1",
+        )
+        .bind(int(now_ms))
+        .bind(target)
+        .execute(&self.pool)
+        .await
+        .map_err(q("drain"))?
+        .rows_affected();
+        Ok(changed)
+    }
+
+    /// Parks every pending, unclaimed notification of the webhook `target` until `until_ms`
+    /// (its circuit opened). Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn park(&self, target: &str, now_ms: u64, until_ms: u64) -> Result<u64, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE notifications SET next_attempt_at_ms = $1 WHERE target = $2 \
+             AND state = 'pending' AND channel = 'webhook' AND next_attempt_at_ms < $1 \
+             AND (locked_until_ms IS NULL OR locked_until_ms < $3)",
+        )
+        .bind(int(until_ms))
+        .bind(target)
+        .bind(int(now_ms))
+        .execute(&self.pool)
+        .await
+        .map_err(q("park"))?
+        .rows_affected();
+        Ok(changed)
+    }
+
+    /// Dead-letters pending webhook notifications created before `deadline_ms` (they ran out
+    /// of retry time, parked or not). Returns how many.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn dead_letter_overdue(
+        &self,
+        deadline_ms: u64,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE notifications SET state = 'dead', last_error = 'retry time used up', \
+             locked_by = NULL, locked_until_ms = NULL WHERE state = 'pending' \
+             AND channel = 'webhook' AND created_at_ms < $1 \
+             AND (locked_until_ms IS NULL OR locked_until_ms < $2)",
+        )
+        .bind(int(deadline_ms))
+        .bind(int(now_ms))
+        .execute(&self.pool)
+        .await
+        .map_err(q("dead-letter overdue"))?
+        .rows_affected();
+        Ok(changed)
     }
 
     /// Claims up to `limit` pending WebSocket events for `account` for `session` until
@@ -462,27 +584,54 @@ impl Store {
     }
 }
 
+/// What a notice says besides the transaction.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Notice<'a> {
+    /// The event status (`Mined` by default, never used so).
+    pub(super) status: Option<EventStatus>,
+    /// The inclusion it is about.
+    pub(super) inclusion: Option<&'a Inclusion>,
+    /// The receipt of a result.
+    pub(super) receipt: Option<&'a crate::node::Receipt>,
+    /// The revert reason of a failed result.
+    pub(super) revert_reason: Option<String>,
+    /// Why a rejected or stuck transaction is so.
+    pub(super) error: Option<String>,
+    /// The replacing transaction.
+    pub(super) replaced_by: Option<B256>,
+}
+
+impl<'a> Notice<'a> {
+    /// A notice of `status`.
+    pub(super) fn of(status: EventStatus) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+}
+
 /// The event for a result of `record`.
 pub(super) fn make_event(
     record: &TxRecord,
-    status: EventStatus,
-    inclusion: Option<&Inclusion>,
-    revert_reason: Option<String>,
-    error: Option<String>,
+    notice: Notice<'_>,
     confirmations: u64,
     now_ms: u64,
 ) -> Event {
-    let block_hash = inclusion.map(|i| i.block_hash);
+    let status = notice.status.unwrap_or(EventStatus::Mined);
+    let block_hash = notice.inclusion.map(|i| i.block_hash);
     Event {
         event_id: event_id(record.chain_id, record.tx_hash, status, block_hash),
         tx_hash: record.tx_hash,
         chain_id: record.chain_id,
         status,
-        block_number: inclusion.map(|i| i.block_number),
+        block_number: notice.inclusion.map(|i| i.block_number),
         block_hash,
-        gas_used: inclusion.map(|i| i.gas_used),
-        revert_reason,
-        error,
+        gas_used: notice.inclusion.map(|i| i.gas_used),
+        receipt: notice.receipt.cloned(),
+        revert_reason: notice.revert_reason,
+        error: notice.error,
+        replaced_by: notice.replaced_by,
         sender: record.sender,
         recipient: record.recipient,
         nonce: record.nonce,
@@ -492,45 +641,62 @@ pub(super) fn make_event(
 }
 
 /// Inserts one notification row per target of the rules of every device that sent the
-/// transaction (seed ¶41-43); a target shared by several devices gets the event once.
+/// transaction (seed ¶41-43), per tenant: a target named by several devices of one tenant
+/// gets the event once; two tenants naming one URL each get their own signed delivery.
 pub(super) async fn insert_notifications(
     tx: &mut Tx<'_>,
     record: &TxRecord,
     event: &Event,
-    now_ms: u64,
+    (now_ms, seen_at_ms): (u64, Option<u64>),
 ) -> Result<usize, StoreError> {
-    let rules: Vec<String> = sqlx::query_scalar(
-        "SELECT d.rules AS rules FROM tx_devices t JOIN devices d ON d.device = t.device \
-         WHERE t.tx_hash = $1 ORDER BY d.device",
+    let rows = sqlx::query(
+        "SELECT d.tenant AS tenant, d.rules AS rules FROM tx_devices t \
+         JOIN devices d ON d.device = t.device WHERE t.tx_hash = $1 ORDER BY d.device",
     )
     .bind(Db(record.tx_hash))
     .fetch_all(&mut **tx)
     .await
     .map_err(q("rules of devices"))?;
-    let mut targets = BTreeSet::new();
-    for text in &rules {
-        targets.extend(decode_rules(text)?.targets(record.recipient));
+    let mut targets: Vec<(String, Target)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for row in &rows {
+        let tenant: Option<String> = row.try_get("tenant").map_err(q("rules of devices"))?;
+        let tenant = tenant.unwrap_or_default();
+        let rules: String = row.try_get("rules").map_err(q("rules of devices"))?;
+        for target in decode_rules(&rules)?.targets(record.recipient) {
+            if seen.insert((tenant.clone(), target.channel(), target.key())) {
+                targets.push((tenant.clone(), target));
+            }
+        }
     }
     let payload = serde_json::to_string(event).unwrap_or_default();
     let mut created = 0;
-    for target in targets {
-        let secret = match &target {
-            Target::Webhook { secret, .. } => Some(secret.clone()),
-            Target::Account(_) => None,
+    for (tenant, target) in targets {
+        let (secret, scheme) = match &target {
+            Target::Webhook {
+                sealed_secret,
+                scheme,
+                ..
+            } => (Some(sealed_secret.clone()), scheme.as_str()),
+            Target::Account(_) => (None, SignatureScheme::Standard.as_str()),
         };
         created += sqlx::query(
-            "INSERT INTO notifications (event_id, tx_hash, kind, channel, target, secret, payload, state, \
-             next_attempt_at_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $8) \
-             ON CONFLICT (event_id, channel, target) DO NOTHING",
+            "INSERT INTO notifications (event_id, tx_hash, kind, channel, target, tenant, scheme, \
+             secret, payload, state, next_attempt_at_ms, created_at_ms, included_seen_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $11) \
+             ON CONFLICT (event_id, channel, target, tenant) DO NOTHING",
         )
         .bind(&event.event_id)
         .bind(Db(record.tx_hash))
         .bind(Db(event.status))
         .bind(target.channel())
         .bind(target.key())
+        .bind(&tenant)
+        .bind(scheme)
         .bind(secret)
         .bind(&payload)
         .bind(int(now_ms))
+        .bind(seen_at_ms.map(int))
         .execute(&mut **tx)
         .await
         .map_err(q("insert notification"))?

@@ -63,7 +63,14 @@ async fn admission_claims_and_leases() {
         Admission::Resend
     );
     assert_eq!(store.accepted_at(tx.hash).await.unwrap(), Some(1_000));
-    assert_eq!(store.devices_of(tx.hash).await.unwrap(), ["d", "e"]);
+    let devices: Vec<String> = store
+        .devices_of(tx.hash)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(device, _)| device)
+        .collect();
+    assert_eq!(devices, ["d", "e"]);
     let lease = Duration::from_secs(10);
     let jobs = store.claim_broadcasts("i", 5_000, lease, 10).await.unwrap();
     assert_eq!(jobs.len(), 2);
@@ -105,11 +112,42 @@ async fn results_go_through_the_outbox() {
     let registration = Registration {
         fixed: vec![Receiver {
             url: "http://127.0.0.1:9/hook".parse().unwrap(),
-            secret: svckit::redact::Secret::new("0123456789abcdef"),
+            secret: Some(svckit::redact::Secret::new("0123456789abcdef")),
+            scheme: crate::rules::SignatureScheme::TxrelayV1,
         }],
         ..Registration::default()
     };
-    store.put_device("d", &registration, 0).await.unwrap();
+    let secrets = crate::secrets::SecretBox::from_config(&crate::config::SecretsConfig {
+        key: "11".repeat(32),
+        previous_keys: Vec::new(),
+    })
+    .unwrap();
+    let stored = registration.sealed(&secrets);
+    assert_eq!(
+        store.put_device("acme", "d", &stored, 10, 0).await.unwrap(),
+        devices::PutDevice::Stored
+    );
+    // Another tenant cannot take the device over; the owner can replace its rules.
+    assert_eq!(
+        store.put_device("evil", "d", &stored, 10, 0).await.unwrap(),
+        devices::PutDevice::OwnedByOther
+    );
+    assert_eq!(
+        store.put_device("acme", "d", &stored, 10, 1).await.unwrap(),
+        devices::PutDevice::Stored
+    );
+    assert_eq!(
+        store.put_device("acme", "d2", &stored, 1, 1).await.unwrap(),
+        devices::PutDevice::TooMany
+    );
+    let record = store.device("d").await.unwrap().unwrap();
+    assert_eq!(record.tenant.as_deref(), Some("acme"));
+    // The secret is sealed at rest: not in the rules text.
+    let raw: String = sqlx::query_scalar("SELECT rules FROM devices WHERE device = 'd'")
+        .fetch_one(&store.read)
+        .await
+        .unwrap();
+    assert!(!raw.contains("0123456789abcdef"), "{raw}");
     let tx = signed(0);
     store
         .submit(&tx, "d", true, 1_000, Duration::from_secs(60))
@@ -158,6 +196,10 @@ async fn results_go_through_the_outbox() {
     assert_eq!(webhooks.len(), 1);
     let event: Event = serde_json::from_str(&webhooks[0].payload).unwrap();
     assert_eq!(event.status, EventStatus::Mined);
+    assert_eq!(
+        secrets.open(&webhooks[0].sealed_secret).unwrap(),
+        "0123456789abcdef"
+    );
     assert_eq!(event.block_number, Some(5));
     store
         .delivery_failed(webhooks[0].id, None, "HTTP 500")

@@ -10,12 +10,13 @@ use sqlx::any::AnyRow;
 use sqlx::{FromRow, Row};
 
 use super::codec::{Db, DbText, RowExt, db_text_enum, int};
-use super::notifications::{insert_notifications, make_event};
+use super::notifications::{Notice, insert_notifications, make_event};
 use super::{Store, Tx, q};
 use crate::core::window::{Admission, admit};
 use crate::core::{Inclusion, Phase, Step, Tracked};
 use crate::error::StoreError;
 use crate::event::EventStatus;
+use crate::node::Receipt;
 use crate::validate::SignedTx;
 
 /// A transaction's status as stored and reported by `GET /v1/transactions/{hash}`.
@@ -33,6 +34,11 @@ pub enum TxStatus {
     Failed,
     /// No node will take it (final).
     Rejected,
+    /// Another transaction with the same sender and nonce was mined (final).
+    Replaced,
+    /// Not in a block within its lifetime; no longer sent again (it may still be mined, and
+    /// is then reported).
+    Expired,
 }
 
 impl TxStatus {
@@ -45,6 +51,8 @@ impl TxStatus {
             Self::Mined => "mined",
             Self::Failed => "failed",
             Self::Rejected => "rejected",
+            Self::Replaced => "replaced",
+            Self::Expired => "expired",
         }
     }
 }
@@ -60,6 +68,8 @@ impl FromStr for TxStatus {
             "mined" => Self::Mined,
             "failed" => Self::Failed,
             "rejected" => Self::Rejected,
+            "replaced" => Self::Replaced,
+            "expired" => Self::Expired,
             other => {
                 return Err(StoreError::Corrupt {
                     what: "status",
@@ -105,6 +115,10 @@ pub struct TxRecord {
     pub revert_reason: Option<String>,
     /// Why it was rejected.
     pub error: Option<String>,
+    /// The full receipt, once in a block.
+    pub receipt: Option<Receipt>,
+    /// The transaction that took its nonce (status `replaced`).
+    pub replaced_by: Option<B256>,
 }
 
 /// `SELECT <the columns TxRecord is read from> FROM transactions <tail>`.
@@ -113,7 +127,8 @@ macro_rules! select_tx {
         concat!(
             "SELECT tx_hash, chain_id, sender, recipient, nonce, status, finalized, ",
             "accepted_at_ms, last_activity_ms, broadcast_count, nonce_conflicts, reorgs, ",
-            "block_number, block_hash, gas_used, success, revert_reason, error FROM transactions ",
+            "block_number, block_hash, gas_used, success, revert_reason, error, receipt, ",
+            "replaced_by FROM transactions ",
             $tail
         )
     };
@@ -155,6 +170,10 @@ impl FromRow<'_, AnyRow> for TxRecord {
             inclusion,
             revert_reason: row.try_get("revert_reason")?,
             error: row.try_get("error")?,
+            receipt: row
+                .try_get::<Option<String>, _>("receipt")?
+                .and_then(|text| serde_json::from_str(&text).ok()),
+            replaced_by: row.opt_text("replaced_by")?,
         })
     }
 }
@@ -169,7 +188,9 @@ impl TxRecord {
             TxStatus::Pending => Phase::Pending,
             TxStatus::Included => Phase::Included,
             TxStatus::Mined | TxStatus::Failed => Phase::Confirmed,
-            TxStatus::Queued | TxStatus::Rejected => return None,
+            TxStatus::Queued | TxStatus::Rejected | TxStatus::Replaced | TxStatus::Expired => {
+                return None;
+            }
         };
         Some(Tracked {
             phase,
@@ -190,16 +211,20 @@ pub struct Applied {
     pub rebroadcast: bool,
 }
 
-/// One tracker decision with what it needs: the record as read, the step, and the revert
-/// reason of a newly failed transaction.
+/// One tracker decision with what it needs: the record as read, the step, the receipt of a
+/// new inclusion and the revert reason of a newly failed transaction.
 #[derive(Debug, Clone)]
 pub struct Decision<'a> {
     /// The transaction as read at the start of the tick.
     pub record: &'a TxRecord,
     /// The decision.
     pub step: Step,
+    /// The receipt behind an `Include` step.
+    pub receipt: Option<Receipt>,
     /// Revert reason for a confirmed, reverted transaction.
     pub revert_reason: Option<String>,
+    /// When the relay first saw the block behind an `Include` step, Unix ms.
+    pub seen_at_ms: Option<u64>,
 }
 
 impl Store {
@@ -331,15 +356,25 @@ impl Store {
             .map_err(q("get transaction"))
     }
 
-    /// Devices that sent `hash` (seed ¶41-42).
+    /// Devices that sent `hash` with their tenants (seed ¶41-42).
     ///
     /// # Errors
     /// [`StoreError::Query`].
-    pub async fn devices_of(&self, hash: B256) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT device FROM tx_devices WHERE tx_hash = $1 ORDER BY device")
-            .bind(Db(hash))
-            .fetch_all(&self.read)
-            .await
+    pub async fn devices_of(
+        &self,
+        hash: B256,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.device AS device, d.tenant AS tenant FROM tx_devices t \
+             LEFT JOIN devices d ON d.device = t.device WHERE t.tx_hash = $1 ORDER BY t.device",
+        )
+        .bind(Db(hash))
+        .fetch_all(&self.read)
+        .await
+        .map_err(q("devices of"))?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("device")?, row.try_get("tenant")?)))
+            .collect::<Result<_, sqlx::Error>>()
             .map_err(q("devices of"))
     }
 
@@ -379,7 +414,9 @@ impl Store {
         let decision = Decision {
             record,
             step: *step,
+            receipt: None,
             revert_reason,
+            seen_at_ms: None,
         };
         Ok(self
             .apply_steps(std::slice::from_ref(&decision), confirmations, now_ms)
@@ -488,6 +525,8 @@ async fn record_submission(
 struct InclusionUpdate<'a> {
     status: TxStatus,
     inclusion: &'a Inclusion,
+    receipt: Option<&'a Receipt>,
+    seen_at_ms: Option<u64>,
     revert_reason: Option<String>,
     reorged: bool,
 }
@@ -505,7 +544,8 @@ async fn update_inclusion(
         .unwrap_or_default();
     let changed = sqlx::query(
         "UPDATE transactions SET status = $1, block_number = $2, block_hash = $3, gas_used = $4, \
-         success = $5, revert_reason = $6, reorgs = reorgs + $7, updated_at_ms = $8 \
+         success = $5, revert_reason = $6, reorgs = reorgs + $7, updated_at_ms = $8, \
+         receipt = COALESCE($12, receipt), included_seen_at_ms = COALESCE($13, included_seen_at_ms) \
          WHERE tx_hash = $9 AND status = $10 AND COALESCE(block_hash, '') = $11",
     )
     .bind(Db(update.status))
@@ -519,6 +559,8 @@ async fn update_inclusion(
     .bind(Db(record.tx_hash))
     .bind(Db(record.status))
     .bind(old_block)
+    .bind(update.receipt.map(|r| serde_json::to_string(r).unwrap_or_default()))
+    .bind(update.seen_at_ms.map(int))
     .execute(&mut **tx)
     .await
     .map_err(q("record inclusion"))?
@@ -534,24 +576,16 @@ fn result_status(success: bool) -> (TxStatus, EventStatus) {
     }
 }
 
-/// Makes the event `(status, inclusion, revert reason)` of `record` and its notifications.
+/// Makes the event of `notice` for `record` and its notifications.
 async fn record_event(
     tx: &mut Tx<'_>,
     record: &TxRecord,
-    (status, inclusion, revert_reason): (EventStatus, Option<&Inclusion>, Option<String>),
+    notice: Notice<'_>,
     confirmations: u64,
-    now_ms: u64,
+    (now_ms, seen_at_ms): (u64, Option<u64>),
 ) -> Result<usize, StoreError> {
-    let event = make_event(
-        record,
-        status,
-        inclusion,
-        revert_reason,
-        None,
-        confirmations,
-        now_ms,
-    );
-    insert_notifications(tx, record, &event, now_ms).await
+    let event = make_event(record, notice, confirmations, now_ms);
+    insert_notifications(tx, record, &event, (now_ms, seen_at_ms)).await
 }
 
 async fn apply_in(
@@ -562,6 +596,7 @@ async fn apply_in(
 ) -> Result<Applied, StoreError> {
     let record = decision.record;
     let revert_reason = decision.revert_reason.clone();
+    let seen = decision.seen_at_ms;
     let mut applied = Applied::default();
     match decision.step {
         Step::Wait | Step::CheckPool => {}
@@ -575,20 +610,30 @@ async fn apply_in(
             let update = InclusionUpdate {
                 status: if confirm { result } else { TxStatus::Included },
                 inclusion: &inclusion,
+                receipt: decision.receipt.as_ref(),
+                seen_at_ms: seen,
                 revert_reason: if confirm { revert_reason.clone() } else { None },
                 reorged: reorged_from.is_some(),
             };
             applied.changed = update_inclusion(tx, record, update, now_ms).await?;
             if applied.changed {
                 if let (Some(from), true) = (reorged_from, notify_reorg) {
-                    let notice = (EventStatus::Reorged, Some(&from), None);
+                    let notice = Notice {
+                        inclusion: Some(&from),
+                        ..Notice::of(EventStatus::Reorged)
+                    };
                     applied.notifications +=
-                        record_event(tx, record, notice, confirmations, now_ms).await?;
+                        record_event(tx, record, notice, confirmations, (now_ms, seen)).await?;
                 }
                 if confirm {
-                    let notice = (event_status, Some(&inclusion), revert_reason);
+                    let notice = Notice {
+                        inclusion: Some(&inclusion),
+                        receipt: decision.receipt.as_ref(),
+                        revert_reason,
+                        ..Notice::of(event_status)
+                    };
                     applied.notifications +=
-                        record_event(tx, record, notice, confirmations, now_ms).await?;
+                        record_event(tx, record, notice, confirmations, (now_ms, seen)).await?;
                 }
             }
         }
@@ -600,14 +645,21 @@ async fn apply_in(
             let update = InclusionUpdate {
                 status,
                 inclusion: &inclusion,
+                receipt: None,
+                seen_at_ms: None,
                 revert_reason: revert_reason.clone(),
                 reorged: false,
             };
             applied.changed = update_inclusion(tx, record, update, now_ms).await?;
             if applied.changed {
-                let notice = (event_status, Some(&inclusion), revert_reason);
+                let notice = Notice {
+                    inclusion: Some(&inclusion),
+                    receipt: record.receipt.as_ref(),
+                    revert_reason,
+                    ..Notice::of(event_status)
+                };
                 applied.notifications +=
-                    record_event(tx, record, notice, confirmations, now_ms).await?;
+                    record_event(tx, record, notice, confirmations, (now_ms, seen)).await?;
             }
         }
         Step::Finalize => {
@@ -628,7 +680,8 @@ async fn apply_in(
         Step::Reorged { from, notify } => {
             applied.changed = sqlx::query(
                 "UPDATE transactions SET status = 'pending', block_number = NULL, block_hash = NULL, \
-                 gas_used = NULL, success = NULL, revert_reason = NULL, reorgs = reorgs + 1, \
+                 gas_used = NULL, success = NULL, revert_reason = NULL, receipt = NULL, \
+                 reorgs = reorgs + 1, \
                  last_activity_ms = $1, updated_at_ms = $1 \
                  WHERE tx_hash = $2 AND status = $3 AND block_hash = $4",
             )
@@ -646,9 +699,12 @@ async fn apply_in(
                     .await?;
                 applied.rebroadcast = true;
                 if notify {
-                    let notice = (EventStatus::Reorged, Some(&from), None);
+                    let notice = Notice {
+                        inclusion: Some(&from),
+                        ..Notice::of(EventStatus::Reorged)
+                    };
                     applied.notifications +=
-                        record_event(tx, record, notice, confirmations, now_ms).await?;
+                        record_event(tx, record, notice, confirmations, (now_ms, seen)).await?;
                 }
             }
         }

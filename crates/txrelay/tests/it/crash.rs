@@ -25,7 +25,8 @@ async fn kill_mid_load_and_restart(backend: Backend) {
     let proxy = RpcProxy::start(anvil.url()).await;
     let (hooks, secrets) = receivers(&["hook"], &[]).await;
     let dir = testkit::tempdir();
-    let mut relay = RelayProc::start(&config(&db, &[(31337, vec![proxy.url()])]), dir.path(), "a");
+    let mut relay =
+        RelayProc::start(&config(&db, &[(31337, vec![proxy.url()])]), dir.path(), "a").await;
     let wallets: Vec<Wallet> = (0..WALLETS).map(|_| Wallet::random()).collect();
     fund(&anvil, &wallets.iter().collect::<Vec<_>>()).await;
     for (i, wallet) in wallets.iter().enumerate() {

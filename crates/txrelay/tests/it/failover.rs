@@ -40,7 +40,8 @@ async fn one_of_two_nodes_down(backend: Backend) {
         &config(&db, &[(31337, vec![first.url(), second.url()])]),
         dir.path(),
         "a",
-    );
+    )
+    .await;
     let alice = Wallet::random();
     fund(&anvil, &[&alice]).await;
     let rules = Registration {
@@ -75,12 +76,7 @@ async fn one_of_two_nodes_down(backend: Backend) {
         }
         down.restart().await;
     }
-    let metrics = reqwest::get(format!("{}/metrics", relay.client.base()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     let failovers: u64 = metrics
         .lines()
         .find(|l| l.starts_with("txrelay_node_failovers_total"))

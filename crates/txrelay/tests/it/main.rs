@@ -27,11 +27,13 @@ macro_rules! on_both_databases {
 
 mod support;
 
+mod auth;
 mod crash;
 mod delivery;
 mod demo;
 mod failover;
 mod multi_instance;
+mod outbound;
 mod rebroadcast;
 mod reorg;
 mod submit;

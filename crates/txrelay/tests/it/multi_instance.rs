@@ -23,9 +23,9 @@ async fn two_instances_share_postgres() {
     let dir = testkit::tempdir();
     let mut settings = config(&db, &[(31337, vec![proxy.url()])]);
     settings.instance_id = "relay-a".to_owned();
-    let a = RelayProc::start(&settings, dir.path(), "a");
+    let a = RelayProc::start(&settings, dir.path(), "a").await;
     settings.instance_id = "relay-b".to_owned();
-    let b = RelayProc::start(&settings, dir.path(), "b");
+    let b = RelayProc::start(&settings, dir.path(), "b").await;
     let wallets: Vec<Wallet> = (0..4).map(|_| Wallet::random()).collect();
     fund(&anvil, &wallets.iter().collect::<Vec<_>>()).await;
     for (i, wallet) in wallets.iter().enumerate() {
@@ -83,12 +83,7 @@ async fn two_instances_share_postgres() {
     assert_eq!(hooks.stats().duplicates, 0, "a notice was delivered twice");
     assert_eq!(hooks.stats().accepted, 40);
     for relay in [&a, &b] {
-        let metrics = reqwest::get(format!("{}/metrics", relay.client.base()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = relay.metrics().await;
         assert!(metrics.contains("txrelay_broadcasts_total"), "{metrics}");
     }
 }

@@ -22,7 +22,7 @@ async fn dropped_transaction_is_rebroadcast(backend: Backend) {
     let dir = testkit::tempdir();
     let mut settings = config(&db, &[(31337, vec![proxy.url()])]);
     settings.tracking.rebroadcast_after_ms = 400;
-    let relay = RelayProc::start(&settings, dir.path(), "a");
+    let relay = RelayProc::start(&settings, dir.path(), "a").await;
     let (alice, carol) = (Wallet::random(), Wallet::random());
     fund(&anvil, &[&alice, &carol]).await;
     for (device, wallet) in [("phone", &alice), ("tablet", &carol)] {

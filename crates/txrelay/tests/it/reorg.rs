@@ -22,7 +22,7 @@ async fn reorg_is_reported(backend: Backend) {
     let dir = testkit::tempdir();
     let mut settings = config(&db, &[(31337, vec![proxy.url()])]);
     settings.tracking.reorg_watch_blocks = 50;
-    let relay = RelayProc::start(&settings, dir.path(), "a");
+    let relay = RelayProc::start(&settings, dir.path(), "a").await;
     let alice = Wallet::random();
     fund(&anvil, &[&alice]).await;
     let rules = Registration {

@@ -21,7 +21,8 @@ async fn validation_dedupe_and_status(backend: Backend) {
     let proxy = RpcProxy::start(anvil.url()).await;
     let (hooks, secrets) = receivers(&["hook"], &[]).await;
     let dir = testkit::tempdir();
-    let relay = RelayProc::start(&config(&db, &[(31337, vec![proxy.url()])]), dir.path(), "a");
+    let relay =
+        RelayProc::start(&config(&db, &[(31337, vec![proxy.url()])]), dir.path(), "a").await;
     let client = &relay.client;
     let alice = Wallet::random();
     let stranger = Wallet::random();
@@ -146,25 +147,37 @@ async fn validation_dedupe_and_status(backend: Backend) {
     assert_eq!(event.sender, alice.address());
     assert_eq!(event.recipient, Some(bob));
 
-    // The nonce is used now: the same bytes without idempotency are refused.
+    // Mined now: the same bytes again (without idempotency) answer its status and receipt,
+    // not an error, and nothing is sent again.
     let again = client
         .submit(31337, &good, alice.address(), "phone", false)
         .await
         .unwrap();
-    assert_eq!(again.reason(), Some("nonce_too_low"), "{}", again.body);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["status"], "mined");
+    assert_eq!(again.body["duplicate"], true);
+    assert_eq!(
+        again.body["receipt"]["block_number"],
+        view["receipt"]["block_number"]
+    );
+    assert_eq!(again.body["receipt"]["success"], true);
+    // Another transaction with that nonce is refused from the nonce cache, without a node.
+    let stale = transfer(&alice, 31337, 0, bob, U256::from(8), 21_000).unwrap();
+    let refused = client
+        .submit(31337, &stale, alice.address(), "phone", false)
+        .await
+        .unwrap();
+    assert_eq!(refused.reason(), Some("nonce_too_low"), "{}", refused.body);
     assert_eq!(proxy.sends_of(hash), 1);
+    // No submission asked a node for a nonce: the request path never calls a node.
+    assert_eq!(proxy.calls("eth_getTransactionCount"), 0);
 
     let (code, doc) = client.get("/openapi.json").await.unwrap();
     assert_eq!(code, 200);
     assert!(doc["paths"]["/v1/chains/{chain_id}/transactions"]["post"].is_object());
-    let metrics = reqwest::get(format!("{}/metrics", client.base()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
-        metrics.contains("txrelay_submissions_total{outcome=\"duplicate\"} 99"),
+        metrics.contains("txrelay_submissions_total{outcome=\"duplicate\"} 100"),
         "{metrics}"
     );
     let (code, _) = client

@@ -1,17 +1,17 @@
-//! "To the recipient account": results go over the WebSocket to whoever logged in as the
-//! recipient (EIP-191 login); results recorded while nobody was logged in wait; an
-//! unacknowledged result is offered again; a wrong signature does not log in.
+//! "To the recipient account": results go over the WebSocket to whoever signed in as the
+//! recipient (EIP-4361 message); results recorded while nobody was signed in wait; an
+//! unacknowledged result is offered again; no key, a forged signature or another nonce does
+//! not sign in; sessions per key are capped.
 
 use std::time::Duration;
 
 use alloy::primitives::{U256, keccak256};
-use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use txrelay::auth::siwe::{message_for, sign};
+use txrelay::client::{next_message, send};
 use txrelay::event::EventStatus;
 use txrelay::load::{Wallet, transfer};
-use txrelay::login::sign_challenge;
 use txrelay::rules::Registration;
+use txrelay::session::{ClientMessage, ServerMessage};
 
 use crate::support::{Backend, Db, RelayProc, anvil, config, eventually, fund, register, status};
 
@@ -23,7 +23,8 @@ async fn recipient_account_over_websocket(backend: Backend) {
         &config(&db, &[(31337, vec![anvil.url().to_owned()])]),
         dir.path(),
         "a",
-    );
+    )
+    .await;
     let (alice, bob, mallory) = (Wallet::random(), Wallet::random(), Wallet::random());
     fund(&anvil, &[&alice]).await;
     let rules = Registration {
@@ -45,36 +46,53 @@ async fn recipient_account_over_websocket(backend: Backend) {
     })
     .await;
 
-    // Mallory cannot log in as bob.
-    let url = format!("{}/v1/ws", client.base().replacen("http", "ws", 1));
-    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let challenge: Value = match socket.next().await.unwrap().unwrap() {
-        Message::Text(text) => serde_json::from_str(&text).unwrap(),
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(challenge["type"], "challenge");
-    let forged = sign_challenge(&mallory, challenge["nonce"].as_str().unwrap()).unwrap();
-    let login = json!({"type": "login", "account": bob.address(), "signature": forged});
-    socket
-        .send(Message::Text(login.to_string().into()))
-        .await
-        .unwrap();
-    let refused: Value = match socket.next().await.unwrap().unwrap() {
-        Message::Text(text) => serde_json::from_str(&text).unwrap(),
-        other => panic!("{other:?}"),
-    };
-    assert_eq!(refused["type"], "error");
-    assert_eq!(refused["reason"], "login_failed");
+    // No key: the upgrade is refused.
+    assert!(relay.anonymous.open_socket().await.is_err());
+    // Mallory cannot sign in as bob, nor bob with a nonce of another challenge.
+    let now = txrelay::core::now_ms(&svckit::SystemClock);
+    for (signer, other_nonce) in [(&mallory, false), (&bob, true)] {
+        let (mut socket, challenge) = client.open_socket().await.unwrap();
+        let ServerMessage::Challenge { nonce, domain, uri } = challenge else {
+            panic!("{challenge:?}");
+        };
+        assert_eq!(domain, crate::support::DOMAIN);
+        let nonce = if other_nonce {
+            "0123456789abcdef".to_owned()
+        } else {
+            nonce
+        };
+        let message = message_for(
+            &domain,
+            &uri,
+            bob.address(),
+            None,
+            (31337, &nonce),
+            now,
+            60_000,
+        );
+        let login = ClientMessage::Login {
+            message: message.to_string(),
+            signature: sign(signer, &message).unwrap(),
+        };
+        send(&mut socket, &login).await.unwrap();
+        let refused = next_message(&mut socket, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&refused, ServerMessage::Error { reason, .. } if reason == "login_failed"),
+            "{refused:?}"
+        );
+    }
 
     // Bob logs in and gets the waiting result; he does not acknowledge it.
-    let mut session = client.login(&bob).await.unwrap();
+    let mut session = client.login(&bob, 31337).await.unwrap();
     let event = session.next_event(Duration::from_secs(10)).await.unwrap();
     assert_eq!(event.tx_hash, keccak256(&first));
     assert_eq!(event.status, EventStatus::Mined);
     assert_eq!(event.recipient, Some(bob.address()));
     session.close().await;
     // Offered again on the next login, then acknowledged.
-    let mut session = client.login(&bob).await.unwrap();
+    let mut session = client.login(&bob, 31337).await.unwrap();
     let again = session.next_event(Duration::from_secs(10)).await.unwrap();
     assert_eq!(again.event_id, event.event_id);
     session.ack(&again.event_id).await.unwrap();
@@ -104,6 +122,12 @@ async fn recipient_account_over_websocket(backend: Backend) {
             .await
             .is_err()
     );
+    // Sessions per key are capped (16 by default: this one and 15 more).
+    let mut sockets = Vec::new();
+    for _ in 0..15 {
+        sockets.push(client.open_socket().await.unwrap());
+    }
+    assert!(client.open_socket().await.is_err(), "a 17th session opened");
 }
 
 on_both_databases!(recipient_account_over_websocket);

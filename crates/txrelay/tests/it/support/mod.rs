@@ -17,7 +17,7 @@ use txrelay::config::{AccountMode, ChainConfig};
 use txrelay::event::Event;
 use txrelay::load::Wallet;
 use txrelay::receiver::ReceiverServer;
-use txrelay::rules::{Receiver, Registration};
+use txrelay::rules::{Receiver, Registration, SignatureScheme};
 
 /// Which database the relay runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +68,11 @@ pub(crate) fn anvil(chain_id: u64, extra: &[&str]) -> (RunningPeer, Anvil) {
     (peer, client)
 }
 
-/// A relay configuration for tests: fast polling, short backoffs.
+/// The EIP-4361 domain of the test relays.
+pub(crate) const DOMAIN: &str = "relay.test";
+
+/// A relay configuration for tests: fast polling, short backoffs, receivers on 127.0.0.1
+/// allowed, a random secrets key.
 pub(crate) fn config(db: &Db, chains: &[(u64, Vec<String>)]) -> Config {
     let mut config = Config {
         chains: chains
@@ -76,12 +80,15 @@ pub(crate) fn config(db: &Db, chains: &[(u64, Vec<String>)]) -> Config {
             .map(|(chain_id, urls)| ChainConfig {
                 chain_id: *chain_id,
                 rpc_urls: urls.clone(),
-                confirmations: 1,
+                ..ChainConfig::default()
             })
             .collect(),
         ..Config::default()
     };
     config.database.url.clone_from(&db.url);
+    config.secrets.key = hex::encode(rand::random::<[u8; 32]>());
+    config.outbound.allow = vec!["127.0.0.1/32".to_owned()];
+    config.auth.domain = DOMAIN.to_owned();
     config.accounts.mode = AccountMode::Registered;
     config.tracking.poll_interval_ms = 50;
     config.broadcast.initial_backoff_ms = 100;
@@ -94,23 +101,44 @@ pub(crate) fn config(db: &Db, chains: &[(u64, Vec<String>)]) -> Config {
     config
 }
 
-/// The relay binary running as its own process, on a fixed port so a restart keeps its URL.
+/// The relay binary running as its own process, on fixed ports so a restart keeps its URLs,
+/// with an admin key made by `txrelay keys create --admin` and a tenant key (`tenant-a`) made
+/// with it through `POST /v1/keys`.
 pub(crate) struct RelayProc {
     pub(crate) peer: RunningPeer,
+    /// The tenant `tenant-a`'s client.
     pub(crate) client: RelayClient,
+    /// The admin's client.
+    pub(crate) admin: RelayClient,
+    /// No key at all.
+    pub(crate) anonymous: RelayClient,
     config_path: PathBuf,
     port: u16,
+    ops_port: u16,
 }
 
 impl RelayProc {
-    /// Writes `config` to `dir/relay-{name}.toml` and starts `txrelay serve` with it.
-    pub(crate) fn start(config: &Config, dir: &Path, name: &str) -> Self {
+    /// Writes `config` (with a free operations port) to `dir/relay-{name}.toml`, starts
+    /// `txrelay serve` with it and makes the keys.
+    pub(crate) async fn start(config: &Config, dir: &Path, name: &str) -> Self {
         let config_path = dir.join(format!("relay-{name}.toml"));
-        std::fs::write(&config_path, toml::to_string(config).unwrap()).unwrap();
-        Self::start_with(&config_path, testkit::free_port())
+        let mut config = config.clone();
+        let ops_port = testkit::free_port();
+        config.ops_listen = format!("127.0.0.1:{ops_port}").parse().unwrap();
+        std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+        let mut relay = Self::start_with(&config_path, testkit::free_port(), ops_port);
+        let admin_token = keys_create(&config_path, "admin", true);
+        relay.admin = relay.anonymous.with_token(&admin_token);
+        let token = relay
+            .admin
+            .create_key("tenant-a", false, Some(100_000))
+            .await
+            .unwrap();
+        relay.client = relay.anonymous.with_token(&token);
+        relay
     }
 
-    fn start_with(config_path: &Path, port: u16) -> Self {
+    fn start_with(config_path: &Path, port: u16, ops_port: u16) -> Self {
         let peer = Peer::new(env!("CARGO_BIN_EXE_txrelay"))
             .args([
                 "serve".to_owned(),
@@ -123,19 +151,55 @@ impl RelayProc {
             .ready(Ready::Log("relay started".to_owned()))
             .deadline(Duration::from_secs(30))
             .start();
-        let client = RelayClient::new(&format!("http://127.0.0.1:{port}"));
+        let anonymous = RelayClient::new(&format!("http://127.0.0.1:{port}"));
         Self {
             peer,
-            client,
+            client: anonymous.clone(),
+            admin: anonymous.clone(),
+            anonymous,
             config_path: config_path.to_path_buf(),
             port,
+            ops_port,
         }
     }
 
-    /// `kill -9`, then start again with the same configuration, database and port.
+    /// A new key for `tenant`.
+    pub(crate) async fn tenant(&self, tenant: &str) -> RelayClient {
+        let token = self
+            .admin
+            .create_key(tenant, false, Some(100_000))
+            .await
+            .unwrap();
+        self.anonymous.with_token(&token)
+    }
+
+    /// The API port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The operations port (`/healthz`, `/readyz`, `/metrics`).
+    pub(crate) fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
+    /// `/metrics` of the operations listener.
+    pub(crate) async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.ops_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// `kill -9`, then start again with the same configuration, database and ports (the
+    /// keys are in the database and keep working).
     pub(crate) fn crash_and_restart(&mut self) {
         self.peer.child().kill();
-        let restarted = Self::start_with(&self.config_path.clone(), self.port);
+        let mut restarted = Self::start_with(&self.config_path.clone(), self.port, self.ops_port);
+        restarted.client = self.client.clone();
+        restarted.admin = self.admin.clone();
         *self = restarted;
     }
 
@@ -146,14 +210,41 @@ impl RelayProc {
     }
 }
 
-/// Webhook receivers named `names`, each with its own secret.
+/// `txrelay keys create --config CONFIG --tenant TENANT [--admin] --json`: the token.
+pub(crate) fn keys_create(config_path: &Path, tenant: &str, admin: bool) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_txrelay"));
+    command
+        .args(["keys", "create", "--json", "--tenant", tenant, "--config"])
+        .arg(config_path);
+    if admin {
+        command.arg("--admin");
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    answer["token"].as_str().unwrap().to_owned()
+}
+
+/// Webhook receivers named `names`, each with its own Standard Webhooks secret (names
+/// starting with `v1-` get a txrelay v1 secret instead).
 pub(crate) async fn receivers(
     names: &[&str],
     flaky: &[&str],
 ) -> (ReceiverServer, BTreeMap<String, String>) {
     let secrets: BTreeMap<String, String> = names
         .iter()
-        .map(|n| ((*n).to_owned(), format!("secret-of-{n}-0123456789")))
+        .map(|n| {
+            let secret = if n.starts_with("v1-") {
+                format!("secret-of-{n}-0123456789")
+            } else {
+                txrelay::rules::generate_standard_secret()
+            };
+            ((*n).to_owned(), secret)
+        })
         .collect();
     let server = ReceiverServer::start(
         0,
@@ -173,9 +264,15 @@ pub(crate) fn receiver(
     secrets: &BTreeMap<String, String>,
     name: &str,
 ) -> Receiver {
+    let secret = secrets[name].clone();
     Receiver {
         url: server.url(name).parse().unwrap(),
-        secret: svckit::redact::Secret::new(secrets[name].clone()),
+        scheme: if secret.starts_with(txrelay::rules::WHSEC_PREFIX) {
+            SignatureScheme::Standard
+        } else {
+            SignatureScheme::TxrelayV1
+        },
+        secret: Some(svckit::redact::Secret::new(secret)),
     }
 }
 
@@ -189,15 +286,19 @@ pub(crate) async fn fund(anvil: &Anvil, wallets: &[&Wallet]) {
     }
 }
 
-/// Registers `device` sending from `wallet` with `registration`'s rules.
+/// Registers `device` with `registration`'s rules and `wallet`'s account (an EIP-4361 proof
+/// for chain 31337).
 pub(crate) async fn register(
     client: &RelayClient,
     device: &str,
     wallet: &Wallet,
-    mut registration: Registration,
+    registration: Registration,
 ) {
-    registration.accounts = vec![wallet.address()];
     client.register(device, &registration).await.unwrap();
+    client
+        .register_account(device, wallet, 31337)
+        .await
+        .unwrap();
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `limit` passes.

@@ -1,6 +1,8 @@
 //! A JSON-RPC proxy in front of a node: forwards every request and counts
 //! `eth_sendRawTransaction` per transaction hash, so tests see exactly how often the relay
-//! broadcast each transaction. Stopping it makes its URL refuse connections (a node down).
+//! broadcast each transaction, every JSON-RPC call by method, and requests that are not
+//! JSON-RPC at all (a webhook POST sent to the node would be one). Stopping it makes its URL
+//! refuse connections (a node down).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +22,8 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     sends: Mutex<HashMap<B256, u32>>,
+    methods: Mutex<HashMap<String, u64>>,
+    foreign: Mutex<u64>,
 }
 
 pub(crate) struct RpcProxy {
@@ -40,6 +44,8 @@ impl RpcProxy {
             upstream: upstream.to_owned(),
             http: reqwest::Client::new(),
             sends: Mutex::new(HashMap::new()),
+            methods: Mutex::new(HashMap::new()),
+            foreign: Mutex::new(0),
         });
         let (addr, cancel) = serve(0, Arc::clone(&shared)).await;
         Self {
@@ -62,6 +68,27 @@ impl RpcProxy {
         self.sends().get(&hash).copied().unwrap_or(0)
     }
 
+    /// JSON-RPC calls seen, by method (batch entries one by one).
+    pub(crate) fn calls(&self, method: &str) -> u64 {
+        self.shared
+            .methods
+            .lock()
+            .unwrap()
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// JSON-RPC calls seen in all.
+    pub(crate) fn total_calls(&self) -> u64 {
+        self.shared.methods.lock().unwrap().values().sum()
+    }
+
+    /// Requests whose body was not JSON-RPC.
+    pub(crate) fn foreign(&self) -> u64 {
+        *self.shared.foreign.lock().unwrap()
+    }
+
     pub(crate) fn stop(&mut self) {
         self.cancel.cancel();
     }
@@ -80,6 +107,7 @@ async fn serve(port: u16, shared: Arc<Shared>) -> (SocketAddr, CancellationToken
     let cancel = CancellationToken::new();
     let app = axum::Router::new()
         .route("/", post(forward))
+        .fallback(foreign)
         .with_state(shared);
     let stop = cancel.clone();
     tokio::spawn(async move {
@@ -90,7 +118,22 @@ async fn serve(port: u16, shared: Arc<Shared>) -> (SocketAddr, CancellationToken
     (addr, cancel)
 }
 
+async fn foreign(State(shared): State<Arc<Shared>>) -> StatusCode {
+    *shared.foreign.lock().unwrap() += 1;
+    StatusCode::NOT_FOUND
+}
+
 fn count(shared: &Shared, request: &Value) {
+    if let Some(method) = request["method"].as_str() {
+        *shared
+            .methods
+            .lock()
+            .unwrap()
+            .entry(method.to_owned())
+            .or_default() += 1;
+    } else {
+        *shared.foreign.lock().unwrap() += 1;
+    }
     if request["method"] == "eth_sendRawTransaction"
         && let Some(raw) = request["params"][0].as_str()
         && let Ok(bytes) = hex::decode(raw.trim_start_matches("0x"))
@@ -123,11 +166,10 @@ async fn forward(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode,
             Err(_) => return (StatusCode::BAD_GATEWAY, Bytes::new()),
         };
         // Count what reached the node.
-        if let Ok(value) = serde_json::from_slice::<Value>(&body) {
-            match &value {
-                Value::Array(items) => items.iter().for_each(|item| count(&shared, item)),
-                item => count(&shared, item),
-            }
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Array(items)) => items.iter().for_each(|item| count(&shared, item)),
+            Ok(item) => count(&shared, &item),
+            Err(_) => *shared.foreign.lock().unwrap() += 1,
         }
         answer
     });
