@@ -77,9 +77,12 @@ pub struct MediaArgs {
     /// Its namespace.
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Listen address (default `127.0.0.1:7410`).
+    /// Data-plane listen address (default `127.0.0.1:7410`).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Admin listen address for /healthz, /metrics and /v1/streams.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
     /// A camera: `STREAM=rtsp://host:port/path` (repeatable; adds to the configured map).
     #[arg(long = "camera", value_name = "STREAM=URL")]
     pub cameras: Vec<String>,
@@ -212,6 +215,15 @@ async fn until_signal(running: Running) -> anyhow::Result<()> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config: Config =
         svckit::cli::load_config(&cli.common, ENV_PREFIX).context("loading the configuration")?;
+    if !matches!(cli.command, Command::Camera(_)) {
+        // Idle sockets must not exhaust the default soft limit of 1024 descriptors.
+        match crate::hop::raise_nofile_limit() {
+            Ok((before, after)) => {
+                tracing::debug!(before, after, "RLIMIT_NOFILE raised to the hard limit");
+            }
+            Err(error) => tracing::warn!(%error, "cannot raise RLIMIT_NOFILE"),
+        }
+    }
     match cli.command {
         Command::Registry(args) => {
             if let Some(listen) = args.listen {
@@ -231,6 +243,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = args.listen {
                 m.listen = v;
+            }
+            if let Some(v) = args.admin_listen {
+                m.admin_listen = v;
             }
             if let Some(v) = args.rtsp_timeout_ms {
                 m.rtsp_timeout_ms = v;

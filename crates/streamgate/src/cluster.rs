@@ -135,6 +135,7 @@ impl Launcher {
         cameras: &[(&str, String)],
         extra: &[&str],
     ) -> anyhow::Result<Part> {
+        let admin = free_port()?;
         let mut args = vec![
             "media".to_owned(),
             "--label".to_owned(),
@@ -143,6 +144,8 @@ impl Launcher {
             namespace.to_owned(),
             "--listen".to_owned(),
             loopback(port).to_string(),
+            "--admin-listen".to_owned(),
+            loopback(admin).to_string(),
             "--registry".to_owned(),
             self.registry_url.clone(),
         ];
@@ -155,14 +158,14 @@ impl Launcher {
             &format!("media-{label}"),
             &args,
             &Readiness::Http {
-                addr: loopback(port),
+                addr: loopback(admin),
                 path: "/healthz".to_owned(),
             },
         )?;
         Ok(Part {
             child,
             port,
-            admin_port: None,
+            admin_port: Some(admin),
         })
     }
 

@@ -421,7 +421,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     progress.step("waiting for the idle pull of main_stream to stop");
     let mut idle_stopped = None;
     while main_left.elapsed() < Duration::from_secs(20) {
-        if let Ok((_, body)) = get_text(media_a.addr(), "/v1/streams").await
+        if let Ok((_, body)) = get_text(media_a.metrics_addr(), "/v1/streams").await
             && let Ok(json) = serde_json::from_str::<serde_json::Value>(&body)
             && !json["running"]
                 .as_array()

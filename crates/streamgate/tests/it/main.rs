@@ -97,6 +97,7 @@ pub(crate) async fn media(
         label: label.to_owned(),
         namespace: namespace.to_owned(),
         listen: any_port(),
+        admin_listen: any_port(),
         cameras: cameras
             .iter()
             .map(|(s, u)| ((*s).to_owned(), u.clone()))
@@ -188,7 +189,7 @@ pub(crate) async fn counter(running: &Running, name: &str, stream: &str) -> f64 
 
 /// The streams a media server is pulling now.
 pub(crate) async fn running_streams(media: &Running) -> Vec<String> {
-    let (_, body, _) = get(&url(media, "/v1/streams")).await;
+    let (_, body, _) = get(&format!("http://{}/v1/streams", media.metrics_addr())).await;
     body["running"]
         .as_array()
         .unwrap()

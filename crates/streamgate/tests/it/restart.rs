@@ -26,7 +26,7 @@ fn media_process(registry: &streamgate::Running, camera_url: &str) -> RunningPee
                 "--set".to_owned(),
                 "media.lease_ms=1000".to_owned(),
             ])
-            .ready(Ready::Http("/healthz"))
+            .ready(Ready::Tcp)
             .start()
     })
 }
