@@ -29,7 +29,6 @@ use crate::cluster::{
     Launcher, Part, free_port, get_text, loopback, metric_value, wait_for_new_address,
     wait_for_routes,
 };
-use crate::registry::RegistryClient;
 use crate::viewer::{Viewer, client};
 
 /// RTSP timeout given to the media servers in the demo, ms.
@@ -356,7 +355,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
                 proxy,
             ))
         })?;
-    let registry = RegistryClient::new(launcher.registry_url());
+    let registry = launcher.registry_client();
     wait_for_routes(&registry, 2, 2, Duration::from_secs(10)).await?;
     let public = |path: &str| format!("http://{}{path}", proxy.addr());
 

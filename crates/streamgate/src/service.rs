@@ -156,7 +156,7 @@ pub async fn start_registry(config: &RegistryConfig) -> Result<Running, Error> {
     let listener = bind(config.listen).await?;
     let addr = local(&listener, config.listen);
     let mut metrics = MetricsRegistry::default();
-    let registry = Registry::new(config, Arc::new(svckit::SystemClock), &mut metrics);
+    let registry = Registry::new(config, Arc::new(svckit::SystemClock), &mut metrics)?;
     let stop = CancellationToken::new();
     let sweeper = registry.spawn_sweeper(Duration::from_millis(config.sweep_ms));
     let server = spawn_serve(

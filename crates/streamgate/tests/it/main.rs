@@ -13,6 +13,7 @@ mod errors;
 mod fanout;
 mod ffprobe;
 mod gop_cache;
+mod registry;
 mod restart;
 mod routing;
 
@@ -24,8 +25,9 @@ use streamgate::Running;
 use streamgate::forwarder::ForwarderConfig;
 use streamgate::media::MediaConfig;
 use streamgate::proxy::ProxyConfig;
-use streamgate::registry::{RegistryClient, RegistryConfig};
+use streamgate::registry::{Credential, RegistryClient, RegistryConfig, Role};
 use streamgate::viewer::{Viewer, client};
+use svckit::redact::Secret;
 use testkit::{Peer, Ready, RunningPeer};
 
 /// The `streamgate` binary built for these tests.
@@ -70,19 +72,33 @@ fn any_port() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// A registry on a free port.
+/// The admin credential of the tests' registries.
+pub(crate) const TOKEN: &str = "it-admin-secret-0123456789";
+
+/// A registry on a free port, accepting [`TOKEN`] as an admin credential.
 pub(crate) async fn registry() -> Running {
+    let credentials = [(
+        "admin".to_owned(),
+        Credential {
+            secret: Secret::new(TOKEN),
+            role: Role::Admin,
+            namespaces: Vec::new(),
+        },
+    )]
+    .into_iter()
+    .collect();
     streamgate::service::start_registry(&RegistryConfig {
         listen: any_port(),
+        credentials,
         ..RegistryConfig::default()
     })
     .await
     .unwrap()
 }
 
-/// A client for `registry`.
+/// A client for `registry` with [`TOKEN`].
 pub(crate) fn registry_client(registry: &Running) -> RegistryClient {
-    RegistryClient::new(&format!("http://{}", registry.addr()))
+    RegistryClient::new(&format!("http://{}", registry.addr())).with_token(&Secret::new(TOKEN))
 }
 
 /// A media server registered with `registry`, serving `cameras`; `tweak` adjusts its config.

@@ -26,6 +26,7 @@ fn media_process(registry: &streamgate::Running, camera_url: &str) -> RunningPee
                 "--set".to_owned(),
                 "media.lease_ms=1000".to_owned(),
             ])
+            .env("STREAMGATE_DISCOVERY__TOKEN", crate::TOKEN)
             .ready(Ready::Tcp)
             .start()
     })
