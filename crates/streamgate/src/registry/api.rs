@@ -56,10 +56,8 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Registry {
-    fn reader(&self, headers: &HeaderMap) -> Result<Principal, Response> {
-        self.credentials
-            .authenticate(authorization(headers))
-            .map_err(|d| denied(&d))
+    fn reader(&self, headers: &HeaderMap) -> Result<Principal, Denied> {
+        self.credentials.authenticate(authorization(headers))
     }
 
     fn writer(
@@ -67,10 +65,9 @@ impl Registry {
         headers: &HeaderMap,
         kind: Kind,
         namespace: &str,
-    ) -> Result<Principal, Response> {
+    ) -> Result<Principal, Denied> {
         self.credentials
             .authorize_write(authorization(headers), kind, namespace)
-            .map_err(|d| denied(&d))
     }
 }
 
@@ -195,7 +192,7 @@ pub(super) async fn put_media(
     };
     let principal = match registry.writer(&headers, Kind::Media, &body.namespace) {
         Ok(principal) => principal,
-        Err(response) => return response,
+        Err(refused) => return denied(&refused),
     };
     let renewal = if body.heartbeat {
         let now = registry.clock.now();
@@ -232,8 +229,8 @@ pub(super) async fn get_media(
     Path(label): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = registry.reader(&headers) {
-        return response;
+    if let Err(refused) = registry.reader(&headers) {
+        return denied(&refused);
     }
     let now = registry.clock.now();
     match registry.with(|l| l.media(&label, now).cloned()) {
@@ -260,9 +257,9 @@ pub(super) async fn delete_media(
     let now = registry.clock.now();
     let namespace = registry.with(|l| l.media(&label, now).map(|r| r.namespace.clone()));
     if let Some(namespace) = &namespace
-        && let Err(response) = registry.writer(&headers, Kind::Media, namespace)
+        && let Err(refused) = registry.writer(&headers, Kind::Media, namespace)
     {
-        return response;
+        return denied(&refused);
     }
     if registry.with(|l| l.remove_media(&label, &query.instance)) {
         info!(label = %label, "media server deregistered");
@@ -295,7 +292,7 @@ pub(super) async fn put_forwarder(
     };
     let principal = match registry.writer(&headers, Kind::Forwarder, &namespace) {
         Ok(principal) => principal,
-        Err(response) => return response,
+        Err(refused) => return denied(&refused),
     };
     let renewal = if body.heartbeat {
         let now = registry.clock.now();
@@ -327,8 +324,8 @@ pub(super) async fn delete_forwarder(
     headers: HeaderMap,
     Query(query): Query<InstanceQuery>,
 ) -> Response {
-    if let Err(response) = registry.writer(&headers, Kind::Forwarder, &namespace) {
-        return response;
+    if let Err(refused) = registry.writer(&headers, Kind::Forwarder, &namespace) {
+        return denied(&refused);
     }
     if registry.with(|l| l.remove_forwarder(&service, &namespace, &query.instance)) {
         registry.publish();
@@ -353,8 +350,8 @@ pub(super) async fn get_routes(
     headers: HeaderMap,
     Query(query): Query<RoutesQuery>,
 ) -> Response {
-    if let Err(response) = registry.reader(&headers) {
-        return response;
+    if let Err(refused) = registry.reader(&headers) {
+        return denied(&refused);
     }
     if let (Some(since), Some(wait_ms)) = (query.since, query.wait_ms) {
         let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
