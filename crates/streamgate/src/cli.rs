@@ -49,6 +49,23 @@ pub enum Command {
     /// Time to first frame and per-frame latency added by proxy and forwarder, against a
     /// direct pull.
     Bench(BenchArgs),
+    /// Print a signed play URL path (`?expires=…&kid=…&sig=…`) for a public path, with a key
+    /// of `proxy.auth.keys` (configure it through `STREAMGATE_PROXY__AUTH__KEYS__<KID>`).
+    Sign(SignArgs),
+}
+
+/// `streamgate sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The public path, e.g. `/realtime-ServiceA-NameSpaceA/main_stream/0.flv`.
+    #[arg(long)]
+    pub path: String,
+    /// The key id in `proxy.auth.keys`.
+    #[arg(long)]
+    pub key_id: String,
+    /// Validity from now, seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub valid_for_s: u64,
 }
 
 /// `--registry` shared by the parts that use discovery.
@@ -328,6 +345,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &outcome.failures,
                 args.json,
             )?);
+        }
+        Command::Sign(args) => {
+            let path = crate::route::parse_public_path(&args.path)
+                .with_context(|| format!("`{}` is not a public stream path", args.path))?;
+            let key = config
+                .proxy
+                .auth
+                .keys
+                .get(&args.key_id)
+                .with_context(|| format!("no key `{}` in proxy.auth.keys", args.key_id))?;
+            let expires =
+                crate::auth::unix_seconds(std::time::SystemTime::now()) + args.valid_for_s;
+            let resource = crate::auth::resource(&path.segment, &path.stream, path.channel);
+            let query = crate::auth::sign(&resource, &args.key_id, key, expires);
+            let bare = args.path.split('?').next().unwrap_or_default();
+            svckit::cli::stdout_line(&format!("{bare}?{query}"))?;
         }
         Command::Bench(args) => {
             let options = crate::bench::BenchOptions {

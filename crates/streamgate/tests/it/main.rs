@@ -8,6 +8,7 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod auth;
 mod demo;
 mod errors;
 mod fanout;
@@ -157,11 +158,20 @@ pub(crate) async fn forwarder(
 
 /// The proxy, routing from `registry`.
 pub(crate) async fn proxy(registry: &Running) -> Running {
-    let config = ProxyConfig {
+    proxy_with(registry, |_| {}).await
+}
+
+/// The proxy, routing from `registry`, with `tweak` applied to its configuration.
+pub(crate) async fn proxy_with(
+    registry: &Running,
+    tweak: impl FnOnce(&mut ProxyConfig),
+) -> Running {
+    let mut config = ProxyConfig {
         listen: any_port(),
         admin_listen: any_port(),
         ..ProxyConfig::default()
     };
+    tweak(&mut config);
     streamgate::service::start_proxy(
         &config,
         streamgate::AnyDiscovery::Registry(registry_client(registry)),
