@@ -62,6 +62,12 @@ pub fn client(header_timeout: Duration) -> HopClient {
     HopClient::new(Duration::from_secs(2), header_timeout)
 }
 
+/// A client for viewers whose connections come from the local address `from` (any
+/// `127.0.0.0/8` address is loopback on Linux: load tests look like many clients).
+pub fn client_from(from: std::net::IpAddr, header_timeout: Duration) -> HopClient {
+    HopClient::with_local_address(Duration::from_secs(2), header_timeout, Some(from))
+}
+
 impl Viewer {
     /// Sends `GET url` and waits for the response headers (up to the client's header
     /// timeout).

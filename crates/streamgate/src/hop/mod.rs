@@ -126,7 +126,17 @@ impl HopClient {
     /// A client that gives up connecting after `connect_timeout` and waiting for response
     /// headers after `header_timeout`.
     pub fn new(connect_timeout: Duration, header_timeout: Duration) -> Self {
+        Self::with_local_address(connect_timeout, header_timeout, None)
+    }
+
+    /// As [`HopClient::new`], connecting from the local address `from` when given.
+    pub fn with_local_address(
+        connect_timeout: Duration,
+        header_timeout: Duration,
+        from: Option<std::net::IpAddr>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
+        connector.set_local_address(from);
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
         connector.enforce_http(true);

@@ -14,6 +14,7 @@ mod errors;
 mod fanout;
 mod ffprobe;
 mod gop_cache;
+mod hardening;
 mod registry;
 mod restart;
 mod routing;
