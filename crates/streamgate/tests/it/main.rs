@@ -9,6 +9,7 @@
 )]
 
 mod auth;
+mod defects;
 mod demo;
 mod errors;
 mod fanout;
@@ -44,20 +45,63 @@ pub(crate) fn clip() -> PathBuf {
 
 /// The gst-rtsp-server camera serving the bundled clip, on a free port.
 pub(crate) fn camera() -> RunningPeer {
+    camera_with_files(&[])
+}
+
+/// The camera, also serving `files` (name, path) without re-encoding at `/file/{name}`
+/// (looped) and `/once/{name}` (once per session).
+pub(crate) fn camera_with_files(files: &[(&str, &Path)]) -> RunningPeer {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("camera/rtsp_camera.py");
+    let mut args = vec![
+        script.display().to_string(),
+        "--port".to_owned(),
+        "{port}".to_owned(),
+        "--input".to_owned(),
+        clip().display().to_string(),
+    ];
+    for (name, path) in files {
+        args.push("--file".to_owned());
+        args.push(format!("{name}={}", path.display()));
+    }
     tokio::task::block_in_place(|| {
         Peer::new(streamgate::camera::PYTHON)
-            .args([
-                script.display().to_string(),
-                "--port".to_owned(),
-                "{port}".to_owned(),
-                "--input".to_owned(),
-                clip().display().to_string(),
-            ])
+            .args(args)
             .ready(Ready::Log("camera: listening".to_owned()))
             .deadline(Duration::from_secs(30))
             .start()
     })
+}
+
+/// An H.264 clip made by ffmpeg's test source: `seconds` long at 25 fps, 320x180, a key frame
+/// every `gop` frames, 2 B-frames.
+pub(crate) fn make_clip(dir: &Path, name: &str, seconds: u32, gop: u32) -> PathBuf {
+    let path = dir.join(name);
+    let made = std::process::Command::new(testkit::require("ffmpeg"))
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x180:rate=25:duration={seconds}"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-g",
+            &gop.to_string(),
+            "-keyint_min",
+            &gop.to_string(),
+            "-sc_threshold",
+            "0",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "ffmpeg could not make {name}");
+    path
 }
 
 /// `rtsp://127.0.0.1:{camera port}{path}`.
