@@ -279,6 +279,7 @@ impl Forwarder {
                 .and_then(|v| v.to_str().ok()),
         );
         let upstream_path = format!("/{}/{}.flv", stream.stream, stream.channel);
+        let written = request.extensions().get::<crate::hop::Written>().cloned();
         match self
             .relay
             .play(&upstream_path, || self.upstream(&upstream_path), join)
@@ -286,7 +287,7 @@ impl Forwarder {
         {
             Ok(viewer) => {
                 info!(status = 200, "forwarding");
-                flv_response(viewer)
+                flv_response(viewer, written.as_ref())
             }
             Err(refusal) => {
                 debug!(%refusal, "upstream refused");

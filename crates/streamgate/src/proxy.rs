@@ -304,17 +304,22 @@ impl<D: Discovery> Proxy<D> {
             );
             return response;
         }
-        self.play(&path).await
+        let written = parts.extensions.get::<crate::hop::Written>().cloned();
+        self.play(&path, written).await
     }
 
     /// Joins (or starts) the stream's fan-out and answers with the viewer's FLV stream.
-    async fn play(self: &Arc<Self>, path: &PublicPath) -> Response<HopBody> {
+    async fn play(
+        self: &Arc<Self>,
+        path: &PublicPath,
+        written: Option<crate::hop::Written>,
+    ) -> Response<HopBody> {
         let key = relay_key(path);
         let join = crate::fanout::Join::configured(self.relay.fanout());
         match self.relay.play(&key, || self.upstream(path), join).await {
             Ok(viewer) => {
                 info!(status = 200, "routing");
-                flv_response(viewer)
+                flv_response(viewer, written.as_ref())
             }
             Err(refusal) => {
                 if refusal.status.is_server_error() {

@@ -85,6 +85,8 @@ pub(crate) struct State {
     pub(crate) finished: bool,
     /// Timestamp of the newest video frame published (the live edge), ms.
     pub(crate) live_ts: Option<u32>,
+    /// Sequence number of the newest key frame in the send queue.
+    pub(crate) latest_key_seq: Option<u64>,
 }
 
 /// One stream's shared state and its viewers.
@@ -121,6 +123,7 @@ impl Channel {
                 lifecycle: Lifecycle::with_first_viewer(linger),
                 finished: false,
                 live_ts: None,
+                latest_key_seq: None,
             }),
             published,
             status,
@@ -199,7 +202,11 @@ impl Channel {
             }
             TagKind::Audio => state.gop.push(&tag),
         }
+        let key = tag.kind == TagKind::KeyFrame;
         let seq = state.ring.push(tag, now);
+        if key {
+            state.latest_key_seq = Some(seq);
+        }
         drop(state);
         self.published.send_replace(seq + 1);
     }

@@ -11,10 +11,11 @@
 //!
 //! **Sending** ([`ViewerStream::next`]): live tags in order, taken from the send queue in
 //! batches. The viewer's backlog is the age of the tag at its cursor. When it exceeds
-//! `max_behind` (or the queue dropped tags the viewer had not read), the viewer skips: tags
-//! are dropped up to the first key frame that is not late, the configuration is sent again
-//! before it if it changed meanwhile, and sending resumes there. Other viewers are never
-//! slowed.
+//! `max_behind` (or the queue dropped tags the viewer had not read, or tags it was handed
+//! still wait in the connection's buffer that long), the viewer skips: it jumps to the newest
+//! key frame in the queue that is not late (or waits for the next one), the configuration is
+//! sent again before it if it changed meanwhile, and sending resumes there. Other viewers are
+//! never slowed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use crate::flv::mux::{self, composition_ms};
 use crate::flv::{Tag, TagKind};
 
 /// Most tags taken from the queue per lock.
-const BATCH_TAGS: usize = 64;
+const BATCH_TAGS: usize = 16;
 
 /// How a viewer joins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,12 +94,31 @@ pub struct ViewerStream {
     channel: Arc<Channel>,
     published: watch::Receiver<u64>,
     cursor: u64,
-    pending: VecDeque<Bytes>,
+    pending: VecDeque<(Bytes, Option<Instant>)>,
     skipping: bool,
     config_seen: u64,
     skips: u64,
+    /// Bytes the connection wrote to its socket, when known, and the tags handed over but not
+    /// yet written: (end offset in connection bytes, publish instant).
+    written: Option<crate::hop::Written>,
+    handed: u64,
+    in_flight: VecDeque<(u64, Instant)>,
     _guard: ViewerGuard,
 }
+
+/// Bytes of HTTP/1.1 framing around a chunk of `len` bytes (`{hex len}\r\n` and `\r\n`).
+fn chunk_overhead(len: usize) -> u64 {
+    let mut digits = 1;
+    let mut rest = len >> 4;
+    while rest > 0 {
+        digits += 1;
+        rest >>= 4;
+    }
+    digits + 4
+}
+
+/// Slack for the response head written before the first chunk, bytes.
+const HEAD_SLACK: u64 = 512;
 
 /// Waits until `channel` plays, then returns the viewer's stream, starting as `join` says.
 ///
@@ -149,10 +169,13 @@ pub async fn subscribe(
         channel,
         published,
         cursor,
-        pending: VecDeque::from([first.freeze()]),
+        pending: VecDeque::from([(first.freeze(), None)]),
         skipping,
         config_seen,
         skips: 0,
+        written: None,
+        handed: HEAD_SLACK,
+        in_flight: VecDeque::new(),
         _guard: guard,
     })
 }
@@ -202,10 +225,47 @@ fn burst(state: &State, catch_up: Duration) -> Vec<Tag> {
 }
 
 impl ViewerStream {
+    /// Counts the bytes a connection wrote (see [`crate::hop::Written`]) into the backlog:
+    /// a tag handed to the connection but not yet written still counts as waiting.
+    pub fn track_written(&mut self, written: crate::hop::Written) {
+        self.written = Some(written);
+    }
+
+    /// The publish instant of the oldest tag handed over but not yet written to the socket.
+    fn oldest_unwritten(&mut self) -> Option<Instant> {
+        let written = self.written.as_ref()?.get();
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(end, _)| *end <= written)
+        {
+            self.in_flight.pop_front();
+        }
+        self.in_flight.front().map(|(_, at)| *at)
+    }
+
     /// The next bytes to send, `None` once the channel ended and everything queued was sent.
     pub async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(bytes) = self.pending.pop_front() {
+            if let Some((bytes, at)) = self.pending.pop_front() {
+                // A batch taken while the connection was blocked may have aged meanwhile, and
+                // what the connection still holds counts too.
+                let oldest = self.oldest_unwritten().into_iter().chain(at).min();
+                if at.is_some()
+                    && !self.skipping
+                    && oldest.is_some_and(|t| t.elapsed() > self.channel.settings.max_behind)
+                {
+                    self.pending.clear();
+                    self.start_skip();
+                    self.in_flight.clear();
+                    continue;
+                }
+                if self.written.is_some() {
+                    self.handed += bytes.len() as u64 + chunk_overhead(bytes.len());
+                    if let Some(at) = at {
+                        self.in_flight.push_back((self.handed, at));
+                    }
+                }
                 return Some(bytes);
             }
             self.published.borrow_and_update();
@@ -227,12 +287,27 @@ impl ViewerStream {
     /// ended and nothing is left.
     fn fill(&mut self, now: Instant) -> bool {
         let channel = self.channel.clone();
-        let state = channel.lock();
         let max_behind = channel.settings.max_behind;
+        // Tags still in hyper's buffer are part of the backlog.
+        let held_late = self
+            .oldest_unwritten()
+            .is_some_and(|at| now.saturating_duration_since(at) > max_behind);
+        let state = channel.lock();
         if self.cursor < state.ring.first_seq() {
             // The queue dropped tags this viewer had not read.
             self.start_skip();
             self.cursor = state.ring.first_seq();
+        }
+        if self.skipping
+            && let Some(key) = state.latest_key_seq
+            && key > self.cursor
+            && state
+                .ring
+                .get(key)
+                .is_some_and(|e| now.saturating_duration_since(e.at) <= max_behind)
+        {
+            // Jump straight to the newest key frame that is not late.
+            self.cursor = key;
         }
         let mut taken = 0;
         while taken < BATCH_TAGS
@@ -244,26 +319,28 @@ impl ViewerStream {
             let late = now.saturating_duration_since(entry.at) > max_behind;
             if tag.kind == TagKind::Config {
                 if !self.skipping {
-                    self.pending.push_back(tag.bytes.clone());
+                    self.pending.push_back((tag.bytes.clone(), Some(entry.at)));
                     self.config_seen = state.config.version;
                 }
                 continue;
             }
-            if !self.skipping && late {
+            if !self.skipping && (late || held_late) {
                 self.start_skip();
+                // What hyper holds goes out anyway; count the backlog afresh from here.
+                self.in_flight.clear();
             }
             if self.skipping {
                 if tag.kind == TagKind::KeyFrame && !late {
                     self.skipping = false;
                     if self.config_seen != state.config.version {
-                        self.pending.extend(state.config.iter());
+                        self.pending.extend(state.config.iter().map(|b| (b, None)));
                         self.config_seen = state.config.version;
                     }
-                    self.pending.push_back(tag.bytes.clone());
+                    self.pending.push_back((tag.bytes.clone(), Some(entry.at)));
                 }
                 continue;
             }
-            self.pending.push_back(tag.bytes.clone());
+            self.pending.push_back((tag.bytes.clone(), Some(entry.at)));
         }
         self.pending.is_empty() && state.finished && self.cursor >= state.ring.next_seq()
     }
@@ -393,14 +470,14 @@ mod tests {
         // The viewer wakes up at t = 5.02 s: tags older than 2 s are late.
         slow.fill(at(5020));
         let mut got = Vec::new();
-        while let Some(bytes) = slow.pending.pop_front() {
+        while let Some((bytes, _)) = slow.pending.pop_front() {
             got.extend(read_all(&mut reader, &bytes));
         }
         assert_eq!(slow.skips(), 1);
         assert!(got[0].is_key_frame(), "{:?}", got[0]);
-        assert_eq!(got[0].timestamp_ms, 4000, "the first key frame not late");
+        assert_eq!(got[0].timestamp_ms, 5000, "the newest key frame, not late");
         assert!(
-            got.iter().all(|t| t.timestamp_ms >= 4000),
+            got.iter().all(|t| t.timestamp_ms >= 5000),
             "nothing older than the skip target"
         );
         assert!(

@@ -65,14 +65,16 @@ pub struct ConnectionPolicy {
     pub max_connections: usize,
     /// Open connections per client IP address (default 256; 0 = no per-address cap).
     pub max_connections_per_addr: usize,
-    /// HTTP/1 read and write buffer limit per connection, bytes (default 16384, at least
-    /// 8192); request heads larger than this are refused with 431.
+    /// HTTP/1 read and write buffer limit per connection, bytes (default 8192, the least
+    /// hyper allows; nginx's default for a header line is 8 KiB too); request heads larger
+    /// than this are refused with 431.
     pub max_buffer_bytes: usize,
-    /// Kernel send buffer of each accepted socket, bytes (default 65536; 0 = the kernel's
-    /// default, which grows to megabytes).
+    /// Kernel send buffer of each accepted socket, bytes (default 32768; 0 = the kernel's
+    /// default, which grows to megabytes: at 0.3 Mbit/s each 37 KB is a second of delay the
+    /// fan-out cannot see).
     pub send_buffer_bytes: usize,
     /// `TCP_NOTSENT_LOWAT`: unsent bytes the kernel keeps per socket before the socket stops
-    /// being writable, bytes (default 16384; 0 = not set).
+    /// being writable, bytes (default 4096; 0 = not set).
     pub notsent_lowat_bytes: u32,
 }
 
@@ -84,9 +86,9 @@ impl Default for ConnectionPolicy {
             idle_timeout_ms: 15_000,
             max_connections: 50_000,
             max_connections_per_addr: 256,
-            max_buffer_bytes: 16 * 1024,
-            send_buffer_bytes: 64 * 1024,
-            notsent_lowat_bytes: 16 * 1024,
+            max_buffer_bytes: 8 * 1024,
+            send_buffer_bytes: 32 * 1024,
+            notsent_lowat_bytes: 4 * 1024,
         }
     }
 }
@@ -373,14 +375,18 @@ async fn serve_connection<H: Handler>(
     metrics: &ConnectionMetrics,
 ) {
     let activity = Activity::new();
+    let written = Written::default();
     let io = Watched {
         inner: stream,
         activity: activity.clone(),
+        written: written.clone(),
     };
-    let service = hyper::service::service_fn(move |request| {
-        let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
-    });
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let handler = handler.clone();
+            request.extensions_mut().insert(written.clone());
+            async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -442,10 +448,29 @@ impl Activity {
     }
 }
 
-/// A stream that records when bytes move (for the idle timeout).
+/// Bytes a connection has written to its socket so far (the kernel accepted them), shared
+/// with the request handlers through the request's extensions: a viewer stream compares it
+/// with what it handed to hyper, so bytes still waiting in hyper's buffer count in its
+/// backlog.
+#[derive(Debug, Clone, Default)]
+pub struct Written(Arc<AtomicU64>);
+
+impl Written {
+    /// Bytes written so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// A stream that records when bytes move (for the idle timeout) and counts bytes written.
 struct Watched {
     inner: TcpStream,
     activity: Activity,
+    written: Written,
 }
 
 impl AsyncRead for Watched {
@@ -470,8 +495,11 @@ impl AsyncWrite for Watched {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n)) = polled
+            && n > 0
+        {
             self.activity.touch();
+            self.written.add(n);
         }
         polled
     }
@@ -482,8 +510,11 @@ impl AsyncWrite for Watched {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n)) = polled
+            && n > 0
+        {
             self.activity.touch();
+            self.written.add(n);
         }
         polled
     }

@@ -9,7 +9,7 @@
 
 pub mod listen;
 
-pub use listen::{ConnectionMetrics, ConnectionPolicy, bind, raise_nofile_limit, serve};
+pub use listen::{ConnectionMetrics, ConnectionPolicy, Written, bind, raise_nofile_limit, serve};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -73,8 +73,13 @@ pub fn refusal_response(refusal: &Refusal) -> Response<HopBody> {
     json_response(refusal.status, &refusal.body)
 }
 
-/// A streaming `video/x-flv` answer carrying `viewer`'s bytes.
-pub fn flv_response(viewer: ViewerStream) -> Response<HopBody> {
+/// A streaming `video/x-flv` answer carrying `viewer`'s bytes. With the connection's
+/// [`Written`] counter (from the request's extensions), bytes still waiting in hyper's write
+/// buffer count in the viewer's backlog.
+pub fn flv_response(mut viewer: ViewerStream, written: Option<&Written>) -> Response<HopBody> {
+    if let Some(written) = written {
+        viewer.track_written(written.clone());
+    }
     let body =
         http_body_util::StreamBody::new(futures::StreamExt::map(viewer.into_stream(), |bytes| {
             Ok::<_, hyper::Error>(hyper::body::Frame::data(bytes))
@@ -126,17 +131,20 @@ impl HopClient {
     /// A client that gives up connecting after `connect_timeout` and waiting for response
     /// headers after `header_timeout`.
     pub fn new(connect_timeout: Duration, header_timeout: Duration) -> Self {
-        Self::with_local_address(connect_timeout, header_timeout, None)
+        Self::with_socket(connect_timeout, header_timeout, None, None)
     }
 
-    /// As [`HopClient::new`], connecting from the local address `from` when given.
-    pub fn with_local_address(
+    /// As [`HopClient::new`], connecting from the local address `from` and with a kernel
+    /// receive buffer of `recv_buffer` bytes, when given.
+    pub fn with_socket(
         connect_timeout: Duration,
         header_timeout: Duration,
         from: Option<std::net::IpAddr>,
+        recv_buffer: Option<usize>,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_local_address(from);
+        connector.set_recv_buffer_size(recv_buffer);
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
         connector.enforce_http(true);

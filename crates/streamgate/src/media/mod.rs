@@ -334,10 +334,11 @@ impl hop::Handler for MediaServer {
                 .get(crate::fanout::JOIN_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let written = request.extensions().get::<hop::Written>().cloned();
             match self.open(request.uri().path(), join.as_deref()).await {
                 Ok(stream) => {
                     info!("viewer joined");
-                    hop::flv_response(stream)
+                    hop::flv_response(stream, written.as_ref())
                 }
                 Err(refusal) => {
                     if refusal.status.is_server_error() {

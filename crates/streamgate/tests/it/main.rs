@@ -16,6 +16,7 @@ mod fanout;
 mod ffprobe;
 mod gop_cache;
 mod hardening;
+mod latency;
 mod registry;
 mod restart;
 mod routing;
