@@ -49,6 +49,23 @@ pub enum Command {
     /// Time to first frame and per-frame latency added by proxy and forwarder, against a
     /// direct pull.
     Bench(BenchArgs),
+    /// Print a signed play URL path (`?expires=…&kid=…&sig=…`) for a public path, with a key
+    /// of `proxy.auth.keys` (configure it through `STREAMGATE_PROXY__AUTH__KEYS__<KID>`).
+    Sign(SignArgs),
+}
+
+/// `streamgate sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The public path, e.g. `/realtime-ServiceA-NameSpaceA/main_stream/0.flv`.
+    #[arg(long)]
+    pub path: String,
+    /// The key id in `proxy.auth.keys`.
+    #[arg(long)]
+    pub key_id: String,
+    /// Validity from now, seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub valid_for_s: u64,
 }
 
 /// `--registry` shared by the parts that use discovery.
@@ -77,9 +94,12 @@ pub struct MediaArgs {
     /// Its namespace.
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Listen address (default `127.0.0.1:7410`).
+    /// Data-plane listen address (default `127.0.0.1:7410`).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Admin listen address for /healthz, /metrics and /v1/streams.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
     /// A camera: `STREAM=rtsp://host:port/path` (repeatable; adds to the configured map).
     #[arg(long = "camera", value_name = "STREAM=URL")]
     pub cameras: Vec<String>,
@@ -212,6 +232,15 @@ async fn until_signal(running: Running) -> anyhow::Result<()> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config: Config =
         svckit::cli::load_config(&cli.common, ENV_PREFIX).context("loading the configuration")?;
+    if !matches!(cli.command, Command::Camera(_)) {
+        // Idle sockets must not exhaust the default soft limit of 1024 descriptors.
+        match crate::hop::raise_nofile_limit() {
+            Ok((before, after)) => {
+                tracing::debug!(before, after, "RLIMIT_NOFILE raised to the hard limit");
+            }
+            Err(error) => tracing::warn!(%error, "cannot raise RLIMIT_NOFILE"),
+        }
+    }
     match cli.command {
         Command::Registry(args) => {
             if let Some(listen) = args.listen {
@@ -231,6 +260,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = args.listen {
                 m.listen = v;
+            }
+            if let Some(v) = args.admin_listen {
+                m.admin_listen = v;
             }
             if let Some(v) = args.rtsp_timeout_ms {
                 m.rtsp_timeout_ms = v;
@@ -313,6 +345,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &outcome.failures,
                 args.json,
             )?);
+        }
+        Command::Sign(args) => {
+            let path = crate::route::parse_public_path(&args.path)
+                .with_context(|| format!("`{}` is not a public stream path", args.path))?;
+            let key = config
+                .proxy
+                .auth
+                .keys
+                .get(&args.key_id)
+                .with_context(|| format!("no key `{}` in proxy.auth.keys", args.key_id))?;
+            let expires =
+                crate::auth::unix_seconds(std::time::SystemTime::now()) + args.valid_for_s;
+            let resource = crate::auth::resource(&path.segment, &path.stream, path.channel);
+            let query = crate::auth::sign(&resource, &args.key_id, key, expires);
+            let bare = args.path.split('?').next().unwrap_or_default();
+            svckit::cli::stdout_line(&format!("{bare}?{query}"))?;
         }
         Command::Bench(args) => {
             let options = crate::bench::BenchOptions {

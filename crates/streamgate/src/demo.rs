@@ -29,7 +29,6 @@ use crate::cluster::{
     Launcher, Part, free_port, get_text, loopback, metric_value, wait_for_new_address,
     wait_for_routes,
 };
-use crate::registry::RegistryClient;
 use crate::viewer::{Viewer, client};
 
 /// RTSP timeout given to the media servers in the demo, ms.
@@ -356,7 +355,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
                 proxy,
             ))
         })?;
-    let registry = RegistryClient::new(launcher.registry_url());
+    let registry = launcher.registry_client();
     wait_for_routes(&registry, 2, 2, Duration::from_secs(10)).await?;
     let public = |path: &str| format!("http://{}{path}", proxy.addr());
 
@@ -421,7 +420,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     progress.step("waiting for the idle pull of main_stream to stop");
     let mut idle_stopped = None;
     while main_left.elapsed() < Duration::from_secs(20) {
-        if let Ok((_, body)) = get_text(media_a.addr(), "/v1/streams").await
+        if let Ok((_, body)) = get_text(media_a.metrics_addr(), "/v1/streams").await
             && let Ok(json) = serde_json::from_str::<serde_json::Value>(&body)
             && !json["running"]
                 .as_array()

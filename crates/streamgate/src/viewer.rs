@@ -62,6 +62,18 @@ pub fn client(header_timeout: Duration) -> HopClient {
     HopClient::new(Duration::from_secs(2), header_timeout)
 }
 
+/// A client for viewers whose connections come from the local address `from` (any
+/// `127.0.0.0/8` address is loopback on Linux: load tests look like many clients).
+pub fn client_from(from: std::net::IpAddr, header_timeout: Duration) -> HopClient {
+    HopClient::with_socket(Duration::from_secs(2), header_timeout, Some(from), None)
+}
+
+/// A client for viewers whose sockets have a kernel receive buffer of `bytes` (a viewer
+/// whose network link is its bottleneck holds little; its backlog waits at the sender).
+pub fn client_with_recv_buffer(bytes: usize, header_timeout: Duration) -> HopClient {
+    HopClient::with_socket(Duration::from_secs(2), header_timeout, None, Some(bytes))
+}
+
 impl Viewer {
     /// Sends `GET url` and waits for the response headers (up to the client's header
     /// timeout).
