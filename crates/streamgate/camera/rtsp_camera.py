@@ -16,7 +16,7 @@ except /once/*):
   /aux_stream   a live SMPTE test pattern, 320x240 at 25 fps, H.264 zero-latency, GOP 25, with a
                 440 Hz tone in AAC
   /h265_stream  a live test pattern in H.265 (what a camera streamgate cannot relay offers)
-  /file/NAME    for each --file NAME=PATH: the file's own H.264 (and AAC) without re-encoding,
+  /file/NAME    for each --file NAME=PATH: the file's own H.264 video without re-encoding,
                 looped in real time (ffmpeg -stream_loop -c copy into MPEG-TS over loopback UDP),
                 so its real GOP pattern reaches the media server
   /once/NAME    the same file played once from its start for each session, without
@@ -122,7 +122,10 @@ class FileLoop:
         self.port = free_udp_port()
         self.process = subprocess.Popen(
             [ffmpeg, "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", path,
-             "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-f", "mpegts",
+             "-map", "0:v:0", "-c", "copy",
+             # Parameter sets in front of every frame (the frames themselves are untouched):
+             # the RTSP media, prepared when its first client asks, need not wait up to a GOP.
+             "-bsf:v", "h264_mp4toannexb,dump_extra=freq=all", "-f", "mpegts",
              f"udp://127.0.0.1:{self.port}?pkt_size=1316"],
             stdin=subprocess.DEVNULL,
         )
@@ -136,19 +139,19 @@ class FileLoop:
 
 
 def file_launches(path, port):
-    """The launch lines of /file/NAME (from the UDP loop) and /once/NAME (from the file)."""
-    _, _, _, has_audio = probe(path)
+    """The launch lines of /file/NAME (from the UDP loop) and /once/NAME (from the file): the
+    file's video track only, as encoded (an unlinked audio track would stall the demuxer, and
+    gst-rtsp-server does not prepare a looped AAC track fed through tsdemux)."""
     video = "video/x-h264 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
-    audio = "audio/mpeg ! queue ! aacparse ! rtpmp4gpay name=pay1 pt=97"
     looped = (
         f'( udpsrc port={port} buffer-size=2097152 caps="video/mpegts,systemstream=true" ! '
-        f"tsdemux name=d d. ! {video} "
+        f"tsdemux name=d d. ! {video} )"
     )
-    once = f'( filesrc location="{path}" ! parsebin name=d d. ! {video} '
-    if has_audio:
-        looped += f"d. ! {audio} "
-        once += f"d. ! {audio} "
-    return looped + ")", once + ")"
+    _, _, _, has_audio = probe(path)
+    # An audio track goes to a fakesink (unlinked, it would stall the demuxer).
+    drop_audio = "d. ! fakesink async=false " if has_audio else ""
+    once = f'( filesrc location="{path}" ! parsebin name=d d. ! {video} {drop_audio})'
+    return looped, once
 
 
 def main():

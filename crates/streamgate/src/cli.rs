@@ -171,6 +171,9 @@ pub struct DemoArgs {
     /// Concurrent viewers in the fan-out check.
     #[arg(long, default_value_t = 50)]
     pub viewers: usize,
+    /// Open viewers kept across the media server's restart.
+    #[arg(long, default_value_t = 20)]
+    pub restart_viewers: usize,
     /// Print the report as one JSON line on stdout (last line).
     #[arg(long)]
     pub json: bool,
@@ -335,6 +338,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = crate::demo::DemoOptions {
                 input: args.input.unwrap_or_else(bundled_clip),
                 viewers: args.viewers,
+                restart_viewers: args.restart_viewers,
                 keep_logs: args.keep_logs,
                 progress: svckit::cli::progress_wanted(args.json),
             };

@@ -60,7 +60,12 @@ pub struct DeploymentSecrets {
     pub forwarder: Secret,
     /// For the proxy (read only).
     pub reader: Secret,
+    /// The proxy's URL-signing key, key id [`SIGNING_KEY_ID`].
+    pub signing: Secret,
 }
+
+/// The key id of a deployment's URL-signing key.
+pub const SIGNING_KEY_ID: &str = "demo";
 
 impl DeploymentSecrets {
     /// Three fresh secrets (SHA-256 of the process id, the time and a counter, hex).
@@ -77,7 +82,25 @@ impl DeploymentSecrets {
             media: make("media"),
             forwarder: make("forwarder"),
             reader: make("reader"),
+            signing: make("signing"),
         }
+    }
+
+    /// `path` with a signature valid for `valid_for` from now.
+    pub fn sign(&self, path: &str, valid_for: Duration) -> String {
+        let expires = crate::auth::unix_seconds(std::time::SystemTime::now()) + valid_for.as_secs();
+        self.sign_until(path, expires)
+    }
+
+    /// `path` with a signature valid until `expires` (Unix seconds; a past time makes an
+    /// expired link). Paths that do not parse are returned unsigned.
+    pub fn sign_until(&self, path: &str, expires: u64) -> String {
+        let Ok(parsed) = crate::route::parse_public_path(path) else {
+            return path.to_owned();
+        };
+        let resource = crate::auth::resource(&parsed.segment, &parsed.stream, parsed.channel);
+        let query = crate::auth::sign(&resource, SIGNING_KEY_ID, &self.signing, expires);
+        format!("{path}?{query}")
     }
 
     /// The environment that configures a registry with these credentials.
@@ -299,10 +322,13 @@ impl Launcher {
             "--registry".to_owned(),
             self.registry_url.clone(),
         ];
-        let env = [(
-            TOKEN_ENV.to_owned(),
-            self.secrets.reader.expose().to_owned(),
-        )];
+        let env = [
+            (TOKEN_ENV.to_owned(), self.secrets.reader.expose().to_owned()),
+            (
+                format!("STREAMGATE_PROXY__AUTH__KEYS__{}", SIGNING_KEY_ID.to_uppercase()),
+                self.secrets.signing.expose().to_owned(),
+            ),
+        ];
         let child = self.spawn(
             "proxy",
             &args,

@@ -58,11 +58,15 @@ pub struct MediaConfig {
     /// `main_stream = "rtsp://127.0.0.1:8554/main_stream"`; channel `n` > 0 of a stream is
     /// the key `stream/n`.
     pub cameras: BTreeMap<String, String>,
-    /// Time allowed to reach `PLAY` and the first frame, ms (default 5000); a camera that
-    /// misses it is answered with 502.
+    /// Time allowed to reach `PLAY`, ms (default 5000); a camera that misses it is answered
+    /// with 502.
     pub rtsp_timeout_ms: u64,
     /// Longest silence between frames before the pull is dropped, ms (default 5000).
     pub frame_timeout_ms: u64,
+    /// Time allowed after `PLAY` for the first frame, ms (default 12000): a camera that
+    /// announces no parameter sets in its SDP sends nothing decodable before its next key
+    /// frame, up to a whole GOP later.
+    pub first_frame_timeout_ms: u64,
     /// How long a pull outlives its last viewer, ms (default 5000).
     pub idle_stop_ms: u64,
     /// Lease length of the registration, ms (default 3000; renewed every third of it).
@@ -85,6 +89,7 @@ impl Default for MediaConfig {
             cameras: BTreeMap::new(),
             rtsp_timeout_ms: 5000,
             frame_timeout_ms: 5000,
+            first_frame_timeout_ms: 12_000,
             idle_stop_ms: 5000,
             lease_ms: 3000,
             transport: "tcp".to_owned(),
@@ -125,6 +130,7 @@ impl MediaConfig {
         for (key, value, min) in [
             ("media.rtsp_timeout_ms", self.rtsp_timeout_ms, 100),
             ("media.frame_timeout_ms", self.frame_timeout_ms, 100),
+            ("media.first_frame_timeout_ms", self.first_frame_timeout_ms, 100),
             ("media.lease_ms", self.lease_ms, 100),
         ] {
             if value < min {
@@ -224,6 +230,7 @@ impl MediaServer {
                 pull: PullSettings {
                     rtsp_timeout: Duration::from_millis(config.rtsp_timeout_ms),
                     frame_timeout: Duration::from_millis(config.frame_timeout_ms),
+                    first_frame_timeout: Duration::from_millis(config.first_frame_timeout_ms),
                     udp: config.transport == "udp",
                 },
                 metrics,

@@ -3,8 +3,8 @@
 //! stream).
 //!
 //! `DESCRIBE`, `SETUP` (interleaved over the RTSP TCP connection by default) and `PLAY` must
-//! finish within the RTSP timeout, else the pull fails with [`PullError::Timeout`] and viewers
-//! get 502. H.264 frames come length-prefixed with the SPS and PPS in front of every key
+//! finish within the RTSP timeout, and the first frame come within the first-frame timeout,
+//! else the pull fails with [`PullError::Timeout`] and viewers get 502. H.264 frames come length-prefixed with the SPS and PPS in front of every key
 //! frame; those become the AVC sequence header (and `onMetaData`) whenever they change, and
 //! are stripped from the frames. AAC (`mpeg4-generic`) frames come raw, with the
 //! `AudioSpecificConfig` from the SDP as the AAC sequence header. Both tracks are on the
@@ -37,6 +37,8 @@ pub struct PullSettings {
     pub rtsp_timeout: Duration,
     /// Longest silence between frames before the pull counts as broken.
     pub frame_timeout: Duration,
+    /// Time allowed after `PLAY` for the first frame.
+    pub first_frame_timeout: Duration,
     /// RTP over the RTSP connection (`tcp`, default) or over UDP (`udp`).
     pub udp: bool,
 }
@@ -350,7 +352,7 @@ async fn pull(
     let mut track = VideoTrack::new(clock_hz, audio.is_some());
     let frames = metrics.frames.get_or_create(channel.metric_label()).clone();
     let mut last_frame = Instant::now();
-    let mut silence_limit = settings.rtsp_timeout;
+    let mut silence_limit = settings.first_frame_timeout;
     let outcome = loop {
         tokio::select! {
             item = tokio::time::timeout_at(last_frame + silence_limit, demuxed.next()) => {

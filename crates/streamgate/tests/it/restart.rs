@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use testkit::{Peer, Ready, RunningPeer};
 use tokio::task::JoinSet;
 
-use crate::{bin, camera, forwarder, open, proxy, registry, registry_client, rtsp, url};
+use crate::{bin, camera, forwarder, proxy, registry, registry_client, rtsp, url};
 
 const VIEWERS: usize = 20;
 
@@ -55,50 +55,16 @@ async fn wait_for_label(registry: &streamgate::Running, port: u16) -> Instant {
     }
 }
 
-/// What one viewer saw over its whole life.
-#[derive(Debug, Default)]
-struct Seen {
-    frames: usize,
-    frames_after_move: usize,
-    max_gap: Duration,
-    dts_went_back: bool,
-    sequence_headers: usize,
-    ended: bool,
-}
-
 async fn watch(
     address: String,
     until: tokio::time::Instant,
     moved: tokio::sync::watch::Receiver<bool>,
-) -> Seen {
-    let mut viewer = open(&address).await;
-    assert_eq!(viewer.status(), 200);
-    let mut seen = Seen::default();
-    let mut last: Option<(u32, Instant)> = None;
-    loop {
-        match tokio::time::timeout_at(until, viewer.next_tag()).await {
-            Err(_) => break,
-            Ok(Ok(Some((tag, at)))) => {
-                seen.sequence_headers += usize::from(tag.is_avc_sequence_header());
-                if !tag.is_video_frame() {
-                    continue;
-                }
-                if let Some((ts, when)) = last {
-                    seen.dts_went_back |= tag.timestamp_ms < ts;
-                    seen.max_gap = seen.max_gap.max(at - when);
-                }
-                last = Some((tag.timestamp_ms, at));
-                seen.frames += 1;
-                if *moved.borrow() {
-                    seen.frames_after_move += 1;
-                }
-            }
-            Ok(Ok(None) | Err(_)) => {
-                seen.ended = true;
-                break;
-            }
-        }
-    }
+) -> streamgate::viewer::Watched {
+    let client = streamgate::viewer::client(Duration::from_secs(30));
+    let seen = streamgate::viewer::watch_stream(&client, &address, until, &moved)
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200);
     seen
 }
 
@@ -152,7 +118,7 @@ async fn open_viewers_survive_a_media_server_moving() {
     let mut report = Vec::new();
     while let Some(seen) = viewers.join_next().await {
         let seen = seen.unwrap();
-        if !seen.ended && seen.frames_after_move > 0 {
+        if !seen.ended && seen.frames_after_mark > 0 {
             kept += 1;
         }
         assert!(!seen.dts_went_back, "{seen:?}");
