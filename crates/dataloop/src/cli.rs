@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 
 use crate::closed_loop::{DataLoop, TriggerKind};
 use crate::config::{Config, ENV_PREFIX};
@@ -22,19 +22,16 @@ use crate::server::{self, AppState};
 use crate::trigger::MiningRequest;
 use crate::warehouse::BeforeCommit;
 
-/// Driving-log closed loop: ingest, query, trigger, train, evaluate, promote.
-#[derive(Debug, Parser)]
-#[command(name = "dataloop", version)]
-pub struct Cli {
-    /// Shared flags (-v, --config, --set).
-    #[command(flatten)]
-    pub common: svckit::cli::CommonArgs,
+/// `dataloop`'s command line: the global flags ([`svckit::cli::CommonArgs`]), [`Globals`] and
+/// [`Command`]; name, version and description come from the crate (`svckit::about!`).
+pub type Cli = svckit::cli::Cli<Command, Globals>;
+
+/// `dataloop`'s own global flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Globals {
     /// Data directory (overrides `data_dir` in the config).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 /// Subcommands.
@@ -141,7 +138,7 @@ pub struct ReportArgs {
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config =
         Config::load(cli.common.config_sources(ENV_PREFIX)).context("loading configuration")?;
-    if let Some(dir) = &cli.data_dir {
+    if let Some(dir) = &cli.globals.data_dir {
         config.data_dir.clone_from(dir);
     }
     Ok(config)

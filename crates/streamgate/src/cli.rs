@@ -11,24 +11,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use svckit::cli::CommonArgs;
+use clap::{Args, Subcommand};
 
 use crate::config::{Config, ENV_PREFIX};
 use crate::service::Running;
 
-/// One public port for many camera streams: proxy, label-bound forwarders, RTSP-pulling
-/// media servers, HTTP-FLV out.
-#[derive(Debug, Parser)]
-#[command(name = "streamgate", version, about)]
-pub struct Cli {
-    /// Flags shared by every service.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `streamgate`'s command line: the global flags ([`svckit::cli::CommonArgs`]) and [`Command`];
+/// name, version and description come from the crate (`svckit::about!`).
+pub type Cli = svckit::cli::Cli<Command>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -323,9 +323,15 @@ impl Launcher {
             self.registry_url.clone(),
         ];
         let env = [
-            (TOKEN_ENV.to_owned(), self.secrets.reader.expose().to_owned()),
             (
-                format!("STREAMGATE_PROXY__AUTH__KEYS__{}", SIGNING_KEY_ID.to_uppercase()),
+                TOKEN_ENV.to_owned(),
+                self.secrets.reader.expose().to_owned(),
+            ),
+            (
+                format!(
+                    "STREAMGATE_PROXY__AUTH__KEYS__{}",
+                    SIGNING_KEY_ID.to_uppercase()
+                ),
                 self.secrets.signing.expose().to_owned(),
             ),
         ];

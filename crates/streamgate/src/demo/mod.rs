@@ -284,7 +284,9 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
     let mut demo = steps::Demo::start(options, &progress).await?;
     let streams = demo.check_streams(&progress).await?;
     let fanout = demo.check_fanout(options.viewers, &progress).await?;
-    let restart = demo.check_restart(options.restart_viewers, &progress).await?;
+    let restart = demo
+        .check_restart(options.restart_viewers, &progress)
+        .await?;
     let errors = demo.check_errors(&progress).await?;
     drop(progress);
     let public_port = demo.public_port();

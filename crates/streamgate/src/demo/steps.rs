@@ -191,7 +191,10 @@ impl Demo {
             if !probe.ok {
                 self.fail(format!("{path}: ffprobe did not decode H.264 ({probe:?})"));
             }
-            self.note(&format!("ffprobe streams of {path}"), probe.all_codecs.clone());
+            self.note(
+                &format!("ffprobe streams of {path}"),
+                probe.all_codecs.clone(),
+            );
             streams.push(StreamReport {
                 url: path.to_owned(),
                 ffprobe_ok: probe.ok,
@@ -415,7 +418,10 @@ impl Demo {
     ///
     /// # Errors
     /// When the proxy cannot be asked at all.
-    pub(super) async fn check_errors(&mut self, progress: &Progress) -> anyhow::Result<ErrorsReport> {
+    pub(super) async fn check_errors(
+        &mut self,
+        progress: &Progress,
+    ) -> anyhow::Result<ErrorsReport> {
         progress.step("checking error answers");
         let secrets = self.launcher.secrets().clone();
         let signed = |path: &str| secrets.sign(path, SIGNED_FOR);

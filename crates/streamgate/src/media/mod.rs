@@ -130,7 +130,11 @@ impl MediaConfig {
         for (key, value, min) in [
             ("media.rtsp_timeout_ms", self.rtsp_timeout_ms, 100),
             ("media.frame_timeout_ms", self.frame_timeout_ms, 100),
-            ("media.first_frame_timeout_ms", self.first_frame_timeout_ms, 100),
+            (
+                "media.first_frame_timeout_ms",
+                self.first_frame_timeout_ms,
+                100,
+            ),
             ("media.lease_ms", self.lease_ms, 100),
         ] {
             if value < min {

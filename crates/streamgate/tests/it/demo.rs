@@ -10,7 +10,15 @@ use crate::bin;
 #[test]
 fn demo_passes_its_checks_and_reports_in_the_issue_shape() {
     let out = Command::new(bin())
-        .args(["demo", "--json", "--viewers", "20", "--restart-viewers", "10", "--keep-logs"])
+        .args([
+            "demo",
+            "--json",
+            "--viewers",
+            "20",
+            "--restart-viewers",
+            "10",
+            "--keep-logs",
+        ])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
