@@ -44,8 +44,12 @@ const MAX_REFUSAL_BYTES: usize = 64 * 1024;
 pub struct RelaySettings {
     /// How long a broken upstream is retried while viewers wait.
     pub reattach_within: Duration,
-    /// An upstream that sends no tag for this long counts as broken.
+    /// An upstream that sends no tag for this long, once streaming, counts as broken.
     pub silence_timeout: Duration,
+    /// Time allowed for an upstream's first tag: longer than the media server's first-frame
+    /// timeout (12 s by default), since a cold pull of a camera that sends no parameter sets
+    /// before its key frames waits up to a whole GOP.
+    pub first_tag_timeout: Duration,
     /// Pause between two attempts when the address did not change.
     pub retry_every: Duration,
 }
@@ -55,6 +59,7 @@ impl Default for RelaySettings {
         Self {
             reattach_within: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(8),
+            first_tag_timeout: Duration::from_secs(15),
             retry_every: Duration::from_millis(100),
         }
     }
@@ -440,13 +445,18 @@ impl SessionContext<'_> {
         let mut streamed = false;
         let broke = |streamed, reason: String| SessionEnd::Broke { streamed, reason };
         loop {
+            let silence = if streamed {
+                settings.silence_timeout
+            } else {
+                settings.first_tag_timeout
+            };
             tokio::select! {
-                frame = tokio::time::timeout(settings.silence_timeout, body.frame()) => {
+                frame = tokio::time::timeout(silence, body.frame()) => {
                     let frame = match frame {
                         Ok(Some(Ok(frame))) => frame,
                         Ok(Some(Err(error))) => return broke(streamed, error.to_string()),
                         Ok(None) => return broke(streamed, "the upstream ended the stream".to_owned()),
-                        Err(_) => return broke(streamed, format!("no data for {:?}", settings.silence_timeout)),
+                        Err(_) => return broke(streamed, format!("no data for {silence:?}")),
                     };
                     let Some(data) = frame.data_ref() else { continue };
                     reader.push(data);
