@@ -14,6 +14,7 @@
 //! program = "chromium"
 //! timeout_ms = 20000
 //! settle_ms = 700
+//! page_deadline_ms = 5000
 //!
 //! [workers]
 //! threads = 2

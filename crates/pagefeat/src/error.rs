@@ -73,6 +73,12 @@ pub enum Error {
         /// The limit in milliseconds.
         timeout_ms: u64,
     },
+    /// A page took longer than `chromium.page_deadline_ms` as a whole.
+    #[error("chromium: the page took longer than its deadline of {deadline_ms} ms")]
+    PageDeadline {
+        /// The deadline in milliseconds.
+        deadline_ms: u64,
+    },
     /// Chromium's snapshot did not have the expected shape (missing layout arrays).
     #[error("chromium snapshot malformed: {what}")]
     SnapshotShape {
