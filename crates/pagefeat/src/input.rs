@@ -6,12 +6,15 @@ use crate::error::{Error, Result};
 /// A page accepted for layout: its text and the name used in messages and URLs.
 #[derive(Debug, Clone)]
 pub struct PageInput {
+    /// The character encoding the bytes were decoded from (WHATWG name, e.g. `"UTF-8"`,
+    /// `"GBK"`, `"windows-1252"`).
+    pub charset: &'static str,
     /// File name or request label, used in errors and reports.
     pub name: String,
     /// The page's base URL (a `file://` URL for files, a placeholder for HTTP bodies). Blitz
     /// needs one: without it, protocol-relative URLs such as `//host/x.gif` make it panic.
     pub base_url: String,
-    /// The HTML text (invalid UTF-8 sequences replaced).
+    /// The HTML text, decoded from [`PageInput::charset`] (invalid sequences replaced).
     pub html: String,
 }
 
@@ -22,9 +25,10 @@ impl PageInput {
     /// Checks `bytes` and makes a page of them.
     ///
     /// Rules, in order: empty or whitespace-only -> [`Error::EmptyInput`]; more than
-    /// `max_bytes` -> [`Error::TooLarge`]; a NUL byte in the first 8 KiB, more than 10 % of
-    /// the bytes invalid UTF-8, or no `<` followed by a letter, `!` or `/` anywhere ->
-    /// [`Error::NotHtml`].
+    /// `max_bytes` -> [`Error::TooLarge`]; the bytes are decoded from the charset
+    /// [`sniff_charset`] finds; then a NUL byte in the first 8 KiB (outside UTF-16), more
+    /// than 1 in 30 characters undecodable, or no `<` followed by a letter, `!` or `/`
+    /// anywhere -> [`Error::NotHtml`].
     ///
     /// # Errors
     /// As listed above.
@@ -45,13 +49,16 @@ impl PageInput {
                 limit: max_bytes,
             });
         }
-        if bytes.iter().take(8192).any(|b| *b == 0) {
+        let encoding = sniff_charset(bytes);
+        let utf16 = encoding == encoding_rs::UTF_16LE || encoding == encoding_rs::UTF_16BE;
+        if !utf16 && bytes.iter().take(8192).any(|b| *b == 0) {
             return Err(Error::NotHtml {
                 source_name: name,
                 reason: "it contains NUL bytes (binary data)",
             });
         }
-        let html = String::from_utf8_lossy(bytes).into_owned();
+        let (html, encoding, _) = encoding.decode(bytes);
+        let html = html.into_owned();
         let replaced = html.matches('\u{FFFD}').count();
         if replaced * 30 > bytes.len() {
             return Err(Error::NotHtml {
@@ -66,11 +73,131 @@ impl PageInput {
             });
         }
         Ok(Self {
+            charset: encoding.name(),
             name,
             base_url: base_url.unwrap_or_else(|| FALLBACK_BASE_URL.to_owned()),
             html,
         })
     }
+}
+
+/// How many bytes the `<meta>` prescan looks at (the HTML standard's 1024).
+const PRESCAN_BYTES: usize = 1024;
+
+/// The character encoding of an HTML byte stream without transport information, after the
+/// HTML standard's "encoding sniffing algorithm" (¶ 13.2.3.2) as browsers run it: a byte
+/// order mark; else a `<meta charset>` or `<meta http-equiv=content-type content=...charset=>`
+/// in the first 1024 bytes (a declared UTF-16 means UTF-8, as the standard says); else UTF-8
+/// when the bytes are valid UTF-8; else the guess of `chardetng` (Firefox's detector).
+pub fn sniff_charset(bytes: &[u8]) -> &'static encoding_rs::Encoding {
+    if let Some((encoding, _)) = encoding_rs::Encoding::for_bom(bytes) {
+        return encoding;
+    }
+    if let Some(declared) = prescan_meta(&bytes[..bytes.len().min(PRESCAN_BYTES)]) {
+        if declared == encoding_rs::UTF_16LE || declared == encoding_rs::UTF_16BE {
+            return encoding_rs::UTF_8;
+        }
+        if declared == encoding_rs::X_USER_DEFINED {
+            return encoding_rs::WINDOWS_1252;
+        }
+        return declared;
+    }
+    if std::str::from_utf8(bytes).is_ok() {
+        return encoding_rs::UTF_8;
+    }
+    let mut detector = chardetng::EncodingDetector::new();
+    detector.feed(bytes, true);
+    detector.guess(None, true)
+}
+
+/// The encoding a `<meta>` in `head` declares (a simplified prescan: attribute values
+/// quoted or not, case-insensitive; comments are skipped).
+fn prescan_meta(head: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let lower: Vec<u8> = head.to_ascii_lowercase();
+    let mut at = 0;
+    while let Some(offset) = find(&lower[at..], b"<") {
+        let start = at + offset;
+        let rest = &lower[start..];
+        if rest.starts_with(b"<!--") {
+            at = start + 4 + find(&rest[4..], b"-->").map_or(rest.len() - 4, |e| e + 3);
+            continue;
+        }
+        let end = start + find(rest, b">").unwrap_or(rest.len());
+        let tag = &lower[start..end];
+        at = end.max(start + 1);
+        if !(tag.starts_with(b"<meta")
+            && tag
+                .get(5)
+                .is_some_and(|b| b.is_ascii_whitespace() || *b == b'/'))
+        {
+            continue;
+        }
+        let value = attribute(tag, b"charset").or_else(|| {
+            let equiv = attribute(tag, b"http-equiv")?;
+            if equiv != b"content-type" {
+                return None;
+            }
+            let content = attribute(tag, b"content")?;
+            let from = find(content, b"charset=")? + b"charset=".len();
+            let label = &content[from..];
+            let label = label
+                .strip_prefix(b"\"")
+                .or_else(|| label.strip_prefix(b"'"))
+                .unwrap_or(label);
+            let stop = label
+                .iter()
+                .position(|b| matches!(b, b';' | b'"' | b'\'') || b.is_ascii_whitespace())
+                .unwrap_or(label.len());
+            Some(&label[..stop])
+        });
+        if let Some(encoding) = value.and_then(encoding_rs::Encoding::for_label) {
+            return Some(encoding);
+        }
+    }
+    None
+}
+
+/// The value of attribute `name` in the lower-cased tag text `tag` (`<meta ...`).
+fn attribute<'a>(tag: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let mut from = 0;
+    while let Some(offset) = find(&tag[from..], name) {
+        let at = from + offset;
+        from = at + name.len();
+        let before_ok = tag
+            .get(at.wrapping_sub(1))
+            .is_some_and(|b| b.is_ascii_whitespace() || *b == b'/');
+        let mut i = at + name.len();
+        while tag.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if !before_ok || tag.get(i) != Some(&b'=') {
+            continue;
+        }
+        i += 1;
+        while tag.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        let value = match tag.get(i) {
+            Some(quote @ (b'"' | b'\'')) => {
+                let body = &tag[i + 1..];
+                &body[..body.iter().position(|b| b == quote).unwrap_or(body.len())]
+            }
+            _ => {
+                let body = &tag[i..];
+                let stop = body
+                    .iter()
+                    .position(|b| b.is_ascii_whitespace() || matches!(b, b'>' | b'/' | b';'))
+                    .unwrap_or(body.len());
+                &body[..stop]
+            }
+        };
+        return Some(value);
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// True when `text` has at least one `<tag`, `</tag` or `<!` sequence.
@@ -111,5 +238,48 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn legacy_charsets_are_decoded_not_rejected() {
+        // GBK declared by <meta charset>: "新闻" (news) is D0C2 CEC5.
+        let gbk = b"<html><head><meta charset=\"gbk\"><title>\xD0\xC2\xCE\xC5</title></head><body><p>\xD0\xC2\xCE\xC5</p></body></html>";
+        let page = PageInput::from_bytes("gbk", None, gbk, 1 << 20).unwrap();
+        assert_eq!(page.charset, "GBK");
+        assert!(page.html.contains("<p>新闻</p>"), "{}", page.html);
+        // Latin-1 through http-equiv: "café" with E9.
+        let latin1 = b"<html><head><meta http-equiv='Content-Type' content='text/html; charset=ISO-8859-1'></head><body>caf\xE9</body></html>";
+        let page = PageInput::from_bytes("latin1", None, latin1, 1 << 20).unwrap();
+        assert_eq!(page.charset, "windows-1252");
+        assert!(page.html.contains("café"));
+        // Undeclared Shift_JIS: guessed ("日本語のページです。" repeated).
+        let text = "<p>日本語のページです。</p>".repeat(20);
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(&text);
+        let page = PageInput::from_bytes("sjis", None, &sjis, 1 << 20).unwrap();
+        assert_eq!(page.charset, "Shift_JIS");
+        assert!(page.html.contains("日本語のページです。"));
+        // A UTF-8 BOM wins over a wrong declaration; plain UTF-8 stays UTF-8.
+        let bom = "\u{FEFF}<meta charset=gbk><p>新闻</p>".as_bytes();
+        assert_eq!(
+            PageInput::from_bytes("bom", None, bom, 1 << 20)
+                .unwrap()
+                .charset,
+            "UTF-8"
+        );
+        let utf8 = "<p>新闻</p>".as_bytes();
+        assert_eq!(
+            PageInput::from_bytes("u8", None, utf8, 1 << 20)
+                .unwrap()
+                .charset,
+            "UTF-8"
+        );
+        // A declaration inside a comment does not count.
+        let commented = b"<!-- <meta charset=gbk> --><p>caf\xE9 ol\xE9 na\xEFve r\xE9sum\xE9</p>";
+        assert_ne!(
+            PageInput::from_bytes("c", None, commented, 1 << 20)
+                .unwrap()
+                .charset,
+            "GBK"
+        );
     }
 }
