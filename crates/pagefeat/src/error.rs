@@ -27,6 +27,17 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The input nests elements deeper than [`crate::input::MAX_DEPTH`] (Blink's parser
+    /// limit, 512).
+    #[error("input `{source_name}` is nested {depth} levels deep, over the limit of {limit}")]
+    TooDeep {
+        /// The file name or request.
+        source_name: String,
+        /// The nesting found ([`crate::input::nesting_depth`]).
+        depth: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The input does not look like HTML: it is binary (NUL bytes or invalid UTF-8 in most of
     /// it) or has no `<` markup at all.
     #[error("input `{source_name}` is not HTML: {reason}")]
@@ -162,6 +173,7 @@ impl Error {
             self,
             Self::EmptyInput { .. }
                 | Self::TooLarge { .. }
+                | Self::TooDeep { .. }
                 | Self::NotHtml { .. }
                 | Self::BadSelector { .. }
                 | Self::SelectorNoMatch { .. }
