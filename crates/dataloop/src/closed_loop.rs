@@ -20,9 +20,9 @@ use crate::error::{Error, Result};
 use crate::eval::{self, Metrics};
 use crate::model::{self, AgentWindow, TrainMode};
 use crate::olap::Olap;
-use crate::query;
 use crate::reader::{self, Rejection};
 use crate::registry::{self, ModelVersion, Registry, TriggerRecord};
+use crate::sql_engine::{QueryEngine, QueryLimits};
 use crate::trigger::{self, FileStore, MiningRequest};
 use crate::warehouse::{self, BeforeCommit, StoredClip, Warehouse};
 
@@ -122,6 +122,7 @@ pub struct DataLoop {
     warehouse: Warehouse,
     olap: Olap,
     files: FileStore,
+    engine: QueryEngine,
     progress: bool,
 }
 
@@ -140,12 +141,14 @@ impl DataLoop {
         let warehouse = Warehouse::open_or_create(&data_dir.join("warehouse")).await?;
         let olap = Olap::open(&data_dir.join("olap"))?;
         let files = FileStore::open(&config.file_store())?;
+        let engine = QueryEngine::new(QueryLimits::from_config(&config.serve))?;
         Ok(Self {
             config,
             data_dir,
             warehouse,
             olap,
             files,
+            engine,
             progress,
         })
     }
@@ -287,13 +290,14 @@ impl DataLoop {
         Ok(restored)
     }
 
-    /// Runs `sql` over `warehouse` and `olap`.
+    /// Runs the read-only query `sql` over `warehouse` and `olap` under the `serve.query_*`
+    /// limits ([`QueryEngine::run`]).
     ///
     /// # Errors
-    /// [`Error::Query`].
+    /// [`Error::SqlRefused`], [`Error::Query`], [`Error::QueryTimeout`], [`Error::QueryMemory`],
+    /// [`Error::TooManyRows`], [`Error::QueryBusy`].
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let ctx = query::stores_session(&self.warehouse, &self.olap).await?;
-        query::run(&ctx, sql).await
+        self.engine.run(&self.warehouse, &self.olap, sql).await
     }
 
     /// Runs one trigger: select data, train, evaluate on the fixed split, promote if better,
@@ -302,7 +306,7 @@ impl DataLoop {
     /// # Errors
     /// [`Error::UnknownRule`], [`Error::BadParam`], [`Error::BadPredicate`],
     /// [`Error::TooFewWindows`], store and registry errors.
-    pub async fn trigger(&mut self, kind: TriggerKind, now: SystemTime) -> Result<TriggerOutcome> {
+    pub async fn trigger(&self, kind: TriggerKind, now: SystemTime) -> Result<TriggerOutcome> {
         let mut registry = Registry::load(&self.data_dir)?;
         let version = registry.next_version();
         let fired_at: DateTime<Utc> = now.into();

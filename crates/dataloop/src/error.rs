@@ -96,6 +96,47 @@ pub enum Error {
     /// A DataFusion query failed (syntax, unknown column, execution).
     #[error("query failed: {0}")]
     Query(#[from] DataFusionError),
+    /// A SQL query is not read-only (DDL such as `CREATE EXTERNAL TABLE`, DML such as `INSERT` or
+    /// `COPY ... TO`, statements such as `SET`), more than one statement, or too long.
+    #[error(
+        "query refused: only read-only queries (SELECT, EXPLAIN, SHOW, DESCRIBE) are allowed: {reason}"
+    )]
+    SqlRefused {
+        /// What DataFusion's plan check (or the length check) found.
+        reason: String,
+    },
+    /// A SQL query ran longer than `serve.query_timeout_ms` and was cancelled.
+    #[error("query cancelled after the {limit_ms} ms limit (serve.query_timeout_ms)")]
+    QueryTimeout {
+        /// The limit \[ms\].
+        limit_ms: u64,
+    },
+    /// A SQL query needed more memory than the query memory pool holds.
+    #[error("query exceeded the {limit_mib} MiB memory limit (serve.query_memory_mib): {detail}")]
+    QueryMemory {
+        /// The pool size \[MiB\].
+        limit_mib: u64,
+        /// DataFusion's message (which operator asked for how much).
+        detail: String,
+    },
+    /// A SQL query's result has more rows than `serve.query_max_rows`.
+    #[error("query result has more than {limit} rows (serve.query_max_rows); add a LIMIT")]
+    TooManyRows {
+        /// The limit.
+        limit: usize,
+    },
+    /// `serve.max_concurrent_queries` queries are already running.
+    #[error("{limit} queries are already running (serve.max_concurrent_queries); retry later")]
+    QueryBusy {
+        /// The limit.
+        limit: usize,
+    },
+    /// The query thread pool could not be started or lost a query task.
+    #[error("query runtime: {0}")]
+    QueryRuntime(String),
+    /// `serve` has no usable bearer token (missing, unreadable or too short).
+    #[error("bearer token: {0}")]
+    Token(String),
     /// Arrow encoding or decoding failed.
     #[error("arrow: {0}")]
     Arrow(#[from] ArrowError),
