@@ -193,12 +193,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out(&format!("{}\n", serde_json::to_string(&report)?))?;
             } else {
                 let mut text = format!(
-                    "batch {} ({}): {} files, {} clips, {} rejected; warehouse version {}, olap rows {}\n",
+                    "batch {} ({}): {} files, {} new clips ({} already stored), {} rejected; read warehouse version {}, now {}, olap rows {}\n",
                     report.batch_id,
                     report.ingest_date,
                     report.files,
                     report.clips,
+                    report.duplicates,
                     report.rejected,
+                    report.read_version,
                     report.warehouse_version,
                     report.olap_rows
                 );
@@ -222,14 +224,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sql(args) => {
             let dl = DataLoop::open(config, false).await?;
-            let batches = dl.sql(&args.sql).await?;
+            let (warehouse_version, batches) = dl.sql(&args.sql).await?;
             if args.json {
                 out(&format!(
                     "{}\n",
                     serde_json::Value::Array(query::to_json_rows(&batches))
                 ))?;
             } else {
-                out(&query::to_table(&batches))?;
+                out(&format!(
+                    "{}read at warehouse version {warehouse_version}\n",
+                    query::to_table(&batches)
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }

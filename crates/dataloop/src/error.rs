@@ -204,6 +204,27 @@ pub enum Error {
         /// The parser's message.
         reason: String,
     },
+    /// The champion named in `registry.json` has an artefact that cannot be read or decoded; a
+    /// trigger refuses to judge a new model against anything else.
+    #[error(
+        "champion model v{version} (`{path}`) cannot be used: {reason}; restore it or set another champion in registry.json"
+    )]
+    CorruptChampion {
+        /// The champion version.
+        version: u32,
+        /// Its artefact.
+        path: PathBuf,
+        /// What failed (the error chain).
+        reason: String,
+    },
+    /// Another process held a data-directory lock longer than the wait limit.
+    #[error("`{path}` is still locked by another process after {limit_s} s")]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// The wait limit \[s\].
+        limit_s: u64,
+    },
     /// The metrics plot could not be drawn.
     #[error("plot `{path}`: {reason}")]
     Plot {
@@ -218,6 +239,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error and its sources, joined by `: `.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod geometry;
+pub mod lock;
 pub mod model;
 pub mod olap;
 pub mod query;

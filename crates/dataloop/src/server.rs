@@ -184,7 +184,7 @@ impl IntoResponse for AppError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Error::QueryBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::NoChampion(_) => StatusCode::CONFLICT,
+            Error::NoChampion(_) | Error::LockTimeout { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -205,6 +205,7 @@ impl IntoResponse for AppError {
 
 async fn status(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, AppError> {
     let dl = &state.dl;
+    let warehouse = dl.current_warehouse().await.map_err(AppError)?;
     let olap_rows = dl.olap().rows().await.map_err(AppError)?;
     let registry = Registry::load(dl.data_dir()).map_err(AppError)?;
     let next_due = state
@@ -214,7 +215,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
         .and_then(|n| *n)
         .map(|t| DateTime::<Utc>::from(t).to_rfc3339());
     Ok(Json(json!({
-        "warehouse_version": dl.warehouse().version(),
+        "warehouse_version": warehouse.version(),
         "olap_rows": olap_rows,
         "champion": registry.champion,
         "models": registry.versions.len(),
@@ -253,8 +254,11 @@ async fn sql(
     State(state): State<Arc<AppState>>,
     Json(request): Json<SqlRequest>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let batches = state.dl.sql(&request.sql).await.map_err(AppError)?;
-    Ok(Json(json!({ "rows": query::to_json_rows(&batches) })))
+    let (warehouse_version, batches) = state.dl.sql(&request.sql).await.map_err(AppError)?;
+    Ok(Json(json!({
+        "warehouse_version": warehouse_version,
+        "rows": query::to_json_rows(&batches),
+    })))
 }
 
 async fn registry(State(state): State<Arc<AppState>>) -> Result<Json<Registry>, AppError> {

@@ -10,6 +10,7 @@
 mod delta_reader;
 mod http_api;
 mod ingest_faults;
+mod integrity;
 mod manual_trigger;
 mod safe_service;
 
