@@ -181,7 +181,7 @@ pub enum Error {
         /// Available.
         got: usize,
     },
-    /// The ML crate (linfa) failed to fit.
+    /// The ridge normal equations could not be solved, or a champion's statistics are malformed.
     #[error("model fit failed: {0}")]
     Fit(String),
     /// No champion model exists yet (run a trigger first).
