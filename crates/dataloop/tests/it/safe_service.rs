@@ -49,7 +49,16 @@ async fn post_sql(client: &reqwest::Client, url: &str, sql: &str) -> (StatusCode
 async fn sql_is_read_only_and_routes_need_the_token() {
     let dir = testkit::tempdir();
     let data = dir.path().join("data");
-    dataloop_ok(&data, &["ingest", "--input", "data/driving", "--json"], 0);
+    dataloop_ok(
+        &data,
+        &[
+            "ingest",
+            "--input",
+            "data/driving/av2_sensor_log_7fab2350",
+            "--json",
+        ],
+        0,
+    );
     let peer = serve(&data, &[]);
     let client = reqwest::Client::new();
     let sql_url = peer.url("/sql");
@@ -100,10 +109,27 @@ async fn sql_is_read_only_and_routes_need_the_token() {
     // Not SQL at all: a 400 with the parser's reason.
     let (status, body) = post_sql(&client, &sql_url, "SELEKT 1").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    // The stores are intact and readable.
+    // The stores are intact and readable; the answer names the warehouse version it read.
     let (status, body) = post_sql(&client, &sql_url, "SELECT count(*) AS n FROM olap").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["rows"][0]["n"].as_i64().unwrap() > 100, "{body}");
+    let before = body["rows"][0]["n"].as_i64().unwrap();
+    assert!(before > 100, "{body}");
+    assert_eq!(body["warehouse_version"], 1, "{body}");
+    // Another process commits a batch while the service runs: the next query reads it.
+    dataloop_ok(
+        &data,
+        &[
+            "ingest",
+            "--input",
+            "data/driving/comma2k19_segment",
+            "--json",
+        ],
+        0,
+    );
+    let (status, body) = post_sql(&client, &sql_url, "SELECT count(*) AS n FROM warehouse").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["warehouse_version"], 2, "{body}");
+    assert!(body["rows"][0]["n"].as_i64().unwrap() > before, "{body}");
 
     // Authentication: every API route, none of /healthz and /metrics.
     for (method, path) in [
