@@ -25,7 +25,7 @@
 
 use std::collections::HashSet;
 
-use nalgebra::{SMatrix, SVector};
+use nalgebra::SMatrix;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -406,13 +406,25 @@ impl Stats {
             gram: Gram::zeros(),
             xty: Xty::zeros(),
         };
+        // Plain arrays (the upper triangle of XᵀX), not matrix products: this loop is the
+        // whole cost of training and also runs in debug builds.
+        let mut gram = [[0.0_f64; FEATURES]; FEATURES];
+        let mut xty = [[0.0_f64; OUTPUTS]; FEATURES];
         for w in windows {
-            let x = SVector::<f64, FEATURES>::from(w.features());
-            let y = SVector::<f64, OUTPUTS>::from(targets(w));
-            stats.gram += x * x.transpose();
-            stats.xty += x * y.transpose();
+            let x = w.features();
+            let y = targets(w);
+            for (i, &xi) in x.iter().enumerate() {
+                for (g, &xj) in gram[i][i..].iter_mut().zip(&x[i..]) {
+                    *g += xi * xj;
+                }
+                for (t, &yk) in xty[i].iter_mut().zip(&y) {
+                    *t += xi * yk;
+                }
+            }
             stats.rows += 1;
         }
+        stats.gram = Gram::from_fn(|i, j| gram[i.min(j)][i.max(j)]);
+        stats.xty = Xty::from_fn(|i, k| xty[i][k]);
         stats
     }
 
@@ -447,11 +459,13 @@ impl Stats {
 
 /// The knot-residual targets of `w`: truth minus constant velocity at [`KNOTS`], (x, y) pairs.
 fn targets(w: &AgentWindow) -> [f64; OUTPUTS] {
-    let cv = constant_velocity(w);
+    let v = w.last_velocity();
     let mut y = [0.0; OUTPUTS];
     for (k, &step) in KNOTS.iter().enumerate() {
-        y[2 * k] = w.future[step - 1][0] - cv[step - 1][0];
-        y[2 * k + 1] = w.future[step - 1][1] - cv[step - 1][1];
+        // Constant velocity at `step` is `v · step · STEP_S` ([`constant_velocity`]).
+        let t = step as f64 * STEP_S;
+        y[2 * k] = w.future[step - 1][0] - v[0] * t;
+        y[2 * k + 1] = w.future[step - 1][1] - v[1] * t;
     }
     y
 }
@@ -687,6 +701,37 @@ mod tests {
         assert_eq!((summary.windows, summary.duplicates), (0, 40));
         assert_eq!(again.train_windows, 60);
         assert!(max_rel_diff(&again.weights, &inc.weights) < 1e-12);
+    }
+
+    #[test]
+    fn targets_are_truth_minus_constant_velocity_at_the_knots() {
+        for (_, w) in windows(0..5) {
+            let cv = constant_velocity(&w);
+            let y = targets(&w);
+            for (k, &step) in KNOTS.iter().enumerate() {
+                assert!((y[2 * k] - (w.future[step - 1][0] - cv[step - 1][0])).abs() < 1e-12);
+                assert!((y[2 * k + 1] - (w.future[step - 1][1] - cv[step - 1][1])).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn statistics_are_x_transpose_x_and_x_transpose_y() {
+        let all = windows(0..7);
+        let stats = Stats::of(all.iter().map(|(_, w)| w));
+        let x: Vec<[f64; FEATURES]> = all.iter().map(|(_, w)| w.features()).collect();
+        let y: Vec<[f64; OUTPUTS]> = all.iter().map(|(_, w)| targets(w)).collect();
+        for i in 0..FEATURES {
+            for j in 0..FEATURES {
+                let want: f64 = x.iter().map(|r| r[i] * r[j]).sum();
+                assert!((stats.gram[(i, j)] - want).abs() < 1e-9 * want.abs().max(1.0));
+            }
+            for k in 0..OUTPUTS {
+                let want: f64 = x.iter().zip(&y).map(|(r, t)| r[i] * t[k]).sum();
+                assert!((stats.xty[(i, k)] - want).abs() < 1e-9 * want.abs().max(1.0));
+            }
+        }
+        assert_eq!(stats.rows, 7);
     }
 
     #[test]
