@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
+use crate::auth::BearerToken;
 use crate::closed_loop::{DataLoop, TriggerKind};
 use crate::config::{Config, ENV_PREFIX};
 use crate::query;
@@ -189,12 +190,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out(&format!("{}\n", serde_json::to_string(&report)?))?;
             } else {
                 let mut text = format!(
-                    "batch {} ({}): {} files, {} clips, {} rejected; warehouse version {}, olap rows {}\n",
+                    "batch {} ({}): {} files, {} new clips ({} already stored), {} rejected; read warehouse version {}, now {}, olap rows {}\n",
                     report.batch_id,
                     report.ingest_date,
                     report.files,
                     report.clips,
+                    report.duplicates,
                     report.rejected,
+                    report.read_version,
                     report.warehouse_version,
                     report.olap_rows
                 );
@@ -218,19 +221,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sql(args) => {
             let dl = DataLoop::open(config, false).await?;
-            let batches = dl.sql(&args.sql).await?;
+            let (warehouse_version, batches) = dl.sql(&args.sql).await?;
             if args.json {
                 out(&format!(
                     "{}\n",
                     serde_json::Value::Array(query::to_json_rows(&batches))
                 ))?;
             } else {
-                out(&query::to_table(&batches))?;
+                out(&format!(
+                    "{}read at warehouse version {warehouse_version}\n",
+                    query::to_table(&batches)
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Trigger(args) => {
-            let mut dl = DataLoop::open(config, svckit::cli::progress_wanted(args.json)).await?;
+            let dl = DataLoop::open(config, svckit::cli::progress_wanted(args.json)).await?;
             let kind = match args.rule {
                 Some(rule) if !args.scheduled => TriggerKind::Manual(MiningRequest {
                     rule,
@@ -273,9 +279,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listen = args.listen.unwrap_or_else(|| config.listen.clone());
             let cron = config.schedule.cron.clone();
             let enabled = config.schedule.enabled;
+            let token =
+                BearerToken::from_config(&config.serve).context("starting `dataloop serve`")?;
             let dl = DataLoop::open(config, false).await?;
             serve(
                 dl,
+                token,
                 &listen,
                 &cron,
                 enabled,
@@ -334,19 +343,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs the HTTP API and (when `enabled`) the scheduler until `shutdown` completes.
+/// Runs the HTTP API (behind `token`) and (when `enabled`) the scheduler until `shutdown`
+/// completes.
 ///
 /// # Errors
 /// Bind, cron and serve errors.
 pub async fn serve(
     dl: DataLoop,
+    token: BearerToken,
     listen: &str,
     cron: &str,
     enabled: bool,
     clock: Arc<dyn svckit::Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = start_service(dl, listen, cron, enabled, clock).await?;
+    let service = start_service(dl, token, listen, cron, enabled, clock).await?;
     service.run(shutdown).await
 }
 
@@ -363,6 +374,8 @@ pub struct Service {
     pub stop: tokio_util::sync::CancellationToken,
     /// The scheduler task.
     pub task: tokio::task::JoinHandle<()>,
+    /// The token the API requires.
+    pub token: BearerToken,
 }
 
 impl Service {
@@ -378,7 +391,7 @@ impl Service {
             .grace_period(std::time::Duration::from_secs(5));
         let result = svckit::serve(
             self.listener,
-            server::router(self.state.clone()),
+            server::router(self.state.clone(), self.token),
             options,
             shutdown,
         )
@@ -389,12 +402,13 @@ impl Service {
     }
 }
 
-/// Binds `listen` and starts the scheduler task (when `enabled`).
+/// Binds `listen` and starts the scheduler task (when `enabled`); the API will require `token`.
 ///
 /// # Errors
 /// Bind and cron errors.
 pub async fn start_service(
     dl: DataLoop,
+    token: BearerToken,
     listen: &str,
     cron: &str,
     enabled: bool,
@@ -424,5 +438,6 @@ pub async fn start_service(
         metrics,
         stop,
         task,
+        token,
     })
 }
