@@ -41,46 +41,12 @@ pub struct BenchRow {
 
 /// The process's peak resident set (VmHWM), MB; 0 when /proc is not readable.
 pub fn own_peak_rss_mb() -> f64 {
-    proc_status_kb(Path::new("/proc/self/status"), "VmHWM:") / 1024.0
-}
-
-fn proc_status_kb(path: &Path, key: &str) -> f64 {
-    fs_err::read_to_string(path)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
+    svckit::procstat::status_kb(Path::new("/proc/self/status"), "VmHWM:") as f64 / 1024.0
 }
 
 /// Summed VmRSS of every process in process group `pgid`, MB.
 pub fn group_rss_mb(pgid: u32) -> f64 {
-    let Ok(entries) = fs_err::read_dir("/proc") else {
-        return 0.0;
-    };
-    let mut total = 0.0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
-        else {
-            continue;
-        };
-        let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command's closing parenthesis: state ppid pgrp ...
-        let group = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
-            .and_then(|g| g.parse::<u32>().ok());
-        if group == Some(pgid) {
-            total += proc_status_kb(&Path::new("/proc").join(pid).join("status"), "VmRSS:");
-        }
-    }
-    total / 1024.0
+    svckit::procstat::group_usage(pgid).rss_bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// Runs both engines over the bundled pages (at most `max_pages`, 0 = all).

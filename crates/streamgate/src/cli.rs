@@ -184,6 +184,9 @@ pub struct BenchArgs {
     /// Seconds of frames compared for the added latency.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Instead: the load comparison with nginx at these viewer counts (e.g. `200,1000,5000`).
+    #[arg(long, value_delimiter = ',')]
+    pub viewers: Vec<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -355,6 +358,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let query = crate::auth::sign(&resource, &args.key_id, key, expires);
             let bare = args.path.split('?').next().unwrap_or_default();
             svckit::cli::stdout_line(&format!("{bare}?{query}"))?;
+        }
+        Command::Bench(args) if !args.viewers.is_empty() => {
+            let input = args.input.unwrap_or_else(bundled_clip);
+            let rows = crate::bench::run_load(&input, &args.viewers, args.seconds).await?;
+            svckit::cli::print_report(&rows, args.json, || crate::bench::load::table(&rows))?;
         }
         Command::Bench(args) => {
             let options = crate::bench::BenchOptions {

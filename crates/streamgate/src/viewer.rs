@@ -217,6 +217,8 @@ pub struct Watched {
     pub ended: bool,
     /// Request to the first video key frame.
     pub first_frame: Option<Duration>,
+    /// Decoding timestamp of the last video frame received, ms.
+    pub last_dts_ms: Option<u32>,
 }
 
 /// Watches `url` with `client` until `until`, checking every video frame: gaps, decoding
@@ -256,6 +258,7 @@ pub async fn watch_stream(
                     seen.max_gap = seen.max_gap.max(at - when);
                 }
                 last = Some((tag.timestamp_ms, at));
+                seen.last_dts_ms = Some(tag.timestamp_ms);
                 seen.frames += 1;
                 if *mark.borrow() {
                     seen.frames_after_mark += 1;

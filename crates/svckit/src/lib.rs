@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod process;
+pub mod procstat;
 pub mod redact;
 mod serve;
 mod telemetry;

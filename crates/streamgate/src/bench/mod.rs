@@ -8,6 +8,9 @@
 //! * Added latency per frame: one viewer through the proxy and one direct, watching the same
 //!   stream at the same time for `seconds`; for every live video frame (matched by FLV
 //!   timestamp) the difference of the two arrival instants on the monotonic clock.
+//! * With `--viewers N,...`, the load comparison against nginx of [`load`].
+
+pub mod load;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,6 +22,9 @@ use serde::Serialize;
 use crate::camera::Camera;
 use crate::cluster::{Launcher, free_port, loopback, wait_for_routes};
 use crate::viewer::{Viewer, client};
+
+/// The public path the benches watch (signed for each run).
+const PUBLIC_PATH: &str = "/realtime-ServiceA-NameSpaceA/sub_stream/0.flv";
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -158,8 +164,11 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     })?;
     wait_for_routes(&launcher.registry_client(), 1, 1, Duration::from_secs(10)).await?;
     let via_proxy = format!(
-        "http://{}/realtime-ServiceA-NameSpaceA/sub_stream/0.flv",
-        proxy.addr()
+        "http://{}{}",
+        proxy.addr(),
+        launcher
+            .secrets()
+            .sign(PUBLIC_PATH, Duration::from_secs(3600))
     );
     let direct = format!("http://{}/sub_stream/0.flv", media.addr());
 
@@ -222,6 +231,90 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             skews,
         ),
     ])
+}
+
+/// Runs the load comparison: for each count in `viewers`, the chain and then nginx (in front
+/// of the same media server), `seconds` of load each.
+///
+/// # Errors
+/// When a part or nginx cannot be started or the stream does not play.
+pub async fn run_load(
+    input: &std::path::Path,
+    viewers: &[usize],
+    seconds: u64,
+) -> anyhow::Result<Vec<load::LoadRow>> {
+    let logs = tempfile::Builder::new()
+        .prefix("streamgate-load-")
+        .tempdir()?;
+    let exe = std::env::current_exe().context("locating the streamgate binary")?;
+    let camera_port = free_port()?;
+    let input = input.to_owned();
+    let camera = tokio::task::spawn_blocking(move || {
+        Camera::start(camera_port, &input, Duration::from_secs(30))
+    })
+    .await??;
+    let registry_port = free_port()?;
+    let public_port = free_port()?;
+    let mut launcher = Launcher::new(
+        exe,
+        logs.path(),
+        format!("http://{}", loopback(registry_port)),
+    );
+    let (registry_part, media, forwarder, proxy) = tokio::task::block_in_place(|| {
+        let registry_part = launcher.registry(registry_port)?;
+        let media = launcher.media(
+            "media-a",
+            "NameSpaceA",
+            free_port()?,
+            &[("sub_stream", camera.url("/sub_stream"))],
+            &[],
+        )?;
+        let forwarder = launcher.forwarder("ServiceA", "NameSpaceA", "media-a")?;
+        let proxy = launcher.proxy(public_port)?;
+        anyhow::Ok((registry_part, media, forwarder, proxy))
+    })?;
+    wait_for_routes(&launcher.registry_client(), 1, 1, Duration::from_secs(10)).await?;
+    let nginx = load::Nginx::start(logs.path(), media.addr())?;
+    let direct = format!("http://{}/sub_stream/0.flv", media.addr());
+    // Keep the stream pulled for the whole run, so every row starts from a playing stream.
+    let keeper = {
+        let url = direct.clone();
+        tokio::spawn(async move {
+            let client = client(Duration::from_secs(20));
+            if let Ok(mut viewer) = Viewer::open(&client, &url).await {
+                while let Ok(Some(_)) = viewer.next_tag().await {}
+            }
+        })
+    };
+    time_to_first_frame(&direct).await?;
+    let chain = load::LoadPath {
+        name: "streamgate",
+        url: format!(
+            "http://{}{}",
+            proxy.addr(),
+            launcher
+                .secrets()
+                .sign(PUBLIC_PATH, Duration::from_secs(24 * 3600))
+        ),
+        groups: vec![media.child.pid(), forwarder.child.pid(), proxy.child.pid()],
+    };
+    let front = load::LoadPath {
+        name: "nginx",
+        url: format!("http://{}/sub_stream/0.flv", loopback(nginx.port)),
+        groups: vec![media.child.pid(), nginx.pid()],
+    };
+    let window = Duration::from_secs(seconds.max(2));
+    let mut rows = Vec::new();
+    for &n in viewers {
+        for path in [&chain, &front] {
+            rows.push(load::measure(path, &direct, n, window).await?);
+            // Let the viewers' connections close before the next row.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    keeper.abort();
+    drop((nginx, proxy, forwarder, media, registry_part, camera));
+    Ok(rows)
 }
 
 #[cfg(test)]
