@@ -4,12 +4,15 @@
 //!
 //! | method and path | what |
 //! | --- | --- |
-//! | `PUT /streams/{id}/blocks/{n}` | the origin publishes block `n` (headers `x-duration-ms`, `x-sha256`); blocks must come in order |
-//! | `POST /streams/{id}/end` | the origin ends the stream (JSON [`EndOfStream`]) |
+//! | `PUT /streams/{id}/blocks/{n}` | the origin publishes block `n` (headers `x-duration-ms`, `x-sha256`); blocks must come in order; a repeated PUT of a block already held with the same SHA-256 is a 200 (the origin retries when an answer was lost) |
+//! | `POST /streams/{id}/end` | the origin ends the stream (JSON [`EndOfStream`]; a repeat is a 204) |
 //! | `GET /streams/{id}/blocks/{n}?peer=P` | block `n`, immutable and cacheable (`Cache-Control: public, max-age=31536000, immutable`, `ETag` = SHA-256), so nginx or any HTTP CDN can sit in front; waits up to 5 s for a block not cut yet |
 //! | `GET /streams/{id}/manifest?from=N` | the live edge and the infos of blocks `N..` (JSON [`Manifest`]) |
 //! | `GET /streams/{id}/subscribe?peer=P&layout=L&substreams=1,3&from=N` (or `&back=K`: from `K` blocks behind the live edge) | substream prefetch: a body of [`Frame`]s until the stream ends: the info of every block from `N` on as it is cut, with the bytes of those in the listed substreams under layout `L` |
 //! | `GET /streams/{id}/stats` | bytes served per peer (JSON [`CdnStats`]) |
+//!
+//! Publishing (`PUT` and `POST .../end`) requires the publish token as
+//! `Authorization: Bearer TOKEN` (401 without, 403 when wrong; [`crate::auth`]).
 //!
 //! Bytes served (block payloads, prefetch and single-block fetches) are counted per peer and
 //! exported as the `cdn_bytes_served` Prometheus counter.
@@ -30,6 +33,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use svckit::redact::Secret;
 use tokio::sync::watch;
 
 use crate::block::{Block, BlockInfo, Digest256, hex_digest};
@@ -254,6 +258,7 @@ struct ServedLabels {
 pub struct Cdn {
     streams: Arc<Mutex<HashMap<String, StreamState>>>,
     served: Family<ServedLabels, Counter>,
+    publish_token: Secret,
 }
 
 type Shared = Arc<Mutex<HashMap<String, StreamState>>>;
@@ -292,18 +297,27 @@ struct SubscribeQuery {
 }
 
 impl Cdn {
-    /// An empty CDN; registers the `cdn_bytes_served` counter family in `registry`.
-    pub fn new(registry: &mut Registry) -> Self {
+    /// An empty CDN accepting blocks from whoever presents `publish_token`; registers the
+    /// `cdn_bytes_served` counter family in `registry`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the token is shorter than 16 characters.
+    pub fn new(registry: &mut Registry, publish_token: Secret) -> Result<Self, Error> {
+        crate::auth::require_token(
+            &publish_token,
+            "cdn.publish_token (env P2PLIVE_CDN__PUBLISH_TOKEN)",
+        )?;
         let served = Family::<ServedLabels, Counter>::default();
         registry.register(
             "cdn_bytes_served",
             "Block bytes served by the CDN, per stream, peer and kind (prefetch or fetch)",
             served.clone(),
         );
-        Self {
+        Ok(Self {
             streams: Arc::new(Mutex::new(HashMap::new())),
             served,
-        }
+            publish_token,
+        })
     }
 
     /// The routes listed in the module docs.
@@ -364,6 +378,7 @@ async fn put_block(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, AppError> {
+    crate::auth::check_bearer(&headers, &cdn.publish_token)?;
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let duration_ms = header_str("x-duration-ms")
         .and_then(|v| v.parse::<u32>().ok())
@@ -387,6 +402,11 @@ async fn put_block(
     let mut streams = lock(&cdn.streams);
     let state = streams.entry(id).or_insert_with(StreamState::new);
     let expected = state.blocks.len() as u64;
+    if let Some(held) = usize::try_from(n).ok().and_then(|i| state.blocks.get(i))
+        && held.info == info
+    {
+        return Ok(StatusCode::OK);
+    }
     if state.end.is_some() || n != expected {
         return Err(AppError(
             StatusCode::CONFLICT,
@@ -403,10 +423,17 @@ async fn put_block(
 async fn end_stream(
     State(cdn): State<Cdn>,
     Path(id): Path<String>,
-    axum::Json(end): axum::Json<EndOfStream>,
+    headers: HeaderMap,
+    body: Result<axum::Json<EndOfStream>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, AppError> {
+    crate::auth::check_bearer(&headers, &cdn.publish_token)?;
+    let axum::Json(end) =
+        body.map_err(|rejection| AppError(StatusCode::BAD_REQUEST, rejection.body_text()))?;
     let mut streams = lock(&cdn.streams);
     let state = streams.entry(id).or_insert_with(StreamState::new);
+    if state.end == Some(end) {
+        return Ok(StatusCode::NO_CONTENT);
+    }
     if end.blocks != state.blocks.len() as u64 {
         return Err(AppError(
             StatusCode::CONFLICT,
@@ -631,8 +658,15 @@ mod tests {
         (parts.status, parts.headers, body)
     }
 
+    const PUBLISH_TOKEN: &str = "publish-token-for-tests";
+
+    fn cdn() -> Cdn {
+        Cdn::new(&mut Registry::default(), Secret::new(PUBLISH_TOKEN)).unwrap()
+    }
+
     fn put(n: u64, data: &'static [u8], sha: &str) -> axum::http::Request<Body> {
         axum::http::Request::put(format!("/streams/live/blocks/{n}"))
+            .header("authorization", format!("Bearer {PUBLISH_TOKEN}"))
             .header("x-duration-ms", "1000")
             .header("x-sha256", sha)
             .body(Body::from(data))
@@ -641,7 +675,7 @@ mod tests {
 
     #[tokio::test]
     async fn blocks_are_published_in_order_and_served_cacheable() {
-        let cdn = Cdn::new(&mut Registry::default());
+        let cdn = cdn();
         let app = cdn.router();
         let sha = |d: &[u8]| hex::encode(crate::block::sha256(d));
         assert_eq!(
@@ -659,6 +693,15 @@ mod tests {
         assert_eq!(
             call(&app, put(1, b"one", &sha(b"one"))).await.0,
             StatusCode::CREATED
+        );
+        // A retried PUT of a block already held is fine; another body for it is not.
+        assert_eq!(
+            call(&app, put(1, b"one", &sha(b"one"))).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, put(1, b"uno", &sha(b"uno"))).await.0,
+            StatusCode::CONFLICT
         );
 
         let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
@@ -692,5 +735,43 @@ mod tests {
                 .push(&[2, 0xff, 0xff, 0xff, 0xff])
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn publishing_needs_the_publish_token() {
+        let cdn = cdn();
+        let app = cdn.router();
+        let sha = hex::encode(crate::block::sha256(b"zero"));
+        let mut request = put(0, b"zero", &sha);
+        request.headers_mut().remove("authorization");
+        assert_eq!(call(&app, request).await.0, StatusCode::UNAUTHORIZED);
+        let mut request = put(0, b"zero", &sha);
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_static("Bearer not-the-publish-token"),
+        );
+        assert_eq!(call(&app, request).await.0, StatusCode::FORBIDDEN);
+        let end = axum::http::Request::post("/streams/live/end")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::to_vec(&EndOfStream {
+                    blocks: 0,
+                    source_bytes: 0,
+                    source_sha256: [0; 32],
+                })
+                .unwrap(),
+            ))
+            .unwrap();
+        assert_eq!(call(&app, end).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(cdn.stats("live").total, 0);
+        let (status, _, _) = call(
+            &app,
+            axum::http::Request::get("/streams/live/manifest")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing was published");
+        assert!(Cdn::new(&mut Registry::default(), Secret::default()).is_err());
     }
 }

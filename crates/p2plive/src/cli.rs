@@ -249,7 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cdn(args) => {
             let listen = args.listen.unwrap_or(config.cdn.listen);
             let mut registry = Registry::default();
-            let cdn = Cdn::new(&mut registry);
+            let cdn = Cdn::new(&mut registry, config.cdn.publish_token.clone())?;
             serve_until_signal(listen, cdn.router(), "p2plive-cdn", registry).await?;
             Ok(ExitCode::SUCCESS)
         }

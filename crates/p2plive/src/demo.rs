@@ -158,10 +158,13 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         .await
         .with_context(|| format!("loading `{}`", options.input.display()))?;
     let stop = CancellationToken::new();
+    // Fresh secrets for this run: the tracker's join token and the CDN's publish token.
+    let join_token = crate::auth::new_token()?;
+    let publish_token = crate::auth::new_token()?;
 
     // CDN edge.
     let mut cdn_registry = Registry::default();
-    let cdn = Cdn::new(&mut cdn_registry);
+    let cdn = Cdn::new(&mut cdn_registry, publish_token.clone())?;
     let cdn_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let cdn_url = format!("http://{}", cdn_listener.local_addr()?);
     let (router, token) = (cdn.router(), stop.clone());
@@ -180,6 +183,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         max_substreams: options.substreams,
         block_set: options.block_set,
         cdn_prefetchers_per_substream: options.cdn_prefetchers,
+        join_token: join_token.clone(),
         ..TrackerConfig::default()
     };
     let tracker = Tracker::new(&tracker_config)?;
@@ -199,6 +203,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
     let peer_config = PeerConfig {
         stream: "live".to_owned(),
         tracker: tracker_url.clone(),
+        tracker_token: join_token,
         cdn: cdn_url.clone(),
         speed: options.speed,
         sched: SchedConfig {
@@ -261,6 +266,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         cdn: cdn_url.clone(),
         block_ms: options.block_ms,
         speed: options.speed,
+        publish_token,
         ..OriginConfig::default()
     };
     let origin = crate::origin::run(&Input::Ts(ts), &origin_config, |_| bar.inc(1))

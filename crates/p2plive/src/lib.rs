@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod auth;
 pub mod bench;
 pub mod block;
 pub mod cdn;

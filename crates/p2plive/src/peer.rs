@@ -26,6 +26,7 @@ use futures::StreamExt;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use svckit::redact::Secret;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -37,7 +38,7 @@ use crate::metrics::{PeerMetrics, PeerSummary};
 use crate::rate::RateCap;
 use crate::sched::{Action, PeerId, SchedConfig, Scheduler, Source, Verdict};
 use crate::substream::Layout;
-use crate::tracker::{Contact, Heartbeat, JoinRequest, View};
+use crate::tracker::{Contact, Heartbeat, JoinRequest, Joined, View};
 
 /// Settings of a peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,8 @@ pub struct PeerConfig {
     pub stream: String,
     /// Tracker base URL, e.g. `http://127.0.0.1:7001`.
     pub tracker: String,
+    /// The tracker's join token (its `tracker.join_token`; env `P2PLIVE_PEER__TRACKER_TOKEN`).
+    pub tracker_token: Secret,
     /// CDN base URL, e.g. `http://127.0.0.1:7000`.
     pub cdn: String,
     /// HTTP listen address for `/live.ts` (default `127.0.0.1:0`, any free port).
@@ -79,6 +82,7 @@ impl Default for PeerConfig {
         Self {
             stream: "live".to_owned(),
             tracker: "http://127.0.0.1:7001".to_owned(),
+            tracker_token: Secret::default(),
             cdn: "http://127.0.0.1:7000".to_owned(),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -137,14 +141,17 @@ async fn join(
     http: &reqwest::Client,
     config: &PeerConfig,
     contact: &Contact,
-) -> Result<View, Error> {
+) -> Result<Joined, Error> {
     let url = format!("{}/streams/{}/join", config.tracker, config.stream);
-    let request = http.post(&url).json(&JoinRequest {
-        contact: contact.clone(),
-    });
+    let request = http
+        .post(&url)
+        .bearer_auth(config.tracker_token.expose())
+        .json(&JoinRequest {
+            contact: contact.clone(),
+        });
     match send(&url, request).await {
         Ok(response) => response
-            .json::<View>()
+            .json::<Joined>()
             .await
             .map_err(|source| Error::Http { url, source }),
         Err(Error::Status { status: 404, .. }) => Err(Error::UnknownStream(config.stream.clone())),
@@ -219,13 +226,15 @@ pub struct PeerHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     http: reqwest::Client,
-    me: Arc<Mutex<PeerId>>,
+    me: Arc<Mutex<(PeerId, Secret)>>,
 }
 
 #[derive(Debug)]
 enum Event {
-    Frame(Frame),
-    SubscriptionClosed,
+    /// A frame of the subscription with this generation.
+    Frame(u64, Frame),
+    /// The subscription with this generation ended.
+    SubscriptionClosed(u64),
     Fetched {
         block: u64,
         from: Source,
@@ -240,8 +249,13 @@ impl PeerHandle {
     /// # Errors
     /// [`Error::UnknownStream`] when the tracker does not serve `config.stream`; [`Error::Net`]
     /// when a socket cannot be bound; [`Error::Http`]/[`Error::Status`] when the tracker is
-    /// unreachable or refuses; [`Error::Quic`] for TLS set-up.
+    /// unreachable or refuses (403: a wrong `tracker_token`); [`Error::Quic`] for TLS set-up;
+    /// [`Error::Config`] when `tracker_token` is not set.
     pub async fn start(config: PeerConfig) -> Result<Self, Error> {
+        crate::auth::require_token(
+            &config.tracker_token,
+            "peer.tracker_token (env P2PLIVE_PEER__TRACKER_TOKEN)",
+        )?;
         let joined_at = Instant::now();
         let identity = Identity::generate()?;
         let endpoint = crate::link::endpoint(config.quic_listen, &identity)?;
@@ -265,7 +279,10 @@ impl PeerHandle {
             http_addr: http_addr.to_string(),
             cert_der_hex: identity.cert_hex(),
         };
-        let view = join(&http, &config, &contact).await?;
+        let Joined {
+            session_token,
+            view,
+        } = join(&http, &config, &contact).await?;
         info!(peer = view.you, substreams = ?view.substreams, %quic_addr, %http_addr, "joined");
 
         let mut registry = Registry::default();
@@ -284,7 +301,7 @@ impl PeerHandle {
             config: config.clone(),
         });
         let cancel = CancellationToken::new();
-        let me = Arc::new(Mutex::new(view.you));
+        let me = Arc::new(Mutex::new((view.you, session_token)));
         let version = Arc::new(Mutex::new((view.version, 0u64)));
         let (tx, rx) = mpsc::unbounded_channel();
         let links = Links::new(endpoint.clone(), config.download_limit_bytes_per_s);
@@ -323,6 +340,8 @@ impl PeerHandle {
             view: view.clone(),
             peers: Vec::new(),
             subscription: None,
+            subscribed: None,
+            generation: 0,
             version,
             hasher: Sha256::new(),
             cancel: cancel.clone(),
@@ -352,7 +371,7 @@ impl PeerHandle {
 
     /// The tracker-assigned id.
     pub fn id(&self) -> PeerId {
-        *lock(&self.me)
+        lock(&self.me).0
     }
 
     /// The current summary.
@@ -368,12 +387,13 @@ impl PeerHandle {
 
     /// Leaves the tracker and stops every task.
     pub async fn shutdown(self) {
-        let id = self.id();
+        let (id, token) = lock(&self.me).clone();
         let url = format!(
             "{}/streams/{}/peers/{id}",
             self.shared.config.tracker, self.shared.config.stream
         );
-        if let Err(error) = send(&url, self.http.delete(&url)).await {
+        let request = self.http.delete(&url).bearer_auth(token.expose());
+        if let Err(error) = send(&url, request).await {
             debug!(%error, "leaving the tracker failed");
         }
         self.crash();
@@ -469,37 +489,51 @@ async fn heartbeats(
     http: reqwest::Client,
     config: PeerConfig,
     contact: Contact,
-    me: Arc<Mutex<PeerId>>,
+    me: Arc<Mutex<(PeerId, Secret)>>,
     version: Arc<Mutex<(u64, u64)>>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_ms.max(10)));
     loop {
         tick.tick().await;
-        let id = *lock(&me);
+        let (id, token) = lock(&me).clone();
         let (known, cut) = *lock(&version);
         let url = format!(
             "{}/streams/{}/peers/{id}/heartbeat",
             config.tracker, config.stream
         );
-        let request = http.post(&url).json(&Heartbeat {
-            cut,
-            version: known,
-        });
+        let request = http
+            .post(&url)
+            .bearer_auth(token.expose())
+            .json(&Heartbeat {
+                cut,
+                version: known,
+            });
         let result = match send(&url, request).await {
             Ok(response) => response
                 .json::<View>()
                 .await
+                .map(|view| (view, token))
                 .map_err(|source| Error::Http { url, source }),
-            Err(Error::Status { status: 410, .. }) => {
-                warn!(peer = id, "tracker forgot this peer; joining again");
-                join(&http, &config, &contact).await
+            // 410: the tracker expired this peer or restarted; 401/403: it no longer
+            // accepts this session. Either way a new session is needed.
+            Err(Error::Status {
+                status: status @ (401 | 403 | 410),
+                ..
+            }) => {
+                warn!(
+                    peer = id,
+                    status, "tracker no longer knows this session; joining again"
+                );
+                join(&http, &config, &contact)
+                    .await
+                    .map(|joined| (joined.view, joined.session_token))
             }
             Err(other) => Err(other),
         };
         match result {
-            Ok(view) => {
-                *lock(&me) = view.you;
+            Ok((view, token)) => {
+                *lock(&me) = (view.you, token);
                 if tx.send(Event::View(view)).is_err() {
                     return;
                 }
@@ -509,7 +543,12 @@ async fn heartbeats(
     }
 }
 
-async fn subscribe(http: reqwest::Client, url: String, tx: mpsc::UnboundedSender<Event>) {
+async fn subscribe(
+    http: reqwest::Client,
+    url: String,
+    generation: u64,
+    tx: mpsc::UnboundedSender<Event>,
+) {
     let result: Result<(), Error> = async {
         let response = send(&url, http.get(&url)).await?;
         let mut body = response.bytes_stream();
@@ -520,7 +559,7 @@ async fn subscribe(http: reqwest::Client, url: String, tx: mpsc::UnboundedSender
                 source,
             })?;
             for frame in decoder.push(&chunk)? {
-                if tx.send(Event::Frame(frame)).is_err() {
+                if tx.send(Event::Frame(generation, frame)).is_err() {
                     return Ok(());
                 }
             }
@@ -531,7 +570,7 @@ async fn subscribe(http: reqwest::Client, url: String, tx: mpsc::UnboundedSender
     if let Err(error) = result {
         warn!(%error, "substream subscription failed");
     }
-    let _ = tx.send(Event::SubscriptionClosed);
+    let _ = tx.send(Event::SubscriptionClosed(generation));
 }
 
 struct Driver {
@@ -545,6 +584,10 @@ struct Driver {
     view: View,
     peers: Vec<crate::tracker::PeerEntry>,
     subscription: Option<tokio::task::JoinHandle<()>>,
+    /// The layout and prefetch set of the running subscription.
+    subscribed: Option<(Layout, BTreeSet<u32>)>,
+    /// Generation of the running subscription; events of older ones are dropped.
+    generation: u64,
     version: Arc<Mutex<(u64, u64)>>,
     hasher: Sha256,
     cancel: CancellationToken,
@@ -605,11 +648,14 @@ impl Driver {
         if let Some(task) = self.subscription.take() {
             task.abort();
         }
+        self.generation += 1;
+        self.subscribed = Some((self.view.layout.clone(), self.view.prefetch.clone()));
         let url = self.substreams_url(from);
         debug!(%url, "subscribing");
         self.subscription = Some(tokio::spawn(subscribe(
             self.http.clone(),
             url,
+            self.generation,
             self.tx.clone(),
         )));
         if let Some(from) = from {
@@ -651,8 +697,10 @@ impl Driver {
 
     async fn handle(&mut self, event: Event) {
         match event {
-            Event::Frame(frame) => self.on_frame(frame),
-            Event::SubscriptionClosed => {
+            Event::Frame(generation, _) | Event::SubscriptionClosed(generation)
+                if generation != self.generation => {}
+            Event::Frame(_, frame) => self.on_frame(frame),
+            Event::SubscriptionClosed(_) => {
                 let finished = self.sched.as_ref().is_some_and(Scheduler::finished);
                 let ended = self.shared.played_tx.borrow().1;
                 if !finished && !ended && !self.cancel.is_cancelled() {
@@ -762,6 +810,10 @@ impl Driver {
         }
     }
 
+    /// A new view. The subscription is reconciled with it every time: whenever the layout or
+    /// the prefetch set differs from what the running subscription carries (also before the
+    /// subscription's first frame), it is replaced, so the peer never stays subscribed at the
+    /// CDN to a substream it no longer prefetches.
     fn on_view(&mut self, view: View) {
         let reassigned = view.prefetch != self.view.prefetch
             || view.substreams != self.view.substreams
@@ -777,10 +829,15 @@ impl Driver {
         };
         lock(&self.shared.summary).id = self.view.you;
         self.apply_peers();
-        if reassigned && self.sched.is_some() {
+        let stale = self.subscribed.as_ref().is_none_or(|(layout, prefetch)| {
+            *layout != self.view.layout || *prefetch != self.view.prefetch
+        });
+        if stale || (reassigned && self.sched.is_some()) {
             let from = self.sched.as_ref().map(Scheduler::cut);
-            info!(substreams = ?self.view.substreams, from, "assignment changed; resubscribing");
+            info!(substreams = ?self.view.substreams, prefetch = ?self.view.prefetch, from, "assignment changed; resubscribing");
             self.resubscribe(from);
+        } else if reassigned {
+            lock(&self.shared.summary).substreams = self.view.substreams.iter().copied().collect();
         }
     }
 

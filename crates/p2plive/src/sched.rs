@@ -121,10 +121,13 @@ enum Player {
 pub struct PlaybackStats {
     /// Time from joining to playing the first block, in ms (None before that).
     pub startup_ms: Option<u64>,
-    /// Number of stalls (the player needed a block it did not have).
+    /// Number of stalls (the player needed a block it did not have), including one still
+    /// open at the last [`Scheduler::poll`].
     pub stalls: u64,
-    /// Total stall time in ms.
+    /// Total stall time in ms, including the open stall's time so far.
     pub stall_ms: u64,
+    /// Whether the player was stalled at the last poll (that stall is already counted).
+    pub stalled_now: bool,
     /// Blocks dropped because they did not match the origin's SHA-256.
     pub corrupt_blocks: u64,
     /// Blocks received more than once.
@@ -161,6 +164,8 @@ pub struct Scheduler {
     end: Option<u64>,
     player: Player,
     stats: PlaybackStats,
+    /// Time of the last poll, for the open stall.
+    now: Option<Instant>,
 }
 
 impl Scheduler {
@@ -189,6 +194,7 @@ impl Scheduler {
             end: None,
             player: Player::Waiting,
             stats: PlaybackStats::default(),
+            now: None,
         }
     }
 
@@ -317,6 +323,7 @@ impl Scheduler {
     /// and at the latest at [`Scheduler::next_deadline`].
     pub fn poll(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.now = Some(self.now.map_or(now, |last| last.max(now)));
         self.advance_player(now, &mut actions);
         if self.player == Player::Done {
             return actions;
@@ -524,9 +531,19 @@ impl Scheduler {
         self.player == Player::Done
     }
 
-    /// Playback figures so far.
+    /// Playback figures so far. A stall still open at the last poll counts (as one stall
+    /// lasting until that poll): a run that ends while the player waits shows it.
     pub fn stats(&self) -> PlaybackStats {
-        self.stats
+        let mut stats = self.stats;
+        if let (Player::Stalled { since, .. }, Some(now)) = (self.player, self.now) {
+            let waited = now.saturating_duration_since(since);
+            if waited >= Duration::from_millis(1) {
+                stats.stalls += 1;
+                stats.stall_ms += waited.as_millis() as u64;
+                stats.stalled_now = true;
+            }
+        }
+        stats
     }
 }
 
@@ -639,12 +656,40 @@ mod tests {
         assert!(f.contains(&(3, Source::Peer(4))), "{f:?}");
         // Block 1 arrives 300 ms late: one stall of 300 ms.
         assert!(fetches(&s.poll(t0 + 1000 * MS)).is_empty());
-        assert_eq!(s.stats().stalls, 0, "a stall counts when it ends");
+        assert_eq!(s.stats().stalls, 0, "not late yet");
         assert_eq!(s.on_block(1, Source::Cdn, &data(1)), Verdict::Accepted);
         let actions = s.poll(t0 + 1300 * MS);
         assert_eq!(actions[0], Action::Play { block: 1 });
         assert_eq!(s.stats().stalls, 1);
         assert_eq!(s.stats().stall_ms, 300);
+        assert!(!s.stats().stalled_now);
+    }
+
+    /// Bug: a stall that never ended (the run stopped while the player waited) was never
+    /// counted.
+    #[test]
+    fn a_stall_still_open_at_the_end_of_a_run_is_counted() {
+        let (mut s, t0) = swarm(0);
+        for n in 0..6 {
+            s.on_info(info(n));
+        }
+        s.on_block(0, Source::Prefetch, &data(0));
+        s.poll(t0);
+        // Block 1 never comes; the run is read 2.5 s later.
+        s.poll(t0 + 1000 * MS);
+        s.poll(t0 + 3500 * MS);
+        let stats = s.stats();
+        assert_eq!(stats.stalls, 1, "{stats:?}");
+        assert_eq!(stats.stall_ms, 2500);
+        assert!(stats.stalled_now);
+        // It is counted once, also when it ends later.
+        assert_eq!(s.on_block(1, Source::Cdn, &data(1)), Verdict::Accepted);
+        s.poll(t0 + 4000 * MS);
+        let stats = s.stats();
+        assert_eq!(
+            (stats.stalls, stats.stall_ms, stats.stalled_now),
+            (1, 3000, false)
+        );
     }
 
     #[test]

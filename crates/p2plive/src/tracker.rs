@@ -5,23 +5,32 @@
 //!
 //! [`Swarm`] is the sans-I/O core (time passed in); [`Tracker`] serves it over HTTP:
 //!
-//! | method and path | body | answer |
-//! | --- | --- | --- |
-//! | `POST /streams/{id}/join` | [`JoinRequest`] | [`View`] (404 for an unknown stream id) |
-//! | `POST /streams/{id}/peers/{peer}/heartbeat` | [`Heartbeat`] | [`View`] (410 when the peer expired) |
-//! | `DELETE /streams/{id}/peers/{peer}` | | 204 |
-//! | `GET /streams/{id}/view` | | all members, a JSON array of [`PeerEntry`] |
+//! | method and path | credential | body | answer |
+//! | --- | --- | --- | --- |
+//! | `POST /streams/{id}/join` | join token | [`JoinRequest`] | [`Joined`]: a random peer id, its session token and the [`View`] (404 for an unknown stream id) |
+//! | `POST /streams/{id}/peers/{peer}/heartbeat` | the peer's session token | [`Heartbeat`] | [`View`] (410 when the peer expired, 400 for a value out of range) |
+//! | `DELETE /streams/{id}/peers/{peer}` | the peer's session token | | 204 (410 when unknown) |
+//! | `GET /streams/{id}/view` | join token | | all members, a JSON array of [`PeerEntry`] |
+//!
+//! Credentials are `Authorization: Bearer TOKEN` headers ([`crate::auth`]): 401 when missing,
+//! 403 when wrong, so no peer can heartbeat for or remove another. Peer ids are random 64-bit
+//! values ([`Session::random`]), so ids from before a tracker restart never name a peer that
+//! joined after it. Every value a peer reports is range-checked before any arithmetic
+//! ([`MAX_REPORTED_CUT`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
+use svckit::redact::Secret;
 
+use crate::auth;
 use crate::cdn::AppError;
 use crate::error::Error;
 use crate::sched::PeerId;
@@ -51,6 +60,9 @@ pub struct TrackerConfig {
     /// extra holders get theirs over P2P). 0 means every holder prefetches its substream from
     /// the CDN, which caps the P2P ratio at `1 - 1/s`.
     pub cdn_prefetchers_per_substream: u32,
+    /// The join token peers must present to join (and operators to read the view); required
+    /// by [`Tracker::new`], at least 16 characters (env `P2PLIVE_TRACKER__JOIN_TOKEN`).
+    pub join_token: Secret,
 }
 
 impl Default for TrackerConfig {
@@ -63,6 +75,7 @@ impl Default for TrackerConfig {
             peer_timeout_ms: 1500,
             epoch_lead_blocks: 4,
             cdn_prefetchers_per_substream: 1,
+            join_token: Secret::default(),
         }
     }
 }
@@ -103,6 +116,41 @@ pub struct Contact {
 pub struct JoinRequest {
     /// How to reach the joining peer.
     pub contact: Contact,
+}
+
+/// The largest `cut` a heartbeat may report: 2^48 blocks (8.9 million years of 1 s blocks).
+/// Anything above is refused with a 400, so the epoch arithmetic cannot overflow.
+pub const MAX_REPORTED_CUT: u64 = 1 << 48;
+
+/// A peer's credentials, issued by the tracker at join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The peer id: random, 64 bits, never 0.
+    pub id: PeerId,
+    /// The session token the peer presents on its heartbeats and its `DELETE`.
+    pub token: Secret,
+}
+
+impl Session {
+    /// A fresh random id and 256-bit token.
+    ///
+    /// # Errors
+    /// [`Error::Random`] when the system random source fails.
+    pub fn random() -> Result<Self, Error> {
+        Ok(Self {
+            id: auth::new_peer_id()?,
+            token: auth::new_token()?,
+        })
+    }
+}
+
+/// The answer of `POST /streams/{id}/join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// The session token for this peer's heartbeats and `DELETE` (its id is `view.you`).
+    pub session_token: Secret,
+    /// The view, with all peers.
+    pub view: View,
 }
 
 /// Body of a heartbeat.
@@ -149,6 +197,10 @@ struct Member {
     contact: Contact,
     substreams: BTreeSet<u32>,
     last_seen: Instant,
+    /// SHA-256 of the session token.
+    token: [u8; 32],
+    /// Join order: older members have smaller numbers.
+    seq: u64,
 }
 
 /// The sans-I/O state of one stream's swarm.
@@ -157,7 +209,7 @@ pub struct Swarm {
     config: TrackerConfig,
     members: BTreeMap<PeerId, Member>,
     layout: Layout,
-    next_id: PeerId,
+    next_seq: u64,
     version: u64,
     max_cut: u64,
 }
@@ -174,7 +226,7 @@ impl Swarm {
             config,
             members: BTreeMap::new(),
             layout,
-            next_id: 1,
+            next_seq: 0,
             version: 1,
             max_cut: 0,
         })
@@ -185,24 +237,61 @@ impl Swarm {
         &self.layout
     }
 
-    /// A new peer joins at `now`: `s` is adapted, then the peer gets the least-covered
-    /// substream. Returns its id.
-    pub fn join(&mut self, now: Instant, contact: Contact) -> PeerId {
-        let id = self.next_id;
-        self.next_id += 1;
+    /// A new peer joins at `now` with the credentials `session` (drawn by the caller, e.g.
+    /// [`Session::random`]): `s` is adapted, then the peer gets the least-covered substream.
+    /// Returns its id.
+    ///
+    /// # Errors
+    /// [`Error::IdTaken`] when `session.id` is already a member's (draw again).
+    pub fn join(
+        &mut self,
+        now: Instant,
+        contact: Contact,
+        session: &Session,
+    ) -> Result<PeerId, Error> {
+        let id = session.id;
+        if self.members.contains_key(&id) {
+            return Err(Error::IdTaken(id));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.members.insert(
             id,
             Member {
                 contact,
                 substreams: BTreeSet::new(),
                 last_seen: now,
+                token: auth::digest(session.token.expose()),
+                seq,
             },
         );
         if !self.adapt() {
             self.assign_newcomer(id);
         }
         self.version += 1;
-        id
+        Ok(id)
+    }
+
+    /// Member ids oldest first.
+    fn by_age(&self) -> Vec<PeerId> {
+        let mut ids: Vec<(u64, PeerId)> = self.members.iter().map(|(id, m)| (m.seq, *id)).collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Checks that `token` is `peer`'s session token (constant-time).
+    ///
+    /// # Errors
+    /// [`Error::UnknownPeer`] when the peer is not a member, [`Error::Unauthorized`] when no
+    /// token was given, [`Error::Forbidden`] when it is not this peer's.
+    pub fn authenticate(&self, peer: PeerId, token: Option<&str>) -> Result<(), Error> {
+        let m = self.members.get(&peer).ok_or(Error::UnknownPeer(peer))?;
+        let token = token.ok_or(Error::Unauthorized(peer))?;
+        if auth::digests_equal(&auth::digest(token), &m.token) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(peer))
+        }
     }
 
     /// Gives a newcomer the least-covered substream. When every substream is held and some
@@ -215,7 +304,7 @@ impl Swarm {
             .members
             .iter()
             .filter(|(other, _)| **other != id)
-            .max_by_key(|(other, m)| (m.substreams.len(), std::cmp::Reverse(**other)))
+            .max_by_key(|(_, m)| (m.substreams.len(), std::cmp::Reverse(m.seq)))
             .map(|(other, m)| (*other, m.substreams.len()));
         let pick = match busiest {
             Some((other, held)) if self.holders(least) > 0 && held > 1 => {
@@ -244,17 +333,18 @@ impl Swarm {
     fn adapt(&mut self) -> bool {
         let n = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
         let s = n.clamp(self.config.min_substreams, self.config.max_substreams);
+        // `max_cut <= MAX_REPORTED_CUT` (heartbeat checks it), so this cannot wrap.
         let from = if self.max_cut == 0 {
             0
         } else {
-            self.max_cut + self.config.epoch_lead_blocks
+            self.max_cut.saturating_add(self.config.epoch_lead_blocks)
         };
         let changed = self
             .layout
             .push(from, s, self.config.block_set)
             .unwrap_or(false);
         if changed || self.members.values().all(|m| m.substreams.is_empty()) {
-            let ids: Vec<PeerId> = self.members.keys().copied().collect();
+            let ids = self.by_age();
             for m in self.members.values_mut() {
                 m.substreams.clear();
             }
@@ -278,27 +368,42 @@ impl Swarm {
         false
     }
 
-    /// A heartbeat from `peer` at `now`, which has seen `cut` blocks.
+    /// A heartbeat at `now` from `peer`, presenting `token`, which has seen `cut` blocks.
     ///
     /// # Errors
-    /// [`Error::UnknownPeer`] when the peer expired or never joined.
-    pub fn heartbeat(&mut self, now: Instant, peer: PeerId, cut: u64) -> Result<(), Error> {
-        let m = self
-            .members
-            .get_mut(&peer)
-            .ok_or(Error::UnknownPeer(peer))?;
-        m.last_seen = now;
+    /// The errors of [`Swarm::authenticate`]; [`Error::OutOfRange`] when `cut` exceeds
+    /// [`MAX_REPORTED_CUT`] or `cut + epoch_lead_blocks` overflows (nothing changes then).
+    pub fn heartbeat(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        token: Option<&str>,
+        cut: u64,
+    ) -> Result<(), Error> {
+        self.authenticate(peer, token)?;
+        if cut > MAX_REPORTED_CUT || cut.checked_add(self.config.epoch_lead_blocks).is_none() {
+            return Err(Error::OutOfRange {
+                field: "cut",
+                value: cut,
+                reason: format!("at most {MAX_REPORTED_CUT} blocks"),
+            });
+        }
+        if let Some(m) = self.members.get_mut(&peer) {
+            m.last_seen = now;
+        }
         self.max_cut = self.max_cut.max(cut);
         Ok(())
     }
 
-    /// Removes a peer (it left) and re-homes its substreams.
-    pub fn leave(&mut self, peer: PeerId) -> bool {
-        if self.members.remove(&peer).is_none() {
-            return false;
-        }
+    /// Removes `peer`, presenting `token` (it left), and re-homes its substreams.
+    ///
+    /// # Errors
+    /// The errors of [`Swarm::authenticate`]; nothing is removed then.
+    pub fn leave(&mut self, peer: PeerId, token: Option<&str>) -> Result<(), Error> {
+        self.authenticate(peer, token)?;
+        self.members.remove(&peer);
         self.rehome();
-        true
+        Ok(())
     }
 
     /// Removes the peers silent since before `now - peer_timeout`; returns their ids.
@@ -332,7 +437,7 @@ impl Swarm {
             let target = self
                 .members
                 .iter()
-                .min_by_key(|(id, m)| (m.substreams.len(), **id))
+                .min_by_key(|(_, m)| (m.substreams.len(), m.seq))
                 .map(|(id, _)| *id);
             if let Some(m) = target.and_then(|id| self.members.get_mut(&id)) {
                 m.substreams.insert(b);
@@ -341,7 +446,8 @@ impl Swarm {
     }
 
     /// The substreams `peer` prefetches from the CDN: those it holds where it is among the
-    /// first `cdn_prefetchers_per_substream` holders by id (all of them when that is 0).
+    /// first `cdn_prefetchers_per_substream` holders by join order (all of them when that
+    /// is 0).
     fn prefetch_of(&self, peer: PeerId) -> BTreeSet<u32> {
         let Some(m) = self.members.get(&peer) else {
             return BTreeSet::new();
@@ -355,10 +461,10 @@ impl Swarm {
             .copied()
             .filter(|b| {
                 self.members
-                    .iter()
-                    .filter(|(_, o)| o.substreams.contains(b))
-                    .take(k)
-                    .any(|(id, _)| *id == peer)
+                    .values()
+                    .filter(|o| o.substreams.contains(b) && o.seq < m.seq)
+                    .count()
+                    < k
             })
             .collect()
     }
@@ -379,15 +485,30 @@ impl Swarm {
         })
     }
 
-    /// All members.
+    /// All members, oldest first.
     pub fn entries(&self) -> Vec<PeerEntry> {
-        self.members
-            .iter()
-            .map(|(id, m)| PeerEntry {
-                id: *id,
-                contact: m.contact.clone(),
-                substreams: m.substreams.clone(),
-                prefetch: self.prefetch_of(*id),
+        let k = self.config.cdn_prefetchers_per_substream as usize;
+        let mut prefetchers: BTreeMap<u32, usize> = BTreeMap::new();
+        self.by_age()
+            .into_iter()
+            .filter_map(|id| self.members.get(&id).map(|m| (id, m)))
+            .map(|(id, m)| {
+                let prefetch = m
+                    .substreams
+                    .iter()
+                    .copied()
+                    .filter(|b| {
+                        let n = prefetchers.entry(*b).or_default();
+                        *n += 1;
+                        k == 0 || *n <= k
+                    })
+                    .collect();
+                PeerEntry {
+                    id,
+                    contact: m.contact.clone(),
+                    substreams: m.substreams.clone(),
+                    prefetch,
+                }
             })
             .collect()
     }
@@ -397,20 +518,27 @@ impl Swarm {
 #[derive(Debug, Clone)]
 pub struct Tracker {
     swarms: Arc<Mutex<BTreeMap<String, Swarm>>>,
+    join_token: Secret,
 }
 
 impl Tracker {
     /// A tracker serving `config.streams`.
     ///
     /// # Errors
-    /// [`Error::Config`] for invalid bounds.
+    /// [`Error::Config`] for invalid bounds or a join token missing or shorter than 16
+    /// characters.
     pub fn new(config: &TrackerConfig) -> Result<Self, Error> {
+        auth::require_token(
+            &config.join_token,
+            "tracker.join_token (env P2PLIVE_TRACKER__JOIN_TOKEN)",
+        )?;
         let mut swarms = BTreeMap::new();
         for id in &config.streams {
             swarms.insert(id.clone(), Swarm::new(config.clone())?);
         }
         Ok(Self {
             swarms: Arc::new(Mutex::new(swarms)),
+            join_token: config.join_token.clone(),
         })
     }
 
@@ -426,9 +554,15 @@ impl Tracker {
                 Error::UnknownStream(stream.to_owned()).to_string(),
             )
         })?;
-        f(swarm).map_err(|e| match e {
-            Error::UnknownPeer(_) => AppError(StatusCode::GONE, e.to_string()),
-            other => AppError(StatusCode::BAD_REQUEST, other.to_string()),
+        f(swarm).map_err(|e| {
+            let status = match e {
+                Error::UnknownPeer(_) => StatusCode::GONE,
+                Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                Error::Forbidden(_) => StatusCode::FORBIDDEN,
+                Error::IdTaken(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            AppError(status, e.to_string())
         })
     }
 
@@ -474,15 +608,40 @@ impl Tracker {
     }
 }
 
+/// A JSON body, with every rejection (syntax, a number that does not fit its field, a missing
+/// field) answered 400 with the parser's message.
+fn json_body<T>(body: Result<axum::Json<T>, JsonRejection>) -> Result<T, AppError> {
+    body.map(|axum::Json(v)| v)
+        .map_err(|rejection| AppError(StatusCode::BAD_REQUEST, rejection.body_text()))
+}
+
+/// Ids tried per join before giving up (a collision of random 64-bit ids is ~2^-64).
+const JOIN_ID_ATTEMPTS: usize = 4;
+
 async fn join(
     State(t): State<Tracker>,
     Path(stream): Path<String>,
-    axum::Json(req): axum::Json<JoinRequest>,
-) -> Result<axum::Json<View>, AppError> {
+    headers: HeaderMap,
+    body: Result<axum::Json<JoinRequest>, JsonRejection>,
+) -> Result<axum::Json<Joined>, AppError> {
+    auth::check_bearer(&headers, &t.join_token)?;
+    let req = json_body(body)?;
     t.with(&stream, |swarm| {
-        let id = swarm.join(Instant::now(), req.contact);
-        tracing::info!(stream = %stream, peer = id, "peer joined");
-        swarm.view(id, 0)
+        let mut last = Error::Random;
+        for _ in 0..JOIN_ID_ATTEMPTS {
+            let session = Session::random()?;
+            match swarm.join(Instant::now(), req.contact.clone(), &session) {
+                Ok(id) => {
+                    tracing::info!(stream = %stream, peer = id, "peer joined");
+                    return Ok(Joined {
+                        session_token: session.token,
+                        view: swarm.view(id, 0)?,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     })
     .map(axum::Json)
 }
@@ -490,10 +649,13 @@ async fn join(
 async fn heartbeat(
     State(t): State<Tracker>,
     Path((stream, peer)): Path<(String, PeerId)>,
-    axum::Json(hb): axum::Json<Heartbeat>,
+    headers: HeaderMap,
+    body: Result<axum::Json<Heartbeat>, JsonRejection>,
 ) -> Result<axum::Json<View>, AppError> {
+    let hb = json_body(body)?;
+    let token = auth::bearer(&headers);
     t.with(&stream, |swarm| {
-        swarm.heartbeat(Instant::now(), peer, hb.cut)?;
+        swarm.heartbeat(Instant::now(), peer, token, hb.cut)?;
         swarm.view(peer, hb.version)
     })
     .map(axum::Json)
@@ -502,9 +664,11 @@ async fn heartbeat(
 async fn leave(
     State(t): State<Tracker>,
     Path((stream, peer)): Path<(String, PeerId)>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, AppError> {
+    let token = auth::bearer(&headers);
     t.with(&stream, |swarm| {
-        swarm.leave(peer);
+        swarm.leave(peer, token)?;
         tracing::info!(stream = %stream, peer, "peer left; substreams re-homed");
         Ok(StatusCode::NO_CONTENT)
     })
@@ -513,7 +677,9 @@ async fn leave(
 async fn view(
     State(t): State<Tracker>,
     Path(stream): Path<String>,
+    headers: HeaderMap,
 ) -> Result<axum::Json<Vec<PeerEntry>>, AppError> {
+    auth::check_bearer(&headers, &t.join_token)?;
     t.with(&stream, |swarm| Ok(swarm.entries())).map(axum::Json)
 }
 
@@ -527,6 +693,23 @@ mod tests {
             http_addr: String::new(),
             cert_der_hex: String::new(),
         }
+    }
+
+    fn session(id: PeerId) -> Session {
+        Session {
+            id,
+            token: Secret::new(format!("session-token-of-{id}")),
+        }
+    }
+
+    fn token(id: PeerId) -> Option<String> {
+        Some(session(id).token.expose().to_owned())
+    }
+
+    /// Joins peer number `n` (id `n + 1`, as the first tests were written with ids in join
+    /// order).
+    fn add(swarm: &mut Swarm, now: Instant, n: u64) -> PeerId {
+        swarm.join(now, contact(n), &session(n + 1)).unwrap()
     }
 
     fn fixed(s: u32) -> TrackerConfig {
@@ -547,7 +730,7 @@ mod tests {
     fn joins_get_the_least_covered_substream() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new(fixed(4)).unwrap();
-        let ids: Vec<PeerId> = (0..6).map(|n| swarm.join(t0, contact(n))).collect();
+        let ids: Vec<PeerId> = (0..6).map(|n| add(&mut swarm, t0, n)).collect();
         let subs: Vec<BTreeSet<u32>> = ids
             .iter()
             .map(|id| swarm.view(*id, 0).unwrap().substreams)
@@ -567,10 +750,12 @@ mod tests {
     fn dead_peers_are_removed_and_substreams_rehomed() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new(fixed(10)).unwrap();
-        let ids: Vec<PeerId> = (0..10).map(|n| swarm.join(t0, contact(n))).collect();
+        let ids: Vec<PeerId> = (0..10).map(|n| add(&mut swarm, t0, n)).collect();
         let later = t0 + Duration::from_millis(1000);
         for id in &ids[3..] {
-            swarm.heartbeat(later, *id, 5).unwrap();
+            swarm
+                .heartbeat(later, *id, token(*id).as_deref(), 5)
+                .unwrap();
         }
         let dead = swarm.expire(t0 + Duration::from_millis(2000));
         assert_eq!(dead, ids[..3].to_vec());
@@ -582,11 +767,11 @@ mod tests {
         let total: usize = swarm.entries().iter().map(|e| e.substreams.len()).sum();
         assert_eq!(total, 10);
         assert!(matches!(
-            swarm.heartbeat(later, ids[0], 5),
+            swarm.heartbeat(later, ids[0], token(ids[0]).as_deref(), 5),
             Err(Error::UnknownPeer(_))
         ));
         // A clean leave re-homes too.
-        assert!(swarm.leave(ids[3]));
+        swarm.leave(ids[3], token(ids[3]).as_deref()).unwrap();
         assert!(coverage(&swarm).iter().all(|&c| c == 1));
     }
 
@@ -599,16 +784,16 @@ mod tests {
             ..TrackerConfig::default()
         };
         let mut swarm = Swarm::new(config).unwrap();
-        let a = swarm.join(t0, contact(1));
+        let a = add(&mut swarm, t0, 1);
         assert_eq!(swarm.layout().current().substreams, 2);
         assert_eq!(swarm.view(a, 0).unwrap().substreams, BTreeSet::from([1, 2]));
-        let ids: Vec<PeerId> = (2..=5).map(|n| swarm.join(t0, contact(n))).collect();
+        let ids: Vec<PeerId> = (2..=5).map(|n| add(&mut swarm, t0, n)).collect();
         assert_eq!(swarm.layout().current().substreams, 4, "capped at max");
         assert!(coverage(&swarm).iter().all(|&c| c >= 1));
         // Blocks were cut: the next change applies from a later block.
-        swarm.heartbeat(t0, a, 20).unwrap();
+        swarm.heartbeat(t0, a, token(a).as_deref(), 20).unwrap();
         for id in &ids[1..] {
-            swarm.leave(*id);
+            swarm.leave(*id, token(*id).as_deref()).unwrap();
         }
         let layout = swarm.layout().clone();
         assert_eq!(layout.current().substreams, 2);
@@ -625,7 +810,7 @@ mod tests {
         let all = {
             let mut swarm = Swarm::new(config.clone()).unwrap();
             (0..6).for_each(|n| {
-                swarm.join(t0, contact(n));
+                add(&mut swarm, t0, n);
             });
             swarm.entries()
         };
@@ -635,7 +820,7 @@ mod tests {
         );
         config.cdn_prefetchers_per_substream = 1;
         let mut swarm = Swarm::new(config).unwrap();
-        let ids: Vec<PeerId> = (0..6).map(|n| swarm.join(t0, contact(n))).collect();
+        let ids: Vec<PeerId> = (0..6).map(|n| add(&mut swarm, t0, n)).collect();
         let prefetching: usize = swarm.entries().iter().map(|e| e.prefetch.len()).sum();
         assert_eq!(prefetching, 2, "one CDN prefetcher per substream");
         for b in 1..=2 {
@@ -654,7 +839,7 @@ mod tests {
             .into_iter()
             .find(|e| !e.prefetch.is_empty())
             .unwrap();
-        swarm.leave(first.id);
+        swarm.leave(first.id, token(first.id).as_deref()).unwrap();
         for b in 1..=2 {
             assert_eq!(
                 swarm
@@ -672,7 +857,7 @@ mod tests {
     fn unchanged_version_omits_peers() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new(fixed(2)).unwrap();
-        let a = swarm.join(t0, contact(1));
+        let a = add(&mut swarm, t0, 1);
         let v = swarm.view(a, 0).unwrap();
         assert!(v.peers.is_some());
         assert!(swarm.view(a, v.version).unwrap().peers.is_none());
@@ -684,5 +869,169 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    // --- Control plane over HTTP (issue 16, "Control plane bugs"). ---
+
+    const JOIN_TOKEN: &str = "join-token-for-tests";
+
+    fn tracker() -> Router {
+        let config = TrackerConfig {
+            min_substreams: 1,
+            max_substreams: 4,
+            join_token: Secret::new(JOIN_TOKEN),
+            ..TrackerConfig::default()
+        };
+        Tracker::new(&config).unwrap().router()
+    }
+
+    /// Sends `method uri` with an optional bearer token and raw JSON body.
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    async fn join_http(app: &Router, n: u64) -> (PeerId, String) {
+        let body = serde_json::to_string(&JoinRequest {
+            contact: contact(n),
+        })
+        .unwrap();
+        let (status, answer) =
+            call(app, "POST", "/streams/live/join", Some(JOIN_TOKEN), &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let joined: Joined = serde_json::from_value(answer).unwrap();
+        (joined.view.you, joined.session_token.expose().to_owned())
+    }
+
+    async fn members(app: &Router) -> Vec<PeerId> {
+        let (status, view) = call(app, "GET", "/streams/live/view", Some(JOIN_TOKEN), "").await;
+        assert_eq!(status, StatusCode::OK);
+        let entries: Vec<PeerEntry> = serde_json::from_value(view).unwrap();
+        entries.iter().map(|e| e.id).collect()
+    }
+
+    fn heartbeat_body(cut: &str) -> String {
+        format!(r#"{{"cut":{cut},"version":0}}"#)
+    }
+
+    #[tokio::test]
+    async fn joining_and_reading_the_view_need_the_join_token() {
+        let app = tracker();
+        let body = serde_json::to_string(&JoinRequest {
+            contact: contact(1),
+        })
+        .unwrap();
+        let (status, _) = call(&app, "POST", "/streams/live/join", None, &body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&app, "POST", "/streams/live/join", Some("guess"), &body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(&app, "GET", "/streams/live/view", None, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(members(&app).await.is_empty());
+        assert!(
+            Tracker::new(&TrackerConfig::default()).is_err(),
+            "no join token configured"
+        );
+    }
+
+    /// Bug: after a tracker restart two peers got the same sequential id, and the old peer's
+    /// DELETE removed the new one.
+    #[tokio::test]
+    async fn a_peer_from_before_a_restart_cannot_remove_one_that_joined_after_it() {
+        let before = tracker();
+        let (old_id, old_token) = join_http(&before, 1).await;
+        let after = tracker(); // the restarted tracker: empty
+        let (new_id, _) = join_http(&after, 2).await;
+        assert_ne!(old_id, new_id, "ids must not repeat across restarts");
+        let uri = format!("/streams/live/peers/{old_id}");
+        let (status, _) = call(&after, "DELETE", &uri, Some(&old_token), "").await;
+        assert_eq!(status, StatusCode::GONE, "the old id names nobody");
+        // Even naming the new peer's id, the old peer's token does not match.
+        let uri = format!("/streams/live/peers/{new_id}");
+        let (status, _) = call(&after, "DELETE", &uri, Some(&old_token), "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(members(&after).await, vec![new_id]);
+    }
+
+    /// Bug: anyone could DELETE any peer.
+    #[tokio::test]
+    async fn nobody_can_remove_or_heartbeat_for_another_peer() {
+        let app = tracker();
+        let (a, a_token) = join_http(&app, 1).await;
+        let (b, b_token) = join_http(&app, 2).await;
+        let b_uri = format!("/streams/live/peers/{b}");
+        let (status, _) = call(&app, "DELETE", &b_uri, None, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&app, "DELETE", &b_uri, Some(&a_token), "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let hb = format!("/streams/live/peers/{b}/heartbeat");
+        let (status, _) = call(&app, "POST", &hb, Some(&a_token), &heartbeat_body("3")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(&app, "POST", &hb, None, &heartbeat_body("3")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(members(&app).await.len(), 2);
+        let (status, _) = call(&app, "POST", &hb, Some(&b_token), &heartbeat_body("3")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call(&app, "DELETE", &b_uri, Some(&b_token), "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(members(&app).await, vec![a]);
+    }
+
+    /// Bug: a heartbeat with `cut = 2^64 - 2` wrapped the epoch arithmetic.
+    #[tokio::test]
+    async fn a_heartbeat_that_would_overflow_gets_a_400_and_changes_nothing() {
+        let app = tracker();
+        let (a, token) = join_http(&app, 1).await;
+        let hb = format!("/streams/live/peers/{a}/heartbeat");
+        for cut in [
+            (u64::MAX - 1).to_string(),
+            u64::MAX.to_string(),
+            "18446744073709551616".to_owned(), // 2^64: does not fit a u64
+            "-1".to_owned(),
+            ((1u64 << 48) + 1).to_string(),
+        ] {
+            let (status, answer) =
+                call(&app, "POST", &hb, Some(&token), &heartbeat_body(&cut)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "cut {cut}: {answer}");
+            assert!(answer["error"].as_str().is_some(), "{answer}");
+        }
+        let (status, _) = call(&app, "POST", &hb, Some(&token), &heartbeat_body("10")).await;
+        assert_eq!(status, StatusCode::OK);
+        // The next change of s takes effect after the real cut, not after a wrapped one.
+        let body = serde_json::to_string(&JoinRequest {
+            contact: contact(2),
+        })
+        .unwrap();
+        let (status, answer) =
+            call(&app, "POST", "/streams/live/join", Some(JOIN_TOKEN), &body).await;
+        assert_eq!(status, StatusCode::OK);
+        let joined: Joined = serde_json::from_value(answer).unwrap();
+        let epochs = joined.view.layout.epochs().to_vec();
+        assert_eq!(epochs.len(), 2, "{epochs:?}");
+        assert_eq!(epochs[1].from_block, 14);
     }
 }

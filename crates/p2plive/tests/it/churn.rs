@@ -35,7 +35,7 @@ async fn survivors_stay_byte_exact_when_three_of_ten_peers_die() {
     // The tracker notices and re-homes their substreams to the survivors.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let view = crate::get_json(&infra.tracker.url("/streams/live/view")).await;
+        let view = infra.view().await;
         let members = view.as_array().unwrap();
         let covered: std::collections::BTreeSet<u64> = members
             .iter()

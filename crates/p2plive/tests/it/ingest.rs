@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::{Infra, bin, get_bytes, get_json, make_clip, sha256_hex};
 
+/// The origin's HTTP push token in these tests.
+const INGEST_TOKEN: &str = "tests-ingest-token-0123";
+
 /// Concatenates the CDN's blocks of stream `live` and checks them against the manifest.
 async fn cdn_stream(infra: &Infra) -> (Value, Vec<u8>) {
     let sha = infra.wait_end(Duration::from_secs(60)).await;
@@ -42,6 +45,7 @@ async fn stdin_input_is_cut_byte_for_byte() {
             "--block-ms",
             "500",
         ])
+        .env(crate::ORIGIN_ENV.0, crate::ORIGIN_ENV.1)
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
@@ -77,17 +81,33 @@ async fn udp_and_http_push_from_ffmpeg() {
                 &infra.cdn_url(),
                 "--json",
             ])
+            .env(crate::ORIGIN_ENV.0, crate::ORIGIN_ENV.1)
+            .env("P2PLIVE_ORIGIN__INGEST_TOKEN", INGEST_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(500));
+        if scheme == "http" {
+            // A push without the ingest token is refused, and the origin keeps waiting.
+            for (token, status) in [(None, 401), (Some("wrong-token-0123456"), 403)] {
+                let mut request = crate::http().put(&input).body("not the stream");
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                assert_eq!(request.send().await.unwrap().status(), status);
+            }
+        }
         let mut push = Command::new(testkit::require("ffmpeg"));
         push.args(["-nostdin", "-v", "error", "-re", "-i"])
             .arg(&clip)
             .args(["-c", "copy", "-f", "mpegts"]);
         if scheme == "http" {
             push.args(["-method", "PUT"]);
+            push.args([
+                "-headers",
+                &format!("Authorization: Bearer {INGEST_TOKEN}\r\n"),
+            ]);
         } else {
             push.args(["-pkt_size", "1316"]);
         }
