@@ -14,10 +14,15 @@
 //! Publishing (`PUT` and `POST .../end`) requires the publish token as
 //! `Authorization: Bearer TOKEN` (401 without, 403 when wrong; [`crate::auth`]).
 //!
+//! Memory is bounded: each stream keeps a sliding window of the newest blocks, at most
+//! [`Cdn::window`] of media (default [`DEFAULT_WINDOW_MS`]); an evicted block is answered
+//! `410 Gone` naming the blocks still held, and a subscription that falls behind the window
+//! continues from its oldest block.
+//!
 //! Bytes served (block payloads, prefetch and single-block fetches) are counted per peer and
 //! exported as the `cdn_bytes_served` Prometheus counter.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -39,6 +44,9 @@ use tokio::sync::watch;
 use crate::block::{Block, BlockInfo, Digest256, hex_digest};
 use crate::error::Error;
 use crate::substream::Layout;
+
+/// Media the CDN keeps per stream by default, in ms: 30 s.
+pub const DEFAULT_WINDOW_MS: u64 = 30_000;
 
 /// How long `GET /blocks/{n}` waits for a block that is not cut yet.
 const BLOCK_WAIT: Duration = Duration::from_secs(5);
@@ -202,6 +210,8 @@ pub struct Manifest {
     pub stream: String,
     /// Blocks cut so far (the live edge is `cut - 1`).
     pub cut: u64,
+    /// The oldest block still held (older ones were evicted from the window).
+    pub first: u64,
     /// Set once the origin ended the stream.
     pub end: Option<EndOfStream>,
     /// Infos of the blocks from `from` on.
@@ -224,21 +234,81 @@ pub struct CdnStats {
     pub peers: BTreeMap<String, PeerBytes>,
     /// Sum over all peers.
     pub total: u64,
+    /// Blocks held now.
+    pub held_blocks: u64,
+    /// Most blocks held at once so far.
+    pub max_held_blocks: u64,
 }
 
 #[derive(Debug)]
 struct StreamState {
-    blocks: Vec<Block>,
+    /// The window: blocks `first..first + blocks.len()`.
+    blocks: VecDeque<Block>,
+    /// Number of `blocks[0]`.
+    first: u64,
+    /// Media duration of the blocks held, ms.
+    held_ms: u64,
+    max_held: usize,
     end: Option<EndOfStream>,
     /// Bumped on every new block and at the end.
     changed: watch::Sender<u64>,
     served: BTreeMap<String, PeerBytes>,
 }
 
+/// Where a block number falls relative to the window.
+enum Lookup<'a> {
+    Held(&'a Block),
+    Evicted,
+    NotCut,
+}
+
 impl StreamState {
+    /// Blocks cut so far.
+    fn cut(&self) -> u64 {
+        self.first + self.blocks.len() as u64
+    }
+
+    fn lookup(&self, n: u64) -> Lookup<'_> {
+        if n < self.first {
+            return Lookup::Evicted;
+        }
+        usize::try_from(n - self.first)
+            .ok()
+            .and_then(|i| self.blocks.get(i))
+            .map_or(Lookup::NotCut, Lookup::Held)
+    }
+
+    /// Appends the next block and evicts the oldest while more than `window_ms` of media is
+    /// held (the newest block always stays).
+    fn push(&mut self, block: Block, window_ms: u64) {
+        self.held_ms += u64::from(block.info.duration_ms);
+        self.blocks.push_back(block);
+        while self.blocks.len() > 1 && self.held_ms > window_ms {
+            if let Some(old) = self.blocks.pop_front() {
+                self.held_ms -= u64::from(old.info.duration_ms);
+                self.first += 1;
+            }
+        }
+        self.max_held = self.max_held.max(self.blocks.len());
+    }
+
+    fn evicted(&self, n: u64) -> AppError {
+        AppError(
+            StatusCode::GONE,
+            format!(
+                "block {n} was evicted: the CDN holds blocks {}..{} (its window)",
+                self.first,
+                self.cut()
+            ),
+        )
+    }
+
     fn new() -> Self {
         Self {
-            blocks: Vec::new(),
+            blocks: VecDeque::new(),
+            first: 0,
+            held_ms: 0,
+            max_held: 0,
             end: None,
             changed: watch::channel(0).0,
             served: BTreeMap::new(),
@@ -259,6 +329,7 @@ pub struct Cdn {
     streams: Arc<Mutex<HashMap<String, StreamState>>>,
     served: Family<ServedLabels, Counter>,
     publish_token: Secret,
+    window_ms: u64,
 }
 
 type Shared = Arc<Mutex<HashMap<String, StreamState>>>;
@@ -317,7 +388,15 @@ impl Cdn {
             streams: Arc::new(Mutex::new(HashMap::new())),
             served,
             publish_token,
+            window_ms: DEFAULT_WINDOW_MS,
         })
+    }
+
+    /// Keeps at most `window_ms` of media per stream (at least the newest block).
+    #[must_use]
+    pub fn window(mut self, window_ms: u64) -> Self {
+        self.window_ms = window_ms;
+        self
     }
 
     /// The routes listed in the module docs.
@@ -338,6 +417,8 @@ impl Cdn {
         if let Some(state) = streams.get(stream) {
             out.peers.clone_from(&state.served);
             out.total = state.served.values().map(|p| p.prefetch + p.fetch).sum();
+            out.held_blocks = state.blocks.len() as u64;
+            out.max_held_blocks = state.max_held as u64;
         }
         out
     }
@@ -401,11 +482,12 @@ async fn put_block(
     }
     let mut streams = lock(&cdn.streams);
     let state = streams.entry(id).or_insert_with(StreamState::new);
-    let expected = state.blocks.len() as u64;
-    if let Some(held) = usize::try_from(n).ok().and_then(|i| state.blocks.get(i))
-        && held.info == info
-    {
-        return Ok(StatusCode::OK);
+    let expected = state.cut();
+    match state.lookup(n) {
+        Lookup::Held(held) if held.info == info => return Ok(StatusCode::OK),
+        // Accepted before and evicted since: a late retry.
+        Lookup::Evicted => return Ok(StatusCode::OK),
+        _ => {}
     }
     if state.end.is_some() || n != expected {
         return Err(AppError(
@@ -415,7 +497,7 @@ async fn put_block(
             ),
         ));
     }
-    state.blocks.push(Block { info, data: body });
+    state.push(Block { info, data: body }, cdn.window_ms);
     state.changed.send_modify(|v| *v += 1);
     Ok(StatusCode::CREATED)
 }
@@ -434,13 +516,13 @@ async fn end_stream(
     if state.end == Some(end) {
         return Ok(StatusCode::NO_CONTENT);
     }
-    if end.blocks != state.blocks.len() as u64 {
+    if end.blocks != state.cut() {
         return Err(AppError(
             StatusCode::CONFLICT,
             format!(
                 "end says {} blocks, {} were published",
                 end.blocks,
-                state.blocks.len()
+                state.cut()
             ),
         ));
     }
@@ -460,8 +542,10 @@ async fn get_block(
         {
             let streams = lock(&cdn.streams);
             if let Some(state) = streams.get(&id) {
-                if let Some(block) = state.blocks.get(n as usize) {
-                    break block.clone();
+                match state.lookup(n) {
+                    Lookup::Held(block) => break block.clone(),
+                    Lookup::Evicted => return Err(state.evicted(n)),
+                    Lookup::NotCut => {}
                 }
                 if state.end.is_some() {
                     return Err(AppError(
@@ -509,12 +593,18 @@ async fn manifest(
     let state = streams
         .get(&id)
         .ok_or_else(|| AppError(StatusCode::NOT_FOUND, format!("unknown stream `{id}`")))?;
-    let from = q.from.unwrap_or(0) as usize;
+    let skip = q.from.unwrap_or(0).saturating_sub(state.first);
     Ok(axum::Json(Manifest {
         stream: id.clone(),
-        cut: state.blocks.len() as u64,
+        cut: state.cut(),
+        first: state.first,
         end: state.end,
-        blocks: state.blocks.iter().skip(from).map(|b| b.info).collect(),
+        blocks: state
+            .blocks
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .map(|b| b.info)
+            .collect(),
     }))
 }
 
@@ -543,12 +633,13 @@ async fn subscribe(
         })?;
     let peer = q.peer.unwrap_or_else(|| "-".to_owned());
     let mut changes = cdn.watch(&id);
-    let cut = lock(&cdn.streams)
+    let (cut, first) = lock(&cdn.streams)
         .get(&id)
-        .map_or(0, |s| s.blocks.len() as u64);
+        .map_or((0, 0), |s| (s.cut(), s.first));
     let mut next = q
         .from
-        .unwrap_or_else(|| cut.saturating_sub(q.back.unwrap_or(0)));
+        .unwrap_or_else(|| cut.saturating_sub(q.back.unwrap_or(0)))
+        .max(first);
     let from = next;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
@@ -566,7 +657,10 @@ async fn subscribe(
                 let Some(state) = streams.get(&id) else {
                     return;
                 };
-                let batch: Vec<Block> = state.blocks.iter().skip(next as usize).cloned().collect();
+                // A subscriber behind the window continues from its oldest block.
+                next = next.max(state.first);
+                let skip = usize::try_from(next - state.first).unwrap_or(usize::MAX);
+                let batch: Vec<Block> = state.blocks.iter().skip(skip).cloned().collect();
                 (batch, state.end)
             };
             for block in batch {
@@ -773,5 +867,69 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing was published");
         assert!(Cdn::new(&mut Registry::default(), Secret::default()).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_the_window_is_held_and_evicted_blocks_are_gone() {
+        let cdn = cdn().window(3000);
+        let app = cdn.router();
+        let data: Vec<&'static [u8]> = (0..20u8)
+            .map(|n| &*Box::leak(vec![n; 188].into_boxed_slice()))
+            .collect();
+        for (n, d) in data.iter().enumerate() {
+            let sha = hex::encode(crate::block::sha256(d));
+            assert_eq!(
+                call(&app, put(n as u64, d, &sha)).await.0,
+                StatusCode::CREATED
+            );
+        }
+        let stats = cdn.stats("live");
+        // 1 s blocks in a 3 s window: 20 blocks published, 3 held, never more.
+        assert_eq!((stats.held_blocks, stats.max_held_blocks), (3, 3));
+        let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let (status, _, body) = call(&app, get("/streams/live/blocks/5")).await;
+        assert_eq!(status, StatusCode::GONE);
+        assert!(
+            String::from_utf8_lossy(&body).contains("holds blocks 17..20"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let (status, _, body) = call(&app, get("/streams/live/blocks/19")).await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, data[19]));
+        let (_, _, body) = call(&app, get("/streams/live/manifest?from=2")).await;
+        let manifest: Manifest = serde_json::from_slice(&body).unwrap();
+        assert_eq!((manifest.cut, manifest.first), (20, 17));
+        let numbers: Vec<u64> = manifest.blocks.iter().map(|b| b.number).collect();
+        assert_eq!(numbers, vec![17, 18, 19]);
+        // A subscription from an evicted block starts at the oldest held one.
+        let end = axum::http::Request::post("/streams/live/end")
+            .header("authorization", format!("Bearer {PUBLISH_TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::to_vec(&EndOfStream {
+                    blocks: 20,
+                    source_bytes: 20 * 188,
+                    source_sha256: [0; 32],
+                })
+                .unwrap(),
+            ))
+            .unwrap();
+        assert_eq!(call(&app, end).await.0, StatusCode::NO_CONTENT);
+        let (_, _, body) = call(
+            &app,
+            get("/streams/live/subscribe?layout=0:1:1&substreams=1&from=0"),
+        )
+        .await;
+        let frames = FrameDecoder::new().push(&body).unwrap();
+        assert_eq!(frames[0], Frame::Hello { cut: 20, from: 17 });
+        let blocks: Vec<u64> = frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Block(b) => Some(b.info.number),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(blocks, vec![17, 18, 19]);
+        assert_eq!(frames.last(), Some(&Frame::End { total: 20 }));
     }
 }

@@ -38,6 +38,8 @@ pub struct CdnConfig {
     /// The token the origin must present to publish (required, at least 16 characters;
     /// env `P2PLIVE_CDN__PUBLISH_TOKEN`).
     pub publish_token: Secret,
+    /// Media kept per stream, in ms (default 30000); older blocks are evicted (410 Gone).
+    pub window_ms: u64,
 }
 
 impl Default for CdnConfig {
@@ -45,6 +47,7 @@ impl Default for CdnConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
             publish_token: Secret::default(),
+            window_ms: crate::cdn::DEFAULT_WINDOW_MS,
         }
     }
 }

@@ -6,12 +6,18 @@
 //! The decisions are the sans-I/O [`Scheduler`]'s; this module is
 //! its driver: sockets, tasks and timers.
 //!
-//! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS from the first block played,
-//! growing live, ending with the stream), `GET /summary` (JSON
+//! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS from the oldest block played
+//! that is still held, growing live, ending with the stream), `GET /summary` (JSON
 //! [`PeerSummary`]), `/healthz`, `/metrics`.
+//!
+//! Memory is bounded: a peer keeps the blocks from `window_ms` of media behind its playhead
+//! up to what arrived ahead of it, and forgets older ones (blocks, scheduler state, the list
+//! of blocks played). A player reading `/live.ts` so slowly that it falls behind the window
+//! gets the end of its response (an error), not a gap.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -72,6 +78,9 @@ pub struct PeerConfig {
     pub request_timeout_ms: u64,
     /// Heartbeat period to the tracker, in ms (default 300).
     pub heartbeat_ms: u64,
+    /// Media kept behind the playhead, in ms (default 30000): blocks older than that are
+    /// dropped, and requests for them answered "missing".
+    pub window_ms: u64,
     /// Test and demo knob: flip one byte of every block this peer uploads, to exercise the
     /// receivers' SHA-256 checks (default false).
     pub corrupt_uploads: bool,
@@ -93,6 +102,7 @@ impl Default for PeerConfig {
             hold_ms: 2000,
             request_timeout_ms: 3000,
             heartbeat_ms: 300,
+            window_ms: 30_000,
             corrupt_uploads: false,
         }
     }
@@ -163,8 +173,10 @@ async fn join(
 #[derive(Debug)]
 struct Shared {
     blocks: Mutex<BTreeMap<u64, Bytes>>,
+    /// Blocks below this number were evicted.
+    keep_from: AtomicU64,
     arrived: watch::Sender<u64>,
-    played: Mutex<Vec<u64>>,
+    played: Mutex<Played>,
     /// (blocks played, finished)
     played_tx: watch::Sender<(usize, bool)>,
     /// Layout and own substreams (with the first block prefetched), for holding requests.
@@ -172,6 +184,30 @@ struct Shared {
     summary: Mutex<PeerSummary>,
     metrics: PeerMetrics,
     config: PeerConfig,
+}
+
+/// The blocks played that are still held, in play order: `blocks[i]` was the `base + i`-th.
+#[derive(Debug, Default)]
+struct Played {
+    base: usize,
+    blocks: VecDeque<u64>,
+}
+
+impl Played {
+    fn len(&self) -> usize {
+        self.base + self.blocks.len()
+    }
+
+    fn get(&self, idx: usize) -> Option<u64> {
+        self.blocks.get(idx.checked_sub(self.base)?).copied()
+    }
+
+    fn evict_before(&mut self, block: u64) {
+        while self.blocks.front().is_some_and(|n| *n < block) {
+            self.blocks.pop_front();
+            self.base += 1;
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -198,7 +234,7 @@ impl Shared {
         if let Some(b) = self.block(n) {
             return Some(b);
         }
-        if !self.expects(n) {
+        if n < self.keep_from.load(Ordering::Relaxed) || !self.expects(n) {
             return None;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.hold_ms);
@@ -289,8 +325,9 @@ impl PeerHandle {
         let metrics = PeerMetrics::new(&mut registry);
         let shared = Arc::new(Shared {
             blocks: Mutex::new(BTreeMap::new()),
+            keep_from: AtomicU64::new(0),
             arrived: watch::channel(0).0,
-            played: Mutex::new(Vec::new()),
+            played: Mutex::new(Played::default()),
             played_tx: watch::channel((0, false)).0,
             expect: Mutex::new((None, BTreeMap::new())),
             summary: Mutex::new(PeerSummary {
@@ -415,20 +452,28 @@ async fn summary(State(shared): State<Arc<Shared>>) -> axum::Json<PeerSummary> {
 
 async fn live_ts(State(shared): State<Arc<Shared>>) -> Response {
     let rx = shared.played_tx.subscribe();
-    let stream =
-        futures::stream::unfold((0usize, rx, shared), |(idx, mut rx, shared)| async move {
-            loop {
-                let (count, done) = *rx.borrow_and_update();
-                if idx < count {
-                    let block = lock(&shared.played).get(idx).copied();
-                    let data = block.and_then(|n| shared.block(n)).unwrap_or_default();
-                    return Some((Ok::<Bytes, std::io::Error>(data), (idx + 1, rx, shared)));
-                }
-                if done || rx.changed().await.is_err() {
-                    return None;
-                }
+    // A new player starts at the oldest block played that is still held.
+    let first = lock(&shared.played).base;
+    let stream = futures::stream::unfold((first, rx, shared), |(idx, mut rx, shared)| async move {
+        loop {
+            let (count, done) = *rx.borrow_and_update();
+            if idx == usize::MAX {
+                return None;
             }
-        });
+            if idx < count {
+                let block = lock(&shared.played).get(idx);
+                let Some(data) = block.and_then(|n| shared.block(n)) else {
+                    warn!(idx, "a /live.ts reader fell behind the window; ending it");
+                    let error = std::io::Error::other("the player fell behind the window");
+                    return Some((Err(error), (usize::MAX, rx, shared)));
+                };
+                return Some((Ok::<Bytes, std::io::Error>(data), (idx + 1, rx, shared)));
+            }
+            if done || rx.changed().await.is_err() {
+                return None;
+            }
+        }
+    });
     let mut response = Body::from_stream(stream).into_response();
     response
         .headers_mut()
@@ -772,8 +817,38 @@ impl Driver {
     }
 
     fn store(&self, n: u64, data: Bytes) {
-        lock(&self.shared.blocks).insert(n, data);
+        let held = {
+            let mut blocks = lock(&self.shared.blocks);
+            blocks.insert(n, data);
+            blocks.len() as u64
+        };
+        {
+            let mut summary = lock(&self.shared.summary);
+            summary.held_blocks = held;
+            summary.max_held_blocks = summary.max_held_blocks.max(held);
+        }
         self.shared.arrived.send_modify(|v| *v += 1);
+    }
+
+    /// Forgets the blocks behind the window (module docs).
+    fn evict(&mut self) {
+        let Some(sched) = self.sched.as_mut() else {
+            return;
+        };
+        let keep_from = sched.window_start(self.config.window_ms);
+        if keep_from <= self.shared.keep_from.load(Ordering::Relaxed) {
+            return;
+        }
+        sched.forget_before(keep_from);
+        self.shared.keep_from.store(keep_from, Ordering::Relaxed);
+        let held = {
+            let mut blocks = lock(&self.shared.blocks);
+            *blocks = blocks.split_off(&keep_from);
+            blocks.len() as u64
+        };
+        lock(&self.shared.played).evict_before(keep_from);
+        lock(&self.shared.summary).held_blocks = held;
+        debug!(keep_from, held, "evicted blocks behind the window");
     }
 
     async fn on_fetched(&mut self, block: u64, from: Source, result: Result<Bytes, FetchError>) {
@@ -855,7 +930,7 @@ impl Driver {
                     self.hasher.update(&data);
                     let played = {
                         let mut played = lock(&self.shared.played);
-                        played.push(block);
+                        played.blocks.push_back(block);
                         played.len()
                     };
                     lock(&self.shared.summary).output_bytes += data.len() as u64;
@@ -873,6 +948,7 @@ impl Driver {
                 }
             }
         }
+        self.evict();
         self.shared.metrics.playback(&stats);
         let mut summary = lock(&self.shared.summary);
         summary.playback = stats;

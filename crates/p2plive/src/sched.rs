@@ -166,6 +166,8 @@ pub struct Scheduler {
     stats: PlaybackStats,
     /// Time of the last poll, for the open stall.
     now: Option<Instant>,
+    /// Blocks below this were forgotten ([`Scheduler::forget_before`]).
+    forgotten: u64,
 }
 
 impl Scheduler {
@@ -195,6 +197,7 @@ impl Scheduler {
             player: Player::Waiting,
             stats: PlaybackStats::default(),
             now: None,
+            forgotten: 0,
         }
     }
 
@@ -235,9 +238,60 @@ impl Scheduler {
         self.inflight.retain(|_, s| !s.is_empty());
     }
 
-    /// The origin published `info` (learned from the CDN).
+    /// The origin published `info` (learned from the CDN). Infos of forgotten blocks are
+    /// ignored.
     pub fn on_info(&mut self, info: BlockInfo) {
-        self.infos.insert(info.number, info);
+        if info.number >= self.forgotten {
+            self.infos.insert(info.number, info);
+        }
+    }
+
+    /// The oldest block to keep for a window of `window_ms` of media behind the playhead:
+    /// the block playing (or awaited) and the blocks before it whose durations add up to at
+    /// most `window_ms`. While buffering, the start block.
+    pub fn window_start(&self, window_ms: u64) -> u64 {
+        let playhead = match self.player {
+            Player::Waiting => return self.start.max(self.forgotten),
+            Player::Playing { block, .. } | Player::Stalled { block, .. } => block,
+            Player::Done => return self.forgotten,
+        };
+        let mut kept = 0u64;
+        let mut from = playhead;
+        for (n, info) in self.infos.range(..playhead).rev() {
+            kept += u64::from(info.duration_ms);
+            if kept > window_ms {
+                break;
+            }
+            from = *n;
+        }
+        from.max(self.forgotten)
+    }
+
+    /// Drops everything known about blocks below `block` (they are behind the window): their
+    /// infos, the held set, failed attempts and requests in flight. A block below it that
+    /// arrives later is [`Verdict::Unknown`].
+    pub fn forget_before(&mut self, block: u64) {
+        if block <= self.forgotten {
+            return;
+        }
+        self.forgotten = block;
+        // Keep the newest info so `cut` stays right.
+        let newest = self.infos.last_key_value().map(|(_, i)| *i);
+        self.infos = self.infos.split_off(&block);
+        if let Some(info) = newest
+            && self.infos.is_empty()
+        {
+            self.infos.insert(info.number, info);
+        }
+        self.have = self.have.split_off(&block);
+        self.tried.retain(|n, _| *n >= block);
+        self.inflight.retain(|n, _| *n >= block);
+    }
+
+    /// Number of block infos, held-block entries and pending attempts kept (for tests of the
+    /// window).
+    pub fn tracked(&self) -> usize {
+        self.infos.len() + self.have.len() + self.tried.len() + self.inflight.len()
     }
 
     /// The origin ended the stream after `total` blocks.
@@ -264,6 +318,9 @@ impl Scheduler {
     /// SHA-256 (a corrupt block from a peer is dropped and that peer is not asked again for it).
     pub fn on_block(&mut self, block: u64, from: Source, data: &[u8]) -> Verdict {
         self.clear_inflight(block, from);
+        if block < self.forgotten {
+            return Verdict::Unknown;
+        }
         let Some(info) = self.infos.get(&block) else {
             return Verdict::Unknown;
         };
@@ -748,6 +805,36 @@ mod tests {
         assert!(f.contains(&(0, Source::Cdn)), "{f:?}");
         assert!(f.contains(&(1, Source::Cdn)), "{f:?}");
         assert!(f.contains(&(2, Source::Peer(3))), "{f:?}");
+    }
+
+    #[test]
+    fn only_a_window_behind_the_playhead_is_remembered() {
+        let (mut s, t0) = swarm(0);
+        let mut now = t0;
+        let mut most = 0;
+        for n in 0..100 {
+            s.on_info(info(n));
+            let from = if n % 4 == 0 {
+                Source::Prefetch
+            } else {
+                Source::Peer(n % 4 + 1)
+            };
+            s.on_block(n, from, &data(n));
+            s.poll(now);
+            // 1 s blocks, a 5 s window.
+            let keep = s.window_start(5000);
+            s.forget_before(keep);
+            most = most.max(s.tracked());
+            now += Duration::from_secs(1);
+        }
+        assert!(s.stats().played > 90, "{:?}", s.stats());
+        // 5 behind + the playing one + 4 ahead (playout delay), in infos and in the held set.
+        assert!(most <= 2 * 11, "{most} entries");
+        let keep = s.window_start(5000);
+        assert!((90..=96).contains(&keep), "{keep}");
+        // A late answer for a forgotten block is not kept.
+        assert_eq!(s.on_block(3, Source::Cdn, &data(3)), Verdict::Unknown);
+        assert!(!s.has(3));
     }
 
     #[test]
