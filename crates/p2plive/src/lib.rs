@@ -13,6 +13,7 @@ pub mod link;
 pub mod metrics;
 pub mod origin;
 pub mod peer;
+pub mod psi;
 pub mod rate;
 pub mod sched;
 pub mod substream;

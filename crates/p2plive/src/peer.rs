@@ -6,9 +6,11 @@
 //! The decisions are the sans-I/O [`Scheduler`]'s; this module is
 //! its driver: sockets, tasks and timers.
 //!
-//! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS from the oldest block played
-//! that is still held, growing live, ending with the stream), `GET /summary` (JSON
-//! [`PeerSummary`]), `/healthz`, `/metrics`.
+//! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS, growing live, ending with
+//! the stream; a new player starts at the block playing now, the newest complete block near
+//! the live edge, which decodes on its own as every block starts with PAT, PMT and a key
+//! frame; `?from=start` starts at the first block played that is still held), `GET /summary`
+//! (JSON [`PeerSummary`]), `/healthz`, `/metrics`.
 //!
 //! Memory is bounded: a peer keeps the blocks from `window_ms` of media behind its playhead
 //! up to what arrived ahead of it, and forgets older ones (blocks, scheduler state, the list
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -450,10 +452,31 @@ async fn summary(State(shared): State<Arc<Shared>>) -> axum::Json<PeerSummary> {
     axum::Json(lock(&shared.summary).clone())
 }
 
-async fn live_ts(State(shared): State<Arc<Shared>>) -> Response {
+/// The query of `GET /live.ts`.
+#[derive(Debug, Deserialize)]
+struct LiveQuery {
+    /// `start`: from the first block played that is still held.
+    from: Option<String>,
+}
+
+async fn live_ts(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<LiveQuery>,
+) -> Result<Response, crate::cdn::AppError> {
     let rx = shared.played_tx.subscribe();
-    // A new player starts at the oldest block played that is still held.
-    let first = lock(&shared.played).base;
+    let first = {
+        let played = lock(&shared.played);
+        match q.from.as_deref() {
+            Some("start") => played.base,
+            None => played.len().saturating_sub(1).max(played.base),
+            Some(other) => {
+                return Err(crate::cdn::AppError(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    format!("from={other}: the only value is `start`"),
+                ));
+            }
+        }
+    };
     let stream = futures::stream::unfold((first, rx, shared), |(idx, mut rx, shared)| async move {
         loop {
             let (count, done) = *rx.borrow_and_update();
@@ -478,7 +501,7 @@ async fn live_ts(State(shared): State<Arc<Shared>>) -> Response {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
-    response
+    Ok(response)
 }
 
 /// Answers block requests from other peers.

@@ -97,7 +97,10 @@ async fn corrupt_blocks_from_a_peer_are_detected_and_refetched() {
             "{summary}"
         );
         assert_eq!(summary["playback"]["stalls"], 0, "{summary}");
-        assert_eq!(sha256_hex(&get_bytes(&peer.url("/live.ts")).await), source);
+        assert_eq!(
+            sha256_hex(&get_bytes(&peer.url("/live.ts?from=start")).await),
+            source
+        );
         corrupt_seen += summary["playback"]["corrupt_blocks"].as_u64().unwrap();
     }
     assert!(

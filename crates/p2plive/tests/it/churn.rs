@@ -70,7 +70,7 @@ async fn survivors_stay_byte_exact_when_three_of_ten_peers_die() {
             "{summary}"
         );
         assert_eq!(summary["playback"]["stalls"], 0, "{summary}");
-        let body = get_bytes(&peer.url("/live.ts")).await;
+        let body = get_bytes(&peer.url("/live.ts?from=start")).await;
         assert_eq!(sha256_hex(&body), source);
     }
 }

@@ -71,7 +71,7 @@ fn demo_on_a_generated_mp4_and_ts() {
     );
 }
 
-/// Bounded memory (issue 16 item 5): with a 2 s window, a 30 s stream in 0.5 s blocks never
+/// Bounded memory (issue 16 item 5): with a 4 s window, a 30 s stream in 1 s blocks never
 /// has more than a window's worth of blocks at the CDN, nor much more than the window plus
 /// the playout buffer at a peer, and every player still gets the whole stream.
 #[test]
@@ -84,18 +84,18 @@ fn a_stream_longer_than_the_window_keeps_the_held_blocks_bounded() {
         "--substreams",
         "3",
         "--speed",
-        "8",
+        "4",
         "--block-ms",
-        "500",
+        "1000",
         "--window-ms",
-        "2000",
+        "4000",
         "--input",
         clip.to_str().unwrap(),
     ]);
     check(&report, 3);
     let blocks = report["blocks"].as_u64().unwrap();
-    assert!(blocks >= 50, "30 s in 0.5 s blocks: {blocks}");
-    // 2 s of 0.5 s blocks: 4 (5 when some are shorter).
+    assert!(blocks >= 29, "30 s in 1 s blocks: {blocks}");
+    // 4 s of 1 s blocks: 4 (5 when some are shorter).
     let cdn = report["cdn_max_held_blocks"].as_u64().unwrap();
     assert!((1..=5).contains(&cdn), "CDN held {cdn} blocks");
     for p in report["peers_detail"].as_array().unwrap() {
