@@ -106,7 +106,7 @@ impl Programs {
             && let Some(s) = section(packet).filter(|s| s.first() == Some(&0x02))
             && self.video.is_none()
         {
-            self.video = first_video(s).map(|(video_pid, video)| (video_pid, video));
+            self.video = first_video(s);
         }
     }
 
