@@ -127,6 +127,12 @@ pub enum Error {
         /// The bound it breaks.
         reason: String,
     },
+    /// The swarm has as many peers as the tracker admits (`tracker.max_peers`).
+    #[error("the swarm is full ({0} peers)")]
+    SwarmFull(usize),
+    /// A joining peer's contact is malformed or too long.
+    #[error("bad contact: {0}")]
+    BadContact(String),
     /// The tracker drew a peer id that is already in use (about 2^-64 per join; it draws again).
     #[error("peer id {0} is already in use")]
     IdTaken(u64),
