@@ -137,7 +137,7 @@ impl Contact {
         addr("http_addr", &self.http_addr, true)?;
         let cert = &self.cert_der_hex;
         if cert.len() > MAX_CERT_HEX
-            || cert.len() % 2 != 0
+            || !cert.len().is_multiple_of(2)
             || !cert.bytes().all(|b| b.is_ascii_hexdigit())
         {
             return Err(Error::BadContact(format!(
