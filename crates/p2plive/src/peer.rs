@@ -3,7 +3,7 @@
 //! urgent blocks from the CDN, verifies every block against the origin's SHA-256, reassembles
 //! the stream and serves it to a local player at `http://127.0.0.1:PORT/live.ts`.
 //!
-//! The decisions are the sans-I/O [`Scheduler`]'s; this module is
+//! The decisions are the sans-I/O [`Scheduler`](crate::sched::Scheduler)'s; this module is
 //! its driver: sockets, tasks and timers.
 //!
 //! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS, growing live, ending with
