@@ -2,7 +2,7 @@
 //! each block with its number, size, duration and SHA-256 to the CDN edge.
 //!
 //! Inputs ([`Input`]): a file replayed at its real-time rate from its PCR/PTS timing (times
-//! `speed`), standard input, UDP datagrams (`udp://127.0.0.1:PORT`, e.g. from
+//! `speed`; streamed from disk, never held whole in memory), standard input, UDP datagrams (`udp://127.0.0.1:PORT`, e.g. from
 //! `ffmpeg -re ... -f mpegts udp://127.0.0.1:PORT`), or an HTTP push
 //! (`http://127.0.0.1:PORT/ingest`, e.g. `ffmpeg -re ... -f mpegts -method PUT URL`). An MP4
 //! file is first remuxed losslessly to TS with
@@ -151,6 +151,30 @@ const SYNC_SEARCH_BYTES: usize = 64 * 1024;
 /// [`Error::Io`] when the file cannot be read, [`Error::NotVideo`] when it is neither TS nor
 /// MP4, [`Error::FfmpegMissing`]/[`Error::Remux`] when the remux fails.
 pub async fn load_ts(path: &Path) -> Result<Bytes, Error> {
+    let mut ts = open_ts(path).await?;
+    let mut data = std::mem::take(&mut ts.head);
+    ts.file
+        .read_to_end(&mut data)
+        .await
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(Bytes::from(data))
+}
+
+/// A TS file opened for streaming: the bytes already read to sniff it, the rest of the file,
+/// and the directory of a remuxed copy (deleted when this is dropped).
+#[derive(Debug)]
+struct OpenTs {
+    head: Vec<u8>,
+    file: fs_err::tokio::File,
+    _remuxed: Option<tempfile::TempDir>,
+}
+
+/// Opens a TS file (or remuxes an MP4 file to a temporary TS file and opens that), reading
+/// only the first bytes to recognise it, so the file is then streamed, not held in memory.
+async fn open_ts(path: &Path) -> Result<OpenTs, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -167,8 +191,23 @@ pub async fn load_ts(path: &Path) -> Result<Bytes, Error> {
     }
     head.truncate(filled);
     match sniff(&head) {
-        Container::MpegTs => Ok(Bytes::from(fs_err::tokio::read(path).await.map_err(io)?)),
-        Container::Mp4 => remux_mp4(path).await,
+        Container::MpegTs => Ok(OpenTs {
+            head,
+            file,
+            _remuxed: None,
+        }),
+        Container::Mp4 => {
+            drop(file);
+            let (dir, out) = remux_mp4(path).await?;
+            let file = fs_err::tokio::File::open(&out)
+                .await
+                .map_err(|source| Error::Io { path: out, source })?;
+            Ok(OpenTs {
+                head: Vec::new(),
+                file,
+                _remuxed: Some(dir),
+            })
+        }
         Container::Unknown => Err(Error::NotVideo {
             path: path.display().to_string(),
             head: describe_head(&head),
@@ -189,7 +228,8 @@ fn describe_head(head: &[u8]) -> String {
     format!("\"{shown}\"")
 }
 
-async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
+/// Remuxes an MP4 file to TS in a new temporary directory; returns it and the TS path.
+async fn remux_mp4(path: &Path) -> Result<(tempfile::TempDir, PathBuf), Error> {
     use svckit::process::{ProcessError, ProcessSpec};
     let dir = tempfile::tempdir().map_err(|source| Error::Io {
         path: std::env::temp_dir(),
@@ -233,13 +273,7 @@ async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
             stderr_tail: ffmpeg.log_tail(3).replace('\n', " | "),
         });
     }
-    let data = fs_err::tokio::read(&out)
-        .await
-        .map_err(|source| Error::Io {
-            path: out.clone(),
-            source,
-        })?;
-    Ok(Bytes::from(data))
+    Ok((dir, out))
 }
 
 /// First wait before retrying a failed publish.
@@ -382,12 +416,26 @@ async fn open(
 ) -> Result<(mpsc::Receiver<Result<Bytes, Error>>, bool), Error> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(64);
     match input {
-        Input::File(_) | Input::Ts(_) => {
-            let data = match input {
-                Input::File(path) => load_ts(path).await?,
-                Input::Ts(data) => data.clone(),
-                _ => Bytes::new(),
-            };
+        Input::File(path) => {
+            // Streamed from disk in 64 KiB reads: the origin never holds the whole file.
+            let mut ts = open_ts(path).await?;
+            let what = format!("reading {}", path.display());
+            tokio::spawn(async move {
+                if !ts.head.is_empty() && tx.send(Ok(Bytes::from(ts.head.clone()))).await.is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let read = ts.file.read(&mut buf).await;
+                    if matches!(read, Ok(0)) || !forward(&tx, read, &buf, &what).await {
+                        return;
+                    }
+                }
+            });
+            Ok((rx, true))
+        }
+        Input::Ts(data) => {
+            let data = data.clone();
             tokio::spawn(async move {
                 let mut at = 0;
                 while at < data.len() {

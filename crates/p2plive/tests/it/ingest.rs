@@ -151,3 +151,54 @@ async fn udp_and_http_push_from_ffmpeg() {
         );
     }
 }
+
+/// Bounded origin memory (issue 16 item 5): a file input is streamed, not read whole before
+/// cutting. Through a FIFO, blocks reach the CDN while the writer still holds back the second
+/// half of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_input_is_streamed_not_read_whole_first() {
+    let dir = testkit::tempdir();
+    let ts = make_clip(dir.path(), "fifo-source.ts", 6);
+    let bytes = fs_err::read(&ts).unwrap();
+    let fifo = dir.path().join("input.ts");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let infra = Infra::start(&[]);
+    let fifo_arg = fifo.to_str().unwrap().to_owned();
+    let mut origin = testkit::Peer::new(bin())
+        .args(["origin", "--input", &fifo_arg, "--cdn", &infra.cdn_url()])
+        .args(["--speed", "50"])
+        .env(crate::ORIGIN_ENV.0, crate::ORIGIN_ENV.1)
+        .ready(testkit::Ready::Started)
+        .start();
+    let half = bytes.len() / 2;
+    let mut writer = tokio::task::spawn_blocking({
+        let (fifo, first) = (fifo.clone(), bytes[..half].to_vec());
+        move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            f.write_all(&first).unwrap();
+            f
+        }
+    })
+    .await
+    .unwrap();
+    // Without streaming the origin would wait for the end of the file before cutting.
+    infra.wait_cut(1, Duration::from_secs(20)).await;
+    writer.write_all(&bytes[half..]).unwrap();
+    drop(writer);
+    let (_, all) = cdn_stream(&infra).await;
+    assert_eq!(all, bytes);
+    // The origin exits 0 after the end of stream (it is killed on drop if the test fails).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = origin.child().try_exit_status() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the origin did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{}", origin.log());
+}
