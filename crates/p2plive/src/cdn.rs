@@ -48,6 +48,34 @@ use crate::substream::Layout;
 /// Media the CDN keeps per stream by default, in ms: 30 s.
 pub const DEFAULT_WINDOW_MS: u64 = 30_000;
 
+/// Most distinct peer labels counted per stream (in `stats` and `cdn_bytes_served`); bytes
+/// for further peers are counted under [`OTHER_PEERS`], so hostile `?peer=` values cannot grow
+/// the map without bound.
+pub const MAX_PEER_LABELS: usize = 10_000;
+
+/// The label bytes for peers beyond [`MAX_PEER_LABELS`] are counted under.
+pub const OTHER_PEERS: &str = "other";
+
+/// Most streams a CDN edge holds; requests naming a further unknown stream id are 404s, so
+/// hostile ids cannot grow its state without bound.
+pub const MAX_STREAMS: usize = 64;
+
+/// The state of `stream`, created when unknown and fewer than [`MAX_STREAMS`] exist.
+fn state_of<'a>(
+    streams: &'a mut HashMap<String, StreamState>,
+    stream: &str,
+) -> Result<&'a mut StreamState, AppError> {
+    if !streams.contains_key(stream) && streams.len() >= MAX_STREAMS {
+        return Err(AppError(
+            StatusCode::NOT_FOUND,
+            format!("unknown stream `{stream}` (this edge holds {MAX_STREAMS} streams)"),
+        ));
+    }
+    Ok(streams
+        .entry(stream.to_owned())
+        .or_insert_with(StreamState::new))
+}
+
 /// How long `GET /blocks/{n}` waits for a block that is not cut yet.
 const BLOCK_WAIT: Duration = Duration::from_secs(5);
 
@@ -425,7 +453,11 @@ impl Cdn {
 
     fn count(&self, stream: &str, peer: &str, prefetch: bool, bytes: u64) {
         let mut streams = lock(&self.streams);
+        let mut peer = peer;
         if let Some(state) = streams.get_mut(stream) {
+            if !state.served.contains_key(peer) && state.served.len() >= MAX_PEER_LABELS {
+                peer = OTHER_PEERS;
+            }
             let entry = state.served.entry(peer.to_owned()).or_default();
             if prefetch {
                 entry.prefetch += bytes;
@@ -444,12 +476,12 @@ impl Cdn {
 
     /// A receiver notified on every change of `stream` (created empty when unknown: an edge
     /// may be asked before the origin starts).
-    fn watch(&self, stream: &str) -> watch::Receiver<u64> {
-        lock(&self.streams)
-            .entry(stream.to_owned())
-            .or_insert_with(StreamState::new)
-            .changed
-            .subscribe()
+    ///
+    /// # Errors
+    /// 404 when the stream is unknown and [`MAX_STREAMS`] streams exist already.
+    fn watch(&self, stream: &str) -> Result<watch::Receiver<u64>, AppError> {
+        let mut streams = lock(&self.streams);
+        Ok(state_of(&mut streams, stream)?.changed.subscribe())
     }
 }
 
@@ -481,7 +513,7 @@ async fn put_block(
         ));
     }
     let mut streams = lock(&cdn.streams);
-    let state = streams.entry(id).or_insert_with(StreamState::new);
+    let state = state_of(&mut streams, &id)?;
     let expected = state.cut();
     match state.lookup(n) {
         Lookup::Held(held) if held.info == info => return Ok(StatusCode::OK),
@@ -512,7 +544,7 @@ async fn end_stream(
     let axum::Json(end) =
         body.map_err(|rejection| AppError(StatusCode::BAD_REQUEST, rejection.body_text()))?;
     let mut streams = lock(&cdn.streams);
-    let state = streams.entry(id).or_insert_with(StreamState::new);
+    let state = state_of(&mut streams, &id)?;
     if state.end == Some(end) {
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -536,7 +568,7 @@ async fn get_block(
     Path((id, n)): Path<(String, u64)>,
     Query(q): Query<PeerQuery>,
 ) -> Result<Response, AppError> {
-    let mut changes = cdn.watch(&id);
+    let mut changes = cdn.watch(&id)?;
     let deadline = tokio::time::Instant::now() + BLOCK_WAIT;
     let block = loop {
         {
@@ -632,7 +664,7 @@ async fn subscribe(
             )
         })?;
     let peer = q.peer.unwrap_or_else(|| "-".to_owned());
-    let mut changes = cdn.watch(&id);
+    let mut changes = cdn.watch(&id)?;
     let (cut, first) = lock(&cdn.streams)
         .get(&id)
         .map_or((0, 0), |s| (s.cut(), s.first));
@@ -931,5 +963,35 @@ mod tests {
             .collect();
         assert_eq!(blocks, vec![17, 18, 19]);
         assert_eq!(frames.last(), Some(&Frame::End { total: 20 }));
+    }
+
+    #[test]
+    fn peer_labels_are_bounded() {
+        let cdn = cdn();
+        cdn.watch("live").unwrap();
+        for n in 0..MAX_PEER_LABELS + 50 {
+            cdn.count("live", &n.to_string(), false, 1);
+        }
+        let stats = cdn.stats("live");
+        assert_eq!(stats.peers.len(), MAX_PEER_LABELS + 1);
+        assert_eq!(stats.peers[OTHER_PEERS].fetch, 50);
+        assert_eq!(stats.total, (MAX_PEER_LABELS + 50) as u64);
+        // A peer already counted keeps its own label.
+        cdn.count("live", "7", true, 5);
+        assert_eq!(cdn.stats("live").peers["7"].prefetch, 5);
+    }
+
+    #[tokio::test]
+    async fn unknown_stream_ids_cannot_grow_the_edge_without_bound() {
+        let cdn = cdn();
+        let app = cdn.router();
+        let get = |uri: String| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        for n in 0..MAX_STREAMS {
+            cdn.watch(&format!("s{n}")).unwrap();
+        }
+        let (status, _, body) = call(&app, get("/streams/one-more/blocks/0".to_owned())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&body).contains("holds 64 streams"));
+        assert_eq!(lock(&cdn.streams).len(), MAX_STREAMS);
     }
 }
