@@ -4,17 +4,25 @@
 //!
 //! | method and path | what |
 //! | --- | --- |
-//! | `PUT /streams/{id}/blocks/{n}` | the origin publishes block `n` (headers `x-duration-ms`, `x-sha256`); blocks must come in order |
-//! | `POST /streams/{id}/end` | the origin ends the stream (JSON [`EndOfStream`]) |
+//! | `PUT /streams/{id}/blocks/{n}` | the origin publishes block `n` (headers `x-duration-ms`, `x-sha256`); blocks must come in order; a repeated PUT of a block already held with the same SHA-256 is a 200 (the origin retries when an answer was lost) |
+//! | `POST /streams/{id}/end` | the origin ends the stream (JSON [`EndOfStream`]; a repeat is a 204) |
 //! | `GET /streams/{id}/blocks/{n}?peer=P` | block `n`, immutable and cacheable (`Cache-Control: public, max-age=31536000, immutable`, `ETag` = SHA-256), so nginx or any HTTP CDN can sit in front; waits up to 5 s for a block not cut yet |
 //! | `GET /streams/{id}/manifest?from=N` | the live edge and the infos of blocks `N..` (JSON [`Manifest`]) |
 //! | `GET /streams/{id}/subscribe?peer=P&layout=L&substreams=1,3&from=N` (or `&back=K`: from `K` blocks behind the live edge) | substream prefetch: a body of [`Frame`]s until the stream ends: the info of every block from `N` on as it is cut, with the bytes of those in the listed substreams under layout `L` |
 //! | `GET /streams/{id}/stats` | bytes served per peer (JSON [`CdnStats`]) |
 //!
+//! Publishing (`PUT` and `POST .../end`) requires the publish token as
+//! `Authorization: Bearer TOKEN` (401 without, 403 when wrong; [`crate::auth`]).
+//!
+//! Memory is bounded: each stream keeps a sliding window of the newest blocks, at most
+//! [`Cdn::window`] of media (default [`DEFAULT_WINDOW_MS`]); an evicted block is answered
+//! `410 Gone` naming the blocks still held, and a subscription that falls behind the window
+//! continues from its oldest block.
+//!
 //! Bytes served (block payloads, prefetch and single-block fetches) are counted per peer and
 //! exported as the `cdn_bytes_served` Prometheus counter.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,160 +32,56 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use svckit::redact::Secret;
 use tokio::sync::watch;
 
 use crate::block::{Block, BlockInfo, Digest256, hex_digest};
 use crate::error::Error;
 use crate::substream::Layout;
 
+mod frame;
+
+pub use frame::{Frame, FrameDecoder};
+
+/// Media the CDN keeps per stream by default, in ms: 30 s.
+pub const DEFAULT_WINDOW_MS: u64 = 30_000;
+
+/// Most distinct peer labels counted per stream (in `stats` and `cdn_bytes_served`); bytes
+/// for further peers are counted under [`OTHER_PEERS`], so hostile `?peer=` values cannot grow
+/// the map without bound.
+pub const MAX_PEER_LABELS: usize = 10_000;
+
+/// The label bytes for peers beyond [`MAX_PEER_LABELS`] are counted under.
+pub const OTHER_PEERS: &str = "other";
+
+/// Most streams a CDN edge holds; requests naming a further unknown stream id are 404s, so
+/// hostile ids cannot grow its state without bound.
+pub const MAX_STREAMS: usize = 64;
+
+/// The state of `stream`, created when unknown and fewer than [`MAX_STREAMS`] exist.
+fn state_of<'a>(
+    streams: &'a mut HashMap<String, StreamState>,
+    stream: &str,
+) -> Result<&'a mut StreamState, AppError> {
+    if !streams.contains_key(stream) && streams.len() >= MAX_STREAMS {
+        return Err(AppError(
+            StatusCode::NOT_FOUND,
+            format!("unknown stream `{stream}` (this edge holds {MAX_STREAMS} streams)"),
+        ));
+    }
+    Ok(streams
+        .entry(stream.to_owned())
+        .or_insert_with(StreamState::new))
+}
+
 /// How long `GET /blocks/{n}` waits for a block that is not cut yet.
 const BLOCK_WAIT: Duration = Duration::from_secs(5);
-
-/// One unit on the subscription stream. Wire form: 1 byte kind, 4 bytes big-endian payload
-/// length, payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// First frame: the number of blocks cut when the subscription started and the first
-    /// block it sends (kind 0, 16 bytes).
-    Hello {
-        /// Blocks cut so far.
-        cut: u64,
-        /// First block number this subscription covers.
-        from: u64,
-    },
-    /// A block was cut that is not in the subscribed substreams (kind 1, 48 bytes).
-    Info(BlockInfo),
-    /// A block of a subscribed substream (kind 2, 48 bytes of info then the bytes).
-    Block(Block),
-    /// The stream ended after `total` blocks (kind 3, 8 bytes).
-    End {
-        /// Number of blocks in the stream.
-        total: u64,
-    },
-}
-
-const INFO_LEN: usize = 8 + 4 + 4 + 32;
-
-fn put_info(out: &mut BytesMut, info: &BlockInfo) {
-    out.put_u64(info.number);
-    out.put_u32(info.size);
-    out.put_u32(info.duration_ms);
-    out.put_slice(&info.sha256);
-}
-
-fn get_info(b: &[u8]) -> Option<BlockInfo> {
-    let b = b.get(..INFO_LEN)?;
-    let mut sha256 = [0u8; 32];
-    sha256.copy_from_slice(&b[16..48]);
-    Some(BlockInfo {
-        number: u64::from_be_bytes(b[0..8].try_into().ok()?),
-        size: u32::from_be_bytes(b[8..12].try_into().ok()?),
-        duration_ms: u32::from_be_bytes(b[12..16].try_into().ok()?),
-        sha256,
-    })
-}
-
-impl Frame {
-    /// The wire form.
-    pub fn encode(&self) -> Bytes {
-        let mut payload = BytesMut::new();
-        let kind = match self {
-            Self::Hello { cut, from } => {
-                payload.put_u64(*cut);
-                payload.put_u64(*from);
-                0
-            }
-            Self::Info(info) => {
-                put_info(&mut payload, info);
-                1
-            }
-            Self::Block(block) => {
-                put_info(&mut payload, &block.info);
-                payload.put_slice(&block.data);
-                2
-            }
-            Self::End { total } => {
-                payload.put_u64(*total);
-                3
-            }
-        };
-        let mut out = BytesMut::with_capacity(5 + payload.len());
-        out.put_u8(kind);
-        out.put_u32(u32::try_from(payload.len()).unwrap_or(u32::MAX));
-        out.put_slice(&payload);
-        out.freeze()
-    }
-}
-
-fn be_u64(b: Option<&[u8]>) -> Option<u64> {
-    Some(u64::from_be_bytes(b?.try_into().ok()?))
-}
-
-/// Decodes [`Frame`]s from a byte stream delivered in arbitrary chunks (sans-I/O).
-#[derive(Debug, Default)]
-pub struct FrameDecoder {
-    buf: BytesMut,
-}
-
-/// Largest frame payload accepted (64 MiB).
-const MAX_FRAME: usize = 64 << 20;
-
-impl FrameDecoder {
-    /// An empty decoder.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds bytes and returns the frames now complete.
-    ///
-    /// # Errors
-    /// [`Error::Frame`] for an unknown kind, an oversized or short payload.
-    pub fn push(&mut self, data: &[u8]) -> Result<Vec<Frame>, Error> {
-        self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
-        loop {
-            if self.buf.len() < 5 {
-                return Ok(out);
-            }
-            let kind = self.buf[0];
-            let len =
-                u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-            if len > MAX_FRAME {
-                return Err(Error::Frame(format!("payload of {len} bytes")));
-            }
-            if self.buf.len() < 5 + len {
-                return Ok(out);
-            }
-            let frame = self.buf.split_to(5 + len).freeze();
-            let p = frame.slice(5..);
-            let short = || Error::Frame(format!("kind {kind} with {len} bytes"));
-            out.push(match kind {
-                0 => Frame::Hello {
-                    cut: be_u64(p.get(..8)).ok_or_else(short)?,
-                    from: be_u64(p.get(8..16)).ok_or_else(short)?,
-                },
-                1 => Frame::Info(get_info(&p).ok_or_else(short)?),
-                2 => {
-                    let info = get_info(&p).ok_or_else(short)?;
-                    Frame::Block(Block {
-                        info,
-                        data: p.slice(INFO_LEN..),
-                    })
-                }
-                3 => Frame::End {
-                    total: be_u64(p.get(..8)).ok_or_else(short)?,
-                },
-                other => return Err(Error::Frame(format!("unknown kind {other}"))),
-            });
-        }
-    }
-}
 
 /// The body of `POST /streams/{id}/end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +102,8 @@ pub struct Manifest {
     pub stream: String,
     /// Blocks cut so far (the live edge is `cut - 1`).
     pub cut: u64,
+    /// The oldest block still held (older ones were evicted from the window).
+    pub first: u64,
     /// Set once the origin ended the stream.
     pub end: Option<EndOfStream>,
     /// Infos of the blocks from `from` on.
@@ -220,21 +126,81 @@ pub struct CdnStats {
     pub peers: BTreeMap<String, PeerBytes>,
     /// Sum over all peers.
     pub total: u64,
+    /// Blocks held now.
+    pub held_blocks: u64,
+    /// Most blocks held at once so far.
+    pub max_held_blocks: u64,
 }
 
 #[derive(Debug)]
 struct StreamState {
-    blocks: Vec<Block>,
+    /// The window: blocks `first..first + blocks.len()`.
+    blocks: VecDeque<Block>,
+    /// Number of `blocks[0]`.
+    first: u64,
+    /// Media duration of the blocks held, ms.
+    held_ms: u64,
+    max_held: usize,
     end: Option<EndOfStream>,
     /// Bumped on every new block and at the end.
     changed: watch::Sender<u64>,
     served: BTreeMap<String, PeerBytes>,
 }
 
+/// Where a block number falls relative to the window.
+enum Lookup<'a> {
+    Held(&'a Block),
+    Evicted,
+    NotCut,
+}
+
 impl StreamState {
+    /// Blocks cut so far.
+    fn cut(&self) -> u64 {
+        self.first + self.blocks.len() as u64
+    }
+
+    fn lookup(&self, n: u64) -> Lookup<'_> {
+        if n < self.first {
+            return Lookup::Evicted;
+        }
+        usize::try_from(n - self.first)
+            .ok()
+            .and_then(|i| self.blocks.get(i))
+            .map_or(Lookup::NotCut, Lookup::Held)
+    }
+
+    /// Appends the next block and evicts the oldest while more than `window_ms` of media is
+    /// held (the newest block always stays).
+    fn push(&mut self, block: Block, window_ms: u64) {
+        self.held_ms += u64::from(block.info.duration_ms);
+        self.blocks.push_back(block);
+        while self.blocks.len() > 1 && self.held_ms > window_ms {
+            if let Some(old) = self.blocks.pop_front() {
+                self.held_ms -= u64::from(old.info.duration_ms);
+                self.first += 1;
+            }
+        }
+        self.max_held = self.max_held.max(self.blocks.len());
+    }
+
+    fn evicted(&self, n: u64) -> AppError {
+        AppError(
+            StatusCode::GONE,
+            format!(
+                "block {n} was evicted: the CDN holds blocks {}..{} (its window)",
+                self.first,
+                self.cut()
+            ),
+        )
+    }
+
     fn new() -> Self {
         Self {
-            blocks: Vec::new(),
+            blocks: VecDeque::new(),
+            first: 0,
+            held_ms: 0,
+            max_held: 0,
             end: None,
             changed: watch::channel(0).0,
             served: BTreeMap::new(),
@@ -254,6 +220,8 @@ struct ServedLabels {
 pub struct Cdn {
     streams: Arc<Mutex<HashMap<String, StreamState>>>,
     served: Family<ServedLabels, Counter>,
+    publish_token: Secret,
+    window_ms: u64,
 }
 
 type Shared = Arc<Mutex<HashMap<String, StreamState>>>;
@@ -292,18 +260,35 @@ struct SubscribeQuery {
 }
 
 impl Cdn {
-    /// An empty CDN; registers the `cdn_bytes_served` counter family in `registry`.
-    pub fn new(registry: &mut Registry) -> Self {
+    /// An empty CDN accepting blocks from whoever presents `publish_token`; registers the
+    /// `cdn_bytes_served` counter family in `registry`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the token is shorter than 16 characters.
+    pub fn new(registry: &mut Registry, publish_token: Secret) -> Result<Self, Error> {
+        crate::auth::require_token(
+            &publish_token,
+            "cdn.publish_token (env P2PLIVE_CDN__PUBLISH_TOKEN)",
+        )?;
         let served = Family::<ServedLabels, Counter>::default();
         registry.register(
             "cdn_bytes_served",
             "Block bytes served by the CDN, per stream, peer and kind (prefetch or fetch)",
             served.clone(),
         );
-        Self {
+        Ok(Self {
             streams: Arc::new(Mutex::new(HashMap::new())),
             served,
-        }
+            publish_token,
+            window_ms: DEFAULT_WINDOW_MS,
+        })
+    }
+
+    /// Keeps at most `window_ms` of media per stream (at least the newest block).
+    #[must_use]
+    pub fn window(mut self, window_ms: u64) -> Self {
+        self.window_ms = window_ms;
+        self
     }
 
     /// The routes listed in the module docs.
@@ -324,13 +309,19 @@ impl Cdn {
         if let Some(state) = streams.get(stream) {
             out.peers.clone_from(&state.served);
             out.total = state.served.values().map(|p| p.prefetch + p.fetch).sum();
+            out.held_blocks = state.blocks.len() as u64;
+            out.max_held_blocks = state.max_held as u64;
         }
         out
     }
 
     fn count(&self, stream: &str, peer: &str, prefetch: bool, bytes: u64) {
         let mut streams = lock(&self.streams);
+        let mut peer = peer;
         if let Some(state) = streams.get_mut(stream) {
+            if !state.served.contains_key(peer) && state.served.len() >= MAX_PEER_LABELS {
+                peer = OTHER_PEERS;
+            }
             let entry = state.served.entry(peer.to_owned()).or_default();
             if prefetch {
                 entry.prefetch += bytes;
@@ -349,12 +340,12 @@ impl Cdn {
 
     /// A receiver notified on every change of `stream` (created empty when unknown: an edge
     /// may be asked before the origin starts).
-    fn watch(&self, stream: &str) -> watch::Receiver<u64> {
-        lock(&self.streams)
-            .entry(stream.to_owned())
-            .or_insert_with(StreamState::new)
-            .changed
-            .subscribe()
+    ///
+    /// # Errors
+    /// 404 when the stream is unknown and [`MAX_STREAMS`] streams exist already.
+    fn watch(&self, stream: &str) -> Result<watch::Receiver<u64>, AppError> {
+        let mut streams = lock(&self.streams);
+        Ok(state_of(&mut streams, stream)?.changed.subscribe())
     }
 }
 
@@ -364,6 +355,7 @@ async fn put_block(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, AppError> {
+    crate::auth::check_bearer(&headers, &cdn.publish_token)?;
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let duration_ms = header_str("x-duration-ms")
         .and_then(|v| v.parse::<u32>().ok())
@@ -385,8 +377,14 @@ async fn put_block(
         ));
     }
     let mut streams = lock(&cdn.streams);
-    let state = streams.entry(id).or_insert_with(StreamState::new);
-    let expected = state.blocks.len() as u64;
+    let state = state_of(&mut streams, &id)?;
+    let expected = state.cut();
+    match state.lookup(n) {
+        Lookup::Held(held) if held.info == info => return Ok(StatusCode::OK),
+        // Accepted before and evicted since: a late retry.
+        Lookup::Evicted => return Ok(StatusCode::OK),
+        _ => {}
+    }
     if state.end.is_some() || n != expected {
         return Err(AppError(
             StatusCode::CONFLICT,
@@ -395,7 +393,7 @@ async fn put_block(
             ),
         ));
     }
-    state.blocks.push(Block { info, data: body });
+    state.push(Block { info, data: body }, cdn.window_ms);
     state.changed.send_modify(|v| *v += 1);
     Ok(StatusCode::CREATED)
 }
@@ -403,17 +401,24 @@ async fn put_block(
 async fn end_stream(
     State(cdn): State<Cdn>,
     Path(id): Path<String>,
-    axum::Json(end): axum::Json<EndOfStream>,
+    headers: HeaderMap,
+    body: Result<axum::Json<EndOfStream>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, AppError> {
+    crate::auth::check_bearer(&headers, &cdn.publish_token)?;
+    let axum::Json(end) =
+        body.map_err(|rejection| AppError(StatusCode::BAD_REQUEST, rejection.body_text()))?;
     let mut streams = lock(&cdn.streams);
-    let state = streams.entry(id).or_insert_with(StreamState::new);
-    if end.blocks != state.blocks.len() as u64 {
+    let state = state_of(&mut streams, &id)?;
+    if state.end == Some(end) {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if end.blocks != state.cut() {
         return Err(AppError(
             StatusCode::CONFLICT,
             format!(
                 "end says {} blocks, {} were published",
                 end.blocks,
-                state.blocks.len()
+                state.cut()
             ),
         ));
     }
@@ -427,14 +432,16 @@ async fn get_block(
     Path((id, n)): Path<(String, u64)>,
     Query(q): Query<PeerQuery>,
 ) -> Result<Response, AppError> {
-    let mut changes = cdn.watch(&id);
+    let mut changes = cdn.watch(&id)?;
     let deadline = tokio::time::Instant::now() + BLOCK_WAIT;
     let block = loop {
         {
             let streams = lock(&cdn.streams);
             if let Some(state) = streams.get(&id) {
-                if let Some(block) = state.blocks.get(n as usize) {
-                    break block.clone();
+                match state.lookup(n) {
+                    Lookup::Held(block) => break block.clone(),
+                    Lookup::Evicted => return Err(state.evicted(n)),
+                    Lookup::NotCut => {}
                 }
                 if state.end.is_some() {
                     return Err(AppError(
@@ -482,12 +489,18 @@ async fn manifest(
     let state = streams
         .get(&id)
         .ok_or_else(|| AppError(StatusCode::NOT_FOUND, format!("unknown stream `{id}`")))?;
-    let from = q.from.unwrap_or(0) as usize;
+    let skip = q.from.unwrap_or(0).saturating_sub(state.first);
     Ok(axum::Json(Manifest {
         stream: id.clone(),
-        cut: state.blocks.len() as u64,
+        cut: state.cut(),
+        first: state.first,
         end: state.end,
-        blocks: state.blocks.iter().skip(from).map(|b| b.info).collect(),
+        blocks: state
+            .blocks
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .map(|b| b.info)
+            .collect(),
     }))
 }
 
@@ -515,13 +528,14 @@ async fn subscribe(
             )
         })?;
     let peer = q.peer.unwrap_or_else(|| "-".to_owned());
-    let mut changes = cdn.watch(&id);
-    let cut = lock(&cdn.streams)
+    let mut changes = cdn.watch(&id)?;
+    let (cut, first) = lock(&cdn.streams)
         .get(&id)
-        .map_or(0, |s| s.blocks.len() as u64);
+        .map_or((0, 0), |s| (s.cut(), s.first));
     let mut next = q
         .from
-        .unwrap_or_else(|| cut.saturating_sub(q.back.unwrap_or(0)));
+        .unwrap_or_else(|| cut.saturating_sub(q.back.unwrap_or(0)))
+        .max(first);
     let from = next;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
@@ -539,7 +553,10 @@ async fn subscribe(
                 let Some(state) = streams.get(&id) else {
                     return;
                 };
-                let batch: Vec<Block> = state.blocks.iter().skip(next as usize).cloned().collect();
+                // A subscriber behind the window continues from its oldest block.
+                next = next.max(state.first);
+                let skip = usize::try_from(next - state.first).unwrap_or(usize::MAX);
+                let batch: Vec<Block> = state.blocks.iter().skip(skip).cloned().collect();
                 (batch, state.end)
             };
             for block in batch {
@@ -597,29 +614,6 @@ pub(crate) fn tokio_stream_from<T: Send + 'static>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn frames_round_trip_in_any_chunking() {
-        let info = BlockInfo::of(7, 1000, b"payload");
-        let frames = vec![
-            Frame::Hello { cut: 3, from: 1 },
-            Frame::Info(info),
-            Frame::Block(Block {
-                info,
-                data: Bytes::from_static(b"payload"),
-            }),
-            Frame::End { total: 8 },
-        ];
-        let wire: Vec<u8> = frames.iter().flat_map(|f| f.encode().to_vec()).collect();
-        for chunk in [1, 3, 7, wire.len()] {
-            let mut decoder = FrameDecoder::new();
-            let got: Vec<Frame> = wire
-                .chunks(chunk)
-                .flat_map(|c| decoder.push(c).unwrap())
-                .collect();
-            assert_eq!(got, frames, "chunk {chunk}");
-        }
-    }
-
     async fn call(
         app: &Router,
         request: axum::http::Request<Body>,
@@ -631,8 +625,15 @@ mod tests {
         (parts.status, parts.headers, body)
     }
 
+    const PUBLISH_TOKEN: &str = "publish-token-for-tests";
+
+    fn cdn() -> Cdn {
+        Cdn::new(&mut Registry::default(), Secret::new(PUBLISH_TOKEN)).unwrap()
+    }
+
     fn put(n: u64, data: &'static [u8], sha: &str) -> axum::http::Request<Body> {
         axum::http::Request::put(format!("/streams/live/blocks/{n}"))
+            .header("authorization", format!("Bearer {PUBLISH_TOKEN}"))
             .header("x-duration-ms", "1000")
             .header("x-sha256", sha)
             .body(Body::from(data))
@@ -641,7 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn blocks_are_published_in_order_and_served_cacheable() {
-        let cdn = Cdn::new(&mut Registry::default());
+        let cdn = cdn();
         let app = cdn.router();
         let sha = |d: &[u8]| hex::encode(crate::block::sha256(d));
         assert_eq!(
@@ -659,6 +660,15 @@ mod tests {
         assert_eq!(
             call(&app, put(1, b"one", &sha(b"one"))).await.0,
             StatusCode::CREATED
+        );
+        // A retried PUT of a block already held is fine; another body for it is not.
+        assert_eq!(
+            call(&app, put(1, b"one", &sha(b"one"))).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, put(1, b"uno", &sha(b"uno"))).await.0,
+            StatusCode::CONFLICT
         );
 
         let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
@@ -683,14 +693,135 @@ mod tests {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
-    #[test]
-    fn decoder_rejects_garbage() {
-        assert!(FrameDecoder::new().push(&[9, 0, 0, 0, 0]).is_err());
-        assert!(FrameDecoder::new().push(&[1, 0, 0, 0, 2, 1, 2]).is_err());
-        assert!(
-            FrameDecoder::new()
-                .push(&[2, 0xff, 0xff, 0xff, 0xff])
-                .is_err()
+    #[tokio::test]
+    async fn publishing_needs_the_publish_token() {
+        let cdn = cdn();
+        let app = cdn.router();
+        let sha = hex::encode(crate::block::sha256(b"zero"));
+        let mut request = put(0, b"zero", &sha);
+        request.headers_mut().remove("authorization");
+        assert_eq!(call(&app, request).await.0, StatusCode::UNAUTHORIZED);
+        let mut request = put(0, b"zero", &sha);
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_static("Bearer not-the-publish-token"),
         );
+        assert_eq!(call(&app, request).await.0, StatusCode::FORBIDDEN);
+        let end = axum::http::Request::post("/streams/live/end")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::to_vec(&EndOfStream {
+                    blocks: 0,
+                    source_bytes: 0,
+                    source_sha256: [0; 32],
+                })
+                .unwrap(),
+            ))
+            .unwrap();
+        assert_eq!(call(&app, end).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(cdn.stats("live").total, 0);
+        let (status, _, _) = call(
+            &app,
+            axum::http::Request::get("/streams/live/manifest")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing was published");
+        assert!(Cdn::new(&mut Registry::default(), Secret::default()).is_err());
+    }
+
+    #[tokio::test]
+    async fn only_the_window_is_held_and_evicted_blocks_are_gone() {
+        let cdn = cdn().window(3000);
+        let app = cdn.router();
+        let data: Vec<&'static [u8]> = (0..20u8)
+            .map(|n| &*Box::leak(vec![n; 188].into_boxed_slice()))
+            .collect();
+        for (n, d) in data.iter().enumerate() {
+            let sha = hex::encode(crate::block::sha256(d));
+            assert_eq!(
+                call(&app, put(n as u64, d, &sha)).await.0,
+                StatusCode::CREATED
+            );
+        }
+        let stats = cdn.stats("live");
+        // 1 s blocks in a 3 s window: 20 blocks published, 3 held, never more.
+        assert_eq!((stats.held_blocks, stats.max_held_blocks), (3, 3));
+        let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let (status, _, body) = call(&app, get("/streams/live/blocks/5")).await;
+        assert_eq!(status, StatusCode::GONE);
+        assert!(
+            String::from_utf8_lossy(&body).contains("holds blocks 17..20"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let (status, _, body) = call(&app, get("/streams/live/blocks/19")).await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, data[19]));
+        let (_, _, body) = call(&app, get("/streams/live/manifest?from=2")).await;
+        let manifest: Manifest = serde_json::from_slice(&body).unwrap();
+        assert_eq!((manifest.cut, manifest.first), (20, 17));
+        let numbers: Vec<u64> = manifest.blocks.iter().map(|b| b.number).collect();
+        assert_eq!(numbers, vec![17, 18, 19]);
+        // A subscription from an evicted block starts at the oldest held one.
+        let end = axum::http::Request::post("/streams/live/end")
+            .header("authorization", format!("Bearer {PUBLISH_TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::to_vec(&EndOfStream {
+                    blocks: 20,
+                    source_bytes: 20 * 188,
+                    source_sha256: [0; 32],
+                })
+                .unwrap(),
+            ))
+            .unwrap();
+        assert_eq!(call(&app, end).await.0, StatusCode::NO_CONTENT);
+        let (_, _, body) = call(
+            &app,
+            get("/streams/live/subscribe?layout=0:1:1&substreams=1&from=0"),
+        )
+        .await;
+        let frames = FrameDecoder::new().push(&body).unwrap();
+        assert_eq!(frames[0], Frame::Hello { cut: 20, from: 17 });
+        let blocks: Vec<u64> = frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Block(b) => Some(b.info.number),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(blocks, vec![17, 18, 19]);
+        assert_eq!(frames.last(), Some(&Frame::End { total: 20 }));
+    }
+
+    #[test]
+    fn peer_labels_are_bounded() {
+        let cdn = cdn();
+        cdn.watch("live").unwrap();
+        for n in 0..MAX_PEER_LABELS + 50 {
+            cdn.count("live", &n.to_string(), false, 1);
+        }
+        let stats = cdn.stats("live");
+        assert_eq!(stats.peers.len(), MAX_PEER_LABELS + 1);
+        assert_eq!(stats.peers[OTHER_PEERS].fetch, 50);
+        assert_eq!(stats.total, (MAX_PEER_LABELS + 50) as u64);
+        // A peer already counted keeps its own label.
+        cdn.count("live", "7", true, 5);
+        assert_eq!(cdn.stats("live").peers["7"].prefetch, 5);
+    }
+
+    #[tokio::test]
+    async fn unknown_stream_ids_cannot_grow_the_edge_without_bound() {
+        let cdn = cdn();
+        let app = cdn.router();
+        let get = |uri: String| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        for n in 0..MAX_STREAMS {
+            cdn.watch(&format!("s{n}")).unwrap();
+        }
+        let (status, _, body) = call(&app, get("/streams/one-more/blocks/0".to_owned())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&body).contains("holds 64 streams"));
+        assert_eq!(lock(&cdn.streams).len(), MAX_STREAMS);
     }
 }

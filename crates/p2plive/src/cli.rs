@@ -163,6 +163,9 @@ pub struct DemoArgs {
     /// prefetches its substream from the CDN.
     #[arg(long, default_value_t = 1)]
     pub cdn_prefetchers: u32,
+    /// Media the CDN and every peer keep (behind the live edge / the playhead), in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub window_ms: u64,
     /// Print the report as one JSON line on stdout (last line).
     #[arg(long)]
     pub json: bool,
@@ -241,7 +244,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cdn(args) => {
             let listen = args.listen.unwrap_or(config.cdn.listen);
             let mut registry = Registry::default();
-            let cdn = Cdn::new(&mut registry);
+            let cdn = Cdn::new(&mut registry, config.cdn.publish_token.clone())?
+                .window(config.cdn.window_ms);
             serve_until_signal(listen, cdn.router(), "p2plive-cdn", registry).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -325,6 +329,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 block_ms: args.block_ms,
                 urgent_blocks: args.urgent_blocks,
                 cdn_prefetchers: args.cdn_prefetchers,
+                window_ms: args.window_ms,
                 progress: svckit::cli::progress_wanted(args.json),
             };
             let (report, extras) = crate::demo::run(&options).await?;

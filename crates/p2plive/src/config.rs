@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use svckit::redact::Secret;
 
 use crate::origin::OriginConfig;
 use crate::peer::PeerConfig;
@@ -34,12 +35,19 @@ pub struct Config {
 pub struct CdnConfig {
     /// HTTP listen address (default `127.0.0.1:7000`).
     pub listen: SocketAddr,
+    /// The token the origin must present to publish (required, at least 16 characters;
+    /// env `P2PLIVE_CDN__PUBLISH_TOKEN`).
+    pub publish_token: Secret,
+    /// Media kept per stream, in ms (default 30000); older blocks are evicted (410 Gone).
+    pub window_ms: u64,
 }
 
 impl Default for CdnConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            publish_token: Secret::default(),
+            window_ms: crate::cdn::DEFAULT_WINDOW_MS,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! `p2plive demo`: the CDN edge, the tracker, N peers and the origin on 127.0.0.1 in one
 //! process, over real sockets (HTTP and QUIC), on a real video file; then checks every peer's
-//! `/live.ts` against the stream the origin cut.
+//! `/live.ts` against the stream the origin cut. A player per peer reads `/live.ts` from the
+//! peer's start, while it plays (the peers keep only a window of blocks).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,8 @@ pub struct DemoOptions {
     /// CDN prefetchers per substream (default 1; 0 = every holder; see
     /// [`TrackerConfig::cdn_prefetchers_per_substream`]).
     pub cdn_prefetchers: u32,
+    /// Media the CDN and every peer keep, in ms (see [`PeerConfig::window_ms`]).
+    pub window_ms: u64,
     /// Show a progress bar (stderr, terminals only).
     pub progress: bool,
 }
@@ -74,6 +78,8 @@ pub struct PeerDetail {
     pub output_sha256: String,
     /// Whether `/live.ts` equals the stream the origin cut.
     pub byte_exact: bool,
+    /// Most blocks the peer held at once.
+    pub max_held_blocks: u64,
 }
 
 /// The demo's JSON report (the shape).
@@ -95,6 +101,8 @@ pub struct DemoReport {
     pub p2p_ratio: f64,
     /// SHA-256 of the stream the origin cut.
     pub source_sha256: String,
+    /// Most blocks the CDN held at once.
+    pub cdn_max_held_blocks: u64,
     /// Per peer.
     pub peers_detail: Vec<PeerDetail>,
     /// The ideal P2P ratio of this set-up, `1 - (substream copies the CDN prefetches) /
@@ -158,10 +166,13 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         .await
         .with_context(|| format!("loading `{}`", options.input.display()))?;
     let stop = CancellationToken::new();
+    // Fresh secrets for this run: the tracker's join token and the CDN's publish token.
+    let join_token = crate::auth::new_token()?;
+    let publish_token = crate::auth::new_token()?;
 
     // CDN edge.
     let mut cdn_registry = Registry::default();
-    let cdn = Cdn::new(&mut cdn_registry);
+    let cdn = Cdn::new(&mut cdn_registry, publish_token.clone())?.window(options.window_ms);
     let cdn_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let cdn_url = format!("http://{}", cdn_listener.local_addr()?);
     let (router, token) = (cdn.router(), stop.clone());
@@ -180,6 +191,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         max_substreams: options.substreams,
         block_set: options.block_set,
         cdn_prefetchers_per_substream: options.cdn_prefetchers,
+        join_token: join_token.clone(),
         ..TrackerConfig::default()
     };
     let tracker = Tracker::new(&tracker_config)?;
@@ -199,21 +211,28 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
     let peer_config = PeerConfig {
         stream: "live".to_owned(),
         tracker: tracker_url.clone(),
+        tracker_token: join_token,
         cdn: cdn_url.clone(),
         speed: options.speed,
         sched: SchedConfig {
             urgent_blocks: options.urgent_blocks,
             ..SchedConfig::default()
         },
+        window_ms: options.window_ms,
         ..PeerConfig::default()
     };
+    let http = http_client()?;
     let mut peers = Vec::new();
+    let mut players = Vec::new();
     for _ in 0..options.peers {
-        peers.push(
-            PeerHandle::start(peer_config.clone())
-                .await
-                .context("starting a peer")?,
-        );
+        let peer = PeerHandle::start(peer_config.clone())
+            .await
+            .context("starting a peer")?;
+        players.push(play(
+            http.clone(),
+            format!("http://{}/live.ts", peer.http_addr()),
+        ));
+        peers.push(peer);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     // Start the origin once every peer subscribed with its final assignment.
@@ -261,6 +280,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         cdn: cdn_url.clone(),
         block_ms: options.block_ms,
         speed: options.speed,
+        publish_token,
         ..OriginConfig::default()
     };
     let origin = crate::origin::run(&Input::Ts(ts), &origin_config, |_| bar.inc(1))
@@ -277,25 +297,16 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         }
     }
 
-    // Read every peer's /live.ts and compare with the stream the origin cut.
-    let http = http_client()?;
+    // Compare what every peer's player read from /live.ts with the stream the origin cut.
     let mut details = Vec::new();
     let (mut peer_bytes, mut all_bytes, mut lag_max) = (0u64, 0u64, 0u64);
-    for peer in &peers {
+    for (peer, player) in peers.iter().zip(players) {
         let summary = peer.summary();
-        let url = format!("http://{}/live.ts", peer.http_addr());
-        let body = tokio::time::timeout(Duration::from_secs(10), async {
-            http.get(&url)
-                .send()
-                .await?
-                .error_for_status()?
-                .bytes()
-                .await
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("reading {url} timed out"))?
-        .with_context(|| format!("reading {url}"))?;
-        let output_sha256 = hex::encode(Sha256::digest(&body));
+        let output_sha256 = tokio::time::timeout(Duration::from_secs(10), player)
+            .await
+            .map_err(|_| anyhow::anyhow!("peer {}: /live.ts did not end", summary.id))?
+            .context("the player task failed")?
+            .with_context(|| format!("peer {}: reading /live.ts", summary.id))?;
         let t = summary.traffic;
         peer_bytes += t.peer_bytes;
         all_bytes += t.peer_bytes + t.cdn_prefetch_bytes + t.cdn_fetch_bytes;
@@ -308,6 +319,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
             startup_ms: summary.playback.startup_ms.unwrap_or(0),
             byte_exact: summary.done && output_sha256 == origin.source_sha256,
             output_sha256,
+            max_held_blocks: summary.max_held_blocks,
         });
     }
     let cdn_stats = cdn.stats("live");
@@ -326,6 +338,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         cdn_bytes,
         p2p_ratio: round3(ratio(peer_bytes, all_bytes)),
         source_sha256: origin.source_sha256.clone(),
+        cdn_max_held_blocks: cdn_stats.max_held_blocks,
         peers_detail: details,
         ideal_p2p_ratio,
     };
@@ -336,6 +349,20 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         cdn: cdn_stats,
     };
     Ok((report, extras))
+}
+
+/// A player: reads `url` (a peer's `/live.ts`) to its end; returns the SHA-256 (hex) of
+/// what it read.
+fn play(http: reqwest::Client, url: String) -> tokio::task::JoinHandle<anyhow::Result<String>> {
+    tokio::spawn(async move {
+        let response = http.get(&url).send().await?.error_for_status()?;
+        let mut body = response.bytes_stream();
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = body.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    })
 }
 
 fn round3(x: f64) -> f64 {

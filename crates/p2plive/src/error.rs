@@ -108,6 +108,34 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The system's random source failed (tokens and peer ids cannot be made).
+    #[error("the system random source failed")]
+    Random,
+    /// A request to the tracker carried no session token for this peer.
+    #[error("peer {0}: missing session token (`Authorization: Bearer TOKEN`)")]
+    Unauthorized(u64),
+    /// A request to the tracker carried a session token that is not this peer's.
+    #[error("peer {0}: wrong session token")]
+    Forbidden(u64),
+    /// A value a peer reported is out of range (it would overflow the tracker's arithmetic).
+    #[error("`{field}` = {value} is out of range: {reason}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The value reported.
+        value: u64,
+        /// The bound it breaks.
+        reason: String,
+    },
+    /// The swarm has as many peers as the tracker admits (`tracker.max_peers`).
+    #[error("the swarm is full ({0} peers)")]
+    SwarmFull(usize),
+    /// A joining peer's contact is malformed or too long.
+    #[error("bad contact: {0}")]
+    BadContact(String),
+    /// The tracker drew a peer id that is already in use (about 2^-64 per join; it draws again).
+    #[error("peer id {0} is already in use")]
+    IdTaken(u64),
     /// The CDN's subscription stream carried a malformed frame.
     #[error("malformed frame on the subscription stream: {0}")]
     Frame(String),

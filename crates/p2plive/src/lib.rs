@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod auth;
 pub mod bench;
 pub mod block;
 pub mod cdn;
@@ -12,6 +13,7 @@ pub mod link;
 pub mod metrics;
 pub mod origin;
 pub mod peer;
+pub mod psi;
 pub mod rate;
 pub mod sched;
 pub mod substream;

@@ -191,4 +191,8 @@ pub struct PeerSummary {
     pub output_bytes: u64,
     /// SHA-256 (hex) of the bytes played, set when done.
     pub output_sha256: Option<String>,
+    /// Blocks held now (the window behind the playhead and what arrived ahead of it).
+    pub held_blocks: u64,
+    /// Most blocks held at once so far.
+    pub max_held_blocks: u64,
 }

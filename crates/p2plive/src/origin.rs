@@ -2,12 +2,20 @@
 //! each block with its number, size, duration and SHA-256 to the CDN edge.
 //!
 //! Inputs ([`Input`]): a file replayed at its real-time rate from its PCR/PTS timing (times
-//! `speed`), standard input, UDP datagrams (`udp://127.0.0.1:PORT`, e.g. from
+//! `speed`; streamed from disk, never held whole in memory), standard input, UDP datagrams (`udp://127.0.0.1:PORT`, e.g. from
 //! `ffmpeg -re ... -f mpegts udp://127.0.0.1:PORT`), or an HTTP push
 //! (`http://127.0.0.1:PORT/ingest`, e.g. `ffmpeg -re ... -f mpegts -method PUT URL`). An MP4
 //! file is first remuxed losslessly to TS with
 //! `ffmpeg -c copy -bsf:v h264_mp4toannexb -f mpegts`; anything that is neither TS nor MP4 is
 //! refused with [`Error::NotVideo`].
+//!
+//! The HTTP push requires `Authorization: Bearer INGEST_TOKEN` (`origin.ingest_token`; with
+//! ffmpeg: `-headers "Authorization: Bearer TOKEN"`). Blocks are published with the CDN's
+//! publish token (`origin.publish_token`). While the CDN is down or answers 5xx, the origin
+//! keeps cutting into a bounded queue (`publish_buffer_blocks`; when it is full the input is
+//! not read, so a live source is throttled by its socket) and retries each `PUT` with
+//! exponential back-off (100 ms doubling to 5 s), giving up only after
+//! `cdn_retry_give_up_ms` without success.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,9 +25,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use svckit::redact::Secret;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::block::{BlockInfo, CutBlock, Cutter};
 use crate::cdn::EndOfStream;
@@ -89,6 +98,15 @@ pub struct OriginConfig {
     pub speed: f64,
     /// End a UDP input after this long without datagrams, in ms (default 3000).
     pub udp_idle_ms: u64,
+    /// The CDN's publish token (its `cdn.publish_token`; env `P2PLIVE_ORIGIN__PUBLISH_TOKEN`).
+    pub publish_token: Secret,
+    /// The token an HTTP push must present (env `P2PLIVE_ORIGIN__INGEST_TOKEN`); required
+    /// for `http://ADDR/ingest` input only.
+    pub ingest_token: Secret,
+    /// Most blocks cut but not yet published (default 64); when full, input is not read.
+    pub publish_buffer_blocks: usize,
+    /// Give up when one block could not be published for this long, in ms (default 60000).
+    pub cdn_retry_give_up_ms: u64,
 }
 
 impl Default for OriginConfig {
@@ -99,6 +117,10 @@ impl Default for OriginConfig {
             block_ms: 1000,
             speed: 1.0,
             udp_idle_ms: 3000,
+            publish_token: Secret::default(),
+            ingest_token: Secret::default(),
+            publish_buffer_blocks: 64,
+            cdn_retry_give_up_ms: 60_000,
         }
     }
 }
@@ -129,6 +151,30 @@ const SYNC_SEARCH_BYTES: usize = 64 * 1024;
 /// [`Error::Io`] when the file cannot be read, [`Error::NotVideo`] when it is neither TS nor
 /// MP4, [`Error::FfmpegMissing`]/[`Error::Remux`] when the remux fails.
 pub async fn load_ts(path: &Path) -> Result<Bytes, Error> {
+    let mut ts = open_ts(path).await?;
+    let mut data = std::mem::take(&mut ts.head);
+    ts.file
+        .read_to_end(&mut data)
+        .await
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(Bytes::from(data))
+}
+
+/// A TS file opened for streaming: the bytes already read to sniff it, the rest of the file,
+/// and the directory of a remuxed copy (deleted when this is dropped).
+#[derive(Debug)]
+struct OpenTs {
+    head: Vec<u8>,
+    file: fs_err::tokio::File,
+    _remuxed: Option<tempfile::TempDir>,
+}
+
+/// Opens a TS file (or remuxes an MP4 file to a temporary TS file and opens that), reading
+/// only the first bytes to recognise it, so the file is then streamed, not held in memory.
+async fn open_ts(path: &Path) -> Result<OpenTs, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -145,8 +191,23 @@ pub async fn load_ts(path: &Path) -> Result<Bytes, Error> {
     }
     head.truncate(filled);
     match sniff(&head) {
-        Container::MpegTs => Ok(Bytes::from(fs_err::tokio::read(path).await.map_err(io)?)),
-        Container::Mp4 => remux_mp4(path).await,
+        Container::MpegTs => Ok(OpenTs {
+            head,
+            file,
+            _remuxed: None,
+        }),
+        Container::Mp4 => {
+            drop(file);
+            let (dir, out) = remux_mp4(path).await?;
+            let file = fs_err::tokio::File::open(&out)
+                .await
+                .map_err(|source| Error::Io { path: out, source })?;
+            Ok(OpenTs {
+                head: Vec::new(),
+                file,
+                _remuxed: Some(dir),
+            })
+        }
         Container::Unknown => Err(Error::NotVideo {
             path: path.display().to_string(),
             head: describe_head(&head),
@@ -167,7 +228,8 @@ fn describe_head(head: &[u8]) -> String {
     format!("\"{shown}\"")
 }
 
-async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
+/// Remuxes an MP4 file to TS in a new temporary directory; returns it and the TS path.
+async fn remux_mp4(path: &Path) -> Result<(tempfile::TempDir, PathBuf), Error> {
     use svckit::process::{ProcessError, ProcessSpec};
     let dir = tempfile::tempdir().map_err(|source| Error::Io {
         path: std::env::temp_dir(),
@@ -211,31 +273,80 @@ async fn remux_mp4(path: &Path) -> Result<Bytes, Error> {
             stderr_tail: ffmpeg.log_tail(3).replace('\n', " | "),
         });
     }
-    let data = fs_err::tokio::read(&out)
-        .await
-        .map_err(|source| Error::Io {
-            path: out.clone(),
-            source,
-        })?;
-    Ok(Bytes::from(data))
+    Ok((dir, out))
 }
+
+/// First wait before retrying a failed publish.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between retries.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Timeout of one publish request.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Publishes blocks to the CDN over HTTP.
 #[derive(Debug, Clone)]
 pub struct Publisher {
     http: reqwest::Client,
     base: String,
+    token: Secret,
+}
+
+/// Whether a failed publish is worth retrying: the CDN was unreachable, timed out or answered
+/// 408, 429 or 5xx. Other refusals (401/403 a wrong token, 409 a conflict) are final.
+pub fn retryable(error: &Error) -> bool {
+    match error {
+        Error::Http { .. } => true,
+        Error::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+        _ => false,
+    }
+}
+
+/// Runs `attempt` until it succeeds, retrying [`retryable`] errors with exponential back-off
+/// for up to `give_up`.
+///
+/// # Errors
+/// The first error that is not retryable, or the last one once `give_up` has passed.
+pub async fn with_retry<F, Fut>(what: &str, give_up: Duration, mut attempt: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let started = Instant::now();
+    let mut delay = BACKOFF_MIN;
+    let mut failures = 0u64;
+    loop {
+        match attempt().await {
+            Ok(()) => {
+                if failures > 0 {
+                    info!(what, failures, "published after retrying");
+                }
+                return Ok(());
+            }
+            Err(error) if retryable(&error) && started.elapsed() < give_up => {
+                failures += 1;
+                if failures == 1 {
+                    warn!(what, %error, "publishing to the CDN failed; buffering and retrying");
+                } else {
+                    debug!(what, %error, failures, "publishing to the CDN failed again");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(BACKOFF_MAX);
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 impl Publisher {
-    /// A publisher to `cdn` (base URL) for stream `stream`.
+    /// A publisher to `cdn` (base URL) for stream `stream`, authenticating with `token`.
     ///
     /// # Errors
     /// [`Error::Http`] when the HTTP client cannot be built.
-    pub fn new(cdn: &str, stream: &str) -> Result<Self, Error> {
+    pub fn new(cdn: &str, stream: &str, token: Secret) -> Result<Self, Error> {
         Ok(Self {
             http: http_client()?,
             base: format!("{cdn}/streams/{stream}"),
+            token,
         })
     }
 
@@ -249,6 +360,8 @@ impl Publisher {
         let request = self
             .http
             .put(&url)
+            .timeout(PUBLISH_TIMEOUT)
+            .bearer_auth(self.token.expose())
             .header("x-duration-ms", info.duration_ms.to_string())
             .header("x-sha256", hex::encode(info.sha256))
             .body(cut.block.data.clone());
@@ -261,7 +374,13 @@ impl Publisher {
     /// [`Error::Http`]/[`Error::Status`] when the CDN is unreachable or refuses.
     pub async fn end(&self, end: &EndOfStream) -> Result<(), Error> {
         let url = format!("{}/end", self.base);
-        send(&url, self.http.post(&url).json(end)).await.map(|_| ())
+        let request = self
+            .http
+            .post(&url)
+            .timeout(PUBLISH_TIMEOUT)
+            .bearer_auth(self.token.expose())
+            .json(end);
+        send(&url, request).await.map(|_| ())
     }
 }
 
@@ -297,12 +416,26 @@ async fn open(
 ) -> Result<(mpsc::Receiver<Result<Bytes, Error>>, bool), Error> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(64);
     match input {
-        Input::File(_) | Input::Ts(_) => {
-            let data = match input {
-                Input::File(path) => load_ts(path).await?,
-                Input::Ts(data) => data.clone(),
-                _ => Bytes::new(),
-            };
+        Input::File(path) => {
+            // Streamed from disk in 64 KiB reads: the origin never holds the whole file.
+            let mut ts = open_ts(path).await?;
+            let what = format!("reading {}", path.display());
+            tokio::spawn(async move {
+                if !ts.head.is_empty() && tx.send(Ok(Bytes::from(ts.head.clone()))).await.is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let read = ts.file.read(&mut buf).await;
+                    if matches!(read, Ok(0)) || !forward(&tx, read, &buf, &what).await {
+                        return;
+                    }
+                }
+            });
+            Ok((rx, true))
+        }
+        Input::Ts(data) => {
+            let data = data.clone();
             tokio::spawn(async move {
                 let mut at = 0;
                 while at < data.len() {
@@ -361,6 +494,11 @@ async fn open(
             Ok((rx, false))
         }
         Input::HttpPush(addr) => {
+            crate::auth::require_token(
+                &config.ingest_token,
+                "origin.ingest_token (env P2PLIVE_ORIGIN__INGEST_TOKEN)",
+            )?;
+            let token = config.ingest_token.clone();
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| Error::Net {
@@ -370,35 +508,47 @@ async fn open(
             info!(%addr, "waiting for MPEG-TS pushed to http://{addr}/ingest");
             let done = tokio_util::sync::CancellationToken::new();
             let stop = done.clone();
-            let handler = move |body: axum::body::Body| {
+            let handler = move |headers: axum::http::HeaderMap, body: axum::body::Body| {
+                use axum::response::IntoResponse;
                 let tx = tx.clone();
                 let done = done.clone();
+                let authorized = crate::auth::check_bearer(&headers, &token);
+                if let Err(error) = &authorized {
+                    warn!(status = %error.0, "refused an ingest push without the right token");
+                }
                 // Read the body in its own task: hyper drops the handler when the pushing
                 // client half-closes its socket after the last chunk (as ffmpeg does), and
                 // the end of input must still be signalled.
-                let reader = tokio::spawn(async move {
-                    let mut stream = body.into_data_stream();
-                    while let Some(chunk) = stream.next().await {
-                        match chunk {
-                            Ok(chunk) if chunk.is_empty() => {}
-                            Ok(chunk) => {
-                                if tx.send(Ok(chunk)).await.is_err() {
+                let reader = authorized.is_ok().then(|| {
+                    tokio::spawn(async move {
+                        let mut stream = body.into_data_stream();
+                        while let Some(chunk) = stream.next().await {
+                            match chunk {
+                                Ok(chunk) if chunk.is_empty() => {}
+                                Ok(chunk) => {
+                                    if tx.send(Ok(chunk)).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(error) => {
+                                    debug!(%error, "ingest body ended with an error");
                                     break;
                                 }
                             }
-                            Err(error) => {
-                                debug!(%error, "ingest body ended with an error");
-                                break;
-                            }
                         }
-                    }
-                    // An empty chunk marks the end of the input.
-                    let _ = tx.send(Ok(Bytes::new())).await;
-                    done.cancel();
+                        // An empty chunk marks the end of the input.
+                        let _ = tx.send(Ok(Bytes::new())).await;
+                        done.cancel();
+                    })
                 });
                 async move {
-                    let _ = reader.await;
-                    axum::http::StatusCode::NO_CONTENT
+                    if let Err(error) = authorized {
+                        return error.into_response();
+                    }
+                    if let Some(reader) = reader {
+                        let _ = reader.await;
+                    }
+                    axum::http::StatusCode::NO_CONTENT.into_response()
                 }
             };
             let app = axum::Router::new().route("/ingest", axum::routing::any(handler));
@@ -414,12 +564,15 @@ async fn open(
 
 /// Runs the origin: reads `input`, cuts blocks of `config.block_ms`, publishes them to the CDN
 /// (paced at `config.speed` for file input), then ends the stream. `on_block` sees every block
-/// as it is published.
+/// as it is published. Publishing runs beside the cutting, through a queue of at most
+/// `publish_buffer_blocks` blocks, and retries while the CDN is down (module docs).
 ///
 /// # Errors
 /// The errors of [`load_ts`] for file input; [`Error::NotVideo`] when a live input carries no
-/// TS packets; [`Error::Empty`] when no packet was cut; [`Error::Http`]/[`Error::Status`] when
-/// publishing fails; [`Error::Net`] for socket errors.
+/// TS packets; [`Error::Empty`] when no packet was cut; [`Error::Config`] for a missing
+/// token or bad settings; [`Error::Http`]/[`Error::Status`] when publishing is refused
+/// (401/403/409) or the CDN stayed unreachable for `cdn_retry_give_up_ms`; [`Error::Net`]
+/// for socket errors.
 pub async fn run(
     input: &Input,
     config: &OriginConfig,
@@ -431,48 +584,72 @@ pub async fn run(
             config.speed, config.block_ms
         )));
     }
-    let publisher = Publisher::new(&config.cdn, &config.stream)?;
+    crate::auth::require_token(
+        &config.publish_token,
+        "origin.publish_token (env P2PLIVE_ORIGIN__PUBLISH_TOKEN)",
+    )?;
+    let publisher = Publisher::new(&config.cdn, &config.stream, config.publish_token.clone())?;
+    let give_up = Duration::from_millis(config.cdn_retry_give_up_ms);
     let (mut chunks, paced) = open(input, config).await?;
-    let mut reader = PacketReader::new();
-    let mut cutter = Cutter::new(Duration::from_millis(config.block_ms));
+    let (queue, mut queued) = mpsc::channel::<CutBlock>(config.publish_buffer_blocks.max(1));
     let mut wall_start: Option<Instant> = None;
-    let mut seen = 0usize;
-    let mut packets_seen = 0usize;
-    let mut media_end = 0.0;
-    let mut publish =
-        async |cut: CutBlock, wall_start: &mut Option<Instant>| -> Result<(), Error> {
+
+    // Cuts blocks (paced for files) into the bounded queue.
+    let cutting = async {
+        let queue = queue;
+        let mut reader = PacketReader::new();
+        let mut cutter = Cutter::new(Duration::from_millis(config.block_ms));
+        let (mut seen, mut packets_seen, mut media_end) = (0usize, 0usize, 0.0);
+        let mut enqueue = async |cut: CutBlock| -> Result<(), Error> {
             let start = *wall_start.get_or_insert_with(Instant::now);
             if paced {
                 let due = start + Duration::from_secs_f64(cut.media_end / config.speed);
                 tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
             }
-            publisher.block(&cut).await?;
-            on_block(&cut.block.info);
+            // Fails only when the publishing side stopped; its error is the one reported.
+            let _ = queue.send(cut).await;
             Ok(())
         };
-    while let Some(chunk) = chunks.recv().await {
-        let chunk = chunk?;
-        if chunk.is_empty() {
-            break;
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk?;
+            if chunk.is_empty() {
+                break;
+            }
+            seen += chunk.len();
+            let packets = reader.push(&chunk);
+            packets_seen += packets.len();
+            if packets_seen == 0 && seen >= SYNC_SEARCH_BYTES {
+                return Err(Error::NotVideo {
+                    path: input.to_string(),
+                    head: describe_head(&chunk),
+                });
+            }
+            for cut in cutter.push(&packets) {
+                media_end = cut.media_end;
+                enqueue(cut).await?;
+            }
         }
-        seen += chunk.len();
-        let packets = reader.push(&chunk);
-        packets_seen += packets.len();
-        if packets_seen == 0 && seen >= SYNC_SEARCH_BYTES {
-            return Err(Error::NotVideo {
-                path: input.to_string(),
-                head: describe_head(&chunk),
-            });
-        }
-        for cut in cutter.push(&packets) {
+        if let Some(cut) = cutter.finish() {
             media_end = cut.media_end;
-            publish(cut, &mut wall_start).await?;
+            enqueue(cut).await?;
         }
-    }
-    if let Some(cut) = cutter.finish() {
-        media_end = cut.media_end;
-        publish(cut, &mut wall_start).await?;
-    }
+        debug!(
+            skipped = reader.skipped(),
+            leftover = reader.leftover(),
+            "input read"
+        );
+        Ok::<_, Error>((cutter, seen, media_end))
+    };
+    // Publishes what was cut, in order, retrying while the CDN is down.
+    let publishing = async {
+        while let Some(cut) = queued.recv().await {
+            let what = format!("block {}", cut.block.info.number);
+            with_retry(&what, give_up, || publisher.block(&cut)).await?;
+            on_block(&cut.block.info);
+        }
+        Ok::<_, Error>(())
+    };
+    let ((cutter, seen, media_end), ()) = tokio::try_join!(cutting, publishing)?;
     let (source_bytes, digest) = cutter.source();
     if cutter.blocks() == 0 {
         return Err(if seen > 0 {
@@ -484,17 +661,12 @@ pub async fn run(
             Error::Empty(input.to_string())
         });
     }
-    debug!(
-        skipped = reader.skipped(),
-        leftover = reader.leftover(),
-        "input read"
-    );
     let end = EndOfStream {
         blocks: cutter.blocks(),
         source_bytes,
         source_sha256: digest,
     };
-    publisher.end(&end).await?;
+    with_retry("the end of stream", give_up, || publisher.end(&end)).await?;
     let report = OriginReport {
         blocks: end.blocks,
         source_bytes,

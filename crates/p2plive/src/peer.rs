@@ -3,41 +3,50 @@
 //! urgent blocks from the CDN, verifies every block against the origin's SHA-256, reassembles
 //! the stream and serves it to a local player at `http://127.0.0.1:PORT/live.ts`.
 //!
-//! The decisions are the sans-I/O [`Scheduler`]'s; this module is
+//! The decisions are the sans-I/O [`Scheduler`](crate::sched::Scheduler)'s; this module is
 //! its driver: sockets, tasks and timers.
 //!
-//! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS from the first block played,
-//! growing live, ending with the stream), `GET /summary` (JSON
-//! [`PeerSummary`]), `/healthz`, `/metrics`.
+//! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS, growing live, ending with
+//! the stream; a new player starts at the block playing now, the newest complete block near
+//! the live edge, which decodes on its own as every block starts with PAT, PMT and a key
+//! frame; `?from=start` starts at the first block played that is still held), `GET /summary`
+//! (JSON [`PeerSummary`]), `/healthz`, `/metrics`.
+//!
+//! Memory is bounded: a peer keeps the blocks from `window_ms` of media behind its playhead
+//! up to what arrived ahead of it, and forgets older ones (blocks, scheduler state, the list
+//! of blocks played). A player reading `/live.ts` so slowly that it falls behind the window
+//! gets the end of its response (an error), not a gap.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use futures::StreamExt;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use svckit::redact::Secret;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::cdn::{Frame, FrameDecoder};
 use crate::error::Error;
-use crate::link::{FetchError, HAVE, Identity, Links, MISSING};
+use crate::link::{HAVE, Identity, Links, MISSING};
 use crate::metrics::{PeerMetrics, PeerSummary};
 use crate::rate::RateCap;
-use crate::sched::{Action, PeerId, SchedConfig, Scheduler, Source, Verdict};
+use crate::sched::{PeerId, SchedConfig};
 use crate::substream::Layout;
-use crate::tracker::{Contact, Heartbeat, JoinRequest, View};
+use crate::tracker::{Contact, Heartbeat, JoinRequest, Joined, View};
+
+mod driver;
+mod player;
+
+use driver::{Driver, Event};
+use player::{Played, live_ts, summary};
 
 /// Settings of a peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +56,8 @@ pub struct PeerConfig {
     pub stream: String,
     /// Tracker base URL, e.g. `http://127.0.0.1:7001`.
     pub tracker: String,
+    /// The tracker's join token (its `tracker.join_token`; env `P2PLIVE_PEER__TRACKER_TOKEN`).
+    pub tracker_token: Secret,
     /// CDN base URL, e.g. `http://127.0.0.1:7000`.
     pub cdn: String,
     /// HTTP listen address for `/live.ts` (default `127.0.0.1:0`, any free port).
@@ -69,6 +80,9 @@ pub struct PeerConfig {
     pub request_timeout_ms: u64,
     /// Heartbeat period to the tracker, in ms (default 300).
     pub heartbeat_ms: u64,
+    /// Media kept behind the playhead, in ms (default 30000): blocks older than that are
+    /// dropped, and requests for them answered "missing".
+    pub window_ms: u64,
     /// Test and demo knob: flip one byte of every block this peer uploads, to exercise the
     /// receivers' SHA-256 checks (default false).
     pub corrupt_uploads: bool,
@@ -79,6 +93,7 @@ impl Default for PeerConfig {
         Self {
             stream: "live".to_owned(),
             tracker: "http://127.0.0.1:7001".to_owned(),
+            tracker_token: Secret::default(),
             cdn: "http://127.0.0.1:7000".to_owned(),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -89,6 +104,7 @@ impl Default for PeerConfig {
             hold_ms: 2000,
             request_timeout_ms: 3000,
             heartbeat_ms: 300,
+            window_ms: 30_000,
             corrupt_uploads: false,
         }
     }
@@ -137,14 +153,17 @@ async fn join(
     http: &reqwest::Client,
     config: &PeerConfig,
     contact: &Contact,
-) -> Result<View, Error> {
+) -> Result<Joined, Error> {
     let url = format!("{}/streams/{}/join", config.tracker, config.stream);
-    let request = http.post(&url).json(&JoinRequest {
-        contact: contact.clone(),
-    });
+    let request = http
+        .post(&url)
+        .bearer_auth(config.tracker_token.expose())
+        .json(&JoinRequest {
+            contact: contact.clone(),
+        });
     match send(&url, request).await {
         Ok(response) => response
-            .json::<View>()
+            .json::<Joined>()
             .await
             .map_err(|source| Error::Http { url, source }),
         Err(Error::Status { status: 404, .. }) => Err(Error::UnknownStream(config.stream.clone())),
@@ -156,8 +175,10 @@ async fn join(
 #[derive(Debug)]
 struct Shared {
     blocks: Mutex<BTreeMap<u64, Bytes>>,
+    /// Blocks below this number were evicted.
+    keep_from: AtomicU64,
     arrived: watch::Sender<u64>,
-    played: Mutex<Vec<u64>>,
+    played: Mutex<Played>,
     /// (blocks played, finished)
     played_tx: watch::Sender<(usize, bool)>,
     /// Layout and own substreams (with the first block prefetched), for holding requests.
@@ -191,7 +212,7 @@ impl Shared {
         if let Some(b) = self.block(n) {
             return Some(b);
         }
-        if !self.expects(n) {
+        if n < self.keep_from.load(Ordering::Relaxed) || !self.expects(n) {
             return None;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.hold_ms);
@@ -219,19 +240,7 @@ pub struct PeerHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     http: reqwest::Client,
-    me: Arc<Mutex<PeerId>>,
-}
-
-#[derive(Debug)]
-enum Event {
-    Frame(Frame),
-    SubscriptionClosed,
-    Fetched {
-        block: u64,
-        from: Source,
-        result: Result<Bytes, FetchError>,
-    },
-    View(View),
+    me: Arc<Mutex<(PeerId, Secret)>>,
 }
 
 impl PeerHandle {
@@ -240,8 +249,13 @@ impl PeerHandle {
     /// # Errors
     /// [`Error::UnknownStream`] when the tracker does not serve `config.stream`; [`Error::Net`]
     /// when a socket cannot be bound; [`Error::Http`]/[`Error::Status`] when the tracker is
-    /// unreachable or refuses; [`Error::Quic`] for TLS set-up.
+    /// unreachable or refuses (403: a wrong `tracker_token`); [`Error::Quic`] for TLS set-up;
+    /// [`Error::Config`] when `tracker_token` is not set.
     pub async fn start(config: PeerConfig) -> Result<Self, Error> {
+        crate::auth::require_token(
+            &config.tracker_token,
+            "peer.tracker_token (env P2PLIVE_PEER__TRACKER_TOKEN)",
+        )?;
         let joined_at = Instant::now();
         let identity = Identity::generate()?;
         let endpoint = crate::link::endpoint(config.quic_listen, &identity)?;
@@ -265,15 +279,19 @@ impl PeerHandle {
             http_addr: http_addr.to_string(),
             cert_der_hex: identity.cert_hex(),
         };
-        let view = join(&http, &config, &contact).await?;
+        let Joined {
+            session_token,
+            view,
+        } = join(&http, &config, &contact).await?;
         info!(peer = view.you, substreams = ?view.substreams, %quic_addr, %http_addr, "joined");
 
         let mut registry = Registry::default();
         let metrics = PeerMetrics::new(&mut registry);
         let shared = Arc::new(Shared {
             blocks: Mutex::new(BTreeMap::new()),
+            keep_from: AtomicU64::new(0),
             arrived: watch::channel(0).0,
-            played: Mutex::new(Vec::new()),
+            played: Mutex::new(Played::default()),
             played_tx: watch::channel((0, false)).0,
             expect: Mutex::new((None, BTreeMap::new())),
             summary: Mutex::new(PeerSummary {
@@ -284,7 +302,7 @@ impl PeerHandle {
             config: config.clone(),
         });
         let cancel = CancellationToken::new();
-        let me = Arc::new(Mutex::new(view.you));
+        let me = Arc::new(Mutex::new((view.you, session_token)));
         let version = Arc::new(Mutex::new((view.version, 0u64)));
         let (tx, rx) = mpsc::unbounded_channel();
         let links = Links::new(endpoint.clone(), config.download_limit_bytes_per_s);
@@ -323,6 +341,8 @@ impl PeerHandle {
             view: view.clone(),
             peers: Vec::new(),
             subscription: None,
+            subscribed: None,
+            generation: 0,
             version,
             hasher: Sha256::new(),
             cancel: cancel.clone(),
@@ -352,7 +372,7 @@ impl PeerHandle {
 
     /// The tracker-assigned id.
     pub fn id(&self) -> PeerId {
-        *lock(&self.me)
+        lock(&self.me).0
     }
 
     /// The current summary.
@@ -368,12 +388,13 @@ impl PeerHandle {
 
     /// Leaves the tracker and stops every task.
     pub async fn shutdown(self) {
-        let id = self.id();
+        let (id, token) = lock(&self.me).clone();
         let url = format!(
             "{}/streams/{}/peers/{id}",
             self.shared.config.tracker, self.shared.config.stream
         );
-        if let Err(error) = send(&url, self.http.delete(&url)).await {
+        let request = self.http.delete(&url).bearer_auth(token.expose());
+        if let Err(error) = send(&url, request).await {
             debug!(%error, "leaving the tracker failed");
         }
         self.crash();
@@ -387,33 +408,6 @@ impl PeerHandle {
             task.abort();
         }
     }
-}
-
-async fn summary(State(shared): State<Arc<Shared>>) -> axum::Json<PeerSummary> {
-    axum::Json(lock(&shared.summary).clone())
-}
-
-async fn live_ts(State(shared): State<Arc<Shared>>) -> Response {
-    let rx = shared.played_tx.subscribe();
-    let stream =
-        futures::stream::unfold((0usize, rx, shared), |(idx, mut rx, shared)| async move {
-            loop {
-                let (count, done) = *rx.borrow_and_update();
-                if idx < count {
-                    let block = lock(&shared.played).get(idx).copied();
-                    let data = block.and_then(|n| shared.block(n)).unwrap_or_default();
-                    return Some((Ok::<Bytes, std::io::Error>(data), (idx + 1, rx, shared)));
-                }
-                if done || rx.changed().await.is_err() {
-                    return None;
-                }
-            }
-        });
-    let mut response = Body::from_stream(stream).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
-    response
 }
 
 /// Answers block requests from other peers.
@@ -469,407 +463,56 @@ async fn heartbeats(
     http: reqwest::Client,
     config: PeerConfig,
     contact: Contact,
-    me: Arc<Mutex<PeerId>>,
+    me: Arc<Mutex<(PeerId, Secret)>>,
     version: Arc<Mutex<(u64, u64)>>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(config.heartbeat_ms.max(10)));
     loop {
         tick.tick().await;
-        let id = *lock(&me);
+        let (id, token) = lock(&me).clone();
         let (known, cut) = *lock(&version);
         let url = format!(
             "{}/streams/{}/peers/{id}/heartbeat",
             config.tracker, config.stream
         );
-        let request = http.post(&url).json(&Heartbeat {
-            cut,
-            version: known,
-        });
+        let request = http
+            .post(&url)
+            .bearer_auth(token.expose())
+            .json(&Heartbeat {
+                cut,
+                version: known,
+            });
         let result = match send(&url, request).await {
             Ok(response) => response
                 .json::<View>()
                 .await
+                .map(|view| (view, token))
                 .map_err(|source| Error::Http { url, source }),
-            Err(Error::Status { status: 410, .. }) => {
-                warn!(peer = id, "tracker forgot this peer; joining again");
-                join(&http, &config, &contact).await
+            // 410: the tracker expired this peer or restarted; 401/403: it no longer
+            // accepts this session. Either way a new session is needed.
+            Err(Error::Status {
+                status: status @ (401 | 403 | 410),
+                ..
+            }) => {
+                warn!(
+                    peer = id,
+                    status, "tracker no longer knows this session; joining again"
+                );
+                join(&http, &config, &contact)
+                    .await
+                    .map(|joined| (joined.view, joined.session_token))
             }
             Err(other) => Err(other),
         };
         match result {
-            Ok(view) => {
-                *lock(&me) = view.you;
+            Ok((view, token)) => {
+                *lock(&me) = (view.you, token);
                 if tx.send(Event::View(view)).is_err() {
                     return;
                 }
             }
             Err(error) => warn!(%error, "heartbeat failed"),
-        }
-    }
-}
-
-async fn subscribe(http: reqwest::Client, url: String, tx: mpsc::UnboundedSender<Event>) {
-    let result: Result<(), Error> = async {
-        let response = send(&url, http.get(&url)).await?;
-        let mut body = response.bytes_stream();
-        let mut decoder = FrameDecoder::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| Error::Http {
-                url: url.clone(),
-                source,
-            })?;
-            for frame in decoder.push(&chunk)? {
-                if tx.send(Event::Frame(frame)).is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(error) = result {
-        warn!(%error, "substream subscription failed");
-    }
-    let _ = tx.send(Event::SubscriptionClosed);
-}
-
-struct Driver {
-    config: PeerConfig,
-    shared: Arc<Shared>,
-    links: Links,
-    http: reqwest::Client,
-    tx: mpsc::UnboundedSender<Event>,
-    joined_at: Instant,
-    sched: Option<Scheduler>,
-    view: View,
-    peers: Vec<crate::tracker::PeerEntry>,
-    subscription: Option<tokio::task::JoinHandle<()>>,
-    version: Arc<Mutex<(u64, u64)>>,
-    hasher: Sha256,
-    cancel: CancellationToken,
-}
-
-impl Driver {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>, view: View) {
-        self.peers = view.peers.clone().unwrap_or_default();
-        self.apply_peers();
-        self.resubscribe(None);
-        loop {
-            let now = Instant::now();
-            let wake = self
-                .sched
-                .as_ref()
-                .and_then(Scheduler::next_deadline)
-                .map_or(now + Duration::from_millis(50), |d| {
-                    d.min(now + Duration::from_millis(50))
-                });
-            tokio::select! {
-                () = self.cancel.cancelled() => break,
-                event = rx.recv() => match event {
-                    Some(event) => self.handle(event).await,
-                    None => break,
-                },
-                () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
-            }
-            while let Ok(event) = rx.try_recv() {
-                self.handle(event).await;
-            }
-            self.step();
-        }
-        if let Some(task) = self.subscription.take() {
-            task.abort();
-        }
-    }
-
-    fn substreams_url(&self, from: Option<u64>) -> String {
-        let subs: Vec<String> = self.view.prefetch.iter().map(u32::to_string).collect();
-        let mut url = format!(
-            "{}/streams/{}/subscribe?peer={}&layout={}&substreams={}",
-            self.config.cdn,
-            self.config.stream,
-            self.view.you,
-            self.view.layout.to_query(),
-            subs.join(",")
-        );
-        match from {
-            Some(from) => url.push_str(&format!("&from={from}")),
-            None => url.push_str(&format!("&back={}", self.config.sched.playout_delay_blocks)),
-        }
-        url
-    }
-
-    /// (Re)starts the prefetch subscription from block `from` (None: the first one, from the
-    /// start block the CDN picks behind the live edge).
-    fn resubscribe(&mut self, from: Option<u64>) {
-        if let Some(task) = self.subscription.take() {
-            task.abort();
-        }
-        let url = self.substreams_url(from);
-        debug!(%url, "subscribing");
-        self.subscription = Some(tokio::spawn(subscribe(
-            self.http.clone(),
-            url,
-            self.tx.clone(),
-        )));
-        if let Some(from) = from {
-            self.set_mine(from);
-        }
-    }
-
-    fn set_mine(&mut self, from: u64) {
-        let mine: BTreeMap<u32, u64> = self.view.prefetch.iter().map(|b| (*b, from)).collect();
-        *lock(&self.shared.expect) = (Some(self.view.layout.clone()), mine.clone());
-        if let Some(sched) = self.sched.as_mut() {
-            sched.set_assignment(self.view.layout.clone(), mine);
-        }
-        lock(&self.shared.summary).substreams = self.view.substreams.iter().copied().collect();
-    }
-
-    fn apply_peers(&mut self) {
-        let me = self.view.you;
-        let others: Vec<(PeerId, SocketAddr, String)> = self
-            .peers
-            .iter()
-            .filter(|p| p.id != me)
-            .filter_map(|p| {
-                let addr = p.contact.quic_addr.parse().ok()?;
-                Some((p.id, addr, p.contact.cert_der_hex.clone()))
-            })
-            .collect();
-        self.links.set_peers(&others);
-        if let Some(sched) = self.sched.as_mut() {
-            sched.set_peers(
-                self.peers
-                    .iter()
-                    .filter(|p| p.id != me)
-                    .map(|p| (p.id, p.prefetch.clone()))
-                    .collect::<BTreeMap<PeerId, BTreeSet<u32>>>(),
-            );
-        }
-    }
-
-    async fn handle(&mut self, event: Event) {
-        match event {
-            Event::Frame(frame) => self.on_frame(frame),
-            Event::SubscriptionClosed => {
-                let finished = self.sched.as_ref().is_some_and(Scheduler::finished);
-                let ended = self.shared.played_tx.borrow().1;
-                if !finished && !ended && !self.cancel.is_cancelled() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let from = self.sched.as_ref().map(Scheduler::cut);
-                    self.resubscribe(from);
-                }
-            }
-            Event::Fetched {
-                block,
-                from,
-                result,
-            } => self.on_fetched(block, from, result).await,
-            Event::View(view) => self.on_view(view),
-        }
-    }
-
-    fn on_frame(&mut self, frame: Frame) {
-        match frame {
-            Frame::Hello { cut, from } => {
-                if self.sched.is_none() {
-                    info!(cut, start = from, "subscribed; playing from block {from}");
-                    let mut sched = Scheduler::new(
-                        self.config.sched,
-                        self.joined_at,
-                        from,
-                        self.config.speed,
-                        self.view.layout.clone(),
-                    );
-                    let me = self.view.you;
-                    sched.set_peers(
-                        self.peers
-                            .iter()
-                            .filter(|p| p.id != me)
-                            .map(|p| (p.id, p.prefetch.clone()))
-                            .collect(),
-                    );
-                    self.sched = Some(sched);
-                    lock(&self.shared.summary).start_block = from;
-                    self.set_mine(from);
-                }
-            }
-            Frame::Info(info) => {
-                if let Some(s) = self.sched.as_mut() {
-                    s.on_info(info);
-                }
-            }
-            Frame::Block(block) => {
-                let n = block.info.number;
-                self.shared
-                    .metrics
-                    .received(Source::Prefetch, block.data.len() as u64);
-                if let Some(s) = self.sched.as_mut() {
-                    s.on_info(block.info);
-                    if s.on_block(n, Source::Prefetch, &block.data) == Verdict::Accepted {
-                        self.store(n, block.data);
-                    }
-                }
-            }
-            Frame::End { total } => {
-                if let Some(s) = self.sched.as_mut() {
-                    s.on_end(total);
-                }
-            }
-        }
-        if let Some(s) = self.sched.as_ref() {
-            lock(&self.version).1 = s.cut();
-        }
-    }
-
-    fn store(&self, n: u64, data: Bytes) {
-        lock(&self.shared.blocks).insert(n, data);
-        self.shared.arrived.send_modify(|v| *v += 1);
-    }
-
-    async fn on_fetched(&mut self, block: u64, from: Source, result: Result<Bytes, FetchError>) {
-        let Some(sched) = self.sched.as_mut() else {
-            return;
-        };
-        match result {
-            Ok(data) => {
-                self.shared.metrics.received(from, data.len() as u64);
-                match sched.on_block(block, from, &data) {
-                    Verdict::Accepted => self.store(block, data),
-                    Verdict::Corrupt => {
-                        warn!(
-                            block,
-                            ?from,
-                            "block does not match the origin's SHA-256; dropped, fetching it elsewhere"
-                        );
-                    }
-                    Verdict::Duplicate | Verdict::Unknown => {}
-                }
-            }
-            Err(FetchError::Missing) => sched.on_fetch_failed(block, from),
-            Err(error) => {
-                debug!(block, ?from, %error, "fetch failed");
-                sched.on_fetch_failed(block, from);
-                if let Source::Peer(peer) = from {
-                    if !matches!(error, FetchError::UnknownPeer) {
-                        warn!(peer, %error, "peer unreachable");
-                    }
-                    sched.peer_down(peer, Instant::now());
-                    self.links.reset(peer).await;
-                }
-            }
-        }
-    }
-
-    fn on_view(&mut self, view: View) {
-        let reassigned = view.prefetch != self.view.prefetch
-            || view.substreams != self.view.substreams
-            || view.layout != self.view.layout
-            || view.you != self.view.you;
-        lock(&self.version).0 = view.version;
-        if let Some(peers) = view.peers.clone() {
-            self.peers = peers;
-        }
-        self.view = View {
-            peers: None,
-            ..view
-        };
-        lock(&self.shared.summary).id = self.view.you;
-        self.apply_peers();
-        if reassigned && self.sched.is_some() {
-            let from = self.sched.as_ref().map(Scheduler::cut);
-            info!(substreams = ?self.view.substreams, from, "assignment changed; resubscribing");
-            self.resubscribe(from);
-        }
-    }
-
-    fn step(&mut self) {
-        let Some(sched) = self.sched.as_mut() else {
-            return;
-        };
-        let actions = sched.poll(Instant::now());
-        let stats = sched.stats();
-        for action in actions {
-            match action {
-                Action::Fetch { block, from } => self.fetch(block, from),
-                Action::Play { block } => {
-                    let data = self.shared.block(block).unwrap_or_default();
-                    self.hasher.update(&data);
-                    let played = {
-                        let mut played = lock(&self.shared.played);
-                        played.push(block);
-                        played.len()
-                    };
-                    lock(&self.shared.summary).output_bytes += data.len() as u64;
-                    self.shared.played_tx.send_modify(|v| v.0 = played);
-                }
-                Action::Finished => {
-                    let digest = hex::encode(self.hasher.clone().finalize());
-                    info!(output_sha256 = %digest, stalls = stats.stalls, "stream finished");
-                    {
-                        let mut summary = lock(&self.shared.summary);
-                        summary.done = true;
-                        summary.output_sha256 = Some(digest);
-                    }
-                    self.shared.played_tx.send_modify(|v| v.1 = true);
-                }
-            }
-        }
-        self.shared.metrics.playback(&stats);
-        let mut summary = lock(&self.shared.summary);
-        summary.playback = stats;
-        summary.traffic = self.shared.metrics.traffic();
-    }
-
-    fn fetch(&self, block: u64, from: Source) {
-        let tx = self.tx.clone();
-        let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        match from {
-            Source::Peer(peer) => {
-                let links = self.links.clone();
-                tokio::spawn(async move {
-                    let result = match tokio::time::timeout(timeout, links.fetch(peer, block)).await
-                    {
-                        Ok(result) => result,
-                        Err(_) => Err(FetchError::Link("request timed out".to_owned())),
-                    };
-                    let _ = tx.send(Event::Fetched {
-                        block,
-                        from,
-                        result,
-                    });
-                });
-            }
-            Source::Cdn | Source::Prefetch => {
-                debug!(
-                    block,
-                    peer = self.view.you,
-                    "urgent zone: fetching the block from the CDN"
-                );
-                let url = format!(
-                    "{}/streams/{}/blocks/{block}?peer={}",
-                    self.config.cdn, self.config.stream, self.view.you
-                );
-                let http = self.http.clone();
-                tokio::spawn(async move {
-                    let result = async {
-                        let response = send(&url, http.get(&url))
-                            .await
-                            .map_err(|e| FetchError::Link(e.to_string()))?;
-                        response
-                            .bytes()
-                            .await
-                            .map_err(|e| FetchError::Link(e.to_string()))
-                    }
-                    .await;
-                    let _ = tx.send(Event::Fetched {
-                        block,
-                        from: Source::Cdn,
-                        result,
-                    });
-                });
-            }
         }
     }
 }

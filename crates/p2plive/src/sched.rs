@@ -121,10 +121,13 @@ enum Player {
 pub struct PlaybackStats {
     /// Time from joining to playing the first block, in ms (None before that).
     pub startup_ms: Option<u64>,
-    /// Number of stalls (the player needed a block it did not have).
+    /// Number of stalls (the player needed a block it did not have), including one still
+    /// open at the last [`Scheduler::poll`].
     pub stalls: u64,
-    /// Total stall time in ms.
+    /// Total stall time in ms, including the open stall's time so far.
     pub stall_ms: u64,
+    /// Whether the player was stalled at the last poll (that stall is already counted).
+    pub stalled_now: bool,
     /// Blocks dropped because they did not match the origin's SHA-256.
     pub corrupt_blocks: u64,
     /// Blocks received more than once.
@@ -161,6 +164,10 @@ pub struct Scheduler {
     end: Option<u64>,
     player: Player,
     stats: PlaybackStats,
+    /// Time of the last poll, for the open stall.
+    now: Option<Instant>,
+    /// Blocks below this were forgotten ([`Scheduler::forget_before`]).
+    forgotten: u64,
 }
 
 impl Scheduler {
@@ -189,6 +196,8 @@ impl Scheduler {
             end: None,
             player: Player::Waiting,
             stats: PlaybackStats::default(),
+            now: None,
+            forgotten: 0,
         }
     }
 
@@ -229,9 +238,60 @@ impl Scheduler {
         self.inflight.retain(|_, s| !s.is_empty());
     }
 
-    /// The origin published `info` (learned from the CDN).
+    /// The origin published `info` (learned from the CDN). Infos of forgotten blocks are
+    /// ignored.
     pub fn on_info(&mut self, info: BlockInfo) {
-        self.infos.insert(info.number, info);
+        if info.number >= self.forgotten {
+            self.infos.insert(info.number, info);
+        }
+    }
+
+    /// The oldest block to keep for a window of `window_ms` of media behind the playhead:
+    /// the block playing (or awaited) and the blocks before it whose durations add up to at
+    /// most `window_ms`. While buffering, the start block.
+    pub fn window_start(&self, window_ms: u64) -> u64 {
+        let playhead = match self.player {
+            Player::Waiting => return self.start.max(self.forgotten),
+            Player::Playing { block, .. } | Player::Stalled { block, .. } => block,
+            Player::Done => return self.forgotten,
+        };
+        let mut kept = 0u64;
+        let mut from = playhead;
+        for (n, info) in self.infos.range(..playhead).rev() {
+            kept += u64::from(info.duration_ms);
+            if kept > window_ms {
+                break;
+            }
+            from = *n;
+        }
+        from.max(self.forgotten)
+    }
+
+    /// Drops everything known about blocks below `block` (they are behind the window): their
+    /// infos, the held set, failed attempts and requests in flight. A block below it that
+    /// arrives later is [`Verdict::Unknown`].
+    pub fn forget_before(&mut self, block: u64) {
+        if block <= self.forgotten {
+            return;
+        }
+        self.forgotten = block;
+        // Keep the newest info so `cut` stays right.
+        let newest = self.infos.last_key_value().map(|(_, i)| *i);
+        self.infos = self.infos.split_off(&block);
+        if let Some(info) = newest
+            && self.infos.is_empty()
+        {
+            self.infos.insert(info.number, info);
+        }
+        self.have = self.have.split_off(&block);
+        self.tried.retain(|n, _| *n >= block);
+        self.inflight.retain(|n, _| *n >= block);
+    }
+
+    /// Number of block infos, held-block entries and pending attempts kept (for tests of the
+    /// window).
+    pub fn tracked(&self) -> usize {
+        self.infos.len() + self.have.len() + self.tried.len() + self.inflight.len()
     }
 
     /// The origin ended the stream after `total` blocks.
@@ -258,6 +318,9 @@ impl Scheduler {
     /// SHA-256 (a corrupt block from a peer is dropped and that peer is not asked again for it).
     pub fn on_block(&mut self, block: u64, from: Source, data: &[u8]) -> Verdict {
         self.clear_inflight(block, from);
+        if block < self.forgotten {
+            return Verdict::Unknown;
+        }
         let Some(info) = self.infos.get(&block) else {
             return Verdict::Unknown;
         };
@@ -317,6 +380,7 @@ impl Scheduler {
     /// and at the latest at [`Scheduler::next_deadline`].
     pub fn poll(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.now = Some(self.now.map_or(now, |last| last.max(now)));
         self.advance_player(now, &mut actions);
         if self.player == Player::Done {
             return actions;
@@ -524,9 +588,19 @@ impl Scheduler {
         self.player == Player::Done
     }
 
-    /// Playback figures so far.
+    /// Playback figures so far. A stall still open at the last poll counts (as one stall
+    /// lasting until that poll): a run that ends while the player waits shows it.
     pub fn stats(&self) -> PlaybackStats {
-        self.stats
+        let mut stats = self.stats;
+        if let (Player::Stalled { since, .. }, Some(now)) = (self.player, self.now) {
+            let waited = now.saturating_duration_since(since);
+            if waited >= Duration::from_millis(1) {
+                stats.stalls += 1;
+                stats.stall_ms += waited.as_millis() as u64;
+                stats.stalled_now = true;
+            }
+        }
+        stats
     }
 }
 
@@ -639,12 +713,40 @@ mod tests {
         assert!(f.contains(&(3, Source::Peer(4))), "{f:?}");
         // Block 1 arrives 300 ms late: one stall of 300 ms.
         assert!(fetches(&s.poll(t0 + 1000 * MS)).is_empty());
-        assert_eq!(s.stats().stalls, 0, "a stall counts when it ends");
+        assert_eq!(s.stats().stalls, 0, "not late yet");
         assert_eq!(s.on_block(1, Source::Cdn, &data(1)), Verdict::Accepted);
         let actions = s.poll(t0 + 1300 * MS);
         assert_eq!(actions[0], Action::Play { block: 1 });
         assert_eq!(s.stats().stalls, 1);
         assert_eq!(s.stats().stall_ms, 300);
+        assert!(!s.stats().stalled_now);
+    }
+
+    /// Bug: a stall that never ended (the run stopped while the player waited) was never
+    /// counted.
+    #[test]
+    fn a_stall_still_open_at_the_end_of_a_run_is_counted() {
+        let (mut s, t0) = swarm(0);
+        for n in 0..6 {
+            s.on_info(info(n));
+        }
+        s.on_block(0, Source::Prefetch, &data(0));
+        s.poll(t0);
+        // Block 1 never comes; the run is read 2.5 s later.
+        s.poll(t0 + 1000 * MS);
+        s.poll(t0 + 3500 * MS);
+        let stats = s.stats();
+        assert_eq!(stats.stalls, 1, "{stats:?}");
+        assert_eq!(stats.stall_ms, 2500);
+        assert!(stats.stalled_now);
+        // It is counted once, also when it ends later.
+        assert_eq!(s.on_block(1, Source::Cdn, &data(1)), Verdict::Accepted);
+        s.poll(t0 + 4000 * MS);
+        let stats = s.stats();
+        assert_eq!(
+            (stats.stalls, stats.stall_ms, stats.stalled_now),
+            (1, 3000, false)
+        );
     }
 
     #[test]
@@ -703,6 +805,36 @@ mod tests {
         assert!(f.contains(&(0, Source::Cdn)), "{f:?}");
         assert!(f.contains(&(1, Source::Cdn)), "{f:?}");
         assert!(f.contains(&(2, Source::Peer(3))), "{f:?}");
+    }
+
+    #[test]
+    fn only_a_window_behind_the_playhead_is_remembered() {
+        let (mut s, t0) = swarm(0);
+        let mut now = t0;
+        let mut most = 0;
+        for n in 0..100 {
+            s.on_info(info(n));
+            let from = if n % 4 == 0 {
+                Source::Prefetch
+            } else {
+                Source::Peer(n % 4 + 1)
+            };
+            s.on_block(n, from, &data(n));
+            s.poll(now);
+            // 1 s blocks, a 5 s window.
+            let keep = s.window_start(5000);
+            s.forget_before(keep);
+            most = most.max(s.tracked());
+            now += Duration::from_secs(1);
+        }
+        assert!(s.stats().played > 90, "{:?}", s.stats());
+        // 5 behind + the playing one + 4 ahead (playout delay), in infos and in the held set.
+        assert!(most <= 2 * 11, "{most} entries");
+        let keep = s.window_start(5000);
+        assert!((90..=96).contains(&keep), "{keep}");
+        // A late answer for a forgotten block is not kept.
+        assert_eq!(s.on_block(3, Source::Cdn, &data(3)), Verdict::Unknown);
+        assert!(!s.has(3));
     }
 
     #[test]

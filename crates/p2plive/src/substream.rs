@@ -58,7 +58,8 @@ impl Epoch {
     /// The sequence identifier of substream `b` in this epoch: its smallest block number,
     /// `from_block + a*(b-1)` (seed 19, 58).
     pub fn sequence_id(&self, substream: u32) -> u64 {
-        self.from_block + u64::from(self.block_set) * u64::from(substream.saturating_sub(1))
+        self.from_block
+            .saturating_add(u64::from(self.block_set) * u64::from(substream.saturating_sub(1)))
     }
 
     /// The round `n` of the seed's formula that `block` falls in.

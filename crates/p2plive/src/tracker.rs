@@ -5,24 +5,30 @@
 //!
 //! [`Swarm`] is the sans-I/O core (time passed in); [`Tracker`] serves it over HTTP:
 //!
-//! | method and path | body | answer |
-//! | --- | --- | --- |
-//! | `POST /streams/{id}/join` | [`JoinRequest`] | [`View`] (404 for an unknown stream id) |
-//! | `POST /streams/{id}/peers/{peer}/heartbeat` | [`Heartbeat`] | [`View`] (410 when the peer expired) |
-//! | `DELETE /streams/{id}/peers/{peer}` | | 204 |
-//! | `GET /streams/{id}/view` | | all members, a JSON array of [`PeerEntry`] |
+//! | method and path | credential | body | answer |
+//! | --- | --- | --- | --- |
+//! | `POST /streams/{id}/join` | join token | [`JoinRequest`] | [`Joined`]: a random peer id, its session token and the [`View`] (404 for an unknown stream id) |
+//! | `POST /streams/{id}/peers/{peer}/heartbeat` | the peer's session token | [`Heartbeat`] | [`View`] (410 when the peer expired, 400 for a value out of range) |
+//! | `DELETE /streams/{id}/peers/{peer}` | the peer's session token | | 204 (410 when unknown) |
+//! | `GET /streams/{id}/view` | join token | | all members, a JSON array of [`PeerEntry`] |
+//!
+//! Credentials are `Authorization: Bearer TOKEN` headers ([`crate::auth`]): 401 when missing,
+//! 403 when wrong, so no peer can heartbeat for or remove another. Peer ids are random 64-bit
+//! values ([`Session::random`]), so ids from before a tracker restart never name a peer that
+//! joined after it. Every value a peer reports is range-checked before any arithmetic
+//! ([`MAX_REPORTED_CUT`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
+use svckit::redact::Secret;
 
-use crate::cdn::AppError;
+mod service;
+
+pub use service::Tracker;
+
+use crate::auth;
 use crate::error::Error;
 use crate::sched::PeerId;
 use crate::substream::Layout;
@@ -51,6 +57,11 @@ pub struct TrackerConfig {
     /// extra holders get theirs over P2P). 0 means every holder prefetches its substream from
     /// the CDN, which caps the P2P ratio at `1 - 1/s`.
     pub cdn_prefetchers_per_substream: u32,
+    /// Most peers per stream (default 10000); a join beyond is answered 503.
+    pub max_peers: usize,
+    /// The join token peers must present to join (and operators to read the view); required
+    /// by [`Tracker::new`], at least 16 characters (env `P2PLIVE_TRACKER__JOIN_TOKEN`).
+    pub join_token: Secret,
 }
 
 impl Default for TrackerConfig {
@@ -63,6 +74,8 @@ impl Default for TrackerConfig {
             peer_timeout_ms: 1500,
             epoch_lead_blocks: 4,
             cdn_prefetchers_per_substream: 1,
+            join_token: Secret::default(),
+            max_peers: 10_000,
         }
     }
 }
@@ -98,11 +111,84 @@ pub struct Contact {
     pub cert_der_hex: String,
 }
 
+/// The longest certificate accepted in a contact, in hex characters (8 KiB of DER).
+pub const MAX_CERT_HEX: usize = 16 * 1024;
+
+impl Contact {
+    /// Checks the contact a peer sent: `quic_addr` a socket address, `http_addr` empty or a
+    /// socket address, `cert_der_hex` hex of at most [`MAX_CERT_HEX`] characters.
+    ///
+    /// # Errors
+    /// [`Error::BadContact`] naming the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        let addr = |field: &str, value: &str, empty_ok: bool| {
+            if (empty_ok && value.is_empty())
+                || (value.len() <= 64 && value.parse::<std::net::SocketAddr>().is_ok())
+            {
+                Ok(())
+            } else {
+                Err(Error::BadContact(format!(
+                    "{field} is not an IP:port address ({} bytes)",
+                    value.len()
+                )))
+            }
+        };
+        addr("quic_addr", &self.quic_addr, false)?;
+        addr("http_addr", &self.http_addr, true)?;
+        let cert = &self.cert_der_hex;
+        if cert.len() > MAX_CERT_HEX
+            || !cert.len().is_multiple_of(2)
+            || !cert.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(Error::BadContact(format!(
+                "cert_der_hex must be hex of at most {MAX_CERT_HEX} characters ({} given)",
+                cert.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Body of `POST /streams/{id}/join`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
     /// How to reach the joining peer.
     pub contact: Contact,
+}
+
+/// The largest `cut` a heartbeat may report: 2^48 blocks (8.9 million years of 1 s blocks).
+/// Anything above is refused with a 400, so the epoch arithmetic cannot overflow.
+pub const MAX_REPORTED_CUT: u64 = 1 << 48;
+
+/// A peer's credentials, issued by the tracker at join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The peer id: random, 64 bits, never 0.
+    pub id: PeerId,
+    /// The session token the peer presents on its heartbeats and its `DELETE`.
+    pub token: Secret,
+}
+
+impl Session {
+    /// A fresh random id and 256-bit token.
+    ///
+    /// # Errors
+    /// [`Error::Random`] when the system random source fails.
+    pub fn random() -> Result<Self, Error> {
+        Ok(Self {
+            id: auth::new_peer_id()?,
+            token: auth::new_token()?,
+        })
+    }
+}
+
+/// The answer of `POST /streams/{id}/join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// The session token for this peer's heartbeats and `DELETE` (its id is `view.you`).
+    pub session_token: Secret,
+    /// The view, with all peers.
+    pub view: View,
 }
 
 /// Body of a heartbeat.
@@ -149,6 +235,10 @@ struct Member {
     contact: Contact,
     substreams: BTreeSet<u32>,
     last_seen: Instant,
+    /// SHA-256 of the session token.
+    token: [u8; 32],
+    /// Join order: older members have smaller numbers.
+    seq: u64,
 }
 
 /// The sans-I/O state of one stream's swarm.
@@ -157,7 +247,7 @@ pub struct Swarm {
     config: TrackerConfig,
     members: BTreeMap<PeerId, Member>,
     layout: Layout,
-    next_id: PeerId,
+    next_seq: u64,
     version: u64,
     max_cut: u64,
 }
@@ -174,7 +264,7 @@ impl Swarm {
             config,
             members: BTreeMap::new(),
             layout,
-            next_id: 1,
+            next_seq: 0,
             version: 1,
             max_cut: 0,
         })
@@ -185,24 +275,66 @@ impl Swarm {
         &self.layout
     }
 
-    /// A new peer joins at `now`: `s` is adapted, then the peer gets the least-covered
-    /// substream. Returns its id.
-    pub fn join(&mut self, now: Instant, contact: Contact) -> PeerId {
-        let id = self.next_id;
-        self.next_id += 1;
+    /// A new peer joins at `now` with the credentials `session` (drawn by the caller, e.g.
+    /// [`Session::random`]): `s` is adapted, then the peer gets the least-covered substream.
+    /// Returns its id.
+    ///
+    /// # Errors
+    /// [`Error::BadContact`] for a malformed contact; [`Error::SwarmFull`] at `max_peers`;
+    /// [`Error::IdTaken`] when `session.id` is already a member's (draw again).
+    pub fn join(
+        &mut self,
+        now: Instant,
+        contact: Contact,
+        session: &Session,
+    ) -> Result<PeerId, Error> {
+        contact.validate()?;
+        if self.members.len() >= self.config.max_peers {
+            return Err(Error::SwarmFull(self.members.len()));
+        }
+        let id = session.id;
+        if self.members.contains_key(&id) {
+            return Err(Error::IdTaken(id));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.members.insert(
             id,
             Member {
                 contact,
                 substreams: BTreeSet::new(),
                 last_seen: now,
+                token: auth::digest(session.token.expose()),
+                seq,
             },
         );
         if !self.adapt() {
             self.assign_newcomer(id);
         }
         self.version += 1;
-        id
+        Ok(id)
+    }
+
+    /// Member ids oldest first.
+    fn by_age(&self) -> Vec<PeerId> {
+        let mut ids: Vec<(u64, PeerId)> = self.members.iter().map(|(id, m)| (m.seq, *id)).collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Checks that `token` is `peer`'s session token (constant-time).
+    ///
+    /// # Errors
+    /// [`Error::UnknownPeer`] when the peer is not a member, [`Error::Unauthorized`] when no
+    /// token was given, [`Error::Forbidden`] when it is not this peer's.
+    pub fn authenticate(&self, peer: PeerId, token: Option<&str>) -> Result<(), Error> {
+        let m = self.members.get(&peer).ok_or(Error::UnknownPeer(peer))?;
+        let token = token.ok_or(Error::Unauthorized(peer))?;
+        if auth::digests_equal(&auth::digest(token), &m.token) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(peer))
+        }
     }
 
     /// Gives a newcomer the least-covered substream. When every substream is held and some
@@ -215,7 +347,7 @@ impl Swarm {
             .members
             .iter()
             .filter(|(other, _)| **other != id)
-            .max_by_key(|(other, m)| (m.substreams.len(), std::cmp::Reverse(**other)))
+            .max_by_key(|(_, m)| (m.substreams.len(), std::cmp::Reverse(m.seq)))
             .map(|(other, m)| (*other, m.substreams.len()));
         let pick = match busiest {
             Some((other, held)) if self.holders(least) > 0 && held > 1 => {
@@ -244,17 +376,18 @@ impl Swarm {
     fn adapt(&mut self) -> bool {
         let n = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
         let s = n.clamp(self.config.min_substreams, self.config.max_substreams);
+        // `max_cut <= MAX_REPORTED_CUT` (heartbeat checks it), so this cannot wrap.
         let from = if self.max_cut == 0 {
             0
         } else {
-            self.max_cut + self.config.epoch_lead_blocks
+            self.max_cut.saturating_add(self.config.epoch_lead_blocks)
         };
         let changed = self
             .layout
             .push(from, s, self.config.block_set)
             .unwrap_or(false);
         if changed || self.members.values().all(|m| m.substreams.is_empty()) {
-            let ids: Vec<PeerId> = self.members.keys().copied().collect();
+            let ids = self.by_age();
             for m in self.members.values_mut() {
                 m.substreams.clear();
             }
@@ -278,27 +411,42 @@ impl Swarm {
         false
     }
 
-    /// A heartbeat from `peer` at `now`, which has seen `cut` blocks.
+    /// A heartbeat at `now` from `peer`, presenting `token`, which has seen `cut` blocks.
     ///
     /// # Errors
-    /// [`Error::UnknownPeer`] when the peer expired or never joined.
-    pub fn heartbeat(&mut self, now: Instant, peer: PeerId, cut: u64) -> Result<(), Error> {
-        let m = self
-            .members
-            .get_mut(&peer)
-            .ok_or(Error::UnknownPeer(peer))?;
-        m.last_seen = now;
+    /// The errors of [`Swarm::authenticate`]; [`Error::OutOfRange`] when `cut` exceeds
+    /// [`MAX_REPORTED_CUT`] or `cut + epoch_lead_blocks` overflows (nothing changes then).
+    pub fn heartbeat(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        token: Option<&str>,
+        cut: u64,
+    ) -> Result<(), Error> {
+        self.authenticate(peer, token)?;
+        if cut > MAX_REPORTED_CUT || cut.checked_add(self.config.epoch_lead_blocks).is_none() {
+            return Err(Error::OutOfRange {
+                field: "cut",
+                value: cut,
+                reason: format!("at most {MAX_REPORTED_CUT} blocks"),
+            });
+        }
+        if let Some(m) = self.members.get_mut(&peer) {
+            m.last_seen = now;
+        }
         self.max_cut = self.max_cut.max(cut);
         Ok(())
     }
 
-    /// Removes a peer (it left) and re-homes its substreams.
-    pub fn leave(&mut self, peer: PeerId) -> bool {
-        if self.members.remove(&peer).is_none() {
-            return false;
-        }
+    /// Removes `peer`, presenting `token` (it left), and re-homes its substreams.
+    ///
+    /// # Errors
+    /// The errors of [`Swarm::authenticate`]; nothing is removed then.
+    pub fn leave(&mut self, peer: PeerId, token: Option<&str>) -> Result<(), Error> {
+        self.authenticate(peer, token)?;
+        self.members.remove(&peer);
         self.rehome();
-        true
+        Ok(())
     }
 
     /// Removes the peers silent since before `now - peer_timeout`; returns their ids.
@@ -332,7 +480,7 @@ impl Swarm {
             let target = self
                 .members
                 .iter()
-                .min_by_key(|(id, m)| (m.substreams.len(), **id))
+                .min_by_key(|(_, m)| (m.substreams.len(), m.seq))
                 .map(|(id, _)| *id);
             if let Some(m) = target.and_then(|id| self.members.get_mut(&id)) {
                 m.substreams.insert(b);
@@ -341,7 +489,8 @@ impl Swarm {
     }
 
     /// The substreams `peer` prefetches from the CDN: those it holds where it is among the
-    /// first `cdn_prefetchers_per_substream` holders by id (all of them when that is 0).
+    /// first `cdn_prefetchers_per_substream` holders by join order (all of them when that
+    /// is 0).
     fn prefetch_of(&self, peer: PeerId) -> BTreeSet<u32> {
         let Some(m) = self.members.get(&peer) else {
             return BTreeSet::new();
@@ -355,10 +504,10 @@ impl Swarm {
             .copied()
             .filter(|b| {
                 self.members
-                    .iter()
-                    .filter(|(_, o)| o.substreams.contains(b))
-                    .take(k)
-                    .any(|(id, _)| *id == peer)
+                    .values()
+                    .filter(|o| o.substreams.contains(b) && o.seq < m.seq)
+                    .count()
+                    < k
             })
             .collect()
     }
@@ -379,142 +528,33 @@ impl Swarm {
         })
     }
 
-    /// All members.
+    /// All members, oldest first.
     pub fn entries(&self) -> Vec<PeerEntry> {
-        self.members
-            .iter()
-            .map(|(id, m)| PeerEntry {
-                id: *id,
-                contact: m.contact.clone(),
-                substreams: m.substreams.clone(),
-                prefetch: self.prefetch_of(*id),
+        let k = self.config.cdn_prefetchers_per_substream as usize;
+        let mut prefetchers: BTreeMap<u32, usize> = BTreeMap::new();
+        self.by_age()
+            .into_iter()
+            .filter_map(|id| self.members.get(&id).map(|m| (id, m)))
+            .map(|(id, m)| {
+                let prefetch = m
+                    .substreams
+                    .iter()
+                    .copied()
+                    .filter(|b| {
+                        let n = prefetchers.entry(*b).or_default();
+                        *n += 1;
+                        k == 0 || *n <= k
+                    })
+                    .collect();
+                PeerEntry {
+                    id,
+                    contact: m.contact.clone(),
+                    substreams: m.substreams.clone(),
+                    prefetch,
+                }
             })
             .collect()
     }
-}
-
-/// The tracker service: one [`Swarm`] per configured stream.
-#[derive(Debug, Clone)]
-pub struct Tracker {
-    swarms: Arc<Mutex<BTreeMap<String, Swarm>>>,
-}
-
-impl Tracker {
-    /// A tracker serving `config.streams`.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for invalid bounds.
-    pub fn new(config: &TrackerConfig) -> Result<Self, Error> {
-        let mut swarms = BTreeMap::new();
-        for id in &config.streams {
-            swarms.insert(id.clone(), Swarm::new(config.clone())?);
-        }
-        Ok(Self {
-            swarms: Arc::new(Mutex::new(swarms)),
-        })
-    }
-
-    fn with<T>(
-        &self,
-        stream: &str,
-        f: impl FnOnce(&mut Swarm) -> Result<T, Error>,
-    ) -> Result<T, AppError> {
-        let mut swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
-        let swarm = swarms.get_mut(stream).ok_or_else(|| {
-            AppError(
-                StatusCode::NOT_FOUND,
-                Error::UnknownStream(stream.to_owned()).to_string(),
-            )
-        })?;
-        f(swarm).map_err(|e| match e {
-            Error::UnknownPeer(_) => AppError(StatusCode::GONE, e.to_string()),
-            other => AppError(StatusCode::BAD_REQUEST, other.to_string()),
-        })
-    }
-
-    /// The members of `stream` (empty for an unknown stream).
-    pub fn entries(&self, stream: &str) -> Vec<PeerEntry> {
-        let swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
-        swarms.get(stream).map(Swarm::entries).unwrap_or_default()
-    }
-
-    /// Expires silent peers in every swarm; call periodically. Returns the removed ids.
-    pub fn expire(&self, now: Instant) -> Vec<(String, PeerId)> {
-        let mut swarms = self.swarms.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out = Vec::new();
-        for (stream, swarm) in swarms.iter_mut() {
-            for id in swarm.expire(now) {
-                tracing::info!(stream = %stream, peer = id, "peer timed out; substreams re-homed");
-                out.push((stream.clone(), id));
-            }
-        }
-        out
-    }
-
-    /// The routes listed in the module docs.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/streams/{id}/join", post(join))
-            .route("/streams/{id}/peers/{peer}/heartbeat", post(heartbeat))
-            .route("/streams/{id}/peers/{peer}", delete(leave))
-            .route("/streams/{id}/view", get(view))
-            .with_state(self.clone())
-    }
-
-    /// Runs [`Tracker::expire`] every 250 ms until the returned task is aborted.
-    pub fn spawn_expiry(&self) -> tokio::task::JoinHandle<()> {
-        let tracker = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tick.tick().await;
-                tracker.expire(Instant::now());
-            }
-        })
-    }
-}
-
-async fn join(
-    State(t): State<Tracker>,
-    Path(stream): Path<String>,
-    axum::Json(req): axum::Json<JoinRequest>,
-) -> Result<axum::Json<View>, AppError> {
-    t.with(&stream, |swarm| {
-        let id = swarm.join(Instant::now(), req.contact);
-        tracing::info!(stream = %stream, peer = id, "peer joined");
-        swarm.view(id, 0)
-    })
-    .map(axum::Json)
-}
-
-async fn heartbeat(
-    State(t): State<Tracker>,
-    Path((stream, peer)): Path<(String, PeerId)>,
-    axum::Json(hb): axum::Json<Heartbeat>,
-) -> Result<axum::Json<View>, AppError> {
-    t.with(&stream, |swarm| {
-        swarm.heartbeat(Instant::now(), peer, hb.cut)?;
-        swarm.view(peer, hb.version)
-    })
-    .map(axum::Json)
-}
-
-async fn leave(
-    State(t): State<Tracker>,
-    Path((stream, peer)): Path<(String, PeerId)>,
-) -> Result<StatusCode, AppError> {
-    t.with(&stream, |swarm| {
-        swarm.leave(peer);
-        tracing::info!(stream = %stream, peer, "peer left; substreams re-homed");
-        Ok(StatusCode::NO_CONTENT)
-    })
-}
-
-async fn view(
-    State(t): State<Tracker>,
-    Path(stream): Path<String>,
-) -> Result<axum::Json<Vec<PeerEntry>>, AppError> {
-    t.with(&stream, |swarm| Ok(swarm.entries())).map(axum::Json)
 }
 
 #[cfg(test)]
@@ -527,6 +567,23 @@ mod tests {
             http_addr: String::new(),
             cert_der_hex: String::new(),
         }
+    }
+
+    fn session(id: PeerId) -> Session {
+        Session {
+            id,
+            token: Secret::new(format!("session-token-of-{id}")),
+        }
+    }
+
+    fn token(id: PeerId) -> Option<String> {
+        Some(session(id).token.expose().to_owned())
+    }
+
+    /// Joins peer number `n` (id `n + 1`, as the first tests were written with ids in join
+    /// order).
+    fn add(swarm: &mut Swarm, now: Instant, n: u64) -> PeerId {
+        swarm.join(now, contact(n), &session(n + 1)).unwrap()
     }
 
     fn fixed(s: u32) -> TrackerConfig {
@@ -547,7 +604,7 @@ mod tests {
     fn joins_get_the_least_covered_substream() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new(fixed(4)).unwrap();
-        let ids: Vec<PeerId> = (0..6).map(|n| swarm.join(t0, contact(n))).collect();
+        let ids: Vec<PeerId> = (0..6).map(|n| add(&mut swarm, t0, n)).collect();
         let subs: Vec<BTreeSet<u32>> = ids
             .iter()
             .map(|id| swarm.view(*id, 0).unwrap().substreams)
@@ -567,10 +624,12 @@ mod tests {
     fn dead_peers_are_removed_and_substreams_rehomed() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new(fixed(10)).unwrap();
-        let ids: Vec<PeerId> = (0..10).map(|n| swarm.join(t0, contact(n))).collect();
+        let ids: Vec<PeerId> = (0..10).map(|n| add(&mut swarm, t0, n)).collect();
         let later = t0 + Duration::from_millis(1000);
         for id in &ids[3..] {
-            swarm.heartbeat(later, *id, 5).unwrap();
+            swarm
+                .heartbeat(later, *id, token(*id).as_deref(), 5)
+                .unwrap();
         }
         let dead = swarm.expire(t0 + Duration::from_millis(2000));
         assert_eq!(dead, ids[..3].to_vec());
@@ -582,11 +641,11 @@ mod tests {
         let total: usize = swarm.entries().iter().map(|e| e.substreams.len()).sum();
         assert_eq!(total, 10);
         assert!(matches!(
-            swarm.heartbeat(later, ids[0], 5),
+            swarm.heartbeat(later, ids[0], token(ids[0]).as_deref(), 5),
             Err(Error::UnknownPeer(_))
         ));
         // A clean leave re-homes too.
-        assert!(swarm.leave(ids[3]));
+        swarm.leave(ids[3], token(ids[3]).as_deref()).unwrap();
         assert!(coverage(&swarm).iter().all(|&c| c == 1));
     }
 
@@ -599,16 +658,16 @@ mod tests {
             ..TrackerConfig::default()
         };
         let mut swarm = Swarm::new(config).unwrap();
-        let a = swarm.join(t0, contact(1));
+        let a = add(&mut swarm, t0, 1);
         assert_eq!(swarm.layout().current().substreams, 2);
         assert_eq!(swarm.view(a, 0).unwrap().substreams, BTreeSet::from([1, 2]));
-        let ids: Vec<PeerId> = (2..=5).map(|n| swarm.join(t0, contact(n))).collect();
+        let ids: Vec<PeerId> = (2..=5).map(|n| add(&mut swarm, t0, n)).collect();
         assert_eq!(swarm.layout().current().substreams, 4, "capped at max");
         assert!(coverage(&swarm).iter().all(|&c| c >= 1));
         // Blocks were cut: the next change applies from a later block.
-        swarm.heartbeat(t0, a, 20).unwrap();
+        swarm.heartbeat(t0, a, token(a).as_deref(), 20).unwrap();
         for id in &ids[1..] {
-            swarm.leave(*id);
+            swarm.leave(*id, token(*id).as_deref()).unwrap();
         }
         let layout = swarm.layout().clone();
         assert_eq!(layout.current().substreams, 2);
@@ -625,7 +684,7 @@ mod tests {
         let all = {
             let mut swarm = Swarm::new(config.clone()).unwrap();
             (0..6).for_each(|n| {
-                swarm.join(t0, contact(n));
+                add(&mut swarm, t0, n);
             });
             swarm.entries()
         };
@@ -635,7 +694,7 @@ mod tests {
         );
         config.cdn_prefetchers_per_substream = 1;
         let mut swarm = Swarm::new(config).unwrap();
-        let ids: Vec<PeerId> = (0..6).map(|n| swarm.join(t0, contact(n))).collect();
+        let ids: Vec<PeerId> = (0..6).map(|n| add(&mut swarm, t0, n)).collect();
         let prefetching: usize = swarm.entries().iter().map(|e| e.prefetch.len()).sum();
         assert_eq!(prefetching, 2, "one CDN prefetcher per substream");
         for b in 1..=2 {
@@ -654,7 +713,7 @@ mod tests {
             .into_iter()
             .find(|e| !e.prefetch.is_empty())
             .unwrap();
-        swarm.leave(first.id);
+        swarm.leave(first.id, token(first.id).as_deref()).unwrap();
         for b in 1..=2 {
             assert_eq!(
                 swarm
@@ -672,7 +731,7 @@ mod tests {
     fn unchanged_version_omits_peers() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new(fixed(2)).unwrap();
-        let a = swarm.join(t0, contact(1));
+        let a = add(&mut swarm, t0, 1);
         let v = swarm.view(a, 0).unwrap();
         assert!(v.peers.is_some());
         assert!(swarm.view(a, v.version).unwrap().peers.is_none());
@@ -684,5 +743,41 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn malformed_contacts_and_joins_beyond_max_peers_are_refused() {
+        let t0 = Instant::now();
+        let mut swarm = Swarm::new(TrackerConfig {
+            max_peers: 2,
+            ..fixed(2)
+        })
+        .unwrap();
+        for bad in [
+            Contact {
+                quic_addr: "not an address".to_owned(),
+                ..contact(1)
+            },
+            Contact {
+                http_addr: "x".repeat(100),
+                ..contact(1)
+            },
+            Contact {
+                cert_der_hex: "zz".to_owned(),
+                ..contact(1)
+            },
+            Contact {
+                cert_der_hex: "ab".repeat(MAX_CERT_HEX),
+                ..contact(1)
+            },
+        ] {
+            let error = swarm.join(t0, bad, &session(1)).unwrap_err();
+            assert!(matches!(error, Error::BadContact(_)), "{error}");
+        }
+        add(&mut swarm, t0, 0);
+        add(&mut swarm, t0, 1);
+        let full = swarm.join(t0, contact(3), &session(3)).unwrap_err();
+        assert!(matches!(full, Error::SwarmFull(2)), "{full}");
+        assert_eq!(swarm.entries().len(), 2);
     }
 }

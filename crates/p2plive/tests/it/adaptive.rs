@@ -26,7 +26,7 @@ async fn substream_count_follows_the_swarm_and_late_joiners_stay_exact() {
     ];
     let all: Vec<_> = early.iter().chain(late.iter()).collect();
     wait_joined(&infra, &all).await;
-    let view = get_json(&infra.tracker.url("/streams/live/view")).await;
+    let view = infra.view().await;
     let held: BTreeSet<u64> = view
         .as_array()
         .unwrap()
@@ -52,7 +52,7 @@ async fn substream_count_follows_the_swarm_and_late_joiners_stay_exact() {
             expected
                 .extend(get_bytes(&format!("{}/streams/live/blocks/{n}", infra.cdn_url())).await);
         }
-        let body = get_bytes(&peer.url("/live.ts")).await;
+        let body = get_bytes(&peer.url("/live.ts?from=start")).await;
         assert_eq!(
             sha256_hex(&body),
             sha256_hex(&expected),

@@ -17,7 +17,12 @@ fn a_file_that_is_not_video_is_refused_clearly() {
         vec!["origin", "--cdn", "http://127.0.0.1:9", "--input"],
         vec!["demo", "--peers", "2", "--input"],
     ] {
-        let out = Command::new(bin()).args(&sub).arg(&notes).output().unwrap();
+        let out = Command::new(bin())
+            .args(&sub)
+            .arg(&notes)
+            .env(crate::ORIGIN_ENV.0, crate::ORIGIN_ENV.1)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{sub:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -44,6 +49,7 @@ async fn an_unknown_stream_id_at_the_tracker_is_a_clear_error() {
                     "--stream",
                     "nope",
                 ])
+                .env(crate::PEER_ENV.0, crate::PEER_ENV.1)
                 .output()
                 .unwrap()
         }
@@ -59,6 +65,7 @@ async fn an_unknown_stream_id_at_the_tracker_is_a_clear_error() {
     // The HTTP answer says the same.
     let response = crate::http()
         .post(infra.tracker.url("/streams/nope/join"))
+        .bearer_auth(crate::JOIN_TOKEN)
         .json(&serde_json::json!({"contact": {"quic_addr": "127.0.0.1:1", "http_addr": "", "cert_der_hex": ""}}))
         .send()
         .await
@@ -90,7 +97,10 @@ async fn corrupt_blocks_from_a_peer_are_detected_and_refetched() {
             "{summary}"
         );
         assert_eq!(summary["playback"]["stalls"], 0, "{summary}");
-        assert_eq!(sha256_hex(&get_bytes(&peer.url("/live.ts")).await), source);
+        assert_eq!(
+            sha256_hex(&get_bytes(&peer.url("/live.ts?from=start")).await),
+            source
+        );
         corrupt_seen += summary["playback"]["corrupt_blocks"].as_u64().unwrap();
     }
     assert!(

@@ -35,7 +35,7 @@ async fn survivors_stay_byte_exact_when_three_of_ten_peers_die() {
     // The tracker notices and re-homes their substreams to the survivors.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let view = crate::get_json(&infra.tracker.url("/streams/live/view")).await;
+        let view = infra.view().await;
         let members = view.as_array().unwrap();
         let covered: std::collections::BTreeSet<u64> = members
             .iter()
@@ -70,7 +70,7 @@ async fn survivors_stay_byte_exact_when_three_of_ten_peers_die() {
             "{summary}"
         );
         assert_eq!(summary["playback"]["stalls"], 0, "{summary}");
-        let body = get_bytes(&peer.url("/live.ts")).await;
+        let body = get_bytes(&peer.url("/live.ts?from=start")).await;
         assert_eq!(sha256_hex(&body), source);
     }
 }

@@ -70,3 +70,40 @@ fn demo_on_a_generated_mp4_and_ts() {
         crate::sha256_hex(&fs_err::read(&ts).unwrap())
     );
 }
+
+/// Bounded memory (issue 16 item 5): with a 4 s window, a 30 s stream in 1 s blocks never
+/// has more than a window's worth of blocks at the CDN, nor much more than the window plus
+/// the playout buffer at a peer, and every player still gets the whole stream.
+#[test]
+fn a_stream_longer_than_the_window_keeps_the_held_blocks_bounded() {
+    let dir = testkit::tempdir();
+    let clip = make_clip(dir.path(), "long.ts", 30);
+    let report = run_demo(&[
+        "--peers",
+        "3",
+        "--substreams",
+        "3",
+        "--speed",
+        "4",
+        "--block-ms",
+        "1000",
+        "--window-ms",
+        "4000",
+        "--input",
+        clip.to_str().unwrap(),
+    ]);
+    check(&report, 3);
+    let blocks = report["blocks"].as_u64().unwrap();
+    assert!(blocks >= 29, "30 s in 1 s blocks: {blocks}");
+    // 4 s of 1 s blocks: 4 (5 when some are shorter).
+    let cdn = report["cdn_max_held_blocks"].as_u64().unwrap();
+    assert!((1..=5).contains(&cdn), "CDN held {cdn} blocks");
+    for p in report["peers_detail"].as_array().unwrap() {
+        // Window (about 4) + the block playing + the playout buffer and prefetch ahead.
+        let held = p["max_held_blocks"].as_u64().unwrap();
+        assert!(
+            (1..=16).contains(&held),
+            "peer held {held} of {blocks} blocks: {p}"
+        );
+    }
+}

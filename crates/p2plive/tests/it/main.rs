@@ -10,6 +10,7 @@
 mod adaptive;
 mod bad_input;
 mod churn;
+mod control;
 mod demo;
 mod ingest;
 mod player;
@@ -64,6 +65,18 @@ pub(crate) fn make_clip(dir: &Path, name: &str, seconds: u32) -> PathBuf {
     out
 }
 
+/// The tracker's join token in these tests (`P2PLIVE_TRACKER__JOIN_TOKEN`, given to peers as
+/// `P2PLIVE_PEER__TRACKER_TOKEN`).
+pub(crate) const JOIN_TOKEN: &str = "tests-join-token-0123";
+/// The CDN's publish token in these tests (`P2PLIVE_CDN__PUBLISH_TOKEN`, given to the origin
+/// as `P2PLIVE_ORIGIN__PUBLISH_TOKEN`).
+pub(crate) const PUBLISH_TOKEN: &str = "tests-publish-token-0123";
+
+/// The environment an origin process needs to publish to [`Infra`]'s CDN.
+pub(crate) const ORIGIN_ENV: (&str, &str) = ("P2PLIVE_ORIGIN__PUBLISH_TOKEN", PUBLISH_TOKEN);
+/// The environment a peer process needs to join [`Infra`]'s tracker.
+pub(crate) const PEER_ENV: (&str, &str) = ("P2PLIVE_PEER__TRACKER_TOKEN", JOIN_TOKEN);
+
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -97,6 +110,7 @@ impl Infra {
     pub(crate) fn start(tracker_args: &[&str]) -> Self {
         let cdn = Peer::new(bin())
             .args(["cdn", "--listen", "127.0.0.1:{port}"])
+            .env("P2PLIVE_CDN__PUBLISH_TOKEN", PUBLISH_TOKEN)
             .ready(Ready::Http("/healthz"))
             .start();
         let mut args = vec![
@@ -109,6 +123,7 @@ impl Infra {
         args.extend_from_slice(tracker_args);
         let tracker = Peer::new(bin())
             .args(args)
+            .env("P2PLIVE_TRACKER__JOIN_TOKEN", JOIN_TOKEN)
             .ready(Ready::Http("/healthz"))
             .start();
         Self { cdn, tracker }
@@ -116,6 +131,19 @@ impl Infra {
 
     pub(crate) fn cdn_url(&self) -> String {
         self.cdn.url("")
+    }
+
+    /// The tracker's view of stream `live` (read with the join token).
+    pub(crate) async fn view(&self) -> Value {
+        http()
+            .get(self.tracker.url("/streams/live/view"))
+            .bearer_auth(JOIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Starts `p2plive peer` at `speed` with extra `args`.
@@ -134,6 +162,7 @@ impl Infra {
         all.extend(args.iter().map(|a| (*a).to_owned()));
         Peer::new(bin())
             .args(all)
+            .env(PEER_ENV.0, PEER_ENV.1)
             .ready(Ready::Http("/healthz"))
             .start()
     }
@@ -151,6 +180,7 @@ impl Infra {
                 &speed.to_string(),
                 "--json",
             ])
+            .env(ORIGIN_ENV.0, ORIGIN_ENV.1)
             .ready(Ready::Started)
             .start()
     }
@@ -212,7 +242,7 @@ pub(crate) async fn wait_done(peers: &[&RunningPeer], within: Duration) -> Vec<V
 pub(crate) async fn wait_joined(infra: &Infra, peers: &[&RunningPeer]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let view = get_json(&infra.tracker.url("/streams/live/view")).await;
+        let view = infra.view().await;
         let members = view.as_array().unwrap();
         let mut settled = members.len() == peers.len();
         for p in peers {

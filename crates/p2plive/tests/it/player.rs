@@ -66,12 +66,17 @@ async fn ffprobe_reads_a_peer_live_ts_like_the_source() {
         let live = live.clone();
         move || probe(&live)
     });
+    // A player reads all of it from the start, while it plays (the peer keeps only a window).
+    let full = tokio::spawn({
+        let live = live.clone();
+        async move { get_bytes(&live).await }
+    });
     let source = infra.wait_end(Duration::from_secs(60)).await;
     wait_done(&refs, Duration::from_secs(30)).await;
     let early = early.await.unwrap();
 
     let original = probe(clip.to_str().unwrap());
-    let body = get_bytes(&live).await;
+    let body = full.await.unwrap();
     assert_eq!(
         sha256_hex(&body),
         source,
@@ -120,9 +125,12 @@ async fn ffprobe_reads_a_peer_live_ts_like_the_source() {
     let metrics = String::from_utf8(get_bytes(&infra.cdn.url("/metrics")).await).unwrap();
     assert!(metrics.contains("cdn_bytes_served_total{"), "{metrics}");
 
-    // A full decode of what the peer served, over HTTP, reports no error.
+    // A full decode of what the peer served over HTTP (read while it played: the peer keeps
+    // only a window) reports no error.
     let out = Command::new(testkit::require("ffmpeg"))
-        .args(["-nostdin", "-v", "error", "-i", &live, "-f", "null", "-"])
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&copy)
+        .args(["-f", "null", "-"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -131,4 +139,99 @@ async fn ffprobe_reads_a_peer_live_ts_like_the_source() {
         "decode errors: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The first packets of a block: PAT (PID 0), then a PMT.
+fn opens_with_pat(data: &[u8]) -> bool {
+    data.len() >= 376 && data[0] == 0x47 && data[1] & 0x1f == 0 && data[2] == 0
+}
+
+/// ffmpeg's complaints while decoding `path` to nowhere (empty when it decodes cleanly).
+fn decode_errors(path: &std::path::Path) -> String {
+    let out = Command::new(testkit::require("ffmpeg"))
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffmpeg failed on {}", path.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 16 item 1: blocks end at a key frame and start with PAT and PMT, so a block taken
+/// mid-stream decodes on its own, a late player starts near the live edge, and a late peer's
+/// output (from its first block) decodes with no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_stream_block_a_late_player_and_a_late_peer_decode_without_errors() {
+    let dir = testkit::tempdir();
+    let clip = crate::make_clip(dir.path(), "late.ts", 16);
+    let infra = Infra::start(&["--min-substreams", "2", "--max-substreams", "2"]);
+    let speed = 2.0;
+    let early: Vec<_> = (0..2).map(|_| infra.peer(speed, &[])).collect();
+    wait_joined(&infra, &early.iter().collect::<Vec<_>>()).await;
+    let _origin = infra.origin(clip.to_str().unwrap(), speed);
+    infra.wait_cut(10, Duration::from_secs(30)).await;
+
+    // A player connecting now to an early peer, and a peer joining now.
+    let late_player = tokio::spawn({
+        let url = early[0].url("/live.ts");
+        async move { get_bytes(&url).await }
+    });
+    let late_peer = infra.peer(speed, &[]);
+    let source = infra.wait_end(Duration::from_secs(60)).await;
+    let mut all: Vec<&testkit::RunningPeer> = early.iter().collect();
+    all.push(&late_peer);
+    let summaries = wait_done(&all, Duration::from_secs(30)).await;
+    for s in &summaries[..2] {
+        assert_eq!(s["output_sha256"], Value::String(source.clone()), "{s}");
+    }
+    let late_start = summaries[2]["start_block"].as_u64().unwrap();
+    assert!(
+        late_start >= 2,
+        "the late peer started at block {late_start}"
+    );
+
+    let played = late_player.await.unwrap();
+    let whole = fs_err::read(&clip).unwrap();
+    assert!(opens_with_pat(&played));
+    // It got the stream from the block the peer was playing when it connected (that peer
+    // plays 4 blocks behind the edge, and 10 of 16 were cut), not from block 0: at least 3
+    // blocks in.
+    assert!(
+        whole.ends_with(&played) && played.len() < whole.len() * 13 / 16,
+        "the late player got {} of {} bytes: it did not start near the edge",
+        played.len(),
+        whole.len()
+    );
+    let late_peer_output = get_bytes(&late_peer.url("/live.ts?from=start")).await;
+    assert!(opens_with_pat(&late_peer_output));
+
+    let manifest = crate::get_json(&format!("{}/streams/live/manifest", infra.cdn_url())).await;
+    let cut = manifest["cut"].as_u64().unwrap();
+    let middle = get_bytes(&format!(
+        "{}/streams/live/blocks/{}",
+        infra.cdn_url(),
+        cut / 2
+    ))
+    .await;
+    assert!(opens_with_pat(&middle));
+    for (name, data) in [
+        ("block.ts", &middle),
+        ("late-player.ts", &played),
+        ("late-peer.ts", &late_peer_output),
+    ] {
+        let path = dir.path().join(name);
+        fs_err::write(&path, data).unwrap();
+        let errors = decode_errors(&path);
+        assert!(errors.is_empty(), "{name}: decode errors: {errors}");
+        let probe = probe(path.to_str().unwrap());
+        assert_eq!(
+            streams(&probe),
+            vec![
+                ("audio".into(), "aac".into()),
+                ("video".into(), "h264".into())
+            ],
+            "{name}"
+        );
+    }
 }
