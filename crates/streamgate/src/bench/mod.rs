@@ -262,12 +262,14 @@ pub async fn run_load(
     );
     let (registry_part, media, forwarder, proxy) = tokio::task::block_in_place(|| {
         let registry_part = launcher.registry(registry_port)?;
+        // nginx opens one upstream connection per viewer, all from 127.0.0.1: the media
+        // server's per-address cap (256) would refuse them, so it is lifted for this run.
         let media = launcher.media(
             "media-a",
             "NameSpaceA",
             free_port()?,
             &[("sub_stream", camera.url("/sub_stream"))],
-            &[],
+            &["--set", "media.connections.max_connections_per_addr=50000"],
         )?;
         let forwarder = launcher.forwarder("ServiceA", "NameSpaceA", "media-a")?;
         let proxy = launcher.proxy(public_port)?;
