@@ -5,17 +5,28 @@ export CARGO_TARGET_DIR
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 NEXTEST := $(shell command -v cargo-nextest 2>/dev/null)
 
+# `make demo SYSTEM=txrelay` sets up, builds and runs one system only; empty means all five.
+SYSTEM ?=
+# The build profile of demos and benchmarks (Cargo.toml explains the choice).
+DEMO_PROFILE ?= release
+ifeq ($(strip $(SYSTEM)),)
+BUILD_SCOPE := --workspace
+else
+BUILD_SCOPE := $(foreach s,$(SYSTEM),-p $(s))
+endif
+export DEMO_PROFILE
+
 .PHONY: setup demo test fmt clippy unit doc-test release
 
 setup:
-	scripts/setup
+	scripts/setup $(SYSTEM)
 
-## Every landed system's demo on the bundled data, then one summary table.
+## Every landed system's demo (or only SYSTEM's) on the bundled data, then one summary table.
 demo: setup release
-	scripts/demo
+	scripts/demo $(SYSTEM)
 
 release:
-	cargo build --release --locked --workspace --bins
+	cargo build --profile $(DEMO_PROFILE) --locked $(BUILD_SCOPE) --bins
 
 ## Formatting, lints, the whole test suite, doc tests.
 test: setup fmt clippy unit doc-test

@@ -35,6 +35,10 @@ pub struct BenchArgs {
     /// Ingest batches to time.
     #[arg(long, default_value_t = 3)]
     pub ingest_runs: usize,
+    /// Training windows for the closed-form fit timing (the bundled logs' training windows
+    /// replicated under new clip ids; 0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub train_windows: usize,
     /// Python with the `duckdb` package (default `.tools/venv/bin/python`).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -59,18 +63,20 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let root = tempfile::Builder::new()
         .prefix("dataloop-bench-")
         .tempdir()?;
-    let mut config = config;
     let config_rules = config.rules.clone();
-    config.data_dir = root.path().join("data");
-    let mut dl = DataLoop::open(config, false).await?;
     let input = if Path::new("data/driving").is_dir() {
         PathBuf::from("data/driving")
     } else {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/driving"))
     };
+    // Each run ingests into a fresh data directory: a re-ingest of the same logs adds nothing.
     let mut ingest_s = Vec::new();
     let mut clips = 0;
-    for _ in 0..args.ingest_runs.max(1) {
+    let mut last = None;
+    for run in 0..args.ingest_runs.max(1) {
+        let mut run_config = config.clone();
+        run_config.data_dir = root.path().join(format!("data-{run}"));
+        let mut dl = DataLoop::open(run_config, false).await?;
         let t = Instant::now();
         let report = dl
             .ingest(
@@ -81,11 +87,16 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
             .await?;
         ingest_s.push(t.elapsed().as_secs_f64());
         clips = report.clips;
+        last = Some(dl);
     }
+    let dl = last.context("no ingest run")?;
     let ingest_med = median(ingest_s);
+    if args.train_windows > 0 {
+        out(&train_timing(&dl, args.train_windows).await?)?;
+    }
 
     // Scaled OLAP table from the real simple rows.
-    let real = dl
+    let (_, real) = dl
         .sql(&format!("SELECT {} FROM olap", column_list()))
         .await?;
     let real = concat_batches(&simple_schema(), &real)?;
@@ -170,6 +181,42 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("DataFusion and DuckDB disagree on a row count");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Times [`crate::model::train`] (full fit: statistics, five penalties on the validation part,
+/// final solve) on `n` windows: the bundled training windows replicated with a `#k` suffix on
+/// their clip ids (so none is deduplicated and the validation split keeps whole tracks).
+async fn train_timing(dl: &DataLoop, n: usize) -> anyhow::Result<String> {
+    let real: Vec<(String, crate::model::AgentWindow)> =
+        crate::warehouse::decode_rows(&dl.current_warehouse().await?.export_all().await?)?
+            .into_iter()
+            .filter(|c| c.split == "train")
+            .map(|c| {
+                let w = crate::model::AgentWindow::from_trajectory(&c.trajectory);
+                (c.clip_id, w)
+            })
+            .collect();
+    if real.is_empty() {
+        bail!("no training windows in the bundled logs");
+    }
+    let windows: Vec<(String, crate::model::AgentWindow)> = (0..n)
+        .map(|i| {
+            let (id, w) = &real[i % real.len()];
+            // `track#copy:offset` keeps the offset last, as the validation split expects.
+            let (track, offset) = id.rsplit_once(':').unwrap_or((id.as_str(), "0"));
+            (format!("{track}#{}:{offset}", i / real.len()), w.clone())
+        })
+        .collect();
+    let t = Instant::now();
+    let (_, summary) = crate::model::train(&windows, None, |_, _| {})?;
+    let train_s = t.elapsed().as_secs_f64();
+    Ok(format!(
+        "training (closed-form ridge, full fit incl. penalty search): {} windows ({} real ones replicated) in {train_s:.2} s ({:.0} windows/s), alpha {}\n",
+        summary.windows,
+        real.len(),
+        summary.windows as f64 / train_s,
+        summary.alpha
+    ))
 }
 
 fn column_list() -> String {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 
+use crate::auth::BearerToken;
 use crate::closed_loop::{DataLoop, TriggerKind};
 use crate::config::{Config, ENV_PREFIX};
 use crate::query;
@@ -22,19 +23,16 @@ use crate::server::{self, AppState};
 use crate::trigger::MiningRequest;
 use crate::warehouse::BeforeCommit;
 
-/// Driving-log closed loop: ingest, query, trigger, train, evaluate, promote.
-#[derive(Debug, Parser)]
-#[command(name = "dataloop", version)]
-pub struct Cli {
-    /// Shared flags (-v, --config, --set).
-    #[command(flatten)]
-    pub common: svckit::cli::CommonArgs,
+/// `dataloop`'s command line: the global flags ([`svckit::cli::CommonArgs`]), [`Globals`] and
+/// [`Command`]; name, version and description come from the crate (`svckit::about!`).
+pub type Cli = svckit::cli::Cli<Command, Globals>;
+
+/// `dataloop`'s own global flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Globals {
     /// Data directory (overrides `data_dir` in the config).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 /// Subcommands.
@@ -141,7 +139,7 @@ pub struct ReportArgs {
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let mut config =
         Config::load(cli.common.config_sources(ENV_PREFIX)).context("loading configuration")?;
-    if let Some(dir) = &cli.data_dir {
+    if let Some(dir) = &cli.globals.data_dir {
         config.data_dir.clone_from(dir);
     }
     Ok(config)
@@ -192,12 +190,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out(&format!("{}\n", serde_json::to_string(&report)?))?;
             } else {
                 let mut text = format!(
-                    "batch {} ({}): {} files, {} clips, {} rejected; warehouse version {}, olap rows {}\n",
+                    "batch {} ({}): {} files, {} new clips ({} already stored), {} rejected; read warehouse version {}, now {}, olap rows {}\n",
                     report.batch_id,
                     report.ingest_date,
                     report.files,
                     report.clips,
+                    report.duplicates,
                     report.rejected,
+                    report.read_version,
                     report.warehouse_version,
                     report.olap_rows
                 );
@@ -221,19 +221,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sql(args) => {
             let dl = DataLoop::open(config, false).await?;
-            let batches = dl.sql(&args.sql).await?;
+            let (warehouse_version, batches) = dl.sql(&args.sql).await?;
             if args.json {
                 out(&format!(
                     "{}\n",
                     serde_json::Value::Array(query::to_json_rows(&batches))
                 ))?;
             } else {
-                out(&query::to_table(&batches))?;
+                out(&format!(
+                    "{}read at warehouse version {warehouse_version}\n",
+                    query::to_table(&batches)
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Trigger(args) => {
-            let mut dl = DataLoop::open(config, svckit::cli::progress_wanted(args.json)).await?;
+            let dl = DataLoop::open(config, svckit::cli::progress_wanted(args.json)).await?;
             let kind = match args.rule {
                 Some(rule) if !args.scheduled => TriggerKind::Manual(MiningRequest {
                     rule,
@@ -276,9 +279,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listen = args.listen.unwrap_or_else(|| config.listen.clone());
             let cron = config.schedule.cron.clone();
             let enabled = config.schedule.enabled;
+            let token =
+                BearerToken::from_config(&config.serve).context("starting `dataloop serve`")?;
             let dl = DataLoop::open(config, false).await?;
             serve(
                 dl,
+                token,
                 &listen,
                 &cron,
                 enabled,
@@ -337,19 +343,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs the HTTP API and (when `enabled`) the scheduler until `shutdown` completes.
+/// Runs the HTTP API (behind `token`) and (when `enabled`) the scheduler until `shutdown`
+/// completes.
 ///
 /// # Errors
 /// Bind, cron and serve errors.
 pub async fn serve(
     dl: DataLoop,
+    token: BearerToken,
     listen: &str,
     cron: &str,
     enabled: bool,
     clock: Arc<dyn svckit::Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = start_service(dl, listen, cron, enabled, clock).await?;
+    let service = start_service(dl, token, listen, cron, enabled, clock).await?;
     service.run(shutdown).await
 }
 
@@ -366,6 +374,8 @@ pub struct Service {
     pub stop: tokio_util::sync::CancellationToken,
     /// The scheduler task.
     pub task: tokio::task::JoinHandle<()>,
+    /// The token the API requires.
+    pub token: BearerToken,
 }
 
 impl Service {
@@ -381,7 +391,7 @@ impl Service {
             .grace_period(std::time::Duration::from_secs(5));
         let result = svckit::serve(
             self.listener,
-            server::router(self.state.clone()),
+            server::router(self.state.clone(), self.token),
             options,
             shutdown,
         )
@@ -392,12 +402,13 @@ impl Service {
     }
 }
 
-/// Binds `listen` and starts the scheduler task (when `enabled`).
+/// Binds `listen` and starts the scheduler task (when `enabled`); the API will require `token`.
 ///
 /// # Errors
 /// Bind and cron errors.
 pub async fn start_service(
     dl: DataLoop,
+    token: BearerToken,
     listen: &str,
     cron: &str,
     enabled: bool,
@@ -427,5 +438,6 @@ pub async fn start_service(
         metrics,
         stop,
         task,
+        token,
     })
 }

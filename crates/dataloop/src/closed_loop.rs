@@ -1,10 +1,11 @@
 //! The closed loop (seed ¶5-¶6, ¶26-¶27, Fig. 2): ingest batches into both stores,
 //! run scheduled and manual triggers, train, evaluate, promote, record.
 
+use std::collections::HashSet;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::RecordBatch;
@@ -18,11 +19,12 @@ use crate::clip::{self, Clip, WindowSpec};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{self, Metrics};
-use crate::model::{self, AgentWindow, TrainMode};
+use crate::lock::DirLock;
+use crate::model::{self, AgentWindow, TrainMode, TrajectoryModel};
 use crate::olap::Olap;
-use crate::query;
 use crate::reader::{self, Rejection};
 use crate::registry::{self, ModelVersion, Registry, TriggerRecord};
+use crate::sql_engine::{QueryEngine, QueryLimits};
 use crate::trigger::{self, FileStore, MiningRequest};
 use crate::warehouse::{self, BeforeCommit, StoredClip, Warehouse};
 
@@ -35,8 +37,13 @@ pub struct IngestReport {
     pub ingest_date: String,
     /// Files read successfully.
     pub files: usize,
-    /// Clips written.
+    /// Clips written (new clips only).
     pub clips: usize,
+    /// Clips cut but not written because a clip with the same `clip_id` is already stored or
+    /// came earlier in this batch (re-ingesting a log adds nothing).
+    pub duplicates: usize,
+    /// Warehouse version the duplicate check read (the newest when the ingest started).
+    pub read_version: i64,
     /// Number of rejected files and rows.
     pub rejected: usize,
     /// The rejections: file, row (absent for a whole file), reason.
@@ -122,6 +129,7 @@ pub struct DataLoop {
     warehouse: Warehouse,
     olap: Olap,
     files: FileStore,
+    engine: QueryEngine,
     progress: bool,
 }
 
@@ -140,12 +148,14 @@ impl DataLoop {
         let warehouse = Warehouse::open_or_create(&data_dir.join("warehouse")).await?;
         let olap = Olap::open(&data_dir.join("olap"))?;
         let files = FileStore::open(&config.file_store())?;
+        let engine = QueryEngine::new(QueryLimits::from_config(&config.serve))?;
         Ok(Self {
             config,
             data_dir,
             warehouse,
             olap,
             files,
+            engine,
             progress,
         })
     }
@@ -190,17 +200,21 @@ impl DataLoop {
     }
 
     /// Ingests every log found under `inputs` as ONE batch: one Delta commit, one OLAP file per
-    /// source. Malformed files and rows are rejected and reported; the rest is kept.
+    /// source. Malformed files and rows are rejected and reported; the rest is kept. Clips whose
+    /// `clip_id` is already stored are skipped, so re-ingesting a log adds nothing; the
+    /// `ingest.lock` of the data directory keeps concurrent ingests from both adding a log.
     ///
     /// # Errors
-    /// [`Error::UnknownInput`] when an input holds no log; store errors. Nothing is committed
-    /// on error.
+    /// [`Error::UnknownInput`] when an input holds no log; [`Error::LockTimeout`]; store
+    /// errors. Nothing is committed on error.
     pub async fn ingest(
         &mut self,
         inputs: &[PathBuf],
         hook: BeforeCommit,
         now: SystemTime,
     ) -> Result<IngestReport> {
+        let _lock = DirLock::acquire(&self.data_dir, "ingest.lock", LOCK_WAIT).await?;
+        let read_version = self.warehouse.refresh().await?;
         self.sync_olap().await?;
         let mut locations = Vec::new();
         for input in inputs {
@@ -232,6 +246,23 @@ impl DataLoop {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        let mut log_ids: Vec<String> = logs.iter().map(|l| l.log_id.clone()).collect();
+        log_ids.sort();
+        log_ids.dedup();
+        let stored = self.warehouse.clip_ids_of_logs(&log_ids).await?;
+        let cut = clips.len();
+        let mut seen = HashSet::new();
+        clips.retain(|c| {
+            !stored.contains(&c.simple.clip_id) && seen.insert(c.simple.clip_id.clone())
+        });
+        let duplicates = cut - clips.len();
+        if duplicates > 0 {
+            tracing::info!(
+                duplicates,
+                read_version,
+                "skipped clips already in the warehouse"
+            );
+        }
         let stamp: DateTime<Utc> = now.into();
         let ingest_date = stamp.format("%Y-%m-%d").to_string();
         let mut hasher = Sha256::new();
@@ -258,6 +289,8 @@ impl DataLoop {
             ingest_date,
             files,
             clips: clips.len(),
+            duplicates,
+            read_version,
             rejected: rejections.len(),
             rejections,
             warehouse_version: version,
@@ -287,29 +320,50 @@ impl DataLoop {
         Ok(restored)
     }
 
-    /// Runs `sql` over `warehouse` and `olap`.
+    /// The warehouse at its newest version (including other processes' commits).
     ///
     /// # Errors
-    /// [`Error::Query`].
-    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let ctx = query::stores_session(&self.warehouse, &self.olap).await?;
-        query::run(&ctx, sql).await
+    /// [`Error::Delta`] when the table cannot be opened.
+    pub async fn current_warehouse(&self) -> Result<Warehouse> {
+        Warehouse::open(self.warehouse.dir()).await
+    }
+
+    /// Runs the read-only query `sql` over `warehouse` (at its newest version, returned first)
+    /// and `olap` under the `serve.query_*` limits ([`QueryEngine::run`]).
+    ///
+    /// # Errors
+    /// [`Error::SqlRefused`], [`Error::Query`], [`Error::QueryTimeout`], [`Error::QueryMemory`],
+    /// [`Error::TooManyRows`], [`Error::QueryBusy`].
+    pub async fn sql(&self, sql: &str) -> Result<(i64, Vec<RecordBatch>)> {
+        let warehouse = self.current_warehouse().await?;
+        let batches = self.engine.run(&warehouse, &self.olap, sql).await?;
+        tracing::info!(
+            warehouse_version = warehouse.version(),
+            rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            "query done"
+        );
+        Ok((warehouse.version(), batches))
     }
 
     /// Runs one trigger: select data, train, evaluate on the fixed split, promote if better,
-    /// record in the registry.
+    /// record in the registry. It reads the newest warehouse version (reported as
+    /// `warehouse_version`) and holds the data directory's `registry.lock` throughout, so
+    /// concurrent triggers, in this process or others, get distinct versions.
     ///
     /// # Errors
     /// [`Error::UnknownRule`], [`Error::BadParam`], [`Error::BadPredicate`],
-    /// [`Error::TooFewWindows`], store and registry errors.
-    pub async fn trigger(&mut self, kind: TriggerKind, now: SystemTime) -> Result<TriggerOutcome> {
+    /// [`Error::TooFewWindows`], [`Error::CorruptChampion`], [`Error::LockTimeout`], store and
+    /// registry errors.
+    pub async fn trigger(&self, kind: TriggerKind, now: SystemTime) -> Result<TriggerOutcome> {
+        let _lock = DirLock::acquire(&self.data_dir, "registry.lock", LOCK_WAIT).await?;
+        let warehouse = self.current_warehouse().await?;
         let mut registry = Registry::load(&self.data_dir)?;
         let version = registry.next_version();
         let fired_at: DateTime<Utc> = now.into();
-        let warehouse_version = self.warehouse.version();
+        let warehouse_version = warehouse.version();
         let (record, selected) = match &kind {
             TriggerKind::Scheduled => {
-                let batches = self.warehouse.export_all().await?;
+                let batches = warehouse.export_all().await?;
                 let location = format!("exports/v{version:04}-scheduled.arrow");
                 let url = self.files.put(&location, ipc_file(&batches)?).await?;
                 let exported = read_ipc_file(&self.files.get(&location).await?)?;
@@ -336,7 +390,7 @@ impl DataLoop {
                 let location = format!("id_lists/v{version:04}-{}.txt", resolved.name);
                 let url = self.files.put_id_list(&location, &ids).await?;
                 let ids = self.files.get_id_list(&location).await?;
-                let clips = self.warehouse.take(&ids).await?;
+                let clips = warehouse.take(&ids).await?;
                 tracing::info!(rule = %resolved.name, ids = ids.len(), id_list = %url, "manual trigger: mined");
                 (
                     TriggerRecord {
@@ -352,7 +406,7 @@ impl DataLoop {
                 )
             }
         };
-        let champion = registry.champion_model(&self.data_dir).ok();
+        let champion = champion(&registry, &self.data_dir)?;
         let mode = match (&kind, &champion) {
             (TriggerKind::Manual(_), Some(_)) => TrainMode::Incremental,
             _ => TrainMode::Full,
@@ -367,7 +421,7 @@ impl DataLoop {
                 )
             })
             .collect();
-        let eval_set = agent_windows(&self.warehouse.eval_split().await?);
+        let eval_set = agent_windows(&warehouse.eval_split().await?);
         let bar = self.bar(1, "train");
         let warm = if mode == TrainMode::Incremental {
             champion.as_ref().map(|(_, m)| m.clone())
@@ -453,10 +507,12 @@ impl DataLoop {
     /// without ingesting them.
     ///
     /// # Errors
-    /// [`Error::NoChampion`], [`Error::UnknownInput`], [`Error::NoWindows`].
+    /// [`Error::NoChampion`], [`Error::CorruptChampion`], [`Error::UnknownInput`],
+    /// [`Error::NoWindows`].
     pub fn eval_log(&self, path: &Path) -> Result<(Metrics, Vec<Rejection>)> {
         let registry = Registry::load(&self.data_dir)?;
-        let (_, champion) = registry.champion_model(&self.data_dir)?;
+        let (_, champion) = champion(&registry, &self.data_dir)?
+            .ok_or_else(|| Error::NoChampion(self.data_dir.join("registry.json")))?;
         let spec = WindowSpec {
             stride_steps: self.config.window.stride_steps.clamp(1, 50),
         };
@@ -476,6 +532,35 @@ impl DataLoop {
             return Err(Error::NoWindows(path.to_path_buf()));
         }
         Ok((eval::evaluate(Some(&champion), &windows), rejections))
+    }
+}
+
+/// Longest wait for another process's `ingest.lock` or `registry.lock`.
+const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// The champion of `registry` with its model, `None` when there is none.
+///
+/// # Errors
+/// [`Error::CorruptChampion`] when the champion's artefact is missing or malformed.
+fn champion(registry: &Registry, data_dir: &Path) -> Result<Option<(u32, TrajectoryModel)>> {
+    let Some(record) = registry.champion_record() else {
+        if let Some(version) = registry.champion {
+            return Err(Error::CorruptChampion {
+                version,
+                path: data_dir.join("registry.json"),
+                reason: "the registry has no record of that version".to_owned(),
+            });
+        }
+        return Ok(None);
+    };
+    let path = data_dir.join(&record.artefact);
+    match registry::load_model(&path) {
+        Ok(model) => Ok(Some((record.version, model))),
+        Err(e) => Err(Error::CorruptChampion {
+            version: record.version,
+            path,
+            reason: e.chain(),
+        }),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub file_store_dir: Option<PathBuf>,
     /// Listen address of `dataloop serve` (`host:port`).
     pub listen: String,
+    /// `dataloop serve`: authentication and query limits.
+    pub serve: ServeConfig,
     /// Scheduled trigger.
     pub schedule: ScheduleConfig,
     /// Window cutting.
@@ -35,6 +37,7 @@ impl Default for Config {
             data_dir: PathBuf::from("dataloop-data"),
             file_store_dir: None,
             listen: "127.0.0.1:8095".to_owned(),
+            serve: ServeConfig::default(),
             schedule: ScheduleConfig::default(),
             window: WindowConfig::default(),
             rules: BTreeMap::new(),
@@ -56,6 +59,44 @@ impl Config {
         self.file_store_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("file_store"))
+    }
+}
+
+/// `dataloop serve`'s authentication and the limits of every SQL query (`/sql` and `dataloop sql`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Bearer token that `/status`, `/registry`, `/sql` and `/trigger*` require
+    /// (`Authorization: Bearer <token>`), at least [`MIN_TOKEN_BYTES`] bytes. Usually set through
+    /// `DATALOOP_SERVE__TOKEN`; empty means "read `token_file`". `serve` refuses to start without
+    /// one. `/healthz` and `/metrics` stay open.
+    pub token: svckit::redact::Secret,
+    /// File holding the token (surrounding whitespace trimmed), used when `token` is empty.
+    pub token_file: Option<PathBuf>,
+    /// Wall-clock limit of one SQL query \[ms\]; the query is cancelled after it.
+    pub query_timeout_ms: u64,
+    /// Memory all running SQL queries may hold together \[MiB\] (DataFusion memory pool; no
+    /// spilling to disk, so a query over it fails with a clear error).
+    pub query_memory_mib: u64,
+    /// Rows a query may return; a larger result is an error (add a `LIMIT`).
+    pub query_max_rows: usize,
+    /// SQL queries run at once over HTTP; more are answered `503` at once.
+    pub max_concurrent_queries: usize,
+}
+
+/// Shortest accepted bearer token, in bytes.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            token: svckit::redact::Secret::default(),
+            token_file: None,
+            query_timeout_ms: 10_000,
+            query_memory_mib: 512,
+            query_max_rows: 100_000,
+            max_concurrent_queries: 2,
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::auth::BearerToken;
 use crate::cli::{out, start_service};
 use crate::closed_loop::{DataLoop, TriggerOutcome};
 use crate::config::Config;
@@ -122,8 +123,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     // The service: scheduler with a cron expression due once, 2 s from now, and the HTTP API.
     let due = Utc::now() + chrono::Duration::seconds(2);
     let cron = one_shot_cron(due);
+    let token = random_token()?;
     let service = start_service(
         dl,
+        BearerToken::new(&token)?,
         "127.0.0.1:0",
         &cron,
         true,
@@ -143,6 +146,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     let manual: TriggerOutcome = {
         let response = client
             .post(format!("http://{addr}/trigger"))
+            .bearer_auth(&token)
             .json(&json!({ "rule": args.rule, "params": {} }))
             .send()
             .await
@@ -160,6 +164,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     let sql = format!("SELECT clip_id FROM olap WHERE {predicate} ORDER BY clip_id");
     let rows: Value = client
         .post(format!("http://{addr}/sql"))
+        .bearer_auth(&token)
         .json(&json!({ "sql": sql }))
         .send()
         .await
@@ -182,6 +187,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         .collect();
     let status: Value = client
         .get(format!("http://{addr}/status"))
+        .bearer_auth(&token)
         .send()
         .await?
         .json()
@@ -287,6 +293,16 @@ fn trigger_json(o: &TriggerOutcome) -> Value {
         map.insert("id_list".to_owned(), json!(o.id_list));
     }
     v
+}
+
+/// A fresh 256-bit bearer token (hex) for the demo's service, from the kernel's CSPRNG.
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    fs_err::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the demo's bearer token")?;
+    Ok(hex::encode(bytes))
 }
 
 fn round3(x: f64) -> f64 {

@@ -96,6 +96,47 @@ pub enum Error {
     /// A DataFusion query failed (syntax, unknown column, execution).
     #[error("query failed: {0}")]
     Query(#[from] DataFusionError),
+    /// A SQL query is not read-only (DDL such as `CREATE EXTERNAL TABLE`, DML such as `INSERT` or
+    /// `COPY ... TO`, statements such as `SET`), more than one statement, or too long.
+    #[error(
+        "query refused: only read-only queries (SELECT, EXPLAIN, SHOW, DESCRIBE) are allowed: {reason}"
+    )]
+    SqlRefused {
+        /// What DataFusion's plan check (or the length check) found.
+        reason: String,
+    },
+    /// A SQL query ran longer than `serve.query_timeout_ms` and was cancelled.
+    #[error("query cancelled after the {limit_ms} ms limit (serve.query_timeout_ms)")]
+    QueryTimeout {
+        /// The limit \[ms\].
+        limit_ms: u64,
+    },
+    /// A SQL query needed more memory than the query memory pool holds.
+    #[error("query exceeded the {limit_mib} MiB memory limit (serve.query_memory_mib): {detail}")]
+    QueryMemory {
+        /// The pool size \[MiB\].
+        limit_mib: u64,
+        /// DataFusion's message (which operator asked for how much).
+        detail: String,
+    },
+    /// A SQL query's result has more rows than `serve.query_max_rows`.
+    #[error("query result has more than {limit} rows (serve.query_max_rows); add a LIMIT")]
+    TooManyRows {
+        /// The limit.
+        limit: usize,
+    },
+    /// `serve.max_concurrent_queries` queries are already running.
+    #[error("{limit} queries are already running (serve.max_concurrent_queries); retry later")]
+    QueryBusy {
+        /// The limit.
+        limit: usize,
+    },
+    /// The query thread pool could not be started or lost a query task.
+    #[error("query runtime: {0}")]
+    QueryRuntime(String),
+    /// `serve` has no usable bearer token (missing, unreadable or too short).
+    #[error("bearer token: {0}")]
+    Token(String),
     /// Arrow encoding or decoding failed.
     #[error("arrow: {0}")]
     Arrow(#[from] ArrowError),
@@ -140,7 +181,7 @@ pub enum Error {
         /// Available.
         got: usize,
     },
-    /// The ML crate (linfa) failed to fit.
+    /// The ridge normal equations could not be solved, or a champion's statistics are malformed.
     #[error("model fit failed: {0}")]
     Fit(String),
     /// No champion model exists yet (run a trigger first).
@@ -163,6 +204,27 @@ pub enum Error {
         /// The parser's message.
         reason: String,
     },
+    /// The champion named in `registry.json` has an artefact that cannot be read or decoded; a
+    /// trigger refuses to judge a new model against anything else.
+    #[error(
+        "champion model v{version} (`{path}`) cannot be used: {reason}; restore it or set another champion in registry.json"
+    )]
+    CorruptChampion {
+        /// The champion version.
+        version: u32,
+        /// Its artefact.
+        path: PathBuf,
+        /// What failed (the error chain).
+        reason: String,
+    },
+    /// Another process held a data-directory lock longer than the wait limit.
+    #[error("`{path}` is still locked by another process after {limit_s} s")]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// The wait limit \[s\].
+        limit_s: u64,
+    },
     /// The metrics plot could not be drawn.
     #[error("plot `{path}`: {reason}")]
     Plot {
@@ -177,6 +239,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error and its sources, joined by `: `.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

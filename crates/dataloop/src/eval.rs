@@ -94,10 +94,15 @@ pub fn evaluate(model: Option<&TrajectoryModel>, windows: &[(String, AgentWindow
     }
 }
 
-/// `true` when `candidate` is better than `champion`: lower ADE and an FDE no worse
-/// (issue item 7: "becomes the champion only if it beats the current one").
+/// Relative ADE gain below which a candidate counts as equal to the champion (a refit on the
+/// same statistics differs from it by rounding only).
+const MIN_RELATIVE_GAIN: f64 = 1e-9;
+
+/// `true` when `candidate` is better than `champion`: lower ADE (by more than rounding) and an
+/// FDE no worse (issue item 7: "becomes the champion only if it beats the current one").
 pub fn beats(candidate: &Metrics, champion_ade_m: f64, champion_fde_m: f64) -> bool {
-    candidate.ade_m < champion_ade_m && candidate.fde_m <= champion_fde_m
+    candidate.ade_m < champion_ade_m * (1.0 - MIN_RELATIVE_GAIN)
+        && candidate.fde_m <= champion_fde_m * (1.0 + MIN_RELATIVE_GAIN)
 }
 
 #[cfg(test)]
@@ -139,5 +144,9 @@ mod tests {
             0.1,
             0.1
         ));
+        // A refit that differs from the champion by rounding only is not better.
+        let m = evaluate(None, &[("a".to_owned(), window(1.0))]);
+        assert!(!beats(&m, m.ade_m * (1.0 + 1e-14), m.fde_m));
+        assert!(beats(&m, m.ade_m * 1.01, m.fde_m));
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod clip;
@@ -10,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod geometry;
+pub mod lock;
 pub mod model;
 pub mod olap;
 pub mod query;
@@ -18,6 +20,7 @@ pub mod registry;
 pub mod report;
 pub mod scheduler;
 pub mod server;
+pub mod sql_engine;
 pub mod trajectory;
 pub mod trigger;
 pub mod warehouse;

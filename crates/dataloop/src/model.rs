@@ -1,7 +1,9 @@
 //! Trajectory prediction (issue item 6): history 2 s -> future 3 s in the agent's local frame.
 //!
-//! The model is a ridge-regularised linear residual over constant velocity, fitted with linfa's
-//! multi-task elastic net at `l1_ratio = 0` (pure L2). In the agent frame (origin at the present
+//! The model is a ridge-regularised linear residual over constant velocity, solved in closed
+//! form (issue 13 item 3): the normal equations `(XᵀX + λI) W = XᵀY` by Cholesky (`nalgebra`)
+//! from sufficient statistics accumulated window by window, so training is one pass over the
+//! data plus a 15 × 15 solve per penalty. In the agent frame (origin at the present
 //! position, x along the recent direction of travel) it predicts how far the future deviates from
 //! what constant velocity gives, at six knots (0.5, 1.0, ... 3.0 s; linear in between, zero at
 //! the present). The 15 features are differences between velocity estimates over nested spans
@@ -16,15 +18,14 @@
 //!
 //! Incremental training (seed ¶50) warm-starts from the current model: every artefact keeps
 //! the sufficient statistics of all windows its lineage has seen (`XᵀX` and `XᵀY` of the scaled
-//! features and targets, 15×15 and 15×12 numbers). An incremental run adds the new windows'
-//! statistics to the champion's and refits: the result is exactly the ridge fit on everything seen
-//! so far, without re-reading old data (recursive least squares). linfa fits it on a compressed
-//! dataset with the same statistics: `X̃ = Lᵀ`, `Ỹ = L⁻¹ XᵀY` for the Cholesky factor
-//! `L Lᵀ = XᵀX`. The champion's feature scaling and ridge penalty are kept.
+//! features and targets, 15×15 and 15×12 numbers) and the hashes of their clip ids. An
+//! incremental run adds the statistics of the windows whose clips are new to the champion's and
+//! solves again: the result is exactly the ridge fit on the union, without re-reading old data
+//! and without counting a clip twice. The champion's feature scaling and ridge penalty are kept.
 
-use linfa::prelude::*;
-use linfa_elasticnet::MultiTaskElasticNet;
-use ndarray::Array2;
+use std::collections::HashSet;
+
+use nalgebra::SMatrix;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -210,13 +211,19 @@ pub struct TrajectoryModel {
     pub gram: Vec<f64>,
     /// `XᵀY` (features × knot residual targets), `FEATURES × OUTPUTS`, row-major.
     pub xty: Vec<f64>,
+    /// [`clip_hash`]es of the clips in those statistics, sorted; stored beside the JSON
+    /// artefact (`vNNNN.seen`, see [`crate::registry::save_model`]), not in it.
+    #[serde(skip)]
+    pub seen_clips: Vec<u64>,
 }
 
 /// What [`train`] did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainSummary {
-    /// Windows used.
+    /// Windows added to the statistics (new clips only).
     pub windows: usize,
+    /// Windows skipped because their clip was already counted.
+    pub duplicates: usize,
     /// Chosen ridge penalty.
     pub alpha: f64,
     /// Validation ADE of the chosen penalty \[m\] (full training only).
@@ -264,13 +271,16 @@ fn interpolate(knots: &[[f64; 2]; KNOTS.len()], step: usize) -> [f64; 2] {
     prev
 }
 
-/// Trains a model on `windows` (each with an id used for the validation split).
-/// `warm_start` is the champion for [`TrainMode::Incremental`]. `progress` is called with the
-/// number of fits done out of the total.
+/// Trains a model on `windows` (each with its clip id, used for the validation split and for
+/// deduplication). `warm_start` is the champion for [`TrainMode::Incremental`]. `progress` is
+/// called with the number of solves done out of the total.
+///
+/// A window whose clip id came earlier in `windows`, or (incremental) is already in the
+/// champion's statistics, is skipped, so an incremental fit equals the full fit on the union.
 ///
 /// # Errors
 /// [`Error::TooFewWindows`] under [`MIN_TRAIN_WINDOWS`] (full) or [`MIN_INCREMENTAL_WINDOWS`]
-/// (incremental); [`Error::Fit`] when linfa fails.
+/// (incremental) windows given; [`Error::Fit`] when the normal equations cannot be solved.
 pub fn train(
     windows: &[(String, AgentWindow)],
     warm_start: Option<&TrajectoryModel>,
@@ -287,33 +297,63 @@ pub fn train(
             got: windows.len(),
         });
     }
+    let mut seen: HashSet<u64> = warm_start
+        .map(|c| c.seen_clips.iter().copied().collect())
+        .unwrap_or_default();
+    let fresh: Vec<&(String, AgentWindow)> = windows
+        .iter()
+        .filter(|(id, _)| seen.insert(clip_hash(id)))
+        .collect();
+    let duplicates = windows.len() - fresh.len();
+    if duplicates > 0 {
+        tracing::info!(duplicates, "training skipped windows already counted");
+    }
+    let mut seen_clips: Vec<u64> = seen.into_iter().collect();
+    seen_clips.sort_unstable();
     if let Some(champion) = warm_start {
-        let model = fit_incremental(champion, windows.iter().map(|(_, w)| w))?;
+        let mut model = fit_incremental(champion, fresh.iter().map(|(_, w)| w))?;
+        model.seen_clips = seen_clips;
         progress(1, 1);
         return Ok((
             model,
             TrainSummary {
-                windows: windows.len(),
+                windows: fresh.len(),
+                duplicates,
                 alpha: champion.alpha,
                 validation_ade_m: None,
             },
         ));
     }
-    let scale = feature_scale(windows.iter().map(|(_, w)| w));
-    let (fit_part, val_part): (Vec<_>, Vec<_>) = windows.iter().partition(|(id, _)| {
+    if fresh.len() < needed {
+        return Err(Error::TooFewWindows {
+            needed,
+            got: fresh.len(),
+        });
+    }
+    let (fit_part, val_part): (Vec<_>, Vec<_>) = fresh.iter().partition(|(id, _)| {
         // Whole tracks go to one side: the id without its `:offset_ms` suffix.
         let track = id.rsplit_once(':').map_or(id.as_str(), |(t, _)| t);
         Sha256::digest(track.as_bytes())[0] % 5 != 0
     });
-    let (fit_part, val_part) = if val_part.is_empty() || fit_part.is_empty() {
-        (windows.iter().collect(), windows.iter().collect())
+    let whole = val_part.is_empty() || fit_part.is_empty();
+    let (fit_part, val_part) = if whole {
+        (fresh.clone(), fresh.clone())
     } else {
         (fit_part, val_part)
     };
+    // Each window's features are computed once: the final fit's statistics are the fit part's
+    // plus the validation part's.
+    let fit_stats = Stats::of(fit_part.iter().map(|(_, w)| w));
+    let all_stats = if whole {
+        fit_stats.clone()
+    } else {
+        fit_stats.merged(&Stats::of(val_part.iter().map(|(_, w)| w)))
+    };
+    let scale = all_stats.scale();
     let total = ALPHAS.len() + 1;
     let mut best: Option<(f64, f64)> = None;
     for (i, &alpha) in ALPHAS.iter().enumerate() {
-        let model = fit(fit_part.iter().map(|(_, w)| w), &scale, alpha)?;
+        let model = fit_stats.fit(&scale, alpha)?;
         let ade = mean_ade(&model, val_part.iter().map(|(_, w)| w));
         if best.is_none_or(|(_, b)| ade < b) {
             best = Some((alpha, ade));
@@ -322,172 +362,175 @@ pub fn train(
     }
     let (alpha, validation_ade_m) =
         best.map_or((ALPHAS[ALPHAS.len() - 1], None), |(a, v)| (a, Some(v)));
-    let model = fit(windows.iter().map(|(_, w)| w), &scale, alpha)?;
+    let mut model = all_stats.fit(&scale, alpha)?;
+    model.seen_clips = seen_clips;
     progress(total, total);
     Ok((
         model,
         TrainSummary {
-            windows: windows.len(),
+            windows: fresh.len(),
+            duplicates,
             alpha,
             validation_ade_m,
         },
     ))
 }
 
-fn feature_scale<'a>(windows: impl Iterator<Item = &'a AgentWindow>) -> Vec<f64> {
-    let rows: Vec<[f64; FEATURES]> = windows.map(AgentWindow::features).collect();
-    let n = rows.len().max(1) as f64;
-    (0..FEATURES)
-        .map(|j| {
-            (rows.iter().map(|r| r[j] * r[j]).sum::<f64>() / n)
-                .sqrt()
-                .max(1e-6)
-        })
-        .collect()
+/// The 64-bit key of a clip id in [`TrajectoryModel::seen_clips`] (the first 8 bytes of its
+/// SHA-256).
+pub fn clip_hash(clip_id: &str) -> u64 {
+    let digest = Sha256::digest(clip_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
 }
 
-/// Scaled feature matrix and knot-residual targets of `windows`.
-fn design<'a>(
-    windows: impl Iterator<Item = &'a AgentWindow>,
-    scale: &[f64],
-) -> (Array2<f64>, Array2<f64>) {
-    let windows: Vec<&AgentWindow> = windows.collect();
-    let n = windows.len();
-    let mut x = Array2::<f64>::zeros((n, FEATURES));
-    let mut y = Array2::<f64>::zeros((n, OUTPUTS));
-    for (i, w) in windows.iter().enumerate() {
-        let f = w.features();
-        for j in 0..FEATURES {
-            x[[i, j]] = f[j] / scale[j];
+/// `XᵀX` (features × features).
+type Gram = SMatrix<f64, FEATURES, FEATURES>;
+/// `XᵀY` (features × outputs), also the shape of the weights.
+type Xty = SMatrix<f64, FEATURES, OUTPUTS>;
+
+/// Sufficient statistics of a set of windows: count, `XᵀX` and `XᵀY` of the unscaled features
+/// and the knot-residual targets.
+#[derive(Debug, Clone)]
+struct Stats {
+    rows: usize,
+    gram: Gram,
+    xty: Xty,
+}
+
+impl Stats {
+    fn of<'a>(windows: impl Iterator<Item = &'a AgentWindow>) -> Self {
+        let mut stats = Self {
+            rows: 0,
+            gram: Gram::zeros(),
+            xty: Xty::zeros(),
+        };
+        // Plain arrays (the upper triangle of XᵀX), not matrix products: this loop is the
+        // whole cost of training and also runs in debug builds.
+        let mut gram = [[0.0_f64; FEATURES]; FEATURES];
+        let mut xty = [[0.0_f64; OUTPUTS]; FEATURES];
+        for w in windows {
+            let x = w.features();
+            let y = targets(w);
+            for (i, &xi) in x.iter().enumerate() {
+                for (g, &xj) in gram[i][i..].iter_mut().zip(&x[i..]) {
+                    *g += xi * xj;
+                }
+                for (t, &yk) in xty[i].iter_mut().zip(&y) {
+                    *t += xi * yk;
+                }
+            }
+            stats.rows += 1;
         }
-        let cv = constant_velocity(w);
-        for (k, &step) in KNOTS.iter().enumerate() {
-            y[[i, 2 * k]] = w.future[step - 1][0] - cv[step - 1][0];
-            y[[i, 2 * k + 1]] = w.future[step - 1][1] - cv[step - 1][1];
+        stats.gram = Gram::from_fn(|i, j| gram[i.min(j)][i.max(j)]);
+        stats.xty = Xty::from_fn(|i, k| xty[i][k]);
+        stats
+    }
+
+    fn merged(&self, other: &Self) -> Self {
+        Self {
+            rows: self.rows + other.rows,
+            gram: self.gram + other.gram,
+            xty: self.xty + other.xty,
         }
     }
-    (x, y)
+
+    /// Per-feature root mean square (at least 1e-6).
+    fn scale(&self) -> Vec<f64> {
+        let n = self.rows.max(1) as f64;
+        (0..FEATURES)
+            .map(|j| (self.gram[(j, j)] / n).sqrt().max(1e-6))
+            .collect()
+    }
+
+    /// `XᵀX` and `XᵀY` of the features divided by `scale`.
+    fn scaled(&self, scale: &[f64]) -> (Gram, Xty) {
+        let gram = Gram::from_fn(|i, j| self.gram[(i, j)] / (scale[i] * scale[j]));
+        let xty = Xty::from_fn(|i, k| self.xty[(i, k)] / scale[i]);
+        (gram, xty)
+    }
+
+    fn fit(&self, scale: &[f64], alpha: f64) -> Result<TrajectoryModel, Error> {
+        let (gram, xty) = self.scaled(scale);
+        model_from(gram, xty, self.rows, scale.to_vec(), alpha)
+    }
 }
 
-fn ridge(x: Array2<f64>, y: Array2<f64>, alpha: f64) -> Result<Array2<f64>, Error> {
-    let fitted = MultiTaskElasticNet::params()
-        .penalty(alpha)
-        .l1_ratio(0.0)
-        .with_intercept(false)
-        .max_iterations(1000)
-        .tolerance(1e-7)
-        .fit(&Dataset::new(x, y))
-        .map_err(|e| Error::Fit(e.to_string()))?;
-    Ok(fitted.hyperplane().clone())
+/// The knot-residual targets of `w`: truth minus constant velocity at [`KNOTS`], (x, y) pairs.
+fn targets(w: &AgentWindow) -> [f64; OUTPUTS] {
+    let v = w.last_velocity();
+    let mut y = [0.0; OUTPUTS];
+    for (k, &step) in KNOTS.iter().enumerate() {
+        // Constant velocity at `step` is `v · step · STEP_S` ([`constant_velocity`]).
+        let t = step as f64 * STEP_S;
+        y[2 * k] = w.future[step - 1][0] - v[0] * t;
+        y[2 * k + 1] = w.future[step - 1][1] - v[1] * t;
+    }
+    y
 }
 
-fn fit<'a>(
-    windows: impl Iterator<Item = &'a AgentWindow>,
-    scale: &[f64],
+/// Solves the ridge normal equations `(XᵀX + alpha·rows·I) W = XᵀY` (Cholesky) for scaled
+/// statistics of `rows` windows and packs the model. The penalty `alpha·rows` is the minimiser
+/// of `‖Y − XW‖² / (2·rows) + alpha/2 · ‖W‖²`, the objective the ridge penalties in [`ALPHAS`]
+/// were chosen for.
+fn model_from(
+    gram: Gram,
+    xty: Xty,
+    rows: usize,
+    feature_scale: Vec<f64>,
     alpha: f64,
 ) -> Result<TrajectoryModel, Error> {
-    let (x, y) = design(windows, scale);
-    let n = x.nrows();
-    let gram = x.t().dot(&x);
-    let xty = x.t().dot(&y);
-    let weights = ridge(x, y, alpha)?;
+    let lambda = alpha * rows.max(1) as f64;
+    let system = gram + Gram::identity() * lambda;
+    let weights = system
+        .cholesky()
+        .ok_or_else(|| Error::Fit("XᵀX + λI is not positive definite".to_owned()))?
+        .solve(&xty);
+    let row_major = |m: &dyn Fn(usize, usize) -> f64, cols: usize| -> Vec<f64> {
+        (0..FEATURES)
+            .flat_map(|i| (0..cols).map(move |j| (i, j)))
+            .map(|(i, j)| m(i, j))
+            .collect()
+    };
     Ok(TrajectoryModel {
         kind: "ridge_residual_over_cv".to_owned(),
         alpha,
-        feature_scale: scale.to_vec(),
-        weights: weights.iter().copied().collect(),
-        train_windows: n,
-        gram: gram.iter().copied().collect(),
-        xty: xty.iter().copied().collect(),
+        feature_scale,
+        weights: row_major(&|i, j| weights[(i, j)], OUTPUTS),
+        train_windows: rows,
+        gram: row_major(&|i, j| gram[(i, j)], FEATURES),
+        xty: row_major(&|i, j| xty[(i, j)], OUTPUTS),
+        seen_clips: Vec::new(),
     })
 }
 
-/// Adds `windows` to the champion's statistics and refits (see the module docs).
+/// Adds `windows` to the champion's statistics and solves again (see the module docs).
 fn fit_incremental<'a>(
     champion: &TrajectoryModel,
     windows: impl Iterator<Item = &'a AgentWindow>,
 ) -> Result<TrajectoryModel, Error> {
-    let (x, y) = design(windows, &champion.feature_scale);
-    let shape_err = || Error::Fit("champion artefact has malformed statistics".to_owned());
-    let gram = Array2::from_shape_vec((FEATURES, FEATURES), champion.gram.clone())
-        .map_err(|_| shape_err())?
-        + x.t().dot(&x);
-    let xty = Array2::from_shape_vec((FEATURES, OUTPUTS), champion.xty.clone())
-        .map_err(|_| shape_err())?
-        + x.t().dot(&y);
-    let rows = champion.train_windows + x.nrows();
-    // Features never seen non-zero (e.g. the pedestrian term without pedestrians) have a zero
-    // row/column in XᵀX; like linfa on the raw data, leave them at weight 0.
-    let trace: f64 = gram.diag().sum();
-    let active: Vec<usize> = (0..FEATURES)
-        .filter(|&j| gram[[j, j]] > 1e-12 * trace.max(1e-300))
-        .collect();
-    let sub_gram = gram
-        .select(ndarray::Axis(0), &active)
-        .select(ndarray::Axis(1), &active);
-    let sub_xty = xty.select(ndarray::Axis(0), &active);
-    let lower =
-        cholesky(&sub_gram).ok_or_else(|| Error::Fit("XᵀX is not positive definite".to_owned()))?;
-    let x_compressed = lower.t().to_owned();
-    let y_compressed = forward_substitute(&lower, &sub_xty);
-    // linfa scales the data term by 1/(2·rows); the compressed set has one row per feature.
-    let alpha = champion.alpha * rows as f64 / active.len().max(1) as f64;
-    let sub_weights = ridge(x_compressed, y_compressed, alpha)?;
-    let mut weights = Array2::<f64>::zeros((FEATURES, OUTPUTS));
-    for (row, &j) in active.iter().enumerate() {
-        weights.row_mut(j).assign(&sub_weights.row(row));
+    if champion.gram.len() != FEATURES * FEATURES
+        || champion.xty.len() != FEATURES * OUTPUTS
+        || champion.feature_scale.len() != FEATURES
+    {
+        return Err(Error::Fit(
+            "champion artefact has malformed statistics".to_owned(),
+        ));
     }
-    Ok(TrajectoryModel {
-        kind: champion.kind.clone(),
-        alpha: champion.alpha,
-        feature_scale: champion.feature_scale.clone(),
-        weights: weights.iter().copied().collect(),
-        train_windows: rows,
-        gram: gram.iter().copied().collect(),
-        xty: xty.iter().copied().collect(),
-    })
-}
-
-/// Lower Cholesky factor of a symmetric positive (semi)definite matrix, with a tiny diagonal
-/// jitter for semidefinite input. `None` when not positive definite.
-fn cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
-    let n = a.nrows();
-    let trace: f64 = a.diag().sum();
-    let jitter = 1e-10 * trace.max(1.0) / n.max(1) as f64;
-    let mut l = Array2::<f64>::zeros((n, n));
-    for i in 0..n {
-        for j in 0..=i {
-            let mut sum = a[[i, j]];
-            for k in 0..j {
-                sum -= l[[i, k]] * l[[j, k]];
-            }
-            if i == j {
-                let d = sum + jitter;
-                if d <= 0.0 {
-                    return None;
-                }
-                l[[i, i]] = d.sqrt();
-            } else {
-                l[[i, j]] = sum / l[[j, j]];
-            }
-        }
-    }
-    Some(l)
-}
-
-/// Solves `L Z = B` for lower-triangular `L`.
-fn forward_substitute(l: &Array2<f64>, b: &Array2<f64>) -> Array2<f64> {
-    let mut z = b.clone();
-    for c in 0..b.ncols() {
-        for i in 0..l.nrows() {
-            let mut sum = b[[i, c]];
-            for k in 0..i {
-                sum -= l[[i, k]] * z[[k, c]];
-            }
-            z[[i, c]] = sum / l[[i, i]];
-        }
-    }
-    z
+    let added = Stats::of(windows);
+    let (gram, xty) = added.scaled(&champion.feature_scale);
+    let gram = gram + Gram::from_row_slice(&champion.gram);
+    let xty = xty + Xty::from_row_slice(&champion.xty);
+    let mut model = model_from(
+        gram,
+        xty,
+        champion.train_windows + added.rows,
+        champion.feature_scale.clone(),
+        champion.alpha,
+    )?;
+    model.kind.clone_from(&champion.kind);
+    Ok(model)
 }
 
 fn mean_ade<'a>(model: &TrajectoryModel, windows: impl Iterator<Item = &'a AgentWindow>) -> f64 {
@@ -592,14 +635,13 @@ mod tests {
         assert_eq!(inc.feature_scale, model.feature_scale);
         assert_eq!(inc.train_windows, 80 + 40);
         let inc_ade = score(&|w| inc.predict(w));
-        let full_union = fit(
+        let full_union = Stats::of(
             train_set
                 .iter()
                 .chain(make(200..240).iter())
                 .map(|(_, w)| w),
-            &model.feature_scale,
-            model.alpha,
         )
+        .fit(&model.feature_scale, model.alpha)
         .unwrap();
         let union_ade = score(&|w| full_union.predict(w));
         assert!(
@@ -608,55 +650,101 @@ mod tests {
         );
     }
 
-    #[test]
-    fn incremental_equals_full_fit_on_the_union() {
-        let windows: Vec<AgentWindow> = (0..60)
+    fn windows(range: std::ops::Range<usize>) -> Vec<(String, AgentWindow)> {
+        range
             .map(|i| {
-                AgentWindow::from_trajectory(&trajectory(
-                    i,
-                    4.0 + (i % 5) as f64,
-                    -0.8,
-                    i as f64 * 0.7,
-                    0.1,
-                ))
+                let t = trajectory(i, 4.0 + (i % 5) as f64, -0.8, i as f64 * 0.7, 0.1);
+                (t.clip_id.clone(), AgentWindow::from_trajectory(&t))
             })
-            .collect();
-        let scale = feature_scale(windows.iter());
-        let first = fit(windows[..35].iter(), &scale, 0.05).unwrap();
-        let incremental = fit_incremental(&first, windows[35..].iter()).unwrap();
-        let full = fit(windows.iter(), &scale, 0.05).unwrap();
-        assert_eq!(incremental.train_windows, 60);
-        for (a, b) in incremental.gram.iter().zip(&full.gram) {
-            assert!((a - b).abs() < 1e-9 * b.abs().max(1.0));
-        }
-        let max_diff = incremental
-            .weights
-            .iter()
-            .zip(&full.weights)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        let max_w = full.weights.iter().map(|w| w.abs()).fold(0.0, f64::max);
-        assert!(
-            max_diff < 1e-3 * max_w.max(1e-3),
-            "weights differ by {max_diff} (max {max_w})"
-        );
+            .collect()
+    }
+
+    fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
+        let max_b = b.iter().map(|w| w.abs()).fold(0.0, f64::max).max(1e-9);
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+            / max_b
     }
 
     #[test]
-    fn cholesky_reconstructs() {
-        let a = ndarray::array![[4.0, 2.0, 0.4], [2.0, 5.0, 1.0], [0.4, 1.0, 3.0]];
-        let l = cholesky(&a).unwrap();
-        let back = l.dot(&l.t());
-        for (x, y) in back.iter().zip(a.iter()) {
-            assert!((x - y).abs() < 1e-8);
+    fn incremental_equals_full_fit_on_the_union() {
+        let all = windows(0..60);
+        let stats = Stats::of(all.iter().map(|(_, w)| w));
+        let scale = stats.scale();
+        let first = Stats::of(all[..35].iter().map(|(_, w)| w))
+            .fit(&scale, 0.05)
+            .unwrap();
+        let incremental = fit_incremental(&first, all[35..].iter().map(|(_, w)| w)).unwrap();
+        let full = stats.fit(&scale, 0.05).unwrap();
+        assert_eq!(incremental.train_windows, 60);
+        assert!(max_rel_diff(&incremental.gram, &full.gram) < 1e-12);
+        assert!(max_rel_diff(&incremental.weights, &full.weights) < 1e-9);
+    }
+
+    #[test]
+    fn incremental_training_counts_each_clip_once() {
+        // The champion saw clips 0..40; the increment brings 20..60, half of them known.
+        let (champion, _) = train(&windows(0..40), None, |_, _| {}).unwrap();
+        assert_eq!(champion.seen_clips.len(), 40);
+        let (inc, summary) = train(&windows(20..60), Some(&champion), |_, _| {}).unwrap();
+        assert_eq!((summary.windows, summary.duplicates), (20, 20));
+        assert_eq!(inc.train_windows, 60);
+        assert_eq!(inc.seen_clips.len(), 60);
+        let union = Stats::of(windows(0..60).iter().map(|(_, w)| w))
+            .fit(&champion.feature_scale, champion.alpha)
+            .unwrap();
+        assert!(max_rel_diff(&inc.weights, &union.weights) < 1e-9);
+        // The same increment again adds nothing and changes nothing.
+        let (again, summary) = train(&windows(20..60), Some(&inc), |_, _| {}).unwrap();
+        assert_eq!((summary.windows, summary.duplicates), (0, 40));
+        assert_eq!(again.train_windows, 60);
+        assert!(max_rel_diff(&again.weights, &inc.weights) < 1e-12);
+    }
+
+    #[test]
+    fn targets_are_truth_minus_constant_velocity_at_the_knots() {
+        for (_, w) in windows(0..5) {
+            let cv = constant_velocity(&w);
+            let y = targets(&w);
+            for (k, &step) in KNOTS.iter().enumerate() {
+                assert!((y[2 * k] - (w.future[step - 1][0] - cv[step - 1][0])).abs() < 1e-12);
+                assert!((y[2 * k + 1] - (w.future[step - 1][1] - cv[step - 1][1])).abs() < 1e-12);
+            }
         }
-        let b = ndarray::array![[1.0], [2.0], [3.0]];
-        let z = forward_substitute(&l, &b);
-        let lz = l.dot(&z);
-        for (x, y) in lz.iter().zip(b.iter()) {
-            assert!((x - y).abs() < 1e-9);
+    }
+
+    #[test]
+    fn statistics_are_x_transpose_x_and_x_transpose_y() {
+        let all = windows(0..7);
+        let stats = Stats::of(all.iter().map(|(_, w)| w));
+        let x: Vec<[f64; FEATURES]> = all.iter().map(|(_, w)| w.features()).collect();
+        let y: Vec<[f64; OUTPUTS]> = all.iter().map(|(_, w)| targets(w)).collect();
+        for i in 0..FEATURES {
+            for j in 0..FEATURES {
+                let want: f64 = x.iter().map(|r| r[i] * r[j]).sum();
+                assert!((stats.gram[(i, j)] - want).abs() < 1e-9 * want.abs().max(1.0));
+            }
+            for k in 0..OUTPUTS {
+                let want: f64 = x.iter().zip(&y).map(|(r, t)| r[i] * t[k]).sum();
+                assert!((stats.xty[(i, k)] - want).abs() < 1e-9 * want.abs().max(1.0));
+            }
         }
-        assert!(cholesky(&ndarray::array![[-1.0]]).is_none());
+        assert_eq!(stats.rows, 7);
+    }
+
+    #[test]
+    fn closed_form_solves_the_normal_equations() {
+        let all = windows(0..50);
+        let stats = Stats::of(all.iter().map(|(_, w)| w));
+        let scale = stats.scale();
+        let model = stats.fit(&scale, 0.01).unwrap();
+        // (XᵀX + λI) W − XᵀY = 0 on the scaled statistics.
+        let (gram, xty) = stats.scaled(&scale);
+        let w = Xty::from_row_slice(&model.weights);
+        let residual = (gram + Gram::identity() * (0.01 * 50.0)) * w - xty;
+        assert!(residual.amax() < 1e-9 * xty.amax().max(1.0), "{residual}");
     }
 
     #[test]

@@ -32,11 +32,15 @@ const ROW_GROUP_ROWS: usize = 8192;
 /// A DataFusion session tuned for the stores: Parquet filter pushdown on, so row groups and pages
 /// are pruned with their statistics.
 pub fn session() -> SessionContext {
-    let config = SessionConfig::new()
+    SessionContext::new_with_config(session_config())
+}
+
+/// The configuration of [`session`]: 2 target partitions, Parquet filter pushdown and reordering.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new()
         .with_target_partitions(2)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-        .set_bool("datafusion.execution.parquet.reorder_filters", true);
-    SessionContext::new_with_config(config)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true)
 }
 
 /// The OLAP table directory.

@@ -116,7 +116,9 @@ impl Registry {
     }
 }
 
-/// Saves a model artefact as `models/v{version:04}.json` and returns the relative path.
+/// Saves a model artefact as `models/v{version:04}.json` and the clip hashes its statistics
+/// hold ([`TrajectoryModel::seen_clips`]) as `models/v{version:04}.seen` (sorted little-endian
+/// `u64`s, 8 bytes per clip); returns the JSON's relative path.
 ///
 /// # Errors
 /// [`Error::Io`].
@@ -126,20 +128,65 @@ pub fn save_model(data_dir: &Path, version: u32, model: &TrajectoryModel) -> Res
     if let Some(parent) = path.parent() {
         fs_err::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
+    let seen = seen_path(&path);
+    let tmp = seen.with_extension("seen.tmp");
+    let bytes: Vec<u8> = model
+        .seen_clips
+        .iter()
+        .flat_map(|h| h.to_le_bytes())
+        .collect();
+    fs_err::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    fs_err::rename(&tmp, &seen).map_err(|e| Error::io(&seen, e))?;
     write_json(&path, model)?;
     Ok(rel)
 }
 
-/// Loads a model artefact.
+/// Loads a model artefact and its clip hashes (none for an artefact written before they were
+/// kept: its incremental successors cannot skip clips it already counted).
 ///
 /// # Errors
-/// [`Error::Io`] or [`Error::Json`].
+/// [`Error::Io`] or [`Error::Json`] (also for a `.seen` file whose length is not a multiple
+/// of 8).
 pub fn load_model(path: &Path) -> Result<TrajectoryModel> {
     let text = fs_err::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json {
+    let mut model: TrajectoryModel = serde_json::from_str(&text).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    let seen = seen_path(path);
+    match fs_err::read(&seen) {
+        Ok(bytes) if bytes.len() % 8 == 0 => {
+            model.seen_clips = bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(c);
+                    u64::from_le_bytes(b)
+                })
+                .collect();
+        }
+        Ok(bytes) => {
+            return Err(Error::io(
+                &seen,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} bytes is not a whole number of 8-byte clip hashes",
+                        bytes.len()
+                    ),
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(path = %seen.display(), "model has no clip hashes; cannot deduplicate against it");
+        }
+        Err(e) => return Err(Error::io(&seen, e)),
+    }
+    Ok(model)
+}
+
+fn seen_path(json: &Path) -> PathBuf {
+    json.with_extension("seen")
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {

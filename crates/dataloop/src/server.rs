@@ -3,17 +3,22 @@
 //! `/metrics`).
 //!
 //! Routes: `GET /status`, `POST /trigger` (JSON `{"rule": "...", "params": {"k": "v"}}`),
-//! `POST /trigger/scheduled` (run the scheduled job now), `POST /sql` (JSON `{"sql": "..."}`),
-//! `GET /registry`. Triggers run one at a time.
+//! `POST /trigger/scheduled` (run the scheduled job now), `POST /sql` (JSON `{"sql": "..."}`,
+//! read-only, see [`crate::sql_engine`]), `GET /registry`. All of them require
+//! `Authorization: Bearer <token>` ([`crate::auth`]); `/healthz` and `/metrics` stay open.
+//! Triggers run one at a time; no lock is held across a query or a trigger that `/status`,
+//! `/registry` or `/sql` would wait for.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Json, Router, middleware};
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -24,6 +29,7 @@ use svckit::Clock;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, BearerToken};
 use crate::closed_loop::{DataLoop, TriggerKind, TriggerOutcome};
 use crate::error::Error;
 use crate::query;
@@ -31,13 +37,19 @@ use crate::registry::Registry;
 use crate::scheduler::Scheduler;
 use crate::trigger::MiningRequest;
 
+/// Trigger outcomes kept for `/status` and [`AppState::outcomes`] (the oldest are dropped).
+const KEPT_OUTCOMES: usize = 256;
+
 /// Shared state of the API and the scheduler.
 #[derive(Debug)]
 pub struct AppState {
-    dl: Mutex<DataLoop>,
+    dl: DataLoop,
+    /// Serialises triggers in this process; held only by triggers.
+    trigger_lock: Mutex<()>,
     clock: Arc<dyn Clock>,
     next_due: std::sync::Mutex<Option<SystemTime>>,
-    outcomes: Mutex<Vec<TriggerOutcome>>,
+    outcomes: std::sync::Mutex<VecDeque<TriggerOutcome>>,
+    triggers_run: AtomicUsize,
     triggers: Family<Vec<(String, String)>, Counter>,
 }
 
@@ -51,10 +63,12 @@ impl AppState {
             triggers.clone(),
         );
         Arc::new(Self {
-            dl: Mutex::new(dl),
+            dl,
+            trigger_lock: Mutex::new(()),
             clock,
             next_due: std::sync::Mutex::new(None),
-            outcomes: Mutex::new(Vec::new()),
+            outcomes: std::sync::Mutex::new(VecDeque::new()),
+            triggers_run: AtomicUsize::new(0),
             triggers,
         })
     }
@@ -68,9 +82,9 @@ impl AppState {
             TriggerKind::Scheduled => "scheduled",
             TriggerKind::Manual(_) => "manual",
         };
-        let mut dl = self.dl.lock().await;
-        let result = dl.trigger(kind, self.clock.wall()).await;
-        drop(dl);
+        let serial = self.trigger_lock.lock().await;
+        let result = self.dl.trigger(kind, self.clock.wall()).await;
+        drop(serial);
         let outcome_label = match &result {
             Ok(o) if o.promoted => "promoted",
             Ok(_) => "kept",
@@ -83,25 +97,39 @@ impl AppState {
             ])
             .inc();
         if let Ok(outcome) = &result {
-            self.outcomes.lock().await.push(outcome.clone());
+            self.triggers_run.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut kept) = self.outcomes.lock() {
+                if kept.len() == KEPT_OUTCOMES {
+                    kept.pop_front();
+                }
+                kept.push_back(outcome.clone());
+            }
         }
         result
     }
 
-    /// Outcomes of the triggers run since start.
+    /// Outcomes of the last (at most 256) triggers run since start, oldest first.
     pub async fn outcomes(&self) -> Vec<TriggerOutcome> {
-        self.outcomes.lock().await.clone()
+        self.outcomes
+            .lock()
+            .map(|kept| kept.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
-/// The API routes (without `/healthz` and `/metrics`, which `svckit::serve` adds).
-pub fn router(state: Arc<AppState>) -> Router {
+/// The API routes (without `/healthz` and `/metrics`, which `svckit::serve` adds), each behind
+/// the bearer `token`.
+pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/trigger", post(manual))
         .route("/trigger/scheduled", post(scheduled_now))
         .route("/sql", post(sql))
         .route("/registry", get(registry))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::new(token),
+            auth::require_bearer,
+        ))
         .with_state(state)
 }
 
@@ -150,7 +178,13 @@ impl IntoResponse for AppError {
             | Error::BadPredicate { .. }
             | Error::TooFewWindows { .. }
             | Error::Query(_) => StatusCode::BAD_REQUEST,
-            Error::NoChampion(_) => StatusCode::CONFLICT,
+            Error::SqlRefused { .. } => StatusCode::FORBIDDEN,
+            Error::QueryTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Error::QueryMemory { .. } | Error::TooManyRows { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Error::QueryBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::NoChampion(_) | Error::LockTimeout { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -159,12 +193,19 @@ impl IntoResponse for AppError {
         } else {
             self.0.to_string()
         };
-        (status, Json(json!({ "error": message }))).into_response()
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, AppError> {
-    let dl = state.dl.lock().await;
+    let dl = &state.dl;
+    let warehouse = dl.current_warehouse().await.map_err(AppError)?;
     let olap_rows = dl.olap().rows().await.map_err(AppError)?;
     let registry = Registry::load(dl.data_dir()).map_err(AppError)?;
     let next_due = state
@@ -174,12 +215,12 @@ async fn status(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
         .and_then(|n| *n)
         .map(|t| DateTime::<Utc>::from(t).to_rfc3339());
     Ok(Json(json!({
-        "warehouse_version": dl.warehouse().version(),
+        "warehouse_version": warehouse.version(),
         "olap_rows": olap_rows,
         "champion": registry.champion,
         "models": registry.versions.len(),
         "next_scheduled_run": next_due,
-        "triggers_run": state.outcomes.lock().await.len(),
+        "triggers_run": state.triggers_run.load(Ordering::Relaxed),
     })))
 }
 
@@ -213,12 +254,15 @@ async fn sql(
     State(state): State<Arc<AppState>>,
     Json(request): Json<SqlRequest>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let dl = state.dl.lock().await;
-    let batches = dl.sql(&request.sql).await.map_err(AppError)?;
-    Ok(Json(json!({ "rows": query::to_json_rows(&batches) })))
+    let (warehouse_version, batches) = state.dl.sql(&request.sql).await.map_err(AppError)?;
+    Ok(Json(json!({
+        "warehouse_version": warehouse_version,
+        "rows": query::to_json_rows(&batches),
+    })))
 }
 
 async fn registry(State(state): State<Arc<AppState>>) -> Result<Json<Registry>, AppError> {
-    let dl = state.dl.lock().await;
-    Registry::load(dl.data_dir()).map(Json).map_err(AppError)
+    Registry::load(state.dl.data_dir())
+        .map(Json)
+        .map_err(AppError)
 }

@@ -4,6 +4,7 @@
 //! files are written first and only the commit makes them visible, so an ingest interrupted before
 //! its commit leaves the previous table version intact (orphan files are ignored by readers).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, DataType, StructField};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -224,6 +225,43 @@ impl Warehouse {
             .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX))
     }
 
+    /// Reloads the table to its newest version (commits of other processes) and returns it.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the log cannot be read.
+    pub async fn refresh(&mut self) -> Result<i64> {
+        self.table.update_state().await?;
+        Ok(self.version())
+    }
+
+    /// The `clip_id`s already stored for the logs `log_ids` (the ingest's duplicate check).
+    ///
+    /// # Errors
+    /// Query errors.
+    pub async fn clip_ids_of_logs(&self, log_ids: &[String]) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        if log_ids.is_empty() {
+            return Ok(out);
+        }
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        let batches = ctx
+            .table(TABLE)
+            .await?
+            .filter(
+                col("log_id").in_list(log_ids.iter().map(|l| lit(l.as_str())).collect(), false),
+            )?
+            .select_columns(&["clip_id"])?
+            .collect()
+            .await?;
+        for b in &batches {
+            let ids = deltalake::arrow::compute::cast(b.column(0), &ArrowType::Utf8)?;
+            let ids = ids.as_string::<i32>();
+            out.extend((0..ids.len()).map(|i| ids.value(i).to_owned()));
+        }
+        Ok(out)
+    }
+
     /// Appends one batch as a single Delta commit and returns the new version.
     ///
     /// # Errors
@@ -335,10 +373,7 @@ impl Warehouse {
         let df = ctx
             .table(TABLE)
             .await?
-            .filter(
-                deltalake::datafusion::prelude::col("batch_id")
-                    .eq(deltalake::datafusion::prelude::lit(batch_id)),
-            )?
+            .filter(col("batch_id").eq(lit(batch_id)))?
             .select_columns(&names)?;
         Ok(df.collect().await?)
     }

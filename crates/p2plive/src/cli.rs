@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use prometheus_client::registry::Registry;
-use svckit::cli::{CommonArgs, stderr_text, stdout_line};
+use svckit::cli::{stderr_text, stdout_line};
 
 use crate::cdn::Cdn;
 use crate::config::{Config, ENV_PREFIX};
@@ -20,17 +20,9 @@ use crate::origin::Input;
 use crate::peer::PeerHandle;
 use crate::tracker::Tracker;
 
-/// Live P2P video delivery with substream prefetch.
-#[derive(Debug, Parser)]
-#[command(name = "p2plive", version, about)]
-pub struct Cli {
-    /// Flags shared by every service.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `p2plive`'s command line: the global flags ([`svckit::cli::CommonArgs`]) and [`Command`];
+/// name, version and description come from the crate (`svckit::about!`).
+pub type Cli = svckit::cli::Cli<Command>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -1,12 +1,11 @@
-//! The `p2plive` binary: parse the command line (its `--set` help shows one of its own keys),
-//! then [`svckit::cli::main`] sets up tracing and the runtime, runs the subcommand and maps its
-//! outcome to the exit code.
+//! The `p2plive` binary: [`svckit::cli::run_binary`] parses the command line with this crate's
+//! name, description and a `--set` example of its own keys, sets up tracing and the runtime,
+//! runs the subcommand and maps its outcome to the exit code.
 
 use std::process::ExitCode;
 
-use p2plive::cli::{Cli, run};
+use p2plive::cli::run;
 
 fn main() -> ExitCode {
-    let cli: Cli = svckit::cli::parse("tracker.max_substreams=12");
-    svckit::cli::main("p2plive", cli.common.verbose, || run(cli))
+    svckit::cli::run_binary(&svckit::about!("tracker.max_substreams=12"), run)
 }

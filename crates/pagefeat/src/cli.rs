@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use serde::Serialize;
 use svckit::cli::{CommonArgs, stdout_line};
 use svckit::{Clock, SystemClock};
@@ -25,18 +25,9 @@ use crate::recognize::{PageResult, Recognizer};
 use crate::stat_node::{self, Trigger};
 use crate::training;
 
-/// HTML -> layout objects -> StatNode protobuf trees (panorama, local/popup, viewport) on two
-/// engines, with ad, soft-404 and popup recognition.
-#[derive(Debug, Parser)]
-#[command(name = "pagefeat", version, about)]
-pub struct Cli {
-    /// Flags shared by every command.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `pagefeat`'s command line: the global flags ([`svckit::cli::CommonArgs`]) and [`Command`];
+/// name, version and description come from the crate (`svckit::about!`).
+pub type Cli = svckit::cli::Cli<Command>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@
 //! program = "chromium"
 //! timeout_ms = 20000
 //! settle_ms = 700
+//! page_deadline_ms = 5000
 //!
 //! [workers]
 //! threads = 2
@@ -25,6 +26,8 @@
 //!
 //! [serve]
 //! listen = "127.0.0.1:7600"
+//! max_concurrent = 4
+//! request_deadline_ms = 10000
 //! ```
 
 use std::net::SocketAddr;
@@ -142,12 +145,18 @@ impl Default for PathsConfig {
 pub struct ServeConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Requests extracted at once; more are answered 503 with `Retry-After` (1 to 1024).
+    pub max_concurrent: usize,
+    /// Longest time for one request's extraction, ms; longer answers 503 (100 to 600,000).
+    pub request_deadline_ms: u64,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7600)),
+            max_concurrent: 4,
+            request_deadline_ms: 10_000,
         }
     }
 }
@@ -200,6 +209,18 @@ impl Config {
             "viewport.debounce_ms",
             self.viewport.debounce_ms.to_string(),
             "0..=10000",
+        )?;
+        check(
+            (1..=1024).contains(&self.serve.max_concurrent),
+            "serve.max_concurrent",
+            self.serve.max_concurrent.to_string(),
+            "1..=1024",
+        )?;
+        check(
+            (100..=600_000).contains(&self.serve.request_deadline_ms),
+            "serve.request_deadline_ms",
+            self.serve.request_deadline_ms.to_string(),
+            "100..=600000",
         )?;
         check(
             (1..=64).contains(&self.workers.threads),

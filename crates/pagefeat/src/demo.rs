@@ -90,6 +90,7 @@ pub async fn corpus_trees(
             Ok(input) => {
                 if matches!(page.category, Category::Ads | Category::Clean) {
                     let variant = PageInput {
+                        charset: "UTF-8",
                         name: format!("synthetic-soft404__{}", page.stem),
                         base_url: input.base_url.clone(),
                         html: synthesize_soft404(&input.html, n),
@@ -407,6 +408,7 @@ pub async fn run(
     for page in pages.iter().filter(|p| p.category == Category::Popups) {
         let fixture = read_page(&page.path, config.input.max_bytes)?;
         let host = PageInput {
+            charset: "UTF-8",
             name: format!("host+{}", page.stem),
             base_url: fixture.base_url.clone(),
             html: popup_host_page(&fixture.html),

@@ -27,6 +27,17 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The input nests elements deeper than [`crate::input::MAX_DEPTH`] (Blink's parser
+    /// limit, 512).
+    #[error("input `{source_name}` is nested {depth} levels deep, over the limit of {limit}")]
+    TooDeep {
+        /// The file name or request.
+        source_name: String,
+        /// The nesting found ([`crate::input::nesting_depth`]).
+        depth: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The input does not look like HTML: it is binary (NUL bytes or invalid UTF-8 in most of
     /// it) or has no `<` markup at all.
     #[error("input `{source_name}` is not HTML: {reason}")]
@@ -72,6 +83,12 @@ pub enum Error {
         context: String,
         /// The limit in milliseconds.
         timeout_ms: u64,
+    },
+    /// A page took longer than `chromium.page_deadline_ms` as a whole.
+    #[error("chromium: the page took longer than its deadline of {deadline_ms} ms")]
+    PageDeadline {
+        /// The deadline in milliseconds.
+        deadline_ms: u64,
     },
     /// Chromium's snapshot did not have the expected shape (missing layout arrays).
     #[error("chromium snapshot malformed: {what}")]
@@ -156,6 +173,7 @@ impl Error {
             self,
             Self::EmptyInput { .. }
                 | Self::TooLarge { .. }
+                | Self::TooDeep { .. }
                 | Self::NotHtml { .. }
                 | Self::BadSelector { .. }
                 | Self::SelectorNoMatch { .. }

@@ -1,12 +1,11 @@
-//! The `pagefeat` binary: parse the command line (its `--set` help shows one of its own keys),
-//! then [`svckit::cli::main`] sets up tracing and the runtime, runs the subcommand and maps its
-//! outcome to the exit code.
+//! The `pagefeat` binary: [`svckit::cli::run_binary`] parses the command line with this crate's
+//! name, description and a `--set` example of its own keys, sets up tracing and the runtime,
+//! runs the subcommand and maps its outcome to the exit code.
 
 use std::process::ExitCode;
 
-use pagefeat::cli::{Cli, run};
+use pagefeat::cli::run;
 
 fn main() -> ExitCode {
-    let cli: Cli = svckit::cli::parse("viewport.debounce_ms=300");
-    svckit::cli::main("pagefeat", cli.common.verbose, || run(cli))
+    svckit::cli::run_binary(&svckit::about!("viewport.debounce_ms=300"), run)
 }

@@ -6,7 +6,8 @@ the system Python, see scripts/setup):
 
     /usr/bin/python3 rtsp_camera.py --port 8554 [--input clip.mp4]
 
-Mount points (each a shared media factory: every client of one path shares one encoder):
+Mount points (each a shared media factory: every client of one path shares one encoder,
+except /once/*):
   /main_stream  the input clip (default: the bundled Big Buck Bunny excerpt), MP4 or TS, played in
                 a loop in real time, encoded like an IP camera: H.264 High, 1 s GOP, 2 B-frames,
                 plus AAC when the clip has audio
@@ -14,6 +15,12 @@ Mount points (each a shared media factory: every client of one path shares one e
                 zero-latency, GOP 25, no audio
   /aux_stream   a live SMPTE test pattern, 320x240 at 25 fps, H.264 zero-latency, GOP 25, with a
                 440 Hz tone in AAC
+  /h265_stream  a live test pattern in H.265 (what a camera streamgate cannot relay offers)
+  /file/NAME    for each --file NAME=PATH: the file's own H.264 video without re-encoding,
+                looped in real time (ffmpeg -stream_loop -c copy into MPEG-TS over loopback UDP),
+                so its real GOP pattern reaches the media server
+  /once/NAME    the same file played once from its start for each session, without
+                re-encoding; the session goes silent at its end
 
 Log lines on stdout (one per event, flushed) that tests and the demo read:
   camera: listening rtsp://127.0.0.1:PORT
@@ -24,7 +31,10 @@ Log lines on stdout (one per event, flushed) that tests and the demo read:
 import argparse
 import os
 import re
+import shutil
 import signal
+import socket
+import subprocess
 import sys
 
 import gi
@@ -88,11 +98,60 @@ class ClipLoop:
             GLib.idle_add(lambda: os.kill(os.getpid(), signal.SIGTERM))
 
 
-def factory(launch):
+def factory(launch, shared=True):
     f = GstRtspServer.RTSPMediaFactory()
     f.set_launch(launch)
-    f.set_shared(True)
+    f.set_shared(shared)
     return f
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FileLoop:
+    """Feeds a file's encoded streams, unchanged and looped in real time, as MPEG-TS over UDP to
+    the /file/NAME factory (ffmpeg keeps the timestamps continuous across loops)."""
+
+    def __init__(self, path):
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise SystemExit("camera: ffmpeg is required for --file (run scripts/setup)")
+        self.port = free_udp_port()
+        self.process = subprocess.Popen(
+            [ffmpeg, "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", path,
+             "-map", "0:v:0", "-c", "copy",
+             # Parameter sets in front of every frame (the frames themselves are untouched):
+             # the RTSP media, prepared when its first client asks, need not wait up to a GOP.
+             "-bsf:v", "h264_mp4toannexb,dump_extra=freq=all", "-f", "mpegts",
+             f"udp://127.0.0.1:{self.port}?pkt_size=1316"],
+            stdin=subprocess.DEVNULL,
+        )
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def file_launches(path, port):
+    """The launch lines of /file/NAME (from the UDP loop) and /once/NAME (from the file): the
+    file's video track only, as encoded (an unlinked audio track would stall the demuxer, and
+    gst-rtsp-server does not prepare a looped AAC track fed through tsdemux)."""
+    video = "video/x-h264 ! queue ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1"
+    looped = (
+        f'( udpsrc port={port} buffer-size=2097152 caps="video/mpegts,systemstream=true" ! '
+        f"tsdemux name=d d. ! {video} )"
+    )
+    _, _, _, has_audio = probe(path)
+    # An audio track goes to a fakesink (unlinked, it would stall the demuxer).
+    drop_audio = "d. ! fakesink async=false " if has_audio else ""
+    once = f'( filesrc location="{path}" ! parsebin name=d d. ! {video} {drop_audio})'
+    return looped, once
 
 
 def main():
@@ -100,6 +159,10 @@ def main():
     parser.add_argument("--port", type=int, required=True, help="RTSP port on 127.0.0.1")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (loopback only)")
     parser.add_argument("--input", required=True, help="H.264 clip, MP4 or TS, for /main_stream")
+    parser.add_argument(
+        "--file", action="append", default=[], metavar="NAME=PATH",
+        help="serve PATH without re-encoding at /file/NAME (looped) and /once/NAME",
+    )
     args = parser.parse_args()
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         raise SystemExit("camera: only loopback addresses are allowed")
@@ -142,6 +205,13 @@ def main():
         "rtpmp4gpay name=pay1 pt=97 )"
     )
 
+    h265_launch = (
+        "( videotestsrc is-live=true pattern=ball ! "
+        "video/x-raw,width=320,height=240,framerate=25/1 ! "
+        "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=500 ! "
+        "rtph265pay name=pay0 pt=96 config-interval=-1 )"
+    )
+
     server = GstRtspServer.RTSPServer()
     server.set_address(args.host)
     server.set_service(str(args.port))
@@ -149,6 +219,17 @@ def main():
     mounts.add_factory("/main_stream", factory(main_launch))
     mounts.add_factory("/sub_stream", factory(sub_launch))
     mounts.add_factory("/aux_stream", factory(aux_launch))
+    mounts.add_factory("/h265_stream", factory(h265_launch))
+    loops = []
+    for spec in args.file:
+        name, _, file_path = spec.partition("=")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not os.path.isfile(file_path):
+            raise SystemExit(f"camera: --file {spec!r} must be NAME=PATH of an existing file")
+        loop_feed = FileLoop(os.path.abspath(file_path))
+        loops.append(loop_feed)
+        looped, once = file_launches(os.path.abspath(file_path), loop_feed.port)
+        mounts.add_factory(f"/file/{name}", factory(looped))
+        mounts.add_factory(f"/once/{name}", factory(once, shared=False))
 
     def on_client(_server, client):
         conn = client.get_connection()
@@ -184,6 +265,8 @@ def main():
         f"audio={'aac' if has_audio else 'none'}"
     )
     loop.run()
+    for feed in loops:
+        feed.stop()
     clip.pipeline.set_state(Gst.State.NULL)
 
 

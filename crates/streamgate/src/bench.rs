@@ -18,7 +18,6 @@ use serde::Serialize;
 
 use crate::camera::Camera;
 use crate::cluster::{Launcher, free_port, loopback, wait_for_routes};
-use crate::registry::RegistryClient;
 use crate::viewer::{Viewer, client};
 
 /// What to measure.
@@ -157,13 +156,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         let proxy = launcher.proxy(public_port)?;
         anyhow::Ok((registry_part, media, forwarder, proxy))
     })?;
-    wait_for_routes(
-        &RegistryClient::new(launcher.registry_url()),
-        1,
-        1,
-        Duration::from_secs(10),
-    )
-    .await?;
+    wait_for_routes(&launcher.registry_client(), 1, 1, Duration::from_secs(10)).await?;
     let via_proxy = format!(
         "http://{}/realtime-ServiceA-NameSpaceA/sub_stream/0.flv",
         proxy.addr()

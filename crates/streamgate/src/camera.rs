@@ -5,10 +5,13 @@
 //!
 //! Mount points: `/main_stream` (a clip, MP4 or TS, looped in real time and encoded like an
 //! IP camera: H.264 with 1 s GOP and B-frames, plus AAC when the clip has audio),
-//! `/sub_stream` (a live 640x360 test pattern, H.264 zero-latency, no audio) and `/aux_stream`
-//! (a live 320x240 SMPTE pattern with a 440 Hz AAC tone). Every path is a shared media
-//! factory; the script logs one `camera: session path=...` line per RTSP session, which is how
-//! the camera side counts upstream pulls.
+//! `/sub_stream` (a live 640x360 test pattern, H.264 zero-latency, no audio), `/aux_stream`
+//! (a live 320x240 SMPTE pattern with a 440 Hz AAC tone), `/h265_stream` (a live H.265
+//! pattern), and for each file given: `/file/{name}` (the file's own encoded streams, looped,
+//! without re-encoding, so its real GOP pattern reaches the media server) and `/once/{name}`
+//! (the file played once per session). Every path but `/once/*` is a shared media factory; the
+//! script logs one `camera: session path=...` line per RTSP session, which is how the camera
+//! side counts upstream pulls.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,7 +23,7 @@ pub const SCRIPT: &str = include_str!("../camera/rtsp_camera.py");
 /// The interpreter that has `python3-gi` (Debian's, not a pyenv or venv one).
 pub const PYTHON: &str = "/usr/bin/python3";
 /// The camera's mount points.
-pub const PATHS: [&str; 3] = ["/main_stream", "/sub_stream", "/aux_stream"];
+pub const PATHS: [&str; 4] = ["/main_stream", "/sub_stream", "/aux_stream", "/h265_stream"];
 /// Text of the readiness log line.
 const READY: &str = "camera: listening";
 
@@ -57,8 +60,25 @@ impl Camera {
     /// # Errors
     /// [`CameraError`].
     pub fn start(port: u16, input: &Path, ready_within: Duration) -> Result<Self, CameraError> {
+        Self::start_with_files(port, input, &[], ready_within)
+    }
+
+    /// As [`Camera::start`], also serving each `(name, file)` of `files` without re-encoding at
+    /// `/file/{name}` (looped) and `/once/{name}` (once per session).
+    ///
+    /// # Errors
+    /// [`CameraError`].
+    pub fn start_with_files(
+        port: u16,
+        input: &Path,
+        files: &[(&str, PathBuf)],
+        ready_within: Duration,
+    ) -> Result<Self, CameraError> {
         if !input.is_file() {
             return Err(CameraError::NoInput(input.to_path_buf()));
+        }
+        if let Some((_, missing)) = files.iter().find(|(_, path)| !path.is_file()) {
+            return Err(CameraError::NoInput(missing.clone()));
         }
         let dir = tempfile::Builder::new()
             .prefix("streamgate-camera-")
@@ -66,10 +86,14 @@ impl Camera {
             .map_err(CameraError::Script)?;
         let script = dir.path().join("rtsp_camera.py");
         fs_err::write(&script, SCRIPT).map_err(CameraError::Script)?;
-        let mut child = ProcessSpec::new(PYTHON)
+        let mut spec = ProcessSpec::new(PYTHON)
             .arg(&script)
             .args(["--port", &port.to_string(), "--input"])
-            .arg(input)
+            .arg(input);
+        for (name, path) in files {
+            spec = spec.arg("--file").arg(format!("{name}={}", path.display()));
+        }
+        let mut child = spec
             .log_file(dir.path().join("camera.log"))
             .spawn()
             .map_err(CameraError::Process)?;

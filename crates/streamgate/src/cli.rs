@@ -11,24 +11,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use svckit::cli::CommonArgs;
+use clap::{Args, Subcommand};
 
 use crate::config::{Config, ENV_PREFIX};
 use crate::service::Running;
 
-/// One public port for many camera streams: proxy, label-bound forwarders, RTSP-pulling
-/// media servers, HTTP-FLV out.
-#[derive(Debug, Parser)]
-#[command(name = "streamgate", version, about)]
-pub struct Cli {
-    /// Flags shared by every service.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `streamgate`'s command line: the global flags ([`svckit::cli::CommonArgs`]) and [`Command`];
+/// name, version and description come from the crate (`svckit::about!`).
+pub type Cli = svckit::cli::Cli<Command>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -49,6 +39,23 @@ pub enum Command {
     /// Time to first frame and per-frame latency added by proxy and forwarder, against a
     /// direct pull.
     Bench(BenchArgs),
+    /// Print a signed play URL path (`?expires=…&kid=…&sig=…`) for a public path, with a key
+    /// of `proxy.auth.keys` (configure it through `STREAMGATE_PROXY__AUTH__KEYS__<KID>`).
+    Sign(SignArgs),
+}
+
+/// `streamgate sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The public path, e.g. `/realtime-ServiceA-NameSpaceA/main_stream/0.flv`.
+    #[arg(long)]
+    pub path: String,
+    /// The key id in `proxy.auth.keys`.
+    #[arg(long)]
+    pub key_id: String,
+    /// Validity from now, seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub valid_for_s: u64,
 }
 
 /// `--registry` shared by the parts that use discovery.
@@ -77,9 +84,12 @@ pub struct MediaArgs {
     /// Its namespace.
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Listen address (default `127.0.0.1:7410`).
+    /// Data-plane listen address (default `127.0.0.1:7410`).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Admin listen address for /healthz, /metrics and /v1/streams.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
     /// A camera: `STREAM=rtsp://host:port/path` (repeatable; adds to the configured map).
     #[arg(long = "camera", value_name = "STREAM=URL")]
     pub cameras: Vec<String>,
@@ -151,6 +161,9 @@ pub struct DemoArgs {
     /// Concurrent viewers in the fan-out check.
     #[arg(long, default_value_t = 50)]
     pub viewers: usize,
+    /// Open viewers kept across the media server's restart.
+    #[arg(long, default_value_t = 20)]
+    pub restart_viewers: usize,
     /// Print the report as one JSON line on stdout (last line).
     #[arg(long)]
     pub json: bool,
@@ -212,6 +225,15 @@ async fn until_signal(running: Running) -> anyhow::Result<()> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config: Config =
         svckit::cli::load_config(&cli.common, ENV_PREFIX).context("loading the configuration")?;
+    if !matches!(cli.command, Command::Camera(_)) {
+        // Idle sockets must not exhaust the default soft limit of 1024 descriptors.
+        match crate::hop::raise_nofile_limit() {
+            Ok((before, after)) => {
+                tracing::debug!(before, after, "RLIMIT_NOFILE raised to the hard limit");
+            }
+            Err(error) => tracing::warn!(%error, "cannot raise RLIMIT_NOFILE"),
+        }
+    }
     match cli.command {
         Command::Registry(args) => {
             if let Some(listen) = args.listen {
@@ -231,6 +253,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = args.listen {
                 m.listen = v;
+            }
+            if let Some(v) = args.admin_listen {
+                m.admin_listen = v;
             }
             if let Some(v) = args.rtsp_timeout_ms {
                 m.rtsp_timeout_ms = v;
@@ -303,6 +328,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = crate::demo::DemoOptions {
                 input: args.input.unwrap_or_else(bundled_clip),
                 viewers: args.viewers,
+                restart_viewers: args.restart_viewers,
                 keep_logs: args.keep_logs,
                 progress: svckit::cli::progress_wanted(args.json),
             };
@@ -313,6 +339,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &outcome.failures,
                 args.json,
             )?);
+        }
+        Command::Sign(args) => {
+            let path = crate::route::parse_public_path(&args.path)
+                .with_context(|| format!("`{}` is not a public stream path", args.path))?;
+            let key = config
+                .proxy
+                .auth
+                .keys
+                .get(&args.key_id)
+                .with_context(|| format!("no key `{}` in proxy.auth.keys", args.key_id))?;
+            let expires =
+                crate::auth::unix_seconds(std::time::SystemTime::now()) + args.valid_for_s;
+            let resource = crate::auth::resource(&path.segment, &path.stream, path.channel);
+            let query = crate::auth::sign(&resource, &args.key_id, key, expires);
+            let bare = args.path.split('?').next().unwrap_or_default();
+            svckit::cli::stdout_line(&format!("{bare}?{query}"))?;
         }
         Command::Bench(args) => {
             let options = crate::bench::BenchOptions {

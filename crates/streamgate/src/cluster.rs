@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use svckit::process::{ChildGuard, ProcessSpec, Readiness};
+use svckit::redact::Secret;
 
 use crate::registry::{MediaRecord, RegistryClient, RouteSnapshot};
 
@@ -50,6 +51,77 @@ impl Part {
     }
 }
 
+/// The registry credentials of one deployment: a secret per role, made fresh for each run.
+#[derive(Debug, Clone)]
+pub struct DeploymentSecrets {
+    /// For media servers.
+    pub media: Secret,
+    /// For forwarders.
+    pub forwarder: Secret,
+    /// For the proxy (read only).
+    pub reader: Secret,
+    /// The proxy's URL-signing key, key id [`SIGNING_KEY_ID`].
+    pub signing: Secret,
+}
+
+/// The key id of a deployment's URL-signing key.
+pub const SIGNING_KEY_ID: &str = "demo";
+
+impl DeploymentSecrets {
+    /// Three fresh secrets (SHA-256 of the process id, the time and a counter, hex).
+    pub fn fresh() -> Self {
+        use sha2::Digest;
+        let seed = format!(
+            "{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+        );
+        let make =
+            |role: &str| Secret::new(hex::encode(sha2::Sha256::digest(format!("{seed}-{role}"))));
+        Self {
+            media: make("media"),
+            forwarder: make("forwarder"),
+            reader: make("reader"),
+            signing: make("signing"),
+        }
+    }
+
+    /// `path` with a signature valid for `valid_for` from now.
+    pub fn sign(&self, path: &str, valid_for: Duration) -> String {
+        let expires = crate::auth::unix_seconds(std::time::SystemTime::now()) + valid_for.as_secs();
+        self.sign_until(path, expires)
+    }
+
+    /// `path` with a signature valid until `expires` (Unix seconds; a past time makes an
+    /// expired link). Paths that do not parse are returned unsigned.
+    pub fn sign_until(&self, path: &str, expires: u64) -> String {
+        let Ok(parsed) = crate::route::parse_public_path(path) else {
+            return path.to_owned();
+        };
+        let resource = crate::auth::resource(&parsed.segment, &parsed.stream, parsed.channel);
+        let query = crate::auth::sign(&resource, SIGNING_KEY_ID, &self.signing, expires);
+        format!("{path}?{query}")
+    }
+
+    /// The environment that configures a registry with these credentials.
+    fn registry_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        for (id, role, secret) in [
+            ("media", "media", &self.media),
+            ("forwarder", "forwarder", &self.forwarder),
+            ("proxy", "reader", &self.reader),
+        ] {
+            let prefix = format!("STREAMGATE_REGISTRY__CREDENTIALS__{}", id.to_uppercase());
+            env.push((format!("{prefix}__SECRET"), secret.expose().to_owned()));
+            env.push((format!("{prefix}__ROLE"), role.to_owned()));
+        }
+        env
+    }
+}
+
+/// The environment variable carrying a part's registry credential.
+const TOKEN_ENV: &str = "STREAMGATE_DISCOVERY__TOKEN";
+
 /// Starts parts of one deployment.
 #[derive(Debug)]
 pub struct Launcher {
@@ -57,6 +129,7 @@ pub struct Launcher {
     logs: PathBuf,
     registry_url: String,
     counter: usize,
+    secrets: DeploymentSecrets,
 }
 
 impl Launcher {
@@ -68,6 +141,7 @@ impl Launcher {
             logs: logs.to_path_buf(),
             registry_url,
             counter: 0,
+            secrets: DeploymentSecrets::fresh(),
         }
     }
 
@@ -76,21 +150,34 @@ impl Launcher {
         &self.registry_url
     }
 
+    /// The deployment's registry credentials.
+    pub fn secrets(&self) -> &DeploymentSecrets {
+        &self.secrets
+    }
+
+    /// A client of the deployment's registry (read only).
+    pub fn registry_client(&self) -> RegistryClient {
+        RegistryClient::new(&self.registry_url).with_token(&self.secrets.reader)
+    }
+
     fn spawn(
         &mut self,
         name: &str,
         args: &[String],
+        env: &[(String, String)],
         ready: &Readiness,
     ) -> anyhow::Result<ChildGuard> {
         self.counter += 1;
         let log = self.logs.join(format!("{:02}-{name}.log", self.counter));
-        let mut child = ProcessSpec::new(self.exe.display().to_string())
+        let mut spec = ProcessSpec::new(self.exe.display().to_string())
             .args(args)
             .env("RUST_LOG", "streamgate=info,svckit=warn,warn")
             .env("NO_COLOR", "1")
-            .log_file(&log)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+            .log_file(&log);
+        for (key, value) in env {
+            spec = spec.env(key, value);
+        }
+        let mut child = spec.spawn().with_context(|| format!("starting {name}"))?;
         child
             .wait_ready(ready, Duration::from_secs(20))
             .with_context(|| format!("{name} did not become ready (log {})", log.display()))?;
@@ -107,9 +194,11 @@ impl Launcher {
             "--listen".to_owned(),
             loopback(port).to_string(),
         ];
+        let env = self.secrets.registry_env();
         let child = self.spawn(
             "registry",
             &args,
+            &env,
             &Readiness::Http {
                 addr: loopback(port),
                 path: "/healthz".to_owned(),
@@ -135,6 +224,7 @@ impl Launcher {
         cameras: &[(&str, String)],
         extra: &[&str],
     ) -> anyhow::Result<Part> {
+        let admin = free_port()?;
         let mut args = vec![
             "media".to_owned(),
             "--label".to_owned(),
@@ -143,6 +233,8 @@ impl Launcher {
             namespace.to_owned(),
             "--listen".to_owned(),
             loopback(port).to_string(),
+            "--admin-listen".to_owned(),
+            loopback(admin).to_string(),
             "--registry".to_owned(),
             self.registry_url.clone(),
         ];
@@ -151,18 +243,20 @@ impl Launcher {
             args.push(format!("{stream}={url}"));
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let env = [(TOKEN_ENV.to_owned(), self.secrets.media.expose().to_owned())];
         let child = self.spawn(
             &format!("media-{label}"),
             &args,
+            &env,
             &Readiness::Http {
-                addr: loopback(port),
+                addr: loopback(admin),
                 path: "/healthz".to_owned(),
             },
         )?;
         Ok(Part {
             child,
             port,
-            admin_port: None,
+            admin_port: Some(admin),
         })
     }
 
@@ -193,9 +287,14 @@ impl Launcher {
             "--registry".to_owned(),
             self.registry_url.clone(),
         ];
+        let env = [(
+            TOKEN_ENV.to_owned(),
+            self.secrets.forwarder.expose().to_owned(),
+        )];
         let child = self.spawn(
             &format!("forwarder-{service}"),
             &args,
+            &env,
             &Readiness::Http {
                 addr: loopback(admin),
                 path: "/healthz".to_owned(),
@@ -223,9 +322,23 @@ impl Launcher {
             "--registry".to_owned(),
             self.registry_url.clone(),
         ];
+        let env = [
+            (
+                TOKEN_ENV.to_owned(),
+                self.secrets.reader.expose().to_owned(),
+            ),
+            (
+                format!(
+                    "STREAMGATE_PROXY__AUTH__KEYS__{}",
+                    SIGNING_KEY_ID.to_uppercase()
+                ),
+                self.secrets.signing.expose().to_owned(),
+            ),
+        ];
         let child = self.spawn(
             "proxy",
             &args,
+            &env,
             &Readiness::Http {
                 addr: loopback(admin),
                 path: "/healthz".to_owned(),

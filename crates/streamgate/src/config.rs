@@ -24,6 +24,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+use svckit::redact::Secret;
 
 use crate::discovery::{AnyDiscovery, StaticDiscovery};
 use crate::forwarder::ForwarderConfig;
@@ -62,6 +63,9 @@ pub struct DiscoveryConfig {
     pub media: Vec<MediaRecord>,
     /// Forwarders used when `registry_url` is empty.
     pub forwarders: Vec<ForwarderRecord>,
+    /// The bearer credential sent to the registry (set it through
+    /// `STREAMGATE_DISCOVERY__TOKEN` rather than a file or the command line).
+    pub token: Secret,
 }
 
 impl Default for DiscoveryConfig {
@@ -70,6 +74,7 @@ impl Default for DiscoveryConfig {
             registry_url: "http://127.0.0.1:7400".to_owned(),
             media: Vec::new(),
             forwarders: Vec::new(),
+            token: Secret::default(),
         }
     }
 }
@@ -77,7 +82,8 @@ impl Default for DiscoveryConfig {
 impl DiscoveryConfig {
     /// The registry client, when a registry is configured.
     pub fn registry(&self) -> Option<RegistryClient> {
-        (!self.registry_url.trim().is_empty()).then(|| RegistryClient::new(&self.registry_url))
+        (!self.registry_url.trim().is_empty())
+            .then(|| RegistryClient::new(&self.registry_url).with_token(&self.token))
     }
 
     /// The discovery source: the registry if configured, else the static lists.

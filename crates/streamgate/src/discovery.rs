@@ -6,9 +6,12 @@
 //! [`StaticDiscovery`] (a fixed list from TOML). [`AnyDiscovery`] picks one at run time.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::warn;
 
 use crate::error::HopError;
 use crate::registry::{ForwarderRecord, MediaRecord, RegistryClient, RouteSnapshot};
@@ -101,6 +104,99 @@ impl Discovery for AnyDiscovery {
             Self::Registry(r) => Discovery::routes(r, since, wait).await,
             Self::Static(s) => s.routes(since, wait).await,
         }
+    }
+}
+
+/// The routing snapshot of a discovery source, kept current by long-polling it: the one place
+/// where the proxy's routing table and the forwarder's label come from (no lookup per
+/// request; seed ¶54's "determine the label bound to the forwarder" is answered from it).
+#[derive(Debug, Clone)]
+pub struct RouteWatch {
+    tx: Arc<watch::Sender<Watched>>,
+}
+
+/// What a [`RouteWatch`] holds.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    /// The latest snapshot (empty before the first answer).
+    pub snapshot: Arc<RouteSnapshot>,
+    /// Whether discovery answered at least once.
+    pub loaded: bool,
+}
+
+impl RouteWatch {
+    /// A watch of `discovery`, long-polling with `wait`, until the returned task is aborted.
+    pub fn spawn<D: Discovery>(
+        discovery: Arc<D>,
+        wait: Duration,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, _) = watch::channel(Watched::default());
+        let watch = Self { tx: Arc::new(tx) };
+        let task = {
+            let watch = watch.clone();
+            tokio::spawn(async move {
+                let mut warned = false;
+                loop {
+                    let current = watch.current();
+                    let since = current.loaded.then_some(current.snapshot.version);
+                    match discovery.routes(since, wait).await {
+                        Ok(snapshot) => {
+                            warned = false;
+                            watch.install(snapshot);
+                        }
+                        Err(error) => {
+                            if !warned {
+                                warn!(%error, "cannot watch the routes; keeping the current ones");
+                                warned = true;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            })
+        };
+        (watch, task)
+    }
+
+    /// A watch that never changes, holding `snapshot` (tests, static set-ups).
+    pub fn fixed(snapshot: RouteSnapshot) -> Self {
+        let (tx, _) = watch::channel(Watched {
+            snapshot: Arc::new(snapshot),
+            loaded: true,
+        });
+        Self { tx: Arc::new(tx) }
+    }
+
+    /// Installs `snapshot` if it differs from the current one (by version or content).
+    pub fn install(&self, snapshot: RouteSnapshot) {
+        self.tx.send_if_modified(|held| {
+            if held.loaded && *held.snapshot == snapshot {
+                return false;
+            }
+            *held = Watched {
+                snapshot: Arc::new(snapshot),
+                loaded: true,
+            };
+            true
+        });
+    }
+
+    /// The latest snapshot.
+    pub fn current(&self) -> Watched {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver that sees every change.
+    pub fn changes(&self) -> watch::Receiver<Watched> {
+        self.tx.subscribe()
+    }
+
+    /// Waits until discovery answered once, up to `within`; true if it did.
+    pub async fn loaded(&self, within: Duration) -> bool {
+        let mut rx = self.changes();
+        tokio::time::timeout(within, rx.wait_for(|w| w.loaded))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 

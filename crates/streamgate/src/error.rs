@@ -58,6 +58,11 @@ pub trait Classify {
     fn retry(&self) -> Retry;
     /// The HTTP status the edge answers with.
     fn status(&self) -> StatusCode;
+    /// For a server error whose reason is safe to show a client (it names no address, URL or
+    /// credential), that reason; `None` for the generic text of its origin.
+    fn public_reason(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a request path could not be routed by the proxy (seed ¶47, ¶51-¶52).
@@ -77,6 +82,15 @@ pub enum RouteError {
     UnknownService {
         /// The `{service}-{namespace}` part of the path.
         segment: String,
+    },
+    /// A forwarder received a request routed for another (service, namespace) than the one
+    /// it serves (a routing table out of date, or a client talking to it directly).
+    #[error("`{segment}` is not served here (this forwarder serves `{served}`)")]
+    Misdirected {
+        /// The `{service}-{namespace}` the request was routed for.
+        segment: String,
+        /// The pair this forwarder serves.
+        served: String,
     },
     /// The service exists but not in this namespace.
     #[error("unknown namespace `{namespace}` for service `{service}`")]
@@ -99,6 +113,7 @@ impl Classify for RouteError {
         match self {
             Self::Malformed { .. } => StatusCode::BAD_REQUEST,
             Self::UnknownService { .. } | Self::UnknownNamespace { .. } => StatusCode::NOT_FOUND,
+            Self::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 }
@@ -139,6 +154,25 @@ pub enum HopError {
         /// The URI that was attempted.
         uri: String,
     },
+    /// The next hop answered but its stream broke before the first tag.
+    #[error("`{target}`: the upstream stream broke before playing: {reason}")]
+    Broke {
+        /// The stream.
+        target: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The forwarder's label is registered in another namespace than the forwarder serves
+    /// (seed ¶44: a media server belongs to one namespace); a configuration error.
+    #[error("label `{label}` belongs to namespace `{found}`, not `{expected}`")]
+    NamespaceMismatch {
+        /// The media server's label.
+        label: String,
+        /// The forwarder's namespace.
+        expected: String,
+        /// The namespace the label is registered in.
+        found: String,
+    },
     /// The next hop accepted the connection but sent no response headers in time.
     #[error("`{target}` at {addr} sent no response within {after:?}")]
     HeaderTimeout {
@@ -155,13 +189,14 @@ impl Classify for HopError {
     fn origin(&self) -> Origin {
         match self {
             Self::LabelNotRegistered { .. } | Self::Registry { .. } => Origin::Registry,
-            Self::Gone { .. } | Self::HeaderTimeout { .. } => Origin::Upstream,
+            Self::Gone { .. } | Self::HeaderTimeout { .. } | Self::Broke { .. } => Origin::Upstream,
+            Self::NamespaceMismatch { .. } => Origin::Registry,
             Self::BadUri { .. } => Origin::Internal,
         }
     }
     fn retry(&self) -> Retry {
         match self {
-            Self::BadUri { .. } => Retry::Never,
+            Self::BadUri { .. } | Self::NamespaceMismatch { .. } => Retry::Never,
             _ => Retry::Later,
         }
     }
@@ -169,7 +204,14 @@ impl Classify for HopError {
         match self {
             Self::HeaderTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadUri { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Broke { .. } | Self::NamespaceMismatch { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+    fn public_reason(&self) -> Option<String> {
+        match self {
+            Self::NamespaceMismatch { .. } => Some(self.to_string()),
+            _ => None,
         }
     }
 }
@@ -226,6 +268,14 @@ impl Classify for PullError {
     fn status(&self) -> StatusCode {
         StatusCode::BAD_GATEWAY
     }
+    fn public_reason(&self) -> Option<String> {
+        match self {
+            Self::NoH264 { offered, .. } => Some(format!(
+                "camera offers no H.264 video (offers {offered}); streamgate relays H.264 only"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Why the media server refused a viewer.
@@ -269,6 +319,12 @@ impl Classify for MediaError {
             Self::Malformed { .. } => StatusCode::BAD_REQUEST,
             Self::UnknownStream { .. } => StatusCode::NOT_FOUND,
             Self::Pull(error) => error.status(),
+        }
+    }
+    fn public_reason(&self) -> Option<String> {
+        match self {
+            Self::Pull(error) => error.public_reason(),
+            _ => None,
         }
     }
 }
@@ -331,6 +387,16 @@ pub enum FlvError {
         expected: u32,
         /// The value read.
         found: u32,
+    },
+    /// A tag declares more data than the reader accepts.
+    #[error("tag of {len} bytes at byte {offset} exceeds the limit of {max}")]
+    TooLarge {
+        /// Stream offset of the tag.
+        offset: u64,
+        /// Its declared data size.
+        len: usize,
+        /// The limit.
+        max: usize,
     },
     /// A tag of a type other than 8 (audio), 9 (video) or 18 (script data).
     #[error("unknown tag type {tag_type} at byte {offset}")]
@@ -446,11 +512,15 @@ impl Classify for Error {
 pub fn error_body(error: &(impl Classify + std::fmt::Display)) -> serde_json::Value {
     let status = error.status();
     let message = if status.is_server_error() {
-        match error.origin() {
-            Origin::Camera => "camera unreachable".to_owned(),
-            Origin::Registry => "media server not registered".to_owned(),
-            Origin::Upstream => "upstream unavailable".to_owned(),
-            _ => "internal error".to_owned(),
+        if let Some(reason) = error.public_reason() {
+            reason
+        } else {
+            match error.origin() {
+                Origin::Camera => "camera unreachable".to_owned(),
+                Origin::Registry => "media server not registered".to_owned(),
+                Origin::Upstream => "upstream unavailable".to_owned(),
+                _ => "internal error".to_owned(),
+            }
         }
     } else {
         error.to_string()
@@ -502,6 +572,16 @@ mod tests {
         assert_eq!(body["error"], "camera unreachable");
         assert_eq!(body["status"], 502);
         assert_eq!(body["origin"], "camera");
+        let body = error_body(&MediaError::Pull(PullError::NoH264 {
+            url: "rtsp://127.0.0.1:1/secret-path".to_owned(),
+            offered: "video/h265".to_owned(),
+        }));
+        let text = body["error"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("video/h265") && !text.contains("secret"),
+            "{text}"
+        );
+        assert_eq!(body["retry"], "never");
         let body = error_body(&RouteError::UnknownNamespace {
             service: "ServiceA".to_owned(),
             namespace: "Nope".to_owned(),

@@ -1,11 +1,13 @@
 //! The forwarding server (seed ¶42, ¶48, ¶53-¶54): one per media server, bound to that
-//! server's unique label, never to its address. For every request it resolves the label to
-//! the address registered right now, forwards the request there and streams the answer back,
-//! so a media server that restarts on another address is reached as soon as it registers
-//! again.
+//! server's unique label, never to its address. It resolves the label from the watched
+//! routes ([`RouteWatch`]; no registry round trip per viewer), checks that the label belongs
+//! to its namespace and that the request was routed to its (service, namespace), and serves
+//! each stream through a fan-out whose source is one upstream session to the media server
+//! ([`crate::relay`]): a media server that restarts on another address is re-attached as soon
+//! as it registers again, and open viewers stay connected.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
@@ -13,10 +15,16 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::discovery::Discovery;
-use crate::error::{Classify, ConfigError, HopError};
-use crate::hop::{HopBody, HopClient, HopMetrics, error_response, json_response};
-use crate::route::is_valid_name;
+use crate::discovery::{RouteWatch, Watched};
+use crate::error::{ConfigError, HopError, RouteError};
+use crate::fanout::{FanoutConfig, FanoutMetrics, Refusal};
+use crate::hop::{
+    ConnectionPolicy, HopBody, HopMetrics, error_response, flv_response, refusal_response,
+};
+use crate::media::{INSTANCE_PATH, instance_response};
+use crate::proxy::ROUTE_HEADER;
+use crate::relay::{RelayHop, RelayHopConfig, RelayMetrics, Upstream};
+use crate::route::{is_valid_name, parse_stream_path};
 
 /// The route template a forwarder serves (and logs).
 pub const MEDIA_ROUTE: &str = "/{stream}/{n}.flv";
@@ -42,6 +50,15 @@ pub struct ForwarderConfig {
     pub header_timeout_ms: u64,
     /// Lease length of its own registration, ms (default 3000).
     pub lease_ms: u64,
+    /// How long a stream's upstream session outlives its last viewer, ms (default 1000).
+    pub idle_stop_ms: u64,
+    /// How long a broken upstream (the media server restarting or moving) is re-attached
+    /// while viewers stay connected, ms (default 10000).
+    pub reattach_ms: u64,
+    /// Fan-out to viewers (`[forwarder.fanout]`).
+    pub fanout: FanoutConfig,
+    /// Connection policy of the data-plane port (`[forwarder.connections]`).
+    pub connections: ConnectionPolicy,
 }
 
 impl Default for ForwarderConfig {
@@ -55,6 +72,10 @@ impl Default for ForwarderConfig {
             connect_timeout_ms: 1000,
             header_timeout_ms: 15_000,
             lease_ms: 3000,
+            idle_stop_ms: 1000,
+            reattach_ms: 10_000,
+            fanout: FanoutConfig::default(),
+            connections: ConnectionPolicy::default(),
         }
     }
 }
@@ -81,107 +102,202 @@ impl ForwarderConfig {
                 });
             }
         }
+        self.connections.validate("forwarder.connections")?;
+        self.fanout.settings("forwarder.fanout")?;
         Ok(())
     }
 }
 
 /// A running forwarder's request handler.
 #[derive(Debug)]
-pub struct Forwarder<D> {
+pub struct Forwarder {
+    service: String,
+    namespace: String,
     label: String,
-    discovery: D,
-    client: HopClient,
+    instance: String,
+    routes: RouteWatch,
+    relay: RelayHop,
     metrics: HopMetrics,
-    /// The address last resolved, used when the registry itself cannot be asked.
-    last_known: Mutex<Option<SocketAddr>>,
 }
 
-impl<D: Discovery> Forwarder<D> {
-    /// A forwarder for `config`'s label, resolving through `discovery`.
-    pub fn new(config: &ForwarderConfig, discovery: D, metrics: HopMetrics) -> Self {
+/// The metrics a forwarder or the proxy registers.
+#[derive(Debug, Clone)]
+pub struct RelayHopMetrics {
+    /// Requests and open streams.
+    pub hop: HopMetrics,
+    /// Viewers and skips.
+    pub fanout: FanoutMetrics,
+    /// Upstream sessions.
+    pub relay: RelayMetrics,
+}
+
+impl RelayHopMetrics {
+    /// Registers all three for `role` (`proxy` or `forwarder`).
+    pub fn register(role: &str, registry: &mut prometheus_client::registry::Registry) -> Self {
         Self {
-            label: config.label.clone(),
-            discovery,
-            client: HopClient::new(
-                Duration::from_millis(config.connect_timeout_ms),
-                Duration::from_millis(config.header_timeout_ms),
-            ),
-            metrics,
-            last_known: Mutex::new(None),
+            hop: HopMetrics::register(role, registry),
+            fanout: FanoutMetrics::register(&format!("streamgate_{role}"), registry),
+            relay: RelayMetrics::register(role, registry),
         }
     }
+}
 
-    /// Resolves the label now (seed ¶54).
+/// The label's current address from `watched`, after checking its namespace.
+///
+/// # Errors
+/// [`HopError::LabelNotRegistered`] or [`HopError::NamespaceMismatch`].
+pub fn resolve_label(
+    watched: &Watched,
+    label: &str,
+    namespace: &str,
+) -> Result<SocketAddr, HopError> {
+    let record = watched
+        .snapshot
+        .media
+        .iter()
+        .find(|m| m.label == label)
+        .ok_or_else(|| HopError::LabelNotRegistered {
+            label: label.to_owned(),
+        })?;
+    if record.namespace != namespace {
+        return Err(HopError::NamespaceMismatch {
+            label: label.to_owned(),
+            expected: namespace.to_owned(),
+            found: record.namespace.clone(),
+        });
+    }
+    Ok(record.addr)
+}
+
+impl Forwarder {
+    /// A forwarder for `config` whose registrations carry `instance`, resolving its label
+    /// from `routes`.
     ///
     /// # Errors
-    /// [`HopError::LabelNotRegistered`], or [`HopError::Registry`] when the registry is
-    /// unreachable and no address was ever resolved.
-    pub async fn resolve(&self) -> Result<SocketAddr, HopError> {
-        match self.discovery.media(&self.label).await {
-            Ok(Some(record)) => {
-                *self
-                    .last_known
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(record.addr);
-                Ok(record.addr)
-            }
-            Ok(None) => Err(HopError::LabelNotRegistered {
-                label: self.label.clone(),
+    /// [`ConfigError`] from [`ForwarderConfig::validate`].
+    pub fn new(
+        config: &ForwarderConfig,
+        instance: &str,
+        routes: RouteWatch,
+        metrics: RelayHopMetrics,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let settings = config.fanout.settings("forwarder.fanout")?;
+        Ok(Self {
+            service: config.service.clone(),
+            namespace: config.namespace.clone(),
+            label: config.label.clone(),
+            instance: instance.to_owned(),
+            routes,
+            relay: RelayHop::new(
+                RelayHopConfig {
+                    connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+                    header_timeout: Duration::from_millis(config.header_timeout_ms),
+                    idle_stop: Duration::from_millis(config.idle_stop_ms),
+                    reattach_within: Duration::from_millis(config.reattach_ms),
+                    fanout: settings,
+                },
+                metrics.fanout,
+                metrics.relay,
+            ),
+            metrics: metrics.hop,
+        })
+    }
+
+    /// Resolves the label now, from the watched routes (seed ¶54).
+    ///
+    /// # Errors
+    /// [`HopError::LabelNotRegistered`] or [`HopError::NamespaceMismatch`].
+    pub fn resolve(&self) -> Result<SocketAddr, HopError> {
+        resolve_label(&self.routes.current(), &self.label, &self.namespace)
+    }
+
+    /// Ends every stream (the forwarder stops).
+    pub fn shutdown(&self) {
+        self.relay.shutdown();
+    }
+
+    fn upstream(&self, path: &str) -> Upstream {
+        let (label, namespace) = (self.label.clone(), self.namespace.clone());
+        Upstream {
+            path: path.to_owned(),
+            headers: Vec::new(),
+            resolve: Arc::new(move |watched| {
+                resolve_label(watched, &label, &namespace)
+                    .map(|addr| (label.clone(), addr))
+                    .map_err(|e| Refusal::from_error(&e))
             }),
-            Err(error) => {
-                let last = *self
-                    .last_known
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                match last {
-                    Some(addr) => {
-                        warn!(label = %self.label, %error, %addr, "registry unreachable; using the last known address");
-                        Ok(addr)
-                    }
-                    None => Err(error),
-                }
-            }
+            routes: self.routes.clone(),
         }
     }
 
     async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<HopBody> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            return json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({ "error": "only GET and HEAD are served" }),
-            );
+        if request.method() != Method::GET {
+            return crate::hop::method_not_allowed("GET");
         }
-        let (parts, _) = request.into_parts();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-        let addr = match self.resolve().await {
+        let path = request.uri().path().to_owned();
+        if path == INSTANCE_PATH {
+            return instance_response(&serde_json::json!({
+                "service": self.service,
+                "namespace": self.namespace,
+                "label": self.label,
+                "instance": self.instance,
+            }));
+        }
+        if let Some(route) = request
+            .headers()
+            .get(ROUTE_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            let mine = format!("{}-{}", self.service, self.namespace);
+            if route != mine {
+                let error = RouteError::Misdirected {
+                    segment: route.to_owned(),
+                    served: mine,
+                };
+                info!(%error, "misdirected request");
+                return error_response(&error);
+            }
+        }
+        let stream = match parse_stream_path(&path) {
+            Ok(stream) => stream,
+            Err(error) => return error_response(&error),
+        };
+        let addr = match self.resolve() {
             Ok(addr) => addr,
             Err(error) => {
-                warn!(%error, origin = ?error.origin(), "cannot resolve the label");
+                warn!(%error, "cannot resolve the label");
                 return error_response(&error);
             }
         };
         tracing::Span::current().record("addr", tracing::field::display(addr));
+        let join = crate::fanout::viewer::join_for(
+            self.relay.fanout(),
+            request
+                .headers()
+                .get(crate::fanout::JOIN_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let upstream_path = format!("/{}/{}.flv", stream.stream, stream.channel);
+        let written = request.extensions().get::<crate::hop::Written>().cloned();
         match self
-            .client
-            .forward(&self.label, addr, &parts, &path, &[])
+            .relay
+            .play(&upstream_path, || self.upstream(&upstream_path), join)
             .await
         {
-            Ok(response) => {
-                info!(status = response.status().as_u16(), "forwarding");
-                response
+            Ok(viewer) => {
+                info!(status = 200, "forwarding");
+                flv_response(viewer, written.as_ref())
             }
-            Err(error) => {
-                warn!(%error, origin = ?error.origin(), "media server unreachable");
-                error_response(&error)
+            Err(refusal) => {
+                debug!(%refusal, "upstream refused");
+                refusal_response(&refusal)
             }
         }
     }
 }
 
-impl<D: Discovery> crate::hop::Handler for Forwarder<D> {
+impl crate::hop::Handler for Forwarder {
     async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
@@ -197,7 +313,9 @@ impl<D: Discovery> crate::hop::Handler for Forwarder<D> {
         let metrics = self.metrics.clone();
         let response = self.answer(request).instrument(span.clone()).await;
         metrics.answered(response.status());
-        if response.status().is_success() {
+        if response.status() == StatusCode::OK
+            && response.headers().contains_key(http::header::CACHE_CONTROL)
+        {
             metrics.track(response, move |bytes, open| {
                 let _entered = span.enter();
                 debug!(bytes, open_ms = open.as_millis(), "stream closed");

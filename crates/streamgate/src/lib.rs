@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod auth;
 pub mod bench;
 pub mod camera;
 pub mod cli;
@@ -9,14 +10,15 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod fanout;
 pub mod flv;
 pub mod forwarder;
-pub mod gop;
 pub mod hop;
 pub mod lifecycle;
 pub mod media;
 pub mod proxy;
 pub mod registry;
+pub mod relay;
 pub mod route;
 pub mod service;
 pub mod viewer;

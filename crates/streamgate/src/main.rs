@@ -1,12 +1,11 @@
-//! The `streamgate` binary: parse the command line (its `--set` help shows one of its own keys),
-//! then [`svckit::cli::main`] sets up tracing and the runtime, runs the subcommand and maps its
-//! outcome to the exit code.
+//! The `streamgate` binary: [`svckit::cli::run_binary`] parses the command line with this crate's
+//! name, description and a `--set` example of its own keys, sets up tracing and the runtime,
+//! runs the subcommand and maps its outcome to the exit code.
 
 use std::process::ExitCode;
 
-use streamgate::cli::{Cli, run};
+use streamgate::cli::run;
 
 fn main() -> ExitCode {
-    let cli: Cli = svckit::cli::parse("media.idle_stop_ms=10000");
-    svckit::cli::main("streamgate", cli.common.verbose, || run(cli))
+    svckit::cli::run_binary(&svckit::about!("media.idle_stop_ms=10000"), run)
 }

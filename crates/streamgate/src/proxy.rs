@@ -1,25 +1,35 @@
 //! The reverse proxy (seed ¶40, ¶46-¶47): the one public port. It parses
-//! `/realtime-{service}-{namespace}/{stream}/{n}.flv`, resolves the `{service}-{namespace}`
-//! segment against the registered forwarders ([`RouteTable`], longest service name first),
-//! sends `/{stream}/{n}.flv` to that forwarder and streams the answer back.
+//! `/realtime-{service}-{namespace}/{stream}/{n}.flv`, checks the play authorization
+//! ([`crate::auth`]: signed URL, `on_play` hook, CORS), resolves the `{service}-{namespace}`
+//! segment against the registered forwarders ([`RouteTable`], longest service name first) and
+//! serves the stream through a fan-out whose source is one upstream session per stream to
+//! that forwarder ([`crate::relay`]): a thousand viewers of a stream are one connection to the
+//! forwarder, and survive the forwarder or the media server moving.
 //!
-//! The table follows the registry by long-polling its version, so changes arrive within
-//! milliseconds; a segment that is not in the table triggers one fresh lookup (at most one
-//! per 100 ms) before the proxy answers 404, so a pair registered a moment ago is not refused.
+//! The table follows the registry through the watched routes ([`RouteWatch`]), so changes
+//! arrive within milliseconds; a segment that is not in the table triggers one fresh lookup
+//! (at most one per 100 ms) before the proxy answers 404, so a pair registered a moment ago
+//! is not refused.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::discovery::{Discovery, route_table};
-use crate::error::{Classify, RouteError};
-use crate::hop::{HopBody, HopClient, HopMetrics, error_response, json_response};
-use crate::route::{PUBLIC_ROUTE, RouteTable, RouteTarget, parse_public_path};
+use crate::auth::{self, AuthConfig, Cors, Hook, PlayRequest, auth_response};
+use crate::discovery::{Discovery, RouteWatch, Watched, route_table};
+use crate::error::{ConfigError, RouteError};
+use crate::fanout::{FanoutConfig, Refusal};
+use crate::forwarder::RelayHopMetrics;
+use crate::hop::{
+    ConnectionPolicy, HopBody, HopMetrics, error_response, flv_response, refusal_response,
+};
+use crate::relay::{RelayHop, RelayHopConfig, Upstream};
+use crate::route::{PUBLIC_ROUTE, PublicPath, RouteTable, RouteTarget, parse_public_path};
 
 /// Header carrying the public path's `{service}-{namespace}` segment to the forwarder.
 pub const ROUTE_HEADER: &str = "x-streamgate-route";
@@ -39,6 +49,17 @@ pub struct ProxyConfig {
     pub header_timeout_ms: u64,
     /// Long-poll wait on the registry's routes, ms (default 25000).
     pub watch_wait_ms: u64,
+    /// How long a stream's upstream session outlives its last viewer, ms (default 1000).
+    pub idle_stop_ms: u64,
+    /// How long a broken upstream is re-attached while viewers stay connected, ms (default
+    /// 10000).
+    pub reattach_ms: u64,
+    /// Play authorization (`[proxy.auth]`).
+    pub auth: AuthConfig,
+    /// Fan-out to viewers (`[proxy.fanout]`).
+    pub fanout: FanoutConfig,
+    /// Connection policy of the public port (`[proxy.connections]`).
+    pub connections: ConnectionPolicy,
 }
 
 impl Default for ProxyConfig {
@@ -49,18 +70,39 @@ impl Default for ProxyConfig {
             connect_timeout_ms: 1000,
             header_timeout_ms: 20_000,
             watch_wait_ms: 25_000,
+            idle_stop_ms: 1000,
+            reattach_ms: 10_000,
+            auth: AuthConfig::default(),
+            fanout: FanoutConfig::default(),
+            connections: ConnectionPolicy::default(),
         }
+    }
+}
+
+impl ProxyConfig {
+    /// Checks the sections.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.validate()?;
+        self.connections.validate("proxy.connections")?;
+        self.fanout.settings("proxy.fanout")?;
+        Ok(())
     }
 }
 
 /// The proxy's request handler and routing table.
 #[derive(Debug)]
 pub struct Proxy<D> {
-    table: RwLock<(u64, Arc<RouteTable>)>,
-    discovery: D,
-    client: HopClient,
+    table: RwLock<Option<(Arc<crate::registry::RouteSnapshot>, Arc<RouteTable>)>>,
+    routes: RouteWatch,
+    discovery: Arc<D>,
+    relay: RelayHop,
     metrics: HopMetrics,
-    watch_wait: Duration,
+    auth: AuthConfig,
+    hook: Option<Hook>,
+    cors: Cors,
     /// When a miss last triggered a fresh lookup (misses refresh at most every
     /// [`MISS_REFRESH_EVERY`], so a flood of unknown paths cannot flood the registry).
     last_miss_refresh: std::sync::Mutex<Option<std::time::Instant>>,
@@ -69,86 +111,89 @@ pub struct Proxy<D> {
 /// Shortest interval between two lookups caused by unknown segments.
 pub const MISS_REFRESH_EVERY: Duration = Duration::from_millis(100);
 
+/// The relay key of a public path: `{segment}/{stream}/{n}`.
+fn relay_key(path: &PublicPath) -> String {
+    format!("{}/{}/{}", path.segment, path.stream, path.channel)
+}
+
 impl<D: Discovery> Proxy<D> {
-    /// A proxy with an empty table; call [`Proxy::refresh`] or [`Proxy::spawn_watch`].
-    pub fn new(config: &ProxyConfig, discovery: D, metrics: HopMetrics) -> Self {
-        Self {
-            table: RwLock::new((u64::MAX, Arc::new(RouteTable::default()))),
-            discovery,
-            client: HopClient::new(
-                Duration::from_millis(config.connect_timeout_ms),
-                Duration::from_millis(config.header_timeout_ms),
-            ),
-            metrics,
-            watch_wait: Duration::from_millis(config.watch_wait_ms),
-            last_miss_refresh: std::sync::Mutex::new(None),
+    /// A proxy routing from `routes` (kept current elsewhere, see [`RouteWatch::spawn`]),
+    /// refreshing from `discovery` on a miss.
+    ///
+    /// # Errors
+    /// [`ConfigError`] from [`ProxyConfig::validate`].
+    pub fn new(
+        config: &ProxyConfig,
+        routes: RouteWatch,
+        discovery: Arc<D>,
+        metrics: RelayHopMetrics,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let settings = config.fanout.settings("proxy.fanout")?;
+        if !config.auth.enabled() {
+            warn!("play authorization is off: no signing key and no on_play hook configured");
         }
+        Ok(Self {
+            table: RwLock::new(None),
+            routes,
+            discovery,
+            relay: RelayHop::new(
+                RelayHopConfig {
+                    connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+                    header_timeout: Duration::from_millis(config.header_timeout_ms),
+                    idle_stop: Duration::from_millis(config.idle_stop_ms),
+                    reattach_within: Duration::from_millis(config.reattach_ms),
+                    fanout: settings,
+                },
+                metrics.fanout,
+                metrics.relay,
+            ),
+            metrics: metrics.hop,
+            hook: Hook::new(&config.auth),
+            cors: Cors::new(&config.auth),
+            auth: config.auth.clone(),
+            last_miss_refresh: std::sync::Mutex::new(None),
+        })
     }
 
+    /// Ends every stream (the proxy stops).
+    pub fn shutdown(&self) {
+        self.relay.shutdown();
+    }
+
+    /// The routing table of the current routes (rebuilt when they change).
     fn table(&self) -> Arc<RouteTable> {
-        self.table
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .clone()
-    }
-
-    fn version(&self) -> u64 {
-        self.table.read().unwrap_or_else(PoisonError::into_inner).0
-    }
-
-    fn install(&self, snapshot: &crate::registry::RouteSnapshot) {
-        let table = route_table(snapshot);
+        let current = self.routes.current().snapshot;
+        if let Some((snapshot, table)) = &*self.table.read().unwrap_or_else(PoisonError::into_inner)
+            && Arc::ptr_eq(snapshot, &current)
+        {
+            return table.clone();
+        }
+        let table = Arc::new(route_table(&current));
         for (segment, pairs) in table.ambiguities() {
             warn!(segment, pairs = ?pairs, "several (service, namespace) pairs spell this segment; the longest service wins");
         }
         debug!(
-            version = snapshot.version,
+            version = current.version,
             pairs = table.len(),
             "routing table updated"
         );
         *self.table.write().unwrap_or_else(PoisonError::into_inner) =
-            (snapshot.version, Arc::new(table));
+            Some((current, table.clone()));
+        table
     }
 
-    /// Loads the current table from discovery.
+    /// Loads the current routes from discovery at once.
     ///
     /// # Errors
     /// The discovery error.
     pub async fn refresh(&self) -> Result<(), crate::error::HopError> {
         let snapshot = self.discovery.routes(None, Duration::ZERO).await?;
-        self.install(&snapshot);
+        self.routes.install(snapshot);
         Ok(())
     }
 
-    /// Keeps the table current by long-polling discovery until the task is aborted.
-    pub fn spawn_watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let proxy = self.clone();
-        tokio::spawn(async move {
-            let mut warned = false;
-            loop {
-                let since = proxy.version();
-                let since = (since != u64::MAX).then_some(since);
-                match proxy.discovery.routes(since, proxy.watch_wait).await {
-                    Ok(snapshot) => {
-                        warned = false;
-                        if Some(snapshot.version) != since {
-                            proxy.install(&snapshot);
-                        }
-                    }
-                    Err(error) => {
-                        if !warned {
-                            warn!(%error, "cannot watch the routes; keeping the current table");
-                            warned = true;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
-        })
-    }
-
-    /// Resolves a segment, refreshing the table once on a miss.
+    /// Resolves a segment, refreshing the routes once on a miss.
     async fn resolve(&self, segment: &str) -> Result<RouteTarget, RouteError> {
         let first = self.table().resolve(segment).cloned();
         match first {
@@ -174,14 +219,60 @@ impl<D: Discovery> Proxy<D> {
         }
     }
 
-    async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<HopBody> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            return json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({ "error": "only GET and HEAD are served" }),
-            );
+    fn upstream(&self, path: &PublicPath) -> Upstream {
+        let segment = path.segment.clone();
+        Upstream {
+            path: path.upstream_path(),
+            headers: vec![(ROUTE_HEADER, segment.clone())],
+            resolve: Arc::new(move |watched: &Watched| {
+                route_table(&watched.snapshot)
+                    .resolve(&segment)
+                    .map(|t| (t.service.clone(), t.addr))
+                    .map_err(|e| Refusal::from_error(&e))
+            }),
+            routes: self.routes.clone(),
         }
+    }
+
+    /// Signature and hook checks for a play request of `path` in `format`.
+    async fn authorize(
+        &self,
+        parts: &http::request::Parts,
+        path: &PublicPath,
+        target: &RouteTarget,
+        format: &str,
+        peer: SocketAddr,
+    ) -> Result<(), auth::AuthError> {
+        let resource = auth::resource(&path.segment, &path.stream, path.channel);
+        auth::verify(&self.auth, &resource, parts.uri.query(), SystemTime::now())?;
+        if let Some(hook) = &self.hook {
+            hook.check(&PlayRequest {
+                action: "on_play",
+                service: &target.service,
+                namespace: &target.namespace,
+                stream: &path.stream,
+                channel: path.channel,
+                format,
+                client: peer.ip(),
+                query: parts.uri.query().unwrap_or_default(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<HopBody> {
         let (parts, _) = request.into_parts();
+        if parts.method == Method::OPTIONS {
+            return self.cors.preflight(&parts.headers);
+        }
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return crate::hop::method_not_allowed("GET, HEAD, OPTIONS");
+        }
         let path = match parse_public_path(parts.uri.path()) {
             Ok(path) => path,
             Err(error) => {
@@ -201,28 +292,42 @@ impl<D: Discovery> Proxy<D> {
         span.record("service", tracing::field::display(&target.service));
         span.record("namespace", tracing::field::display(&target.namespace));
         span.record("label", tracing::field::display(&target.label));
-        let upstream = match parts.uri.query() {
-            Some(query) => format!("{}?{query}", path.upstream_path()),
-            None => path.upstream_path(),
-        };
-        match self
-            .client
-            .forward(
-                &target.service,
-                target.addr,
-                &parts,
-                &upstream,
-                &[(ROUTE_HEADER, path.segment.clone())],
-            )
-            .await
-        {
-            Ok(response) => {
-                info!(status = response.status().as_u16(), forwarder = %target.addr, "routing");
-                response
+        if let Err(error) = self.authorize(&parts, &path, &target, "flv", peer).await {
+            info!(%error, reason = error.reason(), "play refused");
+            return auth_response(&error);
+        }
+        if parts.method == Method::HEAD {
+            let mut response = crate::hop::empty_response(StatusCode::OK);
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("video/x-flv"),
+            );
+            return response;
+        }
+        let written = parts.extensions.get::<crate::hop::Written>().cloned();
+        self.play(&path, written).await
+    }
+
+    /// Joins (or starts) the stream's fan-out and answers with the viewer's FLV stream.
+    async fn play(
+        self: &Arc<Self>,
+        path: &PublicPath,
+        written: Option<crate::hop::Written>,
+    ) -> Response<HopBody> {
+        let key = relay_key(path);
+        let join = crate::fanout::Join::configured(self.relay.fanout());
+        match self.relay.play(&key, || self.upstream(path), join).await {
+            Ok(viewer) => {
+                info!(status = 200, "routing");
+                flv_response(viewer, written.as_ref())
             }
-            Err(error) => {
-                warn!(%error, origin = ?error.origin(), "forwarder unreachable");
-                error_response(&error)
+            Err(refusal) => {
+                if refusal.status.is_server_error() {
+                    warn!(%refusal, "upstream refused");
+                } else {
+                    info!(%refusal, "upstream refused");
+                }
+                refusal_response(&refusal)
             }
         }
     }
@@ -244,7 +349,10 @@ impl<D: Discovery> crate::hop::Handler for Proxy<D> {
             %peer,
         );
         let metrics = self.metrics.clone();
-        let response = self.answer(request).instrument(span.clone()).await;
+        let request_headers = request.headers().clone();
+        let proxy = self.clone();
+        let mut response = proxy.answer(request, peer).instrument(span.clone()).await;
+        self.cors.decorate(&request_headers, &mut response);
         metrics.answered(response.status());
         if response.status().is_success() {
             metrics.track(response, move |bytes, open| {

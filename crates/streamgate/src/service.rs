@@ -14,10 +14,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::discovery::AnyDiscovery;
+use crate::discovery::{AnyDiscovery, RouteWatch};
 use crate::error::Error;
-use crate::forwarder::{Forwarder, ForwarderConfig};
-use crate::hop::HopMetrics;
+use crate::forwarder::{Forwarder, ForwarderConfig, RelayHopMetrics};
+use crate::hop::{ConnectionMetrics, ConnectionPolicy};
 use crate::media::{MediaConfig, MediaServer};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::registry::client::{Registrant, instance_id, keep_registered};
@@ -35,7 +35,25 @@ pub struct Running {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     registered: Option<watch::Receiver<bool>>,
-    on_stop: Option<MediaServer>,
+    on_stop: Option<OnStop>,
+}
+
+/// What ends a part's open streams when it stops.
+#[derive(Debug)]
+enum OnStop {
+    Media(MediaServer),
+    Forwarder(Arc<Forwarder>),
+    Proxy(Arc<Proxy<AnyDiscovery>>),
+}
+
+impl OnStop {
+    fn run(self) {
+        match self {
+            Self::Media(media) => media.shutdown(),
+            Self::Forwarder(forwarder) => forwarder.shutdown(),
+            Self::Proxy(proxy) => proxy.shutdown(),
+        }
+    }
 }
 
 impl Running {
@@ -74,8 +92,8 @@ impl Running {
     /// tasks.
     pub async fn stop(mut self) {
         self.stop.cancel();
-        if let Some(media) = self.on_stop.take() {
-            media.shutdown();
+        if let Some(on_stop) = self.on_stop.take() {
+            on_stop.run();
         }
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(GRACE * 3, task).await;
@@ -87,14 +105,23 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop.cancel();
-        if let Some(media) = self.on_stop.take() {
-            media.shutdown();
+        if let Some(on_stop) = self.on_stop.take() {
+            on_stop.run();
         }
     }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(addr).await.map_err(|source| Error::Io {
+        what: "binding",
+        addr,
+        source,
+    })
+}
+
+/// Binds a data-plane port under `policy` (its backlog).
+fn bind_plane(addr: SocketAddr, policy: &ConnectionPolicy) -> Result<TcpListener, Error> {
+    crate::hop::bind(addr, policy).map_err(|source| Error::Io {
         what: "binding",
         addr,
         source,
@@ -129,7 +156,7 @@ pub async fn start_registry(config: &RegistryConfig) -> Result<Running, Error> {
     let listener = bind(config.listen).await?;
     let addr = local(&listener, config.listen);
     let mut metrics = MetricsRegistry::default();
-    let registry = Registry::new(config, Arc::new(svckit::SystemClock), &mut metrics);
+    let registry = Registry::new(config, Arc::new(svckit::SystemClock), &mut metrics)?;
     let stop = CancellationToken::new();
     let sweeper = registry.spawn_sweeper(Duration::from_millis(config.sweep_ms));
     let server = spawn_serve(
@@ -156,8 +183,9 @@ pub async fn start_registry(config: &RegistryConfig) -> Result<Running, Error> {
     })
 }
 
-/// Starts a media server on `config.listen` and, with a registry, keeps it registered under
-/// its label with its bound address.
+/// Starts a media server: its data plane on `config.listen` (under `config.connections`),
+/// its admin port on `config.admin_listen`, and, with a registry, keeps it registered under
+/// its label with its bound data-plane address.
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration, [`Error::Io`] when binding fails.
@@ -166,17 +194,31 @@ pub async fn start_media(
     registry: Option<RegistryClient>,
 ) -> Result<Running, Error> {
     let mut metrics = MetricsRegistry::default();
-    let server = MediaServer::new(config, &mut metrics)?;
-    let listener = bind(config.listen).await?;
+    let instance = instance_id();
+    let server = MediaServer::new(config, &instance, &mut metrics)?;
+    let connection_metrics = ConnectionMetrics::register("media", &mut metrics);
+    let listener = bind_plane(config.listen, &config.connections)?;
     let addr = local(&listener, config.listen);
+    let admin = bind(config.admin_listen).await?;
+    let admin_addr = local(&admin, config.admin_listen);
     let stop = CancellationToken::new();
-    let mut tasks = vec![spawn_serve(
-        "streamgate-media",
+    let plane = tokio::spawn(crate::hop::serve(
         listener,
-        server.router(),
-        metrics,
-        &stop,
-    )];
+        Arc::new(server.clone()),
+        config.connections.clone(),
+        connection_metrics,
+        stop.clone().cancelled_owned(),
+    ));
+    let mut tasks = vec![
+        plane,
+        spawn_serve(
+            "streamgate-media",
+            admin,
+            server.admin_router(),
+            metrics,
+            &stop,
+        ),
+    ];
     let mut registered = None;
     if let Some(client) = registry {
         let (tx, rx) = watch::channel(false);
@@ -186,7 +228,7 @@ pub async fn start_media(
             namespace: config.namespace.clone(),
             addr,
             streams: server.streams(),
-            instance: instance_id(),
+            instance,
         };
         tasks.push(tokio::spawn(registration(
             client,
@@ -196,15 +238,15 @@ pub async fn start_media(
             stop.clone(),
         )));
     }
-    info!(%addr, label = %config.label, namespace = %config.namespace, "media server listening");
+    info!(%addr, %admin_addr, label = %config.label, namespace = %config.namespace, "media server listening");
     Ok(Running {
         name: "media",
         addr,
-        admin_addr: None,
+        admin_addr: Some(admin_addr),
         stop,
         tasks,
         registered,
-        on_stop: Some(server),
+        on_stop: Some(OnStop::Media(server)),
     })
 }
 
@@ -218,8 +260,9 @@ async fn registration(
     keep_registered(client, who, ttl, tx, stop).await;
 }
 
-/// Starts a forwarder on `config.listen` (admin on `config.admin_listen`), resolving its
-/// label through `discovery`, and with a registry keeps itself registered.
+/// Starts a forwarder: its data plane on `config.listen` (under `config.connections`), its
+/// admin port on `config.admin_listen`, its label resolved from the routes of `discovery`
+/// (watched, long-polling), and with a registry keeps itself registered.
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration, [`Error::Io`] when binding fails.
@@ -229,20 +272,29 @@ pub async fn start_forwarder(
     registry: Option<RegistryClient>,
 ) -> Result<Running, Error> {
     config.validate()?;
-    let listener = bind(config.listen).await?;
+    let listener = bind_plane(config.listen, &config.connections)?;
     let addr = local(&listener, config.listen);
     let admin = bind(config.admin_listen).await?;
     let admin_addr = local(&admin, config.admin_listen);
     let mut metrics = MetricsRegistry::default();
+    let (routes, watcher) = RouteWatch::spawn(Arc::new(discovery), WATCH_WAIT);
+    let instance = instance_id();
     let forwarder = Arc::new(Forwarder::new(
         config,
-        discovery,
-        HopMetrics::register("forwarder", &mut metrics),
-    ));
+        &instance,
+        routes.clone(),
+        RelayHopMetrics::register("forwarder", &mut metrics),
+    )?);
+    let connection_metrics = ConnectionMetrics::register("forwarder", &mut metrics);
+    if !routes.loaded(Duration::from_secs(2)).await {
+        tracing::warn!("no routes yet; the label resolves when discovery answers");
+    }
     let stop = CancellationToken::new();
     let plane = tokio::spawn(crate::hop::serve(
         listener,
-        forwarder,
+        forwarder.clone(),
+        config.connections.clone(),
+        connection_metrics,
         stop.clone().cancelled_owned(),
     ));
     let admin_task = spawn_serve(
@@ -252,7 +304,7 @@ pub async fn start_forwarder(
         metrics,
         &stop,
     );
-    let mut tasks = vec![plane, admin_task];
+    let mut tasks = vec![plane, admin_task, abort_on(watcher, &stop)];
     let mut registered = None;
     if let Some(client) = registry {
         let (tx, rx) = watch::channel(false);
@@ -262,7 +314,7 @@ pub async fn start_forwarder(
             namespace: config.namespace.clone(),
             addr,
             label: config.label.clone(),
-            instance: instance_id(),
+            instance,
         };
         tasks.push(tokio::spawn(registration(
             client,
@@ -280,34 +332,55 @@ pub async fn start_forwarder(
         stop,
         tasks,
         registered,
-        on_stop: None,
+        on_stop: Some(OnStop::Forwarder(forwarder)),
     })
 }
 
-/// Starts the proxy on `config.listen` (admin on `config.admin_listen`), with its routing
-/// table kept current from `discovery`.
+/// How long one long-poll of the routes waits.
+const WATCH_WAIT: Duration = Duration::from_secs(25);
+
+/// A task that aborts `task` once `stop` is cancelled.
+fn abort_on(task: JoinHandle<()>, stop: &CancellationToken) -> JoinHandle<()> {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        task.abort();
+    })
+}
+
+/// Starts the proxy: the public port on `config.listen` (under `config.connections`), its
+/// admin port on `config.admin_listen`, its routing table kept current from `discovery`.
 ///
 /// # Errors
-/// [`Error::Io`] when binding fails.
+/// [`Error::Config`] for an invalid configuration, [`Error::Io`] when binding fails.
 pub async fn start_proxy(config: &ProxyConfig, discovery: AnyDiscovery) -> Result<Running, Error> {
-    let listener = bind(config.listen).await?;
+    config.validate()?;
+    let listener = bind_plane(config.listen, &config.connections)?;
     let addr = local(&listener, config.listen);
     let admin = bind(config.admin_listen).await?;
     let admin_addr = local(&admin, config.admin_listen);
     let mut metrics = MetricsRegistry::default();
+    let discovery = Arc::new(discovery);
+    let (routes, watcher) = RouteWatch::spawn(
+        discovery.clone(),
+        Duration::from_millis(config.watch_wait_ms),
+    );
     let proxy = Arc::new(Proxy::new(
         config,
+        routes.clone(),
         discovery,
-        HopMetrics::register("proxy", &mut metrics),
-    ));
-    if let Err(error) = proxy.refresh().await {
-        tracing::warn!(%error, "no routes yet; the table fills when discovery answers");
+        RelayHopMetrics::register("proxy", &mut metrics),
+    )?);
+    let connection_metrics = ConnectionMetrics::register("proxy", &mut metrics);
+    if !routes.loaded(Duration::from_secs(2)).await {
+        tracing::warn!("no routes yet; the table fills when discovery answers");
     }
-    let watcher = proxy.spawn_watch();
     let stop = CancellationToken::new();
     let plane = tokio::spawn(crate::hop::serve(
         listener,
-        proxy,
+        proxy.clone(),
+        config.connections.clone(),
+        connection_metrics,
         stop.clone().cancelled_owned(),
     ));
     let admin_task = spawn_serve(
@@ -317,19 +390,14 @@ pub async fn start_proxy(config: &ProxyConfig, discovery: AnyDiscovery) -> Resul
         metrics,
         &stop,
     );
-    let stop_watcher = stop.clone();
-    let watcher_guard = tokio::spawn(async move {
-        stop_watcher.cancelled().await;
-        watcher.abort();
-    });
     info!(%addr, %admin_addr, "proxy listening");
     Ok(Running {
         name: "proxy",
         addr,
         admin_addr: Some(admin_addr),
-        stop,
-        tasks: vec![plane, admin_task, watcher_guard],
+        stop: stop.clone(),
+        tasks: vec![plane, admin_task, abort_on(watcher, &stop)],
         registered: None,
-        on_stop: None,
+        on_stop: Some(OnStop::Proxy(proxy)),
     })
 }

@@ -62,6 +62,18 @@ pub fn client(header_timeout: Duration) -> HopClient {
     HopClient::new(Duration::from_secs(2), header_timeout)
 }
 
+/// A client for viewers whose connections come from the local address `from` (any
+/// `127.0.0.0/8` address is loopback on Linux: load tests look like many clients).
+pub fn client_from(from: std::net::IpAddr, header_timeout: Duration) -> HopClient {
+    HopClient::with_socket(Duration::from_secs(2), header_timeout, Some(from), None)
+}
+
+/// A client for viewers whose sockets have a kernel receive buffer of `bytes` (a viewer
+/// whose network link is its bottleneck holds little; its backlog waits at the sender).
+pub fn client_with_recv_buffer(bytes: usize, header_timeout: Duration) -> HopClient {
+    HopClient::with_socket(Duration::from_secs(2), header_timeout, None, Some(bytes))
+}
+
 impl Viewer {
     /// Sends `GET url` and waits for the response headers (up to the client's header
     /// timeout).
@@ -184,4 +196,76 @@ impl Viewer {
             }
         }
     }
+}
+
+/// What one viewer saw while watching a stream for a while (see [`watch_stream`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watched {
+    /// The response status.
+    pub status: u16,
+    /// Video frames received.
+    pub frames: usize,
+    /// Video frames received after `mark` was set.
+    pub frames_after_mark: usize,
+    /// Largest time between two video frames.
+    pub max_gap: Duration,
+    /// Whether a video frame's decoding timestamp was below the one before it.
+    pub dts_went_back: bool,
+    /// AVC sequence headers received (1 unless the stream's parameters changed).
+    pub sequence_headers: usize,
+    /// Whether the stream ended (or broke) before `until`.
+    pub ended: bool,
+    /// Request to the first video key frame.
+    pub first_frame: Option<Duration>,
+}
+
+/// Watches `url` with `client` until `until`, checking every video frame: gaps, decoding
+/// timestamps, sequence headers, and whether the stream ended early. Frames received while
+/// `mark` holds `true` are also counted apart (e.g. after a media server moved).
+///
+/// # Errors
+/// [`ViewerError`] when the request fails before any answer.
+pub async fn watch_stream(
+    client: &HopClient,
+    url: &str,
+    until: tokio::time::Instant,
+    mark: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Watched, ViewerError> {
+    let mut viewer = Viewer::open(client, url).await?;
+    let mut seen = Watched {
+        status: viewer.status().as_u16(),
+        ..Watched::default()
+    };
+    if !viewer.status().is_success() {
+        return Ok(seen);
+    }
+    let mut last: Option<(u32, Instant)> = None;
+    loop {
+        match tokio::time::timeout_at(until, viewer.next_tag()).await {
+            Err(_) => break,
+            Ok(Ok(Some((tag, at)))) => {
+                seen.sequence_headers += usize::from(tag.is_avc_sequence_header());
+                if !tag.is_video_frame() {
+                    continue;
+                }
+                if seen.first_frame.is_none() && tag.is_key_frame() {
+                    seen.first_frame = Some(at - viewer.requested());
+                }
+                if let Some((ts, when)) = last {
+                    seen.dts_went_back |= tag.timestamp_ms < ts;
+                    seen.max_gap = seen.max_gap.max(at - when);
+                }
+                last = Some((tag.timestamp_ms, at));
+                seen.frames += 1;
+                if *mark.borrow() {
+                    seen.frames_after_mark += 1;
+                }
+            }
+            Ok(Ok(None) | Err(_)) => {
+                seen.ended = true;
+                break;
+            }
+        }
+    }
+    Ok(seen)
 }

@@ -1,6 +1,6 @@
 //! The command-line pieces every service binary shares (style.md 2.6): the global flags
-//! ([`CommonArgs`], flattened into each crate's clap `Cli` with `#[command(flatten)]`), parsing
-//! with a binary's own `--set` example ([`parse`]), configuration loading ([`load_config`]),
+//! ([`CommonArgs`]) with each binary's own subcommands ([`Cli`]), parsing with the binary's
+//! own name, description and `--set` example ([`About`], [`parse`], [`run_binary`]), configuration loading ([`load_config`]),
 //! stdout/stderr helpers that treat a closed pipe as success, the demo's exit-code rule
 //! ([`finish_demo`]) and the common `main` body ([`main`]).
 
@@ -42,31 +42,101 @@ impl CommonArgs {
     }
 }
 
-/// Parses the process's command line into `C`, a binary's clap `Cli` that flattens
-/// [`CommonArgs`], with the `--set` help showing `set_example` (a `key=value` of that binary's
-/// own configuration, e.g. `"relay.max_in_flight=64"`).
+/// What a service binary says about itself: its name (clap's `name` and `bin_name`), version
+/// and one-line description (`--help`, `--version`), and an example `key=value` of its own
+/// configuration for the `--set` help. Built by [`about!`](crate::about) from the calling
+/// crate's `Cargo.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct About {
+    /// The binary's name, e.g. `"txrelay"`.
+    pub name: &'static str,
+    /// Its version, e.g. `"0.1.0"`.
+    pub version: &'static str,
+    /// One line on what it does (the crate's `description`).
+    pub description: &'static str,
+    /// A `key=value` of its own configuration, e.g. `"delivery.max_attempts=20"`.
+    pub set_example: &'static str,
+}
+
+/// The calling crate's [`About`]: `CARGO_PKG_NAME`, `CARGO_PKG_VERSION` and
+/// `CARGO_PKG_DESCRIPTION` read where the macro is used, with `$set_example` for `--set`.
+#[macro_export]
+macro_rules! about {
+    ($set_example:expr) => {
+        $crate::cli::About {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            description: env!("CARGO_PKG_DESCRIPTION"),
+            set_example: $set_example,
+        }
+    };
+}
+
+/// A service binary's command line: the global flags ([`CommonArgs`]), the binary's own global
+/// flags `G` (none by default) and its subcommand enum `C`. Name, version and description come
+/// from the binary's [`About`] when parsed with [`parse`] or [`parse_from`].
+#[derive(Debug, clap::Parser)]
+pub struct Cli<C: clap::Subcommand, G: clap::Args = NoGlobals> {
+    /// Flags shared by every service.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The binary's own flags before the subcommand.
+    #[command(flatten)]
+    pub globals: G,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// No binary-specific global flags (the default `G` of [`Cli`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+pub struct NoGlobals {}
+
+/// Parses the process's command line into [`Cli<C>`] with `about`'s name, version,
+/// description and `--set` example.
 ///
 /// Usage errors, `--help` and `--version` print and exit as clap does (exit code 2 for errors).
-pub fn parse<C: clap::Parser>(set_example: &str) -> C {
-    parse_from(std::env::args_os(), set_example).unwrap_or_else(|error| error.exit())
+pub fn parse<C: clap::Subcommand, G: clap::Args>(about: &About) -> Cli<C, G> {
+    parse_from(std::env::args_os(), about).unwrap_or_else(|error| error.exit())
 }
 
 /// [`parse`] over explicit arguments (the first is the binary name).
 ///
 /// # Errors
 /// clap's error for a usage error, `--help` or `--version`.
-pub fn parse_from<C, I, T>(args: I, set_example: &str) -> Result<C, clap::Error>
+pub fn parse_from<C, G, I, T>(args: I, about: &About) -> Result<Cli<C, G>, clap::Error>
 where
-    C: clap::Parser,
+    C: clap::Subcommand,
+    G: clap::Args,
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    use clap::{CommandFactory as _, FromArgMatches as _};
     let help = format!(
-        "Override one configuration key, applied last, e.g. `--set {set_example}` (repeatable)"
+        "Override one configuration key, applied last, e.g. `--set {}` (repeatable)",
+        about.set_example
     );
-    let mut command = C::command().mut_arg(SET_ARG_ID, |arg| arg.help(help));
+    let mut command = Cli::<C, G>::command()
+        .name(about.name)
+        .bin_name(about.name)
+        .version(about.version)
+        .about(about.description)
+        .mut_arg(SET_ARG_ID, |arg| arg.help(help));
     let mut matches = command.try_get_matches_from_mut(args)?;
-    C::from_arg_matches_mut(&mut matches).map_err(|error| error.format(&mut command))
+    Cli::<C, G>::from_arg_matches_mut(&mut matches).map_err(|error| error.format(&mut command))
+}
+
+/// A whole service binary's `main`: [`parse`] the command line with `about`, then [`main`]
+/// runs `run` on it (tracing at the `-v` level, the Tokio runtime, the exit code).
+pub fn run_binary<C, G, F, E>(about: &About, run: impl FnOnce(Cli<C, G>) -> F) -> ExitCode
+where
+    C: clap::Subcommand,
+    G: clap::Args,
+    F: Future<Output = Result<ExitCode, E>>,
+    E: Display,
+{
+    let cli = parse::<C, G>(about);
+    main(about.name, cli.common.verbose, || run(cli))
 }
 
 /// Loads a binary's configuration `T` from the layers `common` names: embedded defaults (`T`'s
@@ -183,46 +253,80 @@ where
 mod tests {
     use super::*;
 
-    #[derive(Debug, clap::Parser)]
-    #[command(name = "demo-bin")]
-    struct TestCli {
-        #[command(flatten)]
-        common: CommonArgs,
-        #[command(subcommand)]
-        command: TestCommand,
-    }
-
     #[derive(Debug, clap::Subcommand)]
     enum TestCommand {
         Run,
     }
 
+    const ABOUT: About = About {
+        name: "demo-bin",
+        version: "9.8.7",
+        description: "A binary that exists in this test only.",
+        set_example: "relay.max_in_flight=64",
+    };
+
     #[test]
-    fn parse_keeps_flags_and_shows_the_binarys_own_example() {
-        let cli: TestCli = parse_from(
-            ["demo-bin", "run", "--set", "a.b=1", "-vv"],
-            "relay.max_in_flight=64",
-        )
-        .unwrap();
+    fn parse_keeps_flags_and_shows_the_binarys_own_name_and_example() {
+        let cli: Cli<TestCommand> =
+            parse_from(["demo-bin", "run", "--set", "a.b=1", "-vv"], &ABOUT).unwrap();
         assert_eq!(cli.common.overrides, ["a.b=1"]);
         assert_eq!(cli.common.verbose, 2);
         assert!(matches!(cli.command, TestCommand::Run));
 
-        let help = parse_from::<TestCli, _, _>(["demo-bin", "--help"], "relay.max_in_flight=64")
+        let help = parse_from::<TestCommand, NoGlobals, _, _>(["demo-bin", "--help"], &ABOUT)
             .unwrap_err()
             .to_string();
         assert!(help.contains("--set relay.max_in_flight=64"), "{help}");
+        assert!(
+            help.contains("A binary that exists in this test only."),
+            "{help}"
+        );
+        assert!(help.contains("Usage: demo-bin"), "{help}");
         assert!(!help.contains("tracker.max_substreams"), "{help}");
+        assert!(!help.contains("svckit"), "{help}");
         // The example also reaches the subcommands (the flag is global).
-        let sub = parse_from::<TestCli, _, _>(["demo-bin", "run", "--help"], "x.y=2")
+        let other = About {
+            set_example: "x.y=2",
+            ..ABOUT
+        };
+        let sub = parse_from::<TestCommand, NoGlobals, _, _>(["demo-bin", "run", "--help"], &other)
             .unwrap_err()
             .to_string();
         assert!(sub.contains("--set x.y=2"), "{sub}");
+        let version = parse_from::<TestCommand, NoGlobals, _, _>(["demo-bin", "--version"], &ABOUT)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(version.trim(), "demo-bin 9.8.7");
+    }
+
+    #[test]
+    fn about_reads_the_calling_crate() {
+        let about = crate::about!("k=v");
+        assert_eq!(about.name, "svckit");
+        assert_eq!(about.version, env!("CARGO_PKG_VERSION"));
+        assert!(about.description.starts_with("Shared service runtime"));
     }
 
     #[test]
     fn usage_errors_are_errors() {
-        assert!(parse_from::<TestCli, _, _>(["demo-bin", "nope"], "k=v").is_err());
+        assert!(parse_from::<TestCommand, NoGlobals, _, _>(["demo-bin", "nope"], &ABOUT).is_err());
+    }
+
+    #[derive(Debug, clap::Args)]
+    struct Dir {
+        /// A directory.
+        #[arg(long, global = true)]
+        dir: Option<String>,
+    }
+
+    #[test]
+    fn a_binarys_own_globals_parse_before_and_after_the_subcommand() {
+        let before: Cli<TestCommand, Dir> =
+            parse_from(["demo-bin", "--dir", "d", "run"], &ABOUT).unwrap();
+        assert_eq!(before.globals.dir.as_deref(), Some("d"));
+        let after: Cli<TestCommand, Dir> =
+            parse_from(["demo-bin", "run", "--dir", "e"], &ABOUT).unwrap();
+        assert_eq!(after.globals.dir.as_deref(), Some("e"));
     }
 
     #[test]

@@ -8,23 +8,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use svckit::cli::CommonArgs;
 
 use crate::config::{ChainConfig, Config, ENV_PREFIX};
 
-/// Off-chain transaction relay: validate, dedupe, submit to any node, track receipts, push
-/// signed results to registered receivers.
-#[derive(Debug, Parser)]
-#[command(name = "txrelay", version, about)]
-pub struct Cli {
-    /// Flags shared by every service.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `txrelay`'s command line: the global flags ([`svckit::cli::CommonArgs`]) and [`Command`];
+/// name, version and description come from the crate (`svckit::about!`).
+pub type Cli = svckit::cli::Cli<Command>;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

@@ -1,12 +1,11 @@
-//! The `txrelay` binary: parse the command line (its `--set` help shows one of its own keys),
-//! then [`svckit::cli::main`] sets up tracing and the runtime, runs the subcommand and maps its
-//! outcome to the exit code.
+//! The `txrelay` binary: [`svckit::cli::run_binary`] parses the command line with this crate's
+//! name, description and a `--set` example of its own keys, sets up tracing and the runtime,
+//! runs the subcommand and maps its outcome to the exit code.
 
 use std::process::ExitCode;
 
-use txrelay::cli::{Cli, run};
+use txrelay::cli::run;
 
 fn main() -> ExitCode {
-    let cli: Cli = svckit::cli::parse("delivery.max_attempts=20");
-    svckit::cli::main("txrelay", cli.common.verbose, || run(cli))
+    svckit::cli::run_binary(&svckit::about!("delivery.max_attempts=20"), run)
 }

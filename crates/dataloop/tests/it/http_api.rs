@@ -20,10 +20,23 @@ async fn serve_runs_triggers_over_http() {
             "--listen",
             "127.0.0.1:{port}",
         ])
+        .env("DATALOOP_SERVE__TOKEN", crate::safe_service::TOKEN)
         .ready(testkit::Ready::Http("/healthz"))
         .deadline(Duration::from_secs(60))
         .start();
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", crate::safe_service::TOKEN)
+                    .parse()
+                    .unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
     let status: serde_json::Value = client
         .get(peer.url("/status"))
         .send()

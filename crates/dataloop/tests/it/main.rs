@@ -10,7 +10,9 @@
 mod delta_reader;
 mod http_api;
 mod ingest_faults;
+mod integrity;
 mod manual_trigger;
+mod safe_service;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -24,19 +24,24 @@ fn empty_binary_and_oversized_inputs_are_rejected() {
 }
 
 #[test]
-fn deeply_nested_markup_lays_out() {
-    let html = format!("{}x{}", "<div>".repeat(3000), "</div>".repeat(3000));
+fn nesting_lays_out_up_to_blinks_limit_and_is_refused_beyond() {
+    let html = format!("{}x{}", "<div>".repeat(500), "</div>".repeat(500));
     let page = PageInput::from_bytes("deep", None, html.as_bytes(), 1 << 20).unwrap();
     let layout = EmbeddedEngine::new()
         .layout(&page, (800, 600), None)
         .unwrap();
-    // html, body and 3,000 nested divs (Blink-style parsers may flatten deep trees; Blitz keeps
-    // them) plus the text.
+    // html, body and 500 nested divs plus the text.
     assert!(
-        layout.snapshot.objects.len() > 3000,
+        layout.snapshot.objects.len() > 500,
         "{}",
         layout.snapshot.objects.len()
     );
+    // 20,000 levels (4.6 s of layout before the limit) and 8 MB of them: refused at once.
+    for levels in [3000, 20_000, 8 << 20 >> 3] {
+        let html = format!("{}x", "<div>".repeat(levels));
+        let err = PageInput::from_bytes("deeper", None, html.as_bytes(), 1 << 24).unwrap_err();
+        assert!(matches!(err, Error::TooDeep { limit: 512, .. }), "{err}");
+    }
 }
 
 proptest! {

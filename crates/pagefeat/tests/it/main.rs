@@ -13,6 +13,7 @@ mod engines;
 mod popups;
 mod profiles;
 mod schema;
+mod sealed;
 mod serve;
 mod support;
 mod viewport;

@@ -41,13 +41,103 @@ fn post_html_returns_the_tree_and_detections() {
         assert_eq!(json["stat_tree"]["url"], "https://news.example.org/a");
         assert_eq!(json["stat_tree"]["nodes"][0]["type"], "LayoutView");
         assert_eq!(json["detections"]["page"], "https://news.example.org/a");
-        // No model loaded: ad_nodes counts the filter-list matches (the GPT slot).
+        // No model loaded: ad_nodes counts the filter-list matches (the GPT slot), and the
+        // answer says no classifier was loaded (a `false` soft404 is not a verdict).
         assert_eq!(json["detections"]["ad_nodes"], 1);
+        assert_eq!(json["models"], serde_json::json!({"ad": false, "soft404": false}));
         let (status, json) = post(router.clone(), "/extract", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(json["error"].as_str().unwrap().contains("empty"));
         let (status, _) = post(router, "/extract?profile=viewport", "no tags here").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+    });
+}
+
+/// A page that takes the embedded engine well over 100 ms (2,000 paragraphs).
+fn heavy_page() -> String {
+    format!(
+        "<html><body>{}</body></html>",
+        "<p>Some words of a long article, <b>bold</b> and <i>not</i>.</p>".repeat(2_000)
+    )
+}
+
+fn router_with(serve: pagefeat::config::ServeConfig) -> axum::Router {
+    use pagefeat::config::Config;
+    let config = Config {
+        serve,
+        ..Config::default()
+    };
+    let clock: Arc<dyn svckit::Clock> = Arc::new(svckit::SystemClock);
+    let pipeline = Arc::new(pagefeat::extract::Pipeline::new(
+        config,
+        Arc::new(labels_only()),
+        clock,
+    ));
+    pagefeat::serve::router(pipeline, &mut Registry::default())
+}
+
+async fn post_owned(router: axum::Router, body: String) -> (StatusCode, Option<String>, String) {
+    let response = router
+        .oneshot(Request::post("/extract").body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, retry, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[test]
+fn requests_over_the_cap_get_503_with_retry_after() {
+    let rt = crate::support::runtime();
+    rt.block_on(async {
+        let router = router_with(pagefeat::config::ServeConfig {
+            max_concurrent: 1,
+            request_deadline_ms: 600_000,
+            ..pagefeat::config::ServeConfig::default()
+        });
+        let page = heavy_page();
+        let answers = futures::future::join_all(
+            (0..4).map(|_| tokio::spawn(post_owned(router.clone(), page.clone()))),
+        )
+        .await;
+        let answers: Vec<_> = answers.into_iter().map(Result::unwrap).collect();
+        let ok = answers.iter().filter(|a| a.0 == StatusCode::OK).count();
+        let busy: Vec<_> = answers
+            .iter()
+            .filter(|a| a.0 == StatusCode::SERVICE_UNAVAILABLE)
+            .collect();
+        assert!(
+            ok >= 1,
+            "{:?}",
+            answers.iter().map(|a| a.0).collect::<Vec<_>>()
+        );
+        assert!(
+            !busy.is_empty(),
+            "{:?}",
+            answers.iter().map(|a| a.0).collect::<Vec<_>>()
+        );
+        for (_, retry, body) in busy {
+            assert_eq!(retry.as_deref(), Some("1"));
+            assert!(body.contains("\"busy\""), "{body}");
+        }
+    });
+}
+
+#[test]
+fn a_request_past_its_deadline_gets_503() {
+    let rt = crate::support::runtime();
+    rt.block_on(async {
+        let router = router_with(pagefeat::config::ServeConfig {
+            request_deadline_ms: 100,
+            ..pagefeat::config::ServeConfig::default()
+        });
+        let (status, _, body) = post_owned(router, heavy_page()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("\"deadline\""), "{body}");
     });
 }
 

@@ -135,6 +135,40 @@ pub fn avc_frame(timestamp_ms: u32, composition_ms: i32, key: bool, avcc: &[u8])
     }
 }
 
+/// The composition time offset (`pts - dts`, ms) of a video frame tag, `None` for other tags.
+pub fn composition_ms(tag: &Tag) -> Option<i32> {
+    let data = tag.bytes.get(TAG_HEADER_LEN..TAG_HEADER_LEN + 5)?;
+    if tag.bytes[0] & 0x1f != TAG_VIDEO || data[1] != 1 {
+        return None;
+    }
+    let raw = i32::from_be_bytes([0, data[2], data[3], data[4]]);
+    Some(if raw & 0x0080_0000 != 0 {
+        raw - 0x0100_0000
+    } else {
+        raw
+    })
+}
+
+/// A copy of `tag` at `timestamp_ms` and, when given and `tag` is a video frame, with the
+/// composition offset `composition_ms` (signed 24 bits, saturating). The payload is unchanged.
+pub fn retimed(tag: &Tag, timestamp_ms: u32, composition_ms: Option<i32>) -> Tag {
+    let mut bytes = BytesMut::from(&tag.bytes[..]);
+    if bytes.len() >= TAG_HEADER_LEN {
+        bytes[4..7].copy_from_slice(&timestamp_ms.to_be_bytes()[1..]);
+        bytes[7] = (timestamp_ms >> 24) as u8;
+    }
+    if let Some(cts) = composition_ms
+        && self::composition_ms(tag).is_some()
+    {
+        bytes[TAG_HEADER_LEN + 2..TAG_HEADER_LEN + 5].copy_from_slice(&si24(cts));
+    }
+    Tag {
+        bytes: bytes.freeze(),
+        kind: tag.kind,
+        timestamp_ms,
+    }
+}
+
 /// The first byte of every AAC audio tag: `SoundFormat` 10, and for AAC always rate 3
 /// (44 kHz), 16-bit, stereo, as the specification requires; the real values come from the
 /// `AudioSpecificConfig`.
@@ -288,6 +322,25 @@ mod tests {
             &seq.bytes[TAG_HEADER_LEN..TAG_HEADER_LEN + 5],
             &[0x17, 0, 0, 0, 0]
         );
+    }
+
+    #[test]
+    fn retiming_rewrites_timestamps_only() {
+        let frame = avc_frame(0x0100_0040, -40, false, &[0, 0, 0, 1, 0x41]);
+        assert_eq!(composition_ms(&frame), Some(-40));
+        let moved = retimed(&frame, 0x0200_0007, Some(12));
+        assert_eq!(moved.timestamp_ms, 0x0200_0007);
+        assert_eq!(u24(&moved.bytes[4..7]), 7);
+        assert_eq!(moved.bytes[7], 2);
+        assert_eq!(composition_ms(&moved), Some(12));
+        assert_eq!(
+            &moved.bytes[16..],
+            &frame.bytes[16..],
+            "payload and size unchanged"
+        );
+        let audio = aac_frame(5, &[1]);
+        assert_eq!(composition_ms(&audio), None);
+        assert_eq!(retimed(&audio, 9, Some(3)).bytes.len(), audio.bytes.len());
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct ReadTag {
     pub timestamp_ms: u32,
     /// The tag's data (after the 11-byte header, without `PreviousTagSize`).
     pub data: Bytes,
+    /// The complete tag as read: header, data and `PreviousTagSize` (shares `data`'s
+    /// buffer; a relay forwards it without copying).
+    pub raw: Bytes,
     /// Offset of the tag in the stream, in bytes.
     pub offset: u64,
 }
@@ -80,18 +83,45 @@ impl ReadTag {
     }
 }
 
+/// Largest tag data [`FlvReader::new`] accepts, bytes (a 4K key frame is a few hundred KB).
+pub const DEFAULT_MAX_TAG_BYTES: usize = 8 << 20;
+
 /// The incremental reader; see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FlvReader {
     buf: BytesMut,
     header: Option<FlvHeader>,
     offset: u64,
+    max_tag_bytes: usize,
+}
+
+impl Default for FlvReader {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl FlvReader {
-    /// A reader expecting the FLV header first.
+    /// A reader expecting the FLV header first, accepting tags of up to
+    /// [`DEFAULT_MAX_TAG_BYTES`] of data.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_max_tag_bytes(DEFAULT_MAX_TAG_BYTES)
+    }
+
+    /// A reader refusing tags whose data exceeds `max_tag_bytes` (so a lying `DataSize`
+    /// cannot make it buffer 16 MiB).
+    pub fn with_max_tag_bytes(max_tag_bytes: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            header: None,
+            offset: 0,
+            max_tag_bytes,
+        }
+    }
+
+    /// Bytes received but not yet returned as tags.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Appends received bytes.
@@ -112,8 +142,8 @@ impl FlvReader {
     /// The next complete tag, `Ok(None)` when more bytes are needed.
     ///
     /// # Errors
-    /// [`FlvError`] on a wrong signature, a `PreviousTagSize` that does not match, or an
-    /// unknown tag type; the reader should then be dropped.
+    /// [`FlvError`] on a wrong signature, a `PreviousTagSize` that does not match, a tag
+    /// larger than the limit, or an unknown tag type; the reader should then be dropped.
     pub fn next_tag(&mut self) -> Result<Option<ReadTag>, FlvError> {
         if self.header.is_none() {
             if self.buf.len() < HEADER_LEN {
@@ -151,6 +181,13 @@ impl FlvReader {
         }
         let tag_type = self.buf[0] & 0x1f;
         let data_len = u32::from_be_bytes([0, self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if data_len > self.max_tag_bytes {
+            return Err(FlvError::TooLarge {
+                offset: self.offset,
+                len: data_len,
+                max: self.max_tag_bytes,
+            });
+        }
         let total = TAG_HEADER_LEN + data_len + 4;
         if self.buf.len() < total {
             return Ok(None);
@@ -162,8 +199,8 @@ impl FlvReader {
             });
         }
         let timestamp_ms = u32::from_be_bytes([self.buf[7], self.buf[4], self.buf[5], self.buf[6]]);
-        let mut tag = self.buf.split_to(total);
-        let prev_bytes = tag.split_off(TAG_HEADER_LEN + data_len);
+        let raw = self.buf.split_to(total).freeze();
+        let prev_bytes = &raw[TAG_HEADER_LEN + data_len..];
         let prev = u32::from_be_bytes([prev_bytes[0], prev_bytes[1], prev_bytes[2], prev_bytes[3]]);
         let expected = u32::try_from(TAG_HEADER_LEN + data_len).unwrap_or(u32::MAX);
         if prev != expected {
@@ -175,11 +212,11 @@ impl FlvReader {
         }
         let offset = self.offset;
         self.offset += total as u64;
-        tag.advance(TAG_HEADER_LEN);
         Ok(Some(ReadTag {
             tag_type,
             timestamp_ms,
-            data: tag.freeze(),
+            data: raw.slice(TAG_HEADER_LEN..TAG_HEADER_LEN + data_len),
+            raw,
             offset,
         }))
     }
@@ -230,6 +267,7 @@ mod tests {
             assert_eq!(read[3].timestamp_ms, 20);
             assert_eq!(read[4].timestamp_ms, 0x0100_0000 + 42);
             assert_eq!(read[4].composition_ms(), Some(-40));
+            assert_eq!(read[4].raw, tags[4].bytes, "the complete tag as written");
             assert_eq!(reader.offset(), stream.len() as u64);
         }
     }
@@ -252,5 +290,10 @@ mod tests {
             reader.next_tag(),
             Err(FlvError::PreviousTagSize { offset: 34, .. })
         ));
+        let mut reader = FlvReader::with_max_tag_bytes(100);
+        reader.push(&mux::header(false, true));
+        // A tag header declaring 16 MiB of data is refused before anything is buffered.
+        reader.push(&[9, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(matches!(reader.next_tag(), Err(FlvError::TooLarge { .. })));
     }
 }

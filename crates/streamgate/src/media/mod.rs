@@ -1,38 +1,43 @@
 //! The streaming-media server (seed ¶41, ¶49-¶50, ¶61-¶63): maps a stream's address
 //! information to a camera, pulls the camera over RTSP once however many viewers watch, muxes
-//! FLV and serves it as HTTP-FLV at `GET /{stream}/{n}.flv`.
+//! FLV and serves it as HTTP-FLV at `GET /{stream}/{n}.flv` on its data-plane port, under the
+//! connection policy of every hop ([`crate::hop::listen`]), through the fan-out
+//! ([`crate::fanout`]).
 //!
 //! Answers: 200 `video/x-flv` streaming (headers as soon as the camera plays); 400 for a
 //! malformed path; 404 with a JSON reason for a stream it has no camera for; 502 when the
-//! camera is unreachable or silent within the RTSP timeout. `GET /v1/streams` lists the
-//! running pulls. `/healthz` and `/metrics` come from `svckit::serve`.
+//! camera is unreachable, silent within the RTSP timeout, or offers no H.264 (the reason says
+//! which codec it offers). `GET /v1/instance` answers the label and instance id (the registry
+//! probes it before it lets another instance take the label). The admin port serves
+//! `GET /v1/streams` (the running pulls), `/healthz` and `/metrics` (from `svckit::serve`).
 
-pub mod channel;
 pub mod metrics;
 pub mod pull;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::StreamExt;
+use http::{Method, Request};
+use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, info, info_span, warn};
 use url::Url;
 
-use self::channel::{ChannelSettings, Hub, JoinError, Status, viewer_stream};
 use self::metrics::MediaMetrics;
 use self::pull::PullSettings;
-use crate::error::{Classify, ConfigError, MediaError, PullError, error_body};
+use crate::error::{ConfigError, MediaError};
+use crate::fanout::{
+    FanoutConfig, FanoutMetrics, Hub, JoinError, Refusal, Status, ViewerStream, subscribe,
+};
 use crate::forwarder::MEDIA_ROUTE;
+use crate::hop::{self, ConnectionPolicy, HopBody, refusal_response};
 use crate::route::{is_valid_name, parse_stream_path};
 
 /// Media server settings (`[media]`).
@@ -43,28 +48,35 @@ pub struct MediaConfig {
     pub label: String,
     /// The namespace it belongs to (seed ¶44), e.g. `NameSpaceA`.
     pub namespace: String,
-    /// HTTP listen address (default `127.0.0.1:7410`; port 0 picks a free one).
+    /// Data-plane listen address (default `127.0.0.1:7410`; port 0 picks a free one): the
+    /// address it registers.
     pub listen: SocketAddr,
+    /// Admin listen address for `/healthz`, `/metrics`, `/v1/streams` and `/v1/instance`
+    /// (default `127.0.0.1:0`).
+    pub admin_listen: SocketAddr,
     /// Stream address information -> camera RTSP URL, e.g.
     /// `main_stream = "rtsp://127.0.0.1:8554/main_stream"`; channel `n` > 0 of a stream is
     /// the key `stream/n`.
     pub cameras: BTreeMap<String, String>,
-    /// Time allowed to reach `PLAY` and the first frame, ms (default 5000); a camera that
-    /// misses it is answered with 502.
+    /// Time allowed to reach `PLAY`, ms (default 5000); a camera that misses it is answered
+    /// with 502.
     pub rtsp_timeout_ms: u64,
     /// Longest silence between frames before the pull is dropped, ms (default 5000).
     pub frame_timeout_ms: u64,
+    /// Time allowed after `PLAY` for the first frame, ms (default 12000): a camera that
+    /// announces no parameter sets in its SDP sends nothing decodable before its next key
+    /// frame, up to a whole GOP later.
+    pub first_frame_timeout_ms: u64,
     /// How long a pull outlives its last viewer, ms (default 5000).
     pub idle_stop_ms: u64,
-    /// Broadcast queue length in tags (default 512, about 7 s of 25 fps video with audio); a
-    /// viewer further behind skips ahead to the next key frame.
-    pub viewer_backlog_tags: usize,
-    /// Largest group of pictures cached for new viewers, bytes (default 16 MiB).
-    pub gop_cache_max_bytes: usize,
     /// Lease length of the registration, ms (default 3000; renewed every third of it).
     pub lease_ms: u64,
     /// RTP transport to cameras: `tcp` (interleaved, default) or `udp`.
     pub transport: String,
+    /// Fan-out to viewers (`[media.fanout]`).
+    pub fanout: FanoutConfig,
+    /// Connection policy of the data-plane port (`[media.connections]`).
+    pub connections: ConnectionPolicy,
 }
 
 impl Default for MediaConfig {
@@ -73,14 +85,16 @@ impl Default for MediaConfig {
             label: String::new(),
             namespace: String::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7410)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cameras: BTreeMap::new(),
             rtsp_timeout_ms: 5000,
             frame_timeout_ms: 5000,
+            first_frame_timeout_ms: 12_000,
             idle_stop_ms: 5000,
-            viewer_backlog_tags: 512,
-            gop_cache_max_bytes: 16 << 20,
             lease_ms: 3000,
             transport: "tcp".to_owned(),
+            fanout: FanoutConfig::default(),
+            connections: ConnectionPolicy::default(),
         }
     }
 }
@@ -116,6 +130,11 @@ impl MediaConfig {
         for (key, value, min) in [
             ("media.rtsp_timeout_ms", self.rtsp_timeout_ms, 100),
             ("media.frame_timeout_ms", self.frame_timeout_ms, 100),
+            (
+                "media.first_frame_timeout_ms",
+                self.first_frame_timeout_ms,
+                100,
+            ),
             ("media.lease_ms", self.lease_ms, 100),
         ] {
             if value < min {
@@ -126,6 +145,8 @@ impl MediaConfig {
                 });
             }
         }
+        self.connections.validate("media.connections")?;
+        self.fanout.settings("media.fanout")?;
         let mut cameras = BTreeMap::new();
         for (stream, url) in &self.cameras {
             let valid_key = match stream.split_once('/') {
@@ -166,6 +187,9 @@ fn redact_userinfo(url: &str) -> String {
     }
 }
 
+/// Path of the identity answer on every registered data-plane port.
+pub const INSTANCE_PATH: &str = "/v1/instance";
+
 /// A media server: its cameras and running pulls.
 #[derive(Debug, Clone)]
 pub struct MediaServer {
@@ -175,40 +199,45 @@ pub struct MediaServer {
 #[derive(Debug)]
 struct Shared {
     label: String,
+    instance: String,
     cameras: BTreeMap<String, Url>,
     hub: Arc<Hub>,
     pull: PullSettings,
+    metrics: MediaMetrics,
 }
 
 impl MediaServer {
-    /// A server for `config` (validated here), registering its metrics in `registry`.
+    /// A server for `config` (validated here) whose registrations carry `instance`,
+    /// registering its metrics in `registry`.
     ///
     /// # Errors
     /// [`ConfigError`] from [`MediaConfig::validate`].
     pub fn new(
         config: &MediaConfig,
+        instance: &str,
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Self, ConfigError> {
         let cameras = config.validate()?;
+        let settings = config.fanout.settings("media.fanout")?;
         let metrics = MediaMetrics::register(registry);
         let hub = Arc::new(Hub::new(
-            ChannelSettings {
-                linger: Duration::from_millis(config.idle_stop_ms),
-                backlog_tags: config.viewer_backlog_tags,
-                gop_cache_max_bytes: config.gop_cache_max_bytes,
-            },
-            metrics,
+            settings,
+            Duration::from_millis(config.idle_stop_ms),
+            FanoutMetrics::register("streamgate", registry),
         ));
         Ok(Self {
             inner: Arc::new(Shared {
                 label: config.label.clone(),
+                instance: instance.to_owned(),
                 cameras,
                 hub,
                 pull: PullSettings {
                     rtsp_timeout: Duration::from_millis(config.rtsp_timeout_ms),
                     frame_timeout: Duration::from_millis(config.frame_timeout_ms),
+                    first_frame_timeout: Duration::from_millis(config.first_frame_timeout_ms),
                     udp: config.transport == "udp",
                 },
+                metrics,
             }),
         })
     }
@@ -218,11 +247,10 @@ impl MediaServer {
         self.inner.cameras.keys().cloned().collect()
     }
 
-    /// The HTTP routes (without `/healthz` and `/metrics`, which `svckit::serve` adds).
-    pub fn router(&self) -> Router {
+    /// The admin routes (without `/healthz` and `/metrics`, which `svckit::serve` adds).
+    pub fn admin_router(&self) -> Router {
         Router::new()
             .route("/v1/streams", get(list_streams))
-            .route("/{stream}/{file}", get(watch))
             .with_state(self.clone())
     }
 
@@ -231,102 +259,117 @@ impl MediaServer {
         self.inner.hub.end_all();
     }
 
-    /// Opens a viewer on `path` (`/{stream}/{n}.flv`): waits for the camera to play, then
-    /// returns the FLV byte stream.
+    /// Opens a viewer on `path` (`/{stream}/{n}.flv`) joining as `join_header` asks (the
+    /// value of [`crate::fanout::JOIN_HEADER`], or the configured join point): waits for the
+    /// camera to play, then returns the viewer's FLV stream.
     ///
     /// # Errors
-    /// [`MediaError`]: malformed path, unknown stream, or the camera pull's failure.
+    /// The refusal to answer: malformed path (400), unknown stream (404), or the camera
+    /// pull's failure (502).
     pub async fn open(
         &self,
         path: &str,
-    ) -> Result<impl futures::Stream<Item = bytes::Bytes> + Send + 'static, MediaError> {
-        let parsed = parse_stream_path(path).map_err(|e| match e {
-            crate::error::RouteError::Malformed { path, reason } => {
-                MediaError::Malformed { path, reason }
-            }
-            other => MediaError::Malformed {
-                path: other.to_string(),
-                reason: "malformed",
-            },
+        join_header: Option<&str>,
+    ) -> Result<ViewerStream, Refusal> {
+        let parsed = parse_stream_path(path).map_err(|e| {
+            let error = match e {
+                crate::error::RouteError::Malformed { path, reason } => {
+                    MediaError::Malformed { path, reason }
+                }
+                other => MediaError::Malformed {
+                    path: other.to_string(),
+                    reason: "malformed",
+                },
+            };
+            Refusal::from_error(&error)
         })?;
         let key = parsed.camera_key();
-        let url = self
-            .inner
-            .cameras
-            .get(&key)
-            .ok_or_else(|| MediaError::UnknownStream {
+        let url = self.inner.cameras.get(&key).ok_or_else(|| {
+            Refusal::from_error(&MediaError::UnknownStream {
                 stream: key.clone(),
-            })?;
+            })
+        })?;
+        let join = crate::fanout::viewer::join_for(self.inner.hub.settings(), join_header);
         // A channel ending just as we join (idle stop) is retried once with a fresh pull.
         for _ in 0..2 {
-            let joined = self.inner.hub.join(&key, url);
+            let joined = self.inner.hub.join(&key);
             if joined.created {
                 tokio::spawn(
                     pull::run(
                         self.inner.hub.clone(),
                         joined.channel.clone(),
+                        url.clone(),
                         self.inner.pull.clone(),
+                        self.inner.metrics.clone(),
                     )
                     .instrument(info_span!("pull", stream = %key, label = %self.inner.label)),
                 );
             }
-            match viewer_stream(joined.channel, joined.guard).await {
+            match subscribe(joined.channel, joined.guard, join).await {
                 Ok(stream) => return Ok(stream),
-                Err(JoinError::Pull(error)) => return Err(MediaError::Pull(error)),
+                Err(JoinError::Refused(refusal)) => return Err(refusal),
                 Err(JoinError::Ended) => {}
             }
         }
-        Err(MediaError::Pull(PullError::Broken {
+        Err(Refusal::from_error(&crate::error::PullError::Broken {
             url: svckit::redact::SafeUrl::new(url.clone()).to_string(),
             reason: "the pull ended while the viewer joined".to_owned(),
         }))
     }
 }
 
-fn media_error_response(error: &MediaError) -> Response {
-    (error.status(), axum::Json(error_body(error))).into_response()
-}
-
-async fn watch(State(server): State<MediaServer>, OriginalUri(uri): OriginalUri) -> Response {
-    let span = info_span!(
-        "media",
-        route = MEDIA_ROUTE,
-        label = %server.inner.label,
-        path = %uri.path(),
-    );
-    async move {
-        match server.open(uri.path()).await {
-            Ok(stream) => {
-                info!("viewer joined");
-                let body = Body::from_stream(stream.map(Ok::<_, Infallible>));
-                let mut response = Response::new(body);
-                let headers = response.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("video/x-flv"),
-                );
-                headers.insert(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-cache, no-store"),
-                );
-                headers.insert(
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                );
-                response
+impl hop::Handler for MediaServer {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> http::Response<HopBody> {
+        let span = info_span!(
+            "media",
+            route = MEDIA_ROUTE,
+            label = %self.inner.label,
+            path = %request.uri().path(),
+        );
+        async move {
+            if request.method() != Method::GET {
+                return hop::method_not_allowed("GET");
             }
-            Err(error) => {
-                if error.status().is_server_error() {
-                    warn!(%error, origin = ?error.origin(), "viewer refused");
-                } else {
-                    info!(%error, "viewer refused");
+            if request.uri().path() == INSTANCE_PATH {
+                return instance_response(&serde_json::json!({
+                    "label": self.inner.label,
+                    "instance": self.inner.instance,
+                }));
+            }
+            let join = request
+                .headers()
+                .get(crate::fanout::JOIN_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let written = request.extensions().get::<hop::Written>().cloned();
+            match self.open(request.uri().path(), join.as_deref()).await {
+                Ok(stream) => {
+                    info!("viewer joined");
+                    hop::flv_response(stream, written.as_ref())
                 }
-                media_error_response(&error)
+                Err(refusal) => {
+                    if refusal.status.is_server_error() {
+                        warn!(%refusal, "viewer refused");
+                    } else {
+                        info!(%refusal, "viewer refused");
+                    }
+                    refusal_response(&refusal)
+                }
             }
         }
+        .instrument(span)
+        .await
     }
-    .instrument(span)
-    .await
+}
+
+/// The identity answer of `GET /v1/instance` on a data-plane port (the registry probes it
+/// before it lets another instance take a registration).
+pub fn instance_response(identity: &serde_json::Value) -> http::Response<HopBody> {
+    hop::json_response(StatusCode::OK, identity)
 }
 
 async fn list_streams(State(server): State<MediaServer>) -> Response {

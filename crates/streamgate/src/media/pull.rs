@@ -3,8 +3,8 @@
 //! stream).
 //!
 //! `DESCRIBE`, `SETUP` (interleaved over the RTSP TCP connection by default) and `PLAY` must
-//! finish within the RTSP timeout, else the pull fails with [`PullError::Timeout`] and viewers
-//! get 502. H.264 frames come length-prefixed with the SPS and PPS in front of every key
+//! finish within the RTSP timeout, and the first frame come within the first-frame timeout,
+//! else the pull fails with [`PullError::Timeout`] and viewers get 502. H.264 frames come length-prefixed with the SPS and PPS in front of every key
 //! frame; those become the AVC sequence header (and `onMetaData`) whenever they change, and
 //! are stripped from the frames. AAC (`mpeg4-generic`) frames come raw, with the
 //! `AudioSpecificConfig` from the SDP as the AAC sequence header. Both tracks are on the
@@ -22,8 +22,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use url::Url;
 
-use super::channel::{Channel, Hub, Status};
+use super::metrics::MediaMetrics;
 use crate::error::PullError;
+use crate::fanout::{Channel, Hub, Refusal, Status};
 use crate::flv::Tag;
 use crate::flv::avc::{self, NAL_AUD, NAL_PPS, NAL_SPS, SpsInfo};
 use crate::flv::dts::DtsRecovery;
@@ -36,6 +37,8 @@ pub struct PullSettings {
     pub rtsp_timeout: Duration,
     /// Longest silence between frames before the pull counts as broken.
     pub frame_timeout: Duration,
+    /// Time allowed after `PLAY` for the first frame.
+    pub first_frame_timeout: Duration,
     /// RTP over the RTSP connection (`tcp`, default) or over UDP (`udp`).
     pub udp: bool,
 }
@@ -177,6 +180,12 @@ impl VideoTrack {
         mux::avc_frame(dts, composition, key, &payload)
     }
 
+    /// The frames still held by the reorder buffer, for the end of the session: without
+    /// this the last `reorder_frames` frames of a stream with B-frames would be lost.
+    fn finish(&mut self) -> Vec<Tag> {
+        self.dts.flush().into_iter().map(|t| self.emit(t)).collect()
+    }
+
     /// Muxes one access unit; returns the tags to publish (configuration first).
     fn on_frame(&mut self, frame: &VideoFrame, url: &Url) -> Vec<Tag> {
         let units = match avc::split_avcc(frame.data()) {
@@ -272,11 +281,17 @@ impl VideoTrack {
     }
 }
 
-/// Runs the pull of `channel` until it stops: idle for its linger time, the camera fails,
-/// or the channel is ended from outside. Always leaves the channel ended.
-pub async fn run(hub: Arc<Hub>, channel: Arc<Channel>, settings: PullSettings) {
-    let url = channel.url().clone();
-    let result = pull(&hub, &channel, &settings).await;
+/// Runs the pull of `channel` from `url` until it stops: idle for its linger time, the camera
+/// fails or ends, or the channel is ended from outside. Frames still in the reorder buffer
+/// are published before the end. Always leaves the channel ended.
+pub async fn run(
+    hub: Arc<Hub>,
+    channel: Arc<Channel>,
+    url: Url,
+    settings: PullSettings,
+    metrics: MediaMetrics,
+) {
+    let result = pull(&hub, &channel, &url, &settings, &metrics).await;
     match result {
         Ok(()) => {
             info!(stream = %channel.key(), url = %safe(&url), "pull stopped: no viewers");
@@ -284,30 +299,33 @@ pub async fn run(hub: Arc<Hub>, channel: Arc<Channel>, settings: PullSettings) {
         }
         Err(error) => {
             warn!(stream = %channel.key(), %error, "pull failed");
-            channel
-                .metrics()
+            metrics
                 .rtsp_failures
                 .get_or_create(channel.metric_label())
                 .inc();
-            hub.end(&channel, Status::Failed(error));
+            hub.end(&channel, Status::Failed(Refusal::from_error(&error)));
         }
     }
 }
 
-async fn pull(hub: &Hub, channel: &Arc<Channel>, settings: &PullSettings) -> Result<(), PullError> {
-    let url = channel.url().clone();
+async fn pull(
+    hub: &Hub,
+    channel: &Arc<Channel>,
+    url: &Url,
+    settings: &PullSettings,
+    metrics: &MediaMetrics,
+) -> Result<(), PullError> {
     let started = Instant::now();
-    let session = match tokio::time::timeout(settings.rtsp_timeout, connect(&url, settings)).await {
+    let session = match tokio::time::timeout(settings.rtsp_timeout, connect(url, settings)).await {
         Ok(result) => result?,
         Err(_) => {
             return Err(PullError::Timeout {
-                url: safe(&url),
+                url: safe(url),
                 after: settings.rtsp_timeout,
             });
         }
     };
-    channel
-        .metrics()
+    metrics
         .rtsp_sessions
         .get_or_create(channel.metric_label())
         .inc();
@@ -321,7 +339,7 @@ async fn pull(hub: &Hub, channel: &Arc<Channel>, settings: &PullSettings) -> Res
         .as_ref()
         .map(|(index, _)| demuxed.streams()[*index].clock_rate_hz());
     info!(
-        stream = %channel.key(), url = %safe(&url), audio = audio.is_some(),
+        stream = %channel.key(), url = %safe(url), audio = audio.is_some(),
         setup_ms = started.elapsed().as_millis(), "camera playing"
     );
     let audio_index = audio.as_ref().map(|(index, _)| *index);
@@ -332,31 +350,31 @@ async fn pull(hub: &Hub, channel: &Arc<Channel>, settings: &PullSettings) -> Res
             .map(|(_, config)| mux::aac_sequence_header(0, config)),
     );
     let mut track = VideoTrack::new(clock_hz, audio.is_some());
+    let frames = metrics.frames.get_or_create(channel.metric_label()).clone();
     let mut last_frame = Instant::now();
-    let mut silence_limit = settings.rtsp_timeout;
-    loop {
-        let deadline = channel.stop_deadline().map(Instant::from_std);
+    let mut silence_limit = settings.first_frame_timeout;
+    let outcome = loop {
         tokio::select! {
             item = tokio::time::timeout_at(last_frame + silence_limit, demuxed.next()) => {
                 let item = match item {
                     Ok(Some(Ok(item))) => item,
                     Ok(Some(Err(error))) => {
-                        return Err(PullError::Broken { url: safe(&url), reason: error.to_string() });
+                        break Err(PullError::Broken { url: safe(url), reason: error.to_string() });
                     }
                     Ok(None) => {
-                        return Err(PullError::Broken { url: safe(&url), reason: "the camera ended the session".to_owned() });
+                        break Err(PullError::Broken { url: safe(url), reason: "the camera ended the session".to_owned() });
                     }
                     Err(_) => {
-                        return Err(PullError::Timeout { url: safe(&url), after: silence_limit });
+                        break Err(PullError::Timeout { url: safe(url), after: silence_limit });
                     }
                 };
                 match item {
                     CodecItem::VideoFrame(frame) if frame.stream_id() == video => {
                         last_frame = Instant::now();
                         silence_limit = settings.frame_timeout;
-                        for tag in track.on_frame(&frame, &url) {
+                        for tag in track.on_frame(&frame, url) {
                             if tag.kind != crate::flv::TagKind::Config {
-                                channel.metrics().frames.get_or_create(channel.metric_label()).inc();
+                                frames.inc();
                             }
                             channel.publish(tag);
                         }
@@ -368,24 +386,18 @@ async fn pull(hub: &Hub, channel: &Arc<Channel>, settings: &PullSettings) -> Res
                     other => debug!(item = ?std::mem::discriminant(&other), "ignored item"),
                 }
             }
-            () = sleep_until_opt(deadline) => {
-                if hub.try_stop_idle(channel, std::time::Instant::now()) {
-                    return Ok(());
-                }
-            }
-            () = channel.viewers_changed() => {}
+            () = crate::fanout::hub::idle_stop(hub, channel) => break Ok(()),
         }
         if matches!(channel.status(), Status::Ended) {
-            return Ok(());
+            break Ok(());
         }
+    };
+    // The session is over: release the frames the reorder buffer still holds.
+    for tag in track.finish() {
+        frames.inc();
+        channel.publish(tag);
     }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+    outcome
 }
 
 #[cfg(test)]

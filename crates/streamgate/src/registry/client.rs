@@ -9,6 +9,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use svckit::redact::Secret;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -21,11 +22,13 @@ use crate::hop::HopClient;
 /// Longest answer the client reads from the registry.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
-/// Talks to a registry at a base URL such as `http://127.0.0.1:7400`.
+/// Talks to a registry at a base URL such as `http://127.0.0.1:7400`, with a bearer
+/// credential.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     base: String,
     http: HopClient,
+    token: Option<Secret>,
 }
 
 impl RegistryClient {
@@ -39,7 +42,15 @@ impl RegistryClient {
                 Duration::from_secs(1),
                 super::MAX_WAIT + Duration::from_secs(5),
             ),
+            token: None,
         }
+    }
+
+    /// This client sending `token` as its bearer credential (none when empty).
+    #[must_use]
+    pub fn with_token(mut self, token: &Secret) -> Self {
+        self.token = (!token.expose().is_empty()).then(|| token.clone());
+        self
     }
 
     /// The base URL.
@@ -59,6 +70,12 @@ impl RegistryClient {
             .uri(format!("{}{path}", self.base));
         if body.is_some() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = &self.token {
+            builder = builder.header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token.expose()),
+            );
         }
         let request = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -260,33 +277,29 @@ pub fn instance_id() -> String {
 }
 
 /// Registers `who` and renews its lease every `ttl / 3` until `stop` is cancelled, then
-/// deregisters. Registers again when the registry lost the lease (it restarted, or the lease
-/// ran out during a stall); gives up when another instance took the key over.
-///
-/// Returns `true` when it stopped because it was superseded.
+/// deregisters. Registers again whenever the registry lost the lease (it restarted, or the
+/// lease ran out during a stall) or another instance holds the key (it is answered 409
+/// while that instance lives, and granted once the registry finds it gone): it never stops
+/// trying on its own. A refused credential is retried every 2 s.
 pub async fn keep_registered(
     client: RegistryClient,
     who: Registrant,
     ttl: Duration,
     registered: tokio::sync::watch::Sender<bool>,
     stop: CancellationToken,
-) -> bool {
+) {
     let key = who.key_path();
     let renew_every = (ttl / 3).max(Duration::from_millis(30));
     let retry_every = Duration::from_millis(100);
     let mut is_registered = false;
     let mut warned = false;
-    let superseded = loop {
-        let (heartbeat, wait) = if is_registered {
-            (true, renew_every)
-        } else {
-            (false, Duration::ZERO)
-        };
+    let mut wait = Duration::ZERO;
+    loop {
         tokio::select! {
-            () = stop.cancelled() => break false,
+            () = stop.cancelled() => break,
             () = tokio::time::sleep(wait) => {}
         }
-        match who.put(&client, ttl, heartbeat).await {
+        match who.put(&client, ttl, is_registered).await {
             Ok(StatusCode::OK) => {
                 if !is_registered {
                     info!(key = %key, registry = %client.base(), "registered");
@@ -294,20 +307,33 @@ pub async fn keep_registered(
                 }
                 is_registered = true;
                 warned = false;
+                wait = renew_every;
             }
-            Ok(StatusCode::NOT_FOUND) if heartbeat => {
+            Ok(StatusCode::NOT_FOUND) if is_registered => {
                 warn!(key = %key, "lease lost; registering again");
                 is_registered = false;
                 registered.send_replace(false);
+                wait = Duration::ZERO;
             }
             Ok(StatusCode::CONFLICT) => {
-                warn!(key = %key, "another instance took over this registration; stopping heartbeats");
+                if is_registered || !warned {
+                    warn!(key = %key, "another live instance holds this key; registering again until it is free");
+                    warned = true;
+                }
+                is_registered = false;
                 registered.send_replace(false);
-                break true;
+                wait = renew_every.min(Duration::from_secs(1));
+            }
+            Ok(status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)) => {
+                if !warned {
+                    warn!(key = %key, %status, "the registry refused the credential");
+                    warned = true;
+                }
+                wait = Duration::from_secs(2);
             }
             Ok(status) => {
                 warn!(key = %key, %status, "registry refused the registration");
-                tokio::time::sleep(retry_every).await;
+                wait = retry_every.max(wait);
             }
             Err(error) => {
                 if warned {
@@ -316,20 +342,18 @@ pub async fn keep_registered(
                     warn!(key = %key, %error, "registry unreachable; retrying");
                     warned = true;
                 }
-                if !is_registered {
-                    tokio::select! {
-                        () = stop.cancelled() => break false,
-                        () = tokio::time::sleep(retry_every) => {}
-                    }
-                }
+                wait = if is_registered {
+                    renew_every
+                } else {
+                    retry_every
+                };
             }
         }
-    };
-    if !superseded && is_registered {
+    }
+    if is_registered {
         match client.delete(&key, who.instance()).await {
             Ok(status) => debug!(key = %key, %status, "deregistered"),
             Err(error) => debug!(key = %key, %error, "deregistering failed"),
         }
     }
-    superseded
 }

@@ -2,14 +2,19 @@
 //! (service, namespace), each with a lease renewed by heartbeats. Time is passed in.
 //!
 //! Rules:
-//! * A registration always wins: a media server that restarts on a new address registers
-//!   under its label with a new instance id and replaces the old entry at once (seed ¶53: the
-//!   label, not the address, is what the forwarder is bound to).
+//! * A key (a label, a (service, namespace) pair) is unique: one instance holds it at a
+//!   time. A registration from the holding instance refreshes the entry; one from another
+//!   instance while the holder's lease is live is refused with [`Renewal::Held`], unless the
+//!   caller established that the holder is gone ([`Takeover::IfHolder`]: the registry's API
+//!   probes the holder's address first). So a media server that restarts on a new address
+//!   takes its label back at once (seed ¶53: the label, not the address, is what the
+//!   forwarder is bound to), while a second claim on a label whose server is alive is refused
+//!   and the real server keeps serving.
 //! * A heartbeat renews the lease only for the instance that holds the entry. A heartbeat
-//!   from a replaced instance is answered [`Renewal::Superseded`] (it should stop); one for an
-//!   expired or unknown entry is answered [`Renewal::Unknown`] (it should register again).
-//! * Entries declared statically (TOML) never expire; a registration under the same key
-//!   replaces them.
+//!   from a replaced instance is answered [`Renewal::Superseded`]; one for an expired or
+//!   unknown entry [`Renewal::Unknown`]. Either way the instance registers again (its claim is
+//!   refused while another live instance holds the key).
+//! * Entries declared statically (TOML) never expire and are never taken over.
 //! * Every change (new entry, new address, removal, expiry) increments the version, which
 //!   watchers long-poll on.
 
@@ -28,10 +33,29 @@ pub enum Renewal {
     },
     /// The lease was extended.
     Renewed,
-    /// Another instance holds the key now; the caller should stop heartbeating.
+    /// Another instance holds the key now; the caller registers again (and is refused while
+    /// that instance lives).
     Superseded,
     /// No live entry under this key; the caller should register again.
     Unknown,
+    /// A live entry of another instance holds the key: the registration is refused.
+    Held {
+        /// The holder's address.
+        addr: String,
+        /// The holder's instance id.
+        instance: String,
+        /// Whether the holder is a static (configured) entry.
+        fixed: bool,
+    },
+}
+
+/// Whether a registration may replace a live entry of another instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover<'a> {
+    /// No: a live entry of another instance is kept.
+    No,
+    /// Yes, if the entry is still held by this instance (probed and found gone).
+    IfHolder(&'a str),
 }
 
 #[derive(Debug, Clone)]
@@ -108,9 +132,32 @@ impl<R: Leased> Table<R> {
     }
 
     /// Returns the renewal and whether the content changed.
-    fn register(&mut self, record: R, ttl: Duration, now: Instant) -> (Renewal, bool) {
+    fn register(
+        &mut self,
+        record: R,
+        ttl: Duration,
+        now: Instant,
+        takeover: Takeover<'_>,
+    ) -> (Renewal, bool) {
         let key = record.key();
         let live = self.entries.get(&key).filter(|e| e.live(now));
+        if let Some(held) = live
+            && held.record.instance() != record.instance()
+        {
+            let fixed = held.expires.is_none();
+            let may_take =
+                matches!(takeover, Takeover::IfHolder(gone) if gone == held.record.instance());
+            if fixed || !may_take {
+                return (
+                    Renewal::Held {
+                        addr: held.record.addr(),
+                        instance: held.record.instance().to_owned(),
+                        fixed,
+                    },
+                    false,
+                );
+            }
+        }
         let previous = live.map(|e| e.record.addr());
         let changed = live.is_none_or(|e| e.record != record);
         self.entries.insert(
@@ -214,9 +261,16 @@ impl Leases {
         self.version += 1;
     }
 
-    /// Registers (or replaces) a media server under its label with a lease of `ttl`.
-    pub fn register_media(&mut self, record: MediaRecord, ttl: Duration, now: Instant) -> Renewal {
-        let (renewal, changed) = self.media.register(record, ttl, now);
+    /// Registers a media server under its label with a lease of `ttl` (refused while another
+    /// live instance holds the label, see [`Takeover`]).
+    pub fn register_media(
+        &mut self,
+        record: MediaRecord,
+        ttl: Duration,
+        now: Instant,
+        takeover: Takeover<'_>,
+    ) -> Renewal {
+        let (renewal, changed) = self.media.register(record, ttl, now, takeover);
         self.bump_if(changed);
         renewal
     }
@@ -239,14 +293,16 @@ impl Leases {
         removed
     }
 
-    /// Registers (or replaces) a forwarder under (service, namespace) with a lease of `ttl`.
+    /// Registers a forwarder under (service, namespace) with a lease of `ttl` (refused while
+    /// another live instance holds the pair, see [`Takeover`]).
     pub fn register_forwarder(
         &mut self,
         record: ForwarderRecord,
         ttl: Duration,
         now: Instant,
+        takeover: Takeover<'_>,
     ) -> Renewal {
-        let (renewal, changed) = self.forwarders.register(record, ttl, now);
+        let (renewal, changed) = self.forwarders.register(record, ttl, now, takeover);
         self.bump_if(changed);
         renewal
     }
@@ -283,6 +339,17 @@ impl Leases {
         );
         self.bump_if(!gone.is_empty());
         gone
+    }
+
+    /// The live forwarder under (service, namespace).
+    pub fn forwarder(
+        &self,
+        service: &str,
+        namespace: &str,
+        now: Instant,
+    ) -> Option<&ForwarderRecord> {
+        self.forwarders
+            .get(&(service.to_owned(), namespace.to_owned()), now)
     }
 
     /// The live media server under `label`.
@@ -324,7 +391,7 @@ mod tests {
         let mut leases = Leases::new();
         let v0 = leases.version();
         assert_eq!(
-            leases.register_media(media("i1", 1000), TTL, clock.now()),
+            leases.register_media(media("i1", 1000), TTL, clock.now(), Takeover::No),
             Renewal::Registered { previous: None }
         );
         assert!(leases.version() > v0);
@@ -351,13 +418,43 @@ mod tests {
     }
 
     #[test]
-    fn a_restarted_server_replaces_the_old_one() {
+    fn a_live_holder_keeps_its_label_and_a_gone_one_is_replaced() {
         let clock = TestClock::new();
         let mut leases = Leases::new();
-        leases.register_media(media("old", 1000), TTL, clock.now());
+        leases.register_media(media("old", 1000), TTL, clock.now(), Takeover::No);
         let v = leases.version();
+        // A second claim while the holder lives is refused, and nothing changes.
         assert_eq!(
-            leases.register_media(media("new", 2000), TTL, clock.now()),
+            leases.register_media(media("new", 2000), TTL, clock.now(), Takeover::No),
+            Renewal::Held {
+                addr: "127.0.0.1:1000".to_owned(),
+                instance: "old".to_owned(),
+                fixed: false
+            }
+        );
+        // A takeover naming another holder than the current one is refused too.
+        assert!(matches!(
+            leases.register_media(
+                media("new", 2000),
+                TTL,
+                clock.now(),
+                Takeover::IfHolder("x")
+            ),
+            Renewal::Held { .. }
+        ));
+        assert_eq!(leases.version(), v);
+        assert_eq!(
+            leases.media("media-a", clock.now()).unwrap().addr.port(),
+            1000
+        );
+        // The holder was probed and found gone: the restarted server takes the label.
+        assert_eq!(
+            leases.register_media(
+                media("new", 2000),
+                TTL,
+                clock.now(),
+                Takeover::IfHolder("old")
+            ),
             Renewal::Registered {
                 previous: Some("127.0.0.1:1000".to_owned())
             }
@@ -377,9 +474,15 @@ mod tests {
         );
         // Re-registering the same record does not bump the version.
         let v = leases.version();
-        leases.register_media(media("new", 2000), TTL, clock.now());
+        leases.register_media(media("new", 2000), TTL, clock.now(), Takeover::No);
         assert_eq!(leases.version(), v);
-        assert!(leases.remove_media("media-a", "new"));
+        // After the lease ran out, anyone may register.
+        clock.tick(TTL);
+        assert!(matches!(
+            leases.register_media(media("third", 3000), TTL, clock.now(), Takeover::No),
+            Renewal::Registered { .. }
+        ));
+        assert!(leases.remove_media("media-a", "third"));
         assert!(leases.snapshot(clock.now()).media.is_empty());
     }
 
@@ -402,6 +505,18 @@ mod tests {
         assert_eq!(
             leases.heartbeat_forwarder("ServiceA", "NameSpaceA", "static", TTL, clock.now()),
             Renewal::Renewed
+        );
+        assert!(
+            matches!(
+                leases.register_media(
+                    media("claim", 2000),
+                    TTL,
+                    clock.now(),
+                    Takeover::IfHolder("static")
+                ),
+                Renewal::Held { fixed: true, .. }
+            ),
+            "static entries are never taken over"
         );
     }
 }

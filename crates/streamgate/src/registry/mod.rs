@@ -1,44 +1,52 @@
 //! The registry: where media servers announce their unique label and current address, and
 //! forwarders their (service, namespace) (seed ¶44, ¶53-¶54).
 //!
-//! Media servers register with a lease and renew it by heartbeat; a media server that
-//! restarts elsewhere registers again under the same label and traffic follows at once,
-//! because forwarders resolve their label on every request. A static TOML list can declare
-//! entries that never expire. The HTTP API (axum, served by `svckit::serve` with `/healthz`
-//! and `/metrics`):
+//! Media servers and forwarders register with a credential ([`credentials`]) and a lease,
+//! and renew it by heartbeat. A label (and a (service, namespace) pair) is unique: a second
+//! claim while the holder lives is refused with 409, never a takeover; a claim against a
+//! holder whose address no longer answers `GET /v1/instance` with its instance id takes the
+//! key at once, so a media server that restarts elsewhere is followed without waiting for
+//! its old lease to run out ([`leases`]). Forwarders and the proxy follow the changes by
+//! long-polling the routes. A static TOML list can declare entries that never expire. The
+//! HTTP API ([`api`], served by `svckit::serve` with `/healthz` and `/metrics`); every call
+//! needs `Authorization: Bearer <secret>` (401 without, 403 for a credential whose role or
+//! namespaces do not allow the write):
 //!
 //! | method and path | body / query | answer |
 //! |---|---|---|
-//! | `PUT /v1/media/{label}` | [`MediaRegistration`] | 200 `{"status":"registered"\|"renewed"}`, 404 heartbeat for an unknown lease, 409 superseded |
+//! | `PUT /v1/media/{label}` | [`MediaRegistration`] | 200 `{"status":"registered"\|"renewed"}`, 404 heartbeat for an unknown lease, 409 held by another live instance, or superseded |
 //! | `DELETE /v1/media/{label}?instance=ID` | | 204, or 404 |
 //! | `GET /v1/media/{label}` | | 200 [`MediaRecord`], or 404 |
 //! | `PUT /v1/forwarders/{service}/{namespace}` | [`ForwarderRegistration`] | as for media |
 //! | `DELETE /v1/forwarders/{service}/{namespace}?instance=ID` | | 204, or 404 |
 //! | `GET /v1/routes?since=V&wait_ms=W` | | [`RouteSnapshot`]; waits up to `W` ms (at most 30 s) while the version is still `V` |
 
+pub mod api;
 pub mod client;
+pub mod credentials;
 pub mod leases;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+
+use axum::Router;
 use axum::routing::{get, put};
-use axum::{Json, Router};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry as MetricsRegistry;
 use serde::{Deserialize, Serialize};
 use svckit::Clock;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::warn;
 
 pub use client::RegistryClient;
-pub use leases::{Leases, Renewal};
+pub use credentials::{Credential, Credentials, Role};
+pub use leases::{Leases, Renewal, Takeover};
 
-use crate::route::is_valid_name;
+use crate::error::ConfigError;
+use crate::hop::HopClient;
 
 /// Longest a `GET /v1/routes` long-poll waits.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -146,6 +154,14 @@ pub struct RegistryConfig {
     pub media: Vec<MediaRecord>,
     /// Forwarders declared statically (never expire).
     pub forwarders: Vec<ForwarderRecord>,
+    /// Who may register and read, by credential id.
+    pub credentials: BTreeMap<String, Credential>,
+    /// Without credentials, accept every request (local experiments only; default false:
+    /// a registry without credentials refuses to start).
+    pub allow_anonymous: bool,
+    /// Deadline for probing a holder before a second claim takes its key, ms (default 500;
+    /// a holder that does not answer in time counts as alive).
+    pub probe_timeout_ms: u64,
 }
 
 impl Default for RegistryConfig {
@@ -155,6 +171,9 @@ impl Default for RegistryConfig {
             sweep_ms: 100,
             media: Vec::new(),
             forwarders: Vec::new(),
+            credentials: BTreeMap::new(),
+            allow_anonymous: false,
+            probe_timeout_ms: 500,
         }
     }
 }
@@ -166,16 +185,24 @@ pub struct Registry {
     version: watch::Sender<u64>,
     clock: Arc<dyn Clock>,
     entries: Gauge,
+    credentials: Arc<Credentials>,
+    probe: HopClient,
 }
 
 impl Registry {
     /// A registry holding `config`'s static entries, using `clock` for leases, registering
     /// its metric (`streamgate_registry_entries`) in `metrics`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when no credential is configured (and anonymous access is not
+    /// allowed) or a secret is too short.
     pub fn new(
         config: &RegistryConfig,
         clock: Arc<dyn Clock>,
         metrics: &mut MetricsRegistry,
-    ) -> Self {
+    ) -> Result<Self, ConfigError> {
+        let credentials = Credentials::new(&config.credentials, config.allow_anonymous)?;
+        let probe_timeout = Duration::from_millis(config.probe_timeout_ms.max(10));
         let mut leases = Leases::new();
         for record in &config.media {
             leases.add_static_media(record.clone());
@@ -195,9 +222,11 @@ impl Registry {
             version,
             clock,
             entries,
+            credentials: Arc::new(credentials),
+            probe: HopClient::new(probe_timeout, probe_timeout),
         };
         registry.publish();
-        registry
+        Ok(registry)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Leases) -> R) -> R {
@@ -255,337 +284,15 @@ impl Registry {
         Router::new()
             .route(
                 "/v1/media/{label}",
-                put(put_media).get(get_media).delete(delete_media),
+                put(api::put_media)
+                    .get(api::get_media)
+                    .delete(api::delete_media),
             )
             .route(
                 "/v1/forwarders/{service}/{namespace}",
-                put(put_forwarder).delete(delete_forwarder),
+                put(api::put_forwarder).delete(api::delete_forwarder),
             )
-            .route("/v1/routes", get(get_routes))
+            .route("/v1/routes", get(api::get_routes))
             .with_state(self.clone())
-    }
-}
-
-fn json_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
-/// The lease, or why it is refused.
-fn check_ttl(ttl_ms: u64) -> Result<Duration, String> {
-    let ttl = Duration::from_millis(ttl_ms);
-    if (MIN_TTL..=MAX_TTL).contains(&ttl) {
-        Ok(ttl)
-    } else {
-        Err(format!("ttl_ms `{ttl_ms}` must be between 100 and 600000"))
-    }
-}
-
-/// Checks every (what, name) pair; the error says which name is invalid.
-fn check_names(names: &[(&str, &str)]) -> Result<(), String> {
-    for (what, name) in names {
-        if !is_valid_name(name) {
-            return Err(format!("{what} `{name}` must be 1-128 of [A-Za-z0-9_.-]"));
-        }
-    }
-    Ok(())
-}
-
-fn renewal_response(renewal: &Renewal) -> Response {
-    match renewal {
-        Renewal::Registered { previous } => Json(serde_json::json!({
-            "status": "registered",
-            "previous": previous,
-        }))
-        .into_response(),
-        Renewal::Renewed => Json(serde_json::json!({ "status": "renewed" })).into_response(),
-        Renewal::Superseded => json_error(StatusCode::CONFLICT, "another instance holds this key"),
-        Renewal::Unknown => json_error(StatusCode::NOT_FOUND, "no live lease; register again"),
-    }
-}
-
-async fn put_media(
-    State(registry): State<Registry>,
-    Path(label): Path<String>,
-    Json(body): Json<MediaRegistration>,
-) -> Response {
-    let ttl = match check_names(&[("label", &label), ("namespace", &body.namespace)])
-        .and_then(|()| check_ttl(body.ttl_ms))
-    {
-        Ok(ttl) => ttl,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
-    };
-    let now = registry.clock.now();
-    let renewal = if body.heartbeat {
-        registry.with(|l| l.heartbeat_media(&label, &body.instance, ttl, now))
-    } else {
-        let record = MediaRecord {
-            label: label.clone(),
-            namespace: body.namespace,
-            addr: body.addr,
-            streams: body.streams,
-            instance: body.instance,
-        };
-        let renewal = registry.with(|l| l.register_media(record, ttl, now));
-        if let Renewal::Registered { previous } = &renewal {
-            info!(label = %label, addr = %body.addr, previous = ?previous, "media server registered");
-        }
-        renewal
-    };
-    registry.publish();
-    renewal_response(&renewal)
-}
-
-async fn get_media(State(registry): State<Registry>, Path(label): Path<String>) -> Response {
-    let now = registry.clock.now();
-    match registry.with(|l| l.media(&label, now).cloned()) {
-        Some(record) => Json(record).into_response(),
-        None => json_error(
-            StatusCode::NOT_FOUND,
-            &format!("label `{label}` is not registered"),
-        ),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct InstanceQuery {
-    instance: String,
-}
-
-async fn delete_media(
-    State(registry): State<Registry>,
-    Path(label): Path<String>,
-    Query(query): Query<InstanceQuery>,
-) -> Response {
-    if registry.with(|l| l.remove_media(&label, &query.instance)) {
-        info!(label = %label, "media server deregistered");
-        registry.publish();
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        json_error(
-            StatusCode::NOT_FOUND,
-            &format!("label `{label}` is not held by this instance"),
-        )
-    }
-}
-
-async fn put_forwarder(
-    State(registry): State<Registry>,
-    Path((service, namespace)): Path<(String, String)>,
-    Json(body): Json<ForwarderRegistration>,
-) -> Response {
-    let ttl = match check_names(&[
-        ("service", &service),
-        ("namespace", &namespace),
-        ("label", &body.label),
-    ])
-    .and_then(|()| check_ttl(body.ttl_ms))
-    {
-        Ok(ttl) => ttl,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
-    };
-    let now = registry.clock.now();
-    let renewal = if body.heartbeat {
-        registry.with(|l| l.heartbeat_forwarder(&service, &namespace, &body.instance, ttl, now))
-    } else {
-        let record = ForwarderRecord {
-            service: service.clone(),
-            namespace: namespace.clone(),
-            addr: body.addr,
-            label: body.label,
-            instance: body.instance,
-        };
-        let renewal = registry.with(|l| l.register_forwarder(record, ttl, now));
-        info!(service = %service, namespace = %namespace, addr = %body.addr, "forwarder registered");
-        renewal
-    };
-    registry.publish();
-    renewal_response(&renewal)
-}
-
-async fn delete_forwarder(
-    State(registry): State<Registry>,
-    Path((service, namespace)): Path<(String, String)>,
-    Query(query): Query<InstanceQuery>,
-) -> Response {
-    if registry.with(|l| l.remove_forwarder(&service, &namespace, &query.instance)) {
-        registry.publish();
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        json_error(
-            StatusCode::NOT_FOUND,
-            &format!("forwarder `{service}`/`{namespace}` is not held by this instance"),
-        )
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct RoutesQuery {
-    since: Option<u64>,
-    wait_ms: Option<u64>,
-}
-
-async fn get_routes(
-    State(registry): State<Registry>,
-    Query(query): Query<RoutesQuery>,
-) -> Response {
-    if let (Some(since), Some(wait_ms)) = (query.since, query.wait_ms) {
-        let wait = Duration::from_millis(wait_ms).min(MAX_WAIT);
-        let mut rx = registry.version.subscribe();
-        let changed = async {
-            loop {
-                if *rx.borrow_and_update() != since {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        // Timing out just answers with the unchanged snapshot.
-        let _ = tokio::time::timeout(wait, changed).await;
-    }
-    Json(registry.snapshot()).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use svckit::TestClock;
-    use tower::ServiceExt;
-
-    async fn call(
-        router: &Router,
-        method: &str,
-        uri: &str,
-        body: Option<serde_json::Value>,
-    ) -> (StatusCode, serde_json::Value) {
-        let mut request = http::Request::builder().method(method).uri(uri);
-        let body = match body {
-            Some(json) => {
-                request = request.header("content-type", "application/json");
-                Body::from(json.to_string())
-            }
-            None => Body::empty(),
-        };
-        let response = router
-            .clone()
-            .oneshot(request.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        (status, json)
-    }
-
-    #[tokio::test]
-    async fn register_heartbeat_supersede_and_expire_over_http() {
-        let clock = TestClock::new();
-        let registry = Registry::new(
-            &RegistryConfig::default(),
-            Arc::new(clock.clone()),
-            &mut MetricsRegistry::default(),
-        );
-        let router = registry.router();
-        let reg = |instance: &str, port: u16, heartbeat: bool| {
-            serde_json::json!({
-                "namespace": "NameSpaceA", "addr": format!("127.0.0.1:{port}"),
-                "streams": ["main_stream"], "instance": instance, "ttl_ms": 1000,
-                "heartbeat": heartbeat,
-            })
-        };
-        let (status, body) = call(
-            &router,
-            "PUT",
-            "/v1/media/media-a",
-            Some(reg("i1", 9001, false)),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let (_, record) = call(&router, "GET", "/v1/media/media-a", None).await;
-        assert_eq!(record["addr"], "127.0.0.1:9001");
-        let v1 = registry.snapshot().version;
-        let (status, _) = call(
-            &router,
-            "PUT",
-            "/v1/media/media-a",
-            Some(reg("i2", 9002, false)),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        assert!(registry.snapshot().version > v1);
-        let (status, _) = call(
-            &router,
-            "PUT",
-            "/v1/media/media-a",
-            Some(reg("i1", 9001, true)),
-        )
-        .await;
-        assert_eq!(status, StatusCode::CONFLICT, "old instance is superseded");
-        clock.tick(Duration::from_millis(1000));
-        registry.sweep();
-        let (status, body) = call(&router, "GET", "/v1/media/media-a", None).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-        let (status, _) = call(
-            &router,
-            "PUT",
-            "/v1/media/media-a",
-            Some(reg("i2", 9002, true)),
-        )
-        .await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "heartbeat after expiry");
-        let (status, body) = call(
-            &router,
-            "PUT",
-            "/v1/media/bad%20label",
-            Some(reg("i3", 1, false)),
-        )
-        .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    }
-
-    #[tokio::test]
-    async fn routes_long_poll_returns_on_change() {
-        let registry = Registry::new(
-            &RegistryConfig::default(),
-            Arc::new(svckit::SystemClock),
-            &mut MetricsRegistry::default(),
-        );
-        let router = registry.router();
-        let (_, snap) = call(&router, "GET", "/v1/routes", None).await;
-        let version = snap["version"].as_u64().unwrap();
-        let waiting = tokio::spawn({
-            let router = router.clone();
-            async move {
-                call(
-                    &router,
-                    "GET",
-                    &format!("/v1/routes?since={version}&wait_ms=20000"),
-                    None,
-                )
-                .await
-            }
-        });
-        tokio::task::yield_now().await;
-        let body = serde_json::json!({
-            "addr": "127.0.0.1:9100", "label": "media-a", "instance": "f1", "ttl_ms": 1000
-        });
-        let (status, _) = call(
-            &router,
-            "PUT",
-            "/v1/forwarders/Service-A/Name-Space-A",
-            Some(body),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        let (_, snap) = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(snap["version"].as_u64().unwrap() > version);
-        assert_eq!(snap["forwarders"][0]["service"], "Service-A");
-        assert_eq!(snap["forwarders"][0]["namespace"], "Name-Space-A");
     }
 }

@@ -10,7 +10,15 @@ use crate::bin;
 #[test]
 fn demo_passes_its_checks_and_reports_in_the_issue_shape() {
     let out = Command::new(bin())
-        .args(["demo", "--json", "--viewers", "20", "--keep-logs"])
+        .args([
+            "demo",
+            "--json",
+            "--viewers",
+            "20",
+            "--restart-viewers",
+            "10",
+            "--keep-logs",
+        ])
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -30,7 +38,7 @@ fn demo_passes_its_checks_and_reports_in_the_issue_shape() {
         ["errors", "fanout", "public_port", "restart", "streams"]
     );
     let streams = report["streams"].as_array().unwrap();
-    assert!(streams.len() >= 3);
+    assert_eq!(streams.len(), 5);
     for s in streams {
         let fields: Vec<&str> = s.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
@@ -50,11 +58,35 @@ fn demo_passes_its_checks_and_reports_in_the_issue_shape() {
     }
     assert_eq!(report["fanout"]["viewers"], 20);
     assert_eq!(report["fanout"]["upstream_pulls"], 1);
-    assert!(report["restart"]["ok_after_ms"].as_u64().unwrap() <= 1000);
-    assert_ne!(report["restart"]["old_addr"], report["restart"]["new_addr"]);
-    assert_eq!(report["errors"]["malformed"], 400);
-    assert_eq!(report["errors"]["unknown"], 404);
-    assert_eq!(report["errors"]["camera_down"], 502);
+    let restart = &report["restart"];
+    let fields: Vec<&str> = restart
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "max_gap_ms",
+            "new_addr",
+            "ok_after_ms",
+            "old_addr",
+            "open_viewers",
+            "open_viewers_kept"
+        ]
+    );
+    assert!(restart["ok_after_ms"].as_u64().unwrap() <= 1000);
+    assert_ne!(restart["old_addr"], restart["new_addr"]);
+    assert_eq!(restart["open_viewers"], 10);
+    assert_eq!(restart["open_viewers_kept"], 10);
+    assert!(restart["max_gap_ms"].as_u64().unwrap() <= 2000, "{restart}");
+    let errors = &report["errors"];
+    assert_eq!(errors["malformed"], 400);
+    assert_eq!(errors["unknown"], 404);
+    assert_eq!(errors["camera_down"], 502);
+    assert_eq!(errors["unsigned"], 401);
+    assert_eq!(errors["expired"], 403);
 
     // Logs: the proxy's carry the public route template, the forwarders' the media route
     // template, and both the label.

@@ -8,11 +8,16 @@
     reason = "test code: a panic is a test failure"
 )]
 
+mod auth;
+mod defects;
 mod demo;
 mod errors;
 mod fanout;
 mod ffprobe;
 mod gop_cache;
+mod hardening;
+mod latency;
+mod registry;
 mod restart;
 mod routing;
 
@@ -24,8 +29,9 @@ use streamgate::Running;
 use streamgate::forwarder::ForwarderConfig;
 use streamgate::media::MediaConfig;
 use streamgate::proxy::ProxyConfig;
-use streamgate::registry::{RegistryClient, RegistryConfig};
+use streamgate::registry::{Credential, RegistryClient, RegistryConfig, Role};
 use streamgate::viewer::{Viewer, client};
+use svckit::redact::Secret;
 use testkit::{Peer, Ready, RunningPeer};
 
 /// The `streamgate` binary built for these tests.
@@ -40,20 +46,63 @@ pub(crate) fn clip() -> PathBuf {
 
 /// The gst-rtsp-server camera serving the bundled clip, on a free port.
 pub(crate) fn camera() -> RunningPeer {
+    camera_with_files(&[])
+}
+
+/// The camera, also serving `files` (name, path) without re-encoding at `/file/{name}`
+/// (looped) and `/once/{name}` (once per session).
+pub(crate) fn camera_with_files(files: &[(&str, &Path)]) -> RunningPeer {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("camera/rtsp_camera.py");
+    let mut args = vec![
+        script.display().to_string(),
+        "--port".to_owned(),
+        "{port}".to_owned(),
+        "--input".to_owned(),
+        clip().display().to_string(),
+    ];
+    for (name, path) in files {
+        args.push("--file".to_owned());
+        args.push(format!("{name}={}", path.display()));
+    }
     tokio::task::block_in_place(|| {
         Peer::new(streamgate::camera::PYTHON)
-            .args([
-                script.display().to_string(),
-                "--port".to_owned(),
-                "{port}".to_owned(),
-                "--input".to_owned(),
-                clip().display().to_string(),
-            ])
+            .args(args)
             .ready(Ready::Log("camera: listening".to_owned()))
             .deadline(Duration::from_secs(30))
             .start()
     })
+}
+
+/// An H.264 clip made by ffmpeg's test source: `seconds` long at 25 fps, 320x180, a key frame
+/// every `gop` frames, 2 B-frames.
+pub(crate) fn make_clip(dir: &Path, name: &str, seconds: u32, gop: u32) -> PathBuf {
+    let path = dir.join(name);
+    let made = std::process::Command::new(testkit::require("ffmpeg"))
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x180:rate=25:duration={seconds}"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "2",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-g",
+            &gop.to_string(),
+            "-keyint_min",
+            &gop.to_string(),
+            "-sc_threshold",
+            "0",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "ffmpeg could not make {name}");
+    path
 }
 
 /// `rtsp://127.0.0.1:{camera port}{path}`.
@@ -70,19 +119,33 @@ fn any_port() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// A registry on a free port.
+/// The admin credential of the tests' registries.
+pub(crate) const TOKEN: &str = "it-admin-secret-0123456789";
+
+/// A registry on a free port, accepting [`TOKEN`] as an admin credential.
 pub(crate) async fn registry() -> Running {
+    let credentials = [(
+        "admin".to_owned(),
+        Credential {
+            secret: Secret::new(TOKEN),
+            role: Role::Admin,
+            namespaces: Vec::new(),
+        },
+    )]
+    .into_iter()
+    .collect();
     streamgate::service::start_registry(&RegistryConfig {
         listen: any_port(),
+        credentials,
         ..RegistryConfig::default()
     })
     .await
     .unwrap()
 }
 
-/// A client for `registry`.
+/// A client for `registry` with [`TOKEN`].
 pub(crate) fn registry_client(registry: &Running) -> RegistryClient {
-    RegistryClient::new(&format!("http://{}", registry.addr()))
+    RegistryClient::new(&format!("http://{}", registry.addr())).with_token(&Secret::new(TOKEN))
 }
 
 /// A media server registered with `registry`, serving `cameras`; `tweak` adjusts its config.
@@ -97,6 +160,7 @@ pub(crate) async fn media(
         label: label.to_owned(),
         namespace: namespace.to_owned(),
         listen: any_port(),
+        admin_listen: any_port(),
         cameras: cameras
             .iter()
             .map(|(s, u)| ((*s).to_owned(), u.clone()))
@@ -140,11 +204,20 @@ pub(crate) async fn forwarder(
 
 /// The proxy, routing from `registry`.
 pub(crate) async fn proxy(registry: &Running) -> Running {
-    let config = ProxyConfig {
+    proxy_with(registry, |_| {}).await
+}
+
+/// The proxy, routing from `registry`, with `tweak` applied to its configuration.
+pub(crate) async fn proxy_with(
+    registry: &Running,
+    tweak: impl FnOnce(&mut ProxyConfig),
+) -> Running {
+    let mut config = ProxyConfig {
         listen: any_port(),
         admin_listen: any_port(),
         ..ProxyConfig::default()
     };
+    tweak(&mut config);
     streamgate::service::start_proxy(
         &config,
         streamgate::AnyDiscovery::Registry(registry_client(registry)),
@@ -188,7 +261,7 @@ pub(crate) async fn counter(running: &Running, name: &str, stream: &str) -> f64 
 
 /// The streams a media server is pulling now.
 pub(crate) async fn running_streams(media: &Running) -> Vec<String> {
-    let (_, body, _) = get(&url(media, "/v1/streams")).await;
+    let (_, body, _) = get(&format!("http://{}/v1/streams", media.metrics_addr())).await;
     body["running"]
         .as_array()
         .unwrap()

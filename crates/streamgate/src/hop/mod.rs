@@ -1,11 +1,15 @@
-//! One HTTP hop of the data plane (proxy -> forwarder -> media server), on hyper 1: a
-//! connection-pooling client whose response bodies stream through untouched (no buffering,
-//! no total-time limit: a video stream lasts as long as the viewer watches), and a plain
-//! HTTP/1.1 accept loop.
+//! One HTTP hop of the data plane (proxy -> forwarder -> media server), on hyper 1: the
+//! connection policy every data-plane port applies ([`listen`]), a connection-pooling client
+//! whose response bodies stream through untouched (no total-time limit: a video stream lasts
+//! as long as the viewer watches), and the responses every hop answers with.
 //!
-//! Only two limits apply to a hop: the connect timeout and the time to the response
+//! Two limits apply to a client request: the connect timeout and the time to the response
 //! headers. A media server answers its headers as soon as the camera is playing (or with
 //! 502 within its RTSP timeout), so the header timeout must exceed the RTSP timeout.
+
+pub mod listen;
+
+pub use listen::{ConnectionMetrics, ConnectionPolicy, Written, bind, raise_nofile_limit, serve};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,12 +25,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use hyper_util::rt::TokioExecutor;
 
 use crate::error::{Classify, HopError, error_body};
+use crate::fanout::{Refusal, ViewerStream};
 
 /// The body type of every data-plane response: a streamed upstream body or a small JSON
 /// error.
@@ -66,6 +68,58 @@ pub fn error_response(error: &(impl Classify + std::fmt::Display)) -> Response<H
     json_response(error.status(), &error_body(error))
 }
 
+/// The answer for a refusal a channel's source ended with.
+pub fn refusal_response(refusal: &Refusal) -> Response<HopBody> {
+    json_response(refusal.status, &refusal.body)
+}
+
+/// A streaming `video/x-flv` answer carrying `viewer`'s bytes. With the connection's
+/// [`Written`] counter (from the request's extensions), bytes still waiting in hyper's write
+/// buffer count in the viewer's backlog.
+pub fn flv_response(mut viewer: ViewerStream, written: Option<&Written>) -> Response<HopBody> {
+    if let Some(written) = written {
+        viewer.track_written(written.clone());
+    }
+    let body =
+        http_body_util::StreamBody::new(futures::StreamExt::map(viewer.into_stream(), |bytes| {
+            Ok::<_, hyper::Error>(hyper::body::Frame::data(bytes))
+        }));
+    let mut response = Response::new(BodyExt::boxed(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("video/x-flv"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    response
+}
+
+/// An answer with `status` and no body.
+pub fn empty_response(status: StatusCode) -> Response<HopBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+/// `405` with a JSON reason and `Allow`.
+pub fn method_not_allowed(allow: &'static str) -> Response<HopBody> {
+    let mut response = json_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &serde_json::json!({ "error": format!("only {allow} are served"), "origin": "downstream", "retry": "never", "status": 405 }),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
 /// A pooled HTTP/1.1 client with `TCP_NODELAY` and a connect timeout.
 #[derive(Debug, Clone)]
 pub struct HopClient {
@@ -77,7 +131,20 @@ impl HopClient {
     /// A client that gives up connecting after `connect_timeout` and waiting for response
     /// headers after `header_timeout`.
     pub fn new(connect_timeout: Duration, header_timeout: Duration) -> Self {
+        Self::with_socket(connect_timeout, header_timeout, None, None)
+    }
+
+    /// As [`HopClient::new`], connecting from the local address `from` and with a kernel
+    /// receive buffer of `recv_buffer` bytes, when given.
+    pub fn with_socket(
+        connect_timeout: Duration,
+        header_timeout: Duration,
+        from: Option<std::net::IpAddr>,
+        recv_buffer: Option<usize>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
+        connector.set_local_address(from);
+        connector.set_recv_buffer_size(recv_buffer);
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
         connector.enforce_http(true);
@@ -189,48 +256,6 @@ pub trait Handler: Send + Sync + 'static {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response<HopBody>> + Send;
-}
-
-/// Serves `handler` on `listener` (HTTP/1.1, `TCP_NODELAY`) until `shutdown` completes, then
-/// closes every open connection (open video streams end).
-pub async fn serve<H: Handler>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    shutdown: impl Future<Output = ()> + Send,
-) {
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(error) => {
-                        warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let handler = handler.clone();
-                        async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
-                    });
-                    if let Err(error) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                    {
-                        debug!(%error, %peer, "connection ended with an error");
-                    }
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = &mut shutdown => break,
-        }
-    }
-    connections.shutdown().await;
 }
 
 /// Labels of the data-plane request counter.
