@@ -1,5 +1,6 @@
-//! The head follower: one task per chain polls the head and, when it moved (or a rebroadcast
-//! timer is due), asks the node for the receipts of the relay's own unfinished transactions
+//! The head follower: one task per chain follows the head ([`crate::heads`]: `newHeads` by
+//! subscription, polling as the fallback) and, when it moved (or a rebroadcast timer is due,
+//! or the broadcaster sent something), asks the node for the receipts of the relay's own unfinished transactions
 //! only, in JSON-RPC batches (seed ¶37-38: "actively query the execution result by the hash
 //! of the first transaction"). Decisions come from [`crate::core::tracker`]; their effects
 //! (status, notifications, rebroadcast jobs) are written through the outbox.
@@ -8,12 +9,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use alloy::primitives::B256;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::core::now_ms;
 use crate::core::tracker::{Policy, Step, observe, rebroadcast_needed};
 use crate::metrics::Metrics;
-use crate::node::{Head, NodeClient};
+use crate::node::{Header, NodeClient};
 use crate::state::Shared;
 use crate::store::{Decision, TxRecord};
 
@@ -37,30 +38,53 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
         rebroadcast_after_ms: u64::try_from(shared.settings.rebroadcast_after.as_millis())
             .unwrap_or(u64::MAX),
     };
+    let Some(wake) = shared.wake_follow.get(&chain_id) else {
+        return;
+    };
+    let (heads_tx, mut heads) = tokio::sync::watch::channel(None);
+    let source = crate::heads::HeadSource {
+        node: node.clone(),
+        ws_urls: chain.ws_urls.clone(),
+        subscribe: shared.settings.subscribe_heads,
+        poll_interval: shared.settings.poll_interval,
+    };
+    let clock = Arc::clone(&shared.clock);
+    let head_task = tokio::spawn(crate::heads::run(
+        source,
+        heads_tx,
+        shared.cancel.clone(),
+        move || now_ms(clock.as_ref()),
+    ));
     let mut checked = Checked::default();
     loop {
+        // A new head (pushed by the subscription or found by the poller), newly sent
+        // transactions (the broadcaster's wake-up), or the poll interval for rebroadcast
+        // timers: each looks again at the newest head.
         tokio::select! {
             () = shared.cancel.cancelled() => break,
+            changed = heads.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            () = wake.notified() => {}
             () = tokio::time::sleep(shared.settings.poll_interval) => {}
         }
-        let head = match node.head().await {
-            Ok(head) => head,
-            Err(error) => {
-                debug!(chain_id, %error, "head poll failed");
-                continue;
-            }
+        let Some((head, _seen_ms)) = *heads.borrow_and_update() else {
+            continue;
         };
         if let Err(error) = tick(&shared, &node, &policy, head, &mut checked).await {
             warn!(chain_id, %error, "tracking tick failed; retrying");
         }
     }
+    head_task.abort();
 }
 
 /// What the last ticks asked the node about at the current head.
 #[derive(Debug, Default)]
 struct Checked {
     /// The head of those receipts.
-    head: Option<Head>,
+    head: Option<Header>,
     /// Transactions whose receipts were fetched at that head.
     hashes: HashSet<B256>,
 }
@@ -69,7 +93,7 @@ async fn tick(
     shared: &Shared,
     node: &NodeClient,
     policy: &Policy,
-    head: Head,
+    head: Header,
     checked: &mut Checked,
 ) -> Result<(), crate::Error> {
     let chain_id = node.chain_id();

@@ -65,7 +65,8 @@ pub(crate) async fn run(
     let chain_id = source.node.chain_id();
     let (subscribed_tx, subscribed) = watch::channel(false);
     let subscriber = if source.subscribe && !source.ws_urls.is_empty() {
-        let (source, tx, cancel, now_ms) = (source.clone(), tx.clone(), cancel.clone(), now_ms.clone());
+        let (source, tx, cancel, now_ms) =
+            (source.clone(), tx.clone(), cancel.clone(), now_ms.clone());
         Some(tokio::spawn(async move {
             subscribe_forever(&source, &tx, &subscribed_tx, &cancel, now_ms).await;
         }))
@@ -112,7 +113,9 @@ async fn subscribe_forever(
         subscribed.send_replace(false);
         match outcome {
             Ok(()) => debug!(chain_id, node = %url, "head subscription ended"),
-            Err(error) => debug!(chain_id, node = %url, %error, "head subscription failed; polling meanwhile"),
+            Err(error) => {
+                debug!(chain_id, node = %url, %error, "head subscription failed; polling meanwhile")
+            }
         }
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -137,7 +140,8 @@ async fn subscription(
     .await
     .map_err(|_| "connect timed out".to_owned())?
     .map_err(|e| e.to_string())?;
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]});
+    let request =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]});
     socket
         .send(Message::Text(request.to_string().into()))
         .await

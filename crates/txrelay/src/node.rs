@@ -59,15 +59,6 @@ impl Header {
     }
 }
 
-/// What a node knows about a transaction by hash (`eth_getTransactionByHash`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxInfo {
-    /// The sender.
-    pub from: Address,
-    /// Its nonce.
-    pub nonce: u64,
-}
-
 /// A transaction receipt as the relay stores and reports it (seed ¶27: "the execution result
 /// is stored as a receipt, associated with the transaction hash"): every field of the node's
 /// `eth_getTransactionReceipt` answer a client needs, in snake case, except the logs bloom
@@ -425,7 +416,9 @@ impl NodeClient {
     /// # Errors
     /// See [`Self::call`].
     pub async fn header_by_hash(&self, hash: B256) -> Result<Option<Header>, NodeError> {
-        let value = self.call("eth_getBlockByHash", json!([hash, false])).await?;
+        let value = self
+            .call("eth_getBlockByHash", json!([hash, false]))
+            .await?;
         if value.is_null() {
             return Ok(None);
         }
@@ -452,19 +445,26 @@ impl NodeClient {
                 Ok(Value::Array(items)) => {
                     return items
                         .iter()
-                        .map(|v| parse_receipt(v).ok_or_else(|| self.bad("eth_getBlockReceipts", v)))
+                        .map(|v| {
+                            parse_receipt(v).ok_or_else(|| self.bad("eth_getBlockReceipts", v))
+                        })
                         .collect::<Result<Vec<_>, _>>()
                         .map(Some);
                 }
                 Ok(other) => return Err(self.bad("eth_getBlockReceipts", &other)),
                 Err(NodeError::Rpc { code: -32601, .. }) => {
-                    warn!(chain_id = self.inner.chain_id, "node has no eth_getBlockReceipts; fetching receipts per transaction");
+                    warn!(
+                        chain_id = self.inner.chain_id,
+                        "node has no eth_getBlockReceipts; fetching receipts per transaction"
+                    );
                     self.inner.no_block_receipts.store(true, Ordering::Relaxed);
                 }
                 Err(error) => return Err(error),
             }
         }
-        let block = self.call("eth_getBlockByHash", json!([hash, false])).await?;
+        let block = self
+            .call("eth_getBlockByHash", json!([hash, false]))
+            .await?;
         if block.is_null() {
             return Ok(None);
         }
@@ -478,74 +478,6 @@ impl NodeClient {
             receipts.extend(self.receipts(chunk).await?.into_iter().flatten());
         }
         Ok(Some(receipts))
-    }
-
-    /// Sends several signed transactions in one JSON-RPC batch; one answer per transaction,
-    /// in order ("already known" counts as success, as in [`Self::send_raw`]).
-    ///
-    /// # Errors
-    /// [`NodeError`] when no node answered the batch.
-    pub async fn send_raw_batch(
-        &self,
-        raws: &[&[u8]],
-    ) -> Result<Vec<Result<(), NodeError>>, NodeError> {
-        let params: Vec<Value> = raws
-            .iter()
-            .map(|raw| json!([format!("0x{}", hex::encode(raw))]))
-            .collect();
-        let answers = self.batch("eth_sendRawTransaction", &params).await?;
-        Ok(answers
-            .into_iter()
-            .map(|answer| match answer {
-                Ok(_) => Ok(()),
-                Err(error) if error.rpc_kind() == Some(RpcErrorKind::AlreadyKnown) => Ok(()),
-                Err(error) => Err(error),
-            })
-            .collect())
-    }
-
-    /// The next nonce of each account at `tag` (`latest` or `pending`), batched
-    /// `eth_getTransactionCount`.
-    ///
-    /// # Errors
-    /// [`NodeError`] for the batch or the first failed entry.
-    pub async fn nonces(&self, accounts: &[Address], tag: &str) -> Result<Vec<u64>, NodeError> {
-        let params: Vec<Value> = accounts.iter().map(|a| json!([a, tag])).collect();
-        let answers = self.batch("eth_getTransactionCount", &params).await?;
-        answers
-            .into_iter()
-            .map(|answer| {
-                let value = answer?;
-                quantity(&value).ok_or_else(|| self.bad("eth_getTransactionCount", &value))
-            })
-            .collect()
-    }
-
-    /// Sender and nonce of each transaction (batched `eth_getTransactionByHash`), `None` for
-    /// hashes the node does not know.
-    ///
-    /// # Errors
-    /// [`NodeError`] for the batch or the first failed entry.
-    pub async fn tx_infos(&self, hashes: &[B256]) -> Result<Vec<Option<TxInfo>>, NodeError> {
-        let params: Vec<Value> = hashes.iter().map(|h| json!([h])).collect();
-        let answers = self.batch("eth_getTransactionByHash", &params).await?;
-        answers
-            .into_iter()
-            .map(|answer| {
-                let value = answer?;
-                if value.is_null() {
-                    return Ok(None);
-                }
-                let info = (|| {
-                    Some(TxInfo {
-                        from: value.get("from")?.as_str()?.parse().ok()?,
-                        nonce: quantity(value.get("nonce")?)?,
-                    })
-                })();
-                info.map(Some)
-                    .ok_or_else(|| self.bad("eth_getTransactionByHash", &value))
-            })
-            .collect()
     }
 
     /// Receipts of `hashes` (batched `eth_getTransactionReceipt`), `None` where the node has

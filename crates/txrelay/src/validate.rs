@@ -39,9 +39,6 @@ pub struct SignedTx {
     pub ty: u8,
     /// Gas limit.
     pub gas_limit: u64,
-    /// Fee cap per gas, wei (`gas_price` for legacy and EIP-2930 transactions): compared with
-    /// the base fee for the `stuck` notice.
-    pub max_fee_per_gas: u128,
     /// The exact bytes received; rebroadcasts send these again.
     pub raw: Bytes,
 }
@@ -120,7 +117,6 @@ pub fn check_transaction(
         recipient: envelope.to(),
         ty,
         gas_limit: envelope.gas_limit(),
-        max_fee_per_gas: envelope.max_fee_per_gas(),
         raw,
     })
 }

@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(canon.adopt(&[c12, c13]), vec![b12]);
         assert_eq!(canon.tip(), Some(c13));
         // A gap above the tip also walks back.
-        assert!(matches!(canon.link(&block(15, 0xc, 0xc)), Link::NeedParent { number: 14, .. }));
+        assert!(matches!(
+            canon.link(&block(15, 0xc, 0xc)),
+            Link::NeedParent { number: 14, .. }
+        ));
     }
 
     #[test]

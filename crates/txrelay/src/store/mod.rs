@@ -6,8 +6,6 @@
 //! | module | tables | what |
 //! |---|---|---|
 //! | [`transactions`] | `transactions`, `submissions`, `tx_devices` | submissions, a transaction's life, tracker decisions |
-//! | [`intake`] | the same | submissions in groups: one database transaction, multi-row statements |
-//! | [`tracking`] | `transactions`, `notifications`, `chain_heads` | the follower's per-block reads and writes, in groups |
 //! | [`devices`] | `devices`, `device_accounts` | device registrations: rules and accounts |
 //! | [`keys`] | `api_keys`, `siwe_nonces` | API keys (hashed) and single-use sign-in nonces |
 //! | [`idempotency`] | `idempotency_keys` | first answers of `Idempotency-Key` requests |
@@ -29,7 +27,6 @@
 mod codec;
 pub mod devices;
 pub mod idempotency;
-pub mod intake;
 pub mod jobs;
 pub mod keys;
 pub mod notifications;

@@ -12,7 +12,7 @@ use sqlx::{FromRow, Row};
 use super::codec::{Db, DbText, RowExt, db_text_enum, int};
 use super::notifications::{Notice, insert_notifications, make_event};
 use super::{Store, Tx, q};
-use crate::core::window::Admission;
+use crate::core::window::{Admission, admit};
 use crate::core::{Inclusion, Phase, Step, Tracked};
 use crate::error::StoreError;
 use crate::event::EventStatus;
@@ -293,7 +293,35 @@ impl Store {
         let admission = if inserted == 1 {
             Admission::New
         } else {
-            super::intake::known(&mut tx, signed.hash, idempotent, now_ms, window).await?
+            let row = sqlx::query("SELECT accepted_at_ms FROM transactions WHERE tx_hash = $1")
+                .bind(hash)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(q("read transaction"))?;
+            let accepted_at: u64 = row.uint("accepted_at_ms").map_err(q("read transaction"))?;
+            match admit(Some(accepted_at), idempotent, now_ms, window) {
+                Admission::Resend if idempotent => {
+                    // Restart the window; a concurrent submission that restarted it first
+                    // makes this one a duplicate.
+                    let restarted = sqlx::query(
+                        "UPDATE transactions SET accepted_at_ms = $1, updated_at_ms = $1 \
+                         WHERE tx_hash = $2 AND accepted_at_ms = $3",
+                    )
+                    .bind(int(now_ms))
+                    .bind(hash)
+                    .bind(int(accepted_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("restart window"))?
+                    .rows_affected();
+                    if restarted == 1 {
+                        Admission::Resend
+                    } else {
+                        Admission::Duplicate
+                    }
+                }
+                other => other,
+            }
         };
         if admission != Admission::Duplicate {
             let reason = if admission == Admission::New {

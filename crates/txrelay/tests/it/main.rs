@@ -32,6 +32,7 @@ mod crash;
 mod delivery;
 mod demo;
 mod failover;
+mod heads;
 mod multi_instance;
 mod outbound;
 mod rebroadcast;
