@@ -228,6 +228,25 @@ impl Running {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Receipt-related JSON-RPC requests made to `chain_id`'s nodes so far
+    /// (`eth_getBlockReceipts` plus each `eth_getTransactionReceipt` batch entry, from
+    /// `txrelay_node_requests_total`).
+    pub fn receipt_requests(&self, chain_id: u64) -> u64 {
+        ["eth_getBlockReceipts", "eth_getTransactionReceipt"]
+            .into_iter()
+            .map(|method| {
+                self.shared
+                    .metrics
+                    .node_requests
+                    .get_or_create(&crate::metrics::MethodLabels {
+                        chain_id,
+                        method: method.to_owned(),
+                    })
+                    .get()
+            })
+            .sum()
+    }
+
     /// The relay's database (for demos and benchmarks that read counts or create keys).
     pub fn store(&self) -> &Store {
         &self.shared.store

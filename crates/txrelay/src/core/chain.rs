@@ -56,6 +56,11 @@ impl Canon {
         }
     }
 
+    /// Blocks kept.
+    pub fn depth(&self) -> u64 {
+        self.depth
+    }
+
     /// The newest block.
     pub fn tip(&self) -> Option<BlockRef> {
         self.blocks.values().next_back().copied()

@@ -36,6 +36,7 @@ mod heads;
 mod multi_instance;
 mod outbound;
 mod rebroadcast;
+mod receipts;
 mod reorg;
 mod submit;
 mod websocket;
