@@ -1,7 +1,12 @@
 //! The head follower: one task per chain follows the head ([`crate::heads`]: `newHeads` by
-//! subscription, polling as the fallback) and, when it moved (or a rebroadcast timer is due,
-//! or the broadcaster sent something), asks the node for the receipts of the relay's own unfinished transactions
-//! only, in JSON-RPC batches (seed ¶37-38: "actively query the execution result by the hash
+//! subscription, polling as the fallback). Each new block is linked to the canonical window
+//! ([`crate::core::chain`], by parent hash; skipped blocks are fetched) and its receipts are
+//! read once (`eth_getBlockReceipts`, or one batch of `eth_getTransactionReceipt` from a node
+//! without it) and kept while the block is in the window. The relay's own unfinished
+//! transactions are then matched against those receipts; a delivered result is watched for
+//! reorgs by comparing its stored block hash with the window, not by fetching it again. Only
+//! transactions sent before the window began (once) and those whose rebroadcast timer ran
+//! out are looked up by hash (seed ¶37-38: "actively query the execution result by the hash
 //! of the first transaction"). Decisions come from [`crate::core::tracker`]; their effects
 //! (status, notifications, rebroadcast jobs) are written through the outbox.
 
@@ -135,10 +140,7 @@ impl Blocks {
         }
         let mut segment = vec![head.block_ref()];
         let mut gap = false;
-        loop {
-            let Some(first) = segment.last().copied() else {
-                break;
-            };
+        while let Some(first) = segment.last().copied() {
             match self.canon.link(&first) {
                 Link::Known | Link::Connects => break,
                 Link::NeedParent { hash, .. } => {
@@ -207,7 +209,7 @@ impl Blocks {
 /// What the follower needs to look at for one record.
 enum Look {
     /// Decide with this receipt (or `None`: not in any known block).
-    Decide(Option<Receipt>),
+    Decide(Option<Box<Receipt>>),
     /// Ask the node for the receipt by hash first.
     ByHash,
     /// Nothing can have changed.
@@ -271,7 +273,7 @@ async fn decide_page(
             continue;
         };
         match look(blocks, record, &tracked, now, policy) {
-            Look::Decide(receipt) => looks.push((record, tracked, receipt)),
+            Look::Decide(receipt) => looks.push((record, tracked, receipt.map(|r| *r))),
             Look::ByHash => by_hash.push((record, tracked)),
             Look::Skip => {}
         }
@@ -348,7 +350,7 @@ async fn decide_page(
 /// window began, once, and those whose rebroadcast timer ran out).
 fn look(blocks: &Blocks, record: &TxRecord, tracked: &Tracked, now: u64, policy: &Policy) -> Look {
     if let Some(receipt) = blocks.receipts.get(&record.tx_hash) {
-        return Look::Decide(Some(receipt.clone()));
+        return Look::Decide(Some(Box::new(receipt.clone())));
     }
     if let Some(inclusion) = tracked.inclusion {
         if !blocks.still_canonical(inclusion.block_number, inclusion.block_hash) {
@@ -356,7 +358,7 @@ fn look(blocks: &Blocks, record: &TxRecord, tracked: &Tracked, now: u64, policy:
         }
         return match &record.receipt {
             Some(stored) if stored.block_hash == inclusion.block_hash => {
-                Look::Decide(Some(stored.clone()))
+                Look::Decide(Some(Box::new(stored.clone())))
             }
             _ => Look::ByHash,
         };

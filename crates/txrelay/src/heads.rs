@@ -114,7 +114,7 @@ async fn subscribe_forever(
         match outcome {
             Ok(()) => debug!(chain_id, node = %url, "head subscription ended"),
             Err(error) => {
-                debug!(chain_id, node = %url, %error, "head subscription failed; polling meanwhile")
+                debug!(chain_id, node = %url, %error, "head subscription failed; polling meanwhile");
             }
         }
         tokio::select! {
