@@ -140,7 +140,10 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         cache_ms: crate::store::millis_of(settings.key_cache),
         max_sockets: settings.max_sockets_per_key,
     });
-    let wake_follow = nodes.keys().map(|id| (*id, Notify::new())).collect();
+    let sent = nodes
+        .keys()
+        .map(|id| (*id, crate::state::SentQueue::default()))
+        .collect();
     let shared = Arc::new(Shared {
         policy: AccountPolicy::new(
             settings.account_mode,
@@ -159,7 +162,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         http,
         wake_broadcast: Notify::new(),
         wake_delivery: Notify::new(),
-        wake_follow,
+        sent,
         wake_sessions: Notify::new(),
         session_seq: AtomicU64::new(0),
         readiness: tokio::sync::Mutex::new(None),
