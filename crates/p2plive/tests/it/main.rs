@@ -12,6 +12,7 @@ mod bad_input;
 mod churn;
 mod control;
 mod demo;
+mod hls;
 mod ingest;
 mod player;
 
