@@ -60,10 +60,17 @@ fn playlist(cdn: &Cdn, stream: &str) -> Result<Response, AppError> {
     Ok(playlist_response(text))
 }
 
-/// A playlist answer: its content type, and no caching (it changes with every block).
+/// A playlist answer: its content type, no caching (it changes with every block), and
+/// readable by a web player on any origin (`Access-Control-Allow-Origin: *`: hls.js fetches
+/// playlists and segments with XHR/fetch, which needs CORS when its page is served from
+/// elsewhere; the stream is public, as the CDN's block URLs are).
 pub(crate) fn playlist_response(text: String) -> Response {
     let mut response = text.into_response();
     let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(PLAYLIST_CONTENT_TYPE),
@@ -72,10 +79,14 @@ pub(crate) fn playlist_response(text: String) -> Response {
     response
 }
 
-/// A segment answer: the block's bytes, immutable.
+/// A segment answer: the block's bytes, immutable, readable from any origin (as a playlist).
 pub(crate) fn segment_response(data: bytes::Bytes) -> Response {
     let mut response = data.into_response();
     let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(SEGMENT_CONTENT_TYPE),

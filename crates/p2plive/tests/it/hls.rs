@@ -70,6 +70,8 @@ async fn playlist(url: &str) -> Playlist {
         response.headers()["content-type"],
         "application/vnd.apple.mpegurl"
     );
+    // A web player (hls.js) on another origin may read it.
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
     parse(&response.text().await.unwrap())
 }
 
@@ -181,6 +183,7 @@ async fn ffmpeg_plays_a_peer_and_the_cdn_live_m3u8_which_slide_and_end() {
         .await
         .unwrap();
     assert_eq!(response.headers()["content-type"], "video/mp2t");
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
     let segment = response.bytes().await.unwrap();
     let block =
         crate::get_bytes(&format!("{}/streams/live/blocks/{newest}", infra.cdn_url())).await;
