@@ -13,6 +13,7 @@ mod churn;
 mod control;
 mod demo;
 mod hls;
+mod hlsjs;
 mod ingest;
 mod player;
 
