@@ -10,6 +10,8 @@
 //! | `GET /streams/{id}/manifest?from=N` | the live edge and the infos of blocks `N..` (JSON [`Manifest`]) |
 //! | `GET /streams/{id}/subscribe?peer=P&layout=L&substreams=1,3&from=N` (or `&back=K`: from `K` blocks behind the live edge) | substream prefetch: a body of [`Frame`]s until the stream ends: the info of every block from `N` on as it is cut, with the bytes of those in the listed substreams under layout `L` |
 //! | `GET /streams/{id}/stats` | bytes served per peer (JSON [`CdnStats`]) |
+//! | `GET /streams/{id}/live.m3u8`, `GET /streams/{id}/hls/{n}.ts` | HLS: a live playlist of the newest blocks held, and its segments ([`crate::hls`]); bytes counted under the label [`HLS_LABEL`] |
+//! | `GET /live.m3u8`, `GET /hls/{n}.ts` | the same for stream [`ROOT_STREAM`] |
 //!
 //! Publishing (`PUT` and `POST .../end`) requires the publish token as
 //! `Authorization: Bearer TOKEN` (401 without, 403 when wrong; [`crate::auth`]).
@@ -46,8 +48,11 @@ use crate::error::Error;
 use crate::substream::Layout;
 
 mod frame;
+mod hls;
 
 pub use frame::{Frame, FrameDecoder};
+pub use hls::{HLS_LABEL, ROOT_STREAM};
+pub(crate) use hls::{playlist_response, segment_response};
 
 /// Media the CDN keeps per stream by default, in ms: 30 s.
 pub const DEFAULT_WINDOW_MS: u64 = 30_000;
@@ -222,6 +227,7 @@ pub struct Cdn {
     served: Family<ServedLabels, Counter>,
     publish_token: Secret,
     window_ms: u64,
+    hls_window: usize,
 }
 
 type Shared = Arc<Mutex<HashMap<String, StreamState>>>;
@@ -281,6 +287,7 @@ impl Cdn {
             served,
             publish_token,
             window_ms: DEFAULT_WINDOW_MS,
+            hls_window: crate::hls::DEFAULT_WINDOW_BLOCKS,
         })
     }
 
@@ -288,6 +295,14 @@ impl Cdn {
     #[must_use]
     pub fn window(mut self, window_ms: u64) -> Self {
         self.window_ms = window_ms;
+        self
+    }
+
+    /// Lists at most `blocks` blocks in each HLS playlist (default
+    /// [`crate::hls::DEFAULT_WINDOW_BLOCKS`]; at least 1).
+    #[must_use]
+    pub fn hls_window(mut self, blocks: usize) -> Self {
+        self.hls_window = blocks.max(1);
         self
     }
 
@@ -299,6 +314,10 @@ impl Cdn {
             .route("/streams/{id}/manifest", get(manifest))
             .route("/streams/{id}/subscribe", get(subscribe))
             .route("/streams/{id}/stats", get(stats))
+            .route("/streams/{id}/live.m3u8", get(hls::stream_playlist))
+            .route("/streams/{id}/hls/{segment}", get(hls::stream_segment))
+            .route("/live.m3u8", get(hls::root_playlist))
+            .route("/hls/{segment}", get(hls::root_segment))
             .with_state(self.clone())
     }
 

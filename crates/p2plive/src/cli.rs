@@ -245,7 +245,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listen = args.listen.unwrap_or(config.cdn.listen);
             let mut registry = Registry::default();
             let cdn = Cdn::new(&mut registry, config.cdn.publish_token.clone())?
-                .window(config.cdn.window_ms);
+                .window(config.cdn.window_ms)
+                .hls_window(config.cdn.hls_window_blocks);
             serve_until_signal(listen, cdn.router(), "p2plive-cdn", registry).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -40,6 +40,8 @@ pub struct CdnConfig {
     pub publish_token: Secret,
     /// Media kept per stream, in ms (default 30000); older blocks are evicted (410 Gone).
     pub window_ms: u64,
+    /// Blocks listed in each `/live.m3u8` HLS playlist (default 6; [`crate::hls`]).
+    pub hls_window_blocks: usize,
 }
 
 impl Default for CdnConfig {
@@ -48,6 +50,7 @@ impl Default for CdnConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
             publish_token: Secret::default(),
             window_ms: crate::cdn::DEFAULT_WINDOW_MS,
+            hls_window_blocks: crate::hls::DEFAULT_WINDOW_BLOCKS,
         }
     }
 }

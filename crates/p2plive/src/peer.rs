@@ -9,8 +9,9 @@
 //! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS, growing live, ending with
 //! the stream; a new player starts at the block playing now, the newest complete block near
 //! the live edge, which decodes on its own as every block starts with PAT, PMT and a key
-//! frame; `?from=start` starts at the first block played that is still held), `GET /summary`
-//! (JSON [`PeerSummary`]), `/healthz`, `/metrics`.
+//! frame; `?from=start` starts at the first block played that is still held), `GET /live.m3u8`
+//! and `GET /hls/{n}.ts` (the same blocks as a live HLS playlist and its segments,
+//! [`crate::hls`]), `GET /summary` (JSON [`PeerSummary`]), `/healthz`, `/metrics`.
 //!
 //! Memory is bounded: a peer keeps the blocks from `window_ms` of media behind its playhead
 //! up to what arrived ahead of it, and forgets older ones (blocks, scheduler state, the list
@@ -46,7 +47,7 @@ mod driver;
 mod player;
 
 use driver::{Driver, Event};
-use player::{Played, live_ts, summary};
+use player::{Played, hls_segment, live_m3u8, live_ts, summary};
 
 /// Settings of a peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,6 +84,8 @@ pub struct PeerConfig {
     /// Media kept behind the playhead, in ms (default 30000): blocks older than that are
     /// dropped, and requests for them answered "missing".
     pub window_ms: u64,
+    /// Blocks listed in the `/live.m3u8` HLS playlist (default 6; [`crate::hls`]).
+    pub hls_window_blocks: usize,
     /// Test and demo knob: flip one byte of every block this peer uploads, to exercise the
     /// receivers' SHA-256 checks (default false).
     pub corrupt_uploads: bool,
@@ -105,6 +108,7 @@ impl Default for PeerConfig {
             request_timeout_ms: 3000,
             heartbeat_ms: 300,
             window_ms: 30_000,
+            hls_window_blocks: crate::hls::DEFAULT_WINDOW_BLOCKS,
             corrupt_uploads: false,
         }
     }
@@ -310,6 +314,8 @@ impl PeerHandle {
 
         let app = Router::new()
             .route("/live.ts", get(live_ts))
+            .route("/live.m3u8", get(live_m3u8))
+            .route("/hls/{segment}", get(hls_segment))
             .route("/summary", get(summary))
             .with_state(shared.clone());
         let options = svckit::ServeOptions::new("p2plive-peer", registry)

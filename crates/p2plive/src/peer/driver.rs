@@ -377,9 +377,17 @@ impl Driver {
                 Action::Play { block } => {
                     let data = self.shared.block(block).unwrap_or_default();
                     self.hasher.update(&data);
+                    let duration_ms = self
+                        .sched
+                        .as_ref()
+                        .and_then(|s| s.info(block))
+                        .map_or(0, |i| i.duration_ms);
                     let played = {
                         let mut played = lock(&self.shared.played);
-                        played.blocks.push_back(block);
+                        played.blocks.push_back(crate::hls::Segment {
+                            number: block,
+                            duration_ms,
+                        });
                         played.len()
                     };
                     lock(&self.shared.summary).output_bytes += data.len() as u64;

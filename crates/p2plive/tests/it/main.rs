@@ -12,6 +12,8 @@ mod bad_input;
 mod churn;
 mod control;
 mod demo;
+mod hls;
+mod hlsjs;
 mod ingest;
 mod player;
 
