@@ -134,9 +134,9 @@ async fn send(shared: &Shared, job: &BroadcastJob) -> usize {
     let sent = matches!(outcome, BroadcastOutcome::Sent);
     match shared.store.finish_broadcast(job, &outcome, now).await {
         Ok(created) => {
-            if sent && let Some(follower) = shared.sent.get(&job.chain_id) {
+            if sent && let Some(follower) = shared.wake_follow.get(&job.chain_id) {
                 // It may be in a block the follower has looked at already.
-                follower.push(job.tx_hash);
+                follower.notify_one();
             }
             created
         }

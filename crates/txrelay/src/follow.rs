@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use alloy::primitives::B256;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::core::Tracked;
 use crate::core::chain::{BlockRef, Canon, Link};
@@ -27,10 +27,6 @@ use crate::store::{Decision, TxRecord};
 
 /// Tracked transactions read per page (every page is read on each tick).
 const TRACK_PAGE: u32 = 5_000;
-
-/// Shortest time between looks without a new head or a sent transaction (the rebroadcast
-/// timers run in seconds).
-const MIN_TIMER: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Fewest blocks in the canonical window.
 const MIN_WINDOW: u64 = 64;
@@ -52,7 +48,7 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
         rebroadcast_after_ms: u64::try_from(shared.settings.rebroadcast_after.as_millis())
             .unwrap_or(u64::MAX),
     };
-    let Some(sent) = shared.sent.get(&chain_id) else {
+    let Some(wake) = shared.wake_follow.get(&chain_id) else {
         return;
     };
     let (heads_tx, mut heads) = tokio::sync::watch::channel(None);
@@ -78,11 +74,10 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
             .saturating_add(2)
             .max(MIN_WINDOW),
     );
-    let timer = shared.settings.poll_interval.max(MIN_TIMER);
     loop {
-        // A new head (pushed by the subscription or found by the poller), a sent
-        // transaction already in a block read before, or the timer (rebroadcast timers):
-        // each looks again at the newest head.
+        // A new head (pushed by the subscription or found by the poller), newly sent
+        // transactions (the broadcaster's wake-up), or the poll interval for rebroadcast
+        // timers: each looks again at the newest head.
         tokio::select! {
             () = shared.cancel.cancelled() => break,
             changed = heads.changed() => {
@@ -90,14 +85,8 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
                     break;
                 }
             }
-            () = sent.notify.notified() => {
-                let (hashes, overflowed) = sent.take();
-                if !overflowed && !hashes.iter().any(|h| blocks.receipts.contains_key(h)) {
-                    // Not in a block yet: its block's head brings it.
-                    continue;
-                }
-            }
-            () = tokio::time::sleep(timer) => {}
+            () = wake.notified() => {}
+            () = tokio::time::sleep(shared.settings.poll_interval) => {}
         }
         let Some((head, _seen_ms)) = *heads.borrow_and_update() else {
             continue;
@@ -138,18 +127,16 @@ impl Blocks {
     }
 
     /// Adopts `head` and the blocks between it and the window (fetching headers by parent
-    /// hash and each new block's receipts). Answers the blocks reorged out, or `None` when
-    /// the node did not serve a new block's receipts yet (nothing adopted; the next look
-    /// tries again).
+    /// hash and each new block's receipts). Answers the blocks reorged out.
     async fn advance(
         &mut self,
         node: &NodeClient,
         head: Header,
         batch: usize,
         now: u64,
-    ) -> Result<Option<Vec<BlockRef>>, crate::Error> {
+    ) -> Result<Vec<BlockRef>, crate::Error> {
         if self.canon.tip().map(|t| t.hash) == Some(head.hash) {
-            return Ok(Some(Vec::new()));
+            return Ok(Vec::new());
         }
         let mut segment = vec![head.block_ref()];
         let mut gap = false;
@@ -179,27 +166,14 @@ impl Blocks {
             self.covered_since_ms = Some(now);
             self.looked_up.clear();
         }
-        // Every new block's receipts first: a node may announce a block before it serves
-        // its receipts, and a block adopted without them would never be read again.
-        let mut fetched = Vec::new();
+        let removed = self.canon.adopt(&segment);
         for block in &segment {
             if self.block_txs.contains_key(&block.hash) {
                 continue;
             }
-            match node.block_receipts(block.hash, batch).await? {
-                Some(receipts) => fetched.push((*block, receipts)),
-                None => {
-                    debug!(
-                        chain_id = node.chain_id(),
-                        block = block.number,
-                        "block receipts not served yet; trying again"
-                    );
-                    return Ok(None);
-                }
-            }
-        }
-        let removed = self.canon.adopt(&segment);
-        for (block, receipts) in fetched {
+            let Some(receipts) = node.block_receipts(block.hash, batch).await? else {
+                continue;
+            };
             let hashes = receipts.iter().map(|r| r.tx_hash).collect();
             for receipt in receipts {
                 self.receipts.insert(receipt.tx_hash, receipt);
@@ -220,7 +194,7 @@ impl Blocks {
             }
             keep
         });
-        Ok(Some(removed))
+        Ok(removed)
     }
 
     /// Whether `record`'s recorded block is still canonical as far as the window knows
@@ -250,12 +224,9 @@ async fn tick(
     blocks: &mut Blocks,
 ) -> Result<(), crate::Error> {
     let now = now_ms(shared.clock.as_ref());
-    let Some(removed) = blocks
+    let removed = blocks
         .advance(node, head, shared.settings.receipt_batch_size, now)
-        .await?
-    else {
-        return Ok(());
-    };
+        .await?;
     if !removed.is_empty() {
         info!(
             chain_id = node.chain_id(),

@@ -140,10 +140,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         cache_ms: crate::store::millis_of(settings.key_cache),
         max_sockets: settings.max_sockets_per_key,
     });
-    let sent = nodes
-        .keys()
-        .map(|id| (*id, crate::state::SentQueue::default()))
-        .collect();
+    let wake_follow = nodes.keys().map(|id| (*id, Notify::new())).collect();
     let shared = Arc::new(Shared {
         policy: AccountPolicy::new(
             settings.account_mode,
@@ -162,7 +159,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         http,
         wake_broadcast: Notify::new(),
         wake_delivery: Notify::new(),
-        sent,
+        wake_follow,
         wake_sessions: Notify::new(),
         session_seq: AtomicU64::new(0),
         readiness: tokio::sync::Mutex::new(None),

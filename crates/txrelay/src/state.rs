@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::Address;
 use serde::Serialize;
 use svckit::Clock;
 use tokio::sync::Notify;
@@ -107,8 +107,8 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     /// Wakes the broadcast worker (new jobs).
     pub(crate) wake_broadcast: Notify,
-    /// Transactions sent, for the head follower of each chain.
-    pub(crate) sent: BTreeMap<u64, SentQueue>,
+    /// Wakes the head follower of each chain (transactions sent).
+    pub(crate) wake_follow: BTreeMap<u64, Notify>,
     /// Wakes the webhook worker (new notifications).
     pub(crate) wake_delivery: Notify,
     /// Wakes WebSocket sessions (new account events).
@@ -156,40 +156,5 @@ impl Shared {
         };
         *cached = Some((Instant::now(), report.clone()));
         report
-    }
-}
-
-/// Most sent hashes kept for a follower between two looks; past it the follower looks at
-/// everything once instead.
-const SENT_CAP: usize = 10_000;
-
-/// Hashes the broadcaster sent, for one chain's follower: a sent transaction may be in a
-/// block the follower has read already, and only then does it need to look again before
-/// the next head. Bounded by [`SENT_CAP`].
-#[derive(Debug, Default)]
-pub(crate) struct SentQueue {
-    /// Woken on each push.
-    pub(crate) notify: Notify,
-    hashes: Mutex<(Vec<B256>, bool)>,
-}
-
-impl SentQueue {
-    /// Records that `hash` was sent and wakes the follower.
-    pub(crate) fn push(&self, hash: B256) {
-        {
-            let mut guard = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
-            if guard.0.len() < SENT_CAP {
-                guard.0.push(hash);
-            } else {
-                guard.1 = true;
-            }
-        }
-        self.notify.notify_one();
-    }
-
-    /// Takes the hashes sent since the last call, and whether some were left out.
-    pub(crate) fn take(&self) -> (Vec<B256>, bool) {
-        let mut guard = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::take(&mut *guard)
     }
 }
