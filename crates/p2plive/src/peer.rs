@@ -394,6 +394,12 @@ impl PeerHandle {
 
     /// Leaves the tracker and stops every task.
     pub async fn shutdown(self) {
+        // Stop the tasks first: a heartbeat answered "gone" after the DELETE would make the
+        // peer join again, leaving an entry behind until it timed out.
+        self.cancel.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
         let (id, token) = lock(&self.me).clone();
         let url = format!(
             "{}/streams/{}/peers/{id}",
@@ -403,7 +409,7 @@ impl PeerHandle {
         if let Err(error) = send(&url, request).await {
             debug!(%error, "leaving the tracker failed");
         }
-        self.crash();
+        self.endpoint.close(0u32.into(), b"bye");
     }
 
     /// Stops every task at once without telling the tracker (like a killed process).
