@@ -127,42 +127,80 @@ async fn arrivals(
     Ok(seen)
 }
 
+/// The parts both benches run: the camera, the registry, media server `media-a` (stream
+/// `sub_stream`), forwarder `ServiceA` and the proxy, each its own process; stopped on drop.
+struct Chain {
+    // Dropped in this order: the parts, then the camera, then the logs directory.
+    proxy: crate::cluster::Part,
+    forwarder: crate::cluster::Part,
+    media: crate::cluster::Part,
+    _registry: crate::cluster::Part,
+    _camera: Camera,
+    launcher: Launcher,
+    logs: tempfile::TempDir,
+}
+
+impl Chain {
+    /// Starts every part (the media server with `media_extra` arguments) and waits for the
+    /// route.
+    async fn start(
+        input: &std::path::Path,
+        prefix: &str,
+        media_extra: &[&str],
+    ) -> anyhow::Result<Self> {
+        let logs = tempfile::Builder::new().prefix(prefix).tempdir()?;
+        let exe = std::env::current_exe().context("locating the streamgate binary")?;
+        let camera_port = free_port()?;
+        let input = input.to_owned();
+        let camera = tokio::task::spawn_blocking(move || {
+            Camera::start(camera_port, &input, Duration::from_secs(30))
+        })
+        .await??;
+        let registry_port = free_port()?;
+        let public_port = free_port()?;
+        let mut launcher = Launcher::new(
+            exe,
+            logs.path(),
+            format!("http://{}", loopback(registry_port)),
+        );
+        let (registry, media, forwarder, proxy) = tokio::task::block_in_place(|| {
+            let registry = launcher.registry(registry_port)?;
+            let media = launcher.media(
+                "media-a",
+                "NameSpaceA",
+                free_port()?,
+                &[("sub_stream", camera.url("/sub_stream"))],
+                media_extra,
+            )?;
+            let forwarder = launcher.forwarder("ServiceA", "NameSpaceA", "media-a")?;
+            let proxy = launcher.proxy(public_port)?;
+            anyhow::Ok((registry, media, forwarder, proxy))
+        })?;
+        wait_for_routes(&launcher.registry_client(), 1, 1, Duration::from_secs(10)).await?;
+        Ok(Self {
+            logs,
+            launcher,
+            media,
+            forwarder,
+            proxy,
+            _registry: registry,
+            _camera: camera,
+        })
+    }
+}
+
 /// Runs the bench and returns its rows.
 ///
 /// # Errors
 /// When a part cannot be started or a stream does not play.
 pub async fn run(options: &BenchOptions) -> anyhow::Result<Vec<Row>> {
-    let logs = tempfile::Builder::new()
-        .prefix("streamgate-bench-")
-        .tempdir()?;
-    let exe = std::env::current_exe().context("locating the streamgate binary")?;
-    let camera_port = free_port()?;
-    let input = options.input.clone();
-    let camera = tokio::task::spawn_blocking(move || {
-        Camera::start(camera_port, &input, Duration::from_secs(30))
-    })
-    .await??;
-    let registry_port = free_port()?;
-    let public_port = free_port()?;
-    let mut launcher = Launcher::new(
-        exe,
-        logs.path(),
-        format!("http://{}", loopback(registry_port)),
-    );
-    let (registry_part, media, forwarder, proxy) = tokio::task::block_in_place(|| {
-        let registry_part = launcher.registry(registry_port)?;
-        let media = launcher.media(
-            "media-a",
-            "NameSpaceA",
-            free_port()?,
-            &[("sub_stream", camera.url("/sub_stream"))],
-            &[],
-        )?;
-        let forwarder = launcher.forwarder("ServiceA", "NameSpaceA", "media-a")?;
-        let proxy = launcher.proxy(public_port)?;
-        anyhow::Ok((registry_part, media, forwarder, proxy))
-    })?;
-    wait_for_routes(&launcher.registry_client(), 1, 1, Duration::from_secs(10)).await?;
+    let chain = Chain::start(&options.input, "streamgate-bench-", &[]).await?;
+    let Chain {
+        launcher,
+        media,
+        proxy,
+        ..
+    } = &chain;
     let via_proxy = format!(
         "http://{}{}",
         proxy.addr(),
@@ -213,7 +251,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         bail!("no frame was seen on both paths");
     }
     keeper.abort();
-    drop((proxy, forwarder, media, registry_part, camera));
+    drop(chain);
     Ok(vec![
         row(
             "time to first frame (GOP cached)",
@@ -243,39 +281,22 @@ pub async fn run_load(
     viewers: &[usize],
     seconds: u64,
 ) -> anyhow::Result<Vec<load::LoadRow>> {
-    let logs = tempfile::Builder::new()
-        .prefix("streamgate-load-")
-        .tempdir()?;
-    let exe = std::env::current_exe().context("locating the streamgate binary")?;
-    let camera_port = free_port()?;
-    let input = input.to_owned();
-    let camera = tokio::task::spawn_blocking(move || {
-        Camera::start(camera_port, &input, Duration::from_secs(30))
-    })
-    .await??;
-    let registry_port = free_port()?;
-    let public_port = free_port()?;
-    let mut launcher = Launcher::new(
-        exe,
-        logs.path(),
-        format!("http://{}", loopback(registry_port)),
-    );
-    let (registry_part, media, forwarder, proxy) = tokio::task::block_in_place(|| {
-        let registry_part = launcher.registry(registry_port)?;
-        // nginx opens one upstream connection per viewer, all from 127.0.0.1: the media
-        // server's per-address cap (256) would refuse them, so it is lifted for this run.
-        let media = launcher.media(
-            "media-a",
-            "NameSpaceA",
-            free_port()?,
-            &[("sub_stream", camera.url("/sub_stream"))],
-            &["--set", "media.connections.max_connections_per_addr=50000"],
-        )?;
-        let forwarder = launcher.forwarder("ServiceA", "NameSpaceA", "media-a")?;
-        let proxy = launcher.proxy(public_port)?;
-        anyhow::Ok((registry_part, media, forwarder, proxy))
-    })?;
-    wait_for_routes(&launcher.registry_client(), 1, 1, Duration::from_secs(10)).await?;
+    // nginx opens one upstream connection per viewer, all from 127.0.0.1: the media
+    // server's per-address cap (256) would refuse them, so it is lifted for this run.
+    let chain = Chain::start(
+        input,
+        "streamgate-load-",
+        &["--set", "media.connections.max_connections_per_addr=50000"],
+    )
+    .await?;
+    let Chain {
+        logs,
+        launcher,
+        media,
+        forwarder,
+        proxy,
+        ..
+    } = &chain;
     let nginx = load::Nginx::start(logs.path(), media.addr())?;
     let direct = format!("http://{}/sub_stream/0.flv", media.addr());
     // Keep the stream pulled for the whole run, so every row starts from a playing stream.
@@ -315,7 +336,8 @@ pub async fn run_load(
         }
     }
     keeper.abort();
-    drop((nginx, proxy, forwarder, media, registry_part, camera));
+    drop(nginx);
+    drop(chain);
     Ok(rows)
 }
 
