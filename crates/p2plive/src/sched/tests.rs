@@ -1,0 +1,240 @@
+//! Unit tests of [`super`].
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn info(n: u64) -> BlockInfo {
+    BlockInfo::of(n, 1000, &data(n))
+}
+
+fn data(n: u64) -> Vec<u8> {
+    vec![n as u8; 188]
+}
+
+/// Peer 1 of a 4-substream, 4-peer swarm (holds substream 1) with peers 2..=4.
+fn swarm(start: u64) -> (Scheduler, Instant) {
+    let t0 = Instant::now();
+    let layout = Layout::fixed(4, 1).unwrap();
+    let mut s = Scheduler::new(SchedConfig::default(), t0, start, 1.0, layout.clone());
+    s.set_assignment(layout, BTreeMap::from([(1, 0)]));
+    s.set_peers(
+        (2..=4)
+            .map(|id| (id, BTreeSet::from([id as u32])))
+            .collect(),
+    );
+    (s, t0)
+}
+
+fn fetches(actions: &[Action]) -> Vec<(u64, Source)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Fetch { block, from } => Some((*block, *from)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn fetches_other_substreams_from_their_holders_in_sequence_order() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..3 {
+        s.on_info(info(n));
+    }
+    let actions = s.poll(t0);
+    // Still buffering (playback starts once 4 blocks are cut): nothing urgent yet, block 0
+    // is mine (prefetch), 1 and 2 from peers 2 and 3, in order.
+    assert_eq!(
+        fetches(&actions),
+        vec![(1, Source::Peer(2)), (2, Source::Peer(3))]
+    );
+    assert!(!actions.iter().any(|a| matches!(a, Action::Play { .. })));
+}
+
+#[test]
+fn plays_in_order_without_stalls_when_blocks_arrive_in_time() {
+    let (mut s, t0) = swarm(0);
+    let mut now = t0;
+    let mut played = Vec::new();
+    for n in 0..8 {
+        s.on_info(info(n));
+        let from = if n % 4 == 0 {
+            Source::Prefetch
+        } else {
+            Source::Peer(n % 4 + 1)
+        };
+        assert_eq!(s.on_block(n, from, &data(n)), Verdict::Accepted);
+        for a in s.poll(now) {
+            if let Action::Play { block } = a {
+                played.push(block);
+            }
+        }
+        now += Duration::from_secs(1);
+    }
+    s.on_end(8);
+    for _ in 0..10 {
+        for a in s.poll(now) {
+            if let Action::Play { block } = a {
+                played.push(block);
+            }
+        }
+        now += Duration::from_secs(1);
+    }
+    assert_eq!(played, (0..8).collect::<Vec<_>>());
+    assert!(s.finished());
+    let stats = s.stats();
+    assert_eq!(stats.stalls, 0);
+    assert_eq!(stats.startup_ms, Some(3000));
+    assert_eq!(stats.played, 8);
+}
+
+#[test]
+fn urgent_blocks_come_from_the_cdn_and_stalls_are_counted() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..6 {
+        s.on_info(info(n));
+    }
+    s.on_block(0, Source::Prefetch, &data(0));
+    let actions = s.poll(t0);
+    // Playback starts (cut 6 >= 0 + 4): blocks 1 and 2 are urgent -> CDN.
+    assert_eq!(actions[0], Action::Play { block: 0 });
+    let f = fetches(&actions);
+    assert!(
+        f.contains(&(1, Source::Cdn)) && f.contains(&(2, Source::Cdn)),
+        "{f:?}"
+    );
+    assert!(f.contains(&(3, Source::Peer(4))), "{f:?}");
+    // Block 1 arrives 300 ms late: one stall of 300 ms.
+    assert!(fetches(&s.poll(t0 + 1000 * MS)).is_empty());
+    assert_eq!(s.stats().stalls, 0, "not late yet");
+    assert_eq!(s.on_block(1, Source::Cdn, &data(1)), Verdict::Accepted);
+    let actions = s.poll(t0 + 1300 * MS);
+    assert_eq!(actions[0], Action::Play { block: 1 });
+    assert_eq!(s.stats().stalls, 1);
+    assert_eq!(s.stats().stall_ms, 300);
+    assert!(!s.stats().stalled_now);
+}
+
+/// Bug: a stall that never ended (the run stopped while the player waited) was never
+/// counted.
+#[test]
+fn a_stall_still_open_at_the_end_of_a_run_is_counted() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..6 {
+        s.on_info(info(n));
+    }
+    s.on_block(0, Source::Prefetch, &data(0));
+    s.poll(t0);
+    // Block 1 never comes; the run is read 2.5 s later.
+    s.poll(t0 + 1000 * MS);
+    s.poll(t0 + 3500 * MS);
+    let stats = s.stats();
+    assert_eq!(stats.stalls, 1, "{stats:?}");
+    assert_eq!(stats.stall_ms, 2500);
+    assert!(stats.stalled_now);
+    // It is counted once, also when it ends later.
+    assert_eq!(s.on_block(1, Source::Cdn, &data(1)), Verdict::Accepted);
+    s.poll(t0 + 4000 * MS);
+    let stats = s.stats();
+    assert_eq!(
+        (stats.stalls, stats.stall_ms, stats.stalled_now),
+        (1, 3000, false)
+    );
+}
+
+#[test]
+fn corrupt_block_is_dropped_and_fetched_elsewhere() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..4 {
+        s.on_info(info(n));
+    }
+    s.poll(t0);
+    let mut bad = data(2);
+    bad[100] ^= 1;
+    assert_eq!(s.on_block(2, Source::Peer(3), &bad), Verdict::Corrupt);
+    assert!(!s.has(2));
+    let f = fetches(&s.poll(t0));
+    // Not peer 3 again: another peer.
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].0, 2);
+    assert_ne!(f[0].1, Source::Peer(3));
+    assert_eq!(s.on_block(2, f[0].1, &data(2)), Verdict::Accepted);
+    assert_eq!(s.stats().corrupt_blocks, 1);
+    assert_eq!(s.on_block(2, Source::Cdn, &data(2)), Verdict::Duplicate);
+}
+
+#[test]
+fn dead_holder_falls_back_to_other_peers_then_cdn() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..4 {
+        s.on_info(info(n));
+    }
+    s.poll(t0);
+    s.peer_down(3, t0);
+    let f = fetches(&s.poll(t0));
+    // Block 2's holder is down; nobody else tried yet, so it waits for the urgent zone.
+    assert!(f.is_empty(), "{f:?}");
+    s.on_block(0, Source::Prefetch, &data(0));
+    s.on_info(info(4));
+    let actions = s.poll(t0);
+    assert!(fetches(&actions).contains(&(2, Source::Cdn)), "{actions:?}");
+    // After the back-off the peer is asked again (for block 3's neighbour 6, say).
+    for n in 5..8 {
+        s.on_info(info(n));
+    }
+    let later = s.poll(t0 + Duration::from_millis(2001));
+    assert!(fetches(&later).contains(&(6, Source::Peer(3))), "{later:?}");
+}
+
+#[test]
+fn blocks_of_my_substream_wait_for_the_prefetch_until_urgent() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..9 {
+        s.on_info(info(n));
+    }
+    let f = fetches(&s.poll(t0));
+    // Blocks 4 and 8 are mine and not urgent: left to the prefetch. Block 0 is urgent.
+    assert!(!f.iter().any(|(b, _)| *b == 4 || *b == 8), "{f:?}");
+    assert!(f.contains(&(0, Source::Cdn)), "{f:?}");
+    assert!(f.contains(&(1, Source::Cdn)), "{f:?}");
+    assert!(f.contains(&(2, Source::Peer(3))), "{f:?}");
+}
+
+#[test]
+fn only_a_window_behind_the_playhead_is_remembered() {
+    let (mut s, t0) = swarm(0);
+    let mut now = t0;
+    let mut most = 0;
+    for n in 0..100 {
+        s.on_info(info(n));
+        let from = if n % 4 == 0 {
+            Source::Prefetch
+        } else {
+            Source::Peer(n % 4 + 1)
+        };
+        s.on_block(n, from, &data(n));
+        s.poll(now);
+        // 1 s blocks, a 5 s window.
+        let keep = s.window_start(5000);
+        s.forget_before(keep);
+        most = most.max(s.tracked());
+        now += Duration::from_secs(1);
+    }
+    assert!(s.stats().played > 90, "{:?}", s.stats());
+    // 5 behind + the playing one + 4 ahead (playout delay), in infos and in the held set.
+    assert!(most <= 2 * 11, "{most} entries");
+    let keep = s.window_start(5000);
+    assert!((90..=96).contains(&keep), "{keep}");
+    // A late answer for a forgotten block is not kept.
+    assert_eq!(s.on_block(3, Source::Cdn, &data(3)), Verdict::Unknown);
+    assert!(!s.has(3));
+}
+
+#[test]
+fn late_joiner_starts_behind_the_live_edge() {
+    let config = SchedConfig::default();
+    assert_eq!(Scheduler::start_block(&config, 0), 0);
+    assert_eq!(Scheduler::start_block(&config, 3), 0);
+    assert_eq!(Scheduler::start_block(&config, 30), 26);
+}
