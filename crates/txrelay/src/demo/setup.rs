@@ -83,6 +83,11 @@ pub(super) async fn start(progress: bool) -> anyhow::Result<Demo> {
     config.tracking.poll_interval_ms = 50;
     config.delivery.poll_interval_ms = 50;
     config.delivery.initial_backoff_ms = 200;
+    // The flaky receiver refuses every first attempt, so a breaker probe that is some
+    // notice's first attempt fails too: with the default doubling up to 45 s, probes could
+    // pass the demo's wait and a delivered-late notice would count as lost.
+    config.delivery.probe_initial_ms = 200;
+    config.delivery.probe_max_ms = 1_000;
     let running = crate::relay::start(config.validate()?, Arc::new(svckit::SystemClock)).await?;
     let client = keys(&running).await?;
     Ok(Demo {
