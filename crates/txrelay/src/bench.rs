@@ -71,6 +71,9 @@ pub struct BenchReport {
     pub concurrency: usize,
     /// The rows.
     pub rows: Vec<Row>,
+    /// Receipt-related JSON-RPC requests the relay made per relayed transaction
+    /// (`eth_getBlockReceipts` and `eth_getTransactionReceipt` entries; goal <= 2).
+    pub receipt_rpcs_per_tx: f64,
 }
 
 impl BenchReport {
@@ -95,6 +98,11 @@ impl BenchReport {
                 cell(row.p99_ms)
             );
         }
+        let _ = writeln!(
+            out,
+            "relay: receipt-related RPCs per transaction: {:.2}",
+            self.receipt_rpcs_per_tx
+        );
         let _ = write!(
             out,
             "({} requests in flight; latency = from the including block first seen to the receipt/notification)",
@@ -311,6 +319,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let direct_total = started.elapsed();
 
     // Relay: submit, then wait for every webhook.
+    let receipt_requests_before = running.receipt_requests(CHAIN_ID);
     let bar = spinner(options.progress, options.txs, "relay submit");
     let started = Instant::now();
     let answers = futures::stream::iter(relay_load.iter().map(|(sender, raw)| {
@@ -376,11 +385,16 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     if receivers.stats().bad_signatures > 0 {
         bail!("webhook signatures failed to verify");
     }
+    let receipt_requests = running
+        .receipt_requests(CHAIN_ID)
+        .saturating_sub(receipt_requests_before);
     running.stop().await?;
     drop(observer);
     drop(chain);
     Ok(BenchReport {
         concurrency: options.concurrency,
+        receipt_rpcs_per_tx: (receipt_requests as f64 / options.txs.max(1) as f64 * 100.0).round()
+            / 100.0,
         rows: vec![
             row(
                 "direct: eth_sendRawTransaction to anvil",

@@ -131,8 +131,15 @@ async fn send(shared: &Shared, job: &BroadcastJob) -> usize {
         }
         outcome
     };
+    let sent = matches!(outcome, BroadcastOutcome::Sent);
     match shared.store.finish_broadcast(job, &outcome, now).await {
-        Ok(created) => created,
+        Ok(created) => {
+            if sent && let Some(follower) = shared.wake_follow.get(&job.chain_id) {
+                // It may be in a block the follower has looked at already.
+                follower.notify_one();
+            }
+            created
+        }
         Err(error) => {
             warn!(%error, tx_hash = %job.tx_hash, "recording a broadcast failed; the lease will expire and it is retried");
             0

@@ -1,24 +1,35 @@
-//! The head follower: one task per chain polls the head and, when it moved (or a rebroadcast
-//! timer is due), asks the node for the receipts of the relay's own unfinished transactions
-//! only, in JSON-RPC batches (seed ¶37-38: "actively query the execution result by the hash
+//! The head follower: one task per chain follows the head ([`crate::heads`]: `newHeads` by
+//! subscription, polling as the fallback). Each new block is linked to the canonical window
+//! ([`crate::core::chain`], by parent hash; skipped blocks are fetched) and its receipts are
+//! read once (`eth_getBlockReceipts`, or one batch of `eth_getTransactionReceipt` from a node
+//! without it) and kept while the block is in the window. The relay's own unfinished
+//! transactions are then matched against those receipts; a delivered result is watched for
+//! reorgs by comparing its stored block hash with the window, not by fetching it again. Only
+//! transactions sent before the window began (once) and those whose rebroadcast timer ran
+//! out are looked up by hash (seed ¶37-38: "actively query the execution result by the hash
 //! of the first transaction"). Decisions come from [`crate::core::tracker`]; their effects
 //! (status, notifications, rebroadcast jobs) are written through the outbox.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use alloy::primitives::B256;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use crate::core::Tracked;
+use crate::core::chain::{BlockRef, Canon, Link};
 use crate::core::now_ms;
 use crate::core::tracker::{Policy, Step, observe, rebroadcast_needed};
 use crate::metrics::Metrics;
-use crate::node::{Head, NodeClient};
+use crate::node::{Header, NodeClient, Receipt};
 use crate::state::Shared;
 use crate::store::{Decision, TxRecord};
 
-/// Most transactions examined per chain and tick.
-const TRACK_LIMIT: u32 = 20_000;
+/// Tracked transactions read per page (every page is read on each tick).
+const TRACK_PAGE: u32 = 5_000;
+
+/// Fewest blocks in the canonical window.
+const MIN_WINDOW: u64 = 64;
 
 /// Decisions written per database transaction.
 const APPLY_CHUNK: usize = 100;
@@ -37,85 +48,251 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
         rebroadcast_after_ms: u64::try_from(shared.settings.rebroadcast_after.as_millis())
             .unwrap_or(u64::MAX),
     };
-    let mut checked = Checked::default();
+    let Some(wake) = shared.wake_follow.get(&chain_id) else {
+        return;
+    };
+    let (heads_tx, mut heads) = tokio::sync::watch::channel(None);
+    let source = crate::heads::HeadSource {
+        node: node.clone(),
+        ws_urls: chain.ws_urls.clone(),
+        subscribe: shared.settings.subscribe_heads,
+        poll_interval: shared.settings.poll_interval,
+    };
+    let clock = Arc::clone(&shared.clock);
+    let head_task = tokio::spawn(crate::heads::run(
+        source,
+        heads_tx,
+        shared.cancel.clone(),
+        move || now_ms(clock.as_ref()),
+    ));
+    // The window reaches past the reorg watch, so a delivered result's block is compared
+    // with the canonical chain for as long as it is watched.
+    let mut blocks = Blocks::new(
+        policy
+            .confirmations
+            .saturating_add(policy.reorg_watch_blocks)
+            .saturating_add(2)
+            .max(MIN_WINDOW),
+    );
     loop {
+        // A new head (pushed by the subscription or found by the poller), newly sent
+        // transactions (the broadcaster's wake-up), or the poll interval for rebroadcast
+        // timers: each looks again at the newest head.
         tokio::select! {
             () = shared.cancel.cancelled() => break,
+            changed = heads.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            () = wake.notified() => {}
             () = tokio::time::sleep(shared.settings.poll_interval) => {}
         }
-        let head = match node.head().await {
-            Ok(head) => head,
-            Err(error) => {
-                debug!(chain_id, %error, "head poll failed");
-                continue;
-            }
+        let Some((head, _seen_ms)) = *heads.borrow_and_update() else {
+            continue;
         };
-        if let Err(error) = tick(&shared, &node, &policy, head, &mut checked).await {
+        if let Err(error) = tick(&shared, &node, &policy, head, &mut blocks).await {
             warn!(chain_id, %error, "tracking tick failed; retrying");
         }
     }
+    head_task.abort();
 }
 
-/// What the last ticks asked the node about at the current head.
-#[derive(Debug, Default)]
-struct Checked {
-    /// The head of those receipts.
-    head: Option<Head>,
-    /// Transactions whose receipts were fetched at that head.
-    hashes: HashSet<B256>,
+/// Blocks the follower knows: the canonical window and the receipts of its blocks, so a
+/// transaction is matched to its block once and watched for reorgs by block hash.
+#[derive(Debug)]
+struct Blocks {
+    /// The newest canonical blocks.
+    canon: Canon,
+    /// Receipts of the window's blocks by transaction hash.
+    receipts: HashMap<B256, Receipt>,
+    /// The transactions of each block in `receipts`, by block hash (with its number).
+    block_txs: HashMap<B256, (u64, Vec<B256>)>,
+    /// Unix ms since which every block is in the window: a transaction sent later is
+    /// found in a block's receipts and needs no lookup by hash.
+    covered_since_ms: Option<u64>,
+    /// Transactions sent before `covered_since_ms` already looked up by hash once.
+    looked_up: HashSet<B256>,
+}
+
+impl Blocks {
+    fn new(depth: u64) -> Self {
+        Self {
+            canon: Canon::new(depth),
+            receipts: HashMap::new(),
+            block_txs: HashMap::new(),
+            covered_since_ms: None,
+            looked_up: HashSet::new(),
+        }
+    }
+
+    /// Adopts `head` and the blocks between it and the window (fetching headers by parent
+    /// hash and each new block's receipts). Answers the blocks reorged out.
+    async fn advance(
+        &mut self,
+        node: &NodeClient,
+        head: Header,
+        batch: usize,
+        now: u64,
+    ) -> Result<Vec<BlockRef>, crate::Error> {
+        if self.canon.tip().map(|t| t.hash) == Some(head.hash) {
+            return Ok(Vec::new());
+        }
+        let mut segment = vec![head.block_ref()];
+        let mut gap = false;
+        while let Some(first) = segment.last().copied() {
+            match self.canon.link(&first) {
+                Link::Known | Link::Connects => break,
+                Link::NeedParent { hash, .. } => {
+                    if segment.len() as u64 >= self.canon.depth() {
+                        gap = true;
+                        break;
+                    }
+                    match node.header_by_hash(hash).await? {
+                        Some(parent) => segment.push(parent.block_ref()),
+                        None => {
+                            gap = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        segment.reverse();
+        if gap || self.canon.is_empty() {
+            // Blocks before this segment were not seen: transactions sent before now are
+            // looked up by hash once.
+            self.canon.reset();
+            self.covered_since_ms = Some(now);
+            self.looked_up.clear();
+        }
+        let removed = self.canon.adopt(&segment);
+        for block in &segment {
+            if self.block_txs.contains_key(&block.hash) {
+                continue;
+            }
+            let Some(receipts) = node.block_receipts(block.hash, batch).await? else {
+                continue;
+            };
+            let hashes = receipts.iter().map(|r| r.tx_hash).collect();
+            for receipt in receipts {
+                self.receipts.insert(receipt.tx_hash, receipt);
+            }
+            self.block_txs.insert(block.hash, (block.number, hashes));
+        }
+        // Forget blocks that left the window (reorged out or older than its depth).
+        let canon = &self.canon;
+        let receipts = &mut self.receipts;
+        self.block_txs.retain(|hash, (number, txs)| {
+            let keep = canon.hash_at(*number) == Some(*hash);
+            if !keep {
+                for tx in txs.iter() {
+                    if receipts.get(tx).is_some_and(|r| r.block_hash == *hash) {
+                        receipts.remove(tx);
+                    }
+                }
+            }
+            keep
+        });
+        Ok(removed)
+    }
+
+    /// Whether `record`'s recorded block is still canonical as far as the window knows
+    /// (outside the window: assumed so).
+    fn still_canonical(&self, number: u64, hash: B256) -> bool {
+        self.canon
+            .hash_at(number)
+            .is_none_or(|canonical| canonical == hash)
+    }
+}
+
+/// What the follower needs to look at for one record.
+enum Look {
+    /// Decide with this receipt (or `None`: not in any known block).
+    Decide(Option<Box<Receipt>>),
+    /// Ask the node for the receipt by hash first.
+    ByHash,
+    /// Nothing can have changed.
+    Skip,
 }
 
 async fn tick(
     shared: &Shared,
     node: &NodeClient,
     policy: &Policy,
-    head: Head,
-    checked: &mut Checked,
+    head: Header,
+    blocks: &mut Blocks,
+) -> Result<(), crate::Error> {
+    let now = now_ms(shared.clock.as_ref());
+    let removed = blocks
+        .advance(node, head, shared.settings.receipt_batch_size, now)
+        .await?;
+    if !removed.is_empty() {
+        info!(
+            chain_id = node.chain_id(),
+            blocks = removed.len(),
+            "reorg: blocks left the canonical chain"
+        );
+    }
+    let head = blocks.canon.tip().map_or(head.number, |t| t.number);
+    // Every tracked transaction, page by page (no cliff however many there are).
+    let mut after = None;
+    loop {
+        let page = shared
+            .store
+            .tracked_page(node.chain_id(), after, TRACK_PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((last.accepted_at_ms, last.tx_hash));
+        let full = page.len() == TRACK_PAGE as usize;
+        decide_page(shared, node, policy, head, blocks, &page, now).await?;
+        if !full {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Decides on one page of tracked records at `head`.
+async fn decide_page(
+    shared: &Shared,
+    node: &NodeClient,
+    policy: &Policy,
+    head: u64,
+    blocks: &mut Blocks,
+    records: &[TxRecord],
+    now: u64,
 ) -> Result<(), crate::Error> {
     let chain_id = node.chain_id();
-    let records = shared.store.tracked(chain_id, TRACK_LIMIT).await?;
-    if records.is_empty() {
-        return Ok(());
-    }
-    let now = now_ms(shared.clock.as_ref());
-    let timer_due = |r: &TxRecord| {
-        r.tracked().is_some_and(|t| {
-            t.phase == crate::core::Phase::Pending
-                && now.saturating_sub(t.last_activity_ms) >= policy.rebroadcast_after_ms
-        })
-    };
-    // A new head: look at everything. The same head: only at transactions that became
-    // tracked since (sent after the last look, possibly already in this head's block) and at
-    // those whose rebroadcast timer ran out.
-    let new_head = checked.head != Some(head);
-    let records: Vec<TxRecord> = if new_head {
-        records
-    } else {
-        records
-            .into_iter()
-            .filter(|r| !checked.hashes.contains(&r.tx_hash) || timer_due(r))
-            .collect()
-    };
-    if records.is_empty() {
-        return Ok(());
-    }
-    let hashes: Vec<B256> = records.iter().map(|r| r.tx_hash).collect();
-    let mut receipts = Vec::with_capacity(hashes.len());
-    for chunk in hashes.chunks(shared.settings.receipt_batch_size) {
-        receipts.extend(node.receipts(chunk).await?);
-    }
-    if new_head {
-        checked.head = Some(head);
-        checked.hashes.clear();
-    }
-    checked.hashes.extend(hashes.iter().copied());
-    let mut pool_checks: Vec<&TxRecord> = Vec::new();
-    let mut decisions: Vec<Decision<'_>> = Vec::new();
-    for (record, receipt) in records.iter().zip(&receipts) {
+    let mut looks: Vec<(&TxRecord, Tracked, Option<Receipt>)> = Vec::new();
+    let mut by_hash: Vec<(&TxRecord, Tracked)> = Vec::new();
+    for record in records {
         let Some(tracked) = record.tracked() else {
             continue;
         };
-        let step = observe(&tracked, receipt.as_ref(), head.number, now, policy);
+        match look(blocks, record, &tracked, now, policy) {
+            Look::Decide(receipt) => looks.push((record, tracked, receipt.map(|r| *r))),
+            Look::ByHash => by_hash.push((record, tracked)),
+            Look::Skip => {}
+        }
+    }
+    if !by_hash.is_empty() {
+        let hashes: Vec<B256> = by_hash.iter().map(|(r, _)| r.tx_hash).collect();
+        let mut receipts = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(shared.settings.receipt_batch_size) {
+            receipts.extend(node.receipts(chunk).await?);
+        }
+        for ((record, tracked), receipt) in by_hash.into_iter().zip(receipts) {
+            blocks.looked_up.insert(record.tx_hash);
+            looks.push((record, tracked, receipt));
+        }
+    }
+    let mut pool_checks: Vec<&TxRecord> = Vec::new();
+    let mut decisions: Vec<Decision<'_>> = Vec::new();
+    for (record, tracked, receipt) in looks {
+        let step = observe(&tracked, receipt.as_ref(), head, now, policy);
         let failed_result = match step {
             Step::Wait => continue,
             Step::CheckPool => {
@@ -143,13 +320,70 @@ async fn tick(
         decisions.push(Decision {
             record,
             step,
-            receipt: receipt.clone(),
+            receipt,
             revert_reason,
             seen_at_ms: Some(now),
         });
     }
+    let mut rebroadcasts = apply(shared, chain_id, policy, &decisions, now).await?;
+    if !pool_checks.is_empty() {
+        let hashes: Vec<B256> = pool_checks.iter().map(|r| r.tx_hash).collect();
+        let known = node.known(&hashes).await?;
+        for (record, in_pool) in pool_checks.iter().zip(known) {
+            let rebroadcast = rebroadcast_needed(in_pool);
+            let applied = shared.store.pool_checked(record, rebroadcast, now).await?;
+            if applied.rebroadcast {
+                Metrics::chain(&shared.metrics.chain_events, chain_id, "dropped");
+                info!(chain_id, tx_hash = %record.tx_hash, "no receipt and not in the node's pool; sending the same bytes again");
+                rebroadcasts += 1;
+            }
+        }
+    }
+    if rebroadcasts > 0 {
+        shared.wake_broadcast.notify_one();
+    }
+    Ok(())
+}
+
+/// Where the receipt for `record` comes from: the window's block receipts, the stored
+/// receipt while its block is canonical, or the node by hash (transactions sent before the
+/// window began, once, and those whose rebroadcast timer ran out).
+fn look(blocks: &Blocks, record: &TxRecord, tracked: &Tracked, now: u64, policy: &Policy) -> Look {
+    if let Some(receipt) = blocks.receipts.get(&record.tx_hash) {
+        return Look::Decide(Some(Box::new(receipt.clone())));
+    }
+    if let Some(inclusion) = tracked.inclusion {
+        if !blocks.still_canonical(inclusion.block_number, inclusion.block_hash) {
+            return Look::Decide(None);
+        }
+        return match &record.receipt {
+            Some(stored) if stored.block_hash == inclusion.block_hash => {
+                Look::Decide(Some(Box::new(stored.clone())))
+            }
+            _ => Look::ByHash,
+        };
+    }
+    let timer_due = now.saturating_sub(tracked.last_activity_ms) >= policy.rebroadcast_after_ms;
+    let before_window = blocks
+        .covered_since_ms
+        .is_none_or(|since| record.last_activity_ms < since);
+    if timer_due || (before_window && !blocks.looked_up.contains(&record.tx_hash)) {
+        Look::ByHash
+    } else {
+        Look::Skip
+    }
+}
+
+/// Applies `decisions`, one database transaction per chunk, waking receivers after each;
+/// answers the rebroadcasts caused.
+async fn apply(
+    shared: &Shared,
+    chain_id: u64,
+    policy: &Policy,
+    decisions: &[Decision<'_>],
+    now: u64,
+) -> Result<usize, crate::Error> {
     let mut rebroadcasts = 0;
-    // One database transaction per chunk; receivers are woken after each.
     for chunk in decisions.chunks(APPLY_CHUNK) {
         let applied = shared
             .store
@@ -182,23 +416,7 @@ async fn tick(
             shared.wake_sessions.notify_waiters();
         }
     }
-    if !pool_checks.is_empty() {
-        let hashes: Vec<B256> = pool_checks.iter().map(|r| r.tx_hash).collect();
-        let known = node.known(&hashes).await?;
-        for (record, in_pool) in pool_checks.iter().zip(known) {
-            let rebroadcast = rebroadcast_needed(in_pool);
-            let applied = shared.store.pool_checked(record, rebroadcast, now).await?;
-            if applied.rebroadcast {
-                Metrics::chain(&shared.metrics.chain_events, chain_id, "dropped");
-                info!(chain_id, tx_hash = %record.tx_hash, "no receipt and not in the node's pool; sending the same bytes again");
-                rebroadcasts += 1;
-            }
-        }
-    }
-    if rebroadcasts > 0 {
-        shared.wake_broadcast.notify_one();
-    }
-    Ok(())
+    Ok(rebroadcasts)
 }
 
 /// The metric label of an applied decision.

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod event;
 pub mod follow;
+mod heads;
 pub mod load;
 pub mod metrics;
 pub mod node;

@@ -22,13 +22,41 @@ use tracing::{debug, instrument, warn};
 use crate::error::{NodeError, RpcErrorKind};
 use crate::metrics::MethodLabels;
 
-/// A chain head: block number and hash.
+/// A block header as the follower needs it: number, hash, parent hash, base fee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
+pub struct Header {
     /// Block number.
     pub number: u64,
     /// Block hash.
     pub hash: B256,
+    /// The parent's hash.
+    pub parent: B256,
+    /// EIP-1559 base fee per gas, wei (`None` before London).
+    pub base_fee: Option<u128>,
+}
+
+impl Header {
+    /// Parses a header from a block or `newHeads` JSON object.
+    pub fn parse(value: &Value) -> Option<Self> {
+        Some(Self {
+            number: quantity(value.get("number")?)?,
+            hash: b256(value.get("hash")?)?,
+            parent: b256(value.get("parentHash")?)?,
+            base_fee: value
+                .get("baseFeePerGas")
+                .and_then(Value::as_str)
+                .and_then(|t| u128::from_str_radix(t.strip_prefix("0x")?, 16).ok()),
+        })
+    }
+
+    /// Its identity in the canonical window.
+    pub fn block_ref(&self) -> crate::core::chain::BlockRef {
+        crate::core::chain::BlockRef {
+            number: self.number,
+            hash: self.hash,
+            parent: self.parent,
+        }
+    }
 }
 
 /// A transaction receipt as the relay stores and reports it (seed ¶27: "the execution result
@@ -111,6 +139,8 @@ struct Inner {
     preferred: AtomicUsize,
     failovers: Counter,
     requests: Option<Family<MethodLabels, Counter>>,
+    /// The node answered "method not found" to `eth_getBlockReceipts`.
+    no_block_receipts: std::sync::atomic::AtomicBool,
 }
 
 /// JSON-RPC access to one chain through any of its healthy nodes. Cheap to clone.
@@ -157,6 +187,7 @@ impl NodeClient {
                 preferred: AtomicUsize::new(0),
                 failovers,
                 requests: None,
+                no_block_receipts: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -373,16 +404,80 @@ impl NodeClient {
     ///
     /// # Errors
     /// See [`Self::call`].
-    pub async fn head(&self) -> Result<Head, NodeError> {
+    pub async fn head(&self) -> Result<Header, NodeError> {
         let value = self
             .call("eth_getBlockByNumber", json!(["latest", false]))
             .await?;
-        let number = value.get("number").and_then(quantity);
-        let hash = value.get("hash").and_then(b256);
-        match (number, hash) {
-            (Some(number), Some(hash)) => Ok(Head { number, hash }),
-            _ => Err(self.bad("eth_getBlockByNumber", &value)),
+        Header::parse(&value).ok_or_else(|| self.bad("eth_getBlockByNumber", &value))
+    }
+
+    /// The header of the block with `hash`; `None` when the node does not have it.
+    ///
+    /// # Errors
+    /// See [`Self::call`].
+    pub async fn header_by_hash(&self, hash: B256) -> Result<Option<Header>, NodeError> {
+        let value = self
+            .call("eth_getBlockByHash", json!([hash, false]))
+            .await?;
+        if value.is_null() {
+            return Ok(None);
         }
+        Header::parse(&value)
+            .map(Some)
+            .ok_or_else(|| self.bad("eth_getBlockByHash", &value))
+    }
+
+    /// Every receipt of the block with `hash`: `eth_getBlockReceipts` (one request), or,
+    /// from a node without it (answering "method not found", remembered), the block's
+    /// transaction hashes and their receipts in batches of `batch`. `None` when the node does
+    /// not have the block (reorged away meanwhile).
+    ///
+    /// # Errors
+    /// [`NodeError`] for a failed request or a malformed receipt.
+    pub async fn block_receipts(
+        &self,
+        hash: B256,
+        batch: usize,
+    ) -> Result<Option<Vec<Receipt>>, NodeError> {
+        if !self.inner.no_block_receipts.load(Ordering::Relaxed) {
+            match self.call("eth_getBlockReceipts", json!([hash])).await {
+                Ok(Value::Null) => return Ok(None),
+                Ok(Value::Array(items)) => {
+                    return items
+                        .iter()
+                        .map(|v| {
+                            parse_receipt(v).ok_or_else(|| self.bad("eth_getBlockReceipts", v))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(Some);
+                }
+                Ok(other) => return Err(self.bad("eth_getBlockReceipts", &other)),
+                Err(NodeError::Rpc { code: -32601, .. }) => {
+                    warn!(
+                        chain_id = self.inner.chain_id,
+                        "node has no eth_getBlockReceipts; fetching receipts per transaction"
+                    );
+                    self.inner.no_block_receipts.store(true, Ordering::Relaxed);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let block = self
+            .call("eth_getBlockByHash", json!([hash, false]))
+            .await?;
+        if block.is_null() {
+            return Ok(None);
+        }
+        let hashes: Vec<B256> = block
+            .get("transactions")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().filter_map(b256).collect())
+            .unwrap_or_default();
+        let mut receipts = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(batch.max(1)) {
+            receipts.extend(self.receipts(chunk).await?.into_iter().flatten());
+        }
+        Ok(Some(receipts))
     }
 
     /// Receipts of `hashes` (batched `eth_getTransactionReceipt`), `None` where the node has

@@ -140,6 +140,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         cache_ms: crate::store::millis_of(settings.key_cache),
         max_sockets: settings.max_sockets_per_key,
     });
+    let wake_follow = nodes.keys().map(|id| (*id, Notify::new())).collect();
     let shared = Arc::new(Shared {
         policy: AccountPolicy::new(
             settings.account_mode,
@@ -158,6 +159,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         http,
         wake_broadcast: Notify::new(),
         wake_delivery: Notify::new(),
+        wake_follow,
         wake_sessions: Notify::new(),
         session_seq: AtomicU64::new(0),
         readiness: tokio::sync::Mutex::new(None),
@@ -224,6 +226,25 @@ impl Running {
     /// `http://{addr}{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Receipt-related JSON-RPC requests made to `chain_id`'s nodes so far
+    /// (`eth_getBlockReceipts` plus each `eth_getTransactionReceipt` batch entry, from
+    /// `txrelay_node_requests_total`).
+    pub fn receipt_requests(&self, chain_id: u64) -> u64 {
+        ["eth_getBlockReceipts", "eth_getTransactionReceipt"]
+            .into_iter()
+            .map(|method| {
+                self.shared
+                    .metrics
+                    .node_requests
+                    .get_or_create(&crate::metrics::MethodLabels {
+                        chain_id,
+                        method: method.to_owned(),
+                    })
+                    .get()
+            })
+            .sum()
     }
 
     /// The relay's database (for demos and benchmarks that read counts or create keys).

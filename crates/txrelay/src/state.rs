@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     /// Wakes the broadcast worker (new jobs).
     pub(crate) wake_broadcast: Notify,
+    /// Wakes the head follower of each chain (transactions sent).
+    pub(crate) wake_follow: BTreeMap<u64, Notify>,
     /// Wakes the webhook worker (new notifications).
     pub(crate) wake_delivery: Notify,
     /// Wakes WebSocket sessions (new account events).

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod chain;
 pub mod ratelimit;
 pub mod tracker;
 pub mod window;

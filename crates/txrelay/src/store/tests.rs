@@ -232,3 +232,44 @@ async fn results_go_through_the_outbox() {
     assert_eq!((record.status, record.reorgs), (TxStatus::Pending, 1));
     assert_eq!(store.backlog().await.unwrap().0, 1);
 }
+
+#[tokio::test]
+async fn tracked_pages_see_every_transaction_once() {
+    let (_dir, store) = store().await;
+    let window = Duration::from_secs(60);
+    // Seven transactions, five accepted in the same millisecond (ties ordered by hash).
+    for nonce in 0..7 {
+        let at = if nonce < 5 { 1_000 } else { 1_000 + nonce };
+        store
+            .submit(&signed(nonce), "d", false, at, window)
+            .await
+            .unwrap();
+    }
+    let jobs = store
+        .claim_broadcasts("i", 2_000, Duration::from_secs(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 7);
+    for job in &jobs {
+        store
+            .finish_broadcast(job, &BroadcastOutcome::Sent, 2_100)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.tracked_page(31337, after, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((last.accepted_at_ms, last.tx_hash));
+        seen.extend(page.iter().map(|r| r.tx_hash));
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert_eq!(unique.len(), 7);
+}

@@ -396,6 +396,36 @@ impl Store {
         .map_err(q("tracked"))
     }
 
+    /// One page of [`Self::tracked`]: at most `limit` unfinished transactions of `chain_id`
+    /// ordered by (acceptance time, hash), starting after `after` (the last record of the
+    /// previous page; `None` for the first page). Paging by this key sees every tracked
+    /// transaction once per pass, however many there are.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn tracked_page(
+        &self,
+        chain_id: u64,
+        after: Option<(u64, B256)>,
+        limit: u32,
+    ) -> Result<Vec<TxRecord>, StoreError> {
+        let (after_ms, after_hash) = after.unwrap_or((0, B256::ZERO));
+        sqlx::query_as(select_tx!(
+            "WHERE chain_id = $1 AND finalized = 0 \
+             AND status IN ('pending', 'included', 'mined', 'failed') \
+             AND (accepted_at_ms > $2 OR (accepted_at_ms = $2 AND tx_hash > $3) OR $4 = 0) \
+             ORDER BY accepted_at_ms, tx_hash LIMIT $5"
+        ))
+        .bind(int(chain_id))
+        .bind(int(after_ms))
+        .bind(Db(after_hash))
+        .bind(i64::from(after.is_some()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(q("tracked page"))
+    }
+
     /// Applies a tracker decision ([`Step`]) to `record` as read at the start of the tick.
     /// The update is conditional on the row being unchanged since (status and block hash), so
     /// concurrent trackers (several instances) apply each change once. Result notifications

@@ -4,7 +4,7 @@
 //! JSON-RPC at all (a webhook POST sent to the node would be one). Stopping it makes its URL
 //! refuse connections (a node down).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +24,7 @@ struct Shared {
     sends: Mutex<HashMap<B256, u32>>,
     methods: Mutex<HashMap<String, u64>>,
     foreign: Mutex<u64>,
+    refused: Mutex<HashSet<String>>,
 }
 
 pub(crate) struct RpcProxy {
@@ -46,6 +47,7 @@ impl RpcProxy {
             sends: Mutex::new(HashMap::new()),
             methods: Mutex::new(HashMap::new()),
             foreign: Mutex::new(0),
+            refused: Mutex::new(HashSet::new()),
         });
         let (addr, cancel) = serve(0, Arc::clone(&shared)).await;
         Self {
@@ -53,6 +55,16 @@ impl RpcProxy {
             shared,
             cancel,
         }
+    }
+
+    /// Answers single requests for `method` with JSON-RPC -32601 "method not found" from
+    /// now on, as a node without it would (still counted).
+    pub(crate) fn refuse(&self, method: &str) {
+        self.shared
+            .refused
+            .lock()
+            .unwrap()
+            .insert(method.to_owned());
     }
 
     pub(crate) fn url(&self) -> String {
@@ -151,6 +163,18 @@ async fn forward(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode,
     // Forward in a task of its own: if the relay dies mid-request the node still gets what
     // was sent, as it would from a real connection, and the count stays exact.
     let task = tokio::spawn(async move {
+        if let Ok(request) = serde_json::from_slice::<Value>(&body)
+            && let Some(method) = request["method"].as_str()
+            && shared.refused.lock().unwrap().contains(method)
+        {
+            count(&shared, &request);
+            let error = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": request["id"],
+                "error": {"code": -32601, "message": format!("the method {method} does not exist/is not available")},
+            });
+            return (StatusCode::OK, Bytes::from(error.to_string()));
+        }
         let answer = shared
             .http
             .post(&shared.upstream)

@@ -1,0 +1,104 @@
+//! Receipts per block: the relay reads each new block's receipts once
+//! (`eth_getBlockReceipts`, or one batch of `eth_getTransactionReceipt` from a node without
+//! it) and watches delivered results for reorgs by block hash, so a batch of transactions
+//! costs at most two receipt-related requests each, counted at a proxy in front of anvil.
+
+use std::time::Duration;
+
+use alloy::primitives::{U256, keccak256};
+use txrelay::event::EventStatus;
+use txrelay::load::{Wallet, transfer};
+use txrelay::rules::Registration;
+
+use crate::support::proxy::RpcProxy;
+use crate::support::{
+    Backend, Db, RelayProc, anvil, config, events_for, eventually, fund, receiver, receivers,
+    register, somebody,
+};
+
+/// Transactions in the batch.
+const TXS: u64 = 30;
+
+/// Runs `TXS` transactions through a relay whose RPC goes through a counting proxy (the
+/// head subscription straight to anvil) until each one's `mined` notification arrived;
+/// answers the proxy.
+async fn batch(backend: Backend, without_block_receipts: bool) -> RpcProxy {
+    let db = Db::new(backend);
+    let (_node, anvil) = anvil(31337, &[]);
+    let proxy = RpcProxy::start(anvil.url()).await;
+    if without_block_receipts {
+        proxy.refuse("eth_getBlockReceipts");
+    }
+    let (hooks, secrets) = receivers(&["hook"], &[]).await;
+    let dir = testkit::tempdir();
+    let mut config = config(&db, &[(31337, vec![proxy.url()])]);
+    config.chains[0].ws_urls = vec![anvil.url().replacen("http://", "ws://", 1)];
+    let relay = RelayProc::start(&config, dir.path(), "a").await;
+    let alice = Wallet::random();
+    fund(&anvil, &[&alice]).await;
+    register(
+        &relay.client,
+        "phone",
+        &alice,
+        Registration {
+            fixed: vec![receiver(&hooks, &secrets, "hook")],
+            ..Registration::default()
+        },
+    )
+    .await;
+    let mut hashes = Vec::new();
+    for nonce in 0..TXS {
+        let raw = transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
+        let answer = relay
+            .client
+            .submit(31337, &raw, alice.address(), "phone", false)
+            .await
+            .unwrap();
+        assert!(answer.accepted().is_some(), "{}", answer.body);
+        hashes.push(keccak256(&raw));
+    }
+    eventually(
+        "every mined notification",
+        Duration::from_secs(60),
+        || async {
+            hashes
+                .iter()
+                .all(|hash| {
+                    events_for(&hooks, "hook", *hash)
+                        .iter()
+                        .any(|e| e.status == EventStatus::Mined)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    proxy
+}
+
+fn receipt_calls(proxy: &RpcProxy) -> u64 {
+    proxy.calls("eth_getBlockReceipts") + proxy.calls("eth_getTransactionReceipt")
+}
+
+async fn at_most_two_receipt_rpcs_per_transaction(backend: Backend) {
+    let proxy = batch(backend, false).await;
+    assert!(proxy.calls("eth_getBlockReceipts") > 0);
+    let calls = receipt_calls(&proxy);
+    assert!(
+        calls <= 2 * TXS,
+        "{calls} receipt requests for {TXS} transactions"
+    );
+}
+
+async fn per_hash_batches_without_block_receipts(backend: Backend) {
+    let proxy = batch(backend, true).await;
+    // Asked once, then remembered.
+    assert_eq!(proxy.calls("eth_getBlockReceipts"), 1);
+    let calls = receipt_calls(&proxy);
+    assert!(
+        calls <= 2 * TXS,
+        "{calls} receipt requests for {TXS} transactions"
+    );
+}
+
+on_both_databases!(at_most_two_receipt_rpcs_per_transaction);
+on_both_databases!(per_hash_batches_without_block_receipts);
