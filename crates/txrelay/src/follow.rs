@@ -135,9 +135,23 @@ impl Blocks {
         batch: usize,
         now: u64,
     ) -> Result<Vec<BlockRef>, crate::Error> {
-        if self.canon.tip().map(|t| t.hash) == Some(head.hash) {
-            return Ok(Vec::new());
-        }
+        let removed = if self.canon.tip().map(|t| t.hash) == Some(head.hash) {
+            Vec::new()
+        } else {
+            self.link_head(node, head, now).await?
+        };
+        self.read_receipts(node, batch).await?;
+        Ok(removed)
+    }
+
+    /// Links `head` to the window (fetching headers by parent hash) and adopts it; answers
+    /// the blocks reorged out.
+    async fn link_head(
+        &mut self,
+        node: &NodeClient,
+        head: Header,
+        now: u64,
+    ) -> Result<Vec<BlockRef>, crate::Error> {
         let mut segment = vec![head.block_ref()];
         let mut gap = false;
         while let Some(first) = segment.last().copied() {
@@ -167,18 +181,43 @@ impl Blocks {
             self.looked_up.clear();
         }
         let removed = self.canon.adopt(&segment);
-        for block in &segment {
-            if self.block_txs.contains_key(&block.hash) {
-                continue;
-            }
-            let Some(receipts) = node.block_receipts(block.hash, batch).await? else {
+        Ok(removed)
+    }
+
+    /// Reads the receipts of every canonical block of the window that has none yet, oldest
+    /// first: a block whose receipts the node did not serve yet, or whose call failed (a
+    /// deadline under load), is tried again on the next tick rather than skipped, so no
+    /// transaction in it waits for its rebroadcast timer. Forgets blocks that left the window.
+    ///
+    /// # Errors
+    /// The node's error for the first block that failed (the blocks before it are kept).
+    async fn read_receipts(&mut self, node: &NodeClient, batch: usize) -> Result<(), crate::Error> {
+        let (Some(oldest), Some(tip)) = (self.canon.oldest(), self.canon.tip()) else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        for number in oldest..=tip.number {
+            let Some(hash) = self.canon.hash_at(number) else {
                 continue;
             };
-            let hashes = receipts.iter().map(|r| r.tx_hash).collect();
-            for receipt in receipts {
-                self.receipts.insert(receipt.tx_hash, receipt);
+            if self.block_txs.contains_key(&hash) {
+                continue;
             }
-            self.block_txs.insert(block.hash, (block.number, hashes));
+            match node.block_receipts(hash, batch).await {
+                Ok(Some(receipts)) => {
+                    let hashes = receipts.iter().map(|r| r.tx_hash).collect();
+                    for receipt in receipts {
+                        self.receipts.insert(receipt.tx_hash, receipt);
+                    }
+                    self.block_txs.insert(hash, (number, hashes));
+                }
+                // Not served yet: later blocks may be, the next tick tries this one again.
+                Ok(None) => {}
+                Err(error) => {
+                    result = Err(error.into());
+                    break;
+                }
+            }
         }
         // Forget blocks that left the window (reorged out or older than its depth).
         let canon = &self.canon;
@@ -194,7 +233,7 @@ impl Blocks {
             }
             keep
         });
-        Ok(removed)
+        result
     }
 
     /// Whether `record`'s recorded block is still canonical as far as the window knows

@@ -430,7 +430,7 @@ impl NodeClient {
     /// Every receipt of the block with `hash`: `eth_getBlockReceipts` (one request), or,
     /// from a node without it (answering "method not found", remembered), the block's
     /// transaction hashes and their receipts in batches of `batch`. `None` when the node does
-    /// not have the block (reorged away meanwhile).
+    /// not have the block (reorged away meanwhile) or not yet every receipt of it.
     ///
     /// # Errors
     /// [`NodeError`] for a failed request or a malformed receipt.
@@ -475,7 +475,17 @@ impl NodeClient {
             .unwrap_or_default();
         let mut receipts = Vec::with_capacity(hashes.len());
         for chunk in hashes.chunks(batch.max(1)) {
-            receipts.extend(self.receipts(chunk).await?.into_iter().flatten());
+            // A block with a receipt the node does not serve yet is not complete: `None`,
+            // so the caller asks again instead of missing that transaction.
+            let Some(part) = self
+                .receipts(chunk)
+                .await?
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+            else {
+                return Ok(None);
+            };
+            receipts.extend(part);
         }
         Ok(Some(receipts))
     }

@@ -19,20 +19,36 @@ use crate::support::{
 /// Transactions in the batch.
 const TXS: u64 = 30;
 
+/// How the proxy in front of anvil misbehaves in [`batch`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Node {
+    /// Forwards everything.
+    Plain,
+    /// Answers `eth_getBlockReceipts` with "method not found".
+    WithoutBlockReceipts,
+    /// Fails the first few `eth_getBlockReceipts` after the submissions start (a node past
+    /// its deadline under load), with the rebroadcast timer far away: the blocks' receipts
+    /// must be read again on a later tick, not skipped.
+    FailingBlockReceipts,
+}
+
 /// Runs `TXS` transactions through a relay whose RPC goes through a counting proxy (the
 /// head subscription straight to anvil) until each one's `mined` notification arrived;
 /// answers the proxy.
-async fn batch(backend: Backend, without_block_receipts: bool) -> RpcProxy {
+async fn batch(backend: Backend, node: Node) -> RpcProxy {
     let db = Db::new(backend);
     let (_node, anvil) = anvil(31337, &[]);
     let proxy = RpcProxy::start(anvil.url()).await;
-    if without_block_receipts {
+    if node == Node::WithoutBlockReceipts {
         proxy.refuse("eth_getBlockReceipts");
     }
     let (hooks, secrets) = receivers(&["hook"], &[]).await;
     let dir = testkit::tempdir();
     let mut config = config(&db, &[(31337, vec![proxy.url()])]);
     config.chains[0].ws_urls = vec![anvil.url().replacen("http://", "ws://", 1)];
+    if node == Node::FailingBlockReceipts {
+        config.tracking.rebroadcast_after_ms = 600_000;
+    }
     let relay = RelayProc::start(&config, dir.path(), "a").await;
     let alice = Wallet::random();
     fund(&anvil, &[&alice]).await;
@@ -46,6 +62,9 @@ async fn batch(backend: Backend, without_block_receipts: bool) -> RpcProxy {
         },
     )
     .await;
+    if node == Node::FailingBlockReceipts {
+        proxy.fail_next("eth_getBlockReceipts", 5);
+    }
     let mut hashes = Vec::new();
     for nonce in 0..TXS {
         let raw = transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
@@ -80,7 +99,7 @@ fn receipt_calls(proxy: &RpcProxy) -> u64 {
 }
 
 async fn at_most_two_receipt_rpcs_per_transaction(backend: Backend) {
-    let proxy = batch(backend, false).await;
+    let proxy = batch(backend, Node::Plain).await;
     assert!(proxy.calls("eth_getBlockReceipts") > 0);
     let calls = receipt_calls(&proxy);
     assert!(
@@ -90,7 +109,7 @@ async fn at_most_two_receipt_rpcs_per_transaction(backend: Backend) {
 }
 
 async fn per_hash_batches_without_block_receipts(backend: Backend) {
-    let proxy = batch(backend, true).await;
+    let proxy = batch(backend, Node::WithoutBlockReceipts).await;
     // Asked once, then remembered.
     assert_eq!(proxy.calls("eth_getBlockReceipts"), 1);
     let calls = receipt_calls(&proxy);
@@ -100,5 +119,13 @@ async fn per_hash_batches_without_block_receipts(backend: Backend) {
     );
 }
 
+async fn failed_block_receipts_are_read_again(backend: Backend) {
+    let proxy = batch(backend, Node::FailingBlockReceipts).await;
+    // The five failures were answered and every transaction was still notified (in
+    // `batch`), long before the 600 s rebroadcast timer could have found it by hash.
+    assert!(proxy.calls("eth_getBlockReceipts") > 5);
+}
+
 on_both_databases!(at_most_two_receipt_rpcs_per_transaction);
+on_both_databases!(failed_block_receipts_are_read_again);
 on_both_databases!(per_hash_batches_without_block_receipts);

@@ -25,6 +25,8 @@ struct Shared {
     methods: Mutex<HashMap<String, u64>>,
     foreign: Mutex<u64>,
     refused: Mutex<HashSet<String>>,
+    /// Calls of a method still to answer with a server error (a node timing out under load).
+    failing: Mutex<HashMap<String, u32>>,
 }
 
 pub(crate) struct RpcProxy {
@@ -48,6 +50,7 @@ impl RpcProxy {
             methods: Mutex::new(HashMap::new()),
             foreign: Mutex::new(0),
             refused: Mutex::new(HashSet::new()),
+            failing: Mutex::new(HashMap::new()),
         });
         let (addr, cancel) = serve(0, Arc::clone(&shared)).await;
         Self {
@@ -65,6 +68,16 @@ impl RpcProxy {
             .lock()
             .unwrap()
             .insert(method.to_owned());
+    }
+
+    /// Answers the next `times` single requests for `method` with JSON-RPC -32603 (an
+    /// internal error, as a node past its deadline gives), then forwards again (counted).
+    pub(crate) fn fail_next(&self, method: &str, times: u32) {
+        self.shared
+            .failing
+            .lock()
+            .unwrap()
+            .insert(method.to_owned(), times);
     }
 
     pub(crate) fn url(&self) -> String {
@@ -172,6 +185,20 @@ async fn forward(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode,
                 "jsonrpc": "2.0",
                 "id": request["id"],
                 "error": {"code": -32601, "message": format!("the method {method} does not exist/is not available")},
+            });
+            return (StatusCode::OK, Bytes::from(error.to_string()));
+        }
+        if let Ok(request) = serde_json::from_slice::<Value>(&body)
+            && let Some(method) = request["method"].as_str()
+            && let Some(left) = shared.failing.lock().unwrap().get_mut(method)
+            && *left > 0
+        {
+            *left -= 1;
+            count(&shared, &request);
+            let error = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": request["id"],
+                "error": {"code": -32603, "message": "internal error: request timed out"},
             });
             return (StatusCode::OK, Bytes::from(error.to_string()));
         }
