@@ -1,4 +1,5 @@
-//! Failover: a chain configured with two node URLs keeps working when either is down.
+//! Failover: a chain configured with two node URLs keeps working when either is down, and
+//! a chain whose only node is down still accepts submissions, which are sent once it returns.
 
 use std::time::Duration;
 
@@ -86,4 +87,44 @@ async fn one_of_two_nodes_down(backend: Backend) {
     assert!(failovers >= 2, "{metrics}");
 }
 
+/// Every node of the chain down: submissions are still accepted (the nonce check uses the
+/// relay's cached account nonce, no node call in the request path), queued durably, and each
+/// is broadcast once and notified after the node returns.
+async fn every_node_down_accepts_and_sends_later(backend: Backend) {
+    let db = Db::new(backend);
+    let (_node, anvil) = anvil(31337, &[]);
+    let mut only = RpcProxy::start(anvil.url()).await;
+    let (hooks, secrets) = receivers(&["hook"], &[]).await;
+    let dir = testkit::tempdir();
+    let relay = RelayProc::start(&config(&db, &[(31337, vec![only.url()])]), dir.path(), "a").await;
+    let alice = Wallet::random();
+    fund(&anvil, &[&alice]).await;
+    let rules = Registration {
+        fixed: vec![receiver(&hooks, &secrets, "hook")],
+        ..Registration::default()
+    };
+    register(&relay.client, "phone", &alice, rules).await;
+    // One transaction while the node is up, so the relay knows the account's nonce.
+    let mut hashes = send(&relay.client, &alice, 0..1).await;
+    only.stop();
+    hashes.extend(send(&relay.client, &alice, 1..11).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    only.restart().await;
+    eventually(
+        "every notice after the node returned",
+        Duration::from_secs(60),
+        || async {
+            hashes
+                .iter()
+                .all(|h| !events_for(&hooks, "hook", *h).is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    for hash in &hashes {
+        assert_eq!(only.sends_of(*hash), 1, "{}", relay.log_tail());
+    }
+}
+
 on_both_databases!(one_of_two_nodes_down);
+on_both_databases!(every_node_down_accepts_and_sends_later);
