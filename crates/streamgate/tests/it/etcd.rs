@@ -37,6 +37,11 @@ struct Etcd {
 impl Etcd {
     /// `n` members on free ports, each ready and agreeing on a leader.
     async fn start(n: usize) -> Self {
+        Self::start_with(n, &[]).await
+    }
+
+    /// As [`Etcd::start`], with `extra` arguments for every member.
+    async fn start_with(n: usize, extra: &[&str]) -> Self {
         let program = testkit::require("etcd");
         let dir = testkit::tempdir();
         let ports: Vec<(u16, u16)> = (0..n)
@@ -78,6 +83,7 @@ impl Etcd {
                     "--election-timeout".to_owned(),
                     "1000".to_owned(),
                 ])
+                .args(extra)
                 .log_file(dir.path().join(format!("m{i}.log")))
                 .spawn()
                 .unwrap();
@@ -120,17 +126,53 @@ impl Etcd {
 
     /// A client with leases of `ttl_s`, trying member `first` first.
     fn client(&self, ttl_s: u64, first: usize) -> EtcdClient {
+        self.client_as(ttl_s, first, "", "")
+    }
+
+    /// As [`Etcd::client`], authenticating as `user` with `password`.
+    fn client_as(&self, ttl_s: u64, first: usize, user: &str, password: &str) -> EtcdClient {
         EtcdClient::new(
             EtcdSettings::new(
                 &self.endpoints(first),
                 "/it",
                 ttl_s,
                 3000,
-                "",
-                &Secret::default(),
+                user,
+                &Secret::new(password),
             )
             .unwrap(),
         )
+    }
+
+    /// `POST {path}` with `body` to the first member, for set-up calls the client has no
+    /// method for; panics unless it answers 200.
+    async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        token: Option<&str>,
+    ) -> serde_json::Value {
+        let http = streamgate::hop::HopClient::new(Duration::from_secs(2), Duration::from_secs(5));
+        let mut request = http::Request::post(format!(
+            "http://127.0.0.1:{}{path}",
+            self.members[0].client_port
+        ));
+        if let Some(token) = token {
+            request = request.header("authorization", token);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
+            .unwrap();
+        let response = http.send(request).await.unwrap();
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
     }
 
     /// The index of the leader, if every live member agrees on one
@@ -444,4 +486,88 @@ async fn etcd_leader_kill_keeps_viewers_and_registrations() {
          new registration {registered_after:?} and routed {routed_after:?} after the kill"
     );
     drop(later);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_auth_registers_and_reauthenticates_after_the_token_expires() {
+    // Simple tokens live 2 s here, so renewals outlive several tokens.
+    let etcd = Etcd::start_with(1, &["--auth-token-ttl", "2"]).await;
+    let b64 = streamgate::etcd::wire::b64;
+    for (path, body) in [
+        (
+            "/v3/auth/user/add",
+            serde_json::json!({"name": "root", "password": "root-pw"}),
+        ),
+        ("/v3/auth/role/add", serde_json::json!({"name": "root"})),
+        (
+            "/v3/auth/user/grant",
+            serde_json::json!({"user": "root", "role": "root"}),
+        ),
+        (
+            "/v3/auth/user/add",
+            serde_json::json!({"name": "sg", "password": "sg-pw"}),
+        ),
+        ("/v3/auth/role/add", serde_json::json!({"name": "sg"})),
+        (
+            "/v3/auth/role/grant",
+            serde_json::json!({"name": "sg", "perm": {
+                "permType": "READWRITE", "key": b64(b"/it/"), "range_end": b64(b"/it0"),
+            }}),
+        ),
+        (
+            "/v3/auth/user/grant",
+            serde_json::json!({"user": "sg", "role": "sg"}),
+        ),
+        ("/v3/auth/enable", serde_json::json!({})),
+    ] {
+        etcd.post(path, body, None).await;
+    }
+    let key = b"/it/media/media-x";
+    let anonymous = etcd.client(2, 0);
+    assert!(
+        anonymous.get(key).await.is_err(),
+        "read without credentials"
+    );
+    let wrong = etcd.client_as(2, 0, "sg", "not-the-password");
+    assert!(wrong.get(key).await.is_err(), "read with a wrong password");
+
+    let client = etcd.client_as(2, 0, "sg", "sg-pw");
+    let media = streamgate::service::start_media(
+        &media_config("media-x", "NameSpaceX", "rtsp://127.0.0.1:9/sub_stream"),
+        Some(client.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(media.wait_registered(Duration::from_secs(10)).await);
+    let first_kv = client.get(key).await.unwrap().unwrap();
+    let first: MediaRecord = serde_json::from_slice(&first_kv.value).unwrap();
+    let discovery = EtcdDiscovery::new(client.clone());
+    assert_eq!(
+        discovery.media("media-x").await.unwrap().map(|r| r.addr),
+        Some(media.addr())
+    );
+    // Three token lifetimes later the lease was renewed throughout (same instance, same
+    // lease) and the watch still follows a change.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let kv = client.get(key).await.unwrap().unwrap();
+    let later: MediaRecord = serde_json::from_slice(&kv.value).unwrap();
+    assert_eq!(later.instance, first.instance);
+    assert_eq!(
+        kv.lease, first_kv.lease,
+        "the lease was lost and granted again"
+    );
+    assert!(media.wait_registered(Duration::ZERO).await);
+    media.stop().await;
+    let started = Instant::now();
+    while discovery.media("media-x").await.unwrap().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the watched cache did not see the revoked registration"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        client.get(key).await.unwrap().is_none(),
+        "stop revokes the lease"
+    );
 }
