@@ -248,7 +248,7 @@ main_stream = "rtsp://127.0.0.1:8554/main_stream"
             Some(Registrar::Etcd(_))
         ));
         assert!(config.discovery.registry().is_none());
-        let mut bad = config.discovery.clone();
+        let mut bad = config.discovery;
         bad.endpoints.clear();
         assert!(
             bad.source()

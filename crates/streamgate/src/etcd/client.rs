@@ -507,7 +507,7 @@ impl EtcdClient {
 
 /// After a failed try: once every endpoint failed in a row, pause before the next round.
 async fn pause_after(tries: usize, count: usize, deadline: Instant) {
-    if tries % count.max(1) == 0 {
+    if tries.is_multiple_of(count.max(1)) {
         tokio::time::sleep_until((Instant::now() + RETRY_PAUSE).min(deadline)).await;
     }
 }
