@@ -146,20 +146,28 @@ impl Entries {
         }
     }
 
+    /// Takes in a put; a value that is not a record, or a record whose names differ from
+    /// its key's (written by hand at the wrong key), is ignored with a warning.
     fn put(&mut self, kv: &KeyValue) {
         let key = String::from_utf8_lossy(&kv.key);
-        if kv.key.starts_with(&self.media_prefix) {
+        if let Some(label) = kv.key.strip_prefix(self.media_prefix.as_slice()) {
             match serde_json::from_slice::<MediaRecord>(&kv.value) {
-                Ok(record) => {
+                Ok(record) if record.label.as_bytes() == label => {
                     self.media.insert(kv.key.clone(), record);
+                }
+                Ok(record) => {
+                    warn!(%key, label = %record.label, "ignoring a media record under another label's key");
                 }
                 Err(error) => warn!(%key, %error, "ignoring a media entry that is not a record"),
             }
-        } else if kv.key.starts_with(&self.forwarder_prefix) {
+        } else if let Some(names) = kv.key.strip_prefix(self.forwarder_prefix.as_slice()) {
             match serde_json::from_slice::<ForwarderRecord>(&kv.value) {
-                Ok(record) => {
+                Ok(record)
+                    if format!("{}/{}", record.service, record.namespace).as_bytes() == names =>
+                {
                     self.forwarders.insert(kv.key.clone(), record);
                 }
+                Ok(_) => warn!(%key, "ignoring a forwarder record under another pair's key"),
                 Err(error) => {
                     warn!(%key, %error, "ignoring a forwarder entry that is not a record");
                 }
@@ -265,4 +273,44 @@ async fn watch_from(
         install(tx, entries.snapshot(*revision));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            ..KeyValue::default()
+        }
+    }
+
+    #[test]
+    fn entries_follow_puts_and_deletes_and_check_keys() {
+        let mut entries = Entries {
+            media_prefix: b"/sg/media/".to_vec(),
+            forwarder_prefix: b"/sg/forwarders/".to_vec(),
+            ..Entries::default()
+        };
+        let media = r#"{"label":"m-a","namespace":"N","addr":"127.0.0.1:1","instance":"i"}"#;
+        let forwarder =
+            r#"{"service":"S","namespace":"N","addr":"127.0.0.1:2","label":"m-a","instance":"j"}"#;
+        entries.put(&kv("/sg/media/m-a", media));
+        entries.put(&kv("/sg/forwarders/S/N", forwarder));
+        entries.put(&kv("/sg/media/m-b", media));
+        entries.put(&kv("/sg/forwarders/S/M", forwarder));
+        entries.put(&kv("/sg/media/m-c", "not json"));
+        entries.put(&kv("/sg/other", media));
+        let snapshot = entries.snapshot(7);
+        assert_eq!(snapshot.version, 7);
+        assert_eq!(snapshot.media.len(), 1, "{snapshot:?}");
+        assert_eq!(snapshot.media[0].label, "m-a");
+        assert_eq!(snapshot.forwarders.len(), 1, "{snapshot:?}");
+        entries.delete(b"/sg/media/m-a");
+        let snapshot = entries.snapshot(8);
+        assert!(snapshot.media.is_empty());
+        assert_eq!(snapshot.forwarders.len(), 1);
+    }
 }

@@ -149,18 +149,23 @@ async fn claim(
     if client.keep_alive(lease).await? <= 0 {
         return Ok(None);
     }
-    let ours = match client.create(key.as_bytes(), value, lease).await? {
-        Claim::Created => true,
-        Claim::Held(kv) if kv.create_revision == 0 => false,
-        Claim::Held(kv) if kv.lease == lease => true,
-        Claim::Held(kv) if holder(&kv.value).as_deref() == Some(instance) => {
-            client
-                .replace(key.as_bytes(), kv.mod_revision, value, lease)
-                .await?
-        }
-        Claim::Held(_) => false,
-    };
-    Ok(Some(ours))
+    // A key deleted between the transaction's compare and its read shows as held by
+    // nobody: claim once more at once.
+    for _ in 0..2 {
+        let ours = match client.create(key.as_bytes(), value, lease).await? {
+            Claim::Created => true,
+            Claim::Held(kv) if kv.create_revision == 0 => continue,
+            Claim::Held(kv) if kv.lease == lease => true,
+            Claim::Held(kv) if holder(&kv.value).as_deref() == Some(instance) => {
+                client
+                    .replace(key.as_bytes(), kv.mod_revision, value, lease)
+                    .await?
+            }
+            Claim::Held(_) => false,
+        };
+        return Ok(Some(ours));
+    }
+    Ok(Some(false))
 }
 
 /// Renews `lease` and checks the key is still ours: the next state.
