@@ -58,13 +58,17 @@ pub struct SignArgs {
     pub valid_for_s: u64,
 }
 
-/// `--registry` shared by the parts that use discovery.
+/// `--registry` / `--etcd` shared by the parts that use discovery.
 #[derive(Debug, Args)]
 pub struct DiscoveryArgs {
     /// Registry base URL (overrides `discovery.registry_url`); `""` uses the static lists of
     /// the configuration instead.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "etcd")]
     pub registry: Option<String>,
+    /// etcd member client URLs, comma-separated (selects `discovery.backend = "etcd"` and
+    /// overrides `discovery.endpoints`).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub etcd: Vec<String>,
 }
 
 /// `streamgate registry`.
@@ -207,7 +211,12 @@ pub fn bundled_clip() -> PathBuf {
 
 fn discovery_override(config: &mut Config, args: &DiscoveryArgs) {
     if let Some(url) = &args.registry {
+        config.discovery.backend = crate::config::Backend::Registry;
         config.discovery.registry_url.clone_from(url);
+    }
+    if !args.etcd.is_empty() {
+        config.discovery.backend = crate::config::Backend::Etcd;
+        config.discovery.endpoints.clone_from(&args.etcd);
     }
 }
 
@@ -273,7 +282,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 m.cameras.insert(stream.to_owned(), url.to_owned());
             }
             let running =
-                crate::service::start_media(&config.media, config.discovery.registry()).await?;
+                crate::service::start_media(&config.media, config.discovery.registrar()?).await?;
             until_signal(running).await?;
         }
         Command::Forwarder(args) => {
@@ -296,8 +305,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let running = crate::service::start_forwarder(
                 &config.forwarder,
-                config.discovery.source(),
-                config.discovery.registry(),
+                config.discovery.source()?,
+                config.discovery.registrar()?,
             )
             .await?;
             until_signal(running).await?;
@@ -311,7 +320,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.proxy.admin_listen = v;
             }
             let running =
-                crate::service::start_proxy(&config.proxy, config.discovery.source()).await?;
+                crate::service::start_proxy(&config.proxy, config.discovery.source()?).await?;
             until_signal(running).await?;
         }
         Command::Camera(args) => {

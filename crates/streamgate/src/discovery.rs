@@ -2,8 +2,10 @@
 //! EndpointSlices selected by label, for instance) without touching the proxy or the
 //! forwarders (seed ¶43 deploys each server as a pod; ¶53 binds forwarders to labels).
 //!
-//! Two implementations: [`RegistryClient`] (the HTTP registry with leases) and
-//! [`StaticDiscovery`] (a fixed list from TOML). [`AnyDiscovery`] picks one at run time.
+//! Three implementations: [`RegistryClient`] (the HTTP registry with leases, the embedded
+//! default), [`EtcdDiscovery`] (etcd v3: keys under leases, a watched cache; no single point
+//! of failure) and [`StaticDiscovery`] (a fixed list from TOML). [`AnyDiscovery`] picks one at
+//! run time, and [`Registrar`] the matching way to register.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,9 +13,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::error::HopError;
+use crate::etcd::{EtcdClient, EtcdDiscovery};
+use crate::registry::client::{Registrant, keep_registered};
 use crate::registry::{ForwarderRecord, MediaRecord, RegistryClient, RouteSnapshot};
 use crate::route::{RouteTable, RouteTarget};
 
@@ -41,6 +46,16 @@ pub trait Discovery: Send + Sync + 'static {
 }
 
 impl Discovery for RegistryClient {
+    async fn media(&self, label: &str) -> Result<Option<MediaRecord>, HopError> {
+        Self::media(self, label).await
+    }
+
+    async fn routes(&self, since: Option<u64>, wait: Duration) -> Result<RouteSnapshot, HopError> {
+        Self::routes(self, since, wait).await
+    }
+}
+
+impl Discovery for EtcdDiscovery {
     async fn media(&self, label: &str) -> Result<Option<MediaRecord>, HopError> {
         Self::media(self, label).await
     }
@@ -89,6 +104,8 @@ pub enum AnyDiscovery {
     Registry(RegistryClient),
     /// Fixed entries.
     Static(StaticDiscovery),
+    /// etcd.
+    Etcd(EtcdDiscovery),
 }
 
 impl Discovery for AnyDiscovery {
@@ -96,6 +113,7 @@ impl Discovery for AnyDiscovery {
         match self {
             Self::Registry(r) => Discovery::media(r, label).await,
             Self::Static(s) => s.media(label).await,
+            Self::Etcd(e) => e.media(label).await,
         }
     }
 
@@ -103,6 +121,53 @@ impl Discovery for AnyDiscovery {
         match self {
             Self::Registry(r) => Discovery::routes(r, since, wait).await,
             Self::Static(s) => s.routes(since, wait).await,
+            Self::Etcd(e) => e.routes(since, wait).await,
+        }
+    }
+}
+
+/// Where a media server or forwarder keeps its registration, matching [`AnyDiscovery`].
+#[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "as for AnyDiscovery: one value per process"
+)]
+pub enum Registrar {
+    /// The HTTP registry: lease length from the part's own `lease_ms`.
+    Registry(RegistryClient),
+    /// etcd: lease length from `discovery.lease_ttl_s`.
+    Etcd(EtcdClient),
+}
+
+impl From<RegistryClient> for Registrar {
+    fn from(client: RegistryClient) -> Self {
+        Self::Registry(client)
+    }
+}
+
+impl From<EtcdClient> for Registrar {
+    fn from(client: EtcdClient) -> Self {
+        Self::Etcd(client)
+    }
+}
+
+impl Registrar {
+    /// Keeps `who` registered until `stop` is cancelled (then deregisters), reporting in
+    /// `registered` whether the registration is held; `ttl` is the HTTP registry's lease
+    /// (etcd uses its configured TTL). See [`keep_registered`] and
+    /// [`crate::etcd::register::keep_registered`].
+    pub async fn keep_registered(
+        self,
+        who: Registrant,
+        ttl: Duration,
+        registered: watch::Sender<bool>,
+        stop: CancellationToken,
+    ) {
+        match self {
+            Self::Registry(client) => keep_registered(client, who, ttl, registered, stop).await,
+            Self::Etcd(client) => {
+                crate::etcd::register::keep_registered(client, who, registered, stop).await;
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod etcd;
 pub mod fanout;
 pub mod flv;
 pub mod forwarder;
@@ -23,7 +24,7 @@ pub mod route;
 pub mod service;
 pub mod viewer;
 
-pub use discovery::{AnyDiscovery, Discovery, StaticDiscovery};
+pub use discovery::{AnyDiscovery, Discovery, Registrar, StaticDiscovery};
 pub use error::{Classify, Error, Origin, Result, Retry};
 pub use flv::{FlvReader, Tag, TagKind};
 pub use media::{MediaConfig, MediaServer};

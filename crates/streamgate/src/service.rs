@@ -14,14 +14,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::discovery::{AnyDiscovery, RouteWatch};
+use crate::discovery::{AnyDiscovery, Registrar, RouteWatch};
 use crate::error::Error;
 use crate::forwarder::{Forwarder, ForwarderConfig, RelayHopMetrics};
 use crate::hop::{ConnectionMetrics, ConnectionPolicy};
 use crate::media::{MediaConfig, MediaServer};
 use crate::proxy::{Proxy, ProxyConfig};
-use crate::registry::client::{Registrant, instance_id, keep_registered};
-use crate::registry::{ForwarderRecord, MediaRecord, Registry, RegistryClient, RegistryConfig};
+use crate::registry::client::{Registrant, instance_id};
+use crate::registry::{ForwarderRecord, MediaRecord, Registry, RegistryConfig};
 
 /// Grace period for open responses when an admin or API server stops.
 const GRACE: Duration = Duration::from_secs(1);
@@ -191,7 +191,7 @@ pub async fn start_registry(config: &RegistryConfig) -> Result<Running, Error> {
 /// [`Error::Config`] for an invalid configuration, [`Error::Io`] when binding fails.
 pub async fn start_media(
     config: &MediaConfig,
-    registry: Option<RegistryClient>,
+    registry: Option<impl Into<Registrar>>,
 ) -> Result<Running, Error> {
     let mut metrics = MetricsRegistry::default();
     let instance = instance_id();
@@ -231,7 +231,7 @@ pub async fn start_media(
             instance,
         };
         tasks.push(tokio::spawn(registration(
-            client,
+            client.into(),
             Registrant::Media(record),
             Duration::from_millis(config.lease_ms),
             tx,
@@ -251,13 +251,13 @@ pub async fn start_media(
 }
 
 async fn registration(
-    client: RegistryClient,
+    registrar: Registrar,
     who: Registrant,
     ttl: Duration,
     tx: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
-    keep_registered(client, who, ttl, tx, stop).await;
+    registrar.keep_registered(who, ttl, tx, stop).await;
 }
 
 /// Starts a forwarder: its data plane on `config.listen` (under `config.connections`), its
@@ -269,7 +269,7 @@ async fn registration(
 pub async fn start_forwarder(
     config: &ForwarderConfig,
     discovery: AnyDiscovery,
-    registry: Option<RegistryClient>,
+    registry: Option<impl Into<Registrar>>,
 ) -> Result<Running, Error> {
     config.validate()?;
     let listener = bind_plane(config.listen, &config.connections)?;
@@ -317,7 +317,7 @@ pub async fn start_forwarder(
             instance,
         };
         tasks.push(tokio::spawn(registration(
-            client,
+            client.into(),
             Registrant::Forwarder(record),
             Duration::from_millis(config.lease_ms),
             tx,

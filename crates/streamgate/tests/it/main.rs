@@ -12,6 +12,7 @@ mod auth;
 mod defects;
 mod demo;
 mod errors;
+mod etcd;
 mod fanout;
 mod ffprobe;
 mod gop_cache;
