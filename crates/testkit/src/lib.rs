@@ -32,6 +32,8 @@ fn provider(program: &str) -> &'static str {
         "chromium" => "Debian package chromium",
         "gst-launch-1.0" | "gst-inspect-1.0" => "Debian package gstreamer1.0-tools",
         "protoc" => "Debian package protobuf-compiler",
+        "etcd" | "etcdctl" => "Debian package etcd-server",
+        "nginx" => "Debian package nginx",
         "initdb" | "pg_ctl" | "postgres" | "psql" => "Debian package postgresql",
         "anvil" => "npm package @foundry-rs/anvil-linux-amd64 in .tools/",
         "cast" => "npm package @foundry-rs/cast-linux-amd64 in .tools/",
