@@ -136,7 +136,7 @@ async fn send(shared: &Shared, job: &BroadcastJob) -> usize {
         Ok(created) => {
             if sent && let Some(follower) = shared.wake_follow.get(&job.chain_id) {
                 // It may be in a block the follower has looked at already.
-                follower.notify_one();
+                follower.sent(job.tx_hash);
             }
             created
         }

@@ -74,6 +74,11 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
             .saturating_add(2)
             .max(MIN_WINDOW),
     );
+    let mut scan = Scan {
+        full_due: true,
+        last_full_ms: 0,
+        last_head: None,
+    };
     loop {
         // A new head (pushed by the subscription or found by the poller), newly sent
         // transactions (the broadcaster's wake-up), or the poll interval for rebroadcast
@@ -91,7 +96,12 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
         let Some((head, _seen_ms)) = *heads.borrow_and_update() else {
             continue;
         };
-        if let Err(error) = tick(&shared, &node, &policy, head, &mut blocks).await {
+        let (sent, overflowed) = wake.take();
+        if overflowed {
+            scan.full_due = true;
+        }
+        if let Err(error) = tick(&shared, &node, &policy, head, &mut blocks, &mut scan, &sent).await
+        {
             warn!(chain_id, %error, "tracking tick failed; retrying");
         }
     }
@@ -134,14 +144,25 @@ impl Blocks {
         head: Header,
         batch: usize,
         now: u64,
-    ) -> Result<Vec<BlockRef>, crate::Error> {
+    ) -> Result<Advanced, crate::Error> {
         let removed = if self.canon.tip().map(|t| t.hash) == Some(head.hash) {
             Vec::new()
         } else {
             self.link_head(node, head, now).await?
         };
-        self.read_receipts(node, batch).await?;
-        Ok(removed)
+        let mut read = Vec::new();
+        let result = self.read_receipts(node, batch, &mut read).await;
+        let oldest_read = read.into_iter().min();
+        // Blocks adopted but not read are read on a later tick; what was read is decided now.
+        if let Err(error) = result
+            && oldest_read.is_none()
+        {
+            return Err(error);
+        }
+        Ok(Advanced {
+            removed,
+            oldest_read,
+        })
     }
 
     /// Links `head` to the window (fetching headers by parent hash) and adopts it; answers
@@ -191,7 +212,12 @@ impl Blocks {
     ///
     /// # Errors
     /// The node's error for the first block that failed (the blocks before it are kept).
-    async fn read_receipts(&mut self, node: &NodeClient, batch: usize) -> Result<(), crate::Error> {
+    async fn read_receipts(
+        &mut self,
+        node: &NodeClient,
+        batch: usize,
+        read: &mut Vec<u64>,
+    ) -> Result<(), crate::Error> {
         let (Some(oldest), Some(tip)) = (self.canon.oldest(), self.canon.tip()) else {
             return Ok(());
         };
@@ -210,6 +236,7 @@ impl Blocks {
                         self.receipts.insert(receipt.tx_hash, receipt);
                     }
                     self.block_txs.insert(hash, (number, hashes));
+                    read.push(number);
                 }
                 // Not served yet: later blocks may be, the next tick tries this one again.
                 Ok(None) => {}
@@ -236,6 +263,19 @@ impl Blocks {
         result
     }
 
+    /// The transactions of the canonical blocks numbered `from..=to` whose receipts are read.
+    fn txs_between(&self, from: u64, to: u64) -> Vec<B256> {
+        let mut txs = Vec::new();
+        for number in from..=to {
+            if let Some(hash) = self.canon.hash_at(number)
+                && let Some((_, block)) = self.block_txs.get(&hash)
+            {
+                txs.extend_from_slice(block);
+            }
+        }
+        txs
+    }
+
     /// Whether `record`'s recorded block is still canonical as far as the window knows
     /// (outside the window: assumed so).
     fn still_canonical(&self, number: u64, hash: B256) -> bool {
@@ -243,6 +283,25 @@ impl Blocks {
             .hash_at(number)
             .is_none_or(|canonical| canonical == hash)
     }
+}
+
+/// What [`Blocks::advance`] did.
+struct Advanced {
+    /// Blocks that left the canonical chain.
+    removed: Vec<BlockRef>,
+    /// The lowest number of the blocks whose receipts were read by this call.
+    oldest_read: Option<u64>,
+}
+
+/// When the follower last read every tracked transaction, and the head it last decided at.
+#[derive(Debug)]
+struct Scan {
+    /// A full scan is due at the next tick (start, reorg, a dropped sent hash).
+    full_due: bool,
+    /// Unix ms of the last full scan.
+    last_full_ms: u64,
+    /// The head of the last tick.
+    last_head: Option<u64>,
 }
 
 /// What the follower needs to look at for one record.
@@ -255,26 +314,87 @@ enum Look {
     Skip,
 }
 
+/// One look at the newest head. Every unfinished transaction is read (page by page, no
+/// cliff however many there are) at most every `full_scan_interval`, after a reorg and at
+/// start; between those, only the rows of the transactions in the blocks read now and in the
+/// blocks this head confirms, and of the transactions just sent that are in a block read
+/// already, so a busy chain costs one indexed read per block, not a read of every row.
 async fn tick(
     shared: &Shared,
     node: &NodeClient,
     policy: &Policy,
     head: Header,
     blocks: &mut Blocks,
+    scan: &mut Scan,
+    sent: &[B256],
 ) -> Result<(), crate::Error> {
     let now = now_ms(shared.clock.as_ref());
-    let removed = blocks
+    let advanced = blocks
         .advance(node, head, shared.settings.receipt_batch_size, now)
         .await?;
-    if !removed.is_empty() {
+    if !advanced.removed.is_empty() {
         info!(
             chain_id = node.chain_id(),
-            blocks = removed.len(),
+            blocks = advanced.removed.len(),
             "reorg: blocks left the canonical chain"
         );
+        scan.full_due = true;
     }
     let head = blocks.canon.tip().map_or(head.number, |t| t.number);
-    // Every tracked transaction, page by page (no cliff however many there are).
+    let interval =
+        u64::try_from(shared.settings.full_scan_interval.as_millis()).unwrap_or(u64::MAX);
+    if scan.full_due || now.saturating_sub(scan.last_full_ms) >= interval {
+        scan.full_due = false;
+        scan.last_full_ms = now;
+        scan.last_head = Some(head);
+        return full_scan(shared, node, policy, head, blocks, now).await;
+    }
+    // The blocks read now, and those whose confirmation count this head completes (from
+    // the block after the last decided head, `confirmations` back).
+    let first_new = scan.last_head.map_or(head, |h| h.saturating_add(1));
+    let from = advanced
+        .oldest_read
+        .unwrap_or(first_new)
+        .min(first_new)
+        .saturating_sub(policy.confirmations);
+    scan.last_head = Some(head);
+    let mut hashes = if first_new <= head || advanced.oldest_read.is_some() {
+        blocks.txs_between(from, head)
+    } else {
+        Vec::new()
+    };
+    hashes.extend(sent.iter().filter(|h| blocks.receipts.contains_key(*h)));
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    hashes.sort_unstable();
+    hashes.dedup();
+    let records = shared.store.tracked_among(node.chain_id(), &hashes).await?;
+    count_rows(shared, node.chain_id(), "block", records.len());
+    decide_page(shared, node, policy, head, blocks, &records, now).await
+}
+
+/// Adds `rows` to `txrelay_follower_rows_total{chain_id, result=kind}`.
+fn count_rows(shared: &Shared, chain_id: u64, kind: &str, rows: usize) {
+    shared
+        .metrics
+        .follower_rows
+        .get_or_create(&crate::metrics::ChainLabels {
+            chain_id,
+            result: kind.to_owned(),
+        })
+        .inc_by(u64::try_from(rows).unwrap_or(u64::MAX));
+}
+
+/// Reads every tracked transaction, page by page, and decides on each.
+async fn full_scan(
+    shared: &Shared,
+    node: &NodeClient,
+    policy: &Policy,
+    head: u64,
+    blocks: &mut Blocks,
+    now: u64,
+) -> Result<(), crate::Error> {
     let mut after = None;
     loop {
         let page = shared
@@ -285,6 +405,7 @@ async fn tick(
             break;
         };
         after = Some((last.accepted_at_ms, last.tx_hash));
+        count_rows(shared, node.chain_id(), "full", page.len());
         let full = page.len() == TRACK_PAGE as usize;
         decide_page(shared, node, policy, head, blocks, &page, now).await?;
         if !full {

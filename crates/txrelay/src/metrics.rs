@@ -65,6 +65,10 @@ pub struct Metrics {
     /// `txrelay_chain_events_total{chain_id,result}`: tracker decisions (`included`,
     /// `mined`, `failed`, `reorged`, `dropped`, `finalized`, `stuck`, `replaced`, `expired`).
     pub chain_events: Family<ChainLabels, Counter>,
+    /// `txrelay_follower_rows_total{chain_id,result}`: tracked rows the head follower read,
+    /// `full` in its periodic scans of every unfinished transaction, `block` for the
+    /// transactions of the blocks it read and of those just sent.
+    pub follower_rows: Family<ChainLabels, Counter>,
     /// `txrelay_node_failovers_total{chain_id,result="failover"}`: switches to another node URL.
     pub failovers: Family<ChainLabels, Counter>,
     /// `txrelay_node_requests_total{chain_id,method}`: JSON-RPC requests to nodes, one per
@@ -94,6 +98,7 @@ impl Metrics {
             auth: Family::default(),
             broadcasts: Family::default(),
             chain_events: Family::default(),
+            follower_rows: Family::default(),
             failovers: Family::default(),
             node_requests: Family::default(),
             deliveries: Family::default(),
@@ -123,6 +128,11 @@ impl Metrics {
             "chain_events",
             "Tracker decisions by chain",
             metrics.chain_events.clone(),
+        );
+        sub.register(
+            "follower_rows",
+            "Tracked rows the head follower read, by scan kind",
+            metrics.follower_rows.clone(),
         );
         sub.register(
             "node_failovers",

@@ -140,7 +140,11 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         cache_ms: crate::store::millis_of(settings.key_cache),
         max_sockets: settings.max_sockets_per_key,
     });
-    let wake_follow = nodes.keys().map(|id| (*id, Notify::new())).collect();
+    let wake_follow = nodes
+        .keys()
+        .map(|id| (*id, crate::state::FollowSignal::default()))
+        .collect();
+    let grants = crate::state::GrantCache::new(settings.key_cache);
     let shared = Arc::new(Shared {
         policy: AccountPolicy::new(
             settings.account_mode,
@@ -153,6 +157,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         gate,
         outbound,
         nonces: NonceCache::default(),
+        grants,
         tracked: AtomicU64::new(0),
         clock,
         metrics,

@@ -31,6 +31,80 @@ const READINESS_CACHE: Duration = Duration::from_secs(1);
 /// Time allowed for each readiness check.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Most entries each map of [`GrantCache`] holds before it is emptied.
+const GRANT_CACHE_MAX: usize = 100_000;
+
+/// Positive answers of the two authorisation reads on the submission path, so a busy device
+/// costs no database read per request: a device's owner (immutable once the device exists,
+/// so kept until the bound empties the map) and "account registered to device" (kept for
+/// `ttl`, dropped at once when this instance removes the account; another instance's removal
+/// is seen within `ttl`, as with API key revocation and `auth.key_cache_seconds`). Negative
+/// answers are never cached, so a device or account registered a moment ago is seen at once.
+#[derive(Debug)]
+pub(crate) struct GrantCache {
+    ttl_ms: u64,
+    owners: Mutex<HashMap<String, Option<String>>>,
+    accounts: Mutex<HashMap<(String, Address), u64>>,
+}
+
+impl GrantCache {
+    /// An empty cache whose account grants live `ttl`.
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            owners: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached owner of `device` (`Some(None)` for a v1 row without one).
+    pub(crate) fn owner(&self, device: &str) -> Option<Option<String>> {
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(device)
+            .cloned()
+    }
+
+    /// Remembers that `device` exists and is owned by `tenant`.
+    pub(crate) fn set_owner(&self, device: &str, tenant: Option<String>) {
+        let mut map = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= GRANT_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(device.to_owned(), tenant);
+    }
+
+    /// Whether `account` was seen registered to `device` less than the TTL ago.
+    pub(crate) fn account(&self, device: &str, account: Address, now_ms: u64) -> bool {
+        self.accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(device.to_owned(), account))
+            .is_some_and(|at| now_ms.saturating_sub(*at) < self.ttl_ms)
+    }
+
+    /// Remembers that `account` is registered to `device` (seen at `now_ms`).
+    pub(crate) fn set_account(&self, device: &str, account: Address, now_ms: u64) {
+        if self.ttl_ms == 0 {
+            return;
+        }
+        let mut map = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= GRANT_CACHE_MAX {
+            map.clear();
+        }
+        map.insert((device.to_owned(), account), now_ms);
+    }
+
+    /// Forgets that `account` is registered to `device` (it was removed).
+    pub(crate) fn drop_account(&self, device: &str, account: Address) {
+        self.accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(device.to_owned(), account));
+    }
+}
+
 /// The next nonce of accounts, as far as the relay has seen (from mined transactions and
 /// from the nodes' answers to broadcasts), so the request path never asks a node.
 #[derive(Debug, Default)]
@@ -97,6 +171,8 @@ pub(crate) struct Shared {
     pub(crate) outbound: Outbound,
     /// Known account nonces.
     pub(crate) nonces: NonceCache,
+    /// Cached device owners and account registrations (the submission path's reads).
+    pub(crate) grants: GrantCache,
     /// Unfinished transactions, as last counted (backpressure and a gauge).
     pub(crate) tracked: AtomicU64,
     /// Wall time source (a test clock in unit tests).
@@ -107,8 +183,8 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     /// Wakes the broadcast worker (new jobs).
     pub(crate) wake_broadcast: Notify,
-    /// Wakes the head follower of each chain (transactions sent).
-    pub(crate) wake_follow: BTreeMap<u64, Notify>,
+    /// Wakes the head follower of each chain and hands it the hashes just sent.
+    pub(crate) wake_follow: BTreeMap<u64, FollowSignal>,
     /// Wakes the webhook worker (new notifications).
     pub(crate) wake_delivery: Notify,
     /// Wakes WebSocket sessions (new account events).
@@ -156,5 +232,51 @@ impl Shared {
         };
         *cached = Some((Instant::now(), report.clone()));
         report
+    }
+}
+
+/// Most sent hashes a [`FollowSignal`] holds before it asks for a full scan instead.
+pub(crate) const SENT_QUEUE_CAP: usize = 10_000;
+
+/// What the broadcaster tells a chain's head follower: a wake-up and the hashes sent since
+/// the follower last looked (bounded by [`SENT_QUEUE_CAP`]; past it the follower scans every
+/// tracked transaction once instead), so a transaction already in a block the follower read
+/// is decided at once without reading every tracked row.
+#[derive(Debug, Default)]
+pub(crate) struct FollowSignal {
+    notify: Notify,
+    sent: Mutex<SentQueue>,
+}
+
+#[derive(Debug, Default)]
+struct SentQueue {
+    hashes: Vec<alloy::primitives::B256>,
+    overflowed: bool,
+}
+
+impl FollowSignal {
+    /// Records that `hash` was sent and wakes the follower.
+    pub(crate) fn sent(&self, hash: alloy::primitives::B256) {
+        {
+            let mut queue = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.hashes.len() < SENT_QUEUE_CAP {
+                queue.hashes.push(hash);
+            } else {
+                queue.overflowed = true;
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Resolves at the next wake-up.
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    /// The hashes sent since the last call, and whether some were dropped for the bound.
+    pub(crate) fn take(&self) -> (Vec<alloy::primitives::B256>, bool) {
+        let mut queue = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        let overflowed = std::mem::take(&mut queue.overflowed);
+        (std::mem::take(&mut queue.hashes), overflowed)
     }
 }

@@ -224,6 +224,7 @@ pub(super) async fn remove_account(
     let account: Address = account
         .parse()
         .map_err(|_| invalid("the account must be a 0x-hex address"))?;
+    shared.grants.drop_account(&device, account);
     if shared.store.remove_account(&device, account).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

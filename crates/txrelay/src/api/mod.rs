@@ -151,7 +151,16 @@ pub(crate) async fn owned_device(
     device: &str,
 ) -> Result<(), AppError> {
     check_device(device)?;
-    let owner = shared.store.device_owner(device).await?;
+    let owner = match shared.grants.owner(device) {
+        Some(owner) => Some(owner),
+        None => {
+            let owner = shared.store.device_owner(device).await?;
+            if let Some(tenant) = &owner {
+                shared.grants.set_owner(device, tenant.clone());
+            }
+            owner
+        }
+    };
     match owner {
         Some(Some(tenant)) if tenant == caller.tenant => Ok(()),
         Some(_) if caller.admin => Ok(()),

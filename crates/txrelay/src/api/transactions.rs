@@ -227,16 +227,22 @@ async fn submit_inner(
         .map_err(|_| invalid("`sender` is not a 0x-hex account address"))?;
     let served = shared.nodes.contains_key(&chain_id);
     let signed = check_transaction(&request.raw, sender, chain_id, served)?;
-    let registered = if shared.policy.needs_registry(sender) {
-        shared
+    let now = now_ms(shared.clock.as_ref());
+    let registered = if !shared.policy.needs_registry(sender) {
+        false
+    } else if shared.grants.account(&request.device, sender, now) {
+        true
+    } else {
+        let registered = shared
             .store
             .account_registered(&request.device, sender)
-            .await?
-    } else {
-        false
+            .await?;
+        if registered {
+            shared.grants.set_account(&request.device, sender, now);
+        }
+        registered
     };
     shared.policy.decide(sender, registered)?;
-    let now = now_ms(shared.clock.as_ref());
     let window = shared.settings.idempotency_window;
     if let Some(record) = shared.store.transaction(signed.hash).await? {
         let in_block = matches!(

@@ -336,6 +336,11 @@ pub struct TrackingConfig {
     /// How often the head is polled without a subscription, in milliseconds (default 100);
     /// with one, a safety poll runs every 10 intervals.
     pub poll_interval_ms: u64,
+    /// How often the follower reads every unfinished transaction (rebroadcast, stuck and
+    /// expiry timers, finality, transactions sent before it started), in milliseconds
+    /// (default 1 000). Between these scans a new block only reads the rows of the
+    /// transactions in it and in the blocks it confirms, and a sent transaction only its own.
+    pub full_scan_interval_ms: u64,
     /// A broadcast transaction with no receipt after this long is looked up in the node's
     /// pool and sent again with the same bytes when the pool does not hold it, in
     /// milliseconds (default 15 000).
@@ -363,6 +368,7 @@ impl Default for TrackingConfig {
         Self {
             subscribe_heads: true,
             poll_interval_ms: 100,
+            full_scan_interval_ms: 1_000,
             rebroadcast_after_ms: 15_000,
             reorg_watch_blocks: 12,
             receipt_batch_size: 100,

@@ -140,6 +140,8 @@ pub struct Settings {
     pub subscribe_heads: bool,
     /// Head poll interval.
     pub poll_interval: Duration,
+    /// Interval of the follower's scans of every unfinished transaction.
+    pub full_scan_interval: Duration,
     /// Rebroadcast timeout.
     pub rebroadcast_after: Duration,
     /// Reorg watch depth in blocks.
@@ -479,6 +481,12 @@ impl Config {
             broadcast_lease: ms("broadcast.lease_ms", b.lease_ms, 100, 86_400_000)?,
             subscribe_heads: t.subscribe_heads,
             poll_interval: ms("tracking.poll_interval_ms", t.poll_interval_ms, 5, 600_000)?,
+            full_scan_interval: ms(
+                "tracking.full_scan_interval_ms",
+                t.full_scan_interval_ms,
+                10,
+                600_000,
+            )?,
             rebroadcast_after: ms(
                 "tracking.rebroadcast_after_ms",
                 t.rebroadcast_after_ms,

@@ -426,6 +426,47 @@ impl Store {
         .map_err(q("tracked page"))
     }
 
+    /// The unfinished transactions of `chain_id` among `hashes` (the same rows
+    /// [`Self::tracked_page`] would show, in no particular order), read in chunks of 500
+    /// hashes per query. Used by the head follower for the transactions in the blocks it
+    /// just read and those just sent, instead of every tracked row.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn tracked_among(
+        &self,
+        chain_id: u64,
+        hashes: &[B256],
+    ) -> Result<Vec<TxRecord>, StoreError> {
+        const CHUNK: usize = 500;
+        let mut records = Vec::new();
+        for chunk in hashes.chunks(CHUNK) {
+            let mut sql = String::from(select_tx!(
+                "WHERE chain_id = $1 AND finalized = 0 \
+                 AND status IN ('pending', 'included', 'mined', 'failed') AND tx_hash IN ("
+            ));
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 2));
+            }
+            sql.push(')');
+            let mut query =
+                sqlx::query_as::<_, TxRecord>(sqlx::AssertSqlSafe(sql)).bind(int(chain_id));
+            for hash in chunk {
+                query = query.bind(Db(*hash));
+            }
+            records.extend(
+                query
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(q("tracked among"))?,
+            );
+        }
+        Ok(records)
+    }
+
     /// Applies a tracker decision ([`Step`]) to `record` as read at the start of the tick.
     /// The update is conditional on the row being unchanged since (status and block hash), so
     /// concurrent trackers (several instances) apply each change once. Result notifications

@@ -224,6 +224,26 @@ async fn tenancy_and_limits(backend: Backend) {
     let valid = json!({"message": message.to_string(), "signature": sign(&bob, &message).unwrap()});
     assert_eq!(a.add_account("phone-a", &valid).await.unwrap().0, 201);
     assert_eq!(a.add_account("phone-a", &valid).await.unwrap().0, 403);
+    // Registered a moment ago, his transaction is accepted at once (a refusal is never
+    // cached); removed again, his next one is refused at once (the cached grant is dropped).
+    let accepted = a
+        .submit(31337, &bobs, bob.address(), "phone-a", true)
+        .await
+        .unwrap();
+    assert!(accepted.accepted().is_some(), "{}", accepted.body);
+    let path = format!("/v1/devices/phone-a/accounts/{:#x}", bob.address());
+    assert_eq!(status_of(a, "DELETE", &path).await, 204);
+    let next = transfer(&bob, 31337, 1, somebody(), U256::from(1), 21_000).unwrap();
+    let refused = a
+        .submit(31337, &next, bob.address(), "phone-a", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.reason(),
+        Some("account_unknown"),
+        "{}",
+        refused.body
+    );
 
     // At most 10 receivers per device.
     let many = Registration {

@@ -129,3 +129,84 @@ async fn failed_block_receipts_are_read_again(backend: Backend) {
 on_both_databases!(at_most_two_receipt_rpcs_per_transaction);
 on_both_databases!(failed_block_receipts_are_read_again);
 on_both_databases!(per_hash_batches_without_block_receipts);
+
+/// A transaction's block costs the follower the rows of that block's transactions, not a
+/// read of every unfinished one: with 100 transactions stuck behind a nonce gap and the
+/// periodic full scan pushed out to 10 minutes, 10 transactions mined one block each are
+/// all notified, and the follower read far fewer rows than 10 blocks x 110 tracked.
+async fn a_block_reads_only_its_transactions(backend: Backend) {
+    const GAPPED: u64 = 100;
+    const MINED: u64 = 10;
+    let db = Db::new(backend);
+    let (_node, anvil) = anvil(31337, &[]);
+    let (hooks, secrets) = receivers(&["hook"], &[]).await;
+    let dir = testkit::tempdir();
+    let mut config = config(&db, &[(31337, vec![anvil.url().to_owned()])]);
+    config.chains[0].ws_urls = vec![anvil.url().replacen("http://", "ws://", 1)];
+    config.tracking.full_scan_interval_ms = 600_000;
+    let relay = RelayProc::start(&config, dir.path(), "a").await;
+    let alice = Wallet::random();
+    fund(&anvil, &[&alice]).await;
+    register(
+        &relay.client,
+        "phone",
+        &alice,
+        Registration {
+            fixed: vec![receiver(&hooks, &secrets, "hook")],
+            ..Registration::default()
+        },
+    )
+    .await;
+    let submit = |nonce: u64| {
+        let raw = transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
+        let client = relay.client.clone();
+        let address = alice.address();
+        async move {
+            let answer = client
+                .submit(31337, &raw, address, "phone", false)
+                .await
+                .unwrap();
+            assert!(answer.accepted().is_some(), "{}", answer.body);
+            keccak256(&raw)
+        }
+    };
+    for nonce in 1_000..1_000 + GAPPED {
+        submit(nonce).await;
+    }
+    let mut mined = Vec::new();
+    for nonce in 0..MINED {
+        let hash = submit(nonce).await;
+        eventually(
+            "its mined notification",
+            Duration::from_secs(20),
+            || async {
+                events_for(&hooks, "hook", hash)
+                    .iter()
+                    .any(|e| e.status == EventStatus::Mined)
+                    .then_some(())
+            },
+        )
+        .await;
+        mined.push(hash);
+    }
+    let metrics = relay.metrics().await;
+    let rows = |kind: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("txrelay_follower_rows_total")
+                    && l.contains(&format!("result=\"{kind}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let (full, block) = (rows("full"), rows("block"));
+    assert!(block >= MINED, "block rows {block}\n{metrics}");
+    assert!(
+        full + block <= 3 * (GAPPED + MINED),
+        "full {full} + block {block} rows for {MINED} blocks with {} tracked",
+        GAPPED + MINED
+    );
+}
+
+on_both_databases!(a_block_reads_only_its_transactions);
