@@ -13,6 +13,7 @@ pub mod error;
 pub mod fanout;
 pub mod flv;
 pub mod forwarder;
+pub mod hls;
 pub mod hop;
 pub mod lifecycle;
 pub mod media;
@@ -22,6 +23,7 @@ pub mod relay;
 pub mod route;
 pub mod service;
 pub mod viewer;
+pub mod ws;
 
 pub use discovery::{AnyDiscovery, Discovery, StaticDiscovery};
 pub use error::{Classify, Error, Origin, Result, Retry};
