@@ -10,6 +10,7 @@
 //! Messages from the client are read only to see a close (pings are answered by
 //! tungstenite).
 
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
@@ -22,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{Instrument, debug, info};
 
 use crate::fanout::ViewerStream;
+use crate::flv::mux::{HEADER_LEN, TAG_HEADER_LEN};
 use crate::hop::{HopBody, empty_response};
 
 /// Whether `headers` ask for a WebSocket upgrade (RFC 6455 §4.2.1: `Connection` names
@@ -81,10 +83,17 @@ pub fn accept(
                             let _ = sink.send(Message::Close(None)).await;
                             break "the stream ended";
                         };
-                        if sink.send(Message::Binary(bytes)).await.is_err() {
+                        let mut failed = false;
+                        for message in split_tags(bytes) {
+                            if sink.feed(Message::Binary(message)).await.is_err() {
+                                failed = true;
+                                break;
+                            }
+                            messages += 1;
+                        }
+                        if failed || sink.flush().await.is_err() {
                             break "the viewer went away";
                         }
-                        messages += 1;
                     }
                     message = incoming.next() => match message {
                         Some(Ok(Message::Close(_)) | Err(_)) | None => break "the viewer closed",
@@ -111,9 +120,47 @@ pub fn accept(
     response
 }
 
+/// Splits a chunk of a viewer's FLV stream (whole tags, the first chunk led by the FLV
+/// header and its `PreviousTagSize0`) into the header and one piece per tag, sharing the
+/// chunk's buffer. Bytes that do not form a whole tag stay in one last piece.
+pub fn split_tags(mut chunk: Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    if chunk.starts_with(b"FLV") && chunk.len() >= HEADER_LEN {
+        out.push(chunk.split_to(HEADER_LEN));
+    }
+    while chunk.len() >= TAG_HEADER_LEN {
+        let size = u32::from_be_bytes([0, chunk[1], chunk[2], chunk[3]]) as usize;
+        let total = TAG_HEADER_LEN + size + 4;
+        if total > chunk.len() {
+            break;
+        }
+        out.push(chunk.split_to(total));
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flv::mux;
+
+    #[test]
+    fn a_chunk_splits_into_the_header_and_whole_tags() {
+        let header = mux::header(true, true);
+        let a = mux::avc_sequence_header(0, &[1, 0x64, 0, 0x1e]).bytes;
+        let b = mux::avc_frame(0, 40, true, &[0, 0, 0, 1, 0x65]).bytes;
+        let chunk = Bytes::from([&header[..], &a[..], &b[..]].concat());
+        assert_eq!(split_tags(chunk), vec![header, a.clone(), b.clone()]);
+        assert_eq!(split_tags(b.clone()), vec![b]);
+        assert_eq!(
+            split_tags(a.slice(..5)),
+            vec![a.slice(..5)],
+            "a partial tag stays whole"
+        );
+    }
 
     #[test]
     fn upgrade_needs_all_four_headers() {

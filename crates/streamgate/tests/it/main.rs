@@ -16,6 +16,7 @@ mod fanout;
 mod ffprobe;
 mod gop_cache;
 mod hardening;
+mod hls;
 mod latency;
 mod registry;
 mod restart;
