@@ -18,6 +18,7 @@ mod gop_cache;
 mod hardening;
 mod hls;
 mod latency;
+mod players;
 mod registry;
 mod restart;
 mod routing;
