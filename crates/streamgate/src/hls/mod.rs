@@ -406,7 +406,10 @@ impl HlsHub {
                 }
                 _ = check.tick() => {
                     let last = session.lock().last_access;
-                    if last.elapsed() >= idle {
+                    // A playlist request waiting for the first segment is someone asking.
+                    if session.changed.receiver_count() > 0 {
+                        session.touch();
+                    } else if last.elapsed() >= idle {
                         info!(stream = key, idle_ms = last.elapsed().as_millis(), "HLS session ends: nobody asked");
                         return End::Ended;
                     }

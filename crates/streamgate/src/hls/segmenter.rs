@@ -359,3 +359,145 @@ impl Segmenter {
         self.close(end)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flv::mux;
+    use crate::flv::{FlvReader, ReadTag};
+    use crate::hls::ts::{PACKET_LEN, PID_PAT, PID_PMT, read_timestamp};
+
+    /// A record with one 4-byte SPS and one 2-byte PPS, 4-byte NAL lengths.
+    const RECORD: [u8; 17] = [
+        1, 0x64, 0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1e, 1, 0, 2, 0x68, 0xce,
+    ];
+
+    fn read(tags: &[mux::Tag]) -> Vec<ReadTag> {
+        let mut reader = FlvReader::new();
+        reader.push(&mux::header(true, true));
+        for tag in tags {
+            reader.push(&tag.bytes);
+        }
+        std::iter::from_fn(|| reader.next_tag().unwrap()).collect()
+    }
+
+    fn pid(packet: &[u8]) -> u16 {
+        u16::from_be_bytes([packet[1], packet[2]]) & 0x1fff
+    }
+
+    #[test]
+    fn configuration_records() {
+        let avc = AvcConfig::parse(&RECORD).unwrap();
+        assert_eq!(avc.length_size, 4);
+        assert_eq!(
+            &avc.annex_b[..],
+            &[0, 0, 0, 1, 0x67, 0x64, 0, 0x1e, 0, 0, 0, 1, 0x68, 0xce]
+        );
+        assert!(AvcConfig::parse(&RECORD[..10]).is_err());
+        // AAC LC, 44.1 kHz, stereo.
+        let adts = AdtsConfig::parse(&[0x12, 0x10]).unwrap();
+        assert_eq!(
+            (adts.object_type, adts.frequency_index, adts.channels),
+            (2, 4, 2)
+        );
+        let header = adts.header(100);
+        assert_eq!(&header[..2], &[0xff, 0xf1]);
+        let len = (usize::from(header[3] & 3) << 11)
+            | (usize::from(header[4]) << 3)
+            | usize::from(header[5] >> 5);
+        assert_eq!(len, 107, "frame length includes the header");
+        assert_eq!(header[2] >> 6, 1, "profile = object type - 1");
+        assert!(
+            AdtsConfig::parse(&[0x17, 0x80]).is_err(),
+            "explicit frequency"
+        );
+    }
+
+    #[test]
+    fn segments_start_at_key_frames_after_the_target_with_real_durations() {
+        // 25 fps, a key frame every 25 frames (1 s), B-frame style composition offsets,
+        // AAC every 23 ms.
+        let mut tags = vec![
+            mux::avc_sequence_header(0, &RECORD),
+            mux::aac_sequence_header(0, &[0x12, 0x10]),
+        ];
+        for i in 0..130u32 {
+            let ts = i * 40;
+            let key = i % 25 == 0;
+            let nal = if key { 0x65 } else { 0x41 };
+            tags.push(mux::avc_frame(
+                ts,
+                80,
+                key,
+                &[0, 0, 0, 3, nal, 0x88, i as u8],
+            ));
+            tags.push(mux::aac_frame(ts + 5, &[0x21, 0x10, i as u8]));
+        }
+        let mut segmenter = Segmenter::new(Duration::from_secs(2), true);
+        let mut segments = Vec::new();
+        for tag in read(&tags) {
+            if let Some(segment) = segmenter.push(&tag).unwrap() {
+                segments.push(segment);
+            }
+        }
+        segments.extend(segmenter.finish());
+        let durations: Vec<u32> = segments.iter().map(|s| s.duration_ms).collect();
+        assert_eq!(
+            durations,
+            vec![2000, 2000, 1200],
+            "cut at 0, 2 s, 4 s; the rest at the end"
+        );
+        let starts: Vec<i64> = segments.iter().map(|s| s.start_ms).collect();
+        assert_eq!(starts, vec![0, 2000, 4000]);
+        for segment in &segments {
+            let packets: Vec<&[u8]> = segment.data.chunks(PACKET_LEN).collect();
+            assert_eq!(segment.data.len() % PACKET_LEN, 0);
+            assert_eq!(pid(packets[0]), PID_PAT);
+            assert_eq!(pid(packets[1]), PID_PMT);
+            let video = packets[2];
+            assert_eq!(pid(video), PID_VIDEO);
+            assert_eq!(
+                video[5] & 0x40,
+                0x40,
+                "random_access_indicator on the key frame"
+            );
+            let pes = &video[5 + usize::from(video[4])..];
+            assert_eq!(&pes[..4], &[0, 0, 1, STREAM_ID_VIDEO]);
+            let dts = read_timestamp(&pes[14..]).unwrap();
+            assert_eq!(dts, u64::try_from(segment.start_ms).unwrap() * 90);
+            assert_eq!(
+                read_timestamp(&pes[9..]).unwrap(),
+                dts + 80 * 90,
+                "PTS = DTS + CTS"
+            );
+            // AUD, SPS, PPS, then the IDR slice.
+            let es = &pes[19..];
+            assert_eq!(&es[..6], &[0, 0, 0, 1, 9, 0xf0]);
+            assert_eq!(&es[6..20], &AvcConfig::parse(&RECORD).unwrap().annex_b[..]);
+            assert_eq!(
+                &es[20..26],
+                &[0, 0, 1, 0x65, 0x88, (segment.start_ms / 40) as u8]
+            );
+            let audio = packets.iter().filter(|p| pid(p) == PID_AUDIO).count();
+            assert!(audio >= 25, "{audio} audio packets");
+        }
+    }
+
+    #[test]
+    fn frames_before_the_first_key_frame_and_configuration_are_dropped() {
+        let tags = [
+            mux::avc_frame(0, 0, true, &[0, 0, 0, 1, 0x65]),
+            mux::avc_sequence_header(40, &RECORD),
+            mux::avc_frame(40, 0, false, &[0, 0, 0, 1, 0x41]),
+            mux::avc_frame(80, 0, true, &[0, 0, 0, 1, 0x65]),
+        ];
+        let mut segmenter = Segmenter::new(Duration::from_secs(2), false);
+        for tag in read(&tags) {
+            assert!(segmenter.push(&tag).unwrap().is_none());
+        }
+        let only = segmenter.finish().unwrap();
+        assert_eq!(only.start_ms, 80);
+        assert_eq!(only.duration_ms, 40, "one frame (the last known step)");
+        assert_eq!(only.data.len(), 3 * PACKET_LEN, "PAT, PMT, one frame");
+    }
+}

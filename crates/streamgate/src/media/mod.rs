@@ -1,6 +1,8 @@
 //! The streaming-media server (seed ¶41, ¶49-¶50, ¶61-¶63): maps a stream's address
 //! information to a camera, pulls the camera over RTSP once however many viewers watch, muxes
-//! FLV and serves it as HTTP-FLV at `GET /{stream}/{n}.flv` on its data-plane port, under the
+//! FLV and serves it as HTTP-FLV at `GET /{stream}/{n}.flv` and as HLS at
+//! `GET /{stream}/{n}/index.m3u8` ([`crate::hls`], segments from the same pull) on its
+//! data-plane port, under the
 //! connection policy of every hop ([`crate::hop::listen`]), through the fan-out
 //! ([`crate::fanout`]).
 //!
@@ -9,7 +11,7 @@
 //! camera is unreachable, silent within the RTSP timeout, or offers no H.264 (the reason says
 //! which codec it offers). `GET /v1/instance` answers the label and instance id (the registry
 //! probes it before it lets another instance take the label). The admin port serves
-//! `GET /v1/streams` (the running pulls), `/healthz` and `/metrics` (from `svckit::serve`).
+//! `GET /v1/streams` (the running pulls and HLS sessions), `/healthz` and `/metrics` (from `svckit::serve`).
 
 pub mod metrics;
 pub mod pull;
@@ -437,6 +439,15 @@ async fn list_streams(State(server): State<MediaServer>) -> Response {
             "label": server.inner.label,
             "cameras": server.streams(),
             "running": running,
+            "hls": server
+                .inner
+                .hls
+                .list()
+                .into_iter()
+                .map(|(stream, segments, bytes)| {
+                    serde_json::json!({ "stream": stream, "segments": segments, "bytes": bytes })
+                })
+                .collect::<Vec<_>>(),
         })),
     )
         .into_response()

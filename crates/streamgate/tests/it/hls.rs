@@ -334,3 +334,104 @@ fn proxy_addr(ws_url: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_segments_only_while_asked_and_refuses_like_flv() {
+    let camera = camera();
+    let registry = registry().await;
+    let media = media(
+        &registry,
+        "media-a",
+        "NameSpaceA",
+        &[("sub_stream", rtsp(&camera, "/sub_stream"))],
+        |c| {
+            c.idle_stop_ms = 300;
+            c.hls.idle_stop_ms = 1500;
+        },
+    )
+    .await;
+    let _fwd = forwarder(&registry, "ServiceA", "NameSpaceA", "media-a").await;
+    let proxy = proxy_with(&registry, |_| {}).await;
+    let base = "/realtime-ServiceA-NameSpaceA";
+    // Unknown stream, malformed file, unknown service: the FLV answers.
+    assert_eq!(
+        fetch(&url(&proxy, &format!("{base}/nope/0/index.m3u8")))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        fetch(&url(&proxy, &format!("{base}/sub_stream/0/live.m3u8")))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        fetch(&url(
+            &proxy,
+            "/realtime-ServiceZ-NameSpaceA/sub_stream/0/index.m3u8"
+        ))
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        fetch(&url(&proxy, &format!("{base}/sub_stream/0/seg-1.ts")))
+            .await
+            .0,
+        404
+    );
+    assert!(
+        crate::running_streams(&media).await.is_empty(),
+        "nothing pulled yet"
+    );
+
+    let playlist = url(&proxy, &format!("{base}/sub_stream/0/index.m3u8"));
+    let (status, _, body) = fetch(&playlist).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let first = parse_playlist(&String::from_utf8_lossy(&body));
+    let hls = |body: &serde_json::Value| body["hls"].as_array().unwrap().len();
+    let (_, streams, _) = crate::get(&format!("http://{}/v1/streams", media.metrics_addr())).await;
+    assert_eq!(hls(&streams), 1, "{streams}");
+    assert_eq!(
+        crate::running_streams(&media).await,
+        vec!["sub_stream".to_owned()]
+    );
+
+    // Nobody asks: the session ends after its idle time, then the pull after its linger.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, streams, _) =
+            crate::get(&format!("http://{}/v1/streams", media.metrics_addr())).await;
+        if hls(&streams) == 0 && streams["running"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still segmenting: {streams}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "stopped before its idle time"
+    );
+    // Segments of the old session are gone; a new session numbers on from a later second.
+    let old = url(
+        &proxy,
+        &format!("{base}/sub_stream/0/{}", first.segments[0].1),
+    );
+    assert_eq!(fetch(&old).await.0, 404);
+    let (status, _, body) = fetch(&playlist).await;
+    assert_eq!(status, 200);
+    let second = parse_playlist(&String::from_utf8_lossy(&body));
+    assert!(
+        second.sequence > first.sequence,
+        "{first:?} then {second:?}"
+    );
+    assert_eq!(
+        sessions(&camera, "/sub_stream"),
+        2,
+        "a new pull for the new session"
+    );
+}
