@@ -239,7 +239,8 @@ impl Forwarder {
     }
 
     async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<HopBody> {
-        if request.method() != Method::GET {
+        let head_of_hls = request.method() == Method::HEAD && is_hls_path(request.uri().path());
+        if request.method() != Method::GET && !head_of_hls {
             return crate::hop::method_not_allowed("GET");
         }
         let path = request.uri().path().to_owned();
