@@ -324,6 +324,31 @@ async fn websocket_flv_sends_one_tag_per_message_and_refuses_like_flv() {
         "{key_frames} key frames in 75 frames of a 1 s GOP"
     );
     socket.close(None).await.unwrap();
+
+    // An upgraded connection still counts against the per-address cap until it closes.
+    let capped = proxy_with(&registry, |c| c.connections.max_connections_per_addr = 1).await;
+    let ws = format!("ws://{}{path}", capped.addr());
+    let (mut first, _) = connect(ws.clone(), None).await.unwrap();
+    assert!(matches!(first.next().await, Some(Ok(Message::Binary(_)))));
+    match connect(ws.clone(), None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("a second connection got {:?}", other.map(|_| ())),
+    }
+    first.close(None).await.unwrap();
+    drop(first);
+    let freed = std::time::Instant::now();
+    loop {
+        if connect(ws.clone(), None).await.is_ok() {
+            break;
+        }
+        assert!(
+            freed.elapsed() < Duration::from_secs(10),
+            "the slot was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn proxy_addr(ws_url: &str) -> String {
