@@ -335,10 +335,11 @@ impl<D: Discovery> Proxy<D> {
                 return auth_response(&error);
             }
             let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            let written = parts.extensions.get::<crate::hop::Written>().cloned();
             return match self.viewer(&path).await {
                 Ok(viewer) => {
                     info!(status = 101, "routing as WebSocket-FLV");
-                    crate::ws::accept(&parts.headers, on_upgrade, viewer)
+                    crate::ws::accept(&parts.headers, on_upgrade, viewer, written)
                 }
                 Err(response) => response,
             };

@@ -24,7 +24,7 @@ use tracing::{Instrument, debug, info};
 
 use crate::fanout::ViewerStream;
 use crate::flv::mux::{HEADER_LEN, TAG_HEADER_LEN};
-use crate::hop::{HopBody, empty_response};
+use crate::hop::{HopBody, Written, empty_response};
 
 /// Whether `headers` ask for a WebSocket upgrade (RFC 6455 §4.2.1: `Connection` names
 /// `upgrade`, `Upgrade` is `websocket`, version 13 and a key are present).
@@ -49,11 +49,18 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// its extensions) with `101` and, once the connection is switched, sends `viewer`'s FLV
 /// as binary messages until either side ends. Without an [`OnUpgrade`] (the connection
 /// cannot be upgraded) the answer is `400`.
+///
+/// With the connection's [`Written`] counter, bytes still in the socket's buffers count in
+/// the viewer's backlog, as for HTTP-FLV.
 pub fn accept(
     headers: &HeaderMap,
     on_upgrade: Option<OnUpgrade>,
     mut viewer: ViewerStream,
+    written: Option<Written>,
 ) -> Response<HopBody> {
+    if let Some(written) = written {
+        viewer.track_written_framed(written, frame_overhead);
+    }
     let (Some(key), Some(on_upgrade)) = (headers.get(header::SEC_WEBSOCKET_KEY), on_upgrade) else {
         return empty_response(StatusCode::BAD_REQUEST);
     };
@@ -118,6 +125,15 @@ pub fn accept(
         out.insert(header::SEC_WEBSOCKET_ACCEPT, value);
     }
     response
+}
+
+/// Bytes of the header of an unmasked server frame carrying `len` bytes (RFC 6455 §5.2).
+fn frame_overhead(len: usize) -> u64 {
+    match len {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    }
 }
 
 /// Splits a chunk of a viewer's FLV stream (whole tags, the first chunk led by the FLV

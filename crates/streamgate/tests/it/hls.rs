@@ -1,19 +1,16 @@
 //! HLS and WebSocket-FLV out (issue 12 item 8): the live playlist and its segments through
 //! the proxy (signed URLs, the signature carried into the segment URIs), decoded by ffmpeg
 //! with no error, every segment starting with a key frame, from the same camera pull as
-//! HTTP-FLV; WebSocket-FLV with one FLV tag per message.
+//! HTTP-FLV; a segmenting session only while someone asks.
 
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use streamgate::auth;
-use streamgate::flv::FlvReader;
 use svckit::redact::Secret;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::{camera, forwarder, media, open, proxy_with, registry, rtsp, sessions, url};
 
@@ -217,147 +214,6 @@ async fn hls_through_the_proxy_decodes_with_key_frame_segments_from_the_same_pul
     assert_eq!(fetch(&gone).await.0, 404);
     assert_eq!(sessions(&camera, "/main_stream"), 1, "{}", camera.log());
     drop(viewer);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_flv_sends_one_tag_per_message_and_refuses_like_flv() {
-    let camera = camera();
-    let registry = registry().await;
-    let _media = media(
-        &registry,
-        "media-a",
-        "NameSpaceA",
-        &[("main_stream", rtsp(&camera, "/main_stream"))],
-        |_| {},
-    )
-    .await;
-    let _fwd = forwarder(&registry, "ServiceA", "NameSpaceA", "media-a").await;
-    let proxy = proxy_with(&registry, |c| {
-        c.auth.keys = [("k1".to_owned(), Secret::new(KEY))].into_iter().collect();
-        c.auth.cors_origins = vec!["http://player.example".to_owned()];
-    })
-    .await;
-    let path = "/realtime-ServiceA-NameSpaceA/main_stream/0.flv";
-    let query = signed_query("main_stream");
-    let connect = |uri: String, origin: Option<&'static str>| async move {
-        let stream = tokio::net::TcpStream::connect(proxy_addr(&uri))
-            .await
-            .unwrap();
-        let mut request =
-            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                uri.as_str(),
-            )
-            .unwrap();
-        if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("origin", origin.parse().unwrap());
-        }
-        tokio_tungstenite::client_async(request, stream).await
-    };
-    let ws = |q: &str| format!("ws://{}{path}{q}", proxy.addr());
-
-    // Unsigned, and signed from an origin that is not allowed: HTTP refusals, no upgrade.
-    for (uri, origin, status) in [
-        (ws(""), None, 401),
-        (ws(&format!("?{query}")), Some("http://evil.example"), 403),
-    ] {
-        match connect(uri, origin).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), status);
-            }
-            other => panic!("expected HTTP {status}, got {:?}", other.map(|_| ())),
-        }
-    }
-
-    let (mut socket, response) = connect(ws(&format!("?{query}")), Some("http://player.example"))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 101);
-    let mut reader = FlvReader::new();
-    let mut messages = 0;
-    let mut key_frames = 0;
-    let mut last_video_dts = None;
-    let mut video_frames = 0;
-    let mut avc_config = false;
-    while video_frames < 75 {
-        let message = tokio::time::timeout(Duration::from_secs(15), socket.next())
-            .await
-            .expect("a message in time")
-            .unwrap()
-            .unwrap();
-        let Message::Binary(data) = message else {
-            continue;
-        };
-        reader.push(&data);
-        if messages == 0 {
-            assert_eq!(data.len(), 13, "the first message is the FLV header");
-            assert!(reader.next_tag().unwrap().is_none());
-            let header = reader.header().unwrap();
-            assert!(header.has_video && header.has_audio);
-        } else {
-            let tag = reader.next_tag().unwrap().expect("a whole tag per message");
-            assert_eq!(reader.buffered(), 0, "exactly one tag per message");
-            if messages == 1 {
-                let config =
-                    tag.is_script() || tag.is_avc_sequence_header() || tag.is_aac_sequence_header();
-                assert!(config, "configuration first, not {tag:?}");
-            }
-            avc_config |= tag.is_avc_sequence_header();
-            if tag.is_video_frame() {
-                if video_frames == 0 {
-                    assert!(avc_config, "the AVC sequence header before any frame");
-                    assert!(tag.is_key_frame(), "the first frame is a key frame");
-                }
-                video_frames += 1;
-                key_frames += usize::from(tag.is_key_frame());
-                if let Some(last) = last_video_dts {
-                    assert!(tag.timestamp_ms >= last, "DTS goes back");
-                }
-                last_video_dts = Some(tag.timestamp_ms);
-            }
-        }
-        messages += 1;
-    }
-    assert!(
-        key_frames >= 2,
-        "{key_frames} key frames in 75 frames of a 1 s GOP"
-    );
-    socket.close(None).await.unwrap();
-
-    // An upgraded connection still counts against the per-address cap until it closes.
-    let capped = proxy_with(&registry, |c| c.connections.max_connections_per_addr = 1).await;
-    let ws = format!("ws://{}{path}", capped.addr());
-    let (mut first, _) = connect(ws.clone(), None).await.unwrap();
-    assert!(matches!(first.next().await, Some(Ok(Message::Binary(_)))));
-    match connect(ws.clone(), None).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 503);
-        }
-        other => panic!("a second connection got {:?}", other.map(|_| ())),
-    }
-    first.close(None).await.unwrap();
-    drop(first);
-    let freed = std::time::Instant::now();
-    loop {
-        if connect(ws.clone(), None).await.is_ok() {
-            break;
-        }
-        assert!(
-            freed.elapsed() < Duration::from_secs(10),
-            "the slot was not freed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn proxy_addr(ws_url: &str) -> String {
-    ws_url
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,7 @@ mod players;
 mod registry;
 mod restart;
 mod routing;
+mod ws_flv;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
