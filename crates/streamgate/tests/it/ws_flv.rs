@@ -133,7 +133,7 @@ async fn websocket_flv_sends_one_tag_per_message_and_refuses_like_flv() {
     }
     first.close(None).await.unwrap();
     drop(first);
-    let freed = std::time::Instant::now();
+    let freed = Instant::now();
     loop {
         if connect(ws.clone(), None).await.is_ok() {
             break;
