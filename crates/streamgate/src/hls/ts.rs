@@ -277,7 +277,7 @@ fn put_pcr(out: &mut BytesMut, base: u64) {
     out.put_u8(0);
 }
 
-/// Reads a PES timestamp written by [`put_timestamp`] (for tests and checks).
+/// Reads a 5-byte PES timestamp (the PTS or DTS field of a PES header), for tests and checks.
 pub fn read_timestamp(b: &[u8]) -> Option<u64> {
     let b = b.get(..5)?;
     Some(
