@@ -488,6 +488,21 @@ mod tests {
     }
 
     #[test]
+    fn the_media_hls_section_loads() {
+        const TEXT: &str = "[media]\nlabel = \"media-a\"\nnamespace = \"NameSpaceA\"\n\
+                            [media.hls]\nsegment_ms = 4000\nwindow_segments = 3\n";
+        let config: crate::config::Config =
+            svckit::config::load(&svckit::config::Sources::new().embedded(TEXT)).unwrap();
+        assert_eq!(config.media.hls.segment_ms, 4000);
+        assert_eq!(config.media.hls.window_segments, 3);
+        assert_eq!(
+            config.media.hls.idle_stop_ms, 30_000,
+            "defaults for the rest"
+        );
+        assert!(config.media.validate().is_ok());
+    }
+
+    #[test]
     fn config_ranges() {
         assert!(HlsConfig::default().validate("media.hls").is_ok());
         let short = HlsConfig {
