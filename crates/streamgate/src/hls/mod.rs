@@ -297,6 +297,8 @@ impl HlsHub {
         let timeout = Duration::from_millis(self.config.first_segment_timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Seen before the state is read: a change after this wakes the wait below.
+            changes.borrow_and_update();
             {
                 let state = session.lock();
                 if !state.window.is_empty() {
@@ -313,7 +315,6 @@ impl HlsHub {
                     None => {}
                 }
             }
-            changes.borrow_and_update();
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => {
