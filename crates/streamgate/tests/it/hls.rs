@@ -179,7 +179,12 @@ async fn hls_through_the_proxy_decodes_with_key_frame_segments_from_the_same_pul
     );
     assert!(later.segments.len() >= 2, "{later:?}");
     let longest = later.segments.iter().map(|s| s.0).fold(0.0, f64::max);
-    assert_eq!(later.target, longest.ceil() as u64, "{later:?}");
+    // The target never decreases (RFC 8216 §6.2.1: it must not change), so an older, longer
+    // segment may have set it; every segment lasts at most 2 s + one 1 s GOP.
+    assert!(
+        later.target >= longest.ceil() as u64 && later.target <= 3,
+        "{later:?}"
+    );
     for (duration, uri) in &later.segments {
         // The clip has a key frame every second: a 2 s target cuts at 2 s (+ one frame).
         assert!((1.9..=3.1).contains(duration), "{duration} s in {later:?}");
