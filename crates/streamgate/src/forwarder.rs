@@ -19,12 +19,13 @@ use crate::discovery::{RouteWatch, Watched};
 use crate::error::{ConfigError, HopError, RouteError};
 use crate::fanout::{FanoutConfig, FanoutMetrics, Refusal};
 use crate::hop::{
-    ConnectionPolicy, HopBody, HopMetrics, error_response, flv_response, refusal_response,
+    ConnectionPolicy, HopBody, HopClient, HopMetrics, error_response, flv_response,
+    refusal_response,
 };
 use crate::media::{INSTANCE_PATH, instance_response};
 use crate::proxy::ROUTE_HEADER;
 use crate::relay::{RelayHop, RelayHopConfig, RelayMetrics, Upstream};
-use crate::route::{is_valid_name, parse_stream_path};
+use crate::route::{is_hls_path, is_valid_name, parse_hls_path, parse_stream_path};
 
 /// The route template a forwarder serves (and logs).
 pub const MEDIA_ROUTE: &str = "/{stream}/{n}.flv";
@@ -117,6 +118,8 @@ pub struct Forwarder {
     instance: String,
     routes: RouteWatch,
     relay: RelayHop,
+    /// Plain request/response pass-through (HLS playlists and segments).
+    client: HopClient,
     metrics: HopMetrics,
 }
 
@@ -200,6 +203,10 @@ impl Forwarder {
                 metrics.fanout,
                 metrics.relay,
             ),
+            client: HopClient::new(
+                Duration::from_millis(config.connect_timeout_ms),
+                Duration::from_millis(config.header_timeout_ms),
+            ),
             metrics: metrics.hop,
         })
     }
@@ -232,7 +239,8 @@ impl Forwarder {
     }
 
     async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<HopBody> {
-        if request.method() != Method::GET {
+        let head_of_hls = request.method() == Method::HEAD && is_hls_path(request.uri().path());
+        if request.method() != Method::GET && !head_of_hls {
             return crate::hop::method_not_allowed("GET");
         }
         let path = request.uri().path().to_owned();
@@ -258,6 +266,9 @@ impl Forwarder {
                 info!(%error, "misdirected request");
                 return error_response(&error);
             }
+        }
+        if is_hls_path(&path) {
+            return self.pass_through(request).await;
         }
         let stream = match parse_stream_path(&path) {
             Ok(stream) => stream,
@@ -292,6 +303,37 @@ impl Forwarder {
             Err(refusal) => {
                 debug!(%refusal, "upstream refused");
                 refusal_response(&refusal)
+            }
+        }
+    }
+}
+
+impl Forwarder {
+    /// Passes an HLS request (playlist or segment, [`crate::hls`]) to the media server as it
+    /// is, and its answer back: these are small request/response exchanges, not streams.
+    async fn pass_through(&self, request: Request<Incoming>) -> Response<HopBody> {
+        let path = request.uri().path().to_owned();
+        if let Err(error) = parse_hls_path(&path) {
+            return error_response(&error);
+        }
+        let addr = match self.resolve() {
+            Ok(addr) => addr,
+            Err(error) => {
+                warn!(%error, "cannot resolve the label");
+                return error_response(&error);
+            }
+        };
+        tracing::Span::current().record("addr", tracing::field::display(addr));
+        let (parts, _) = request.into_parts();
+        match self
+            .client
+            .forward(&self.label, addr, &parts, &path, &[])
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                warn!(%error, "media server unreachable");
+                error_response(&error)
             }
         }
     }

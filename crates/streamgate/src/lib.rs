@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod fanout;
 pub mod flv;
 pub mod forwarder;
+pub mod hls;
 pub mod hop;
 pub mod lifecycle;
 pub mod media;
@@ -23,6 +24,7 @@ pub mod relay;
 pub mod route;
 pub mod service;
 pub mod viewer;
+pub mod ws;
 
 pub use discovery::{AnyDiscovery, Discovery, Registrar, StaticDiscovery};
 pub use error::{Classify, Error, Origin, Result, Retry};

@@ -16,6 +16,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -26,9 +27,11 @@ use crate::error::{ConfigError, RouteError};
 use crate::fanout::{FanoutConfig, Refusal};
 use crate::forwarder::RelayHopMetrics;
 use crate::hop::{
-    ConnectionPolicy, HopBody, HopMetrics, error_response, flv_response, refusal_response,
+    ConnectionPolicy, HopBody, HopClient, HopMetrics, error_response, flv_response,
+    refusal_response,
 };
 use crate::relay::{RelayHop, RelayHopConfig, Upstream};
+use crate::route::{HlsFile, is_hls_path, parse_public_hls_path};
 use crate::route::{PUBLIC_ROUTE, PublicPath, RouteTable, RouteTarget, parse_public_path};
 
 /// Header carrying the public path's `{service}-{namespace}` segment to the forwarder.
@@ -99,6 +102,8 @@ pub struct Proxy<D> {
     routes: RouteWatch,
     discovery: Arc<D>,
     relay: RelayHop,
+    /// Plain request/response pass-through (HLS playlists and segments).
+    client: HopClient,
     metrics: HopMetrics,
     auth: AuthConfig,
     hook: Option<Hook>,
@@ -107,6 +112,9 @@ pub struct Proxy<D> {
     /// [`MISS_REFRESH_EVERY`], so a flood of unknown paths cannot flood the registry).
     last_miss_refresh: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Longest playlist the proxy rewrites, bytes.
+const MAX_PLAYLIST_BYTES: usize = 1 << 20;
 
 /// Shortest interval between two lookups caused by unknown segments.
 pub const MISS_REFRESH_EVERY: Duration = Duration::from_millis(100);
@@ -147,6 +155,10 @@ impl<D: Discovery> Proxy<D> {
                 },
                 metrics.fanout,
                 metrics.relay,
+            ),
+            client: HopClient::new(
+                Duration::from_millis(config.connect_timeout_ms),
+                Duration::from_millis(config.header_timeout_ms),
             ),
             metrics: metrics.hop,
             hook: Hook::new(&config.auth),
@@ -234,18 +246,23 @@ impl<D: Discovery> Proxy<D> {
         }
     }
 
-    /// Signature and hook checks for a play request of `path` in `format`.
+    /// Signature and hook checks for a play request of `path` in `format` (`flv`,
+    /// `ws-flv`, `hls`; the hook is asked only when `ask_hook`: not for every HLS segment).
+    /// The signature covers the stream, not the file, so the playlist's query string also
+    /// authorizes its segments.
     async fn authorize(
         &self,
         parts: &http::request::Parts,
         path: &PublicPath,
         target: &RouteTarget,
-        format: &str,
+        (format, ask_hook): (&str, bool),
         peer: SocketAddr,
     ) -> Result<(), auth::AuthError> {
         let resource = auth::resource(&path.segment, &path.stream, path.channel);
         auth::verify(&self.auth, &resource, parts.uri.query(), SystemTime::now())?;
-        if let Some(hook) = &self.hook {
+        if let Some(hook) = &self.hook
+            && ask_hook
+        {
             hook.check(&PlayRequest {
                 action: "on_play",
                 service: &target.service,
@@ -266,12 +283,15 @@ impl<D: Discovery> Proxy<D> {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<HopBody> {
-        let (parts, _) = request.into_parts();
+        let (mut parts, _) = request.into_parts();
         if parts.method == Method::OPTIONS {
             return self.cors.preflight(&parts.headers);
         }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return crate::hop::method_not_allowed("GET, HEAD, OPTIONS");
+        }
+        if is_hls_path(parts.uri.path()) {
+            return self.hls(&parts, peer).await;
         }
         let path = match parse_public_path(parts.uri.path()) {
             Ok(path) => path,
@@ -292,9 +312,37 @@ impl<D: Discovery> Proxy<D> {
         span.record("service", tracing::field::display(&target.service));
         span.record("namespace", tracing::field::display(&target.namespace));
         span.record("label", tracing::field::display(&target.label));
-        if let Err(error) = self.authorize(&parts, &path, &target, "flv", peer).await {
+        let websocket = crate::ws::is_upgrade(&parts.headers);
+        let format = if websocket { "ws-flv" } else { "flv" };
+        if let Err(error) = self
+            .authorize(&parts, &path, &target, (format, true), peer)
+            .await
+        {
             info!(%error, reason = error.reason(), "play refused");
             return auth_response(&error);
+        }
+        if websocket {
+            // Browsers do not preflight WebSockets: the origin is checked here.
+            let origin = parts
+                .headers
+                .get(http::header::ORIGIN)
+                .and_then(|v| v.to_str().ok());
+            if origin.is_some() && self.cors.allow(origin).is_none() {
+                let error = auth::AuthError::Origin {
+                    origin: origin.unwrap_or_default().chars().take(200).collect(),
+                };
+                info!(%error, "WebSocket origin refused");
+                return auth_response(&error);
+            }
+            let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+            let written = parts.extensions.get::<crate::hop::Written>().cloned();
+            return match self.viewer(&path).await {
+                Ok(viewer) => {
+                    info!(status = 101, "routing as WebSocket-FLV");
+                    crate::ws::accept(&parts.headers, on_upgrade, viewer, written)
+                }
+                Err(response) => response,
+            };
         }
         if parts.method == Method::HEAD {
             let mut response = crate::hop::empty_response(StatusCode::OK);
@@ -314,22 +362,112 @@ impl<D: Discovery> Proxy<D> {
         path: &PublicPath,
         written: Option<crate::hop::Written>,
     ) -> Response<HopBody> {
-        let key = relay_key(path);
-        let join = crate::fanout::Join::configured(self.relay.fanout());
-        match self.relay.play(&key, || self.upstream(path), join).await {
+        match self.viewer(path).await {
             Ok(viewer) => {
                 info!(status = 200, "routing");
                 flv_response(viewer, written.as_ref())
             }
-            Err(refusal) => {
+            Err(response) => response,
+        }
+    }
+
+    /// A viewer of the stream's fan-out (joined as configured), or the refusal's answer.
+    async fn viewer(
+        self: &Arc<Self>,
+        path: &PublicPath,
+    ) -> Result<crate::fanout::ViewerStream, Response<HopBody>> {
+        let key = relay_key(path);
+        let join = crate::fanout::Join::configured(self.relay.fanout());
+        self.relay
+            .play(&key, || self.upstream(path), join)
+            .await
+            .map_err(|refusal| {
                 if refusal.status.is_server_error() {
                     warn!(%refusal, "upstream refused");
                 } else {
                     info!(%refusal, "upstream refused");
                 }
                 refusal_response(&refusal)
+            })
+    }
+
+    /// An HLS request (`.../{stream}/{n}/index.m3u8` or `.../seg-{seq}.ts`): routed and
+    /// authorized like FLV (the hook is asked for playlists only), passed to the forwarder
+    /// without the query string; a playlist's segment URIs get the request's query string
+    /// so the player presents the same signature for them.
+    async fn hls(&self, parts: &http::request::Parts, peer: SocketAddr) -> Response<HopBody> {
+        let (path, file) = match parse_public_hls_path(parts.uri.path()) {
+            Ok(parsed) => parsed,
+            Err(error) => {
+                debug!(%error, "malformed path");
+                return error_response(&error);
             }
+        };
+        let span = tracing::Span::current();
+        span.record("stream", tracing::field::display(&path.stream));
+        let target = match self.resolve(&path.segment).await {
+            Ok(target) => target,
+            Err(error) => {
+                info!(%error, segment = %path.segment, "no route");
+                return error_response(&error);
+            }
+        };
+        span.record("service", tracing::field::display(&target.service));
+        span.record("namespace", tracing::field::display(&target.namespace));
+        span.record("label", tracing::field::display(&target.label));
+        let playlist = file == HlsFile::Playlist;
+        if let Err(error) = self
+            .authorize(parts, &path, &target, ("hls", playlist), peer)
+            .await
+        {
+            info!(%error, reason = error.reason(), "play refused");
+            return auth_response(&error);
         }
+        let upstream = format!("/{}/{}/{}", path.stream, path.channel, file.name());
+        let response = match self
+            .client
+            .forward(
+                &target.service,
+                target.addr,
+                parts,
+                &upstream,
+                &[(ROUTE_HEADER, path.segment.clone())],
+            )
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                warn!(%error, "forwarder unreachable");
+                return error_response(&error);
+            }
+        };
+        let query = parts.uri.query().unwrap_or_default();
+        if !playlist || response.status() != StatusCode::OK || query.is_empty() {
+            return response;
+        }
+        let (mut head, body) = response.into_parts();
+        let text = match http_body_util::Limited::new(body, MAX_PLAYLIST_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+            Err(error) => {
+                let error = crate::error::HopError::Broke {
+                    target: target.service.clone(),
+                    reason: format!("playlist unreadable: {error}"),
+                };
+                warn!(%error, "playlist unreadable");
+                return error_response(&error);
+            }
+        };
+        head.headers.remove(http::header::CONTENT_LENGTH);
+        let body = crate::hls::with_query(&text, query);
+        Response::from_parts(
+            head,
+            http_body_util::Full::new(bytes::Bytes::from(body))
+                .map_err(|never: std::convert::Infallible| match never {})
+                .boxed(),
+        )
     }
 }
 

@@ -140,6 +140,83 @@ pub fn parse_public_path(path: &str) -> Result<PublicPath, RouteError> {
     })
 }
 
+/// A file of a stream's HLS output (`/{stream}/{n}/index.m3u8`, `/{stream}/{n}/seg-{seq}.ts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HlsFile {
+    /// The live media playlist `index.m3u8`.
+    Playlist,
+    /// The segment `seg-{seq}.ts`.
+    Segment(u64),
+}
+
+impl HlsFile {
+    /// The file name.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Playlist => crate::hls::PLAYLIST_NAME.to_owned(),
+            Self::Segment(seq) => crate::hls::playlist::segment_name(*seq),
+        }
+    }
+}
+
+/// Whether `path` (query string ignored) names an HLS file: it ends in `.m3u8` or `.ts`.
+pub fn is_hls_path(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    path.ends_with(".m3u8") || path.ends_with(".ts")
+}
+
+/// Splits `{prefix}/{file}` and parses the HLS file name.
+fn split_hls(path: &str) -> Result<(&str, HlsFile), &'static str> {
+    let path_only = path.split('?').next().unwrap_or_default();
+    let (prefix, file) = path_only
+        .rsplit_once('/')
+        .ok_or("expected `.../{stream}/{n}/index.m3u8` or `.../seg-{seq}.ts`")?;
+    let file = if file == crate::hls::PLAYLIST_NAME {
+        HlsFile::Playlist
+    } else {
+        HlsFile::Segment(
+            crate::hls::playlist::parse_segment_name(file)
+                .ok_or("HLS file must be `index.m3u8` or `seg-{seq}.ts`")?,
+        )
+    };
+    Ok((prefix, file))
+}
+
+/// Parses `/{stream}/{n}/index.m3u8` or `/{stream}/{n}/seg-{seq}.ts` (query ignored).
+///
+/// # Errors
+/// [`RouteError::Malformed`] naming the wrong part.
+pub fn parse_hls_path(path: &str) -> Result<(StreamPath, HlsFile), RouteError> {
+    let malformed = |reason| RouteError::Malformed {
+        path: path.to_owned(),
+        reason,
+    };
+    let (prefix, file) = split_hls(path).map_err(malformed)?;
+    let stream = parse_stream_path(&format!("{prefix}.flv")).map_err(|e| match e {
+        RouteError::Malformed { reason, .. } => malformed(reason),
+        other => other,
+    })?;
+    Ok((stream, file))
+}
+
+/// Parses a public HLS address `/realtime-{service}-{namespace}/{stream}/{n}/index.m3u8` or
+/// `.../seg-{seq}.ts` (query ignored).
+///
+/// # Errors
+/// [`RouteError::Malformed`] naming the wrong part.
+pub fn parse_public_hls_path(path: &str) -> Result<(PublicPath, HlsFile), RouteError> {
+    let malformed = |reason| RouteError::Malformed {
+        path: path.to_owned(),
+        reason,
+    };
+    let (prefix, file) = split_hls(path).map_err(malformed)?;
+    let public = parse_public_path(&format!("{prefix}.flv")).map_err(|e| match e {
+        RouteError::Malformed { reason, .. } => malformed(reason),
+        other => other,
+    })?;
+    Ok((public, file))
+}
+
 /// Where a (service, namespace) pair is served: its forwarding server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTarget {
@@ -298,6 +375,39 @@ mod tests {
             assert!(
                 matches!(err, RouteError::Malformed { .. }),
                 "{bad}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hls_paths() {
+        let (p, f) = parse_public_hls_path(
+            "/realtime-ServiceA-NameSpaceA/main_stream/0/index.m3u8?expires=1",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.segment.as_str(), p.stream.as_str(), p.channel),
+            ("ServiceA-NameSpaceA", "main_stream", 0)
+        );
+        assert_eq!(f, HlsFile::Playlist);
+        let (p, f) = parse_hls_path("/main_stream/2/seg-1764650000.ts").unwrap();
+        assert_eq!(p.camera_key(), "main_stream/2");
+        assert_eq!(f, HlsFile::Segment(1_764_650_000));
+        assert_eq!(f.name(), "seg-1764650000.ts");
+        assert!(is_hls_path("/a/0/index.m3u8?x=1"));
+        assert!(is_hls_path("/a/0/seg-1.ts"));
+        assert!(!is_hls_path("/a/0.flv"));
+        for bad in [
+            "/main_stream/0/other.m3u8",
+            "/main_stream/0/seg-x.ts",
+            "/main_stream/index.m3u8",
+            "/main_stream/0.flv/index.m3u8",
+            "/../0/index.m3u8",
+            "/a/0/b/index.m3u8",
+        ] {
+            assert!(
+                matches!(parse_hls_path(bad), Err(RouteError::Malformed { .. })),
+                "{bad}"
             );
         }
     }

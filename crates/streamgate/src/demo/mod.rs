@@ -21,7 +21,9 @@
 //!    monotonic timestamps, and a new request plays within 1 s of the re-registration;
 //! 5. `errors`: a malformed path answers 400, an unknown service 404 with a JSON reason
 //!    within 2 s, a camera that is down 502 within the RTSP timeout, an unsigned URL 401 and an
-//!    expired one 403.
+//!    expired one 403;
+//! 6. `outputs`: the HLS playlist of a stream through the public port (ffprobe decodes it)
+//!    and a WebSocket-FLV viewer (status 101, one FLV tag per message).
 
 pub mod steps;
 
@@ -106,6 +108,45 @@ pub struct ErrorsReport {
     pub expired: u16,
 }
 
+/// The HLS check: one playlist through the public port.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HlsReport {
+    /// The public path (without its signature).
+    pub url: String,
+    /// Its status.
+    pub status: u16,
+    /// Request to the whole first playlist, ms (the stream was not segmented before: the
+    /// first segment, about 2 s, is waited for).
+    pub playlist_ms: u64,
+    /// Segments it listed.
+    pub segments: usize,
+    /// Its `EXT-X-TARGETDURATION`, s.
+    pub target_duration_s: u64,
+    /// `ffprobe` decoded H.264 with a size from the playlist.
+    pub ffprobe_ok: bool,
+    /// Picture width `ffprobe` reported.
+    pub width: u32,
+    /// Picture height `ffprobe` reported.
+    pub height: u32,
+}
+
+/// The WebSocket-FLV check: one viewer through the public port for 3 s.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WsFlvReport {
+    /// The public path (without its signature).
+    pub url: String,
+    /// The handshake's status (101).
+    pub status: u16,
+    /// Handshake start to the first video frame, ms.
+    pub first_frame_ms: u64,
+    /// Binary messages received.
+    pub messages: u64,
+    /// Video frames among them.
+    pub video_frames: u64,
+    /// Every message after the header held exactly one FLV tag.
+    pub one_tag_per_message: bool,
+}
+
 /// The JSON report (the last stdout line with `--json`), in the shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoReport {
@@ -119,6 +160,10 @@ pub struct DemoReport {
     pub restart: RestartReport,
     /// Error statuses.
     pub errors: ErrorsReport,
+    /// HLS.
+    pub hls: HlsReport,
+    /// WebSocket-FLV.
+    pub ws_flv: WsFlvReport,
 }
 
 /// The report, the failed checks and extra figures for the stderr table.
@@ -171,6 +216,26 @@ impl DemoOutcome {
             r.errors.camera_down,
             r.errors.unsigned,
             r.errors.expired
+        ));
+        out.push_str(&format!(
+            "hls: {} {} in {} ms, {} segments (target {} s), ffprobe {} {}x{}\n",
+            r.hls.url,
+            r.hls.status,
+            r.hls.playlist_ms,
+            r.hls.segments,
+            r.hls.target_duration_s,
+            if r.hls.ffprobe_ok { "ok" } else { "FAIL" },
+            r.hls.width,
+            r.hls.height
+        ));
+        out.push_str(&format!(
+            "ws-flv: {} {}, first frame {} ms, {} messages ({} video frames), one tag per message: {}\n",
+            r.ws_flv.url,
+            r.ws_flv.status,
+            r.ws_flv.first_frame_ms,
+            r.ws_flv.messages,
+            r.ws_flv.video_frames,
+            r.ws_flv.one_tag_per_message
         ));
         for (what, value) in &self.notes {
             out.push_str(&format!("  {what}: {value}\n"));
@@ -288,6 +353,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
         .check_restart(options.restart_viewers, &progress)
         .await?;
     let errors = demo.check_errors(&progress).await?;
+    let (hls, ws_flv) = demo.check_outputs(&progress).await?;
     drop(progress);
     let public_port = demo.public_port();
     let (failures, notes) = demo.finish(options.keep_logs);
@@ -298,6 +364,8 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<DemoOutcome> {
             fanout,
             restart,
             errors,
+            hls,
+            ws_flv,
         },
         failures,
         notes,

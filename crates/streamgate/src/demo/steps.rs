@@ -1,6 +1,8 @@
 //! The demo's steps, in the order [`super::run`] takes them; each checks one property and
 //! records failures and notes in the [`Demo`] it runs on.
 
+mod outputs;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};

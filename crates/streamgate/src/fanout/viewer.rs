@@ -102,6 +102,8 @@ pub struct ViewerStream {
     /// yet written: (end offset in connection bytes, publish instant).
     written: Option<crate::hop::Written>,
     handed: u64,
+    /// Framing bytes the connection adds around a chunk of this length.
+    overhead: fn(usize) -> u64,
     in_flight: VecDeque<(u64, Instant)>,
     _guard: ViewerGuard,
 }
@@ -175,6 +177,7 @@ pub async fn subscribe(
         skips: 0,
         written: None,
         handed: HEAD_SLACK,
+        overhead: chunk_overhead,
         in_flight: VecDeque::new(),
         _guard: guard,
     })
@@ -231,6 +234,17 @@ impl ViewerStream {
         self.written = Some(written);
     }
 
+    /// As [`ViewerStream::track_written`] for a connection that frames each chunk with
+    /// `overhead(len)` bytes other than HTTP/1.1 chunking (a WebSocket's frame header).
+    pub fn track_written_framed(
+        &mut self,
+        written: crate::hop::Written,
+        overhead: fn(usize) -> u64,
+    ) {
+        self.written = Some(written);
+        self.overhead = overhead;
+    }
+
     /// The publish instant of the oldest tag handed over but not yet written to the socket.
     fn oldest_unwritten(&mut self) -> Option<Instant> {
         let written = self.written.as_ref()?.get();
@@ -261,7 +275,7 @@ impl ViewerStream {
                     continue;
                 }
                 if self.written.is_some() {
-                    self.handed += bytes.len() as u64 + chunk_overhead(bytes.len());
+                    self.handed += bytes.len() as u64 + (self.overhead)(bytes.len());
                     if let Some(at) = at {
                         self.in_flight.push_back((self.handed, at));
                     }

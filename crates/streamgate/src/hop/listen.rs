@@ -356,8 +356,7 @@ pub async fn serve<H: Handler>(
                 let policy = policy.clone();
                 let metrics = metrics.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, handler, &policy, &metrics).await;
-                    drop(slot);
+                    serve_connection(stream, peer, handler, &policy, &metrics, slot).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -373,6 +372,7 @@ async fn serve_connection<H: Handler>(
     handler: Arc<H>,
     policy: &ConnectionPolicy,
     metrics: &ConnectionMetrics,
+    slot: Slot,
 ) {
     let activity = Activity::new();
     let written = Written::default();
@@ -380,6 +380,7 @@ async fn serve_connection<H: Handler>(
         inner: stream,
         activity: activity.clone(),
         written: written.clone(),
+        _slot: slot,
     };
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -471,6 +472,9 @@ struct Watched {
     inner: TcpStream,
     activity: Activity,
     written: Written,
+    /// The connection's admission, held as long as the socket: a connection upgraded to a
+    /// WebSocket ([`crate::ws`]) outlives hyper's connection task and still counts.
+    _slot: Slot,
 }
 
 impl AsyncRead for Watched {

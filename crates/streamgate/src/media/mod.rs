@@ -1,6 +1,8 @@
 //! The streaming-media server (seed ¶41, ¶49-¶50, ¶61-¶63): maps a stream's address
 //! information to a camera, pulls the camera over RTSP once however many viewers watch, muxes
-//! FLV and serves it as HTTP-FLV at `GET /{stream}/{n}.flv` on its data-plane port, under the
+//! FLV and serves it as HTTP-FLV at `GET /{stream}/{n}.flv` and as HLS at
+//! `GET /{stream}/{n}/index.m3u8` ([`crate::hls`], segments from the same pull) on its
+//! data-plane port, under the
 //! connection policy of every hop ([`crate::hop::listen`]), through the fan-out
 //! ([`crate::fanout`]).
 //!
@@ -9,7 +11,7 @@
 //! camera is unreachable, silent within the RTSP timeout, or offers no H.264 (the reason says
 //! which codec it offers). `GET /v1/instance` answers the label and instance id (the registry
 //! probes it before it lets another instance take the label). The admin port serves
-//! `GET /v1/streams` (the running pulls), `/healthz` and `/metrics` (from `svckit::serve`).
+//! `GET /v1/streams` (the running pulls and HLS sessions), `/healthz` and `/metrics` (from `svckit::serve`).
 
 pub mod metrics;
 pub mod pull;
@@ -37,8 +39,9 @@ use crate::fanout::{
     FanoutConfig, FanoutMetrics, Hub, JoinError, Refusal, Status, ViewerStream, subscribe,
 };
 use crate::forwarder::MEDIA_ROUTE;
+use crate::hls::{HlsConfig, HlsHub};
 use crate::hop::{self, ConnectionPolicy, HopBody, refusal_response};
-use crate::route::{is_valid_name, parse_stream_path};
+use crate::route::{HlsFile, is_hls_path, is_valid_name, parse_hls_path, parse_stream_path};
 
 /// Media server settings (`[media]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +80,8 @@ pub struct MediaConfig {
     pub fanout: FanoutConfig,
     /// Connection policy of the data-plane port (`[media.connections]`).
     pub connections: ConnectionPolicy,
+    /// HLS output (`[media.hls]`).
+    pub hls: HlsConfig,
 }
 
 impl Default for MediaConfig {
@@ -95,6 +100,7 @@ impl Default for MediaConfig {
             transport: "tcp".to_owned(),
             fanout: FanoutConfig::default(),
             connections: ConnectionPolicy::default(),
+            hls: HlsConfig::default(),
         }
     }
 }
@@ -147,6 +153,7 @@ impl MediaConfig {
         }
         self.connections.validate("media.connections")?;
         self.fanout.settings("media.fanout")?;
+        self.hls.validate("media.hls")?;
         let mut cameras = BTreeMap::new();
         for (stream, url) in &self.cameras {
             let valid_key = match stream.split_once('/') {
@@ -202,6 +209,7 @@ struct Shared {
     instance: String,
     cameras: BTreeMap<String, Url>,
     hub: Arc<Hub>,
+    hls: Arc<HlsHub>,
     pull: PullSettings,
     metrics: MediaMetrics,
 }
@@ -231,6 +239,7 @@ impl MediaServer {
                 instance: instance.to_owned(),
                 cameras,
                 hub,
+                hls: Arc::new(HlsHub::new(config.hls.clone())),
                 pull: PullSettings {
                     rtsp_timeout: Duration::from_millis(config.rtsp_timeout_ms),
                     frame_timeout: Duration::from_millis(config.frame_timeout_ms),
@@ -256,6 +265,7 @@ impl MediaServer {
 
     /// Stops every pull (viewers' streams end).
     pub fn shutdown(&self) {
+        self.inner.hls.shutdown();
         self.inner.hub.end_all();
     }
 
@@ -331,6 +341,11 @@ impl hop::Handler for MediaServer {
             path = %request.uri().path(),
         );
         async move {
+            if is_hls_path(request.uri().path())
+                && matches!(*request.method(), Method::GET | Method::HEAD)
+            {
+                return self.hls(request.uri().path()).await;
+            }
             if request.method() != Method::GET {
                 return hop::method_not_allowed("GET");
             }
@@ -366,6 +381,36 @@ impl hop::Handler for MediaServer {
     }
 }
 
+impl MediaServer {
+    /// Answers an HLS request: `/{stream}/{n}/index.m3u8` starts (or keeps) the stream's
+    /// segmenting session, fed by one more viewer of the same fan-out the FLV viewers read
+    /// ([`crate::hls`]); `/{stream}/{n}/seg-{seq}.ts` is served from its window.
+    async fn hls(&self, path: &str) -> http::Response<HopBody> {
+        let (stream, file) = match parse_hls_path(path) {
+            Ok(parsed) => parsed,
+            Err(error) => return hop::error_response(&error),
+        };
+        let key = stream.camera_key();
+        if !self.inner.cameras.contains_key(&key) {
+            return hop::error_response(&MediaError::UnknownStream { stream: key });
+        }
+        match file {
+            HlsFile::Segment(seq) => self.inner.hls.segment(&key, seq),
+            HlsFile::Playlist => {
+                let server = self.clone();
+                let flv = format!("/{}/{}.flv", stream.stream, stream.channel);
+                self.inner
+                    .hls
+                    .playlist(&key, move || async move {
+                        // The cached group as it is: the segmenter needs real timestamps.
+                        server.open(&flv, Some("raw")).await
+                    })
+                    .await
+            }
+        }
+    }
+}
+
 /// The identity answer of `GET /v1/instance` on a data-plane port (the registry probes it
 /// before it lets another instance take a registration).
 pub fn instance_response(identity: &serde_json::Value) -> http::Response<HopBody> {
@@ -394,6 +439,15 @@ async fn list_streams(State(server): State<MediaServer>) -> Response {
             "label": server.inner.label,
             "cameras": server.streams(),
             "running": running,
+            "hls": server
+                .inner
+                .hls
+                .list()
+                .into_iter()
+                .map(|(stream, segments, bytes)| {
+                    serde_json::json!({ "stream": stream, "segments": segments, "bytes": bytes })
+                })
+                .collect::<Vec<_>>(),
         })),
     )
         .into_response()

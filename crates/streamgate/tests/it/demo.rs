@@ -35,7 +35,15 @@ fn demo_passes_its_checks_and_reports_in_the_issue_shape() {
         .collect();
     assert_eq!(
         keys,
-        ["errors", "fanout", "public_port", "restart", "streams"]
+        [
+            "errors",
+            "fanout",
+            "hls",
+            "public_port",
+            "restart",
+            "streams",
+            "ws_flv"
+        ]
     );
     let streams = report["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 5);
@@ -87,6 +95,18 @@ fn demo_passes_its_checks_and_reports_in_the_issue_shape() {
     assert_eq!(errors["camera_down"], 502);
     assert_eq!(errors["unsigned"], 401);
     assert_eq!(errors["expired"], 403);
+    let hls = &report["hls"];
+    assert_eq!(hls["status"], 200, "{hls}");
+    assert_eq!(hls["ffprobe_ok"], true, "{hls}");
+    assert!(hls["segments"].as_u64().unwrap() >= 1, "{hls}");
+    assert!(
+        hls["url"].as_str().unwrap().ends_with("/index.m3u8"),
+        "{hls}"
+    );
+    let ws = &report["ws_flv"];
+    assert_eq!(ws["status"], 101, "{ws}");
+    assert_eq!(ws["one_tag_per_message"], true, "{ws}");
+    assert!(ws["video_frames"].as_u64().unwrap() >= 25, "{ws}");
 
     // Logs: the proxy's carry the public route template, the forwarders' the media route
     // template, and both the label.

@@ -17,10 +17,13 @@ mod fanout;
 mod ffprobe;
 mod gop_cache;
 mod hardening;
+mod hls;
 mod latency;
+mod players;
 mod registry;
 mod restart;
 mod routing;
+mod ws_flv;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
