@@ -115,9 +115,17 @@ pub struct DemoArgs {
 /// `txrelay bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Transactions per side (relay and direct).
+    /// Transactions per side (relay and direct); several counts separated by commas run one
+    /// after another (e.g. `1000,20000`), `0` skips these rows.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub txs: Vec<usize>,
+    /// Seconds of the sustained row (0: none): transactions offered at `--rate` for this long,
+    /// with the backlog at the start and the end (at most 1,000,000 transactions in all).
+    #[arg(long, default_value_t = 0)]
+    pub sustain_seconds: u64,
+    /// Offered transactions per second of the sustained row.
     #[arg(long, default_value_t = 1000)]
-    pub txs: usize,
+    pub rate: u32,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -264,13 +272,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?)
         }
         Command::Bench(args) => {
-            let options = crate::bench::BenchOptions {
-                txs: args.txs.max(1),
-                concurrency: args.concurrency.max(1),
-                progress: svckit::cli::progress_wanted(args.json),
-            };
-            let report = crate::bench::run(&options).await?;
-            svckit::cli::print_report(&report, args.json, || report.table())?;
+            let progress = svckit::cli::progress_wanted(args.json);
+            let mut runs: Vec<crate::bench::BenchOptions> = args
+                .txs
+                .iter()
+                .filter(|txs| **txs > 0)
+                .map(|txs| crate::bench::BenchOptions {
+                    txs: *txs,
+                    concurrency: args.concurrency.max(1),
+                    progress,
+                    sustain: None,
+                })
+                .collect();
+            if args.sustain_seconds > 0 {
+                runs.push(crate::bench::BenchOptions {
+                    txs: 0,
+                    concurrency: args.concurrency.max(1),
+                    progress,
+                    sustain: Some(crate::bench::sustain::Sustain {
+                        rate: args.rate.max(1),
+                        seconds: args.sustain_seconds,
+                    }),
+                });
+            }
+            if runs.is_empty() {
+                anyhow::bail!("nothing to measure: give --txs above 0 or --sustain-seconds");
+            }
+            let mut reports = Vec::new();
+            for options in &runs {
+                reports.push(crate::bench::run(options).await?);
+            }
+            svckit::cli::print_report(&reports, args.json, || {
+                reports
+                    .iter()
+                    .map(crate::bench::BenchReport::table)
+                    .collect::<Vec<_>>()
+                    .join("\n\n")
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -9,7 +9,12 @@
 //! - latency after inclusion: from the including block first being seen (a 10 ms observer)
 //!   to the receipt seen by the poller (direct) or the webhook arriving (relay), p50 and p99.
 //!
+//! - sustained (with [`BenchOptions::sustain`]): a fixed offered rate for a fixed time, with
+//!   the backlog at the start and end of the offer ([`sustain`]).
+//!
 //! All processes share this machine's cores; the figures are for that mix.
+
+pub mod sustain;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -45,6 +50,9 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Show progress on stderr.
     pub progress: bool,
+    /// The sustained row: offered rate and seconds (`None`: no such row). With `txs == 0`
+    /// only this row runs.
+    pub sustain: Option<sustain::Sustain>,
 }
 
 /// One measured row.
@@ -74,6 +82,8 @@ pub struct BenchReport {
     /// Receipt-related JSON-RPC requests the relay made per relayed transaction
     /// (`eth_getBlockReceipts` and `eth_getTransactionReceipt` entries; goal <= 2).
     pub receipt_rpcs_per_tx: f64,
+    /// The sustained row, when asked for.
+    pub sustained: Option<sustain::SustainReport>,
 }
 
 impl BenchReport {
@@ -98,11 +108,33 @@ impl BenchReport {
                 cell(row.p99_ms)
             );
         }
-        let _ = writeln!(
-            out,
-            "relay: receipt-related RPCs per transaction: {:.2}",
-            self.receipt_rpcs_per_tx
-        );
+        if !self.rows.is_empty() {
+            let _ = writeln!(
+                out,
+                "relay: receipt-related RPCs per transaction: {:.2}",
+                self.receipt_rpcs_per_tx
+            );
+        }
+        if let Some(s) = &self.sustained {
+            let cell = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+            let _ = writeln!(
+                out,
+                "relay sustained: offered {:.0} tx/s for {:.1} s: accepted {:.1} tx/s, delivered {:.1} tx/s \
+                 in the window, backlog {} -> {}, drained {} s after, not offered {}, refused {}, \
+                 notification after inclusion p50 {} / p99 {} ms",
+                s.offered_per_s,
+                s.seconds,
+                s.accepted_per_s,
+                s.delivered_per_s,
+                s.backlog_start,
+                s.backlog_end,
+                cell(s.drained_after_s),
+                s.not_offered,
+                s.refused,
+                cell(s.p50_ms),
+                cell(s.p99_ms)
+            );
+        }
         let _ = write!(
             out,
             "({} requests in flight; latency = from the including block first seen to the receipt/notification)",
@@ -388,38 +420,74 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let receipt_requests = running
         .receipt_requests(CHAIN_ID)
         .saturating_sub(receipt_requests_before);
+    let sustained = match options.sustain {
+        Some(sustain) => {
+            let txs = u64::from(sustain.rate).saturating_mul(sustain.seconds);
+            if txs > sustain::MAX_SUSTAINED_TXS {
+                bail!(
+                    "--rate x --sustain-seconds is {txs} transactions; at most {}",
+                    sustain::MAX_SUSTAINED_TXS
+                );
+            }
+            let wallets: Vec<Wallet> = (0..ACCOUNTS * 4).map(|_| Wallet::random()).collect();
+            for wallet in &wallets {
+                anvil
+                    .set_balance(wallet.address(), U256::from(10_u64).pow(U256::from(21)))
+                    .await?;
+            }
+            let load = sign_load(&wallets, usize::try_from(txs)?, sink)?;
+            info!(
+                rate = sustain.rate,
+                seconds = sustain.seconds,
+                "sustained load signed"
+            );
+            let rig = sustain::Rig {
+                client: &client,
+                store: running.store(),
+                receivers: &receivers,
+                observer: &observer,
+                chain_id: CHAIN_ID,
+                device: "bench",
+            };
+            Some(sustain::run(&rig, load, sustain, Duration::from_secs(120)).await?)
+        }
+        None => None,
+    };
     running.stop().await?;
     drop(observer);
     drop(chain);
+    let rows = vec![
+        row(
+            "direct: eth_sendRawTransaction to anvil",
+            options.txs,
+            direct_submit,
+            None,
+        ),
+        row(
+            "relay: POST /v1/chains/31337/transactions -> 202",
+            options.txs,
+            relay_submit,
+            None,
+        ),
+        row(
+            "direct: submit until every receipt seen (50 ms poller)",
+            options.txs,
+            direct_total,
+            Some(&direct_latency),
+        ),
+        row(
+            "relay: submit until every signed webhook arrived",
+            options.txs,
+            relay_total,
+            Some(&relay_latency),
+        ),
+    ];
+    let rows = if options.txs == 0 { Vec::new() } else { rows };
     Ok(BenchReport {
         concurrency: options.concurrency,
+        sustained,
         receipt_rpcs_per_tx: (receipt_requests as f64 / options.txs.max(1) as f64 * 100.0).round()
             / 100.0,
-        rows: vec![
-            row(
-                "direct: eth_sendRawTransaction to anvil",
-                options.txs,
-                direct_submit,
-                None,
-            ),
-            row(
-                "relay: POST /v1/chains/31337/transactions -> 202",
-                options.txs,
-                relay_submit,
-                None,
-            ),
-            row(
-                "direct: submit until every receipt seen (50 ms poller)",
-                options.txs,
-                direct_total,
-                Some(&direct_latency),
-            ),
-            row(
-                "relay: submit until every signed webhook arrived",
-                options.txs,
-                relay_total,
-                Some(&relay_latency),
-            ),
-        ],
+        rows,
     })
 }
