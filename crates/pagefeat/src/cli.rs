@@ -469,7 +469,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rows =
                 crate::bench::run(&config, args.pages, svckit::cli::progress_wanted(args.json))
                     .await?;
-            svckit::cli::print_report(&rows, args.json, || crate::bench::table(&rows).join("\n"))?;
+            let dead = crate::deadlink_report::run(
+                &resolve_path(&config.paths.deadlinks_dir),
+                &resolve_path(&config.paths.pages_dir),
+                config.input.max_bytes,
+                crate::model::ForestParams::default().seed,
+            )?;
+            let report = serde_json::json!({
+                "engines": &rows,
+                "soft404": crate::deadlink_report::summary_json(&dead.evaluation.held_out),
+                "soft404_real_pages_only":
+                    crate::deadlink_report::summary_json(&dead.evaluation.held_out_real),
+                "soft404_feature_pages_per_s": (dead.feature_pages_per_s * 10.0).round() / 10.0,
+                "soft404_evaluation_seconds": (dead.seconds * 1000.0).round() / 1000.0,
+            });
+            svckit::cli::print_report(&report, args.json, || {
+                let mut lines = crate::bench::table(&rows);
+                lines.extend(crate::deadlink_report::table(&dead));
+                lines.join("\n")
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {

@@ -185,3 +185,37 @@ pub fn summary_json(report: &crate::evaluation::Report) -> serde_json::Value {
         "split": "5 folds by site (registrable domain)",
     })
 }
+
+/// The dead-link figures as text lines (for `bench`): value and 95 % interval of each figure,
+/// beside the always-positive baseline.
+pub fn table(run: &DeadlinkRun) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (name, r) in [
+        ("soft-404, held out by site", &run.evaluation.held_out),
+        ("soft-404, real pages only", &run.evaluation.held_out_real),
+    ] {
+        lines.push(format!(
+            "{name}: {} rows, {} sites, {} positives",
+            r.rows, r.sites, r.positives
+        ));
+        for (label, f) in [
+            ("model", &r.model),
+            ("always positive", &r.always_positive),
+        ] {
+            let show = |i: &crate::evaluation::Interval| {
+                format!("{:.3} [{:.3}, {:.3}]", i.value, i.low, i.high)
+            };
+            lines.push(format!(
+                "  {label:<16} precision {}  recall {}  F1 {}",
+                show(&f.precision),
+                show(&f.recall),
+                show(&f.f1)
+            ));
+        }
+    }
+    lines.push(format!(
+        "soft-404 features: {:.1} real pages/s; evaluation and training {:.2} s",
+        run.feature_pages_per_s, run.seconds
+    ));
+    lines
+}
