@@ -358,11 +358,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         &resolve_path(&config.paths.pages_dir),
                         Some(corpus),
                     )?;
-                    let (samples, skipped) = crate::deadlink_data::build(
-                        &sources,
-                        &hand,
-                        config.input.max_bytes,
-                    );
+                    let (samples, skipped) =
+                        crate::deadlink_data::build(&sources, &hand, config.input.max_bytes);
                     for s in &skipped {
                         tracing::warn!(page = %s, "skipped");
                     }

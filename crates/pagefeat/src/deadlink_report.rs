@@ -68,7 +68,8 @@ pub fn shipped_mentions(dir: &Path, hand: &[HandChecked]) -> Vec<(String, std::p
 
 /// The bundled page file a `bundled/<category>/<file>` row came from.
 fn bundled_path(pages_dir: &Path, file: &str) -> Option<std::path::PathBuf> {
-    file.strip_prefix("bundled/").map(|rest| pages_dir.join(rest))
+    file.strip_prefix("bundled/")
+        .map(|rest| pages_dir.join(rest))
 }
 
 /// Runs the dead-link evaluation on the cache in `dir` (see the module docs).
@@ -128,7 +129,12 @@ pub fn run(dir: &Path, pages_dir: &Path, max_bytes: usize, seed: u64) -> Result<
         .filter(|(f, _)| shipped_files.contains(f.as_str()))
         .cloned()
         .collect();
-    let scores = without.score(&mention_rows.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>())?;
+    let scores = without.score(
+        &mention_rows
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect::<Vec<_>>(),
+    )?;
     let max_score = scores.iter().copied().fold(0.0, f64::max);
     let false_positives = mention_rows
         .iter()
@@ -198,10 +204,7 @@ pub fn table(run: &DeadlinkRun) -> Vec<String> {
             "{name}: {} rows, {} sites, {} positives",
             r.rows, r.sites, r.positives
         ));
-        for (label, f) in [
-            ("model", &r.model),
-            ("always positive", &r.always_positive),
-        ] {
+        for (label, f) in [("model", &r.model), ("always positive", &r.always_positive)] {
             let show = |i: &crate::evaluation::Interval| {
                 format!("{:.3} [{:.3}, {:.3}]", i.value, i.low, i.high)
             };

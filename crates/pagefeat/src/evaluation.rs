@@ -12,11 +12,7 @@ use crate::model::{Draws, Scores};
 /// to the folds in turn, so every row of a site lands in the same fold.
 pub fn site_folds(sites: &[String], k: usize, seed: u64) -> Vec<usize> {
     let k = k.max(1);
-    let mut distinct: Vec<&String> = sites
-        .iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mut distinct: Vec<&String> = sites.iter().collect::<BTreeSet<_>>().into_iter().collect();
     let mut draws = Draws::new(seed);
     for i in (1..distinct.len()).rev() {
         let j = draws.below(i + 1);
@@ -27,7 +23,10 @@ pub fn site_folds(sites: &[String], k: usize, seed: u64) -> Vec<usize> {
         .enumerate()
         .map(|(i, s)| (s, i % k))
         .collect();
-    sites.iter().map(|s| fold_of.get(s).copied().unwrap_or(0)).collect()
+    sites
+        .iter()
+        .map(|s| fold_of.get(s).copied().unwrap_or(0))
+        .collect()
 }
 
 /// A figure with its bootstrap 95 % interval.
@@ -151,11 +150,7 @@ pub fn report(outcomes: &[Outcome], resamples: usize, seed: u64) -> Report {
     }
     let mut draws = Draws::new(seed);
     let samples: Vec<Vec<usize>> = (0..resamples)
-        .map(|_| {
-            (0..sites.len())
-                .map(|_| draws.below(sites.len()))
-                .collect()
-        })
+        .map(|_| (0..sites.len()).map(|_| draws.below(sites.len())).collect())
         .collect();
     let confusion = model.iter().fold(Scores::default(), |a, s| add(a, *s));
     Report {

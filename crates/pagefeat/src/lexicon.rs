@@ -172,7 +172,7 @@ pub fn is_cjk(c: char) -> bool {
         | 0x4E00..=0x9FFF    // CJK unified ideographs
         | 0xAC00..=0xD7AF    // Hangul syllables
         | 0x1100..=0x11FF    // Hangul jamo
-        | 0xF900..=0xFAFF)   // CJK compatibility ideographs
+        | 0xF900..=0xFAFF) // CJK compatibility ideographs
 }
 
 fn phrase_is_cjk(phrase: &str) -> bool {
@@ -212,7 +212,9 @@ pub fn find(text: &str) -> Hits {
                 while let Some(at) = squeezed[from..].find(&phrase) {
                     let start = from + at;
                     let end = start + phrase.len();
-                    let inside = cjk_strong_spans.iter().any(|(s, e)| start >= *s && end <= *e);
+                    let inside = cjk_strong_spans
+                        .iter()
+                        .any(|(s, e)| start >= *s && end <= *e);
                     if strength == Strength::Strong {
                         cjk_strong_spans.push((start, end));
                         hits.strong += 1;

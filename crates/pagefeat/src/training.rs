@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Category, category_of_key};
-use crate::error::{Error, Result};
 use crate::deadlink_data::{self, LabelOrigin, Sample};
+use crate::error::{Error, Result};
 use crate::features::{NODE_FEATURES, ad_labels, node_rows};
 use crate::model::{Draws, Forest, ForestParams, Scores};
 use crate::stat_node::{StatTree, read_file};

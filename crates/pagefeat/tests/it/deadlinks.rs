@@ -72,7 +72,10 @@ fn site_split_never_puts_a_site_on_both_sides() {
         assert!(!inside.is_empty());
     }
     // every synthetic variant sits on its base page's site
-    for s in samples.iter().filter(|s| s.origin == LabelOrigin::Synthetic) {
+    for s in samples
+        .iter()
+        .filter(|s| s.origin == LabelOrigin::Synthetic)
+    {
         let base = s.file.rsplit('/').next().unwrap();
         let original = samples
             .iter()
@@ -108,7 +111,10 @@ fn bootstrap_resamples_sites_so_errors_on_few_sites_widen_the_interval() {
         assert_eq!(r.always_positive.recall.value, 1.0);
         assert_eq!(r.always_positive.precision.value, 1.0);
     }
-    assert_eq!((spread.model.recall.low, spread.model.recall.high), (0.9, 0.9));
+    assert_eq!(
+        (spread.model.recall.low, spread.model.recall.high),
+        (0.9, 0.9)
+    );
     assert!(concentrated.model.recall.low < 0.85 && concentrated.model.recall.high > 0.95);
 }
 
@@ -123,13 +129,8 @@ fn hand_checked_set_is_large_enough_and_states_origins() {
 
 #[test]
 fn model_never_calls_mentions_pages_dead_links_and_cache_matches_pages() {
-    let run = pagefeat::deadlink_report::run(
-        &dir(),
-        &testkit::data_path("pages"),
-        1 << 24,
-        7,
-    )
-    .unwrap();
+    let run =
+        pagefeat::deadlink_report::run(&dir(), &testkit::data_path("pages"), 1 << 24, 7).unwrap();
     assert!(run.stale.is_empty(), "stale cache rows: {:?}", run.stale);
     assert!(run.checked_rows >= 70, "{}", run.checked_rows);
     assert!(run.regression.pages >= 30, "{:?}", run.regression);
