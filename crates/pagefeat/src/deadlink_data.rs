@@ -353,7 +353,7 @@ pub fn build(
             row: deadlink::row(&text),
         });
         let hash = fnv(&source.file);
-        if source.make_variant && !label && hash % 2 == 0 {
+        if source.make_variant && !label && hash.is_multiple_of(2) {
             let template = &TEMPLATES[(hash / 2) as usize % TEMPLATES.len()];
             let html = deadlink::synthesize(&page.html, template);
             let name = source.file.rsplit('/').next().unwrap_or(&source.file);

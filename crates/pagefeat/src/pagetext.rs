@@ -153,10 +153,8 @@ impl State {
                     self.text.og_url = attr(tag, "content").map(|h| h.trim().to_owned());
                 }
             }
-            "base" => {
-                if self.text.base_href.is_none() {
-                    self.text.base_href = attr(tag, "href").map(|h| h.trim().to_owned());
-                }
+            "base" if self.text.base_href.is_none() => {
+                self.text.base_href = attr(tag, "href").map(|h| h.trim().to_owned());
             }
             "input" => {
                 let hidden = attr(tag, "type").is_some_and(|t| t.eq_ignore_ascii_case("hidden"));
@@ -247,13 +245,12 @@ impl State {
             self.raw = None;
             match name {
                 "title" if self.text.title.is_empty() => push_text(&mut self.text.title, &raw),
-                "script" => {
+                "script"
                     if crate::lexicon::words(&raw)
                         .iter()
-                        .any(|w| crate::lexicon::ERROR_STATUSES.contains(&w.as_str()))
-                    {
-                        self.text.status_in_scripts = true;
-                    }
+                        .any(|w| crate::lexicon::ERROR_STATUSES.contains(&w.as_str())) =>
+                {
+                    self.text.status_in_scripts = true;
                 }
                 "textarea" => self.characters(&raw),
                 _ => {}
