@@ -36,8 +36,11 @@ pub enum Command {
     Extract(ExtractArgs),
     /// Print a StatTree file as JSON.
     Dump(DumpArgs),
-    /// Train the ad and soft-404 models from serialised StatTrees.
+    /// Train the ad model from serialised StatTrees and the soft-404 model from the dead-link
+    /// feature cache (`paths.deadlinks_dir`).
     Train(TrainArgs),
+    /// Dead-link data: rebuild the feature cache from the corpus, evaluate held out by site.
+    Deadlinks(DeadlinksArgs),
     /// Recognise soft-404s, ad nodes and popups on pages (one JSON object per page).
     Detect(DetectArgs),
     /// HTTP service: POST HTML to /extract, get the StatTree and detections.
@@ -90,6 +93,21 @@ pub struct TrainArgs {
     /// Where to write `ad.json` and `soft404.json` (default `paths.models_dir`).
     #[arg(long)]
     pub models: Option<PathBuf>,
+}
+
+/// `pagefeat deadlinks`.
+#[derive(Debug, Args)]
+pub struct DeadlinksArgs {
+    /// The shared page corpus (`pages-corpus`, with `pages/*.gz`): rebuild the rows from it and
+    /// the bundled pages instead of reading the cache.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Write the rebuilt rows to the cache (`paths.deadlinks_dir/features.tsv`).
+    #[arg(long, requires = "corpus")]
+    pub write: bool,
+    /// Folds by site.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
 }
 
 /// `pagefeat detect`.
@@ -318,11 +336,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .0
                 }
             };
+            let deadlinks = crate::deadlink_data::read_features(
+                &resolve_path(&config.paths.deadlinks_dir)
+                    .join(crate::deadlink_data::FEATURES_FILE),
+            )?;
             let (ad, soft404, summary) =
-                training::train(&trees, crate::model::ForestParams::default())?;
+                training::train(&trees, &deadlinks, crate::model::ForestParams::default())?;
             training::save_models(&models, &ad, &soft404)?;
             tracing::info!(dir = %models.display(), "models saved");
             stdout_line(&serde_json::to_string(&summary)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deadlinks(args) => {
+            let dir = resolve_path(&config.paths.deadlinks_dir);
+            let hand = crate::deadlink_data::read_hand_checked(
+                &dir.join(crate::deadlink_data::HAND_CHECKED_FILE),
+            )?;
+            let samples = match &args.corpus {
+                Some(corpus) => {
+                    let sources = crate::deadlink_data::sources(
+                        &resolve_path(&config.paths.pages_dir),
+                        Some(corpus),
+                    )?;
+                    let (samples, skipped) =
+                        crate::deadlink_data::build(&sources, &hand, config.input.max_bytes);
+                    for s in &skipped {
+                        tracing::warn!(page = %s, "skipped");
+                    }
+                    if args.write {
+                        crate::deadlink_data::write_features(
+                            &dir.join(crate::deadlink_data::FEATURES_FILE),
+                            &samples,
+                        )?;
+                    }
+                    samples
+                }
+                None => crate::deadlink_data::read_features(
+                    &dir.join(crate::deadlink_data::FEATURES_FILE),
+                )?,
+            };
+            let evaluation = crate::deadlink_data::evaluate(
+                &samples,
+                &hand,
+                args.folds,
+                crate::deadlink_data::forest_params(7),
+            )?;
+            stdout_line(&serde_json::to_string(&evaluation)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Detect(args) => {
@@ -407,7 +466,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rows =
                 crate::bench::run(&config, args.pages, svckit::cli::progress_wanted(args.json))
                     .await?;
-            svckit::cli::print_report(&rows, args.json, || crate::bench::table(&rows).join("\n"))?;
+            let dead = crate::deadlink_report::run(
+                &resolve_path(&config.paths.deadlinks_dir),
+                &resolve_path(&config.paths.pages_dir),
+                config.input.max_bytes,
+                crate::model::ForestParams::default().seed,
+            )?;
+            let report = serde_json::json!({
+                "engines": &rows,
+                "soft404": crate::deadlink_report::summary_json(&dead.evaluation.held_out),
+                "soft404_real_pages_only":
+                    crate::deadlink_report::summary_json(&dead.evaluation.held_out_real),
+                "soft404_feature_pages_per_s": (dead.feature_pages_per_s * 10.0).round() / 10.0,
+                "soft404_evaluation_seconds": (dead.seconds * 1000.0).round() / 1000.0,
+            });
+            svckit::cli::print_report(&report, args.json, || {
+                let mut lines = crate::bench::table(&rows);
+                lines.extend(crate::deadlink_report::table(&dead));
+                lines.join("\n")
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {

@@ -127,6 +127,9 @@ pub struct PathsConfig {
     pub models_dir: PathBuf,
     /// The bundled pages (`data/pages`).
     pub pages_dir: PathBuf,
+    /// The dead-link data: feature cache, hand-checked set and its pages
+    /// (`data/pages/deadlinks`, see [`crate::deadlink_data`]).
+    pub deadlinks_dir: PathBuf,
 }
 
 impl Default for PathsConfig {
@@ -135,6 +138,7 @@ impl Default for PathsConfig {
             filter_list: PathBuf::from("data/pages/filters/easylist.txt"),
             models_dir: PathBuf::from("models"),
             pages_dir: PathBuf::from("data/pages"),
+            deadlinks_dir: PathBuf::from("data/pages/deadlinks"),
         }
     }
 }

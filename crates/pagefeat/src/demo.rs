@@ -1,10 +1,12 @@
 //! `pagefeat demo`: everything on the bundled pages, with checks that decide the exit code.
 //!
-//! 1. Every bundled page (and a soft-404 variant of every ads/clean page, marked synthetic)
-//!    through the embedded engine: panorama StatTrees with EasyList labels, written as
-//!    protobuf; pages/s and peak RSS.
-//! 2. `train` on the trees of the training pages; the ad classifier (P/R/F1 against the filter
-//!    list) and the soft-404 classifier (P/R, hard negative) measured on held-out pages only.
+//! 1. Every bundled page through the embedded engine: panorama StatTrees with EasyList labels,
+//!    written as protobuf; pages/s (real pages only) and peak RSS.
+//! 2. The ad classifier trained on the trees of the training pages, P/R/F1 against the filter
+//!    list on held-out pages; the dead-link (soft-404) classifier evaluated held out by site on
+//!    the dead-link data set ([`crate::deadlink_report`]: 1,229 corpus pages, the bundled ones,
+//!    synthetic error pages), with bootstrap intervals and the trivial baselines, and 0 false
+//!    positives required on the hand-checked pages that mention not-found words.
 //! 3. Every bundled page through Chromium (network blocked): pages/s, and the median IoU of
 //!    matched element boxes between the engines.
 //! 4. Popups: each banner fixture is injected by a script after the load event into a host
@@ -24,7 +26,7 @@ use svckit::{Clock, SystemClock};
 use crate::adfilter::AdFilter;
 use crate::bench::{group_rss_mb, own_peak_rss_mb};
 use crate::config::{Config, resolve_path};
-use crate::corpus::{Category, CorpusPage, bundled, synthesize_soft404};
+use crate::corpus::{Category, CorpusPage, bundled};
 use crate::engine::ChromiumBrowser;
 use crate::error::Result;
 use crate::extract::{ExtractOptions, Pipeline, ProfileArg, read_page};
@@ -59,8 +61,8 @@ pub struct DemoOutcome {
     pub failures: Vec<String>,
 }
 
-/// Trees of the corpus from the embedded engine: each bundled page except the popup fixtures,
-/// plus the synthetic soft-404 variants. Returns the trees, the keys of held-out trees, and the
+/// Trees of the corpus from the embedded engine: each bundled page (the popup fixtures when
+/// `include_popups`). Returns the trees, the keys of held-out trees, and the
 /// pages that failed with their errors.
 ///
 /// # Errors
@@ -81,24 +83,13 @@ pub async fn corpus_trees(
     let mut trees = Vec::new();
     let mut held_out = HashSet::new();
     let mut failures = Vec::new();
-    for (n, page) in pages.iter().enumerate() {
+    for page in pages {
         if page.category == Category::Popups && !include_popups {
             continue;
         }
         let mut inputs: Vec<(String, PageInput)> = Vec::new();
         match read_page(&page.path, max) {
-            Ok(input) => {
-                if matches!(page.category, Category::Ads | Category::Clean) {
-                    let variant = PageInput {
-                        charset: "UTF-8",
-                        name: format!("synthetic-soft404__{}", page.stem),
-                        base_url: input.base_url.clone(),
-                        html: synthesize_soft404(&input.html, n),
-                    };
-                    inputs.push((format!("synthetic-soft404__{}", page.stem), variant));
-                }
-                inputs.insert(0, (page.key(), input));
-            }
+            Ok(input) => inputs.push((page.key(), input)),
             Err(error) => failures.push(format!("{}: {error}", page.key())),
         }
         for (key, input) in inputs {
@@ -309,29 +300,39 @@ pub async fn run(
     let (train_set, eval_set): (Vec<NamedTree>, Vec<NamedTree>) = written
         .into_iter()
         .partition(|t| !held_out.contains(&t.key));
-    let (ad_model, soft_model, summary) = training::train(&train_set, ForestParams::default())?;
-    training::save_models(&models_dir, &ad_model, &soft_model)?;
+    let (ad_model, ad_trees) = training::train_ad(&train_set, ForestParams::default())?;
     let (ad_pages, ad_scores) = training::evaluate_ads(&ad_model, &eval_set);
-    let (soft_scores, hard_wrong) = training::evaluate_soft404(&soft_model, &eval_set);
-    let soft_eval_scores: Vec<serde_json::Value> = eval_set
-        .iter()
-        .filter(|t| t.category().is_some_and(|c| c != Category::Popups))
-        .map(|t| {
-            let score = soft_model
-                .score(&[crate::features::page_row(&t.tree)])
-                .ok()
-                .and_then(|s| s.first().copied())
-                .unwrap_or(0.0);
-            json!({"tree": t.key, "score": round3(score)})
-        })
-        .collect();
-    tracing::info!(?summary, ?ad_scores, ?soft_scores, "trained and evaluated");
-    if hard_wrong > 0 {
-        failures.push(format!("{hard_wrong} hard negative(s) called soft-404"));
-    }
+    tracing::info!(ad_trees, ?ad_scores, "ad model trained and evaluated");
     if ad_pages == 0 {
         failures.push("no held-out pages for the ad classifier".to_owned());
     }
+    let dead = crate::deadlink_report::run(
+        &resolve_path(&config.paths.deadlinks_dir),
+        &resolve_path(&config.paths.pages_dir),
+        config.input.max_bytes,
+        ForestParams::default().seed,
+    )?;
+    let soft_model = dead.model;
+    training::save_models(&models_dir, &ad_model, &soft_model)?;
+    if !dead.stale.is_empty() {
+        failures.push(format!(
+            "dead-link cache is stale for {} shipped page(s), e.g. {} (rebuild: pagefeat deadlinks --corpus DIR --write)",
+            dead.stale.len(),
+            dead.stale[0]
+        ));
+    }
+    if !dead.regression.false_positives.is_empty() {
+        failures.push(format!(
+            "{} hand-checked page(s) that mention not-found words called dead links: {:?}",
+            dead.regression.false_positives.len(),
+            dead.regression.false_positives
+        ));
+    }
+    if dead.regression.pages == 0 {
+        failures.push("no shipped hand-checked pages for the dead-link regression".to_owned());
+    }
+    let dead_eval = &dead.evaluation;
+    tracing::info!(evaluation = ?dead_eval.held_out, "dead links evaluated held out by site");
 
     // 3. Chromium over every bundled page; agreement with the embedded engine.
     // The agreement pass measures load + layout + snapshots: no settle wait. The popup pass
@@ -463,24 +464,28 @@ pub async fn run(
             "recall": round3(ad_scores.recall()),
             "f1": round3(ad_scores.f1()),
         },
-        "soft404": {
-            "precision": round3(soft_scores.precision()),
-            "recall": round3(soft_scores.recall()),
-            "hard_negatives_wrong": hard_wrong,
+        "soft404": crate::deadlink_report::summary_json(&dead_eval.held_out),
+        "soft404_real_pages_only": crate::deadlink_report::summary_json(&dead_eval.held_out_real),
+        "soft404_mentions_not_found": {
+            "pages": dead.regression.pages,
+            "false_positives": dead.regression.false_positives.len(),
+            "max_score": dead.regression.max_score,
+            "held_out_cv_false_positives": dead_eval.mentions_false_positives.len(),
         },
         "popups_found": popups_found,
     });
     let details = json!({
         "report": &report,
-        "train_summary": summary,
+        "ad_trees": ad_trees,
         "ad_confusion": ad_scores,
-        "soft404_confusion": soft_scores,
+        "soft404_evaluation": dead_eval,
+        "soft404_regression": &dead.regression,
+        "soft404_rows_checked_against_pages": dead.checked_rows,
+        "soft404_seconds": round3(dead.seconds),
         "matched_boxes": ious.len(),
         "median_parent_relative_iou": round3(median_relative_iou),
         "share_of_boxes_iou_over_half": round3(share_over_half),
-        "soft404_eval_scores": soft_eval_scores,
         "chromium_peak_rss_mb": round3(chromium_rss),
-        "embedded_trees_incl_synthetic": embedded_pages,
         "popups": popup_details,
         "failures": &failures,
     });

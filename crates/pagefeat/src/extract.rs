@@ -173,6 +173,11 @@ impl Pipeline {
             page: page.name.clone(),
             main,
             parse_end,
+            deadlink_row: self
+                .recognizer
+                .soft404
+                .is_some()
+                .then(|| crate::deadlink::row_of_html(&page.html)),
             captured: self.clock.wall(),
         };
         let result = self.workers.submit_async(job).await?.wait_async().await?;

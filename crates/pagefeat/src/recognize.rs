@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::adfilter::{AdFilter, LabelStats};
-use crate::features::{node_rows, page_row};
+use crate::features::node_rows;
 use crate::layout::LayoutSnapshot;
 use crate::model::Forest;
 use crate::popup::{self, PopupEvidence, PopupKind};
@@ -137,10 +137,12 @@ impl Recognizer {
         (labels, count)
     }
 
-    /// The soft-404 verdict of a panorama tree.
-    pub fn soft404(&self, tree: &StatTree) -> Option<(bool, f64)> {
+    /// The soft-404 verdict from a page's dead-link feature row ([`crate::deadlink::row`]);
+    /// `None` without a model or a row.
+    pub fn soft404(&self, deadlink_row: Option<&[f64]>) -> Option<(bool, f64)> {
         let model = self.soft404.as_ref()?;
-        let score = model.score(&[page_row(tree)]).ok()?.first().copied()?;
+        let row = deadlink_row?.to_vec();
+        let score = model.score(&[row]).ok()?.first().copied()?;
         Some((score >= model.threshold, score))
     }
 
@@ -151,11 +153,13 @@ impl Recognizer {
 
     /// Builds the panorama tree of `main` and recognises everything. Popups: roots that
     /// appeared since `parse_end` when given (Chromium), else overlay candidates (embedded).
+    /// The soft-404 verdict reads `deadlink_row`, the page's dead-link features (from its HTML).
     pub fn recognize(
         &self,
         page: &str,
         main: &LayoutSnapshot,
         parse_end: Option<&LayoutSnapshot>,
+        deadlink_row: Option<&[f64]>,
         captured: SystemTime,
     ) -> PageResult {
         let derived: Derived = derive(main);
@@ -170,7 +174,7 @@ impl Recognizer {
         };
         let mut tree = build_tree(main, &derived, &Selection::All, meta);
         let (labels, ad_nodes) = self.mark_ads(&mut tree);
-        let soft404 = self.soft404(&tree);
+        let soft404 = self.soft404(deadlink_row);
         let roots = match parse_end {
             Some(before) => popup::appeared(before, &derive(before), main, &derived),
             None => popup::overlays(main, &derived),

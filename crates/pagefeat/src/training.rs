@@ -1,14 +1,16 @@
 //! Offline training and held-out evaluation (seed ¶99-¶100): StatTrees serialised to
-//! disk are read back, turned into feature rows and used to train the ad-node and soft-404
-//! forests; the models are saved as `ad.json` and `soft404.json`.
+//! disk are read back, turned into feature rows and used to train the ad-node forest; the
+//! soft-404 forest is trained on the dead-link data set's rows ([`crate::deadlink_data`]); the
+//! models are saved as `ad.json` and `soft404.json`.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Category, category_of_key};
+use crate::deadlink_data::{self, LabelOrigin, Sample};
 use crate::error::{Error, Result};
-use crate::features::{NODE_FEATURES, PAGE_FEATURES, ad_labels, node_rows, page_row};
+use crate::features::{NODE_FEATURES, ad_labels, node_rows};
 use crate::model::{Draws, Forest, ForestParams, Scores};
 use crate::stat_node::{StatTree, read_file};
 
@@ -68,10 +70,12 @@ pub struct TrainSummary {
     pub ad_rows: (usize, usize),
     /// Decision threshold chosen on a calibration split of the training trees.
     pub ad_threshold: f64,
-    /// Trees used for the soft-404 model.
-    pub soft404_trees: usize,
-    /// Soft-404 positives among them.
+    /// Dead-link rows used for the soft-404 model.
+    pub soft404_rows: usize,
+    /// Positives among them.
     pub soft404_positives: usize,
+    /// Synthetic positives among those.
+    pub soft404_synthetic: usize,
 }
 
 /// Largest number of negative rows kept per positive row of a page (and at least 40 per page).
@@ -102,16 +106,40 @@ fn is_ad_tree(t: &NamedTree) -> bool {
     matches!(t.category(), Some(Category::Ads | Category::Clean))
 }
 
-fn is_soft404_tree(t: &NamedTree) -> bool {
-    t.category().is_some_and(|c| c != Category::Popups)
-}
-
-/// Trains both models from `trees`. The ad threshold is picked on every fourth ad tree held
-/// aside (the F1-best of 0.05, 0.10, ..., 0.95), then the final model is trained on all.
+/// Trains both models: the ad model from `trees`, the soft-404 model from the dead-link rows
+/// `deadlinks` ([`deadlink_data::train`]). The ad threshold is picked on every fourth ad tree
+/// held aside (the F1-best of 0.05, 0.10, ..., 0.95), then the final model is trained on all.
 ///
 /// # Errors
 /// [`Error::Training`] when a model has too little data.
-pub fn train(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, Forest, TrainSummary)> {
+pub fn train(
+    trees: &[NamedTree],
+    deadlinks: &[Sample],
+    params: ForestParams,
+) -> Result<(Forest, Forest, TrainSummary)> {
+    let (ad, ad_trees) = train_ad(trees, params)?;
+    let rows: Vec<&Sample> = deadlinks.iter().collect();
+    let soft404 = deadlink_data::train(&rows, deadlink_data::forest_params(params.seed))?;
+    let summary = TrainSummary {
+        ad_trees,
+        ad_rows: ad.trained_on,
+        ad_threshold: ad.threshold,
+        soft404_rows: deadlinks.len(),
+        soft404_positives: deadlinks.iter().filter(|s| s.label).count(),
+        soft404_synthetic: deadlinks
+            .iter()
+            .filter(|s| s.origin == LabelOrigin::Synthetic)
+            .count(),
+    };
+    Ok((ad, soft404, summary))
+}
+
+/// Trains the ad model from the ads and clean trees of `trees` (threshold as for [`train`]);
+/// returns it with the number of trees used.
+///
+/// # Errors
+/// [`Error::Training`] when there is too little data.
+pub fn train_ad(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, usize)> {
     let ad_trees: Vec<&NamedTree> = trees.iter().filter(|t| is_ad_tree(t)).collect();
     let fit_part: Vec<&NamedTree> = ad_trees
         .iter()
@@ -149,34 +177,7 @@ pub fn train(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, Fores
     let mut ad = Forest::fit("ad", &NODE_FEATURES, &rows, &labels, params)?;
     ad.threshold = threshold;
 
-    let soft: Vec<&NamedTree> = trees.iter().filter(|t| is_soft404_tree(t)).collect();
-    let page_rows: Vec<Vec<f64>> = soft.iter().map(|t| page_row(&t.tree)).collect();
-    let page_labels: Vec<bool> = soft
-        .iter()
-        .map(|t| t.category().is_some_and(Category::is_soft404))
-        .collect();
-    let soft404 = Forest::fit(
-        "soft404",
-        &PAGE_FEATURES,
-        &page_rows,
-        &page_labels,
-        // Every tree sees every page feature: with random column subsets, trees that miss the
-        // error-text features fall back on page size and call short normal pages soft-404s.
-        ForestParams {
-            max_depth: 6,
-            min_samples_leaf: 1,
-            feature_fraction: 1.0,
-            ..params
-        },
-    )?;
-    let summary = TrainSummary {
-        ad_trees: ad_trees.len(),
-        ad_rows: ad.trained_on,
-        ad_threshold: threshold,
-        soft404_trees: soft.len(),
-        soft404_positives: page_labels.iter().filter(|l| **l).count(),
-    };
-    Ok((ad, soft404, summary))
+    Ok((ad, ad_trees.len()))
 }
 
 fn evaluate_ads_into(model: &Forest, named: &NamedTree, threshold: f64, scores: &mut Scores) {
@@ -199,26 +200,6 @@ pub fn evaluate_ads(model: &Forest, trees: &[NamedTree]) -> (usize, Scores) {
         evaluate_ads_into(model, named, model.threshold, &mut scores);
     }
     (pages, scores)
-}
-
-/// Soft-404 scores of `model` on `trees`, and how many hard negatives it called soft-404.
-pub fn evaluate_soft404(model: &Forest, trees: &[NamedTree]) -> (Scores, usize) {
-    let mut scores = Scores::default();
-    let mut hard_wrong = 0;
-    for named in trees.iter().filter(|t| is_soft404_tree(t)) {
-        let score = model
-            .score(&[page_row(&named.tree)])
-            .ok()
-            .and_then(|s| s.first().copied())
-            .unwrap_or(0.0);
-        let predicted = score >= model.threshold;
-        let actual = named.category().is_some_and(Category::is_soft404);
-        scores.add(predicted, actual);
-        if named.category() == Some(Category::Hardneg) && predicted {
-            hard_wrong += 1;
-        }
-    }
-    (scores, hard_wrong)
 }
 
 /// Saves both models into `dir` (created if missing).

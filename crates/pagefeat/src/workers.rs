@@ -21,6 +21,9 @@ pub struct Job {
     pub main: LayoutSnapshot,
     /// The parse-end snapshot (Chromium), for popups that appeared later.
     pub parse_end: Option<LayoutSnapshot>,
+    /// The page's dead-link feature row ([`crate::deadlink::row`]), when a soft-404 model is
+    /// loaded.
+    pub deadlink_row: Option<Vec<f64>>,
     /// Capture time.
     pub captured: SystemTime,
 }
@@ -79,6 +82,7 @@ impl Workers {
                                 &job.page,
                                 &job.main,
                                 job.parse_end.as_ref(),
+                                job.deadlink_row.as_deref(),
                                 job.captured,
                             );
                             tracing::debug!(page = %job.page, nodes = result.tree.nodes.len(), "recognised");

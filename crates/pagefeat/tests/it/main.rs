@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod cli;
+mod deadlinks;
 mod engines;
 mod popups;
 mod profiles;
