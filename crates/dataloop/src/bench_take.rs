@@ -28,7 +28,8 @@ const CHUNK_ROWS: usize = 50_000;
 
 /// Resets the process's peak RSS (`VmHWM`) where the kernel allows it.
 pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    // Best effort: without it the figure is the peak since process start.
+    let _ = fs_err::write("/proc/self/clear_refs", "5");
 }
 
 /// Peak RSS since the last [`reset_peak_rss`] \[MiB\].
@@ -123,7 +124,7 @@ pub async fn run(
     let bytes: u64 = wh
         .data_files()?
         .iter()
-        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .map(|f| fs_err::metadata(f).map_or(0, |m| m.len()))
         .sum();
     let files = wh.data_files()?.len();
 
@@ -135,7 +136,7 @@ pub async fn run(
             "id",
             Arc::new(StringArray::from_iter_values(wanted.iter())) as ArrayRef,
         )])?;
-        let mut w = ArrowWriter::try_new(std::fs::File::create(&id_file)?, batch.schema(), None)?;
+        let mut w = ArrowWriter::try_new(fs_err::File::create(&id_file)?, batch.schema(), None)?;
         w.write(&batch)?;
         w.close()?;
     }

@@ -17,7 +17,6 @@
 //! are dropped).
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -122,7 +121,10 @@ pub fn write_sidecar(table_dir: &Path, data_file: &Path) -> Result<usize> {
 
 /// Sorted `(hash, row)` entries of `data_file` and its length in bytes.
 fn index_file(data_file: &Path) -> Result<(Vec<(u64, u32)>, u64)> {
-    let file = File::open(data_file).map_err(|e| Error::io(data_file, e))?;
+    let file = fs_err::File::open(data_file)
+        .map_err(|e| Error::io(data_file, e))?
+        .into_parts()
+        .0;
     let len = file.metadata().map_err(|e| Error::io(data_file, e))?.len();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let idx = builder.schema().index_of("clip_id")?;
@@ -156,7 +158,7 @@ fn load_index(table_dir: &Path, data_file: &Path) -> Result<(Vec<u8>, bool)> {
     let len = fs_err::metadata(data_file)
         .map_err(|e| Error::io(data_file, e))?
         .len();
-    if let Ok(bytes) = std::fs::read(&path) {
+    if let Ok(bytes) = fs_err::read(&path) {
         let ok = bytes.len() >= HEADER
             && &bytes[..8] == MAGIC
             && u64_at(&bytes, 16) == len
@@ -298,7 +300,10 @@ fn take_file(
     if rows.is_empty() {
         return Ok(out);
     }
-    let file = File::open(data_file).map_err(|e| Error::io(data_file, e))?;
+    let file = fs_err::File::open(data_file)
+        .map_err(|e| Error::io(data_file, e))?
+        .into_parts()
+        .0;
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
         file,
         ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
