@@ -285,8 +285,10 @@ impl Warehouse {
         batches: impl IntoIterator<Item = Result<RecordBatch>>,
         hook: BeforeCommit,
     ) -> Result<i64> {
-        let mut writer =
-            RecordBatchWriter::for_table(&self.table)?.with_writer_properties(writer_properties());
+        // Files roll at TARGET_FILE_BYTES, so the writer holds at most a few files' bytes.
+        let mut writer = RecordBatchWriter::for_table(&self.table)?
+            .with_writer_properties(writer_properties())
+            .with_target_file_size(TARGET_FILE_BYTES);
         for batch in batches {
             let batch = batch?;
             let order = deltalake::arrow::compute::sort_to_indices(
@@ -473,6 +475,9 @@ impl Warehouse {
         Ok(out)
     }
 }
+
+/// Size at which a warehouse data file is closed and the next one started \[bytes\].
+pub const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Parquet properties of warehouse data files: page statistics, 64 KiB data pages checked
 /// every 32 rows (so a page holds ~10 trajectory blobs and a take reads few unneeded bytes),
