@@ -39,6 +39,12 @@ pub struct BenchArgs {
     /// replicated under new clip ids; 0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     pub train_windows: usize,
+    /// Clips of the synthetic warehouse for the take-by-id rows (0 skips them).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub take_rows: usize,
+    /// Ids taken (with their blobs) per take-by-id run.
+    #[arg(long, default_value_t = 100_000)]
+    pub take_ids: usize,
     /// Python with the `duckdb` package (default `.tools/venv/bin/python`).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -50,7 +56,7 @@ const ADHOC: (&str, &str) = (
     "object_type = 'pedestrian' AND mean_speed_mps > 1.0",
 );
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
@@ -91,6 +97,17 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let dl = last.context("no ingest run")?;
     let ingest_med = median(ingest_s);
+    if args.take_rows > 0 {
+        out(&crate::bench_take::run(
+            &dl,
+            root.path(),
+            args.take_rows,
+            args.take_ids,
+            args.runs,
+            &python(&args),
+        )
+        .await?)?;
+    }
     if args.train_windows > 0 {
         out(&train_timing(&dl, args.train_windows).await?)?;
     }
@@ -254,13 +271,9 @@ fn replicate(real: &RecordBatch, k: usize) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn duckdb_times(
-    args: &BenchArgs,
-    dir: &Path,
-    runs: usize,
-    predicates: &[&str],
-) -> anyhow::Result<Vec<(f64, i64)>> {
-    let python = args.python.clone().unwrap_or_else(|| {
+/// The Python with DuckDB: `--python`, else `.tools/venv/bin/python` here or at the workspace root.
+fn python(args: &BenchArgs) -> PathBuf {
+    args.python.clone().unwrap_or_else(|| {
         let local = PathBuf::from(".tools/venv/bin/python");
         if local.exists() {
             local
@@ -270,7 +283,16 @@ fn duckdb_times(
                 "/../../.tools/venv/bin/python"
             ))
         }
-    });
+    })
+}
+
+fn duckdb_times(
+    args: &BenchArgs,
+    dir: &Path,
+    runs: usize,
+    predicates: &[&str],
+) -> anyhow::Result<Vec<(f64, i64)>> {
+    let python = python(args);
     let script = r#"
 import duckdb, json, sys, time
 d, runs, preds = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])

@@ -146,6 +146,14 @@ pub enum Error {
     /// The file store (`object_store`) failed.
     #[error("file store: {0}")]
     ObjectStore(#[from] deltalake::ObjectStoreError),
+    /// A warehouse data file's `clip_id` index cannot be built.
+    #[error("id index of `{path}`: {reason}")]
+    IdIndex {
+        /// The data file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A complex field (trajectory blob) is not the Arrow IPC layout this crate writes.
     #[error("clip `{clip_id}` has a malformed trajectory field: {reason}")]
     Trajectory {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bench_take;
 pub mod cli;
 pub mod clip;
 pub mod closed_loop;
@@ -21,6 +22,7 @@ pub mod report;
 pub mod scheduler;
 pub mod server;
 pub mod sql_engine;
+pub mod take;
 pub mod trajectory;
 pub mod trigger;
 pub mod warehouse;

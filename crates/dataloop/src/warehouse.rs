@@ -13,10 +13,11 @@ use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
-use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, DataType, StructField};
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use url::Url;
@@ -262,15 +263,59 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// Appends one batch as a single Delta commit and returns the new version.
+    /// Appends one batch as a single Delta commit and returns the new version. Rows are written
+    /// sorted by `clip_id` with [`writer_properties`], and each new data file's `clip_id` index
+    /// sidecar ([`crate::take`]) is written before the commit that makes the file visible.
     ///
     /// # Errors
     /// [`Error::Delta`] when writing files or committing fails; the table then stays at its
     /// previous version.
     pub async fn append(&mut self, batch: RecordBatch, hook: BeforeCommit) -> Result<i64> {
-        let mut writer = RecordBatchWriter::for_table(&self.table)?;
-        writer.write(batch).await?;
+        self.append_batches(std::iter::once(Ok(batch)), hook).await
+    }
+
+    /// Appends the batches of `batches` (consumed one at a time, so memory stays at one batch
+    /// plus the writer's buffers) as ONE Delta commit and returns the new version. Each batch is
+    /// sorted by `clip_id` before it is written.
+    ///
+    /// # Errors
+    /// The first error of `batches`; [`Error::Delta`] when writing or committing fails (the table
+    /// then stays at its previous version).
+    pub async fn append_batches(
+        &mut self,
+        batches: impl IntoIterator<Item = Result<RecordBatch>>,
+        hook: BeforeCommit,
+    ) -> Result<i64> {
+        // Files roll at TARGET_FILE_BYTES, so the writer holds at most a few files' bytes.
+        let mut writer = RecordBatchWriter::for_table(&self.table)?
+            .with_writer_properties(writer_properties())
+            .with_target_file_size(TARGET_FILE_BYTES);
+        for batch in batches {
+            let batch = batch?;
+            let order = deltalake::arrow::compute::sort_to_indices(
+                batch.column(batch.schema().index_of("clip_id")?),
+                None,
+                None,
+            )?;
+            writer
+                .write(deltalake::arrow::compute::take_record_batch(
+                    &batch, &order,
+                )?)
+                .await?;
+        }
         let adds = writer.flush().await?;
+        let base = dir_url(&self.dir)?;
+        for add in &adds {
+            let file = base
+                .join(&add.path)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .unwrap_or_else(|| self.dir.join(&add.path));
+            let dir = self.dir.clone();
+            tokio::task::spawn_blocking(move || crate::take::write_sidecar(&dir, &file))
+                .await
+                .map_err(|e| Error::QueryRuntime(e.to_string()))??;
+        }
         if hook == BeforeCommit::HangBeforeCommit {
             tracing::warn!(
                 files = adds.len(),
@@ -291,6 +336,24 @@ impl Warehouse {
         let version = finalized.version();
         self.table.update_state().await?;
         Ok(i64::try_from(version).unwrap_or(i64::MAX))
+    }
+
+    /// Local paths of the data files of the loaded version.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the table state is not loaded.
+    pub fn data_files(&self) -> Result<Vec<PathBuf>> {
+        Ok(self
+            .table
+            .get_file_uris()?
+            .map(|uri| {
+                Url::parse(&uri)
+                    .ok()
+                    .filter(|u| u.scheme() == "file")
+                    .and_then(|u| u.to_file_path().ok())
+                    .unwrap_or_else(|| PathBuf::from(uri))
+            })
+            .collect())
     }
 
     /// Registers the table as `warehouse` in `ctx`.
@@ -319,31 +382,45 @@ impl Warehouse {
             .await?)
     }
 
-    /// The rows whose ids are in `ids` (the manual trigger's take, seed ¶43, ¶46).
+    /// The rows whose ids are in `ids` (the manual trigger's take, seed ¶43, ¶46), sorted by
+    /// `clip_id`: each stored id once, absent ids skipped, duplicates in `ids` taken once. Reads
+    /// only the matching rows through the per-file id index ([`crate::take`]).
     ///
     /// # Errors
-    /// Query or decoding errors.
+    /// Read or decoding errors.
     pub async fn take(&self, ids: &[String]) -> Result<Vec<StoredClip>> {
-        let ctx = SessionContext::new();
-        self.register(&ctx).await?;
-        let schema = Arc::new(Schema::new(vec![Field::new("id", ArrowType::Utf8, false)]));
-        let list = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(StringArray::from_iter_values(ids.iter()))],
-        )?;
-        ctx.register_table(
-            "id_list",
-            Arc::new(MemTable::try_new(schema, vec![vec![list]])?),
-        )?;
-        let batches = ctx
-            .sql(
-                "SELECT w.clip_id, w.split, w.category, w.trajectory FROM warehouse w \
-                 JOIN id_list l ON w.clip_id = l.id ORDER BY w.clip_id",
-            )
-            .await?
-            .collect()
-            .await?;
-        decode_rows(&batches)
+        let taken = self.take_raw(ids).await?;
+        decode_rows(taken.batch.as_slice())
+    }
+
+    /// [`Warehouse::take`] without decoding: the rows as one batch (schema
+    /// [`crate::take::take_schema`]) and what was read, on two threads.
+    ///
+    /// # Errors
+    /// Read errors.
+    pub async fn take_raw(&self, ids: &[String]) -> Result<crate::take::Taken> {
+        let files = self.data_files()?;
+        let dir = self.dir.clone();
+        let ids = ids.to_vec();
+        let taken = tokio::task::spawn_blocking(move || crate::take::take(&dir, &files, &ids, 2))
+            .await
+            .map_err(|e| Error::QueryRuntime(e.to_string()))??;
+        tracing::info!(
+            version = self.version(),
+            rows = taken.rows(),
+            files = taken.files,
+            files_read = taken.files_read,
+            "take by id"
+        );
+        Ok(taken)
+    }
+
+    /// Checks every data file's id index sidecar of the loaded version against the file.
+    ///
+    /// # Errors
+    /// Read errors.
+    pub fn check_index(&self) -> Result<crate::take::IndexCheck> {
+        crate::take::check(&self.dir, &self.data_files()?)
     }
 
     /// The fixed evaluation split: every row with `split = 'eval'`.
@@ -398,6 +475,21 @@ impl Warehouse {
         }
         Ok(out)
     }
+}
+
+/// Size at which a warehouse data file is closed and the next one started \[bytes\].
+pub const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Parquet properties of warehouse data files: page statistics, 64 Ki-row row groups, 1 MiB
+/// data pages except `trajectory`, whose pages close at 8 KiB checked every 4 rows (so a page
+/// holds ~4 blobs and a take of 1 % of the rows reads ~4 % of the blob bytes, not all of them).
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_write_batch_size(4)
+        .set_column_data_page_size_limit(ColumnPath::from("trajectory"), 8 * 1024)
+        .set_max_row_group_row_count(Some(65_536))
+        .build()
 }
 
 /// A clip's complex field as read back from the warehouse.

@@ -13,6 +13,7 @@ mod ingest_faults;
 mod integrity;
 mod manual_trigger;
 mod safe_service;
+mod take_by_id;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

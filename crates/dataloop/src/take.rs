@@ -1,0 +1,430 @@
+//! Take by ID without a full scan (issue 13, item 1): a `clip_id` index per warehouse data file.
+//!
+//! Every Parquet data file the warehouse commits gets a sidecar
+//! `<table>/_dataloop_ids/<data file path, '/' as '__'>.ids`, written before the Delta commit
+//! that adds the file, from the file's own `clip_id` column. Data files are immutable and named
+//! uniquely, and a take reads exactly the files of the Delta version it opened, so an index
+//! entry can never describe another version's rows (a missing or mismatched sidecar is rebuilt
+//! in memory from the file, with a warning). Delta readers ignore `_`-prefixed directories.
+//!
+//! Sidecar layout (little endian): magic `DLIDS001`, `u64` row count, `u64` data file length in
+//! bytes, then one `(u64 FNV-1a hash of clip_id, u32 row index)` entry per row, sorted.
+//!
+//! A take hashes the requested ids, merge-joins them with each file's sorted entries, and reads
+//! only the matching rows with a Parquet [`RowSelection`] over the page index (the warehouse
+//! writes small pages, see [`crate::warehouse::writer_properties`]), so the trajectory blobs of
+//! other rows are never read. Rows are then checked against the requested ids (hash collisions
+//! are dropped).
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch, sort_to_indices};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
+use deltalake::parquet::file::metadata::PageIndexPolicy;
+
+use crate::error::{Error, Result};
+
+/// Directory of the sidecars inside the table directory.
+pub const INDEX_DIR: &str = "_dataloop_ids";
+const MAGIC: &[u8; 8] = b"DLIDS001";
+const HEADER: usize = 24;
+const ENTRY: usize = 12;
+
+/// The columns a take returns, in order.
+pub const TAKE_COLUMNS: [&str; 4] = ["clip_id", "split", "category", "trajectory"];
+
+/// Schema of a take's output: `clip_id`, `split`, `category` (Utf8), `trajectory` (Binary).
+pub fn take_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("clip_id", DataType::Utf8, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new("category", DataType::Utf8, false),
+        Field::new("trajectory", DataType::Binary, false),
+    ]))
+}
+
+/// 64-bit FNV-1a of `id` (stable across runs and platforms; the index key).
+pub fn id_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The sidecar path of `data_file` (inside `table_dir`).
+pub fn sidecar_path(table_dir: &Path, data_file: &Path) -> PathBuf {
+    let rel = data_file.strip_prefix(table_dir).unwrap_or(data_file);
+    let name = rel.to_string_lossy().replace(['/', '\\'], "__");
+    table_dir.join(INDEX_DIR).join(format!("{name}.ids"))
+}
+
+/// What a take read.
+#[derive(Debug, Clone, Default)]
+pub struct Taken {
+    /// Rows sorted by `clip_id`, schema [`take_schema`]; each requested id that is stored
+    /// appears once per stored row (a duplicate request is taken once; absent ids add nothing).
+    pub batch: Option<RecordBatch>,
+    /// Data files in the version read.
+    pub files: usize,
+    /// Files in which at least one requested id was found in the index (only those were opened).
+    pub files_read: usize,
+    /// Rows selected through the index before the id check (>= rows returned).
+    pub candidate_rows: usize,
+    /// Files whose sidecar was missing or stale, indexed in memory instead.
+    pub rebuilt: usize,
+}
+
+impl Taken {
+    /// Rows returned.
+    pub fn rows(&self) -> usize {
+        self.batch.as_ref().map_or(0, RecordBatch::num_rows)
+    }
+}
+
+/// Writes the sidecar of `data_file` from its `clip_id` column (tmp file + rename). Returns the
+/// rows indexed.
+///
+/// # Errors
+/// [`Error::Io`] / [`Error::Parquet`] when the file cannot be read or the sidecar written.
+pub fn write_sidecar(table_dir: &Path, data_file: &Path) -> Result<usize> {
+    let (entries, len) = index_file(data_file)?;
+    let path = sidecar_path(table_dir, data_file);
+    let dir = table_dir.join(INDEX_DIR);
+    fs_err::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut bytes = Vec::with_capacity(HEADER + entries.len() * ENTRY);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&len.to_le_bytes());
+    for (h, row) in &entries {
+        bytes.extend_from_slice(&h.to_le_bytes());
+        bytes.extend_from_slice(&row.to_le_bytes());
+    }
+    let tmp = path.with_extension("ids.tmp");
+    let mut f = fs_err::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    fs_err::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    Ok(entries.len())
+}
+
+/// Sorted `(hash, row)` entries of `data_file` and its length in bytes.
+fn index_file(data_file: &Path) -> Result<(Vec<(u64, u32)>, u64)> {
+    let file = fs_err::File::open(data_file)
+        .map_err(|e| Error::io(data_file, e))?
+        .into_parts()
+        .0;
+    let len = file.metadata().map_err(|e| Error::io(data_file, e))?.len();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let idx = builder.schema().index_of("clip_id")?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(65_536)
+        .build()?;
+    let mut entries = Vec::new();
+    let mut row: u32 = 0;
+    for batch in reader {
+        let batch = batch?;
+        let ids = cast(batch.column(0), &DataType::Utf8)?;
+        let ids = ids.as_string::<i32>();
+        for i in 0..ids.len() {
+            entries.push((id_hash(ids.value(i)), row));
+            row = row.checked_add(1).ok_or_else(|| Error::IdIndex {
+                path: data_file.to_path_buf(),
+                reason: "more than 2^32 rows".to_owned(),
+            })?;
+        }
+    }
+    entries.sort_unstable();
+    Ok((entries, len))
+}
+
+/// The index of `data_file`: its sidecar when present and matching the file, else rebuilt from
+/// the file (`true` in the second field).
+fn load_index(table_dir: &Path, data_file: &Path) -> Result<(Vec<u8>, bool)> {
+    let path = sidecar_path(table_dir, data_file);
+    let len = fs_err::metadata(data_file)
+        .map_err(|e| Error::io(data_file, e))?
+        .len();
+    if let Ok(bytes) = fs_err::read(&path) {
+        let ok = bytes.len() >= HEADER
+            && &bytes[..8] == MAGIC
+            && u64_at(&bytes, 16) == len
+            && (bytes.len() - HEADER) as u64 == u64_at(&bytes, 8) * ENTRY as u64;
+        if ok {
+            return Ok((bytes, false));
+        }
+    }
+    tracing::warn!(file = %data_file.display(), "id index sidecar missing or stale; indexing the file in memory");
+    let (entries, _) = index_file(data_file)?;
+    let mut bytes = vec![0; HEADER];
+    for (h, row) in &entries {
+        bytes.extend_from_slice(&h.to_le_bytes());
+        bytes.extend_from_slice(&row.to_le_bytes());
+    }
+    Ok((bytes, true))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// Rows of the index `bytes` whose hash is in the sorted, deduplicated `hashes` (merge join).
+fn matching_rows(bytes: &[u8], hashes: &[u64]) -> Vec<usize> {
+    let n = (bytes.len() - HEADER) / ENTRY;
+    let entry_hash = |i: usize| u64_at(bytes, HEADER + i * ENTRY);
+    let mut rows = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n && j < hashes.len() {
+        let h = entry_hash(i);
+        match h.cmp(&hashes[j]) {
+            std::cmp::Ordering::Less => {
+                // Gallop: skip ahead by binary search when the query set is sparse.
+                let (mut lo, mut hi) = (i + 1, n);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if entry_hash(mid) < hashes[j] {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                i = lo;
+            }
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                rows.push(u32_at(bytes, HEADER + i * ENTRY + 8) as usize);
+                i += 1;
+            }
+        }
+    }
+    rows.sort_unstable();
+    rows
+}
+
+/// Takes the rows of `ids` from the data files `files` (one Delta version) of the table in
+/// `table_dir`, on up to `threads` threads.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::Parquet`], [`Error::Arrow`] when a file cannot be read.
+pub fn take(table_dir: &Path, files: &[PathBuf], ids: &[String], threads: usize) -> Result<Taken> {
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut hashes: Vec<u64> = wanted.iter().map(|id| id_hash(id)).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let next = AtomicUsize::new(0);
+    let threads = threads.clamp(1, files.len().max(1));
+    let results: Vec<Result<Vec<FileTake>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(file) = files.get(k) else { break };
+                        out.push(take_file(table_dir, file, &hashes, &wanted)?);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::QueryRuntime("take worker panicked".into())))
+            })
+            .collect()
+    });
+    let mut taken = Taken {
+        files: files.len(),
+        ..Taken::default()
+    };
+    let mut batches = Vec::new();
+    for r in results {
+        for f in r? {
+            taken.files_read += usize::from(f.candidates > 0);
+            taken.candidate_rows += f.candidates;
+            taken.rebuilt += usize::from(f.rebuilt);
+            batches.extend(f.batches);
+        }
+    }
+    let schema = take_schema();
+    let all = concat_batches(&schema, &batches)?;
+    drop(batches);
+    let order = sort_to_indices(all.column(0), None, None)?;
+    taken.batch = Some(deltalake::arrow::compute::take_record_batch(&all, &order)?);
+    Ok(taken)
+}
+
+struct FileTake {
+    batches: Vec<RecordBatch>,
+    candidates: usize,
+    rebuilt: bool,
+}
+
+fn take_file(
+    table_dir: &Path,
+    data_file: &Path,
+    hashes: &[u64],
+    wanted: &HashSet<&str>,
+) -> Result<FileTake> {
+    let (index, rebuilt) = load_index(table_dir, data_file)?;
+    let rows = matching_rows(&index, hashes);
+    drop(index);
+    let mut out = FileTake {
+        batches: Vec::new(),
+        candidates: rows.len(),
+        rebuilt,
+    };
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    let file = fs_err::File::open(data_file)
+        .map_err(|e| Error::io(data_file, e))?
+        .into_parts()
+        .0;
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+        file,
+        ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
+    )?;
+    // Row groups holding a selected row, and the selection relative to them.
+    let mut starts = Vec::new();
+    let mut at = 0usize;
+    for rg in builder.metadata().row_groups() {
+        starts.push(at);
+        at += usize::try_from(rg.num_rows()).unwrap_or(0);
+    }
+    starts.push(at);
+    let mut groups = Vec::new();
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    let mut base = 0;
+    let mut k = 0;
+    for g in 0..starts.len() - 1 {
+        let (lo, hi) = (starts[g], starts[g + 1]);
+        let first = k;
+        while k < rows.len() && rows[k] < hi {
+            k += 1;
+        }
+        if k == first {
+            continue;
+        }
+        groups.push(g);
+        for &r in &rows[first..k] {
+            let rel = base + r - lo;
+            match ranges.last_mut() {
+                Some(last) if last.end == rel => last.end += 1,
+                _ => ranges.push(rel..rel + 1),
+            }
+        }
+        base += hi - lo;
+    }
+    let schema = builder.schema().clone();
+    let indices = TAKE_COLUMNS
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), base);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(groups)
+        .with_row_selection(selection)
+        .with_batch_size(8192)
+        .build()?;
+    let target = take_schema();
+    for batch in reader {
+        let batch = batch?;
+        let columns = target
+            .fields()
+            .iter()
+            .map(|f| {
+                let c = batch.column(batch.schema().index_of(f.name())?);
+                Ok(cast(c, f.data_type())?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(target.clone(), columns)?;
+        let ids = batch.column(0).as_string::<i32>();
+        let keep: BooleanArray = (0..ids.len())
+            .map(|i| Some(wanted.contains(ids.value(i))))
+            .collect();
+        out.batches.push(filter_record_batch(&batch, &keep)?);
+    }
+    Ok(out)
+}
+
+/// Result of [`check`]: how the sidecars of one version compare with their files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexCheck {
+    /// Data files in the version.
+    pub files: usize,
+    /// Files with a sidecar whose entries equal the ones rebuilt from the file.
+    pub consistent: usize,
+    /// Files without a usable sidecar or with entries that differ, by path.
+    pub bad: Vec<PathBuf>,
+}
+
+/// Compares every sidecar of `files` with the index rebuilt from its data file.
+///
+/// # Errors
+/// [`Error::Io`] / [`Error::Parquet`] when a data file cannot be read.
+pub fn check(table_dir: &Path, files: &[PathBuf]) -> Result<IndexCheck> {
+    let mut out = IndexCheck {
+        files: files.len(),
+        ..IndexCheck::default()
+    };
+    for f in files {
+        let (stored, rebuilt) = load_index(table_dir, f)?;
+        let (fresh, _) = index_file(f)?;
+        let same = !rebuilt
+            && (stored.len() - HEADER) / ENTRY == fresh.len()
+            && fresh.iter().enumerate().all(|(i, (h, r))| {
+                u64_at(&stored, HEADER + i * ENTRY) == *h
+                    && u32_at(&stored, HEADER + i * ENTRY + 8) == *r
+            });
+        if same {
+            out.consistent += 1;
+        } else {
+            out.bad.push(f.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_join_finds_each_hash_once_per_entry() {
+        let mut bytes = vec![0; HEADER];
+        let entries = [(1u64, 5u32), (3, 0), (3, 7), (9, 2), (12, 1)];
+        for (h, r) in entries {
+            bytes.extend_from_slice(&h.to_le_bytes());
+            bytes.extend_from_slice(&r.to_le_bytes());
+        }
+        assert_eq!(matching_rows(&bytes, &[3, 4, 12]), vec![0, 1, 7]);
+        assert_eq!(matching_rows(&bytes, &[0, 2, 100]), Vec::<usize>::new());
+        assert_eq!(matching_rows(&bytes, &[1, 9]), vec![2, 5]);
+    }
+}
