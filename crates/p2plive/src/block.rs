@@ -28,6 +28,14 @@ use crate::ts::{MediaClock, PACKET_SIZE, pid};
 /// the P2P exchange: 18 blocks and P2P 0.65 at 4x, against 32 blocks and 0.90 at 2x).
 pub const MAX_BLOCK_FACTOR: f64 = 2.0;
 
+/// A key frame this close to the target (as a share of it, at most [`KEY_FRAME_SLACK_MAX_S`])
+/// ends the block: a live encoder with a GOP equal to the block target puts its key frames
+/// exactly on the boundary, where the media clock (PCR, audio interleaving) can read a few
+/// ms short; without the slack every such block would run a whole GOP longer.
+pub const KEY_FRAME_SLACK: f64 = 0.1;
+/// Upper bound of the key-frame slack, in seconds of media.
+pub const KEY_FRAME_SLACK_MAX_S: f64 = 0.1;
+
 /// A SHA-256 digest (32 bytes).
 pub type Digest256 = [u8; 32];
 
@@ -161,7 +169,8 @@ impl Cutter {
             let elapsed = t - self.block_start;
             if !self.current.is_empty() && !table {
                 let cut = if self.programs.video().is_some() {
-                    (elapsed >= self.target && self.programs.is_key_frame(packet))
+                    let slack = (self.target * KEY_FRAME_SLACK).min(KEY_FRAME_SLACK_MAX_S);
+                    (elapsed + slack >= self.target && self.programs.is_key_frame(packet))
                         || elapsed >= self.target * MAX_BLOCK_FACTOR
                 } else {
                     elapsed >= self.target
@@ -338,6 +347,20 @@ mod tests {
         programs.observe(p[0]);
         programs.observe(p[1]);
         pid(p[0]) == PAT_PID && pid(p[1]) == 0x1000 && programs.is_key_frame(p[2])
+    }
+
+    #[test]
+    fn a_key_frame_just_short_of_the_target_ends_the_block() {
+        // 1 s GOP (25 frames), target 1.04 s: the key frames read 40 ms short of the target,
+        // within the slack, so blocks stay one GOP long instead of two.
+        let stream = video_stream(8, 25, true);
+        let blocks = cut(&stream, Duration::from_millis(1040));
+        for b in &blocks[..blocks.len() - 1] {
+            assert_eq!(b.block.info.duration_ms, 1000, "one GOP per block");
+        }
+        // Beyond the slack the next key frame is taken.
+        let blocks = cut(&stream, Duration::from_millis(1200));
+        assert_eq!(blocks[0].block.info.duration_ms, 2000);
     }
 
     #[test]

@@ -149,6 +149,19 @@ pub struct DemoArgs {
     /// Input TS or MP4 file (default: the bundled Big Buck Bunny clip).
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// How the input becomes the live stream: `auto` encodes MP4 as a live encoder would (a
+    /// key frame every block, libx264) and takes TS as it is.
+    #[arg(long, value_enum, default_value_t = crate::demo::Encode::Auto)]
+    pub encode: crate::demo::Encode,
+    /// Share of the peers killed at 40 % of the stream (0.0 to 0.9).
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
+    /// Peers joining at 50 % of the stream.
+    #[arg(long, default_value_t = 1)]
+    pub late_peers: usize,
+    /// Players connecting at 50 % of the stream to running peers (near the live edge).
+    #[arg(long, default_value_t = 1)]
+    pub late_players: usize,
     /// Replay speed.
     #[arg(long, default_value_t = 4.0)]
     pub speed: f64,
@@ -326,6 +339,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 substreams: args.substreams,
                 block_set: args.block_set,
                 input: args.input.unwrap_or_else(crate::demo::bundled_clip),
+                encode: args.encode,
+                churn: args.churn,
+                late_peers: args.late_peers,
+                late_players: args.late_players,
                 speed: args.speed,
                 block_ms: args.block_ms,
                 urgent_blocks: args.urgent_blocks,

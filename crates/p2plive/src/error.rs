@@ -73,6 +73,14 @@ pub enum Error {
         /// The end of ffmpeg's error output.
         stderr_tail: String,
     },
+    /// `ffmpeg` failed to re-encode a file as a live encoder (or to decode a check input).
+    #[error("ffmpeg could not encode or decode `{path}`: {stderr_tail}")]
+    Encode {
+        /// The input.
+        path: PathBuf,
+        /// The end of ffmpeg's error output.
+        stderr_tail: String,
+    },
     /// An HTTP request to the CDN or tracker failed (connection refused, reset, bad body).
     #[error("HTTP request to `{url}` failed")]
     Http {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod ffmpeg;
 pub mod hls;
 pub mod link;
 pub mod metrics;

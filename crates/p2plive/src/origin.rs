@@ -198,7 +198,7 @@ async fn open_ts(path: &Path) -> Result<OpenTs, Error> {
         }),
         Container::Mp4 => {
             drop(file);
-            let (dir, out) = remux_mp4(path).await?;
+            let (dir, out) = crate::ffmpeg::remux_mp4(path).await?;
             let file = fs_err::tokio::File::open(&out)
                 .await
                 .map_err(|source| Error::Io { path: out, source })?;
@@ -226,54 +226,6 @@ fn describe_head(head: &[u8]) -> String {
         .map(char::from)
         .collect();
     format!("\"{shown}\"")
-}
-
-/// Remuxes an MP4 file to TS in a new temporary directory; returns it and the TS path.
-async fn remux_mp4(path: &Path) -> Result<(tempfile::TempDir, PathBuf), Error> {
-    use svckit::process::{ProcessError, ProcessSpec};
-    let dir = tempfile::tempdir().map_err(|source| Error::Io {
-        path: std::env::temp_dir(),
-        source,
-    })?;
-    let out = dir.path().join("remux.ts");
-    info!(input = %path.display(), "remuxing MP4 to MPEG-TS (ffmpeg -c copy)");
-    // A guarded child: killed with its process group if this future is dropped.
-    let mut ffmpeg = ProcessSpec::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-i"])
-        .arg(path)
-        .args([
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-bsf:v",
-            "h264_mp4toannexb",
-            "-f",
-            "mpegts",
-        ])
-        .arg(&out)
-        .log_file(dir.path().join("ffmpeg.log"))
-        .spawn()
-        .map_err(|error| match error {
-            ProcessError::NotFound { .. } => Error::FfmpegMissing,
-            other => Error::Remux {
-                path: path.to_path_buf(),
-                stderr_tail: other.to_string(),
-            },
-        })?;
-    let status = loop {
-        if let Some(status) = ffmpeg.try_exit_status() {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    if !status.success() {
-        return Err(Error::Remux {
-            path: path.to_path_buf(),
-            stderr_tail: ffmpeg.log_tail(3).replace('\n', " | "),
-        });
-    }
-    Ok((dir, out))
 }
 
 /// First wait before retrying a failed publish.

@@ -33,6 +33,11 @@ pub(crate) fn bin() -> &'static str {
 /// A synthetic clip made with ffmpeg: `seconds` of lavfi testsrc (H.264) and a sine tone (AAC),
 /// 1 s GOP, in `dir/name` (the extension picks the container: `.mp4` or `.ts`).
 pub(crate) fn make_clip(dir: &Path, name: &str, seconds: u32) -> PathBuf {
+    make_clip_with_gop(dir, name, seconds, 25)
+}
+
+/// A generated 320x240 25 fps clip with a key frame every `gop` frames.
+pub(crate) fn make_clip_with_gop(dir: &Path, name: &str, seconds: u32, gop: u32) -> PathBuf {
     let ffmpeg = testkit::require("ffmpeg");
     let out = dir.join(name);
     let status = Command::new(ffmpeg)
@@ -55,7 +60,7 @@ pub(crate) fn make_clip(dir: &Path, name: &str, seconds: u32) -> PathBuf {
             "-preset",
             "ultrafast",
             "-g",
-            "25",
+            &gop.to_string(),
             "-pix_fmt",
             "yuv420p",
         ])

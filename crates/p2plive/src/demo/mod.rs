@@ -1,0 +1,743 @@
+//! `p2plive demo`: the CDN edge, the tracker, N peers and the origin on 127.0.0.1 in one
+//! process, over real sockets (HTTP and QUIC), on a real video file; then checks every peer's
+//! `/live.ts` against the stream the origin cut.
+//!
+//! The demo is a sequence of named steps ([`run`]):
+//! 1. [`prepare_input`]: an MP4 file is encoded as a live encoder would (libx264, a key frame
+//!    every block, [`crate::ffmpeg::encode_live`]), so every block decodes on its own; a TS
+//!    file is taken as it is.
+//! 2. [`Services::start`]: the CDN edge and the tracker (`s` fixed).
+//! 3. [`Services::start_viewer`] for every initial peer, each with a player reading its
+//!    `/live.ts` from the start; then [`Services::wait_settled`] until every peer subscribed.
+//! 4. [`stream`]: the origin cuts and publishes the clip (paced at `speed`); meanwhile
+//!    [`mid_stream`] kills a share of the peers (`churn`, at 40 % of the stream, like killed
+//!    processes: no goodbye) and starts late peers and late players (at 50 %).
+//! 5. [`finish`]: waits for every survivor, then compares what each player read with the
+//!    blocks the origin cut, decodes what late viewers got with ffmpeg and places their start
+//!    against the live edge ([`viewers::Edge`]).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::cdn::Cdn;
+use crate::metrics::{PeerSummary, ratio};
+use crate::origin::{Input, OriginConfig, OriginReport, load_ts};
+use crate::peer::{PeerConfig, PeerHandle, http_client};
+use crate::sched::SchedConfig;
+use crate::tracker::{Tracker, TrackerConfig};
+use crate::ts::{Container, sniff};
+
+mod table;
+mod viewers;
+
+pub use table::table;
+use viewers::{Capture, Edge, play};
+
+/// The bundled clip, relative to the workspace root.
+pub const BUNDLED_CLIP: &str = "data/video/big_buck_bunny_640x360_60s.mp4";
+
+/// Finds the bundled clip from the current directory or the crate's source location.
+pub fn bundled_clip() -> PathBuf {
+    let here = PathBuf::from(BUNDLED_CLIP);
+    if here.is_file() {
+        return here;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(BUNDLED_CLIP)
+}
+
+/// How the demo turns its input file into the live stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Encode {
+    /// MP4 files are encoded as a live encoder would ([`Encode::Live`]); TS files are taken
+    /// as they are ([`Encode::Copy`]).
+    #[default]
+    Auto,
+    /// Re-encode with a key frame every `block_ms` ([`crate::ffmpeg::encode_live`]).
+    Live,
+    /// Remux MP4 losslessly (its own GOP: a VOD file's key frames may be 10 s apart, so a
+    /// viewer joining mid-stream can see undecodable frames until the next one).
+    Copy,
+}
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Number of peers joining before the stream starts.
+    pub peers: usize,
+    /// Number of substreams `s` (fixed for the demo).
+    pub substreams: u32,
+    /// Block-set size `a`.
+    pub block_set: u32,
+    /// Input file (TS or MP4).
+    pub input: PathBuf,
+    /// How the input becomes the live stream.
+    pub encode: Encode,
+    /// Replay speed.
+    pub speed: f64,
+    /// Target block duration in ms.
+    pub block_ms: u64,
+    /// Urgent zone in blocks.
+    pub urgent_blocks: u64,
+    /// CDN prefetchers per substream (default 1; 0 = every holder; see
+    /// [`TrackerConfig::cdn_prefetchers_per_substream`]).
+    pub cdn_prefetchers: u32,
+    /// Media the CDN and every peer keep, in ms (see [`PeerConfig::window_ms`]).
+    pub window_ms: u64,
+    /// Share of the initial peers killed at 40 % of the stream, `0.0..=0.9` (rounded to a
+    /// whole number of peers; at least one peer always survives).
+    pub churn: f64,
+    /// Peers joining at 50 % of the stream, each with a player from its first block.
+    pub late_peers: usize,
+    /// Players connecting at 50 % of the stream to surviving initial peers (default
+    /// `/live.ts`: from the newest block played, near the live edge).
+    pub late_players: usize,
+    /// Show a progress bar (stderr, terminals only).
+    pub progress: bool,
+}
+
+/// One peer in the demo report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerDetail {
+    /// Tracker id.
+    pub id: u64,
+    /// Peer bytes / all bytes it received.
+    pub p2p_ratio: f64,
+    /// Stalls.
+    pub stalls: u64,
+    /// Stall time in ms.
+    pub stall_ms: u64,
+    /// Join to first block played, ms (wall time).
+    pub startup_ms: u64,
+    /// The block it started playing at.
+    pub start_block: u64,
+    /// Media end of the newest block published when it played its first block, minus the
+    /// media start of that block, in ms: how far behind live it plays.
+    pub lag_behind_edge_ms: u64,
+    /// SHA-256 of the peer's `/live.ts`.
+    pub output_sha256: String,
+    /// Whether `/live.ts` equals the stream the origin cut (for a late peer: the blocks from
+    /// its first one to the end).
+    pub byte_exact: bool,
+    /// Most blocks the peer held at once.
+    pub max_held_blocks: u64,
+    /// ffmpeg's decode errors on its `/live.ts` (late peers only; `None` when not checked).
+    pub decode_errors: Option<u64>,
+}
+
+/// A player that connected mid-stream to a peer's `/live.ts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatePlayer {
+    /// The peer it read from.
+    pub peer: u64,
+    /// The first block it got (found by matching the bytes against the blocks cut).
+    pub first_block: u64,
+    /// Media end of the newest block published when its first byte arrived, minus the media
+    /// start of its first block, in ms.
+    pub lag_behind_edge_ms: u64,
+    /// Whether it read exactly the blocks from its first one to the stream's end.
+    pub byte_exact: bool,
+    /// ffmpeg's decode errors on what it read.
+    pub decode_errors: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+/// The demo's JSON report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DemoReport {
+    /// Number of initial peers.
+    pub peers: usize,
+    /// Number of substreams.
+    pub substreams: u32,
+    /// Block-set size.
+    pub block_set: u32,
+    /// Blocks cut.
+    pub blocks: u64,
+    /// Bytes of the stream.
+    pub stream_bytes: u64,
+    /// Every block byte the CDN served (prefetch and urgent fetches).
+    pub cdn_bytes: u64,
+    /// Peer bytes / all bytes received, over every peer (killed ones up to their death).
+    pub p2p_ratio: f64,
+    /// The ideal P2P ratio of this run: `1 - c * stream_bytes / received`, where `c` is the
+    /// number of copies of each substream the CDN prefetches and `received` every byte the
+    /// peers received; `1 - 1/s` when every holder prefetches, `1 - 1/peers` with one CDN
+    /// prefetcher per substream and no churn.
+    pub ideal_p2p_ratio: f64,
+    /// Copies of each substream the CDN prefetches (from the tracker's assignment).
+    pub cdn_copies: f64,
+    /// SHA-256 of the stream the origin cut.
+    pub source_sha256: String,
+    /// Most blocks the CDN held at once.
+    pub cdn_max_held_blocks: u64,
+    /// The longest a late viewer may start behind the live edge: one block plus the playout
+    /// delay, in ms of media, with the stream's mean block duration (at least the target).
+    pub lag_budget_ms: u64,
+    /// Initial peers that survived, in join order.
+    pub peers_detail: Vec<PeerDetail>,
+    /// Ids of the peers killed mid-stream.
+    pub killed: Vec<u64>,
+    /// Peers that joined mid-stream.
+    pub late_peers: Vec<PeerDetail>,
+    /// Players that connected mid-stream.
+    pub late_players: Vec<LatePlayer>,
+}
+
+/// Figures printed next to the report (stderr).
+#[derive(Debug, Clone)]
+pub struct DemoExtras {
+    /// Wall time of the whole demo.
+    pub wall: Duration,
+    /// Origin's figures.
+    pub origin: OriginReport,
+    /// Per peer: max lag in blocks, corrupt blocks, duplicates.
+    pub lag_blocks_max: u64,
+    /// Bytes the CDN served, per peer id.
+    pub cdn: crate::cdn::CdnStats,
+}
+
+/// Most CDN bytes per copy of the stream the CDN prefetches before the demo fails (issue 16:
+/// "CDN bytes <= 1.2x the stream").
+pub const CDN_BUDGET: f64 = 1.2;
+
+impl DemoReport {
+    /// The demo's checks: every surviving and late peer byte-exact without stalls; without
+    /// churn a P2P ratio within 0.05 of the ideal and CDN bytes at most [`CDN_BUDGET`] times the copies it
+    /// prefetches; every late viewer byte-exact,
+    /// decoded without errors and started within [`DemoReport::lag_budget_ms`] of the edge.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in self.peers_detail.iter().chain(&self.late_peers) {
+            if !p.byte_exact {
+                out.push(format!("peer {} output is not byte-exact", p.id));
+            }
+            if p.stalls > 0 {
+                out.push(format!(
+                    "peer {} stalled {} times ({} ms)",
+                    p.id, p.stalls, p.stall_ms
+                ));
+            }
+        }
+        for p in &self.late_peers {
+            if p.decode_errors != Some(0) {
+                out.push(format!(
+                    "late peer {}: {:?} decode errors",
+                    p.id, p.decode_errors
+                ));
+            }
+            if p.lag_behind_edge_ms > self.lag_budget_ms {
+                out.push(format!(
+                    "late peer {} started {} ms behind the edge (budget {} ms)",
+                    p.id, p.lag_behind_edge_ms, self.lag_budget_ms
+                ));
+            }
+        }
+        for p in &self.late_players {
+            if !p.byte_exact || p.decode_errors > 0 {
+                out.push(format!(
+                    "late player at peer {}: byte-exact {}, {} decode errors",
+                    p.peer, p.byte_exact, p.decode_errors
+                ));
+            }
+            if p.lag_behind_edge_ms > self.lag_budget_ms {
+                out.push(format!(
+                    "late player at peer {} started {} ms behind the edge (budget {} ms)",
+                    p.peer, p.lag_behind_edge_ms, self.lag_budget_ms
+                ));
+            }
+        }
+        let cdn_budget = CDN_BUDGET * self.cdn_copies.max(1.0) * self.stream_bytes as f64;
+        // After a kill the dead holders' substreams come from the CDN until the tracker
+        // re-homes them, so the budget applies to runs without churn.
+        if self.killed.is_empty() && self.cdn_bytes as f64 > cdn_budget {
+            out.push(format!(
+                "CDN sent {:.2}x the stream (budget {CDN_BUDGET}x per prefetched copy, {} copies)",
+                self.cdn_bytes as f64 / self.stream_bytes.max(1) as f64,
+                self.cdn_copies
+            ));
+        }
+        // Likewise the ideal ratio assumes the same holders all along.
+        let ideal = self.ideal_p2p_ratio;
+        let floor = ideal - 0.05;
+        if self.killed.is_empty() && self.p2p_ratio < floor {
+            out.push(format!(
+                "P2P ratio {:.3} below {floor:.2} (ideal {ideal:.2})",
+                self.p2p_ratio
+            ));
+        }
+        out
+    }
+}
+
+/// Runs the demo, step by step (module docs).
+///
+/// # Errors
+/// Bad input (not TS or MP4, or ffmpeg failing to encode it), sockets that cannot be bound,
+/// peers that do not subscribe or players that do not end in time.
+pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtras)> {
+    let started = Instant::now();
+    if options.peers == 0 {
+        bail!("--peers must be at least 1");
+    }
+    if !(0.0..=0.9).contains(&options.churn) {
+        bail!("--churn must be within 0.0..=0.9, not {}", options.churn);
+    }
+    let ts = prepare_input(options).await?;
+    let services = Services::start(options).await?;
+    let http = http_client()?;
+    let mut initial = Vec::new();
+    for _ in 0..options.peers {
+        initial.push(services.start_viewer(&http, false).await?);
+    }
+    services.wait_settled(&initial).await?;
+    let prefetch_copies = services.prefetch_copies(options.substreams);
+
+    let edge = Edge::default();
+    let ts_len = ts.len() as u64;
+    let (origin, events) = tokio::join!(
+        stream(&services, options, ts, &edge),
+        mid_stream(&services, options, &http, initial, &edge, ts_len),
+    );
+    let origin = origin?;
+    let events = events?;
+    let (report, lag_blocks_max, cdn) =
+        finish(&services, options, events, &origin, &edge, prefetch_copies).await?;
+    services.stop();
+    let extras = DemoExtras {
+        wall: started.elapsed(),
+        origin,
+        lag_blocks_max,
+        cdn,
+    };
+    Ok((report, extras))
+}
+
+/// Step 1: the live stream's bytes (module docs).
+async fn prepare_input(options: &DemoOptions) -> anyhow::Result<bytes::Bytes> {
+    let path = &options.input;
+    let live = match options.encode {
+        Encode::Live => true,
+        Encode::Copy => false,
+        Encode::Auto => {
+            let head = load_head(path).await?;
+            matches!(sniff(&head), Container::Mp4)
+        }
+    };
+    if live {
+        crate::ffmpeg::encode_live(path, options.block_ms)
+            .await
+            .with_context(|| format!("encoding `{}` as a live stream", path.display()))
+    } else {
+        load_ts(path)
+            .await
+            .with_context(|| format!("loading `{}`", path.display()))
+    }
+}
+
+async fn load_head(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let file = fs_err::tokio::File::open(path).await?;
+    let mut head = Vec::with_capacity(4096);
+    file.take(4096).read_to_end(&mut head).await?;
+    Ok(head)
+}
+
+/// Step 2: the CDN edge and the tracker, serving until [`Services::stop`].
+struct Services {
+    cdn: Cdn,
+    cdn_url: String,
+    tracker: Tracker,
+    publish_token: svckit::redact::Secret,
+    peer_config: PeerConfig,
+    expiry: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+/// A peer with its player.
+struct Viewer {
+    peer: PeerHandle,
+    joined: Instant,
+    player: tokio::task::JoinHandle<anyhow::Result<Capture>>,
+}
+
+impl Services {
+    async fn start(options: &DemoOptions) -> anyhow::Result<Self> {
+        let stop = CancellationToken::new();
+        // Fresh secrets for this run: the tracker's join token and the CDN's publish token.
+        let join_token = crate::auth::new_token()?;
+        let publish_token = crate::auth::new_token()?;
+
+        let mut cdn_registry = Registry::default();
+        let cdn = Cdn::new(&mut cdn_registry, publish_token.clone())?.window(options.window_ms);
+        let cdn_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let cdn_url = format!("http://{}", cdn_listener.local_addr()?);
+        tokio::spawn(svckit::serve(
+            cdn_listener,
+            cdn.router(),
+            svckit::ServeOptions::new("p2plive-cdn", cdn_registry)
+                .grace_period(Duration::from_millis(200)),
+            stop.clone().cancelled_owned(),
+        ));
+
+        let tracker_config = TrackerConfig {
+            streams: vec!["live".to_owned()],
+            min_substreams: options.substreams,
+            max_substreams: options.substreams,
+            block_set: options.block_set,
+            cdn_prefetchers_per_substream: options.cdn_prefetchers,
+            join_token: join_token.clone(),
+            ..TrackerConfig::default()
+        };
+        let tracker = Tracker::new(&tracker_config)?;
+        let expiry = tracker.spawn_expiry();
+        let tracker_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let tracker_url = format!("http://{}", tracker_listener.local_addr()?);
+        tokio::spawn(svckit::serve(
+            tracker_listener,
+            tracker.router(),
+            svckit::ServeOptions::new("p2plive-tracker", Registry::default())
+                .grace_period(Duration::from_millis(200)),
+            stop.clone().cancelled_owned(),
+        ));
+
+        let peer_config = PeerConfig {
+            stream: "live".to_owned(),
+            tracker: tracker_url,
+            tracker_token: join_token,
+            cdn: cdn_url.clone(),
+            speed: options.speed,
+            sched: SchedConfig {
+                urgent_blocks: options.urgent_blocks,
+                ..SchedConfig::default()
+            },
+            window_ms: options.window_ms,
+            ..PeerConfig::default()
+        };
+        Ok(Self {
+            cdn,
+            cdn_url,
+            tracker,
+            publish_token,
+            peer_config,
+            expiry,
+            stop,
+        })
+    }
+
+    /// Step 3: starts a peer and a player on its `/live.ts` (keeping the bytes when `keep`).
+    async fn start_viewer(&self, http: &reqwest::Client, keep: bool) -> anyhow::Result<Viewer> {
+        let joined = Instant::now();
+        let peer = PeerHandle::start(self.peer_config.clone())
+            .await
+            .context("starting a peer")?;
+        let url = format!("http://{}/live.ts", peer.http_addr());
+        Ok(Viewer {
+            player: play(http.clone(), url, keep),
+            peer,
+            joined,
+        })
+    }
+
+    /// Waits until every peer is subscribed with the assignment the tracker holds for it.
+    async fn wait_settled(&self, viewers: &[Viewer]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let entries = self.tracker.entries("live");
+            let settled = viewers.iter().all(|v| {
+                let summary = v.peer.summary();
+                !summary.substreams.is_empty()
+                    && entries.iter().any(|e| {
+                        e.id == summary.id
+                            && e.substreams.iter().copied().collect::<Vec<_>>()
+                                == summary.substreams
+                    })
+            });
+            if settled {
+                tracing::info!(peers = viewers.len(), "all peers joined and subscribed");
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("peers did not subscribe to their substreams within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Copies of each substream the CDN prefetches (the tracker's assignment / `s`).
+    fn prefetch_copies(&self, substreams: u32) -> f64 {
+        let prefetched: usize = self
+            .tracker
+            .entries("live")
+            .iter()
+            .map(|e| e.prefetch.len())
+            .sum();
+        prefetched as f64 / f64::from(substreams.max(1))
+    }
+
+    fn stop(self) {
+        self.expiry.abort();
+        self.stop.cancel();
+    }
+}
+
+/// Step 4: the origin, paced at `speed`; every published block is recorded in `edge`.
+async fn stream(
+    services: &Services,
+    options: &DemoOptions,
+    ts: bytes::Bytes,
+    edge: &Edge,
+) -> anyhow::Result<OriginReport> {
+    let bar = if options.progress {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} origin {pos} blocks cut {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let origin_config = OriginConfig {
+        stream: "live".to_owned(),
+        cdn: services.cdn_url.clone(),
+        block_ms: options.block_ms,
+        speed: options.speed,
+        publish_token: services.publish_token.clone(),
+        ..OriginConfig::default()
+    };
+    let report = crate::origin::run(&Input::Ts(ts), &origin_config, |info| {
+        edge.publish(info);
+        bar.inc(1);
+    })
+    .await
+    .context("running the origin")?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// What happened during the stream: the survivors, the killed peers' last summaries, the late
+/// peers and the late players (with the survivor index each reads from).
+struct Events {
+    survivors: Vec<Viewer>,
+    killed: Vec<PeerSummary>,
+    late_peers: Vec<Viewer>,
+    late_players: Vec<(u64, tokio::task::JoinHandle<anyhow::Result<Capture>>)>,
+}
+
+/// Step 4, beside the origin: churn at 40 % of the stream's bytes, late viewers at 50 %.
+async fn mid_stream(
+    services: &Services,
+    options: &DemoOptions,
+    http: &reqwest::Client,
+    initial: Vec<Viewer>,
+    edge: &Edge,
+    ts_len: u64,
+) -> anyhow::Result<Events> {
+    let reach = |share: f64| async move {
+        let target = (ts_len as f64 * share) as u64;
+        while edge.bytes() < target {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let victims = ((options.peers as f64 * options.churn).round() as usize)
+        .min(options.peers.saturating_sub(1));
+    let mut events = Events {
+        survivors: Vec::new(),
+        killed: Vec::new(),
+        late_peers: Vec::new(),
+        late_players: Vec::new(),
+    };
+    if victims > 0 {
+        reach(0.4).await;
+    }
+    // Spread the victims over the join order (every k-th peer).
+    let stride = options.peers.checked_div(victims).unwrap_or(usize::MAX);
+    for (i, viewer) in initial.into_iter().enumerate() {
+        if victims > 0 && i % stride == stride - 1 && events.killed.len() < victims {
+            tracing::info!(peer = viewer.peer.id(), "killing a peer mid-stream");
+            events.killed.push(viewer.peer.summary());
+            viewer.player.abort();
+            viewer.peer.crash();
+        } else {
+            events.survivors.push(viewer);
+        }
+    }
+    if options.late_peers + options.late_players == 0 {
+        return Ok(events);
+    }
+    reach(0.5).await;
+    for _ in 0..options.late_peers {
+        events
+            .late_peers
+            .push(services.start_viewer(http, true).await?);
+    }
+    for i in 0..options.late_players {
+        let viewer = &events.survivors[i % events.survivors.len()];
+        let url = format!("http://{}/live.ts", viewer.peer.http_addr());
+        events
+            .late_players
+            .push((viewer.peer.id(), play(http.clone(), url, true)));
+    }
+    Ok(events)
+}
+
+/// Step 5: waits for every peer, compares and decodes what the players read, and builds the
+/// report (module docs).
+async fn finish(
+    services: &Services,
+    options: &DemoOptions,
+    events: Events,
+    origin: &OriginReport,
+    edge: &Edge,
+    prefetch_copies: f64,
+) -> anyhow::Result<(DemoReport, u64, crate::cdn::CdnStats)> {
+    let wait = Duration::from_secs_f64(options.block_ms as f64 / 1000.0 / options.speed * 10.0)
+        + Duration::from_secs(20);
+    for viewer in events.survivors.iter().chain(&events.late_peers) {
+        if tokio::time::timeout(wait, viewer.peer.wait_done())
+            .await
+            .is_err()
+        {
+            tracing::warn!(peer = viewer.peer.id(), "peer did not finish in time");
+        }
+    }
+    let mut received = (0u64, 0u64);
+    for s in &events.killed {
+        received.0 += s.traffic.peer_bytes;
+        received.1 += all_bytes(s);
+    }
+    let mut lag_max = 0;
+    let mut done = Vec::new();
+    let mut peers_detail = Vec::new();
+    for viewer in events.survivors {
+        let (detail, summary, peer) = settle(viewer, edge, origin, false).await?;
+        lag_max = lag_max.max(summary.playback.max_lag_blocks);
+        received.0 += summary.traffic.peer_bytes;
+        received.1 += all_bytes(&summary);
+        peers_detail.push(detail);
+        done.push(peer);
+    }
+    let mut late_peers = Vec::new();
+    for viewer in events.late_peers {
+        let (detail, summary, peer) = settle(viewer, edge, origin, true).await?;
+        received.0 += summary.traffic.peer_bytes;
+        received.1 += all_bytes(&summary);
+        late_peers.push(detail);
+        done.push(peer);
+    }
+    let mut late_players = Vec::new();
+    for (peer, player) in events.late_players {
+        let capture = end_of(player, peer).await?;
+        let bytes = capture.bytes.unwrap_or_default();
+        let (first_block, byte_exact) = edge.locate(&bytes).unwrap_or((u64::MAX, false));
+        let lag = capture
+            .first_byte_at
+            .and_then(|at| edge.lag_ms(first_block, at))
+            .unwrap_or(u64::MAX);
+        late_players.push(LatePlayer {
+            peer,
+            first_block,
+            lag_behind_edge_ms: lag,
+            byte_exact,
+            decode_errors: crate::ffmpeg::decode_errors(&bytes).await?.len() as u64,
+            bytes: bytes.len() as u64,
+        });
+    }
+    for peer in done {
+        peer.shutdown().await;
+    }
+    let cdn = services.cdn.stats("live");
+    let playout = SchedConfig::default().playout_delay_blocks;
+    let report = DemoReport {
+        peers: options.peers,
+        substreams: options.substreams,
+        block_set: options.block_set,
+        blocks: origin.blocks,
+        stream_bytes: origin.source_bytes,
+        cdn_bytes: cdn.total,
+        p2p_ratio: round3(ratio(received.0, received.1)),
+        ideal_p2p_ratio: round3(
+            1.0 - ratio(
+                (prefetch_copies * origin.source_bytes as f64) as u64,
+                received.1,
+            ),
+        ),
+        cdn_copies: round3(prefetch_copies),
+        source_sha256: origin.source_sha256.clone(),
+        cdn_max_held_blocks: cdn.max_held_blocks,
+        lag_budget_ms: (playout + 1) * edge.mean_block_ms().max(options.block_ms),
+        peers_detail,
+        killed: events.killed.iter().map(|s| s.id).collect(),
+        late_peers,
+        late_players,
+    };
+    Ok((report, lag_max, cdn))
+}
+
+fn all_bytes(summary: &PeerSummary) -> u64 {
+    let t = &summary.traffic;
+    t.peer_bytes + t.cdn_prefetch_bytes + t.cdn_fetch_bytes
+}
+
+async fn end_of(
+    player: tokio::task::JoinHandle<anyhow::Result<Capture>>,
+    peer: u64,
+) -> anyhow::Result<Capture> {
+    tokio::time::timeout(Duration::from_secs(10), player)
+        .await
+        .map_err(|_| anyhow::anyhow!("peer {peer}: /live.ts did not end"))?
+        .context("the player task failed")?
+        .with_context(|| format!("peer {peer}: reading /live.ts"))
+}
+
+/// One peer's line of the report; `late` peers are placed by their bytes and decoded.
+/// Returns the peer to be shut down.
+async fn settle(
+    viewer: Viewer,
+    edge: &Edge,
+    origin: &OriginReport,
+    late: bool,
+) -> anyhow::Result<(PeerDetail, PeerSummary, PeerHandle)> {
+    let summary = viewer.peer.summary();
+    let player = end_of(viewer.player, summary.id).await?;
+    let (byte_exact, decode_errors) = if late {
+        let bytes = player.bytes.as_deref().unwrap_or_default();
+        let exact = edge
+            .locate(bytes)
+            .is_some_and(|(first, exact)| exact && first == summary.start_block);
+        let errors = crate::ffmpeg::decode_errors(bytes).await?.len() as u64;
+        (exact, Some(errors))
+    } else {
+        (player.sha256 == origin.source_sha256, None)
+    };
+    let startup_ms = summary.playback.startup_ms.unwrap_or(0);
+    let first_played = viewer.joined + Duration::from_millis(startup_ms);
+    let detail = PeerDetail {
+        id: summary.id,
+        p2p_ratio: round3(summary.traffic.p2p_ratio),
+        stalls: summary.playback.stalls,
+        stall_ms: summary.playback.stall_ms,
+        startup_ms,
+        start_block: summary.start_block,
+        lag_behind_edge_ms: edge
+            .lag_ms(summary.start_block, first_played)
+            .unwrap_or(u64::MAX),
+        byte_exact: summary.done && byte_exact,
+        output_sha256: player.sha256,
+        max_held_blocks: summary.max_held_blocks,
+        decode_errors,
+    };
+    Ok((detail, summary, viewer.peer))
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
