@@ -16,11 +16,11 @@ use clap::Args;
 use deltalake::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::concat_batches;
 
-use crate::cli::out;
 use crate::closed_loop::DataLoop;
 use crate::config::Config;
 use crate::olap::{Olap, session};
 use crate::query;
+use crate::report::out;
 use crate::warehouse::{BeforeCommit, simple_schema};
 
 /// `dataloop bench` flags.

@@ -17,9 +17,8 @@ use crate::closed_loop::{DataLoop, TriggerKind};
 use crate::config::{Config, ENV_PREFIX};
 use crate::query;
 use crate::registry::Registry;
-use crate::report;
-use crate::scheduler::Scheduler;
-use crate::server::{self, AppState};
+use crate::report::{self, out};
+use crate::service::serve;
 use crate::trigger::MiningRequest;
 use crate::warehouse::BeforeCommit;
 
@@ -143,15 +142,6 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         config.data_dir.clone_from(dir);
     }
     Ok(config)
-}
-
-/// Writes `text` (which ends with its own newline) to stdout; a closed pipe is not an error
-/// ([`svckit::cli::stdout_line`]).
-///
-/// # Errors
-/// Other write errors.
-pub fn out(text: &str) -> anyhow::Result<()> {
-    svckit::cli::stdout_line(text.strip_suffix('\n').unwrap_or(text)).context("writing to stdout")
 }
 
 /// Parses `k=v` parameters.
@@ -341,103 +331,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => crate::demo::run(config, args).await,
         Command::Bench(args) => crate::bench::run(config, args).await,
     }
-}
-
-/// Runs the HTTP API (behind `token`) and (when `enabled`) the scheduler until `shutdown`
-/// completes.
-///
-/// # Errors
-/// Bind, cron and serve errors.
-pub async fn serve(
-    dl: DataLoop,
-    token: BearerToken,
-    listen: &str,
-    cron: &str,
-    enabled: bool,
-    clock: Arc<dyn svckit::Clock>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let service = start_service(dl, token, listen, cron, enabled, clock).await?;
-    service.run(shutdown).await
-}
-
-/// A bound, not yet serving API with its scheduler task running.
-#[derive(Debug)]
-pub struct Service {
-    /// Shared state (to run triggers and read outcomes in-process).
-    pub state: Arc<AppState>,
-    /// The bound listener.
-    pub listener: tokio::net::TcpListener,
-    /// Metrics registry (the trigger counter; `serve` adds HTTP metrics).
-    pub metrics: prometheus_client::registry::Registry,
-    /// Cancels the scheduler task.
-    pub stop: tokio_util::sync::CancellationToken,
-    /// The scheduler task.
-    pub task: tokio::task::JoinHandle<()>,
-    /// The token the API requires.
-    pub token: BearerToken,
-}
-
-impl Service {
-    /// Serves until `shutdown`, then stops the scheduler.
-    ///
-    /// # Errors
-    /// Serve errors.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let options = svckit::ServeOptions::new("dataloop", self.metrics)
-            .grace_period(std::time::Duration::from_secs(5));
-        let result = svckit::serve(
-            self.listener,
-            server::router(self.state.clone(), self.token),
-            options,
-            shutdown,
-        )
-        .await;
-        self.stop.cancel();
-        let _ = self.task.await;
-        result.context("serving the HTTP API")
-    }
-}
-
-/// Binds `listen` and starts the scheduler task (when `enabled`); the API will require `token`.
-///
-/// # Errors
-/// Bind and cron errors.
-pub async fn start_service(
-    dl: DataLoop,
-    token: BearerToken,
-    listen: &str,
-    cron: &str,
-    enabled: bool,
-    clock: Arc<dyn svckit::Clock>,
-) -> anyhow::Result<Service> {
-    let mut metrics = prometheus_client::registry::Registry::default();
-    let state = AppState::new(dl, clock.clone(), &mut metrics);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding `{listen}`"))?;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let task = if enabled {
-        let scheduler = Scheduler::new(cron, clock.wall())?;
-        tracing::info!(cron, next = ?scheduler.next_due(), "scheduler started");
-        tokio::spawn(server::scheduler_loop(
-            state.clone(),
-            scheduler,
-            stop.clone(),
-        ))
-    } else {
-        tokio::spawn(async {})
-    };
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    Ok(Service {
-        state,
-        listener,
-        metrics,
-        stop,
-        task,
-        token,
-    })
 }

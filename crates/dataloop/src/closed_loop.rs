@@ -360,126 +360,41 @@ impl DataLoop {
         let mut registry = Registry::load(&self.data_dir)?;
         let version = registry.next_version();
         let fired_at: DateTime<Utc> = now.into();
-        let warehouse_version = warehouse.version();
-        let (record, selected) = match &kind {
-            TriggerKind::Scheduled => {
-                let batches = warehouse.export_all().await?;
-                let location = format!("exports/v{version:04}-scheduled.arrow");
-                let url = self.files.put(&location, ipc_file(&batches)?).await?;
-                let exported = read_ipc_file(&self.files.get(&location).await?)?;
-                let clips = warehouse::decode_rows(&exported)?;
-                tracing::info!(clips = clips.len(), export = %url, "scheduled trigger: full export");
-                (
-                    TriggerRecord {
-                        kind: "scheduled".to_owned(),
-                        rule: None,
-                        predicate: None,
-                        params: Default::default(),
-                        id_list: Some(url),
-                        clips: clips.len(),
-                        fired_at: fired_at.to_rfc3339(),
-                    },
-                    clips,
-                )
-            }
-            TriggerKind::Manual(request) => {
-                let resolved = trigger::resolve(request, &self.config.rules)?;
-                let ctx = crate::olap::session();
-                self.olap.register(&ctx).await?;
-                let ids = trigger::mine(&ctx, &resolved.predicate).await?;
-                let location = format!("id_lists/v{version:04}-{}.txt", resolved.name);
-                let url = self.files.put_id_list(&location, &ids).await?;
-                let ids = self.files.get_id_list(&location).await?;
-                let clips = warehouse.take(&ids).await?;
-                tracing::info!(rule = %resolved.name, ids = ids.len(), id_list = %url, "manual trigger: mined");
-                (
-                    TriggerRecord {
-                        kind: "manual".to_owned(),
-                        rule: Some(resolved.name),
-                        predicate: Some(resolved.predicate),
-                        params: resolved.params,
-                        id_list: Some(url),
-                        clips: ids.len(),
-                        fired_at: fired_at.to_rfc3339(),
-                    },
-                    clips,
-                )
-            }
-        };
+        let mined = self.mine(&kind, &warehouse, version, &fired_at).await?;
+        let selected = self.take(&warehouse, &mined.location, &kind).await?;
+        let record = mined.record;
         let champion = champion(&registry, &self.data_dir)?;
         let mode = match (&kind, &champion) {
             (TriggerKind::Manual(_), Some(_)) => TrainMode::Incremental,
             _ => TrainMode::Full,
         };
-        let train_set: Vec<(String, AgentWindow)> = selected
-            .iter()
-            .filter(|c| c.split == "train")
-            .map(|c| {
-                (
-                    c.clip_id.clone(),
-                    AgentWindow::from_trajectory(&c.trajectory),
-                )
-            })
-            .collect();
-        let eval_set = agent_windows(&warehouse.eval_split().await?);
-        let bar = self.bar(1, "train");
-        let warm = if mode == TrainMode::Incremental {
-            champion.as_ref().map(|(_, m)| m.clone())
-        } else {
-            None
+        let warm = match mode {
+            TrainMode::Incremental => champion.as_ref().map(|(_, m)| m.clone()),
+            TrainMode::Full => None,
         };
-        let progress_bar = bar.clone();
-        let (candidate, summary) = tokio::task::spawn_blocking(move || {
-            model::train(&train_set, warm.as_ref(), |done, total| {
-                progress_bar.set_length(total as u64);
-                progress_bar.set_position(done as u64);
-            })
-        })
-        .await
-        .map_err(|e| Error::Fit(e.to_string()))??;
-        bar.finish_and_clear();
-        let metrics = eval::evaluate(Some(&candidate), &eval_set);
-        let baseline = match &champion {
-            Some((_, m)) => {
-                let b = eval::evaluate(Some(m), &eval_set);
-                (b.ade_m, b.fde_m)
-            }
-            None => (metrics.cv_ade_m, metrics.cv_fde_m),
-        };
-        let promoted = eval::beats(&metrics, baseline.0, baseline.1);
-        let artefact = registry::save_model(&self.data_dir, version, &candidate)?;
+        let (candidate, summary) = self.train(&selected, warm).await?;
+        let judged = self
+            .evaluate(&warehouse, &candidate, champion.as_ref())
+            .await?;
         let champion_before = champion.as_ref().map(|(v, _)| *v);
         let entry = ModelVersion {
             version,
             trigger: record.clone(),
-            warehouse_version,
+            warehouse_version: warehouse.version(),
             mode,
-            parent_version: if mode == TrainMode::Incremental {
-                champion_before
-            } else {
-                None
+            parent_version: match mode {
+                TrainMode::Incremental => champion_before,
+                TrainMode::Full => None,
             },
             train_windows: summary.windows,
             alpha: summary.alpha,
-            metrics: metrics.clone(),
-            baseline_ade_fde_m: baseline,
-            promoted,
-            artefact,
+            metrics: judged.metrics.clone(),
+            baseline_ade_fde_m: judged.baseline,
+            promoted: judged.promoted,
+            artefact: registry::save_model(&self.data_dir, version, &candidate)?,
         };
-        registry.versions.push(entry);
-        if promoted {
-            registry.champion = Some(version);
-        }
-        registry.save(&self.data_dir)?;
-        tracing::info!(
-            version,
-            mode = mode.as_str(),
-            ade_m = metrics.ade_m,
-            fde_m = metrics.fde_m,
-            cv_ade_m = metrics.cv_ade_m,
-            promoted,
-            "trained and evaluated"
-        );
+        self.promote(&mut registry, entry)?;
+        let metrics = judged.metrics;
         Ok(TriggerOutcome {
             kind: record.kind,
             rule: record.rule,
@@ -497,10 +412,162 @@ impl DataLoop {
             cv_miss_rate: metrics.cv_miss_rate,
             eval_windows: metrics.windows,
             champion_before,
-            baseline_ade_m: baseline.0,
-            promoted,
-            warehouse_version,
+            baseline_ade_m: judged.baseline.0,
+            promoted: judged.promoted,
+            warehouse_version: warehouse.version(),
         })
+    }
+
+    /// Trigger step 1, mine (seed ¶40-¶45): a scheduled trigger exports every clip of the
+    /// warehouse to the file store (`exports/vNNNN-scheduled.arrow`); a manual one runs its
+    /// rule's predicate on the OLAP store and stores the mined ID list
+    /// (`id_lists/vNNNN-RULE.txt`). Returns the trigger's record and the stored object.
+    async fn mine(
+        &self,
+        kind: &TriggerKind,
+        warehouse: &Warehouse,
+        version: u32,
+        fired_at: &DateTime<Utc>,
+    ) -> Result<Mined> {
+        match kind {
+            TriggerKind::Scheduled => {
+                let batches = warehouse.export_all().await?;
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                let location = format!("exports/v{version:04}-scheduled.arrow");
+                let url = self.files.put(&location, ipc_file(&batches)?).await?;
+                tracing::info!(clips = rows, export = %url, "scheduled trigger: full export");
+                Ok(Mined {
+                    record: TriggerRecord {
+                        kind: "scheduled".to_owned(),
+                        rule: None,
+                        predicate: None,
+                        params: Default::default(),
+                        id_list: Some(url),
+                        clips: rows,
+                        fired_at: fired_at.to_rfc3339(),
+                    },
+                    location,
+                })
+            }
+            TriggerKind::Manual(request) => {
+                let resolved = trigger::resolve(request, &self.config.rules)?;
+                let ctx = crate::olap::session();
+                self.olap.register(&ctx).await?;
+                let ids = trigger::mine(&ctx, &resolved.predicate).await?;
+                let location = format!("id_lists/v{version:04}-{}.txt", resolved.name);
+                let url = self.files.put_id_list(&location, &ids).await?;
+                tracing::info!(rule = %resolved.name, ids = ids.len(), id_list = %url, "manual trigger: mined");
+                Ok(Mined {
+                    record: TriggerRecord {
+                        kind: "manual".to_owned(),
+                        rule: Some(resolved.name),
+                        predicate: Some(resolved.predicate),
+                        params: resolved.params,
+                        id_list: Some(url),
+                        clips: ids.len(),
+                        fired_at: fired_at.to_rfc3339(),
+                    },
+                    location,
+                })
+            }
+        }
+    }
+
+    /// Trigger step 2, take: reads back what [`DataLoop::mine`] stored (the training side
+    /// consumes the file store, seed ¶46) and returns the clips: the export decoded, or the
+    /// ID list taken from the warehouse ([`Warehouse::take`]).
+    async fn take(
+        &self,
+        warehouse: &Warehouse,
+        location: &str,
+        kind: &TriggerKind,
+    ) -> Result<Vec<StoredClip>> {
+        match kind {
+            TriggerKind::Scheduled => {
+                let exported = read_ipc_file(&self.files.get(location).await?)?;
+                warehouse::decode_rows(&exported)
+            }
+            TriggerKind::Manual(_) => {
+                let ids = self.files.get_id_list(location).await?;
+                warehouse.take(&ids).await
+            }
+        }
+    }
+
+    /// Trigger step 3, train (seed ¶49-¶50): fits the model on the training split of `selected`, from
+    /// `warm` when the trigger is incremental (progress bar "train").
+    async fn train(
+        &self,
+        selected: &[StoredClip],
+        warm: Option<TrajectoryModel>,
+    ) -> Result<(TrajectoryModel, model::TrainSummary)> {
+        let train_set: Vec<(String, AgentWindow)> = selected
+            .iter()
+            .filter(|c| c.split == "train")
+            .map(|c| {
+                (
+                    c.clip_id.clone(),
+                    AgentWindow::from_trajectory(&c.trajectory),
+                )
+            })
+            .collect();
+        let bar = self.bar(1, "train");
+        let progress_bar = bar.clone();
+        let fitted = tokio::task::spawn_blocking(move || {
+            model::train(&train_set, warm.as_ref(), |done, total| {
+                progress_bar.set_length(total as u64);
+                progress_bar.set_position(done as u64);
+            })
+        })
+        .await
+        .map_err(|e| Error::Fit(e.to_string()))??;
+        bar.finish_and_clear();
+        Ok(fitted)
+    }
+
+    /// Trigger step 4, evaluate: scores the candidate on the evaluation split, against the
+    /// champion when there is one and against constant velocity otherwise (seed ¶54-¶55).
+    async fn evaluate(
+        &self,
+        warehouse: &Warehouse,
+        candidate: &TrajectoryModel,
+        champion: Option<&(u32, TrajectoryModel)>,
+    ) -> Result<Judged> {
+        let eval_set = agent_windows(&warehouse.eval_split().await?);
+        let metrics = eval::evaluate(Some(candidate), &eval_set);
+        let baseline = match champion {
+            Some((_, m)) => {
+                let b = eval::evaluate(Some(m), &eval_set);
+                (b.ade_m, b.fde_m)
+            }
+            None => (metrics.cv_ade_m, metrics.cv_fde_m),
+        };
+        let promoted = eval::beats(&metrics, baseline.0, baseline.1);
+        Ok(Judged {
+            metrics,
+            baseline,
+            promoted,
+        })
+    }
+
+    /// Trigger step 5, promote: records the version in the registry, champion when it beat
+    /// the baseline (seed ¶55, ¶65), and saves the registry.
+    fn promote(&self, registry: &mut Registry, entry: ModelVersion) -> Result<()> {
+        let (version, promoted) = (entry.version, entry.promoted);
+        tracing::info!(
+            version,
+            mode = entry.mode.as_str(),
+            ade_m = entry.metrics.ade_m,
+            fde_m = entry.metrics.fde_m,
+            cv_ade_m = entry.metrics.cv_ade_m,
+            promoted,
+            "trained and evaluated"
+        );
+        registry.versions.push(entry);
+        if promoted {
+            registry.champion = Some(version);
+        }
+        registry.save(&self.data_dir)
     }
 
     /// Evaluates the champion and constant velocity on every window of the logs under `path`
@@ -537,6 +604,20 @@ impl DataLoop {
 
 /// Longest wait for another process's `ingest.lock` or `registry.lock`.
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// What [`DataLoop::mine`] stored: the trigger's record and the file-store location.
+struct Mined {
+    record: TriggerRecord,
+    location: String,
+}
+
+/// What [`DataLoop::evaluate`] found: the candidate's metrics, the baseline's (ADE, FDE) in
+/// metres, and whether the candidate beat it.
+struct Judged {
+    metrics: Metrics,
+    baseline: (f64, f64),
+    promoted: bool,
+}
 
 /// The champion of `registry` with its model, `None` when there is none.
 ///

@@ -16,11 +16,12 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::auth::BearerToken;
-use crate::cli::{out, start_service};
 use crate::closed_loop::{DataLoop, TriggerOutcome};
 use crate::config::Config;
 use crate::registry::Registry;
 use crate::report;
+use crate::report::out;
+use crate::service::start_service;
 use crate::warehouse::BeforeCommit;
 
 /// `dataloop demo` flags.

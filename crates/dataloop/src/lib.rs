@@ -21,6 +21,7 @@ pub mod registry;
 pub mod report;
 pub mod scheduler;
 pub mod server;
+pub mod service;
 pub mod sql_engine;
 pub mod take;
 pub mod trajectory;

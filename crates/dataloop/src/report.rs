@@ -153,3 +153,13 @@ pub fn plot(registry: &Registry, path: &Path) -> Result<()> {
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+/// Writes `text` (which ends with its own newline) to stdout; a closed pipe is not an error
+/// ([`svckit::cli::stdout_line`]).
+///
+/// # Errors
+/// Other write errors.
+pub fn out(text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    svckit::cli::stdout_line(text.strip_suffix('\n').unwrap_or(text)).context("writing to stdout")
+}
