@@ -355,3 +355,37 @@ async fn a_full_submission_queue_refuses_at_once() {
         Err(QueueError::Closed)
     ));
 }
+
+#[tokio::test]
+async fn a_broadcast_batch_is_recorded_in_one_commit() {
+    let (_dir, store) = store().await;
+    let items: Vec<Submission> = (0..20).map(queued).collect();
+    store.submit_batch(&items).await.unwrap();
+    let jobs = store
+        .claim_broadcasts("i", 2_000, Duration::from_secs(10), 100)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 20);
+    let finished: Vec<(BroadcastJob, BroadcastOutcome)> = jobs
+        .into_iter()
+        .map(|job| (job, BroadcastOutcome::Sent))
+        .collect();
+    let before = store.commits().get();
+    let created = store.finish_broadcasts(&finished, 2_100).await.unwrap();
+    assert_eq!(store.commits().get() - before, 1);
+    assert_eq!(created, vec![0; 20]);
+    for (job, _) in &finished {
+        let record = store.transaction(job.tx_hash).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.broadcast_count),
+            (TxStatus::Pending, 1)
+        );
+    }
+    assert!(
+        store
+            .claim_broadcasts("i", 60_000, Duration::from_secs(10), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
