@@ -1,5 +1,6 @@
 //! The broadcast worker: sends queued transactions to a node of their chain (seed ¶27) and
-//! retries transient failures (seed ¶44-45), taking jobs from the outbox.
+//! retries transient failures (seed ¶44-45), taking jobs from the outbox. The outcomes of
+//! one claimed batch are recorded in one database transaction.
 //!
 //! A job claimed for the second time or later (after a transient failure, or because the
 //! instance that claimed it crashed) first asks the node whether it already holds the
@@ -50,16 +51,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             if jobs.is_empty() {
                 break;
             }
-            let mut notified = 0;
-            let mut results = futures::stream::iter(jobs)
+            let finished: Vec<(BroadcastJob, BroadcastOutcome)> = futures::stream::iter(jobs)
                 .map(|job| {
                     let shared = Arc::clone(&shared);
-                    async move { send(&shared, &job).await }
+                    async move {
+                        let outcome = send(&shared, &job).await;
+                        outcome.map(|outcome| (job, outcome))
+                    }
                 })
-                .buffer_unordered(CONCURRENCY);
-            while let Some(created) = results.next().await {
-                notified += created;
-            }
+                .buffer_unordered(CONCURRENCY)
+                .filter_map(std::future::ready)
+                .collect()
+                .await;
+            let notified = record(&shared, &finished).await;
             if notified > 0 {
                 shared.wake_delivery.notify_one();
                 shared.wake_sessions.notify_waiters();
@@ -68,17 +72,44 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Sends one job's transaction and records the outcome; returns notifications created.
-async fn send(shared: &Shared, job: &BroadcastJob) -> usize {
+/// Records the outcomes of one claimed batch in one database transaction and tells the
+/// head follower what was sent; returns the notifications created.
+async fn record(shared: &Shared, finished: &[(BroadcastJob, BroadcastOutcome)]) -> usize {
+    if finished.is_empty() {
+        return 0;
+    }
+    let now = now_ms(shared.clock.as_ref());
+    match shared.store.finish_broadcasts(finished, now).await {
+        Ok(created) => {
+            for (job, outcome) in finished {
+                if matches!(outcome, BroadcastOutcome::Sent)
+                    && let Some(follower) = shared.wake_follow.get(&job.chain_id)
+                {
+                    // It may be in a block the follower has looked at already.
+                    follower.sent(job.tx_hash);
+                }
+            }
+            created.iter().sum()
+        }
+        Err(error) => {
+            warn!(%error, count = finished.len(), "recording broadcasts failed; their leases will expire and they are retried");
+            0
+        }
+    }
+}
+
+/// Sends one job's transaction; answers the outcome to record (`None`: nothing to record,
+/// the lease brings the job back).
+async fn send(shared: &Shared, job: &BroadcastJob) -> Option<BroadcastOutcome> {
     let Some(node) = shared.nodes.get(&job.chain_id) else {
         warn!(chain_id = job.chain_id, tx_hash = %job.tx_hash, "job for an unconfigured chain; left for another instance");
-        return 0;
+        return None;
     };
     let facts = match shared.store.broadcast_facts(job.tx_hash).await {
         Ok(facts) => facts,
         Err(error) => {
             warn!(%error, tx_hash = %job.tx_hash, "reading a job's transaction failed");
-            return 0;
+            return None;
         }
     };
     let now = now_ms(shared.clock.as_ref());
@@ -131,18 +162,5 @@ async fn send(shared: &Shared, job: &BroadcastJob) -> usize {
         }
         outcome
     };
-    let sent = matches!(outcome, BroadcastOutcome::Sent);
-    match shared.store.finish_broadcast(job, &outcome, now).await {
-        Ok(created) => {
-            if sent && let Some(follower) = shared.wake_follow.get(&job.chain_id) {
-                // It may be in a block the follower has looked at already.
-                follower.sent(job.tx_hash);
-            }
-            created
-        }
-        Err(error) => {
-            warn!(%error, tx_hash = %job.tx_hash, "recording a broadcast failed; the lease will expire and it is retried");
-            0
-        }
-    }
+    Some(outcome)
 }

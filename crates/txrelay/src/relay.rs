@@ -119,6 +119,11 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
     let store = Store::open(&settings.database_url, settings.max_connections).await?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    registry.sub_registry_with_prefix("txrelay").register(
+        "db_commits",
+        "Database transactions committed by this instance (submissions are group-committed)",
+        store.commits(),
+    );
     let nodes = nodes(&settings, &metrics).await?;
     let released = store.release_claims(&settings.instance_id).await?;
     if released > 0 {
@@ -145,6 +150,9 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         .map(|id| (*id, crate::state::FollowSignal::default()))
         .collect();
     let grants = crate::state::GrantCache::new(settings.key_cache);
+    let cancel = CancellationToken::new();
+    let (submits, writer) =
+        crate::store::GroupCommit::start(store.clone(), settings.group_commit, cancel.clone());
     let shared = Arc::new(Shared {
         policy: AccountPolicy::new(
             settings.account_mode,
@@ -153,6 +161,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         ),
         settings,
         store,
+        submits,
         nodes,
         gate,
         outbound,
@@ -168,9 +177,12 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         wake_sessions: Notify::new(),
         session_seq: AtomicU64::new(0),
         readiness: tokio::sync::Mutex::new(None),
-        cancel: CancellationToken::new(),
+        cancel,
     });
     let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        let _ = writer.await;
+    });
     tasks.spawn(crate::broadcast::run(Arc::clone(&shared)));
     tasks.spawn(crate::webhook::run(Arc::clone(&shared)));
     for chain_id in shared.nodes.keys() {

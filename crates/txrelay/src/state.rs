@@ -21,7 +21,7 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::node::NodeClient;
 use crate::outbound::Outbound;
-use crate::store::Store;
+use crate::store::{GroupCommit, Store};
 use crate::validate::AccountPolicy;
 
 /// Most accounts whose nonce is cached (the cache is cleared when full).
@@ -161,6 +161,8 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     /// The database.
     pub(crate) store: Store,
+    /// The group-commit writer of submissions.
+    pub(crate) submits: GroupCommit,
     /// One client per configured chain, by chain id.
     pub(crate) nodes: BTreeMap<u64, NodeClient>,
     /// Which accounts may submit.

@@ -39,7 +39,7 @@ use crate::error::RejectReason;
 use crate::node::Receipt;
 use crate::state::Shared;
 use crate::store::idempotency::Begin;
-use crate::store::{NotificationRecord, TxRecord, TxStatus};
+use crate::store::{NotificationRecord, QueueError, Submission, TxRecord, TxStatus};
 use crate::validate::check_transaction;
 
 /// The `Idempotency-Key` request header.
@@ -288,18 +288,38 @@ async fn submit_inner(
                 .to_owned(),
         ));
     }
-    let admission = shared
-        .store
-        .submit(&signed, &request.device, request.idempotent, now, window)
-        .await?;
+    let hash = signed.hash;
+    let submission = Submission {
+        signed,
+        device: request.device.clone(),
+        idempotent: request.idempotent,
+        now_ms: now,
+        window,
+    };
+    let admission = match shared.submits.submit(submission).await {
+        Ok(admission) => admission,
+        Err(QueueError::Full) => {
+            return Err(AppError::Unavailable(
+                "queue_full",
+                "the relay is writing as many submissions as it can; retry shortly".to_owned(),
+            ));
+        }
+        Err(QueueError::Closed) => {
+            return Err(AppError::Unavailable(
+                "shutting_down",
+                "the relay is stopping; retry against another instance".to_owned(),
+            ));
+        }
+        Err(QueueError::Store(error)) => return Err(error.into()),
+    };
     if admission != Admission::Duplicate {
         shared.wake_broadcast.notify_one();
     }
-    debug!(tx_hash = %signed.hash, chain_id, device = %request.device, ?admission, "submission accepted");
+    debug!(tx_hash = %hash, chain_id, device = %request.device, ?admission, "submission accepted");
     Ok((
         StatusCode::ACCEPTED,
         Json(SubmitResponse {
-            tx_hash: signed.hash,
+            tx_hash: hash,
             duplicate: admission == Admission::Duplicate,
             status: TxStatus::Queued.as_str().to_owned(),
             receipt: None,

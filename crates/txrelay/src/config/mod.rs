@@ -114,6 +114,14 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Pool size for PostgreSQL, 1..=64 (SQLite always uses one connection: one writer).
     pub max_connections: u32,
+    /// Most submissions group-committed in one database transaction, 1..=4096 (default 256).
+    pub commit_batch: u32,
+    /// How long the submission writer waits for more submissions after the first of a
+    /// batch, in milliseconds, 0..=1000 (default 2).
+    pub commit_linger_ms: u64,
+    /// Submissions waiting for the writer before the API answers 503 with `Retry-After`,
+    /// 1..=1 000 000 (default 8192).
+    pub submit_queue: u32,
 }
 
 impl Default for DatabaseConfig {
@@ -121,6 +129,9 @@ impl Default for DatabaseConfig {
         Self {
             url: "sqlite://txrelay.db".to_owned(),
             max_connections: 8,
+            commit_batch: 256,
+            commit_linger_ms: 2,
+            submit_queue: 8192,
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct Settings {
     pub database_url: SafeUrl,
     /// PostgreSQL pool size.
     pub max_connections: u32,
+    /// Group commit of submissions (batch, linger, queue bound).
+    pub group_commit: crate::store::GroupSettings,
     /// Encrypts webhook secrets at rest.
     pub secrets: SecretBox,
     /// Sign-in settings.
@@ -371,6 +373,26 @@ impl Config {
                 1,
                 64,
             )?,
+            group_commit: crate::store::GroupSettings {
+                max_batch: count(
+                    "database.commit_batch",
+                    u64::from(self.database.commit_batch),
+                    1,
+                    4096,
+                )? as usize,
+                linger: ms(
+                    "database.commit_linger_ms",
+                    self.database.commit_linger_ms,
+                    0,
+                    1_000,
+                )?,
+                queue: count(
+                    "database.submit_queue",
+                    u64::from(self.database.submit_queue),
+                    1,
+                    1_000_000,
+                )? as usize,
+            },
             secrets,
             sign_in: SignInSettings {
                 domain: a.domain.trim().to_owned(),

@@ -98,7 +98,7 @@ impl Store {
                 }
             }
         };
-        tx.commit().await.map_err(q("commit"))?;
+        self.commit(tx).await?;
         Ok(outcome)
     }
 

@@ -89,7 +89,7 @@ impl Store {
                 (true, _, _) => Begin::InProgress,
             }
         };
-        tx.commit().await.map_err(q("commit"))?;
+        self.commit(tx).await?;
         Ok(begin)
     }
 

@@ -150,25 +150,58 @@ impl Store {
         outcome: &BroadcastOutcome,
         now_ms: u64,
     ) -> Result<usize, StoreError> {
-        let hash = Db(job.tx_hash);
         let mut tx = self.pool.begin().await.map_err(q("begin"))?;
-        let mut created = 0;
-        match outcome {
-            BroadcastOutcome::RetryAt(at) => {
-                sqlx::query(
-                    "UPDATE broadcast_jobs SET next_attempt_at_ms = $1, locked_by = NULL, \
+        let created = finish_in(&mut tx, job, outcome, now_ms).await?;
+        self.commit(tx).await?;
+        Ok(created)
+    }
+
+    /// Records the outcomes of several broadcast attempts in one database transaction (see
+    /// [`Self::finish_broadcast`]); answers the notifications created, in input order.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is recorded then.
+    pub async fn finish_broadcasts(
+        &self,
+        finished: &[(BroadcastJob, BroadcastOutcome)],
+        now_ms: u64,
+    ) -> Result<Vec<usize>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let mut created = Vec::with_capacity(finished.len());
+        for (job, outcome) in finished {
+            created.push(finish_in(&mut tx, job, outcome, now_ms).await?);
+        }
+        self.commit(tx).await?;
+        Ok(created)
+    }
+}
+
+/// The statements recording one broadcast outcome inside `tx`; answers the notifications
+/// created.
+async fn finish_in(
+    tx: &mut Tx<'_>,
+    job: &BroadcastJob,
+    outcome: &BroadcastOutcome,
+    now_ms: u64,
+) -> Result<usize, StoreError> {
+    let hash = Db(job.tx_hash);
+    let mut created = 0;
+    match outcome {
+        BroadcastOutcome::RetryAt(at) => {
+            sqlx::query(
+                "UPDATE broadcast_jobs SET next_attempt_at_ms = $1, locked_by = NULL, \
                      locked_until_ms = NULL, last_error = $2 WHERE id = $3",
-                )
-                .bind(int(*at))
-                .bind("transient node failure")
-                .bind(job.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("retry broadcast"))?;
-            }
-            BroadcastOutcome::Sent => {
-                close_job(&mut tx, job.id, None, now_ms).await?;
-                sqlx::query(
+            )
+            .bind(int(*at))
+            .bind("transient node failure")
+            .bind(job.id)
+            .execute(&mut **tx)
+            .await
+            .map_err(q("retry broadcast"))?;
+        }
+        BroadcastOutcome::Sent => {
+            close_job(tx, job.id, None, now_ms).await?;
+            sqlx::query(
                     "UPDATE transactions SET \
                      status = CASE WHEN status IN ('queued', 'rejected') THEN 'pending' ELSE status END, \
                      finalized = CASE WHEN status = 'rejected' THEN 0 ELSE finalized END, \
@@ -178,54 +211,51 @@ impl Store {
                 )
                 .bind(int(now_ms))
                 .bind(hash)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(q("mark sent"))?;
-            }
-            BroadcastOutcome::Skipped => {
-                close_job(&mut tx, job.id, None, now_ms).await?;
-            }
-            BroadcastOutcome::NonceConflict => {
-                close_job(&mut tx, job.id, Some("nonce too low"), now_ms).await?;
-                sqlx::query(
-                    "UPDATE transactions SET nonce_conflicts = nonce_conflicts + 1, updated_at_ms = $1 \
+        }
+        BroadcastOutcome::Skipped => {
+            close_job(tx, job.id, None, now_ms).await?;
+        }
+        BroadcastOutcome::NonceConflict => {
+            close_job(tx, job.id, Some("nonce too low"), now_ms).await?;
+            sqlx::query(
+                "UPDATE transactions SET nonce_conflicts = nonce_conflicts + 1, updated_at_ms = $1 \
                      WHERE tx_hash = $2 AND status = 'pending'",
-                )
-                .bind(int(now_ms))
-                .bind(hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(q("count conflict"))?;
-            }
-            BroadcastOutcome::Rejected(reason) => {
-                close_job(&mut tx, job.id, Some(reason), now_ms).await?;
-                let changed = sqlx::query(
+            )
+            .bind(int(now_ms))
+            .bind(hash)
+            .execute(&mut **tx)
+            .await
+            .map_err(q("count conflict"))?;
+        }
+        BroadcastOutcome::Rejected(reason) => {
+            close_job(tx, job.id, Some(reason), now_ms).await?;
+            let changed = sqlx::query(
                     "UPDATE transactions SET status = 'rejected', finalized = 1, error = $1, updated_at_ms = $2 \
                      WHERE tx_hash = $3 AND status IN ('queued', 'pending')",
                 )
                 .bind(reason)
                 .bind(int(now_ms))
                 .bind(hash)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(q("reject"))?
                 .rows_affected();
-                if changed == 1
-                    && let Some(record) = tx_in(&mut tx, job.tx_hash).await?
-                {
-                    let notice = Notice {
-                        error: Some(reason.clone()),
-                        ..Notice::of(EventStatus::Rejected)
-                    };
-                    let event = make_event(&record, notice, 0, now_ms);
-                    created =
-                        insert_notifications(&mut tx, &record, &event, (now_ms, None)).await?;
-                }
+            if changed == 1
+                && let Some(record) = tx_in(tx, job.tx_hash).await?
+            {
+                let notice = Notice {
+                    error: Some(reason.clone()),
+                    ..Notice::of(EventStatus::Rejected)
+                };
+                let event = make_event(&record, notice, 0, now_ms);
+                created = insert_notifications(tx, &record, &event, (now_ms, None)).await?;
             }
         }
-        tx.commit().await.map_err(q("commit"))?;
-        Ok(created)
     }
+    Ok(created)
 }
 
 /// Enqueues a broadcast job for `hash`, due now.

@@ -344,7 +344,7 @@ impl Store {
                 .await
                 .map_err(q("record delivery"))?;
         }
-        tx.commit().await.map_err(q("commit"))
+        self.commit(tx).await
     }
 
     /// Claims the oldest pending notification of the webhook `target`, due or not: the probe

@@ -273,3 +273,119 @@ async fn tracked_pages_see_every_transaction_once() {
     assert_eq!(seen.len(), 7, "{seen:?}");
     assert_eq!(unique.len(), 7);
 }
+
+fn queued(nonce: u64) -> Submission {
+    Submission {
+        signed: signed(nonce),
+        device: "d".to_owned(),
+        idempotent: true,
+        now_ms: 1_000,
+        window: Duration::from_secs(60),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_submissions_share_commits() {
+    const K: u64 = 200;
+    let (_dir, store) = store().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let settings = GroupSettings {
+        max_batch: 256,
+        linger: Duration::from_millis(2),
+        queue: 1_024,
+    };
+    let (group, writer) = GroupCommit::start(store.clone(), settings, cancel.clone());
+    let before = store.commits().get();
+    let mut items: Vec<Submission> = (0..K).map(queued).collect();
+    // The same transaction twice in one batch: the second sees the first.
+    items.push(queued(0));
+    let answers = futures::future::join_all(items.into_iter().map(|item| group.submit(item))).await;
+    let commits = store.commits().get() - before;
+    let admissions: Vec<Admission> = answers.into_iter().map(Result::unwrap).collect();
+    assert!(
+        admissions[..K as usize]
+            .iter()
+            .all(|a| *a == Admission::New)
+    );
+    assert_eq!(admissions[K as usize], Admission::Duplicate);
+    assert!(
+        commits * 10 < K,
+        "{commits} commits for {K} concurrent submissions"
+    );
+    // Every answered submission is committed: its broadcast job is there.
+    let jobs = store
+        .claim_broadcasts("i", 2_000, Duration::from_secs(10), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), K as usize);
+    cancel.cancel();
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_submission_queue_refuses_at_once() {
+    let (_dir, store) = store().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let settings = GroupSettings {
+        max_batch: 1,
+        linger: Duration::ZERO,
+        queue: 2,
+    };
+    let (group, writer) = GroupCommit::start(store.clone(), settings, cancel.clone());
+    // On this single-threaded runtime the writer cannot run while the five submissions are
+    // first polled together: two fit in the queue, three are refused.
+    let answers = futures::future::join_all((0..5).map(|nonce| group.submit(queued(nonce)))).await;
+    let full = answers
+        .iter()
+        .filter(|a| matches!(a, Err(QueueError::Full)))
+        .count();
+    assert_eq!(full, 3, "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| matches!(a, Ok(Admission::New)))
+            .count(),
+        2
+    );
+    // After a stop, queued work is committed and new work is refused.
+    cancel.cancel();
+    writer.await.unwrap();
+    assert!(matches!(
+        group.submit(queued(9)).await,
+        Err(QueueError::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn a_broadcast_batch_is_recorded_in_one_commit() {
+    let (_dir, store) = store().await;
+    let items: Vec<Submission> = (0..20).map(queued).collect();
+    store.submit_batch(&items).await.unwrap();
+    let jobs = store
+        .claim_broadcasts("i", 2_000, Duration::from_secs(10), 100)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 20);
+    let finished: Vec<(BroadcastJob, BroadcastOutcome)> = jobs
+        .into_iter()
+        .map(|job| (job, BroadcastOutcome::Sent))
+        .collect();
+    let before = store.commits().get();
+    let created = store.finish_broadcasts(&finished, 2_100).await.unwrap();
+    assert_eq!(store.commits().get() - before, 1);
+    assert_eq!(created, vec![0; 20]);
+    for (job, _) in &finished {
+        let record = store.transaction(job.tx_hash).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.broadcast_count),
+            (TxStatus::Pending, 1)
+        );
+    }
+    assert!(
+        store
+            .claim_broadcasts("i", 60_000, Duration::from_secs(10), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,9 +1,8 @@
-//! Transactions: submissions (seed ¶24-36), which device sent which hash (¶41-42), and the
-//! tracker's decisions about a transaction's life on chain (¶37-38, ¶44-45), each written with
+//! Transactions: reads of stored transactions, which device sent which hash (¶41-42), and
+//! the tracker's decisions about a transaction's life on chain (¶37-38, ¶44-45), each written with
 //! the broadcast jobs and notifications it causes.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
 use sqlx::any::AnyRow;
@@ -12,12 +11,10 @@ use sqlx::{FromRow, Row};
 use super::codec::{Db, DbText, RowExt, db_text_enum, int};
 use super::notifications::{Notice, insert_notifications, make_event};
 use super::{Store, Tx, q};
-use crate::core::window::{Admission, admit};
 use crate::core::{Inclusion, Phase, Step, Tracked};
 use crate::error::StoreError;
 use crate::event::EventStatus;
 use crate::node::Receipt;
-use crate::validate::SignedTx;
 
 /// A transaction's status as stored and reported by `GET /v1/transactions/{hash}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,107 +240,6 @@ impl Store {
             .map_err(q("accepted at"))
     }
 
-    /// Records a submission that is a duplicate within the window (nothing is sent).
-    ///
-    /// # Errors
-    /// [`StoreError::Query`].
-    pub async fn record_duplicate(
-        &self,
-        hash: B256,
-        device: &str,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
-        record_submission(&mut tx, hash, device, true, true, now_ms).await?;
-        tx.commit().await.map_err(q("commit"))
-    }
-
-    /// Records a validated submission and, unless it is a duplicate, the broadcast job that
-    /// sends it, in one database transaction (seed ¶30-36 via [`admit`]). Concurrent
-    /// identical submissions serialize on the hash's primary key: exactly one is `New`.
-    ///
-    /// # Errors
-    /// [`StoreError::Query`].
-    pub async fn submit(
-        &self,
-        signed: &SignedTx,
-        device: &str,
-        idempotent: bool,
-        now_ms: u64,
-        window: Duration,
-    ) -> Result<Admission, StoreError> {
-        let hash = Db(signed.hash);
-        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
-        let inserted = sqlx::query(
-            "INSERT INTO transactions (tx_hash, chain_id, sender, recipient, nonce, raw, status, \
-             accepted_at_ms, last_activity_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $7) ON CONFLICT (tx_hash) DO NOTHING",
-        )
-        .bind(hash)
-        .bind(int(signed.chain_id))
-        .bind(Db(signed.sender))
-        .bind(signed.recipient.map(Db))
-        .bind(int(signed.nonce))
-        .bind(hex::encode(&signed.raw))
-        .bind(int(now_ms))
-        .execute(&mut *tx)
-        .await
-        .map_err(q("insert transaction"))?
-        .rows_affected();
-        let admission = if inserted == 1 {
-            Admission::New
-        } else {
-            let row = sqlx::query("SELECT accepted_at_ms FROM transactions WHERE tx_hash = $1")
-                .bind(hash)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(q("read transaction"))?;
-            let accepted_at: u64 = row.uint("accepted_at_ms").map_err(q("read transaction"))?;
-            match admit(Some(accepted_at), idempotent, now_ms, window) {
-                Admission::Resend if idempotent => {
-                    // Restart the window; a concurrent submission that restarted it first
-                    // makes this one a duplicate.
-                    let restarted = sqlx::query(
-                        "UPDATE transactions SET accepted_at_ms = $1, updated_at_ms = $1 \
-                         WHERE tx_hash = $2 AND accepted_at_ms = $3",
-                    )
-                    .bind(int(now_ms))
-                    .bind(hash)
-                    .bind(int(accepted_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q("restart window"))?
-                    .rows_affected();
-                    if restarted == 1 {
-                        Admission::Resend
-                    } else {
-                        Admission::Duplicate
-                    }
-                }
-                other => other,
-            }
-        };
-        if admission != Admission::Duplicate {
-            let reason = if admission == Admission::New {
-                "accepted"
-            } else {
-                "resubmitted"
-            };
-            super::jobs::insert_job(&mut tx, signed.hash, signed.chain_id, reason, now_ms).await?;
-        }
-        record_submission(
-            &mut tx,
-            signed.hash,
-            device,
-            idempotent,
-            admission == Admission::Duplicate,
-            now_ms,
-        )
-        .await?;
-        tx.commit().await.map_err(q("commit"))?;
-        Ok(admission)
-    }
-
     /// A stored transaction.
     ///
     /// # Errors
@@ -512,7 +408,7 @@ impl Store {
         for decision in decisions {
             applied.push(apply_in(&mut tx, decision, confirmations, now_ms).await?);
         }
-        tx.commit().await.map_err(q("commit"))?;
+        self.commit(tx).await?;
         Ok(applied)
     }
 
@@ -545,7 +441,7 @@ impl Store {
             super::jobs::insert_job(&mut tx, record.tx_hash, record.chain_id, "dropped", now_ms)
                 .await?;
         }
-        tx.commit().await.map_err(q("commit"))?;
+        self.commit(tx).await?;
         Ok(Applied {
             changed,
             notifications: 0,
@@ -561,35 +457,6 @@ pub(super) async fn tx_in(tx: &mut Tx<'_>, hash: B256) -> Result<Option<TxRecord
         .fetch_optional(&mut **tx)
         .await
         .map_err(q("get transaction"))
-}
-
-async fn record_submission(
-    tx: &mut Tx<'_>,
-    hash: B256,
-    device: &str,
-    idempotent: bool,
-    duplicate: bool,
-    now_ms: u64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO submissions (tx_hash, device, idempotent, duplicate, received_at_ms) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(Db(hash))
-    .bind(device)
-    .bind(i64::from(idempotent))
-    .bind(i64::from(duplicate))
-    .bind(int(now_ms))
-    .execute(&mut **tx)
-    .await
-    .map_err(q("record submission"))?;
-    sqlx::query("INSERT INTO tx_devices (tx_hash, device) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(Db(hash))
-        .bind(device)
-        .execute(&mut **tx)
-        .await
-        .map_err(q("record device"))?;
-    Ok(())
 }
 
 /// The values of one conditional inclusion update.

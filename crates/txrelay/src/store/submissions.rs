@@ -1,0 +1,199 @@
+//! Submissions (seed ¶24-36): the transaction row, its first broadcast job and the
+//! `submissions` / `tx_devices` rows of one submission, written together; several
+//! submissions may share one database transaction ([`Store::submit_batch`], used by the
+//! group-commit writer in [`super::group`]).
+
+use std::time::Duration;
+
+use alloy::primitives::B256;
+
+use super::codec::{Db, RowExt, int};
+use super::{Store, Tx, q};
+use crate::core::window::{Admission, admit};
+use crate::error::StoreError;
+use crate::validate::SignedTx;
+
+/// One validated submission to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The transaction.
+    pub signed: SignedTx,
+    /// The sending device.
+    pub device: String,
+    /// Idempotency control of the request (seed ¶30-36).
+    pub idempotent: bool,
+    /// When it was received, Unix ms.
+    pub now_ms: u64,
+    /// The idempotency window.
+    pub window: Duration,
+}
+
+impl Store {
+    /// Records a submission that is a duplicate within the window (nothing is sent).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn record_duplicate(
+        &self,
+        hash: B256,
+        device: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        record_submission(&mut tx, hash, device, true, true, now_ms).await?;
+        self.commit(tx).await
+    }
+
+    /// Records a validated submission and, unless it is a duplicate, the broadcast job that
+    /// sends it, in one database transaction (seed ¶30-36 via [`admit`]). Concurrent
+    /// identical submissions serialize on the hash's primary key: exactly one is `New`.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn submit(
+        &self,
+        signed: &SignedTx,
+        device: &str,
+        idempotent: bool,
+        now_ms: u64,
+        window: Duration,
+    ) -> Result<Admission, StoreError> {
+        let item = Submission {
+            signed: signed.clone(),
+            device: device.to_owned(),
+            idempotent,
+            now_ms,
+            window,
+        };
+        let mut answers = self.submit_batch(std::slice::from_ref(&item)).await?;
+        answers.pop().ok_or(StoreError::Corrupt {
+            what: "submission batch",
+            value: "no answer".to_owned(),
+        })
+    }
+
+    /// Records `items` as [`Self::submit`] does, all in one database transaction (one
+    /// commit for the batch), in order: a later item with the same hash sees the earlier
+    /// one. Answers one admission per item, in input order.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`]; nothing of the batch is recorded then.
+    pub async fn submit_batch(&self, items: &[Submission]) -> Result<Vec<Admission>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let mut answers = Vec::with_capacity(items.len());
+        for item in items {
+            answers.push(submit_in(&mut tx, item).await?);
+        }
+        self.commit(tx).await?;
+        Ok(answers)
+    }
+}
+
+/// The statements of one submission inside `tx`.
+async fn submit_in(tx: &mut Tx<'_>, item: &Submission) -> Result<Admission, StoreError> {
+    let Submission {
+        signed,
+        device,
+        idempotent,
+        now_ms,
+        window,
+    } = item;
+    let (idempotent, now_ms) = (*idempotent, *now_ms);
+    let hash = Db(signed.hash);
+    let inserted = sqlx::query(
+        "INSERT INTO transactions (tx_hash, chain_id, sender, recipient, nonce, raw, status, \
+         accepted_at_ms, last_activity_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $7, $7) ON CONFLICT (tx_hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(int(signed.chain_id))
+    .bind(Db(signed.sender))
+    .bind(signed.recipient.map(Db))
+    .bind(int(signed.nonce))
+    .bind(hex::encode(&signed.raw))
+    .bind(int(now_ms))
+    .execute(&mut **tx)
+    .await
+    .map_err(q("insert transaction"))?
+    .rows_affected();
+    let admission = if inserted == 1 {
+        Admission::New
+    } else {
+        let row = sqlx::query("SELECT accepted_at_ms FROM transactions WHERE tx_hash = $1")
+            .bind(hash)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(q("read transaction"))?;
+        let accepted_at: u64 = row.uint("accepted_at_ms").map_err(q("read transaction"))?;
+        match admit(Some(accepted_at), idempotent, now_ms, *window) {
+            Admission::Resend if idempotent => {
+                // Restart the window; a concurrent submission that restarted it first
+                // makes this one a duplicate.
+                let restarted = sqlx::query(
+                    "UPDATE transactions SET accepted_at_ms = $1, updated_at_ms = $1 \
+                     WHERE tx_hash = $2 AND accepted_at_ms = $3",
+                )
+                .bind(int(now_ms))
+                .bind(hash)
+                .bind(int(accepted_at))
+                .execute(&mut **tx)
+                .await
+                .map_err(q("restart window"))?
+                .rows_affected();
+                if restarted == 1 {
+                    Admission::Resend
+                } else {
+                    Admission::Duplicate
+                }
+            }
+            other => other,
+        }
+    };
+    if admission != Admission::Duplicate {
+        let reason = if admission == Admission::New {
+            "accepted"
+        } else {
+            "resubmitted"
+        };
+        super::jobs::insert_job(tx, signed.hash, signed.chain_id, reason, now_ms).await?;
+    }
+    record_submission(
+        tx,
+        signed.hash,
+        device,
+        idempotent,
+        admission == Admission::Duplicate,
+        now_ms,
+    )
+    .await?;
+    Ok(admission)
+}
+
+async fn record_submission(
+    tx: &mut Tx<'_>,
+    hash: B256,
+    device: &str,
+    idempotent: bool,
+    duplicate: bool,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO submissions (tx_hash, device, idempotent, duplicate, received_at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Db(hash))
+    .bind(device)
+    .bind(i64::from(idempotent))
+    .bind(i64::from(duplicate))
+    .bind(int(now_ms))
+    .execute(&mut **tx)
+    .await
+    .map_err(q("record submission"))?;
+    sqlx::query("INSERT INTO tx_devices (tx_hash, device) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(Db(hash))
+        .bind(device)
+        .execute(&mut **tx)
+        .await
+        .map_err(q("record device"))?;
+    Ok(())
+}
