@@ -1,0 +1,55 @@
+use super::*;
+
+fn small(peers: usize, seconds: u64) -> SimConfig {
+    SimConfig {
+        peers,
+        seconds,
+        seed: 7,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn same_seed_gives_the_same_report() {
+    let config = small(12, 20);
+    let a = run(&config, Policy::LeastCovered).unwrap();
+    let b = run(&config, Policy::LeastCovered).unwrap();
+    assert_eq!(a, b);
+    // And the seed matters: another seed draws other capacities and RTTs.
+    let other = run(&SimConfig { seed: 8, ..config }, Policy::LeastCovered).unwrap();
+    assert_ne!(a, other);
+}
+
+#[test]
+fn cdn_only_sends_every_block_from_the_cdn_to_every_peer() {
+    // Everyone joins before the first block and nobody leaves: each peer plays the whole
+    // stream, so the CDN sends exactly peers x stream.
+    let config = SimConfig {
+        join_spread_ms: 0,
+        leave_share: 0.0,
+        ..small(10, 20)
+    };
+    let r = run(&config, Policy::CdnOnly).unwrap();
+    assert_eq!(r.p2p_bytes, 0);
+    assert_eq!(r.p2p_ratio, 0.0);
+    assert!(r.stream_bytes > 0);
+    assert_eq!(r.cdn_bytes, 10 * r.stream_bytes);
+    assert_eq!(r.upload_max_x, 0.0);
+}
+
+#[test]
+fn least_covered_on_a_small_swarm_is_mostly_p2p() {
+    // With the default playout delay (4) and urgent zone (2) only about one block's time is
+    // left for P2P, so a 1.5x-upload prefetcher cannot fan a block out in time; 8 blocks of
+    // delay leave room (at most 5/6 of the bytes can come from peers with 6 peers).
+    let mut config = SimConfig {
+        leave_share: 0.0,
+        ..small(6, 60)
+    };
+    config.sched.playout_delay_blocks = 8;
+    let r = run(&config, Policy::LeastCovered).unwrap();
+    assert!(r.p2p_ratio > 0.5, "{r:?}");
+    assert!(r.continuity > 0.9, "{r:?}");
+    assert!(r.upload_max_x > 0.0, "{r:?}");
+    assert!(r.tracker_bytes_per_event > 0, "{r:?}");
+}
