@@ -24,7 +24,7 @@ use svckit::redact::Secret;
 
 use crate::block::BlockInfo;
 use crate::error::Error;
-use crate::sched::{Action, PeerId, SchedConfig, Scheduler, Source};
+use crate::sched::{Action, PeerId, SchedConfig, Scheduler, Source, Verdict};
 use crate::substream::Layout;
 use crate::tracker::{Contact, Session, Swarm, TrackerConfig, View};
 
@@ -126,13 +126,17 @@ pub struct Report {
     pub peers: usize,
     /// Blocks the origin cut.
     pub blocks: u64,
-    /// Bytes received from peers / all bytes received.
+    /// Of the blocks peers kept (first copy of each), the share of bytes that came from
+    /// peers. Copies that arrived after another (a late P2P block whose urgent CDN fetch won,
+    /// or the reverse) are not counted here but in `duplicate_share`.
     pub p2p_ratio: f64,
+    /// Bytes received twice (the second copy of a block) / all bytes received.
+    pub duplicate_share: f64,
     /// Bytes the CDN sent (prefetch and urgent fetches).
     pub cdn_bytes: u64,
     /// Bytes of one copy of the stream (`blocks × block size`).
     pub stream_bytes: u64,
-    /// Bytes received from peers.
+    /// Bytes received from peers (every copy).
     pub p2p_bytes: u64,
     /// Share of the blocks played without a stall before them.
     pub continuity: f64,
@@ -224,6 +228,10 @@ struct Sim<'a> {
     blocks: u64,
     cdn_bytes: u64,
     p2p_bytes: u64,
+    /// First copies kept, by origin: from peers, from the CDN; and second copies.
+    kept_p2p: u64,
+    kept_cdn: u64,
+    duplicate_bytes: u64,
     churn_bytes: Vec<u64>,
 }
 
@@ -288,6 +296,9 @@ pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
         blocks,
         cdn_bytes: 0,
         p2p_bytes: 0,
+        kept_p2p: 0,
+        kept_cdn: 0,
+        duplicate_bytes: 0,
         churn_bytes: Vec::new(),
     };
     let block_us = u64::from(config.block_ms) * 1000;
@@ -560,8 +571,16 @@ impl Sim<'_> {
             self.p2p_bytes += self.config.block_bytes();
         }
         let data = block.to_le_bytes();
-        if let Some(s) = self.peers[to].sched.as_mut() {
-            s.on_block(block, source, &data);
+        let size = self.config.block_bytes();
+        match self.peers[to]
+            .sched
+            .as_mut()
+            .map(|s| s.on_block(block, source, &data))
+        {
+            Some(Verdict::Accepted) if from.is_some() => self.kept_p2p += size,
+            Some(Verdict::Accepted) => self.kept_cdn += size,
+            Some(Verdict::Duplicate) => self.duplicate_bytes += size,
+            _ => {}
         }
         // Serve the requests held for this block.
         if let Some(askers) = self.peers[to].held.remove(&block) {
@@ -680,7 +699,8 @@ impl Sim<'_> {
             policy: self.policy,
             peers: self.config.peers,
             blocks: self.blocks,
-            p2p_ratio: ratio(self.p2p_bytes as f64, received as f64),
+            p2p_ratio: ratio(self.kept_p2p as f64, (self.kept_p2p + self.kept_cdn) as f64),
+            duplicate_share: ratio(self.duplicate_bytes as f64, received as f64),
             cdn_bytes: self.cdn_bytes,
             stream_bytes: self.blocks * self.config.block_bytes(),
             p2p_bytes: self.p2p_bytes,
@@ -738,14 +758,15 @@ pub fn compare(base: &SimConfig, peers: &[usize]) -> Result<Vec<Report>, Error> 
 /// The reports as one text table, a row per (peers, policy).
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::from(
-        "peers  policy         p2p    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event\n",
+        "peers  policy         p2p    dup    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event\n",
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<6} {:<14} {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}\n",
+            "{:<6} {:<14} {:>5.3}  {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}\n",
             r.peers,
             r.policy.name(),
             r.p2p_ratio,
+            r.duplicate_share,
             r.cdn_per_stream(),
             r.continuity,
             r.startup_p50_ms,

@@ -40,10 +40,12 @@ fn cdn_only_sends_every_block_from_the_cdn_to_every_peer() {
 #[test]
 fn least_covered_on_a_small_swarm_is_mostly_p2p() {
     // With the default playout delay (4) and urgent zone (2) only about one block's time is
-    // left for P2P, so a 1.5x-upload prefetcher cannot fan a block out in time; 8 blocks of
-    // delay leave room (at most 5/6 of the bytes can come from peers with 6 peers).
+    // left for P2P, and a peer uploading below (n-1)/n of the bitrate, the only CDN
+    // prefetcher of its substream, falls behind for good. So this swarm has room: 8 blocks of
+    // delay and 3x mean upload (at most 5/6 of the bytes can come from peers with 6 peers).
     let mut config = SimConfig {
         leave_share: 0.0,
+        upload_mean_x: 3.0,
         ..small(6, 60)
     };
     config.sched.playout_delay_blocks = 8;
