@@ -243,8 +243,6 @@ struct Sim<'a> {
 pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
     let mut tracker = config.tracker.clone();
     tracker.max_peers = tracker.max_peers.max(config.peers);
-    // Heartbeats come every second of virtual time; only leaves remove peers.
-    tracker.peer_timeout_ms = tracker.peer_timeout_ms.max(10_000);
     let mut rng = Rng::new(config.seed);
     let bitrate = config.bitrate_bps as f64 / 8.0;
     let rtt_span = config.rtt_max_ms.saturating_sub(config.rtt_min_ms) + 1;
