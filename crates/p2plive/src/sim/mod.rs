@@ -557,6 +557,10 @@ impl Sim<'_> {
     }
 
     fn on_deliver(&mut self, to: usize, block: u64, from: Option<usize>, prefetch: bool) {
+        // Uploads count when they arrive: a queue that outlasts the run was not sent.
+        if let Some(p) = from {
+            self.peers[p].uploaded += self.config.block_bytes();
+        }
         if !self.peers[to].present {
             return;
         }
@@ -594,7 +598,6 @@ impl Sim<'_> {
         let size = self.config.block_bytes();
         let receiver = self.peers[to].link.clone();
         let at = self.peers[from].link.send(self.now, size, &receiver);
-        self.peers[from].uploaded += size;
         self.push(
             at,
             Event::Deliver {
