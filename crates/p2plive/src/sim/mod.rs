@@ -7,7 +7,8 @@
 //! Blocks are virtual: the sim accounts `bitrate × block_ms` bytes per block, while the
 //! schedulers check a tiny per-block token (the block number's 8 bytes) so SHA-256 stays
 //! cheap. Peers join spread over `join_spread_ms`, heartbeat every second (taking the view
-//! the tracker answers), and `leave_share` of them leave at half time. The origin cuts one
+//! the tracker answers), and `leave_share` of them leave at half time (what their upload
+//! queues still held is lost: the receivers see failed fetches). The origin cuts one
 //! block every `block_ms` for `seconds`, then ends the stream; the run goes on until every
 //! peer still present has played to the end (or a 60 s drain cap).
 //!
@@ -557,8 +558,19 @@ impl Sim<'_> {
     }
 
     fn on_deliver(&mut self, to: usize, block: u64, from: Option<usize>, prefetch: bool) {
-        // Uploads count when they arrive: a queue that outlasts the run was not sent.
+        // Uploads count when they arrive: a queue that outlasts the run was not sent. A
+        // sender that left sends nothing more: the receiver sees a failed fetch.
         if let Some(p) = from {
+            if !self.peers[p].present {
+                if self.peers[to].present {
+                    let source = Source::Peer(self.peers[p].id);
+                    if let Some(s) = self.peers[to].sched.as_mut() {
+                        s.on_fetch_failed(block, source);
+                    }
+                    self.poll(to);
+                }
+                return;
+            }
             self.peers[p].uploaded += self.config.block_bytes();
         }
         if !self.peers[to].present {

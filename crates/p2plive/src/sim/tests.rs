@@ -69,3 +69,19 @@ fn no_peer_uploads_above_its_capacity() {
     assert!(r.upload_max_x > 0.0, "{r:?}");
     assert!(r.upload_max_x <= 1.5 + 1e-6, "{r:?}");
 }
+
+#[test]
+fn a_peer_that_left_sends_nothing_more() {
+    // Half the peers leave at half time with their upload queues still full: what was queued
+    // is not delivered (the receivers see failed fetches), so no uploader exceeds 1.5x over
+    // the time it was present.
+    let config = SimConfig {
+        upload_sigma: 0.0,
+        leave_share: 0.5,
+        ..small(40, 30)
+    };
+    let r = run(&config, Policy::LeastCovered).unwrap();
+    assert!(r.upload_max_x > 0.0, "{r:?}");
+    assert!(r.upload_max_x <= 1.5 + 1e-6, "{r:?}");
+    assert!(r.continuity > 0.9, "{r:?}");
+}
