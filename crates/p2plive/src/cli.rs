@@ -1,4 +1,4 @@
-//! Command line: `p2plive origin | cdn | tracker | peer | demo | bench`.
+//! Command line: `p2plive origin | cdn | tracker | peer | demo | bench | sim`.
 //!
 //! Exit codes: 0 success; 1 an error (printed with its causes); 2 the demo ran but failed its
 //! own checks (a peer not byte-exact, a stall, a P2P ratio below the floor); clap's usage
@@ -39,6 +39,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Time the cutter, SHA-256 and scheduler against ffmpeg and sha256sum.
     Bench(BenchArgs),
+    /// Simulate a swarm on a virtual clock and compare the prefetch policies.
+    Sim(SimArgs),
 }
 
 /// `p2plive origin`.
@@ -180,6 +182,36 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 30_000)]
     pub window_ms: u64,
     /// Print the report as one JSON line on stdout (last line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `p2plive sim`: a deterministic discrete-event simulation of the tracker and the peers'
+/// schedulers ([`crate::sim`]); prints one table, a row per peer count and policy.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Peer counts to simulate, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "50,200")]
+    pub peers: Vec<usize>,
+    /// Seconds of stream the origin cuts.
+    #[arg(long, default_value_t = 120)]
+    pub seconds: u64,
+    /// Seed of every random draw (same seed, same table).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Mean peer upload as a multiple of the bitrate (log-normal).
+    #[arg(long, default_value_t = 1.5)]
+    pub upload_x: f64,
+    /// Stream bitrate in bits/s.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub bitrate: u64,
+    /// Blocks buffered behind the live edge before playing (scheduler default 4).
+    #[arg(long)]
+    pub playout_delay_blocks: Option<u64>,
+    /// Share of the peers leaving at half time (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.1)]
+    pub leave_share: f64,
+    /// Print the reports as one JSON line on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
 }
@@ -369,6 +401,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tokio::task::spawn_blocking(move || crate::bench::run(&ts, &ts_path, args.rounds))
                     .await??;
             svckit::cli::print_report(&rows, args.json, || crate::bench::table(&rows))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(args) => {
+            let mut base = crate::sim::SimConfig {
+                seconds: args.seconds,
+                seed: args.seed,
+                upload_mean_x: args.upload_x,
+                bitrate_bps: args.bitrate,
+                leave_share: args.leave_share,
+                tracker: config.tracker.clone(),
+                ..crate::sim::SimConfig::default()
+            };
+            if let Some(delay) = args.playout_delay_blocks {
+                base.sched.playout_delay_blocks = delay;
+            }
+            let peers = args.peers;
+            let reports =
+                tokio::task::spawn_blocking(move || crate::sim::compare(&base, &peers)).await??;
+            svckit::cli::print_report(&reports, args.json, || crate::sim::table(&reports))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -18,6 +18,7 @@ pub mod peer;
 pub mod psi;
 pub mod rate;
 pub mod sched;
+pub mod sim;
 pub mod substream;
 pub mod tracker;
 pub mod ts;

@@ -1,0 +1,794 @@
+//! `p2plive sim`: a deterministic discrete-event swarm simulator (issue 16 item 4, step 1).
+//!
+//! It drives the real sans-I/O cores, the tracker's [`Swarm`] (joins, heartbeats, leaves,
+//! views) and one [`Scheduler`] per simulated peer, on a virtual clock: a fixed [`Instant`]
+//! base plus a virtual offset in µs. Nothing sleeps and nothing touches the network.
+//!
+//! Blocks are virtual: the sim accounts `bitrate × block_ms` bytes per block, while the
+//! schedulers check a tiny per-block token (the block number's 8 bytes) so SHA-256 stays
+//! cheap. Peers join spread over `join_spread_ms`, heartbeat every second (taking the view
+//! the tracker answers), and `leave_share` of them leave at half time (what their upload
+//! queues still held is lost: the receivers see failed fetches). The origin cuts one
+//! block every `block_ms` for `seconds`, then ends the stream; the run goes on until every
+//! peer still present has played to the end (or a 60 s drain cap).
+//!
+//! Policies ([`Policy`]): `least-covered` is today's tracker assignment with P2P between the
+//! peers; `cdn-only` takes every block from the CDN. Upload capacities and the link model are
+//! in [`net`]. The report is [`Report`], one per policy, printed by [`table`].
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use svckit::redact::Secret;
+
+use crate::block::BlockInfo;
+use crate::error::Error;
+use crate::sched::{Action, PeerId, SchedConfig, Scheduler, Source, Verdict};
+use crate::substream::Layout;
+use crate::tracker::{Contact, Session, Swarm, TrackerConfig, View};
+
+pub mod net;
+
+use net::{Link, Rng};
+
+#[cfg(test)]
+mod tests;
+
+/// How blocks are assigned and fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Today's tracker: least-covered substream assignment, P2P between peers.
+    LeastCovered,
+    /// No P2P: every block from the CDN.
+    CdnOnly,
+}
+
+impl Policy {
+    /// The policy's name as printed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LeastCovered => "least-covered",
+            Self::CdnOnly => "cdn-only",
+        }
+    }
+}
+
+/// Settings of one simulation run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimConfig {
+    /// Number of peers.
+    pub peers: usize,
+    /// Seconds of stream cut by the origin.
+    pub seconds: u64,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// Stream bitrate, bits/s (default 2 Mbit/s).
+    pub bitrate_bps: u64,
+    /// Block duration, ms (default 1000).
+    pub block_ms: u32,
+    /// Mean peer upload as a multiple of the bitrate (default 1.5).
+    pub upload_mean_x: f64,
+    /// Log-space sigma of the upload distribution (default 0.5).
+    pub upload_sigma: f64,
+    /// Peer download as a multiple of the bitrate (default 10).
+    pub download_x: f64,
+    /// RTTs are uniform in `[rtt_min_ms, rtt_max_ms]` (default 20..100).
+    pub rtt_min_ms: u64,
+    /// See `rtt_min_ms`.
+    pub rtt_max_ms: u64,
+    /// Joins are spread evenly over this many ms from the start (default 10 000).
+    pub join_spread_ms: u64,
+    /// Share of the peers that leave at half time (default 0.1).
+    pub leave_share: f64,
+    /// Scheduler tunables.
+    pub sched: SchedConfig,
+    /// Tracker settings (its `max_peers` is raised to `peers` when below).
+    pub tracker: TrackerConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            peers: 50,
+            seconds: 120,
+            seed: 1,
+            bitrate_bps: 2_000_000,
+            block_ms: 1000,
+            upload_mean_x: 1.5,
+            upload_sigma: 0.5,
+            download_x: 10.0,
+            rtt_min_ms: 20,
+            rtt_max_ms: 100,
+            join_spread_ms: 10_000,
+            leave_share: 0.1,
+            sched: SchedConfig::default(),
+            tracker: TrackerConfig::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Bytes of one block.
+    pub fn block_bytes(&self) -> u64 {
+        self.bitrate_bps / 8 * u64::from(self.block_ms) / 1000
+    }
+}
+
+/// The result of one policy's run. Ratios are plain fractions, upload figures multiples of
+/// the bitrate (bytes uploaded over the time present, divided by the bitrate).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Policy simulated.
+    pub policy: Policy,
+    /// Peers simulated.
+    pub peers: usize,
+    /// Blocks the origin cut.
+    pub blocks: u64,
+    /// Of the blocks peers kept (first copy of each), the share of bytes that came from
+    /// peers. Copies that arrived after another (a late P2P block whose urgent CDN fetch won,
+    /// or the reverse) are not counted here but in `duplicate_share`.
+    pub p2p_ratio: f64,
+    /// Bytes received twice (the second copy of a block) / all bytes received.
+    pub duplicate_share: f64,
+    /// Bytes the CDN sent (prefetch and urgent fetches).
+    pub cdn_bytes: u64,
+    /// Bytes of one copy of the stream (`blocks × block size`).
+    pub stream_bytes: u64,
+    /// Bytes received from peers (every copy).
+    pub p2p_bytes: u64,
+    /// Share of the blocks played without a stall before them.
+    pub continuity: f64,
+    /// Startup time (join to first block played) p50, ms.
+    pub startup_p50_ms: u64,
+    /// Startup time p95, ms.
+    pub startup_p95_ms: u64,
+    /// Upload per peer, mean, multiples of the bitrate.
+    pub upload_mean_x: f64,
+    /// Upload per peer, p95.
+    pub upload_p95_x: f64,
+    /// Upload per peer, max.
+    pub upload_max_x: f64,
+    /// Tracker bytes per churn event: the serde_json size of one full view after the join
+    /// or leave, times the members who get it (every member, as the version changed).
+    pub tracker_bytes_per_event: u64,
+    /// Virtual seconds simulated, including the drain.
+    pub virtual_secs: f64,
+}
+
+impl Report {
+    /// CDN bytes over stream bytes.
+    pub fn cdn_per_stream(&self) -> f64 {
+        if self.stream_bytes == 0 {
+            0.0
+        } else {
+            self.cdn_bytes as f64 / self.stream_bytes as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// The origin cuts block `n` (`n == blocks` ends the stream).
+    Cut(u64),
+    Join(usize),
+    Heartbeat(usize),
+    Leave(usize),
+    /// `block` reaches peer `to`, sent by `from` (`None`: the CDN); `prefetch` for the
+    /// CDN's subscription push.
+    Deliver {
+        to: usize,
+        block: u64,
+        from: Option<usize>,
+        prefetch: bool,
+    },
+    /// A fetch of `block` by `to` from peer `from` failed.
+    Fail {
+        to: usize,
+        block: u64,
+        from: usize,
+    },
+    /// Poll peer `n`'s scheduler (its player deadline).
+    Poll(usize),
+}
+
+struct Peer {
+    id: PeerId,
+    token: Secret,
+    link: Link,
+    sched: Option<Scheduler>,
+    view_version: u64,
+    prefetch: BTreeSet<u32>,
+    /// The layout last applied to the scheduler.
+    layout: Option<Layout>,
+    /// First block the prefetch subscription delivers.
+    prefetch_from: u64,
+    present: bool,
+    joined_us: u64,
+    left_us: Option<u64>,
+    uploaded: u64,
+    poll_at: Option<u64>,
+    /// Requests held until the prefetched block arrives: block -> requesting peers.
+    held: BTreeMap<u64, Vec<usize>>,
+}
+
+struct Sim<'a> {
+    config: &'a SimConfig,
+    policy: Policy,
+    base: Instant,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    swarm: Swarm,
+    peers: Vec<Peer>,
+    by_id: BTreeMap<PeerId, usize>,
+    cut: u64,
+    ended: bool,
+    blocks: u64,
+    cdn_bytes: u64,
+    p2p_bytes: u64,
+    /// First copies kept, by origin: from peers, from the CDN; and second copies.
+    kept_p2p: u64,
+    kept_cdn: u64,
+    duplicate_bytes: u64,
+    churn_bytes: Vec<u64>,
+}
+
+/// Runs one policy and returns its report.
+///
+/// # Errors
+/// [`Error::Config`] for an invalid tracker configuration; tracker errors would mean a sim
+/// bug and are passed on.
+pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
+    let mut tracker = config.tracker.clone();
+    tracker.max_peers = tracker.max_peers.max(config.peers);
+    let mut rng = Rng::new(config.seed);
+    let bitrate = config.bitrate_bps as f64 / 8.0;
+    let rtt_span = config.rtt_max_ms.saturating_sub(config.rtt_min_ms) + 1;
+    let mut peers = Vec::with_capacity(config.peers);
+    let mut by_id = BTreeMap::new();
+    for n in 0..config.peers {
+        let mut id = rng.next_u64();
+        while id == 0 || by_id.contains_key(&id) {
+            id = rng.next_u64();
+        }
+        by_id.insert(id, n);
+        let upload = rng.log_normal(config.upload_mean_x * bitrate, config.upload_sigma);
+        let rtt_ms = config.rtt_min_ms + rng.next_u64() % rtt_span;
+        peers.push(Peer {
+            id,
+            token: Secret::new(format!("sim-token-{n}")),
+            link: Link {
+                upload,
+                download: config.download_x * bitrate,
+                rtt_us: rtt_ms * 1000,
+                busy_until: 0,
+            },
+            sched: None,
+            view_version: 0,
+            prefetch: BTreeSet::new(),
+            layout: None,
+            prefetch_from: 0,
+            present: false,
+            joined_us: 0,
+            left_us: None,
+            uploaded: 0,
+            poll_at: None,
+            held: BTreeMap::new(),
+        });
+    }
+    let blocks = config.seconds * 1000 / u64::from(config.block_ms.max(1));
+    let mut sim = Sim {
+        config,
+        policy,
+        base: Instant::now(),
+        now: 0,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        swarm: Swarm::new(tracker)?,
+        peers,
+        by_id,
+        cut: 0,
+        ended: false,
+        blocks,
+        cdn_bytes: 0,
+        p2p_bytes: 0,
+        kept_p2p: 0,
+        kept_cdn: 0,
+        duplicate_bytes: 0,
+        churn_bytes: Vec::new(),
+    };
+    let block_us = u64::from(config.block_ms) * 1000;
+    for n in 0..=blocks {
+        sim.push(n * block_us, Event::Cut(n));
+    }
+    for n in 0..config.peers {
+        let at = config.join_spread_ms * 1000 * n as u64 / config.peers.max(1) as u64;
+        sim.push(at, Event::Join(n));
+    }
+    let leaving = (config.peers as f64 * config.leave_share.clamp(0.0, 1.0)).round() as usize;
+    let mut order: Vec<usize> = (0..config.peers).collect();
+    for i in (1..order.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    let half = blocks * block_us / 2;
+    for (k, &n) in order.iter().take(leaving).enumerate() {
+        sim.push(half + k as u64 * 1000, Event::Leave(n));
+    }
+    let cap = blocks * block_us + 60_000_000;
+    while let Some(Reverse((at, _, event))) = sim.queue.pop() {
+        if at > cap {
+            break;
+        }
+        sim.now = at;
+        sim.handle(event)?;
+        if sim.ended && sim.all_done() {
+            break;
+        }
+    }
+    Ok(sim.report())
+}
+
+impl Sim<'_> {
+    fn push(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, event)));
+    }
+
+    fn instant(&self) -> Instant {
+        self.base + Duration::from_micros(self.now)
+    }
+
+    fn all_done(&self) -> bool {
+        self.peers
+            .iter()
+            .filter(|p| p.present)
+            .all(|p| p.sched.as_ref().is_some_and(Scheduler::finished))
+    }
+
+    fn info(&self, block: u64) -> BlockInfo {
+        BlockInfo::of(block, self.config.block_ms, &block.to_le_bytes())
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), Error> {
+        match event {
+            Event::Cut(n) => self.on_cut(n),
+            Event::Join(n) => self.on_join(n)?,
+            Event::Heartbeat(n) => self.on_heartbeat(n)?,
+            Event::Leave(n) => self.on_leave(n)?,
+            Event::Deliver {
+                to,
+                block,
+                from,
+                prefetch,
+            } => self.on_deliver(to, block, from, prefetch),
+            Event::Fail { to, block, from } => {
+                if self.peers[to].present {
+                    let source = Source::Peer(self.peers[from].id);
+                    if let Some(s) = self.peers[to].sched.as_mut() {
+                        s.on_fetch_failed(block, source);
+                    }
+                    self.poll(to);
+                }
+            }
+            Event::Poll(n) => {
+                if self.peers[n].poll_at == Some(self.now) {
+                    self.peers[n].poll_at = None;
+                    self.poll(n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_cut(&mut self, n: u64) {
+        if n >= self.blocks {
+            self.ended = true;
+            for p in 0..self.peers.len() {
+                if let Some(s) = self.peers[p].sched.as_mut() {
+                    s.on_end(self.blocks);
+                }
+                self.poll(p);
+            }
+            return;
+        }
+        self.cut = n + 1;
+        let info = self.info(n);
+        let substream = self.swarm.layout().substream_of(n);
+        let size = self.config.block_bytes();
+        for p in 0..self.peers.len() {
+            let peer = &mut self.peers[p];
+            if !peer.present {
+                continue;
+            }
+            let Some(s) = peer.sched.as_mut() else {
+                continue;
+            };
+            s.on_info(info);
+            if peer.prefetch.contains(&substream) && n >= peer.prefetch_from {
+                let at = peer.link.from_cdn(self.now, size);
+                self.cdn_bytes += size;
+                self.push(
+                    at,
+                    Event::Deliver {
+                        to: p,
+                        block: n,
+                        from: None,
+                        prefetch: true,
+                    },
+                );
+            }
+            self.poll(p);
+        }
+    }
+
+    fn on_join(&mut self, n: usize) -> Result<(), Error> {
+        let now = self.instant();
+        let session = Session {
+            id: self.peers[n].id,
+            token: self.peers[n].token.clone(),
+        };
+        let contact = Contact {
+            quic_addr: format!("10.{}.{}.{}:4433", n >> 16 & 255, n >> 8 & 255, n & 255),
+            http_addr: String::new(),
+            cert_der_hex: String::new(),
+        };
+        self.swarm.join(now, contact, &session)?;
+        let start = Scheduler::start_block(&self.config.sched, self.cut);
+        let mut sched = Scheduler::new(
+            self.config.sched,
+            now,
+            start,
+            1.0,
+            self.swarm.layout().clone(),
+        );
+        for b in start..self.cut {
+            sched.on_info(self.info(b));
+        }
+        let peer = &mut self.peers[n];
+        peer.sched = Some(sched);
+        peer.present = true;
+        peer.joined_us = self.now;
+        peer.prefetch_from = start;
+        let view = self.swarm.view(peer.id, 0)?;
+        self.apply_view(n, &view);
+        self.measure_churn(peer_id(&self.peers[n]))?;
+        self.push(self.now + 1_000_000, Event::Heartbeat(n));
+        self.poll(n);
+        Ok(())
+    }
+
+    /// Records the tracker bytes of one churn event: the JSON size of a full view, times the
+    /// members (each one's next heartbeat answer carries the whole peer list).
+    fn measure_churn(&mut self, asker: Option<PeerId>) -> Result<(), Error> {
+        let members = self.peers.iter().filter(|p| p.present).count() as u64;
+        let Some(asker) = asker.or_else(|| self.peers.iter().find(|p| p.present).map(|p| p.id))
+        else {
+            return Ok(());
+        };
+        let view = self.swarm.view(asker, 0)?;
+        let size = serde_json::to_vec(&view).map_or(0, |v| v.len() as u64);
+        self.churn_bytes.push(size * members);
+        Ok(())
+    }
+
+    fn on_heartbeat(&mut self, n: usize) -> Result<(), Error> {
+        if !self.peers[n].present {
+            return Ok(());
+        }
+        let now = self.instant();
+        let (id, cut) = {
+            let p = &self.peers[n];
+            (p.id, p.sched.as_ref().map_or(0, Scheduler::cut))
+        };
+        self.swarm
+            .heartbeat(now, id, Some(self.peers[n].token.expose()), cut)?;
+        let view = self.swarm.view(id, self.peers[n].view_version)?;
+        self.apply_view(n, &view);
+        if let Some(s) = self.peers[n].sched.as_mut() {
+            let keep = s.window_start(30_000);
+            s.forget_before(keep);
+        }
+        self.push(self.now + 1_000_000, Event::Heartbeat(n));
+        self.poll(n);
+        Ok(())
+    }
+
+    /// Applies a tracker view to peer `n` as the real driver does: a changed layout or
+    /// prefetch set restarts the subscription from the next block cut; a peer list replaces
+    /// the scheduler's peers (each with the substreams it prefetches).
+    fn apply_view(&mut self, n: usize, view: &View) {
+        let cdn_only = self.policy == Policy::CdnOnly;
+        let cut = self.cut;
+        let peer = &mut self.peers[n];
+        peer.view_version = view.version;
+        let Some(sched) = peer.sched.as_mut() else {
+            return;
+        };
+        let prefetch = if cdn_only {
+            BTreeSet::new()
+        } else {
+            view.prefetch.clone()
+        };
+        if prefetch != peer.prefetch || peer.layout.as_ref() != Some(&view.layout) {
+            peer.layout = Some(view.layout.clone());
+            if peer.prefetch != prefetch {
+                peer.prefetch_from = peer.prefetch_from.max(cut);
+            }
+            peer.prefetch = prefetch;
+            let mine = peer
+                .prefetch
+                .iter()
+                .map(|b| (*b, peer.prefetch_from))
+                .collect();
+            sched.set_assignment(view.layout.clone(), mine);
+        }
+        if let Some(list) = &view.peers
+            && !cdn_only
+        {
+            sched.set_peers(
+                list.iter()
+                    .filter(|e| e.id != view.you)
+                    .map(|e| (e.id, e.prefetch.clone()))
+                    .collect(),
+            );
+        }
+    }
+
+    fn on_leave(&mut self, n: usize) -> Result<(), Error> {
+        if !self.peers[n].present {
+            return Ok(());
+        }
+        let id = self.peers[n].id;
+        self.swarm.leave(id, Some(self.peers[n].token.expose()))?;
+        let peer = &mut self.peers[n];
+        peer.present = false;
+        peer.left_us = Some(self.now);
+        let held = std::mem::take(&mut peer.held);
+        for (block, askers) in held {
+            for to in askers {
+                let at = self.now + self.peers[to].link.rtt_us / 2;
+                self.push(at, Event::Fail { to, block, from: n });
+            }
+        }
+        self.measure_churn(None)
+    }
+
+    fn on_deliver(&mut self, to: usize, block: u64, from: Option<usize>, prefetch: bool) {
+        // Uploads count when they arrive: a queue that outlasts the run was not sent. A
+        // sender that left sends nothing more: the receiver sees a failed fetch.
+        if let Some(p) = from {
+            if !self.peers[p].present {
+                if self.peers[to].present {
+                    let source = Source::Peer(self.peers[p].id);
+                    if let Some(s) = self.peers[to].sched.as_mut() {
+                        s.on_fetch_failed(block, source);
+                    }
+                    self.poll(to);
+                }
+                return;
+            }
+            self.peers[p].uploaded += self.config.block_bytes();
+        }
+        if !self.peers[to].present {
+            return;
+        }
+        let source = match from {
+            None if prefetch => Source::Prefetch,
+            None => Source::Cdn,
+            Some(p) => Source::Peer(self.peers[p].id),
+        };
+        if from.is_some() {
+            self.p2p_bytes += self.config.block_bytes();
+        }
+        let data = block.to_le_bytes();
+        let size = self.config.block_bytes();
+        match self.peers[to]
+            .sched
+            .as_mut()
+            .map(|s| s.on_block(block, source, &data))
+        {
+            Some(Verdict::Accepted) if from.is_some() => self.kept_p2p += size,
+            Some(Verdict::Accepted) => self.kept_cdn += size,
+            Some(Verdict::Duplicate) => self.duplicate_bytes += size,
+            _ => {}
+        }
+        // Serve the requests held for this block.
+        if let Some(askers) = self.peers[to].held.remove(&block) {
+            for asker in askers {
+                self.send(to, asker, block);
+            }
+        }
+        self.poll(to);
+    }
+
+    /// Peer `from` sends `block` to `to` over the link model.
+    fn send(&mut self, from: usize, to: usize, block: u64) {
+        let size = self.config.block_bytes();
+        let receiver = self.peers[to].link.clone();
+        let at = self.peers[from].link.send(self.now, size, &receiver);
+        self.push(
+            at,
+            Event::Deliver {
+                to,
+                block,
+                from: Some(from),
+                prefetch: false,
+            },
+        );
+    }
+
+    fn poll(&mut self, n: usize) {
+        let now = self.instant();
+        if !self.peers[n].present {
+            return;
+        }
+        let Some(sched) = self.peers[n].sched.as_mut() else {
+            return;
+        };
+        let actions = sched.poll(now);
+        let deadline = sched.next_deadline();
+        for action in actions {
+            let Action::Fetch { block, from } = action else {
+                continue;
+            };
+            match from {
+                Source::Cdn | Source::Prefetch => {
+                    let size = self.config.block_bytes();
+                    self.cdn_bytes += size;
+                    let at = self.peers[n].link.from_cdn(self.now, size);
+                    self.push(
+                        at,
+                        Event::Deliver {
+                            to: n,
+                            block,
+                            from: None,
+                            prefetch: false,
+                        },
+                    );
+                }
+                Source::Peer(id) => self.request(n, id, block),
+            }
+        }
+        if let Some(d) = deadline {
+            let at = d.saturating_duration_since(self.base).as_micros() as u64;
+            let at = at.max(self.now);
+            let p = &mut self.peers[n];
+            if p.poll_at.is_none_or(|t| at < t || t < self.now) {
+                p.poll_at = Some(at);
+                self.push(at, Event::Poll(n));
+            }
+        }
+    }
+
+    /// Peer `to` asks peer `id` for `block`: served when it has it, held when its prefetch
+    /// subscription will deliver it, failed otherwise.
+    fn request(&mut self, to: usize, id: PeerId, block: u64) {
+        let Some(&from) = self.by_id.get(&id) else {
+            return;
+        };
+        let sender = &self.peers[from];
+        let has = sender.sched.as_ref().is_some_and(|s| s.has(block));
+        let substream = self.swarm.layout().substream_of(block);
+        let expects = sender.prefetch.contains(&substream) && block >= sender.prefetch_from;
+        if !sender.present || !(has || expects) {
+            let at = self.now + self.peers[to].link.rtt_us;
+            self.push(at, Event::Fail { to, block, from });
+        } else if has {
+            self.send(from, to, block);
+        } else {
+            self.peers[from].held.entry(block).or_default().push(to);
+        }
+    }
+
+    fn report(&self) -> Report {
+        let bitrate = self.config.bitrate_bps as f64 / 8.0;
+        let mut played = 0u64;
+        let mut late = 0u64;
+        let mut startups = Vec::new();
+        let mut uploads = Vec::new();
+        for p in self.peers.iter().filter(|p| p.sched.is_some()) {
+            if let Some(s) = &p.sched {
+                let stats = s.stats();
+                played += stats.played;
+                late += stats.stalls.min(stats.played);
+                if let Some(ms) = stats.startup_ms {
+                    startups.push(ms);
+                }
+            }
+            let end = p.left_us.unwrap_or(self.now);
+            let secs = end.saturating_sub(p.joined_us) as f64 / 1e6;
+            if secs > 0.0 {
+                uploads.push(p.uploaded as f64 / secs / bitrate);
+            }
+        }
+        startups.sort_unstable();
+        uploads.sort_by(f64::total_cmp);
+        let received = self.cdn_bytes + self.p2p_bytes;
+        Report {
+            policy: self.policy,
+            peers: self.config.peers,
+            blocks: self.blocks,
+            p2p_ratio: ratio(self.kept_p2p as f64, (self.kept_p2p + self.kept_cdn) as f64),
+            duplicate_share: ratio(self.duplicate_bytes as f64, received as f64),
+            cdn_bytes: self.cdn_bytes,
+            stream_bytes: self.blocks * self.config.block_bytes(),
+            p2p_bytes: self.p2p_bytes,
+            continuity: ratio((played - late) as f64, played as f64),
+            startup_p50_ms: quantile(&startups, 0.5).unwrap_or(0),
+            startup_p95_ms: quantile(&startups, 0.95).unwrap_or(0),
+            upload_mean_x: ratio(uploads.iter().sum(), uploads.len() as f64),
+            upload_p95_x: quantile(&uploads, 0.95).unwrap_or(0.0),
+            upload_max_x: uploads.last().copied().unwrap_or(0.0),
+            tracker_bytes_per_event: if self.churn_bytes.is_empty() {
+                0
+            } else {
+                self.churn_bytes.iter().sum::<u64>() / self.churn_bytes.len() as u64
+            },
+            virtual_secs: self.now as f64 / 1e6,
+        }
+    }
+}
+
+fn peer_id(p: &Peer) -> Option<PeerId> {
+    p.present.then_some(p.id)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted.get(i).copied()
+}
+
+/// Runs every policy for every peer count in `peers` (the rest from `base`); the reports in
+/// that order.
+///
+/// # Errors
+/// Those of [`run`].
+pub fn compare(base: &SimConfig, peers: &[usize]) -> Result<Vec<Report>, Error> {
+    let mut out = Vec::new();
+    for &n in peers {
+        let config = SimConfig {
+            peers: n,
+            ..base.clone()
+        };
+        for policy in [Policy::LeastCovered, Policy::CdnOnly] {
+            out.push(run(&config, policy)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The reports as one text table, a row per (peers, policy).
+pub fn table(reports: &[Report]) -> String {
+    let mut out = String::from(
+        "peers  policy         p2p    dup    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event\n",
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "{:<6} {:<14} {:>5.3}  {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}\n",
+            r.peers,
+            r.policy.name(),
+            r.p2p_ratio,
+            r.duplicate_share,
+            r.cdn_per_stream(),
+            r.continuity,
+            r.startup_p50_ms,
+            r.startup_p95_ms,
+            r.upload_mean_x,
+            r.upload_p95_x,
+            r.upload_max_x,
+            r.tracker_bytes_per_event,
+        ));
+    }
+    out
+}
