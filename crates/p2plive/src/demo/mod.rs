@@ -302,9 +302,23 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
 
     let edge = Edge::default();
     let ts_len = ts.len() as u64;
+    // The mid-stream events wait for the origin's progress; an origin that fails (or ends
+    // early) releases them, so the demo reports its error instead of waiting forever.
+    let origin_done = CancellationToken::new();
     let (origin, events) = tokio::join!(
-        stream(&services, options, ts, &edge),
-        mid_stream(&services, options, &http, initial, &edge, ts_len),
+        async {
+            let report = stream(&services, options, ts, &edge).await;
+            origin_done.cancel();
+            report
+        },
+        mid_stream(
+            &services,
+            options,
+            &http,
+            initial,
+            &edge,
+            (ts_len, &origin_done)
+        ),
     );
     let origin = origin?;
     let events = events?;
@@ -532,18 +546,27 @@ struct Events {
     late_players: Vec<(u64, tokio::task::JoinHandle<anyhow::Result<Capture>>)>,
 }
 
-/// Step 4, beside the origin: churn at 40 % of the stream's bytes, late viewers at 50 %.
+/// Step 4, beside the origin: churn at 40 % of the stream's bytes, late viewers at 50 %
+/// (`progress`: the input's length in bytes and a token cancelled once the origin ended; an
+/// event the origin did not reach is skipped).
 async fn mid_stream(
     services: &Services,
     options: &DemoOptions,
     http: &reqwest::Client,
     initial: Vec<Viewer>,
     edge: &Edge,
-    ts_len: u64,
+    progress: (u64, &CancellationToken),
 ) -> anyhow::Result<Events> {
+    let (ts_len, origin_done) = progress;
     let reach = |share: f64| async move {
         let target = (ts_len as f64 * share) as u64;
-        while edge.bytes() < target {
+        loop {
+            if edge.bytes() >= target {
+                return true;
+            }
+            if origin_done.is_cancelled() {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
@@ -555,9 +578,11 @@ async fn mid_stream(
         late_peers: Vec::new(),
         late_players: Vec::new(),
     };
-    if victims > 0 {
-        reach(0.4).await;
-    }
+    let victims = if victims > 0 && reach(0.4).await {
+        victims
+    } else {
+        0
+    };
     // Spread the victims over the join order (every k-th peer).
     let stride = options.peers.checked_div(victims).unwrap_or(usize::MAX);
     for (i, viewer) in initial.into_iter().enumerate() {
@@ -573,7 +598,9 @@ async fn mid_stream(
     if options.late_peers + options.late_players == 0 {
         return Ok(events);
     }
-    reach(0.5).await;
+    if !reach(0.5).await {
+        return Ok(events);
+    }
     for _ in 0..options.late_peers {
         events
             .late_peers

@@ -185,3 +185,48 @@ fn churn_and_late_viewers_join_near_the_edge_and_decode_cleanly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("decode errors"), "{stderr}");
 }
+
+/// An input the origin cannot cut to its end (a few TS packets, then noise) must not leave the
+/// churn step waiting for progress that never comes: the demo ends and reports.
+#[test]
+fn an_origin_that_stops_early_does_not_hang_the_mid_stream_events() {
+    let dir = testkit::tempdir();
+    let junk = dir.path().join("junk.ts");
+    let mut packet = vec![0x47, 0x1f, 0xff, 0x10];
+    packet.resize(188, 0xff);
+    let mut data = packet.repeat(30);
+    // Bytes with no sync byte: the cutter skips them, so the origin's progress stays at
+    // 5,640 of 205,640 bytes, below the 40 % the churn step waits for.
+    data.extend((0..200_000u32).map(|i| (i % 71) as u8 + 1));
+    fs_err::write(&junk, &data).unwrap();
+    let mut child = Command::new(bin())
+        .arg("demo")
+        .args([
+            "--peers",
+            "2",
+            "--substreams",
+            "2",
+            "--churn",
+            "0.5",
+            "--json",
+        ])
+        .arg("--input")
+        .arg(&junk)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo still runs 60 s after an origin that stopped early");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // It ends, failing its own checks (nothing was killed, P2P 0): exit 2, not a hang.
+    assert_eq!(status.code(), Some(2), "{status:?}");
+}
