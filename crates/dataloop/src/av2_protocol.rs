@@ -357,8 +357,15 @@ mod tests {
         assert!(r.map);
         assert_eq!(r.focal_cv.agents, 1);
         assert!(r.scored_cv.agents >= 1);
-        // With constant velocity as the model both sides agree; K = 6 is never worse than K = 1.
-        assert_eq!(r.focal_model, r.focal_cv);
+        // With constant velocity as the model both sides agree (up to rounding: the model side
+        // extends a 3 s prediction); K = 6 is never worse than K = 1.
+        for (a, b) in [
+            (r.focal_model.min_ade_k1_m, r.focal_cv.min_ade_k1_m),
+            (r.focal_model.min_fde_k1_m, r.focal_cv.min_fde_k1_m),
+            (r.focal_model.min_fde_k6_m, r.focal_cv.min_fde_k6_m),
+        ] {
+            assert!((a - b).abs() < 1e-9, "{r:?}");
+        }
         assert!(r.scored_cv.min_fde_k6_m <= r.scored_cv.min_fde_k1_m);
         // research note: CV on the focal track, 5 s -> 6 s, ADE 4.95 m, FDE 11.20 m.
         assert!((r.focal_cv.min_ade_k1_m - 4.95).abs() < 0.05, "{r:?}");

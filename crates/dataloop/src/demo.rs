@@ -254,7 +254,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     let margin_ade = 100.0 * (1.0 - scheduled.ade_m / scheduled.cv_ade_m);
     let margin_fde = 100.0 * (1.0 - scheduled.fde_m / scheduled.cv_fde_m);
     notes.push(format!(
-        "closing note: on the fixed evaluation split of {} windows the scheduled (full) model has ADE {:.3} m / FDE {:.3} m vs constant velocity {:.3} / {:.3} m on the same windows ({margin_ade:.1}% / {margin_fde:.1}% lower), miss rate {:.3} vs {:.3}; the manual `{}` trigger mined {} clips ({} training windows), incremental model ADE {:.3} m, {}; id list == SQL: {}; {:.1} s wall",
+        "closing note: on the pinned evaluation set of {} windows (held-out logs) the scheduled (full) model has ADE {:.3} m / FDE {:.3} m vs constant velocity {:.3} / {:.3} m on the same windows ({margin_ade:.1}% / {margin_fde:.1}% lower), miss rate {:.3} vs {:.3}; the manual `{}` trigger mined {} clips ({} training windows), incremental model ADE {:.3} m, {}; id list == SQL: {}; {:.1} s wall",
         scheduled.eval_windows,
         scheduled.ade_m,
         scheduled.fde_m,
