@@ -362,13 +362,13 @@ mod tests {
             // East-bound at (3, 1.5): 1.5 m left of lane 1; 20 m on is lane 3 (straightest).
             ([3.0, 1.5], 0.0, 0.0, 1.5, (5.0_f64).atan2(50.0)),
             ([3.0, -0.5], 0.2, 0.0, -0.5, (5.0_f64).atan2(50.0)),
-            // West-bound at (30, 3.5): lane 4, 0.5 m left of it (its left is south). Lane 3 is
-            // 1.5 m away but points the other way.
+            // West-bound at (30, 2.5): lane 4, 1.5 m left of it (its left is south), although
+            // lane 3 (centre y = 2 there) is nearer: it points the other way.
             (
-                [30.0, 3.5],
+                [30.0, 2.5],
                 std::f64::consts::PI,
                 std::f64::consts::PI,
-                0.5,
+                1.5,
                 std::f64::consts::PI,
             ),
             // On lane 2 heading north.
