@@ -6,7 +6,8 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::geometry::{UniformSegment, resample, wrap_angle};
+use crate::geometry::{UniformSegment, agent_heading, resample, wrap_angle};
+use crate::hd_map::HdMap;
 use crate::reader::{LogData, RadarPoint, Source};
 use crate::trajectory::Trajectory;
 
@@ -124,8 +125,9 @@ struct Resampled<'a> {
     segment: UniformSegment,
 }
 
-/// Cuts every track of `log` into clips.
-pub fn extract(log: &LogData, spec: WindowSpec) -> Vec<Clip> {
+/// Cuts every track of `log` into clips; with the log's HD map, each clip's trajectory carries
+/// the lane at its present position ([`HdMap::lane_context`]).
+pub fn extract(log: &LogData, spec: WindowSpec, map: Option<&HdMap>) -> Vec<Clip> {
     let segments: Vec<Resampled<'_>> = log
         .tracks
         .iter()
@@ -160,7 +162,18 @@ pub fn extract(log: &LogData, spec: WindowSpec) -> Vec<Clip> {
         let starts: Vec<usize> = (0..=n - WINDOW_SAMPLES).step_by(stride).collect();
         let splits = splits_for(log, seg.track_id, starts.len(), stride);
         for (k, &start) in starts.iter().enumerate() {
-            clips.push(make_clip(log, seg, &segments, start, log_t0, splits[k]));
+            let mut clip = make_clip(log, seg, &segments, start, log_t0, splits[k]);
+            if let Some(map) = map {
+                let t = &clip.trajectory;
+                let recorded = t
+                    .heading_rad
+                    .as_ref()
+                    .and_then(|h| h.get(t.present_index))
+                    .copied();
+                let heading = agent_heading(t.history(), recorded);
+                clip.trajectory.lane = map.lane_context(t.xy_m[t.present_index], heading);
+            }
+            clips.push(clip);
         }
     }
     clips
@@ -261,6 +274,7 @@ fn make_clip(
             .heading_rad
             .as_ref()
             .map(|h| h[start..start + WINDOW_SAMPLES].to_vec()),
+        lane: None,
     };
     Clip { simple, trajectory }
 }

@@ -12,6 +12,7 @@ mod http_api;
 mod ingest_faults;
 mod integrity;
 mod manual_trigger;
+mod pinned_eval;
 mod safe_service;
 mod take_by_id;
 
