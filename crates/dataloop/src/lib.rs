@@ -29,6 +29,7 @@ pub mod sql_engine;
 pub mod take;
 pub mod trajectory;
 pub mod trigger;
+pub mod ui;
 pub mod warehouse;
 
 pub use closed_loop::{DataLoop, IngestReport, TriggerKind, TriggerOutcome};

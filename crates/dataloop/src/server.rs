@@ -5,7 +5,8 @@
 //! Routes: `GET /status`, `POST /trigger` (JSON `{"rule": "...", "params": {"k": "v"}}`),
 //! `POST /trigger/scheduled` (run the scheduled job now), `POST /sql` (JSON `{"sql": "..."}`,
 //! read-only, see [`crate::sql_engine`]), `GET /registry`. All of them require
-//! `Authorization: Bearer <token>` ([`crate::auth`]); `/healthz` and `/metrics` stay open.
+//! `Authorization: Bearer <token>` ([`crate::auth`]); `/healthz`, `/metrics` and the web view's
+//! page and script (`/ui`, [`crate::ui`]; they hold no data) stay open.
 //! Triggers run one at a time; no lock is held across a query or a trigger that `/status`,
 //! `/registry` or `/sql` would wait for.
 
@@ -118,7 +119,7 @@ impl AppState {
 }
 
 /// The API routes (without `/healthz` and `/metrics`, which `svckit::serve` adds), each behind
-/// the bearer `token`.
+/// the bearer `token`, and the web view ([`crate::ui`]: `/ui`, `/ui/app.js`, no data, open).
 pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
     Router::new()
         .route("/status", get(status))
@@ -130,6 +131,7 @@ pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
             Arc::new(token),
             auth::require_bearer,
         ))
+        .merge(crate::ui::routes())
         .with_state(state)
 }
 

@@ -15,6 +15,7 @@ mod manual_trigger;
 mod pinned_eval;
 mod safe_service;
 mod take_by_id;
+mod web_view;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
