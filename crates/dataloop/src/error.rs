@@ -288,6 +288,15 @@ pub enum Error {
         /// The drawing error.
         reason: String,
     },
+    /// `/mined/{version}` names a version the registry does not hold, or one whose trigger
+    /// stored no ID list (a scheduled run exports everything).
+    #[error("model version {version}: {reason}")]
+    NoIdList {
+        /// The version asked for.
+        version: u32,
+        /// Why there is no list to show.
+        reason: &'static str,
+    },
     /// A log given to `eval` yielded no windows.
     #[error("`{0}` yields no complete 5 s windows")]
     NoWindows(PathBuf),

@@ -15,6 +15,7 @@ pub mod eval;
 pub mod geometry;
 pub mod hd_map;
 pub mod lock;
+pub mod mined_view;
 pub mod model;
 pub mod olap;
 pub mod pinned;

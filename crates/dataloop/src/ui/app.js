@@ -136,6 +136,14 @@ async function main() {
         v.trigger.rule || '–', v.trigger.clips, v.mode, v.train_windows, v.warehouse_version,
         v.metrics.ade_m.toFixed(3), registry.champion === v.version ? 'yes' : (v.promoted ? 'was' : 'no')]),
       'history');
+    const rows = document.querySelectorAll('#history tr');
+    versions.forEach((v, i) => {
+      if (v.trigger.kind !== 'manual') return;
+      const cell = rows[i + 1].firstChild;
+      const a = el('a', 'v' + v.version + ' clips');
+      a.href = '/ui?list=' + encodeURIComponent(v.version);
+      cell.replaceChildren(a);
+    });
     state.textContent = 'ready';
     state.setAttribute('data-ready', 'true');
   } catch (e) {
@@ -145,4 +153,58 @@ async function main() {
   }
 }
 
-main();
+// One small chart per clip of a mined ID list: history (grey), ground truth (green), the
+// version's model (blue) and constant velocity (red, dashed), in the agent frame.
+function clipChart(c) {
+  const size = 220, pad = 12;
+  const all = [...c.history, ...c.future, ...c.model, ...c.constant_velocity];
+  const xs = all.map(p => p[0]), ys = all.map(p => p[1]);
+  const span = Math.max(2, Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys));
+  const cx = (Math.max(...xs) + Math.min(...xs)) / 2, cy = (Math.max(...ys) + Math.min(...ys)) / 2;
+  const k = (size - 2 * pad) / span;
+  const pt = p => ((p[0] - cx) * k + size / 2).toFixed(1) + ',' + (size / 2 - (p[1] - cy) * k).toFixed(1);
+  const s = svg('svg', { width: size, height: size + 28, 'data-clip': c.clip_id });
+  s.appendChild(svg('rect', { x: 0, y: 0, width: size, height: size, fill: '#fafafa', stroke: '#ddd' }));
+  const line = (points, color, name, dash) => s.appendChild(svg('polyline', {
+    points: points.map(pt).join(' '), fill: 'none', stroke: color, 'stroke-width': 2,
+    'stroke-dasharray': dash || 'none', 'data-path': name, 'data-points': points.length,
+  }));
+  line(c.history, '#888', 'history');
+  line([[0, 0], ...c.future], '#2a2', 'future');
+  line([[0, 0], ...c.model], '#36c', 'model');
+  line([[0, 0], ...c.constant_velocity], '#c33', 'constant_velocity', '4 3');
+  s.appendChild(svg('text', { x: 2, y: size + 12 }, c.category + ' · ' + c.clip_id.slice(-30)));
+  s.appendChild(svg('text', { x: 2, y: size + 25 },
+    'ADE model ' + c.model_ade_m.toFixed(2) + ' m, const. vel. ' + c.cv_ade_m.toFixed(2) + ' m'));
+  return s;
+}
+
+async function minedPage(version) {
+  const state = document.getElementById('state');
+  document.querySelectorAll('h2, section, #totals, #pin, #per-category, #history')
+    .forEach(e => e.remove());
+  try {
+    const view = await api('/mined/' + encodeURIComponent(version) + '?limit=24');
+    document.querySelector('h1').textContent = 'dataloop: version ' + view.version +
+      ', rule ' + view.rule;
+    const intro = el('p', view.ids + ' clips mined; the first ' + view.clips.length +
+      ' at warehouse version ' + view.warehouse_version + '. Grey: history, green: ground truth, ' +
+      'blue: this version\'s model, red dashed: constant velocity (agent frame, heading +x).');
+    const grid = el('div');
+    grid.setAttribute('data-chart', 'mined');
+    grid.style.display = 'flex';
+    grid.style.flexWrap = 'wrap';
+    grid.style.gap = '10px';
+    view.clips.forEach(c => grid.appendChild(clipChart(c)));
+    document.body.append(intro, grid);
+    state.textContent = 'ready';
+    state.setAttribute('data-ready', 'true');
+  } catch (e) {
+    state.textContent = String(e.message || e);
+    state.className = 'error';
+    state.setAttribute('data-ready', 'error');
+  }
+}
+
+const list = new URLSearchParams(location.search).get('list');
+if (list) minedPage(list); else main();

@@ -165,6 +165,43 @@ async fn the_web_view_draws_the_stores_and_the_registry_in_chromium() {
         assert!(dom.contains(text), "{text} missing");
     }
 
+    // The mined list of version 2 (manual trigger): its first clips, in list order, each with
+    // history (20 + present), ground truth, model and constant velocity (origin + 30 each).
+    let ids =
+        std::fs::read_to_string(data.join("file_store/id_lists/v0002-hard_braking.txt")).unwrap();
+    let ids: Vec<&str> = ids.lines().filter(|l| !l.is_empty()).collect();
+    assert!(ids.len() > 24, "{} mined", ids.len());
+    let mined = chromium(
+        &profile,
+        &format!("{}?list=2#token={TOKEN}", peer.url("/ui")),
+        &["--dump-dom"],
+    )
+    .await;
+    assert!(mined.contains("data-ready=\"true\""), "{mined}");
+    let drawn: Vec<&str> = mined
+        .split("data-clip=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(drawn, ids[..24].to_vec());
+    for (path, points) in [
+        ("history", 21),
+        ("future", 31),
+        ("model", 31),
+        ("constant_velocity", 31),
+    ] {
+        let needle = format!("data-path=\"{path}\" data-points=\"{points}\"");
+        assert_eq!(mined.matches(&needle).count(), 24, "{needle}");
+    }
+    // A scheduled version has no ID list to show.
+    let scheduled = client
+        .get(peer.url("/mined/1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scheduled.status(), reqwest::StatusCode::NOT_FOUND);
+
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dataloop-web-view.png");
     let _ = std::fs::remove_file(&shot);
     chromium(
