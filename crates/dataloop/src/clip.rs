@@ -221,6 +221,7 @@ fn make_clip(
     let k = kinematics(xy, STEP_S);
     let category = categorise(&k).to_owned();
     let offset_ms = ((t_start - log_t0) * 1000.0).round() as i64;
+    // `log_id_of` reads this format back.
     let clip_id = format!(
         "{}:{}:{}:{offset_ms}",
         log.source.as_str(),
@@ -436,6 +437,14 @@ fn lead_and_ttc(radar: &[RadarPoint], t_start: f64, samples: usize) -> (Option<f
         }
     }
     (lead, ttc)
+}
+
+/// The log id inside a clip id (`source:log_id:track_id:offset_ms`, as cut by this module);
+/// `None` for an id of another shape.
+pub fn log_id_of(clip_id: &str) -> Option<&str> {
+    let mut tail = clip_id.rsplitn(3, ':');
+    let (_offset, _track, head) = (tail.next()?, tail.next()?, tail.next()?);
+    head.split_once(':').map(|(_, log)| log)
 }
 
 #[cfg(test)]

@@ -237,10 +237,16 @@ impl DataLoop {
         let mut rejections = Vec::new();
         let mut files = 0;
         let mut logs = Vec::new();
+        let mut maps = Vec::new();
         for location in &locations {
             let log = reader::read_log(location);
             let (map, map_files) = map_of(location, &mut rejections);
             files += map_files;
+            if map.is_some()
+                && let Some(path) = hd_map::find(&location.path)
+            {
+                maps.push((log.log_id.clone(), path));
+            }
             let cut = clip::extract(&log, spec, map.as_ref());
             tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = cut.len(), rejected = log.rejections.len(), "log read");
             for r in &log.rejections {
@@ -293,6 +299,14 @@ impl DataLoop {
             let simple: Vec<&clip::SimpleFields> = clips.iter().map(|c| &c.simple).collect();
             self.olap
                 .write_batch(&batch_id, &[warehouse::simple_batch(&simple, &batch_id)?])?;
+        }
+        // The web view draws lanes from these copies (`hd_map::map_location`).
+        for (log_id, path) in &maps {
+            let bytes = fs_err::read(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            self.files.put(&hd_map::map_location(log_id), bytes).await?;
         }
         let olap_rows = self.olap.rows().await?;
         Ok(IngestReport {

@@ -307,6 +307,23 @@ pub fn find(log_path: &Path) -> Option<PathBuf> {
     candidate.is_file().then_some(candidate)
 }
 
+/// File-store location of the copy of a log's HD map that ingest keeps for the web view:
+/// `maps/<log id>.json`, with every character other than ASCII letters, digits, `-`, `_` and
+/// `.` replaced by `_`.
+pub fn map_location(log_id: &str) -> String {
+    let safe: String = log_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("maps/{safe}.json")
+}
+
 fn is_map_file(p: &Path) -> bool {
     p.file_name()
         .and_then(|n| n.to_str())

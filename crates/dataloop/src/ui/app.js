@@ -165,10 +165,13 @@ function clipChart(c) {
   const pt = p => ((p[0] - cx) * k + size / 2).toFixed(1) + ',' + (size / 2 - (p[1] - cy) * k).toFixed(1);
   const s = svg('svg', { width: size, height: size + 28, 'data-clip': c.clip_id });
   s.appendChild(svg('rect', { x: 0, y: 0, width: size, height: size, fill: '#fafafa', stroke: '#ddd' }));
-  const line = (points, color, name, dash) => s.appendChild(svg('polyline', {
+  // A nested viewport clips the paths (lanes run far) to the square above the labels.
+  const plot = s.appendChild(svg('svg', { x: 0, y: 0, width: size, height: size }));
+  const line = (points, color, name, dash) => plot.appendChild(svg('polyline', {
     points: points.map(pt).join(' '), fill: 'none', stroke: color, 'stroke-width': 2,
     'stroke-dasharray': dash || 'none', 'data-path': name, 'data-points': points.length,
   }));
+  for (const lane of c.lanes) line(lane, '#cdd6e4', 'lane');
   line(c.history, '#888', 'history');
   line([[0, 0], ...c.future], '#2a2', 'future');
   line([[0, 0], ...c.model], '#36c', 'model');
@@ -189,7 +192,8 @@ async function minedPage(version) {
       ', rule ' + view.rule;
     const intro = el('p', view.ids + ' clips mined; the first ' + view.clips.length +
       ' at warehouse version ' + view.warehouse_version + '. Grey: history, green: ground truth, ' +
-      'blue: this version\'s model, red dashed: constant velocity (agent frame, heading +x).');
+      'blue: this version\'s model, red dashed: constant velocity, pale blue: HD-map lane ' +
+      'centrelines where the log has a map (agent frame, heading +x).');
     const grid = el('div');
     grid.setAttribute('data-chart', 'mined');
     grid.style.display = 'flex';

@@ -193,6 +193,11 @@ async fn the_web_view_draws_the_stores_and_the_registry_in_chromium() {
         let needle = format!("data-path=\"{path}\" data-points=\"{points}\"");
         assert_eq!(mined.matches(&needle).count(), 24, "{needle}");
     }
+    // Lanes of the HD maps ingest kept in the file store are drawn under some clips.
+    assert!(
+        mined.matches("data-path=\"lane\"").count() > 0,
+        "no lane drawn"
+    );
     // A scheduled version has no ID list to show.
     let scheduled = client
         .get(peer.url("/mined/1"))
