@@ -28,7 +28,9 @@ const LEAD_LANE_HALF_WIDTH_M: f64 = 1.8;
 /// Below this speed the heading from the velocity is not trusted \[m/s\].
 const MIN_HEADING_SPEED_MPS: f64 = 1.0;
 
-/// Which part of the fixed split a clip belongs to (issue item 7: "a fixed evaluation split").
+/// The per-track split stored in the `split` column (by a hash of log and track). Kept as a
+/// column for queries and older tables; it no longer decides training or evaluation: the
+/// evaluation set is whole logs, pinned in the registry ([`crate::pinned`], issue 13 item 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
@@ -179,7 +181,7 @@ pub fn extract(log: &LogData, spec: WindowSpec, map: Option<&HdMap>) -> Vec<Clip
     clips
 }
 
-/// The fixed split of the windows of one track segment: agents by a hash of log and track (20 %
+/// The `split` column of the windows of one track segment (see [`Split`]): agents by a hash of log and track (20 %
 /// evaluation); ego tracks (one per log) by time: the last quarter of windows is evaluation and the
 /// windows overlapping them are `gap`.
 fn splits_for(log: &LogData, track_id: &str, windows: usize, stride: usize) -> Vec<Split> {
