@@ -281,9 +281,13 @@ pub fn table(rows: &[BenchRow]) -> Vec<String> {
             .to_owned(),
     );
     let synthetic: usize = rows.iter().map(|r| r.synthetic_pages).sum();
+    let real: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {}", r.engine, r.pages + r.failed))
+        .collect();
     lines.push(format!(
-        "pages/s over real saved pages only ({} timed); synthetic pages timed: {synthetic} (not counted)",
-        rows.iter().map(|r| r.pages + r.failed).sum::<usize>()
+        "pages/s over real saved pages only (timed per engine: {}); synthetic pages timed: {synthetic} (not counted)",
+        real.join(", ")
     ));
     if let [a, b] = rows
         && b.pages_per_s > 0.0

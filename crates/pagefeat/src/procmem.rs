@@ -1,12 +1,13 @@
 //! Memory of a process tree as PSS (issue 15 item 8): the proportional set size from
-//! `/proc/PID/smaps_rollup` (Linux >= 4.14), summed over a process and all its descendants.
+//! `/proc/PID/smaps_rollup` (Linux >= 4.14), summed over a process, all its descendants and
+//! the members of its process group.
 //!
 //! Summed RSS counts a page shared by N processes N times; Chromium's browser, zygote,
 //! renderers and helpers share most of their code and much data, so summed RSS overstates its
 //! memory. PSS charges each shared page 1/N to each of its N users, so the sum over the tree
 //! counts every page once. RSS is kept beside it, named as such.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -96,16 +97,21 @@ pub fn rollup(pid: u32) -> Result<Rollup> {
     parse_smaps_rollup(&text, &path)
 }
 
-/// The parent pid from the text of `/proc/PID/stat` (the field after the state, which follows
-/// the command name in parentheses; the name may itself contain spaces and parentheses).
-pub fn parent_of_stat(stat: &str) -> Option<u32> {
+/// The parent pid and process group from the text of `/proc/PID/stat` (the two fields after
+/// the state, which follows the command name in parentheses; the name may itself contain
+/// spaces and parentheses).
+pub fn parent_of_stat(stat: &str) -> Option<(u32, u32)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     fields.next()?; // state
-    fields.next()?.parse().ok()
+    let parent = fields.next()?.parse().ok()?;
+    let group = fields.next()?.parse().ok()?;
+    Some((parent, group))
 }
 
-/// `root` and every process descending from it, root first, read from `/proc/*/stat`.
+/// `root` and every process descending from it or in process group `root` (helpers that
+/// double-fork, such as Chromium's crash handler, leave the tree but keep the group), root
+/// first, read from `/proc/*/stat`.
 ///
 /// # Errors
 /// [`Error::ProcRead`] when `/proc` cannot be listed or `root` does not exist.
@@ -121,6 +127,7 @@ pub fn process_tree(root: u32) -> Result<Vec<u32>> {
         source,
     })?;
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut group = Vec::new();
     for entry in entries.filter_map(std::result::Result::ok) {
         let Some(pid) = entry
             .file_name()
@@ -133,15 +140,20 @@ pub fn process_tree(root: u32) -> Result<Vec<u32>> {
         let Ok(stat) = fs_err::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        if let Some(parent) = parent_of_stat(&stat) {
+        if let Some((parent, pgrp)) = parent_of_stat(&stat) {
             children.entry(parent).or_default().push(pid);
+            if pgrp == root && pid != root {
+                group.push(pid);
+            }
         }
     }
     let mut tree = vec![root];
+    let mut seen: HashSet<u32> = HashSet::from([root]);
+    tree.extend(group.into_iter().filter(|pid| seen.insert(*pid)));
     let mut next = 0;
     while next < tree.len() {
         if let Some(kids) = children.get(&tree[next]) {
-            tree.extend(kids.iter().copied().filter(|k| *k != root));
+            tree.extend(kids.iter().copied().filter(|k| seen.insert(*k)));
         }
         next += 1;
     }
@@ -214,8 +226,22 @@ Private_Dirty:     20000 kB
     }
 
     #[test]
+    fn process_tree_holds_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let tree = process_tree(std::process::id()).unwrap();
+        let found = tree.contains(&child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(tree[0], std::process::id());
+        assert!(found, "{tree:?} lacks {}", child.id());
+    }
+
+    #[test]
     fn stat_parent_survives_odd_command_names() {
-        assert_eq!(parent_of_stat("42 (a b) c) S 7 42 42 0"), Some(7));
+        assert_eq!(parent_of_stat("42 (a b) c) S 7 40 42 0"), Some((7, 40)));
         assert_eq!(parent_of_stat("garbage"), None);
     }
 
