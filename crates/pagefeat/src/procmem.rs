@@ -227,8 +227,11 @@ Private_Dirty:     20000 kB
 
     #[test]
     fn process_tree_holds_children() {
+        use std::os::unix::process::CommandExt;
+        // In a group of its own: found as a descendant, not as a group member.
         let mut child = std::process::Command::new("sleep")
             .arg("30")
+            .process_group(0)
             .spawn()
             .unwrap();
         let tree = process_tree(std::process::id()).unwrap();
