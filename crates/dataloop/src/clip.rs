@@ -6,7 +6,8 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::geometry::{UniformSegment, resample, wrap_angle};
+use crate::geometry::{UniformSegment, agent_heading, resample, wrap_angle};
+use crate::hd_map::HdMap;
 use crate::reader::{LogData, RadarPoint, Source};
 use crate::trajectory::Trajectory;
 
@@ -27,7 +28,9 @@ const LEAD_LANE_HALF_WIDTH_M: f64 = 1.8;
 /// Below this speed the heading from the velocity is not trusted \[m/s\].
 const MIN_HEADING_SPEED_MPS: f64 = 1.0;
 
-/// Which part of the fixed split a clip belongs to (issue item 7: "a fixed evaluation split").
+/// The per-track split stored in the `split` column (by a hash of log and track). Kept as a
+/// column for queries and older tables; it no longer decides training or evaluation: the
+/// evaluation set is whole logs, pinned in the registry ([`crate::pinned`], issue 13 item 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
@@ -124,8 +127,9 @@ struct Resampled<'a> {
     segment: UniformSegment,
 }
 
-/// Cuts every track of `log` into clips.
-pub fn extract(log: &LogData, spec: WindowSpec) -> Vec<Clip> {
+/// Cuts every track of `log` into clips; with the log's HD map, each clip's trajectory carries
+/// the lane at its present position ([`HdMap::lane_context`]).
+pub fn extract(log: &LogData, spec: WindowSpec, map: Option<&HdMap>) -> Vec<Clip> {
     let segments: Vec<Resampled<'_>> = log
         .tracks
         .iter()
@@ -160,13 +164,24 @@ pub fn extract(log: &LogData, spec: WindowSpec) -> Vec<Clip> {
         let starts: Vec<usize> = (0..=n - WINDOW_SAMPLES).step_by(stride).collect();
         let splits = splits_for(log, seg.track_id, starts.len(), stride);
         for (k, &start) in starts.iter().enumerate() {
-            clips.push(make_clip(log, seg, &segments, start, log_t0, splits[k]));
+            let mut clip = make_clip(log, seg, &segments, start, log_t0, splits[k]);
+            if let Some(map) = map {
+                let t = &clip.trajectory;
+                let recorded = t
+                    .heading_rad
+                    .as_ref()
+                    .and_then(|h| h.get(t.present_index))
+                    .copied();
+                let heading = agent_heading(t.history(), recorded);
+                clip.trajectory.lane = map.lane_context(t.xy_m[t.present_index], heading);
+            }
+            clips.push(clip);
         }
     }
     clips
 }
 
-/// The fixed split of the windows of one track segment: agents by a hash of log and track (20 %
+/// The `split` column of the windows of one track segment (see [`Split`]): agents by a hash of log and track (20 %
 /// evaluation); ego tracks (one per log) by time: the last quarter of windows is evaluation and the
 /// windows overlapping them are `gap`.
 fn splits_for(log: &LogData, track_id: &str, windows: usize, stride: usize) -> Vec<Split> {
@@ -208,6 +223,7 @@ fn make_clip(
     let k = kinematics(xy, STEP_S);
     let category = categorise(&k).to_owned();
     let offset_ms = ((t_start - log_t0) * 1000.0).round() as i64;
+    // `log_id_of` reads this format back.
     let clip_id = format!(
         "{}:{}:{}:{offset_ms}",
         log.source.as_str(),
@@ -261,6 +277,7 @@ fn make_clip(
             .heading_rad
             .as_ref()
             .map(|h| h[start..start + WINDOW_SAMPLES].to_vec()),
+        lane: None,
     };
     Clip { simple, trajectory }
 }
@@ -422,6 +439,14 @@ fn lead_and_ttc(radar: &[RadarPoint], t_start: f64, samples: usize) -> (Option<f
         }
     }
     (lead, ttc)
+}
+
+/// The log id inside a clip id (`source:log_id:track_id:offset_ms`, as cut by this module);
+/// `None` for an id of another shape.
+pub fn log_id_of(clip_id: &str) -> Option<&str> {
+    let mut tail = clip_id.rsplitn(3, ':');
+    let (_offset, _track, head) = (tail.next()?, tail.next()?, tail.next()?);
+    head.split_once(':').map(|(_, log)| log)
 }
 
 #[cfg(test)]

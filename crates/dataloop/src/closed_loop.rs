@@ -19,9 +19,11 @@ use crate::clip::{self, Clip, WindowSpec};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{self, Metrics};
+use crate::hd_map::{self, HdMap};
 use crate::lock::DirLock;
 use crate::model::{self, AgentWindow, TrainMode, TrajectoryModel};
 use crate::olap::Olap;
+use crate::pinned::{self, EvalSet, PinnedReport};
 use crate::reader::{self, Rejection};
 use crate::registry::{self, ModelVersion, Registry, TriggerRecord};
 use crate::sql_engine::{QueryEngine, QueryLimits};
@@ -119,6 +121,13 @@ pub struct TriggerOutcome {
     pub promoted: bool,
     /// Warehouse version the data was read at.
     pub warehouse_version: i64,
+    /// Scores on the pinned evaluation set (held-out logs read at their pinned version): all
+    /// and moving windows, per category, model vs constant velocity.
+    #[serde(default)]
+    pub pinned: Option<PinnedReport>,
+    /// Logs whose clips went into training (never a pinned log).
+    #[serde(default)]
+    pub train_logs: Vec<String>,
 }
 
 /// The system: stores, file store, registry.
@@ -228,9 +237,17 @@ impl DataLoop {
         let mut rejections = Vec::new();
         let mut files = 0;
         let mut logs = Vec::new();
+        let mut maps = Vec::new();
         for location in &locations {
             let log = reader::read_log(location);
-            let cut = clip::extract(&log, spec);
+            let (map, map_files) = map_of(location, &mut rejections);
+            files += map_files;
+            if map.is_some()
+                && let Some(path) = hd_map::find(&location.path)
+            {
+                maps.push((log.log_id.clone(), path));
+            }
+            let cut = clip::extract(&log, spec, map.as_ref());
             tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = cut.len(), rejected = log.rejections.len(), "log read");
             for r in &log.rejections {
                 tracing::warn!(file = %r.file.display(), row = ?r.row, reason = %r.reason, "rejected");
@@ -282,6 +299,14 @@ impl DataLoop {
             let simple: Vec<&clip::SimpleFields> = clips.iter().map(|c| &c.simple).collect();
             self.olap
                 .write_batch(&batch_id, &[warehouse::simple_batch(&simple, &batch_id)?])?;
+        }
+        // The web view draws lanes from these copies (`hd_map::map_location`).
+        for (log_id, path) in &maps {
+            let bytes = fs_err::read(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            self.files.put(&hd_map::map_location(log_id), bytes).await?;
         }
         let olap_rows = self.olap.rows().await?;
         Ok(IngestReport {
@@ -345,14 +370,17 @@ impl DataLoop {
         Ok((warehouse.version(), batches))
     }
 
-    /// Runs one trigger: select data, train, evaluate on the fixed split, promote if better,
-    /// record in the registry. It reads the newest warehouse version (reported as
+    /// Runs one trigger: select data, train, evaluate on the pinned evaluation set, promote if
+    /// better, record in the registry. It reads the newest warehouse version (reported as
     /// `warehouse_version`) and holds the data directory's `registry.lock` throughout, so
-    /// concurrent triggers, in this process or others, get distinct versions.
+    /// concurrent triggers, in this process or others, get distinct versions. The first trigger
+    /// chooses and pins the evaluation set ([`pinned`]); every later one reads it at the pinned
+    /// version. Clips of the pinned logs are never trained on.
     ///
     /// # Errors
     /// [`Error::UnknownRule`], [`Error::BadParam`], [`Error::BadPredicate`],
-    /// [`Error::TooFewWindows`], [`Error::CorruptChampion`], [`Error::LockTimeout`], store and
+    /// [`Error::TooFewWindows`], [`Error::CorruptChampion`], [`Error::LockTimeout`],
+    /// [`Error::NoEvalLogs`], [`Error::PinnedVersion`], [`Error::PinMismatch`], store and
     /// registry errors.
     pub async fn trigger(&self, kind: TriggerKind, now: SystemTime) -> Result<TriggerOutcome> {
         let _lock = DirLock::acquire(&self.data_dir, "registry.lock", LOCK_WAIT).await?;
@@ -360,6 +388,10 @@ impl DataLoop {
         let mut registry = Registry::load(&self.data_dir)?;
         let version = registry.next_version();
         let fired_at: DateTime<Utc> = now.into();
+        let eval_set = match &registry.eval_pin {
+            Some(pin) => pinned::load(warehouse.dir(), pin).await?,
+            None => pinned::choose(&warehouse, &fired_at.to_rfc3339()).await?,
+        };
         let mined = self.mine(&kind, &warehouse, version, &fired_at).await?;
         let selected = self.take(&warehouse, &mined.location, &kind).await?;
         let record = mined.record;
@@ -372,10 +404,9 @@ impl DataLoop {
             TrainMode::Incremental => champion.as_ref().map(|(_, m)| m.clone()),
             TrainMode::Full => None,
         };
-        let (candidate, summary) = self.train(&selected, warm).await?;
-        let judged = self
-            .evaluate(&warehouse, &candidate, champion.as_ref())
-            .await?;
+        let (train_set, train_logs) = training_windows(&selected, &eval_set);
+        let (candidate, summary) = self.train(train_set, warm).await?;
+        let judged = evaluate(&eval_set, &candidate, champion.as_ref());
         let champion_before = champion.as_ref().map(|(v, _)| *v);
         let entry = ModelVersion {
             version,
@@ -389,10 +420,13 @@ impl DataLoop {
             train_windows: summary.windows,
             alpha: summary.alpha,
             metrics: judged.metrics.clone(),
+            pinned: Some(judged.pinned.clone()),
+            train_logs: train_logs.clone(),
             baseline_ade_fde_m: judged.baseline,
             promoted: judged.promoted,
             artefact: registry::save_model(&self.data_dir, version, &candidate)?,
         };
+        registry.eval_pin = Some(eval_set.pin.clone());
         self.promote(&mut registry, entry)?;
         let metrics = judged.metrics;
         Ok(TriggerOutcome {
@@ -415,6 +449,8 @@ impl DataLoop {
             baseline_ade_m: judged.baseline.0,
             promoted: judged.promoted,
             warehouse_version: warehouse.version(),
+            pinned: Some(judged.pinned),
+            train_logs,
         })
     }
 
@@ -494,23 +530,13 @@ impl DataLoop {
         }
     }
 
-    /// Trigger step 3, train (seed ¶49-¶50): fits the model on the training split of `selected`, from
-    /// `warm` when the trigger is incremental (progress bar "train").
+    /// Trigger step 3, train (seed ¶49-¶50): fits the model on `train_set` (from
+    /// [`training_windows`]), from `warm` when the trigger is incremental (progress bar "train").
     async fn train(
         &self,
-        selected: &[StoredClip],
+        train_set: Vec<(String, AgentWindow)>,
         warm: Option<TrajectoryModel>,
     ) -> Result<(TrajectoryModel, model::TrainSummary)> {
-        let train_set: Vec<(String, AgentWindow)> = selected
-            .iter()
-            .filter(|c| c.split == "train")
-            .map(|c| {
-                (
-                    c.clip_id.clone(),
-                    AgentWindow::from_trajectory(&c.trajectory),
-                )
-            })
-            .collect();
         let bar = self.bar(1, "train");
         let progress_bar = bar.clone();
         let fitted = tokio::task::spawn_blocking(move || {
@@ -523,31 +549,6 @@ impl DataLoop {
         .map_err(|e| Error::Fit(e.to_string()))??;
         bar.finish_and_clear();
         Ok(fitted)
-    }
-
-    /// Trigger step 4, evaluate: scores the candidate on the evaluation split, against the
-    /// champion when there is one and against constant velocity otherwise (seed ¶54-¶55).
-    async fn evaluate(
-        &self,
-        warehouse: &Warehouse,
-        candidate: &TrajectoryModel,
-        champion: Option<&(u32, TrajectoryModel)>,
-    ) -> Result<Judged> {
-        let eval_set = agent_windows(&warehouse.eval_split().await?);
-        let metrics = eval::evaluate(Some(candidate), &eval_set);
-        let baseline = match champion {
-            Some((_, m)) => {
-                let b = eval::evaluate(Some(m), &eval_set);
-                (b.ade_m, b.fde_m)
-            }
-            None => (metrics.cv_ade_m, metrics.cv_fde_m),
-        };
-        let promoted = eval::beats(&metrics, baseline.0, baseline.1);
-        Ok(Judged {
-            metrics,
-            baseline,
-            promoted,
-        })
     }
 
     /// Trigger step 5, promote: records the version in the registry, champion when it beat
@@ -588,7 +589,8 @@ impl DataLoop {
         for location in reader::discover(path)? {
             let log = reader::read_log(&location);
             rejections.extend(log.rejections.iter().cloned());
-            for c in clip::extract(&log, spec) {
+            let (map, _) = map_of(&location, &mut rejections);
+            for c in clip::extract(&log, spec, map.as_ref()) {
                 windows.push((
                     c.simple.category.clone(),
                     AgentWindow::from_trajectory(&c.trajectory),
@@ -599,6 +601,32 @@ impl DataLoop {
             return Err(Error::NoWindows(path.to_path_buf()));
         }
         Ok((eval::evaluate(Some(&champion), &windows), rejections))
+    }
+}
+
+/// The HD map of the log at `location` and the number of map files read (0 or 1); a map that
+/// cannot be read or parsed is rejected as a whole file (the log is then cut without lanes).
+fn map_of(
+    location: &reader::LogLocation,
+    rejections: &mut Vec<Rejection>,
+) -> (Option<HdMap>, usize) {
+    let Some(path) = hd_map::find(&location.path) else {
+        return (None, 0);
+    };
+    match HdMap::load(&path) {
+        Ok(map) => {
+            tracing::debug!(map = %path.display(), lanes = map.lanes().len(), "HD map read");
+            (Some(map), 1)
+        }
+        Err(e) => {
+            tracing::warn!(map = %path.display(), error = %e.chain(), "HD map rejected");
+            rejections.push(Rejection {
+                file: path,
+                row: None,
+                reason: e.chain(),
+            });
+            (None, 0)
+        }
     }
 }
 
@@ -615,8 +643,59 @@ struct Mined {
 /// metres, and whether the candidate beat it.
 struct Judged {
     metrics: Metrics,
+    pinned: PinnedReport,
     baseline: (f64, f64),
     promoted: bool,
+}
+
+/// The training windows of `selected`: every clip whose log is not in the pinned evaluation
+/// set, whatever its ingest-time `split` label (the evaluation set is whole logs), with the logs
+/// they came from (sorted).
+pub fn training_windows(
+    selected: &[StoredClip],
+    eval_set: &EvalSet,
+) -> (Vec<(String, AgentWindow)>, Vec<String>) {
+    let mut logs = std::collections::BTreeSet::new();
+    let windows = selected
+        .iter()
+        .filter(|c| !eval_set.pin.holds(&c.clip_id))
+        .map(|c| {
+            if let Some(log) = pinned::log_of_clip(&c.clip_id) {
+                logs.insert(log.to_owned());
+            }
+            (
+                c.clip_id.clone(),
+                AgentWindow::from_trajectory(&c.trajectory),
+            )
+        })
+        .collect();
+    (windows, logs.into_iter().collect())
+}
+
+/// Trigger step 4, evaluate: scores the candidate on the pinned evaluation set, against the
+/// champion when there is one and against constant velocity otherwise (seed ¶54-¶55). The
+/// promotion bar is ADE and FDE over all pinned windows.
+fn evaluate(
+    eval_set: &EvalSet,
+    candidate: &TrajectoryModel,
+    champion: Option<&(u32, TrajectoryModel)>,
+) -> Judged {
+    let pinned = pinned::report(Some(candidate), eval_set);
+    let metrics = pinned.all.clone();
+    let baseline = match champion {
+        Some((_, m)) => {
+            let b = eval::evaluate(Some(m), &eval_set.windows);
+            (b.ade_m, b.fde_m)
+        }
+        None => (metrics.cv_ade_m, metrics.cv_fde_m),
+    };
+    let promoted = eval::beats(&metrics, baseline.0, baseline.1);
+    Judged {
+        metrics,
+        pinned,
+        baseline,
+        promoted,
+    }
 }
 
 /// The champion of `registry` with its model, `None` when there is none.

@@ -2,10 +2,12 @@
 //! `data/driving` as one batch, start the service (scheduler + HTTP API) on 127.0.0.1, let a
 //! one-shot cron expression fire the scheduled trigger (full export, full training), send a
 //! manual trigger over HTTP (mining rule -> ID list -> take -> incremental training), check that
-//! the ID list equals the rule's SQL through `/sql`, write the report and plot. Prints one JSON
-//! line last with `--json`; exits 2 when a check fails.
+//! the ID list equals the rule's SQL through `/sql`, write the report and plot, and run the
+//! Argoverse 2 protocol on the bundled motion-forecasting scenario(s) (`av2_protocol`). Both
+//! triggers are scored on the pinned evaluation set (`pinned`: held-out logs, all and moving
+//! windows, per category). Prints one JSON line last with `--json`; exits 2 when a check fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,13 +18,16 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::auth::BearerToken;
+use crate::av2_protocol::{self, ProtocolReport};
 use crate::closed_loop::{DataLoop, TriggerOutcome};
 use crate::config::Config;
+use crate::model::AgentWindow;
 use crate::registry::Registry;
 use crate::report;
 use crate::report::out;
 use crate::service::start_service;
 use crate::warehouse::BeforeCommit;
+use crate::warehouse::{self, Warehouse};
 
 /// `dataloop demo` flags.
 #[derive(Debug, Args)]
@@ -202,6 +207,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     notes.push(report::history_table(&registry));
     notes.push(format!("plot: {}", plot.display()));
 
+    let protocol = av2_protocol_runs(&config.data_dir.canonicalize()?, &registry, &input).await?;
+    for run in &protocol {
+        notes.push(run.note());
+    }
+
     let checks = [
         (
             "no_rejected_bundled_file",
@@ -221,6 +231,19 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
             !listed.is_empty() && listed == sql_ids,
         ),
         ("eval_windows", scheduled.eval_windows > 0),
+        (
+            "same_pinned_set",
+            scheduled.pinned.as_ref().map(|p| &p.fingerprint)
+                == manual.pinned.as_ref().map(|p| &p.fingerprint),
+        ),
+        (
+            "no_eval_log_trained",
+            scheduled.pinned.as_ref().is_some_and(|p| {
+                p.log_ids
+                    .iter()
+                    .all(|l| !scheduled.train_logs.contains(l) && !manual.train_logs.contains(l))
+            }),
+        ),
     ];
     let failed: Vec<&str> = checks
         .iter()
@@ -231,7 +254,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     let margin_ade = 100.0 * (1.0 - scheduled.ade_m / scheduled.cv_ade_m);
     let margin_fde = 100.0 * (1.0 - scheduled.fde_m / scheduled.cv_fde_m);
     notes.push(format!(
-        "closing note: on the fixed evaluation split of {} windows the scheduled (full) model has ADE {:.3} m / FDE {:.3} m vs constant velocity {:.3} / {:.3} m on the same windows ({margin_ade:.1}% / {margin_fde:.1}% lower), miss rate {:.3} vs {:.3}; the manual `{}` trigger mined {} clips ({} training windows), incremental model ADE {:.3} m, {}; id list == SQL: {}; {:.1} s wall",
+        "closing note: on the pinned evaluation set of {} windows (held-out logs) the scheduled (full) model has ADE {:.3} m / FDE {:.3} m vs constant velocity {:.3} / {:.3} m on the same windows ({margin_ade:.1}% / {margin_fde:.1}% lower), miss rate {:.3} vs {:.3}; the manual `{}` trigger mined {} clips ({} training windows), incremental model ADE {:.3} m, {}; id list == SQL: {}; {:.1} s wall",
         scheduled.eval_windows,
         scheduled.ade_m,
         scheduled.fde_m,
@@ -247,6 +270,31 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         listed == sql_ids,
         wall_s
     ));
+    if let Some(p) = &scheduled.pinned {
+        notes.push(format!(
+            "pinned evaluation set: logs {} (never trained on; trained on {}) read at warehouse v{}, fingerprint {}: all {} windows ADE {:.3} m vs constant velocity {:.3} m; moving (>= {} m/s observed) {} windows ADE {:.3} m vs {:.3} m ({:.1}% lower; issue goal >= 30%), FDE {:.3} vs {:.3} m",
+            p.log_ids.join(", "),
+            scheduled.train_logs.join(", "),
+            p.warehouse_version,
+            &p.fingerprint[..p.fingerprint.len().min(16)],
+            p.all.windows,
+            p.all.ade_m,
+            p.all.cv_ade_m,
+            crate::pinned::MOVING_MIN_SPEED_MPS,
+            p.moving.windows,
+            p.moving.ade_m,
+            p.moving.cv_ade_m,
+            p.moving_ade_gain_pct,
+            p.moving.fde_m,
+            p.moving.cv_fde_m,
+        ));
+        for (category, c) in &p.moving.per_category {
+            notes.push(format!(
+                "  moving {category}: {} windows, ADE {:.3} vs CV {:.3} m, FDE {:.3} vs {:.3} m",
+                c.windows, c.ade_m, c.cv_ade_m, c.fde_m, c.cv_fde_m
+            ));
+        }
+    }
     if !failed.is_empty() {
         notes.push(format!("FAILED checks: {}", failed.join(", ")));
     }
@@ -258,6 +306,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
         "eval_windows": scheduled.eval_windows,
         "ade_margin_pct": (margin_ade * 10.0).round() / 10.0,
         "fde_margin_pct": (margin_fde * 10.0).round() / 10.0,
+        "av2_protocol": protocol.iter().map(ProtocolRun::json).collect::<Vec<_>>(),
         "checks_failed": failed,
         "wall_s": (wall_s * 10.0).round() / 10.0,
     });
@@ -274,6 +323,133 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<ExitCode>
     })
 }
 
+/// The AV2 protocol on one scenario, with the champion and with the same ridge refitted on every
+/// training log except the scenario (the champion may have trained on the scenario's 2 s -> 3 s
+/// windows: a single AV2 scenario is never held out by the pinned set's rule).
+struct ProtocolRun {
+    champion_trained_on_it: bool,
+    champion: ProtocolReport,
+    held_out: ProtocolReport,
+    held_out_train_windows: usize,
+}
+
+impl ProtocolRun {
+    fn note(&self) -> String {
+        let row = |name: &str, r: &ProtocolReport| {
+            format!(
+                "  {name}: focal K=1 minADE {:.2} / minFDE {:.2} m (CV {:.2} / {:.2}), K=6 {:.2} / {:.2} m (CV {:.2} / {:.2}); {} scored tracks K=1 {:.2} / {:.2} m MR {:.2} (CV {:.2} / {:.2} MR {:.2}), K=6 {:.2} / {:.2} m MR {:.2} (CV {:.2} / {:.2} MR {:.2})",
+                r.focal_model.min_ade_k1_m,
+                r.focal_model.min_fde_k1_m,
+                r.focal_cv.min_ade_k1_m,
+                r.focal_cv.min_fde_k1_m,
+                r.focal_model.min_ade_k6_m,
+                r.focal_model.min_fde_k6_m,
+                r.focal_cv.min_ade_k6_m,
+                r.focal_cv.min_fde_k6_m,
+                r.scored_model.agents,
+                r.scored_model.min_ade_k1_m,
+                r.scored_model.min_fde_k1_m,
+                r.scored_model.miss_rate_k1,
+                r.scored_cv.min_ade_k1_m,
+                r.scored_cv.min_fde_k1_m,
+                r.scored_cv.miss_rate_k1,
+                r.scored_model.min_ade_k6_m,
+                r.scored_model.min_fde_k6_m,
+                r.scored_model.miss_rate_k6,
+                r.scored_cv.min_ade_k6_m,
+                r.scored_cv.min_fde_k6_m,
+                r.scored_cv.miss_rate_k6,
+            )
+        };
+        format!(
+            "AV2 protocol (5 s observed -> 6 s, K=6: {}) on scenario {} (map: {}):\n{}\n{}",
+            self.champion.hypotheses,
+            self.champion.scenario_id,
+            self.champion.map,
+            row(
+                &format!(
+                    "champion (trained on this scenario's windows: {})",
+                    self.champion_trained_on_it
+                ),
+                &self.champion
+            ),
+            row(
+                &format!(
+                    "ridge refitted without this scenario ({} windows)",
+                    self.held_out_train_windows
+                ),
+                &self.held_out
+            ),
+        )
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "scenario_id": self.champion.scenario_id,
+            "champion_trained_on_it": self.champion_trained_on_it,
+            "champion": self.champion,
+            "held_out_model": self.held_out,
+            "held_out_train_windows": self.held_out_train_windows,
+        })
+    }
+}
+
+/// Runs the AV2 protocol on every motion-forecasting scenario under `input`.
+async fn av2_protocol_runs(
+    data_dir: &Path,
+    registry: &Registry,
+    input: &Path,
+) -> anyhow::Result<Vec<ProtocolRun>> {
+    let scenarios: Vec<PathBuf> = crate::reader::discover(input)?
+        .into_iter()
+        .filter(|l| l.source == crate::reader::Source::Av2Motion)
+        .map(|l| l.path)
+        .collect();
+    if scenarios.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (_, champion) = registry.champion_model(data_dir)?;
+    let trained_on = registry
+        .champion_record()
+        .map(|r| r.train_logs.clone())
+        .unwrap_or_default();
+    let warehouse = Warehouse::open(&data_dir.join("warehouse")).await?;
+    let clips = warehouse::decode_rows(&warehouse.export_all().await?)?;
+    let mut runs = Vec::new();
+    for scenario in scenarios {
+        let id = scenario
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.strip_prefix("scenario_"))
+            .unwrap_or_default()
+            .to_owned();
+        let windows: Vec<(String, AgentWindow)> = clips
+            .iter()
+            .filter(|c| {
+                registry
+                    .eval_pin
+                    .as_ref()
+                    .is_none_or(|p| !p.holds(&c.clip_id))
+                    && crate::pinned::log_of_clip(&c.clip_id) != Some(id.as_str())
+            })
+            .map(|c| {
+                (
+                    c.clip_id.clone(),
+                    AgentWindow::from_trajectory(&c.trajectory),
+                )
+            })
+            .collect();
+        let (held_out, summary) = crate::model::train(&windows, None, |_, _| {})?;
+        runs.push(ProtocolRun {
+            champion_trained_on_it: trained_on.contains(&id),
+            champion: av2_protocol::evaluate(&scenario, Some(&champion))?,
+            held_out: av2_protocol::evaluate(&scenario, Some(&held_out))?,
+            held_out_train_windows: summary.windows,
+        });
+    }
+    Ok(runs)
+}
+
 fn trigger_json(o: &TriggerOutcome) -> Value {
     let mut v = json!({
         "kind": o.kind,
@@ -288,6 +464,8 @@ fn trigger_json(o: &TriggerOutcome) -> Value {
         "miss_rate": round3(o.miss_rate),
         "cv_miss_rate": round3(o.cv_miss_rate),
         "promoted": o.promoted,
+        "train_logs": o.train_logs,
+        "pinned": o.pinned,
     });
     if let (Some(rule), Value::Object(map)) = (&o.rule, &mut v) {
         map.insert("rule".to_owned(), json!(rule));

@@ -192,6 +192,53 @@ pub enum Error {
     /// The ridge normal equations could not be solved, or a champion's statistics are malformed.
     #[error("model fit failed: {0}")]
     Fit(String),
+    /// The pinned evaluation set cannot be chosen: it is a set of whole logs, so the warehouse
+    /// needs at least two logs (one for training, one for evaluation).
+    #[error(
+        "cannot pin an evaluation set: the warehouse (version {warehouse_version}) holds {logs} log(s); whole logs are held out, so at least 2 are needed"
+    )]
+    NoEvalLogs {
+        /// Warehouse version read.
+        warehouse_version: i64,
+        /// Distinct logs found.
+        logs: usize,
+    },
+    /// The warehouse version the evaluation set is pinned to cannot be read (its commit is
+    /// missing, unreadable, or the table has no such version).
+    #[error("the pinned evaluation set's warehouse version {version} cannot be read: {reason}")]
+    PinnedVersion {
+        /// The pinned Delta version.
+        version: i64,
+        /// What failed.
+        reason: String,
+    },
+    /// The windows read at the pinned version are not the pinned ones (their fingerprint, count
+    /// or logs differ from the registry's record).
+    #[error(
+        "the evaluation set read at warehouse version {version} does not match its pin: {reason}"
+    )]
+    PinMismatch {
+        /// The pinned Delta version.
+        version: i64,
+        /// Expected and found fingerprint or count.
+        reason: String,
+    },
+    /// An HD map file parses as JSON but a lane is unusable.
+    #[error("HD map `{path}`: {reason}")]
+    Map {
+        /// The map file.
+        path: PathBuf,
+        /// Which lane and what is wrong.
+        reason: String,
+    },
+    /// An AV2 motion-forecasting scenario cannot be used for the AV2 protocol.
+    #[error("AV2 scenario `{path}`: {reason}")]
+    Scenario {
+        /// The scenario file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// No champion model exists yet (run a trigger first).
     #[error("no champion model in the registry at `{0}`; run a trigger first")]
     NoChampion(PathBuf),
@@ -240,6 +287,15 @@ pub enum Error {
         path: PathBuf,
         /// The drawing error.
         reason: String,
+    },
+    /// `/mined/{version}` names a version the registry does not hold, or one whose trigger
+    /// stored no ID list (a scheduled run exports everything).
+    #[error("model version {version}: {reason}")]
+    NoIdList {
+        /// The version asked for.
+        version: u32,
+        /// Why there is no list to show.
+        reason: &'static str,
     },
     /// A log given to `eval` yielded no windows.
     #[error("`{0}` yields no complete 5 s windows")]

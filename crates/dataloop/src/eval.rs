@@ -11,7 +11,7 @@ use crate::model::{AgentWindow, TrajectoryModel, constant_velocity, displacement
 /// A prediction whose final displacement exceeds this is a miss \[m\].
 pub const MISS_THRESHOLD_M: f64 = 2.0;
 
-/// Pass rates of one scenario category.
+/// Pass rates and displacement errors of one scenario category.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CategoryPass {
     /// Windows in the category.
@@ -20,6 +20,18 @@ pub struct CategoryPass {
     pub pass_rate: f64,
     /// Same for constant velocity.
     pub cv_pass_rate: f64,
+    /// Model ADE over the category's windows \[m\] (0 in records written before it was kept).
+    #[serde(default)]
+    pub ade_m: f64,
+    /// Model FDE \[m\].
+    #[serde(default)]
+    pub fde_m: f64,
+    /// Constant velocity's ADE on the same windows \[m\].
+    #[serde(default)]
+    pub cv_ade_m: f64,
+    /// Constant velocity's FDE \[m\].
+    #[serde(default)]
+    pub cv_fde_m: f64,
 }
 
 /// Metrics of one evaluation run.
@@ -47,7 +59,8 @@ pub struct Metrics {
 pub fn evaluate(model: Option<&TrajectoryModel>, windows: &[(String, AgentWindow)]) -> Metrics {
     let n = windows.len();
     let mut sums = [0.0_f64; 6];
-    let mut cats: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    // Per category: windows, model passes, CV passes, and sums of ADE, FDE, CV ADE, CV FDE.
+    let mut cats: BTreeMap<String, (usize, usize, usize, [f64; 4])> = BTreeMap::new();
     for (category, w) in windows {
         let cv = constant_velocity(w);
         let pred = model.map_or_else(|| cv.clone(), |m| m.predict(w));
@@ -68,6 +81,9 @@ pub fn evaluate(model: Option<&TrajectoryModel>, windows: &[(String, AgentWindow
         entry.0 += 1;
         entry.1 += usize::from(!miss);
         entry.2 += usize::from(!cv_miss);
+        for (sum, v) in entry.3.iter_mut().zip([ade, fde, cv_ade, cv_fde]) {
+            *sum += v;
+        }
     }
     let d = n.max(1) as f64;
     Metrics {
@@ -80,13 +96,18 @@ pub fn evaluate(model: Option<&TrajectoryModel>, windows: &[(String, AgentWindow
         cv_miss_rate: sums[5] / d,
         per_category: cats
             .into_iter()
-            .map(|(k, (total, pass, cv_pass))| {
+            .map(|(k, (total, pass, cv_pass, sums))| {
+                let d = total as f64;
                 (
                     k,
                     CategoryPass {
                         windows: total,
-                        pass_rate: pass as f64 / total as f64,
-                        cv_pass_rate: cv_pass as f64 / total as f64,
+                        pass_rate: pass as f64 / d,
+                        cv_pass_rate: cv_pass as f64 / d,
+                        ade_m: sums[0] / d,
+                        fde_m: sums[1] / d,
+                        cv_ade_m: sums[2] / d,
+                        cv_fde_m: sums[3] / d,
                     },
                 )
             })
@@ -117,6 +138,7 @@ mod tests {
                 .map(|k| [k as f64 * 0.1, future_offset * k as f64 / 30.0])
                 .collect(),
             class: [0.0, 1.0, 0.0],
+            lane: None,
         }
     }
 
@@ -132,6 +154,8 @@ mod tests {
             );
             assert_eq!(m.cv_miss_rate, miss);
             assert_eq!(m.per_category["cruising"].cv_pass_rate, 1.0 - miss);
+            assert!((m.per_category["cruising"].cv_fde_m - fde).abs() < 1e-9);
+            assert_eq!(m.per_category["cruising"].cv_ade_m, m.cv_ade_m);
             assert_eq!(m.ade_m, m.cv_ade_m, "no model means CV");
         }
         assert!(beats(

@@ -201,6 +201,27 @@ fn resample_run(
     }
 }
 
+/// An agent's heading at the last point of `history` (oldest first, 10 Hz, the present last):
+/// the direction of travel over the last 0.5 s when it moved more than 0.5 m, else `recorded`,
+/// else the whole history's displacement when over 0.2 m, else 0 (the x axis) \[rad\].
+pub fn agent_heading(history: &[[f64; 2]], recorded: Option<f64>) -> f64 {
+    let Some(&p0) = history.last() else {
+        return recorded.unwrap_or(0.0);
+    };
+    let back = history[history.len().saturating_sub(6)];
+    let d = [p0[0] - back[0], p0[1] - back[1]];
+    let whole = [p0[0] - history[0][0], p0[1] - history[0][1]];
+    if d[0].hypot(d[1]) > 0.5 {
+        d[1].atan2(d[0])
+    } else if let Some(rec) = recorded {
+        rec
+    } else if whole[0].hypot(whole[1]) > 0.2 {
+        whole[1].atan2(whole[0])
+    } else {
+        0.0
+    }
+}
+
 /// Wraps an angle to -π..π.
 pub fn wrap_angle(a: f64) -> f64 {
     let two_pi = std::f64::consts::TAU;

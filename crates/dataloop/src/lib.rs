@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod auth;
+pub mod av2_protocol;
 pub mod bench;
 pub mod bench_take;
 pub mod cli;
@@ -12,9 +13,12 @@ pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod geometry;
+pub mod hd_map;
 pub mod lock;
+pub mod mined_view;
 pub mod model;
 pub mod olap;
+pub mod pinned;
 pub mod query;
 pub mod reader;
 pub mod registry;
@@ -26,6 +30,7 @@ pub mod sql_engine;
 pub mod take;
 pub mod trajectory;
 pub mod trigger;
+pub mod ui;
 pub mod warehouse;
 
 pub use closed_loop::{DataLoop, IngestReport, TriggerKind, TriggerOutcome};

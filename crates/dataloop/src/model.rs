@@ -3,14 +3,17 @@
 //! The model is a ridge-regularised linear residual over constant velocity, solved in closed
 //! form (issue 13 item 3): the normal equations `(XᵀX + λI) W = XᵀY` by Cholesky (`nalgebra`)
 //! from sufficient statistics accumulated window by window, so training is one pass over the
-//! data plus a 15 × 15 solve per penalty. In the agent frame (origin at the present
+//! data plus a 20 × 20 solve per penalty. In the agent frame (origin at the present
 //! position, x along the recent direction of travel) it predicts how far the future deviates from
 //! what constant velocity gives, at six knots (0.5, 1.0, ... 3.0 s; linear in between, zero at
-//! the present). The 15 features are differences between velocity estimates over nested spans
+//! the present). 15 of the 20 features are differences between velocity estimates over nested spans
 //! (last sample, 0.3 s, 0.5 s, 1 s, 2 s; successive differences are weakly correlated), an
 //! acceleration estimate, a pedestrian-gated velocity, a smoothing term gated to near-still
-//! objects (label jitter) and a curvature term. The raw speed is deliberately not a feature and
-//! there is no intercept: the model can only refine constant velocity, no speed-proportional bias
+//! objects (label jitter) and a curvature term; 5 come from the log's HD map where there is one
+//! (lane heading relative to the agent's, signed distance to the lane centreline, the lane's
+//! heading 20 m ahead; [`crate::hd_map`]) and are 0 with an indicator set where there is none
+//! (that indicator is the only constant term). The raw speed is deliberately not a feature and
+//! there is no other intercept: the model can only refine constant velocity, no speed-proportional bias
 //! learnt in town is extrapolated to the highway, and strong regularisation falls back to
 //! constant velocity, which suits the small data (hundreds of windows). The ridge penalty is
 //! picked on a validation part of the training windows (whole tracks, by hash); features are
@@ -18,7 +21,7 @@
 //!
 //! Incremental training (seed ¶50) warm-starts from the current model: every artefact keeps
 //! the sufficient statistics of all windows its lineage has seen (`XᵀX` and `XᵀY` of the scaled
-//! features and targets, 15×15 and 15×12 numbers) and the hashes of their clip ids. An
+//! features and targets, 20×20 and 20×12 numbers) and the hashes of their clip ids. An
 //! incremental run adds the statistics of the windows whose clips are new to the champion's and
 //! solves again: the result is exactly the ridge fit on the union, without re-reading old data
 //! and without counting a clip twice. The champion's feature scaling and ridge penalty are kept.
@@ -33,8 +36,8 @@ use crate::clip::{FUTURE_STEPS, HISTORY_STEPS, STEP_S};
 use crate::error::Error;
 use crate::trajectory::Trajectory;
 
-/// Number of input features.
-pub const FEATURES: usize = 15;
+/// Number of input features: 15 kinematic ones and 5 from the HD map (see [`AgentWindow::features`]).
+pub const FEATURES: usize = 20;
 /// Future steps (10 Hz) at which the residual is predicted; linear in between.
 pub const KNOTS: [usize; 6] = [5, 10, 15, 20, 25, 30];
 /// Number of outputs: residual (x, y) at each knot.
@@ -76,6 +79,10 @@ pub struct AgentWindow {
     pub future: Vec<[f64; 2]>,
     /// Object class indicators: pedestrian, vehicle-like, static/background.
     pub class: [f64; 3],
+    /// The lane at the present position relative to the agent, when the log has an HD map and
+    /// a lane is near: lane heading minus the agent's heading \[rad\], signed distance from the
+    /// centreline (left positive) \[m\], lane heading 20 m ahead minus the agent's \[rad\].
+    pub lane: Option<[f64; 3]>,
 }
 
 impl AgentWindow {
@@ -85,18 +92,12 @@ impl AgentWindow {
     pub fn from_trajectory(t: &Trajectory) -> Self {
         let h = t.history();
         let p0 = h[h.len() - 1];
-        let back = h[h.len().saturating_sub(6)];
-        let d = [p0[0] - back[0], p0[1] - back[1]];
-        let whole = [p0[0] - h[0][0], p0[1] - h[0][1]];
-        let heading = if d[0].hypot(d[1]) > 0.5 {
-            d[1].atan2(d[0])
-        } else if let Some(rec) = t.heading_rad.as_ref().and_then(|v| v.get(t.present_index)) {
-            *rec
-        } else if whole[0].hypot(whole[1]) > 0.2 {
-            whole[1].atan2(whole[0])
-        } else {
-            0.0
-        };
+        let recorded = t
+            .heading_rad
+            .as_ref()
+            .and_then(|v| v.get(t.present_index))
+            .copied();
+        let heading = crate::geometry::agent_heading(h, recorded);
         let (s, c) = heading.sin_cos();
         let local = |p: [f64; 2]| {
             let (dx, dy) = (p[0] - p0[0], p[1] - p0[1]);
@@ -113,10 +114,18 @@ impl AgentWindow {
             )),
             f64::from(u8::from(ty.contains("static") || ty.contains("background"))),
         ];
+        let lane = t.lane.map(|l| {
+            [
+                crate::geometry::wrap_angle(l.heading_rad - heading),
+                l.offset_m,
+                crate::geometry::wrap_angle(l.ahead_heading_rad - heading),
+            ]
+        });
         Self {
             history: h[..h.len() - 1].iter().map(|&p| local(p)).collect(),
             future: t.future().iter().map(|&p| local(p)).collect(),
             class,
+            lane,
         }
     }
 
@@ -135,7 +144,11 @@ impl AgentWindow {
         [-back[0] / span, -back[1] / span]
     }
 
-    /// Feature vector (unscaled): see the module docs.
+    /// Feature vector (unscaled): see the module docs. The last five come from the HD map and
+    /// apply to non-pedestrians with a lane within 5 m (`m` = 1, else 0): `m · v · sin(Δh)`,
+    /// `m · offset` (clamped to ±3 m), `m · v · sin(Δh_ahead)`, `m · v · (1 − cos(Δh_ahead))`
+    /// with `v` the speed over the last 0.5 s and `Δh` lane heading minus agent heading, and the
+    /// indicator `1 − m` (no map, no lane near, or a pedestrian).
     pub fn features(&self) -> [f64; FEATURES] {
         let v1 = self.last_velocity();
         let v3 = self.velocity_over(3);
@@ -163,6 +176,10 @@ impl AgentWindow {
         let ped = self.class[0];
         // Near-still objects (label jitter dominates): their own smoothing weights.
         let slow = f64::from(u8::from(v20[0].hypot(v20[1]) < 1.0));
+        let (m, lane) = match self.lane {
+            Some(l) if ped == 0.0 => (1.0, l),
+            _ => (0.0, [0.0; 3]),
+        };
         [
             v3[0] - v1[0],
             v3[1] - v1[1],
@@ -179,6 +196,11 @@ impl AgentWindow {
             slow * (v20[0] - v1[0]),
             slow * (v20[1] - v1[1]),
             speed * turn,
+            m * speed * lane[0].sin(),
+            m * lane[1].clamp(-3.0, 3.0),
+            m * speed * lane[2].sin(),
+            m * speed * (1.0 - lane[2].cos()),
+            1.0 - m,
         ]
     }
 }
@@ -590,6 +612,7 @@ mod tests {
                 .collect(),
             xy_m: xy,
             heading_rad: None,
+            lane: None,
         }
     }
 

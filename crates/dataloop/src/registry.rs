@@ -1,7 +1,8 @@
 //! The model registry (issue item 7; seed ¶55, ¶64-¶65): every trained model is a
 //! versioned JSON artefact under `models/`, and `registry.json` records for each version the
 //! trigger, its ID list, the warehouse version, the training mode, the metrics and whether it was
-//! promoted to champion. Files are replaced atomically (write to a temporary name, rename).
+//! promoted to champion; it also holds the pinned evaluation set ([`EvalPin`]) every version is
+//! scored on. Files are replaced atomically (write to a temporary name, rename).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
 use crate::model::{TrainMode, TrajectoryModel};
+use crate::pinned::{EvalPin, PinnedReport};
 
 /// What started a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,8 +50,15 @@ pub struct ModelVersion {
     pub train_windows: usize,
     /// Chosen ridge penalty.
     pub alpha: f64,
-    /// Metrics on the evaluation split.
+    /// Metrics on the evaluation set (the pinned set's windows, see `pinned`).
     pub metrics: Metrics,
+    /// Scores on the pinned evaluation set: all and moving windows, per category, model vs
+    /// constant velocity (absent in records written before the set was pinned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<PinnedReport>,
+    /// Logs whose clips were given to training in this run (never a pinned log).
+    #[serde(default)]
+    pub train_logs: Vec<String>,
     /// The champion's (or constant velocity's, with no champion) ADE and FDE on the same
     /// windows when this version was judged \[m\].
     pub baseline_ade_fde_m: (f64, f64),
@@ -66,6 +75,9 @@ pub struct Registry {
     pub champion: Option<u32>,
     /// All versions, oldest first.
     pub versions: Vec<ModelVersion>,
+    /// The evaluation set: chosen once by the first trigger, then fixed (issue 13 item 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_pin: Option<EvalPin>,
 }
 
 impl Registry {
@@ -146,13 +158,25 @@ pub fn save_model(data_dir: &Path, version: u32, model: &TrajectoryModel) -> Res
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::Json`] (also for a `.seen` file whose length is not a multiple
-/// of 8).
+/// of 8); [`Error::Fit`] for an artefact whose weights do not have this build's shape.
 pub fn load_model(path: &Path) -> Result<TrajectoryModel> {
     let text = fs_err::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut model: TrajectoryModel = serde_json::from_str(&text).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,
     })?;
+    if model.weights.len() != crate::model::FEATURES * crate::model::OUTPUTS
+        || model.feature_scale.len() != crate::model::FEATURES
+    {
+        return Err(Error::Fit(format!(
+            "`{}` has {} feature scales and {} weights; this build's model has {} features and {} outputs (an artefact of another feature set)",
+            path.display(),
+            model.feature_scale.len(),
+            model.weights.len(),
+            crate::model::FEATURES,
+            crate::model::OUTPUTS
+        )));
+    }
     let seen = seen_path(path);
     match fs_err::read(&seen) {
         Ok(bytes) if bytes.len() % 8 == 0 => {

@@ -4,8 +4,10 @@
 //!
 //! Routes: `GET /status`, `POST /trigger` (JSON `{"rule": "...", "params": {"k": "v"}}`),
 //! `POST /trigger/scheduled` (run the scheduled job now), `POST /sql` (JSON `{"sql": "..."}`,
-//! read-only, see [`crate::sql_engine`]), `GET /registry`. All of them require
-//! `Authorization: Bearer <token>` ([`crate::auth`]); `/healthz` and `/metrics` stay open.
+//! read-only, see [`crate::sql_engine`]), `GET /registry`, `GET /mined/{version}?limit=N` (the
+//! clips of a mined ID list with their predictions, [`crate::mined_view`]). All of them require
+//! `Authorization: Bearer <token>` ([`crate::auth`]); `/healthz`, `/metrics` and the web view's
+//! page and script (`/ui`, [`crate::ui`]; they hold no data) stay open.
 //! Triggers run one at a time; no lock is held across a query or a trigger that `/status`,
 //! `/registry` or `/sql` would wait for.
 
@@ -118,7 +120,7 @@ impl AppState {
 }
 
 /// The API routes (without `/healthz` and `/metrics`, which `svckit::serve` adds), each behind
-/// the bearer `token`.
+/// the bearer `token`, and the web view ([`crate::ui`]: `/ui`, `/ui/app.js`, no data, open).
 pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
     Router::new()
         .route("/status", get(status))
@@ -126,10 +128,12 @@ pub fn router(state: Arc<AppState>, token: BearerToken) -> Router {
         .route("/trigger/scheduled", post(scheduled_now))
         .route("/sql", post(sql))
         .route("/registry", get(registry))
+        .route("/mined/{version}", get(mined))
         .route_layer(middleware::from_fn_with_state(
             Arc::new(token),
             auth::require_bearer,
         ))
+        .merge(crate::ui::routes())
         .with_state(state)
 }
 
@@ -185,6 +189,7 @@ impl IntoResponse for AppError {
             }
             Error::QueryBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::NoChampion(_) | Error::LockTimeout { .. } => StatusCode::CONFLICT,
+            Error::NoIdList { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -259,6 +264,24 @@ async fn sql(
         "warehouse_version": warehouse_version,
         "rows": query::to_json_rows(&batches),
     })))
+}
+
+/// `?limit=` of `GET /mined/{version}`.
+#[derive(Debug, Deserialize)]
+struct MinedQuery {
+    /// Clips to show (default 24, at most [`crate::mined_view::MAX_CLIPS`]).
+    limit: Option<usize>,
+}
+
+async fn mined(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(version): axum::extract::Path<u32>,
+    axum::extract::Query(query): axum::extract::Query<MinedQuery>,
+) -> Result<Json<crate::mined_view::MinedView>, AppError> {
+    crate::mined_view::mined_view(&state.dl, version, query.limit.unwrap_or(24))
+        .await
+        .map(Json)
+        .map_err(AppError)
 }
 
 async fn registry(State(state): State<Arc<AppState>>) -> Result<Json<Registry>, AppError> {

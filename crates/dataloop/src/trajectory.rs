@@ -4,7 +4,9 @@
 //! Layout (`dataloop.trajectory.v1`): columns `t_s` (f64, seconds relative to the present
 //! sample, -2.0..3.0), `x_m`, `y_m` (f64, the log's planar frame: AV2 city frame or comma2k19
 //! east/north), `heading_rad` (f64, nullable: recorded heading when the source has one);
-//! schema metadata `format`, `clip_id`, `object_type`, `category`, `present_index`.
+//! schema metadata `format`, `clip_id`, `object_type`, `category`, `present_index`, and, when
+//! the log has an HD map with a lane near the present position, `lane_heading_rad`,
+//! `lane_offset_m` and `lane_ahead_heading_rad` ([`LaneContext`], decimal text).
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -16,6 +18,7 @@ use deltalake::arrow::ipc::reader::StreamReader;
 use deltalake::arrow::ipc::writer::StreamWriter;
 
 use crate::error::Error;
+use crate::hd_map::LaneContext;
 
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "dataloop.trajectory.v1";
@@ -37,7 +40,17 @@ pub struct Trajectory {
     pub xy_m: Vec<[f64; 2]>,
     /// Recorded heading per sample \[rad\], when the source has one.
     pub heading_rad: Option<Vec<f64>>,
+    /// The lane at the present position (city frame), when the log has an HD map and a lane
+    /// is near.
+    pub lane: Option<LaneContext>,
 }
+
+/// Metadata keys of [`LaneContext`]'s fields.
+const LANE_KEYS: [&str; 3] = [
+    "lane_heading_rad",
+    "lane_offset_m",
+    "lane_ahead_heading_rad",
+];
 
 impl Trajectory {
     /// History samples including the present.
@@ -63,6 +76,12 @@ impl Trajectory {
             ("present_index", self.present_index.to_string()),
         ]
         .into_iter()
+        .chain(self.lane.iter().flat_map(|l| {
+            LANE_KEYS
+                .into_iter()
+                .zip([l.heading_rad, l.offset_m, l.ahead_heading_rad])
+                .map(|(k, v)| (k, v.to_string()))
+        }))
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let schema = Arc::new(
@@ -123,6 +142,22 @@ impl Trajectory {
         let present_index: usize = get("present_index")?
             .parse()
             .map_err(|_| bad("present_index is not a number".to_owned()))?;
+        let lane_values: Vec<Option<&String>> = LANE_KEYS.iter().map(|k| meta.get(*k)).collect();
+        let lane = match lane_values.as_slice() {
+            [Some(h), Some(o), Some(a)] => {
+                let num = |v: &String| {
+                    v.parse::<f64>()
+                        .map_err(|_| bad(format!("lane metadata `{v}` is not a number")))
+                };
+                Some(LaneContext {
+                    heading_rad: num(h)?,
+                    offset_m: num(o)?,
+                    ahead_heading_rad: num(a)?,
+                })
+            }
+            [None, None, None] => None,
+            _ => return Err(bad("lane metadata is incomplete".to_owned())),
+        };
         let mut t_s = Vec::new();
         let mut xy_m = Vec::new();
         let mut heading = Vec::new();
@@ -160,6 +195,7 @@ impl Trajectory {
             t_s,
             xy_m,
             heading_rad: has_heading.then_some(heading),
+            lane,
         })
     }
 }
@@ -170,7 +206,12 @@ mod tests {
 
     #[test]
     fn round_trips_with_and_without_heading() {
-        for heading in [None, Some(vec![0.1, 0.2, 0.3])] {
+        let lane = Some(LaneContext {
+            heading_rad: 0.1 + 0.2,
+            offset_m: -1.0 / 3.0,
+            ahead_heading_rad: -3.0,
+        });
+        for (heading, lane) in [(None, None), (Some(vec![0.1, 0.2, 0.3]), lane)] {
             let t = Trajectory {
                 clip_id: "a:b:c:0".to_owned(),
                 object_type: "vehicle".to_owned(),
@@ -179,6 +220,7 @@ mod tests {
                 t_s: vec![-0.1, 0.0, 0.1],
                 xy_m: vec![[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]],
                 heading_rad: heading,
+                lane,
             };
             let bytes = t.encode().unwrap();
             assert_eq!(Trajectory::decode("a:b:c:0", &bytes).unwrap(), t);

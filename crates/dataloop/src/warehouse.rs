@@ -214,6 +214,76 @@ impl Warehouse {
         Ok(Self { table, dir })
     }
 
+    /// Opens an existing table at `version` (Delta time travel): the rows exactly as that
+    /// commit left them, whatever was committed after it.
+    ///
+    /// # Errors
+    /// [`Error::PinnedVersion`] when `version` is negative, the table has no such version, or a
+    /// commit up to it is missing or unreadable; [`Error::Io`] when `dir` is not there.
+    pub async fn open_at(dir: &Path, version: i64) -> Result<Self> {
+        let bad = |reason: String| Error::PinnedVersion { version, reason };
+        let wanted = u64::try_from(version).map_err(|_| bad("negative version".to_owned()))?;
+        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        let table = deltalake::open_table_with_version(dir_url(&dir)?, wanted)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        if table.version() != Some(wanted) {
+            return Err(bad(format!(
+                "the table loaded version {:?}",
+                table.version()
+            )));
+        }
+        Ok(Self { table, dir })
+    }
+
+    /// Distinct `(source, log_id)` pairs in the loaded version, sorted.
+    ///
+    /// # Errors
+    /// Query errors.
+    pub async fn logs(&self) -> Result<Vec<(String, String)>> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        let batches = ctx
+            .sql("SELECT DISTINCT source, log_id FROM warehouse ORDER BY source, log_id")
+            .await?
+            .collect()
+            .await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let text = |i: usize| deltalake::arrow::compute::cast(b.column(i), &ArrowType::Utf8);
+            let (sources, logs) = (text(0)?, text(1)?);
+            let (sources, logs) = (sources.as_string::<i32>(), logs.as_string::<i32>());
+            out.extend(
+                (0..b.num_rows()).map(|i| (sources.value(i).to_owned(), logs.value(i).to_owned())),
+            );
+        }
+        Ok(out)
+    }
+
+    /// `(clip_id, split, category, trajectory)` of every row of the logs `log_ids` in the loaded
+    /// version, sorted by `clip_id` (the pinned evaluation set's read; decode with
+    /// [`decode_rows`]).
+    ///
+    /// # Errors
+    /// Query errors.
+    pub async fn rows_of_logs(&self, log_ids: &[String]) -> Result<Vec<RecordBatch>> {
+        if log_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        Ok(ctx
+            .table(TABLE)
+            .await?
+            .filter(
+                col("log_id").in_list(log_ids.iter().map(|l| lit(l.as_str())).collect(), false),
+            )?
+            .select_columns(&["clip_id", "split", "category", "trajectory"])?
+            .sort(vec![col("clip_id").sort(true, false)])?
+            .collect()
+            .await?)
+    }
+
     /// The table directory.
     pub fn dir(&self) -> &Path {
         &self.dir

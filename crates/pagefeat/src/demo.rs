@@ -1,7 +1,8 @@
 //! `pagefeat demo`: everything on the bundled pages, with checks that decide the exit code.
 //!
 //! 1. Every bundled page through the embedded engine: panorama StatTrees with EasyList labels,
-//!    written as protobuf; pages/s (real pages only) and peak RSS.
+//!    written as protobuf; pages/s over real saved pages only ([`Throughput`]; the count of
+//!    real pages timed and of any synthetic ones is reported beside it) and peak RSS.
 //! 2. The ad classifier trained on the trees of the training pages, P/R/F1 against the filter
 //!    list on held-out pages; the dead-link (soft-404) classifier evaluated held out by site on
 //!    the dead-link data set ([`crate::deadlink_report`]: 1,229 corpus pages, the bundled ones,
@@ -24,7 +25,7 @@ use serde_json::json;
 use svckit::{Clock, SystemClock};
 
 use crate::adfilter::AdFilter;
-use crate::bench::{group_rss_mb, own_peak_rss_mb};
+use crate::bench::{Throughput, max_option, own_peak_rss_mb, tree_memory};
 use crate::config::{Config, resolve_path};
 use crate::corpus::{Category, CorpusPage, bundled};
 use crate::engine::ChromiumBrowser;
@@ -62,8 +63,9 @@ pub struct DemoOutcome {
 }
 
 /// Trees of the corpus from the embedded engine: each bundled page (the popup fixtures when
-/// `include_popups`). Returns the trees, the keys of held-out trees, and the
-/// pages that failed with their errors.
+/// `include_popups`). Returns the trees, the keys of held-out trees, the
+/// pages that failed with their errors, and the time per page ([`Throughput`]: real pages
+/// apart from synthetic ones).
 ///
 /// # Errors
 /// Only when the workers stop; page errors are collected.
@@ -72,7 +74,7 @@ pub async fn corpus_trees(
     pages: &[CorpusPage],
     bar: Option<&ProgressBar>,
     include_popups: bool,
-) -> Result<(Vec<NamedTree>, HashSet<String>, Vec<String>)> {
+) -> Result<(Vec<NamedTree>, HashSet<String>, Vec<String>, Throughput)> {
     let options = ExtractOptions {
         engine: EngineKind::Embedded,
         profile: ProfileArg::Panorama,
@@ -83,17 +85,24 @@ pub async fn corpus_trees(
     let mut trees = Vec::new();
     let mut held_out = HashSet::new();
     let mut failures = Vec::new();
+    let mut timed = Throughput::default();
     for page in pages {
         if page.category == Category::Popups && !include_popups {
             continue;
         }
+        let started = Instant::now();
         let mut inputs: Vec<(String, PageInput)> = Vec::new();
         match read_page(&page.path, max) {
             Ok(input) => inputs.push((page.key(), input)),
-            Err(error) => failures.push(format!("{}: {error}", page.key())),
+            Err(error) => {
+                timed.record(&page.key(), false, started.elapsed().as_secs_f64());
+                failures.push(format!("{}: {error}", page.key()));
+            }
         }
         for (key, input) in inputs {
-            match pipeline.extract(&input, None, &options).await {
+            let outcome = pipeline.extract(&input, None, &options).await;
+            timed.record(&key, outcome.is_ok(), started.elapsed().as_secs_f64());
+            match outcome {
                 Ok(extraction) => {
                     if page.held_out {
                         held_out.insert(key.clone());
@@ -111,7 +120,7 @@ pub async fn corpus_trees(
             bar.inc(1);
         }
     }
-    Ok((trees, held_out, failures))
+    Ok((trees, held_out, failures, timed))
 }
 
 /// A key for matching an element between engines: its path of `tag[n]` steps (n = position
@@ -267,12 +276,10 @@ pub async fn run(
     let pipeline = Pipeline::new(config.clone(), label_only, Arc::clone(&clock));
     let mut failures = Vec::new();
 
-    // 1. Embedded engine over every bundled page and the synthetic variants.
+    // 1. Embedded engine over every bundled page (saved pages only; pages/s counts real pages).
     let bar = progress_bar(progress, pages.len() as u64, "embedded");
-    let started = Instant::now();
-    let (all_trees, held_out, page_failures) =
+    let (all_trees, held_out, page_failures, embedded_timed) =
         corpus_trees(&pipeline, &pages, Some(&bar), true).await?;
-    let embedded_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let embedded_rss = own_peak_rss_mb();
     failures.extend(
@@ -280,7 +287,6 @@ pub async fn run(
             .iter()
             .map(|f| format!("embedded engine: {f}")),
     );
-    let embedded_pages = all_trees.len();
     for named in &all_trees {
         stat_node::write_file(&trees_dir.join(format!("{}.pb", named.key)), &named.tree)?;
     }
@@ -290,8 +296,9 @@ pub async fn run(
         .map(|t| (t.key.clone(), &t.tree))
         .collect();
     tracing::info!(
-        trees = embedded_pages,
-        seconds = embedded_seconds,
+        trees = all_trees.len(),
+        real_pages = embedded_timed.real_pages,
+        seconds = embedded_timed.real_seconds,
         "embedded trees written"
     );
 
@@ -349,21 +356,26 @@ pub async fn run(
         scroll_y: None,
     };
     let bar = progress_bar(progress, pages.len() as u64, "chromium");
-    let started = Instant::now();
-    let mut chromium_pages = 0usize;
-    let mut chromium_rss: f64 = 0.0;
+    let mut chromium_timed = Throughput::default();
+    let mut chromium_rss: Option<f64> = None;
+    let mut chromium_pss: Option<f64> = None;
     let mut ious: Vec<f32> = Vec::new();
     let mut relative_ious: Vec<f32> = Vec::new();
     let mut agreement_pages = 0usize;
     let mut nodes_total = 0usize;
     for page in &pages {
+        let started = Instant::now();
         let outcome = match read_page(&page.path, config.input.max_bytes) {
             Ok(input) => pipeline.extract(&input, Some(&browser), &options).await,
             Err(e) => Err(e),
         };
+        chromium_timed.record(
+            &page.key(),
+            outcome.is_ok(),
+            started.elapsed().as_secs_f64(),
+        );
         match outcome {
             Ok(extraction) => {
-                chromium_pages += 1;
                 stat_node::write_file(
                     &chromium_dir.join(format!("{}.pb", page.key())),
                     &extraction.result.tree,
@@ -381,10 +393,12 @@ pub async fn run(
             }
             Err(error) => failures.push(format!("chromium: {}: {error}", page.key())),
         }
-        chromium_rss = chromium_rss.max(group_rss_mb(browser.pid()));
+        if let Some(memory) = tree_memory(browser.pid()) {
+            chromium_pss = max_option(chromium_pss, Some(memory.pss_mb()));
+            chromium_rss = max_option(chromium_rss, Some(memory.rss_mb()));
+        }
         bar.inc(1);
     }
-    let chromium_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let share_over_half =
         ious.iter().filter(|v| **v > 0.5).count() as f64 / ious.len().max(1) as f64;
@@ -444,11 +458,17 @@ pub async fn run(
         "pages": bundled_trees.len(),
         "engines": {
             "embedded": {
-                "pages_per_s": round3(embedded_pages as f64 / embedded_seconds.max(1e-9)),
+                "pages_per_s": round3(embedded_timed.pages_per_s()),
+                "real_pages_timed": embedded_timed.real_pages + embedded_timed.real_failed,
+                "synthetic_pages_timed": embedded_timed.synthetic_pages,
                 "peak_rss_mb": round3(embedded_rss),
             },
             "chromium": {
-                "pages_per_s": round3(chromium_pages as f64 / chromium_seconds.max(1e-9)),
+                "pages_per_s": round3(chromium_timed.pages_per_s()),
+                "real_pages_timed": chromium_timed.real_pages + chromium_timed.real_failed,
+                "synthetic_pages_timed": chromium_timed.synthetic_pages,
+                "peak_pss_mb": chromium_pss.map(round3),
+                "peak_summed_rss_mb": chromium_rss.map(round3),
             },
         },
         "nodes_total": nodes_total,
@@ -485,7 +505,8 @@ pub async fn run(
         "matched_boxes": ious.len(),
         "median_parent_relative_iou": round3(median_relative_iou),
         "share_of_boxes_iou_over_half": round3(share_over_half),
-        "chromium_peak_rss_mb": round3(chromium_rss),
+        "chromium_peak_pss_mb": chromium_pss.map(round3),
+        "chromium_peak_summed_rss_mb": chromium_rss.map(round3),
         "popups": popup_details,
         "failures": &failures,
     });

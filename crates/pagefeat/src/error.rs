@@ -141,6 +141,24 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A `/proc` file (process list, `stat`, `smaps_rollup`) could not be read: the process is
+    /// gone, access is denied, or the kernel has no such file.
+    #[error("reading `{path}`")]
+    ProcRead {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `/proc` file did not have the expected shape.
+    #[error("`{path}`: {what}")]
+    ProcFormat {
+        /// The file.
+        path: PathBuf,
+        /// What was missing or malformed.
+        what: String,
+    },
     /// The background workers stopped before answering (a worker thread panicked).
     #[error("background workers stopped")]
     WorkersGone,

@@ -21,6 +21,7 @@ pub mod lexicon;
 pub mod model;
 pub mod pagetext;
 pub mod popup;
+pub mod procmem;
 pub mod recognize;
 pub mod serve;
 pub mod site;

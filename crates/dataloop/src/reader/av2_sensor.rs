@@ -1,6 +1,7 @@
-//! Argoverse 2 sensor-log reader (data/driving/SOURCE.md §2): 3D cuboid track labels in the ego
-//! frame (`annotations.feather`) and ego poses (`city_SE3_egovehicle.feather`, ego -> city), both
-//! Arrow IPC / Feather v2. Labels are moved to the city frame with the pose nearest in time:
+//! Argoverse 2 sensor-log reader (data/driving/SOURCE.md §2-§3): 3D cuboid track labels in the ego
+//! frame (`annotations.feather`, or `annotations_with_ego.feather`, the same table with the ego
+//! vehicle added as an `EGO_VEHICLE` track, which is skipped: the ego track comes from the poses)
+//! and ego poses (`city_SE3_egovehicle.feather`, ego -> city), both Arrow IPC / Feather v2. Labels are moved to the city frame with the pose nearest in time:
 //! `p_city = R(q_pose) · p_ego + t_pose`, heading `yaw(q_pose · q_box)`.
 
 use std::collections::BTreeMap;
@@ -19,6 +20,13 @@ use crate::geometry::Quaternion;
 const MAX_POSE_GAP_S: f64 = 0.05;
 /// Accepted deviation of a quaternion's norm from 1.
 const QUAT_NORM_TOLERANCE: f64 = 1e-3;
+/// The labels file of the sensor dataset.
+pub const LABELS_FILE: &str = "annotations.feather";
+/// The labels file with the ego vehicle as a track (av2-api scenario-mining test logs), read when
+/// [`LABELS_FILE`] is absent.
+pub const LABELS_WITH_EGO_FILE: &str = "annotations_with_ego.feather";
+/// Category of the ego vehicle's own rows in [`LABELS_WITH_EGO_FILE`] (skipped).
+const EGO_CATEGORY: &str = "EGO_VEHICLE";
 
 #[derive(Debug, Clone, Copy)]
 struct Pose {
@@ -67,7 +75,11 @@ pub fn read(dir: &Path) -> LogData {
         xy_m: poses.iter().map(|p| [p.t_m[0], p.t_m[1]]).collect(),
         heading_rad: Some(poses.iter().map(|p| p.q.yaw_rad()).collect()),
     });
-    let labels_path = dir.join("annotations.feather");
+    let labels_path = [LABELS_FILE, LABELS_WITH_EGO_FILE]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| dir.join(LABELS_FILE));
     match read_labels(&labels_path, &poses, &mut log.rejections) {
         Ok(tracks) => {
             log.files.push(labels_path);
@@ -201,6 +213,9 @@ fn read_labels(
                 rejections.push(Rejection::row(path, row, "track_uuid is null"));
                 continue;
             };
+            if category[i].as_deref() == Some(EGO_CATEGORY) {
+                continue;
+            }
             let Some(pose) = nearest_pose(poses, t_s) else {
                 rejections.push(Rejection::row(
                     path,
@@ -274,6 +289,26 @@ mod tests {
             })
             .count();
         assert!((30..=40).contains(&moving), "{moving} moving tracks");
+    }
+
+    #[test]
+    fn reads_the_logs_with_ego_labels() {
+        for name in ["av2_sensor_log_3b3570b4", "av2_sensor_log_3bffdcff"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../data/driving")
+                .join(name);
+            let log = read(&dir);
+            assert!(log.rejections.is_empty(), "{name}: {:?}", log.rejections);
+            assert!(log.files[1].ends_with(LABELS_WITH_EGO_FILE), "{name}");
+            // One ego track (from the poses); the labels' EGO_VEHICLE rows are not a second one.
+            let egos = log
+                .tracks
+                .iter()
+                .filter(|t| t.object_type.contains("ego"))
+                .count();
+            assert_eq!(egos, 1, "{name}");
+            assert!(log.tracks.len() > 20, "{name}: {} tracks", log.tracks.len());
+        }
     }
 
     #[test]

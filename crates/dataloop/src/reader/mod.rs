@@ -164,7 +164,8 @@ fn discover_into(path: &Path, depth: usize, found: &mut Vec<LogLocation>) -> Res
         }
         return Ok(());
     }
-    if path.join("annotations.feather").exists()
+    if path.join(av2_sensor::LABELS_FILE).exists()
+        || path.join(av2_sensor::LABELS_WITH_EGO_FILE).exists()
         || path.join("city_SE3_egovehicle.feather").exists()
     {
         found.push(LogLocation {
@@ -220,7 +221,13 @@ mod tests {
         let kinds: Vec<Source> = found.iter().map(|l| l.source).collect();
         assert_eq!(
             kinds,
-            [Source::Av2Motion, Source::Av2Sensor, Source::Comma2k19]
+            [
+                Source::Av2Motion,
+                Source::Av2Sensor,
+                Source::Av2Sensor,
+                Source::Av2Sensor,
+                Source::Comma2k19
+            ]
         );
         assert!(matches!(
             discover(&root.join("SOURCE.md")),

@@ -12,8 +12,10 @@ mod http_api;
 mod ingest_faults;
 mod integrity;
 mod manual_trigger;
+mod pinned_eval;
 mod safe_service;
 mod take_by_id;
+mod web_view;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
