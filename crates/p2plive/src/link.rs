@@ -3,9 +3,16 @@
 //!
 //! TLS: every peer makes a self-signed certificate (rcgen) at start and registers its DER with
 //! the tracker; a peer connecting to another trusts exactly that certificate (pinning), never
-//! any other. Protocol: one bidirectional QUIC stream per block. The request is the block
-//! number as 8 bytes big-endian; the answer is one status byte, `0` followed by the block's
-//! bytes or `1` for "don't have it".
+//! any other. Protocol: one bidirectional QUIC stream per request.
+//!
+//! - Block: the request is the block number as 8 bytes big-endian; the answer is one status
+//!   byte, `0` followed by the block's bytes or `1` for "don't have it". Any peer holding a
+//!   block serves it to any neighbour that asks.
+//! - Buffer map (issue 16 item 3): the request is [`MAP_REQUEST`] then the map version the
+//!   asker has, 8 bytes big-endian; the answer, once the peer's map is newer than that (or
+//!   after [`MAP_WAIT`], a long poll), is `0` followed by a JSON [`MapAnswer`]: the blocks it
+//!   holds and its upload state. Each peer keeps one such poll open to every neighbour, so a
+//!   new block is known to the neighbours about one RTT after it arrived (the "have").
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +25,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::error::Error;
 use crate::rate::RateCap;
-use crate::sched::PeerId;
+use crate::sched::{BufferMap, PeerId, Upload};
 
 /// Server name in every peer certificate.
 pub const SERVER_NAME: &str = "p2plive-peer";
@@ -30,6 +37,23 @@ pub const HAVE: u8 = 0;
 pub const MISSING: u8 = 1;
 /// Largest block accepted over a link (64 MiB).
 pub const MAX_BLOCK: usize = 64 << 20;
+/// First byte of a buffer-map request.
+pub const MAP_REQUEST: u8 = b'M';
+/// How long a buffer-map request waits for a change before answering anyway.
+pub const MAP_WAIT: Duration = Duration::from_millis(1000);
+/// Largest buffer-map answer accepted (64 KiB).
+pub const MAX_MAP_ANSWER: usize = 64 << 10;
+
+/// A peer's answer to a buffer-map request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MapAnswer {
+    /// Version of the map (grows with every block the peer stores).
+    pub version: u64,
+    /// The blocks held.
+    pub map: BufferMap,
+    /// Its upload state.
+    pub upload: Upload,
+}
 
 /// A peer's TLS identity.
 #[derive(Debug)]
@@ -213,6 +237,44 @@ impl Links {
         Ok(conn)
     }
 
+    /// Asks `peer` for its buffer map once it is newer than `since` (a long poll of at most
+    /// [`MAP_WAIT`] plus the RTT).
+    ///
+    /// # Errors
+    /// [`FetchError::Link`] when the connection or stream failed or the answer is malformed,
+    /// [`FetchError::UnknownPeer`] for a peer not set.
+    pub async fn buffer_map(&self, peer: PeerId, since: u64) -> Result<MapAnswer, FetchError> {
+        let answer = self
+            .request(peer, &request_map(since), MAX_MAP_ANSWER + 1)
+            .await?;
+        match answer.split_first() {
+            Some((&HAVE, json)) => serde_json::from_slice(json)
+                .map_err(|e| FetchError::Link(format!("malformed buffer map: {e}"))),
+            _ => Err(FetchError::Link("malformed buffer-map answer".to_owned())),
+        }
+    }
+
+    async fn request(
+        &self,
+        peer: PeerId,
+        body: &[u8],
+        limit: usize,
+    ) -> Result<Vec<u8>, FetchError> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .cloned()
+            .ok_or(FetchError::UnknownPeer)?;
+        let conn = self.connection(&slot).await?;
+        let link = |e: &dyn std::fmt::Display| FetchError::Link(e.to_string());
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| link(&e))?;
+        send.write_all(body).await.map_err(|e| link(&e))?;
+        send.finish().map_err(|e| link(&e))?;
+        recv.read_to_end(limit).await.map_err(|e| link(&e))
+    }
+
     /// Fetches `block` from `peer`.
     ///
     /// # Errors
@@ -245,5 +307,47 @@ impl Links {
             Some(&MISSING) => Err(FetchError::Missing),
             _ => Err(FetchError::Link("malformed answer".to_owned())),
         }
+    }
+}
+
+/// The bytes of a buffer-map request for a map newer than `since`.
+pub fn request_map(since: u64) -> [u8; 9] {
+    let mut out = [MAP_REQUEST; 9];
+    out[1..].copy_from_slice(&since.to_be_bytes());
+    out
+}
+
+/// A request as the serving peer reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A block, by number.
+    Block(u64),
+    /// The buffer map, once newer than this version.
+    Map(u64),
+}
+
+impl Request {
+    /// Parses a request's bytes; None for anything else.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        match bytes.len() {
+            8 => Some(Self::Block(u64::from_be_bytes(bytes.try_into().ok()?))),
+            9 if bytes[0] == MAP_REQUEST => {
+                Some(Self::Map(u64::from_be_bytes(bytes[1..].try_into().ok()?)))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_back() {
+        assert_eq!(Request::parse(&7u64.to_be_bytes()), Some(Request::Block(7)));
+        assert_eq!(Request::parse(&request_map(42)), Some(Request::Map(42)));
+        assert_eq!(Request::parse(b"x"), None);
+        assert_eq!(Request::parse(&[0; 9]), None);
     }
 }

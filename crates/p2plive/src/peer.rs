@@ -6,6 +6,11 @@
 //! The decisions are the sans-I/O [`Scheduler`](crate::sched::Scheduler)'s; this module is
 //! its driver: sockets, tasks and timers.
 //!
+//! Mesh (issue 16 item 3): the peer talks only to the neighbours the tracker gives it (a
+//! partial view, updated by deltas), keeps a buffer-map long poll open to each
+//! ([`crate::link`]), and serves any block it holds to any neighbour that asks; its upload
+//! cap is one token bucket over all its links.
+//!
 //! HTTP routes of a peer: `GET /live.ts` (the reassembled MPEG-TS, growing live, ending with
 //! the stream; a new player starts at the block playing now, the newest complete block near
 //! the live edge, which decodes on its own as every block starts with PAT, PMT and a key
@@ -36,10 +41,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::error::Error;
-use crate::link::{HAVE, Identity, Links, MISSING};
+use crate::link::{HAVE, Identity, Links, MAP_WAIT, MISSING, MapAnswer, Request};
 use crate::metrics::{PeerMetrics, PeerSummary};
 use crate::rate::RateCap;
-use crate::sched::{PeerId, SchedConfig};
+use crate::sched::{BufferMap, PeerId, SchedConfig, Upload};
 use crate::substream::Layout;
 use crate::tracker::{Contact, Heartbeat, JoinRequest, Joined, View};
 
@@ -70,7 +75,8 @@ pub struct PeerConfig {
     pub speed: f64,
     /// Scheduler tunables.
     pub sched: SchedConfig,
-    /// Upload cap per P2P link in bytes/s, 0 = none (token bucket).
+    /// Upload cap of the peer in bytes/s over all its P2P links, 0 = none (one token bucket);
+    /// also the upload capacity it advertises to its neighbours.
     pub upload_limit_bytes_per_s: u64,
     /// Download cap per P2P link in bytes/s, 0 = none (token bucket).
     pub download_limit_bytes_per_s: u64,
@@ -182,6 +188,8 @@ struct Shared {
     /// Blocks below this number were evicted.
     keep_from: AtomicU64,
     arrived: watch::Sender<u64>,
+    /// Bytes queued or being sent to other peers now (the advertised load).
+    uploading: AtomicU64,
     played: Mutex<Played>,
     /// (blocks played, finished)
     played_tx: watch::Sender<(usize, bool)>,
@@ -208,6 +216,27 @@ impl Shared {
         };
         mine.get(&layout.substream_of(n))
             .is_some_and(|&from| n >= from)
+    }
+
+    /// The buffer map once its version (blocks stored so far) is above `since`, waiting up
+    /// to [`MAP_WAIT`].
+    async fn map_after(&self, since: u64) -> MapAnswer {
+        let mut arrivals = self.arrived.subscribe();
+        let _ = tokio::time::timeout(MAP_WAIT, arrivals.wait_for(|v| *v > since)).await;
+        let version = *self.arrived.borrow();
+        let held: std::collections::BTreeSet<u64> = lock(&self.blocks).keys().copied().collect();
+        let cap = match self.config.upload_limit_bytes_per_s {
+            0 => u64::from(u32::MAX),
+            cap => cap,
+        };
+        MapAnswer {
+            version,
+            map: BufferMap::of(&held),
+            upload: Upload {
+                cap_bytes_per_s: cap,
+                queued_bytes: self.uploading.load(Ordering::Relaxed),
+            },
+        }
     }
 
     /// The block, waiting up to `hold_ms` when it is one this peer prefetches.
@@ -295,6 +324,7 @@ impl PeerHandle {
             blocks: Mutex::new(BTreeMap::new()),
             keep_from: AtomicU64::new(0),
             arrived: watch::channel(0).0,
+            uploading: AtomicU64::new(0),
             played: Mutex::new(Played::default()),
             played_tx: watch::channel((0, false)).0,
             expect: Mutex::new((None, BTreeMap::new())),
@@ -345,7 +375,8 @@ impl PeerHandle {
             joined_at,
             sched: None,
             view: view.clone(),
-            peers: Vec::new(),
+            known: BTreeMap::new(),
+            pollers: std::collections::HashMap::new(),
             subscription: None,
             subscribed: None,
             generation: 0,
@@ -424,11 +455,13 @@ impl PeerHandle {
 
 /// Answers block requests from other peers.
 async fn serve_links(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    // One bucket for the whole peer: its cap holds over all its links together.
+    let cap = RateCap::new(shared.config.upload_limit_bytes_per_s);
     while let Some(incoming) = endpoint.accept().await {
         let shared = shared.clone();
+        let cap = cap.clone();
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
-            let cap = RateCap::new(shared.config.upload_limit_bytes_per_s);
             while let Ok((send, recv)) = conn.accept_bi().await {
                 tokio::spawn(answer(send, recv, shared.clone(), cap.clone()));
             }
@@ -442,16 +475,30 @@ async fn answer(
     shared: Arc<Shared>,
     cap: RateCap,
 ) {
-    let Ok(request) = recv.read_to_end(8).await else {
+    let Ok(request) = recv.read_to_end(16).await else {
         return;
     };
-    let Ok(number) = <[u8; 8]>::try_from(request.as_slice()) else {
-        return;
+    let block = match Request::parse(&request) {
+        Some(Request::Block(n)) => n,
+        Some(Request::Map(since)) => {
+            let answer = shared.map_after(since).await;
+            let mut out = vec![HAVE];
+            if serde_json::to_writer(&mut out, &answer).is_ok()
+                && send.write_all(&out).await.is_ok()
+            {
+                let _ = send.finish();
+                let _ = send.stopped().await;
+            }
+            return;
+        }
+        None => return,
     };
-    let block = u64::from_be_bytes(number);
     let out = match shared.wait_for(block).await {
         Some(data) => {
-            cap.acquire(data.len() as u64).await;
+            let size = data.len() as u64;
+            shared.uploading.fetch_add(size, Ordering::Relaxed);
+            cap.acquire(size).await;
+            shared.uploading.fetch_sub(size, Ordering::Relaxed);
             let mut out = Vec::with_capacity(data.len() + 1);
             out.push(HAVE);
             out.extend_from_slice(&data);

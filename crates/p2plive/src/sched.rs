@@ -9,6 +9,13 @@
 //! earliest blocks come first when the peer is behind (seed 59-62). Its own substreams arrive by
 //! the CDN prefetch subscription (seed 54-55). Blocks are played in number order, which is the
 //! order of sequence identifiers (seed 60-61).
+//!
+//! Mesh (issue 16 item 3, [`neighbours`]): the other peers are the neighbours the tracker
+//! gave, each with what it told it holds (a [`BufferMap`], then [`Scheduler::on_have`] per
+//! block) and its advertised [`Upload`]. A non-urgent block comes from the neighbour holding
+//! it with the most spare upload, sticking to a per-substream parent while the parent keeps
+//! up; a neighbour that prefetches the block's substream is asked before it has it (it holds
+//! the request). A neighbour that sent no buffer map yet is asked only after another failed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -17,6 +24,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::BlockInfo;
 use crate::substream::Layout;
+
+pub mod neighbours;
+
+use neighbours::Neighbours;
+pub use neighbours::{BufferMap, MAX_MAP_WORDS, Upload};
 
 /// A peer's identifier, handed out by the tracker.
 pub type PeerId = u64;
@@ -154,7 +166,7 @@ pub struct Scheduler {
     layout: Layout,
     /// My substreams and the first block the subscription delivers for each.
     mine: BTreeMap<u32, u64>,
-    peers: BTreeMap<PeerId, BTreeSet<u32>>,
+    peers: Neighbours,
     /// Peers that failed, and until when they are not asked.
     down: BTreeMap<PeerId, Instant>,
     infos: BTreeMap<u64, BlockInfo>,
@@ -187,7 +199,7 @@ impl Scheduler {
             start,
             layout,
             mine: BTreeMap::new(),
-            peers: BTreeMap::new(),
+            peers: Neighbours::default(),
             down: BTreeMap::new(),
             infos: BTreeMap::new(),
             have: BTreeSet::new(),
@@ -219,10 +231,55 @@ impl Scheduler {
         self.mine = mine;
     }
 
-    /// Replaces the other peers and the substreams each prefetches (the holders asked first).
+    /// Replaces the neighbours and the substreams each prefetches (asked for new blocks of
+    /// those before they told they have them). What is known of the neighbours that stay is
+    /// kept; a parent no longer listed is re-selected.
     pub fn set_peers(&mut self, peers: BTreeMap<PeerId, BTreeSet<u32>>) {
         self.down.retain(|id, _| peers.contains_key(id));
-        self.peers = peers;
+        self.peers.set(peers);
+    }
+
+    /// Neighbour `peer` holds the blocks of `map` (its full buffer map: replaces what it told
+    /// before). Ignored for a peer that is not a neighbour.
+    pub fn on_buffer_map(&mut self, peer: PeerId, map: &BufferMap) {
+        let forgotten = self.forgotten;
+        if let Some(n) = self.peers.peers.get_mut(&peer) {
+            n.have = map.blocks().filter(|b| *b >= forgotten).collect();
+            n.map_known = true;
+        }
+    }
+
+    /// Neighbour `peer` got `block` (a "have"). Ignored for a peer that is not a neighbour.
+    pub fn on_have(&mut self, peer: PeerId, block: u64) {
+        if block < self.forgotten {
+            return;
+        }
+        if let Some(n) = self.peers.peers.get_mut(&peer) {
+            n.have.insert(block);
+            n.map_known = true;
+        }
+    }
+
+    /// Neighbour `peer` advertised its upload. Ignored for a peer that is not a neighbour.
+    pub fn on_upload(&mut self, peer: PeerId, upload: Upload) {
+        if let Some(n) = self.peers.peers.get_mut(&peer) {
+            n.upload = Some(upload);
+        }
+    }
+
+    /// This peer's buffer map, to send to its neighbours.
+    pub fn buffer_map(&self) -> BufferMap {
+        BufferMap::of(&self.have)
+    }
+
+    /// The parent (the neighbour blocks of `substream` come from by preference), if any.
+    pub fn parent(&self, substream: u32) -> Option<PeerId> {
+        self.peers.parents.get(&substream).copied()
+    }
+
+    /// Times a substream parent was (re-)selected.
+    pub fn parent_changes(&self) -> u64 {
+        self.peers.parent_changes
     }
 
     /// Marks a peer unreachable at `now`: it is not asked for `peer_backoff_ms`, and its
@@ -232,6 +289,7 @@ impl Scheduler {
             peer,
             now + Duration::from_millis(self.config.peer_backoff_ms),
         );
+        self.peers.drop_parent(peer);
         for sources in self.inflight.values_mut() {
             sources.retain(|s| *s != Source::Peer(peer));
         }
@@ -284,6 +342,7 @@ impl Scheduler {
             self.infos.insert(info.number, info);
         }
         self.have = self.have.split_off(&block);
+        self.peers.forget_before(block);
         self.tried.retain(|n, _| *n >= block);
         self.inflight.retain(|n, _| *n >= block);
     }
@@ -328,6 +387,7 @@ impl Scheduler {
             self.stats.corrupt_blocks += 1;
             if let Source::Peer(peer) = from {
                 self.tried.entry(block).or_default().insert(peer);
+                self.peers.drop_parent(peer);
             }
             return Verdict::Corrupt;
         }
@@ -344,6 +404,21 @@ impl Scheduler {
         self.clear_inflight(block, from);
         if let Source::Peer(peer) = from {
             self.tried.entry(block).or_default().insert(peer);
+            // A parent that failed a block is re-selected for the next one.
+            let substream = self.layout.substream_of(block);
+            if self.peers.parents.get(&substream) == Some(&peer) {
+                self.peers.parents.remove(&substream);
+            }
+        }
+    }
+
+    /// Neighbour `from` refused `block` because its upload queue is full: not a failed
+    /// attempt (it may be asked again), but it counts as having no spare upload until it
+    /// advertises again ([`Scheduler::on_upload`]).
+    pub fn on_busy(&mut self, block: u64, from: Source) {
+        self.clear_inflight(block, from);
+        if let Source::Peer(peer) = from {
+            self.peers.saturate(peer);
         }
     }
 
@@ -498,13 +573,19 @@ impl Scheduler {
                 from: Source::Cdn,
             });
         }
-        // Non-urgent zone: other substreams from peers, by sequence identifier, round by round.
+        // Non-urgent zone: other substreams from neighbours, by sequence identifier, round by
+        // round.
         let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
+        let mut bytes_asked: HashMap<PeerId, u64> = HashMap::new();
         let mut total = 0;
-        for source in self.inflight.values().flatten() {
-            if let Source::Peer(p) = source {
-                *per_peer.entry(*p).or_default() += 1;
-                total += 1;
+        for (block, sources) in &self.inflight {
+            let size = self.infos.get(block).map_or(0, |i| u64::from(i.size));
+            for source in sources {
+                if let Source::Peer(p) = source {
+                    *per_peer.entry(*p).or_default() += 1;
+                    *bytes_asked.entry(*p).or_default() += size;
+                    total += 1;
+                }
             }
         }
         let mut wanted: Vec<u64> = (urgent_end.max(first)..cut)
@@ -522,30 +603,44 @@ impl Scheduler {
                 continue;
             }
             let substream = self.layout.substream_of(block);
-            let usable = |id: &PeerId| {
-                !self.down.contains_key(id)
-                    && !tried.is_some_and(|t| t.contains(id))
-                    && per_peer.get(id).copied().unwrap_or(0) < self.config.max_requests_per_peer
+            let down = &self.down;
+            let max_per_peer = self.config.max_requests_per_peer;
+            let usable = |id: PeerId| {
+                !down.contains_key(&id)
+                    && !tried.is_some_and(|t| t.contains(&id))
+                    && per_peer.get(&id).copied().unwrap_or(0) < max_per_peer
             };
-            // The substream's holders first, then anyone who may have it by now.
-            let holder = self
+            let load = |id: &PeerId| per_peer.get(id).copied().unwrap_or(0);
+            // A neighbour that told it holds the block, by spare upload (parent first).
+            let pick = self
                 .peers
-                .iter()
-                .filter(|(id, subs)| subs.contains(&substream) && usable(id))
-                .min_by_key(|(id, _)| (per_peer.get(id).copied().unwrap_or(0), **id))
-                .map(|(id, _)| *id);
-            let pick = holder.or_else(|| {
-                // Only ask a non-holder after a holder was tried: it has the block only if it
-                // already fetched it.
-                tried.is_some_and(|t| !t.is_empty()).then_some(())?;
-                self.peers
-                    .keys()
-                    .filter(|id| usable(id))
-                    .min_by_key(|id| (per_peer.get(id).copied().unwrap_or(0), **id))
-                    .copied()
-            });
+                .pick(block, substream, usable, |id| {
+                    bytes_asked.get(&id).copied().unwrap_or(0)
+                })
+                .or_else(|| {
+                    // A neighbour that prefetches the block's substream holds the request.
+                    self.peers
+                        .peers
+                        .iter()
+                        .filter(|(id, n)| n.prefetch.contains(&substream) && usable(**id))
+                        .min_by_key(|(id, _)| (load(id), **id))
+                        .map(|(id, _)| *id)
+                })
+                .or_else(|| {
+                    // Only ask a neighbour with no buffer map after another was tried: it has
+                    // the block only if it already fetched it.
+                    tried.is_some_and(|t| !t.is_empty()).then_some(())?;
+                    self.peers
+                        .peers
+                        .iter()
+                        .filter(|(id, n)| !n.map_known && usable(**id))
+                        .min_by_key(|(id, _)| (load(id), **id))
+                        .map(|(id, _)| *id)
+                });
             let Some(peer) = pick else { continue };
             *per_peer.entry(peer).or_default() += 1;
+            *bytes_asked.entry(peer).or_default() +=
+                self.infos.get(&block).map_or(0, |i| u64::from(i.size));
             total += 1;
             self.inflight
                 .entry(block)

@@ -1,5 +1,6 @@
-//! The tracker: peers join a stream, get a substream to prefetch and hold, and learn the other
-//! peers (seed 54-59). The number of substreams `s` follows the number of connected peers
+//! The tracker: peers join a stream, get a substream to prefetch and hold, and learn a
+//! bounded set of neighbours (seed 54-59; issue 16 item 3: a partial view of at most
+//! [`TrackerConfig::neighbours`] peers, [`mesh`], and then only its changes). The number of substreams `s` follows the number of connected peers
 //! within configured bounds (seed 50); a peer that leaves or stops sending heartbeats is
 //! removed and its substreams are re-homed to the peers holding the fewest.
 //!
@@ -8,7 +9,7 @@
 //! | method and path | credential | body | answer |
 //! | --- | --- | --- | --- |
 //! | `POST /streams/{id}/join` | join token | [`JoinRequest`] | [`Joined`]: a random peer id, its session token and the [`View`] (404 for an unknown stream id) |
-//! | `POST /streams/{id}/peers/{peer}/heartbeat` | the peer's session token | [`Heartbeat`] | [`View`] (410 when the peer expired, 400 for a value out of range) |
+//! | `POST /streams/{id}/peers/{peer}/heartbeat` | the peer's session token | [`Heartbeat`] | [`View`]: the neighbours in full when its version is 0 or too old, else only those linked, changed or removed since (410 when the peer expired, 400 for a value out of range) |
 //! | `DELETE /streams/{id}/peers/{peer}` | the peer's session token | | 204 (410 when unknown) |
 //! | `GET /streams/{id}/view` | join token | | all members, a JSON array of [`PeerEntry`] |
 //!
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use svckit::redact::Secret;
 
+pub mod mesh;
 mod service;
 
 pub use service::Tracker;
@@ -32,6 +34,12 @@ use crate::auth;
 use crate::error::Error;
 use crate::sched::PeerId;
 use crate::substream::Layout;
+
+/// Default neighbours per peer ([`TrackerConfig::neighbours`]).
+pub const DEFAULT_NEIGHBOURS: usize = 24;
+
+/// Allowed neighbours per peer (issue 16 item 3: 16 to 32).
+pub const NEIGHBOURS_RANGE: std::ops::RangeInclusive<usize> = 16..=32;
 
 /// Tracker settings for every stream it serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +67,10 @@ pub struct TrackerConfig {
     pub cdn_prefetchers_per_substream: u32,
     /// Most peers per stream (default 10000); a join beyond is answered 503.
     pub max_peers: usize,
+    /// Neighbours per peer, `k` (default 24, 16 to 32): the tracker gives each peer a random,
+    /// stable set of at most `k` other peers (its partial view, [`mesh`]), refreshed when one
+    /// of them leaves; peers exchange blocks only with their neighbours.
+    pub neighbours: usize,
     /// The join token peers must present to join (and operators to read the view); required
     /// by [`Tracker::new`], at least 16 characters (env `P2PLIVE_TRACKER__JOIN_TOKEN`).
     pub join_token: Secret,
@@ -76,6 +88,7 @@ impl Default for TrackerConfig {
             cdn_prefetchers_per_substream: 1,
             join_token: Secret::default(),
             max_peers: 10_000,
+            neighbours: DEFAULT_NEIGHBOURS,
         }
     }
 }
@@ -84,8 +97,17 @@ impl TrackerConfig {
     /// Checks the bounds.
     ///
     /// # Errors
-    /// [`Error::Config`] when a bound or `a` is 0, or `min > max`.
+    /// [`Error::Config`] when a bound or `a` is 0, `min > max`, or `neighbours` is outside
+    /// [`NEIGHBOURS_RANGE`].
     pub fn validate(&self) -> Result<(), Error> {
+        if !NEIGHBOURS_RANGE.contains(&self.neighbours) {
+            return Err(Error::Config(format!(
+                "neighbours ({}) must be in {}..={}",
+                self.neighbours,
+                NEIGHBOURS_RANGE.start(),
+                NEIGHBOURS_RANGE.end()
+            )));
+        }
         if self.min_substreams == 0
             || self.block_set == 0
             || self.min_substreams > self.max_substreams
@@ -213,12 +235,13 @@ pub struct PeerEntry {
     pub prefetch: BTreeSet<u32>,
 }
 
-/// What a peer learns from the tracker.
+/// What a peer learns from the tracker: its assignment and its neighbourhood, in full or as
+/// the changes since the version it has ([`mesh`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
     /// The asking peer's id.
     pub you: PeerId,
-    /// Version of the view; bumped on every change.
+    /// Version of the view; bumped on every change of the swarm.
     pub version: u64,
     /// The substream layout.
     pub layout: Layout,
@@ -226,14 +249,47 @@ pub struct View {
     pub substreams: BTreeSet<u32>,
     /// The held substreams the asking peer prefetches from the CDN.
     pub prefetch: BTreeSet<u32>,
-    /// All peers (including the asking one); `None` when the asker's version is current.
+    /// The asker's whole neighbour set (at most [`TrackerConfig::neighbours`] peers, never
+    /// the asker), replacing what it had; `None` when a delta (or nothing) is enough.
     pub peers: Option<Vec<PeerEntry>>,
+    /// With `peers` = `None`: neighbours linked, or whose entry changed, since the asker's
+    /// version (add or replace them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<PeerEntry>,
+    /// With `peers` = `None`: neighbours no longer in the asker's set since its version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<PeerId>,
+}
+
+impl View {
+    /// Applies this view's neighbourhood to `known` (id -> entry): replaced by `peers` when
+    /// given, else `changed` added or replaced and `removed` dropped.
+    pub fn apply_to(&self, known: &mut BTreeMap<PeerId, PeerEntry>) {
+        if let Some(peers) = &self.peers {
+            known.clear();
+            known.extend(
+                peers
+                    .iter()
+                    .filter(|p| p.id != self.you)
+                    .map(|p| (p.id, p.clone())),
+            );
+            return;
+        }
+        for id in &self.removed {
+            known.remove(id);
+        }
+        for p in self.changed.iter().filter(|p| p.id != self.you) {
+            known.insert(p.id, p.clone());
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Member {
     contact: Contact,
     substreams: BTreeSet<u32>,
+    /// The held substreams it prefetches from the CDN.
+    prefetch: BTreeSet<u32>,
     last_seen: Instant,
     /// SHA-256 of the session token.
     token: [u8; 32],
@@ -246,10 +302,15 @@ struct Member {
 pub struct Swarm {
     config: TrackerConfig,
     members: BTreeMap<PeerId, Member>,
+    /// Substream -> its holders by join order.
+    holders: BTreeMap<u32, BTreeSet<(u64, PeerId)>>,
+    graph: mesh::Graph,
     layout: Layout,
     next_seq: u64,
     version: u64,
     max_cut: u64,
+    /// Members whose entry (holdings or prefetch set) changed during the current operation.
+    touched: BTreeSet<PeerId>,
 }
 
 impl Swarm {
@@ -261,12 +322,15 @@ impl Swarm {
         config.validate()?;
         let layout = Layout::fixed(config.min_substreams, config.block_set)?;
         Ok(Self {
+            graph: mesh::Graph::new(config.neighbours),
             config,
             members: BTreeMap::new(),
+            holders: BTreeMap::new(),
             layout,
             next_seq: 0,
             version: 1,
             max_cut: 0,
+            touched: BTreeSet::new(),
         })
     }
 
@@ -275,9 +339,24 @@ impl Swarm {
         &self.layout
     }
 
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the swarm has no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The neighbours of `peer` (its partial view), by id.
+    pub fn neighbours(&self, peer: PeerId) -> BTreeSet<PeerId> {
+        self.graph.neighbours(peer).collect()
+    }
+
     /// A new peer joins at `now` with the credentials `session` (drawn by the caller, e.g.
-    /// [`Session::random`]): `s` is adapted, then the peer gets the least-covered substream.
-    /// Returns its id.
+    /// [`Session::random`]): `s` is adapted, then the peer gets the least-covered substream
+    /// and its neighbours. Returns its id.
     ///
     /// # Errors
     /// [`Error::BadContact`] for a malformed contact; [`Error::SwarmFull`] at `max_peers`;
@@ -296,6 +375,7 @@ impl Swarm {
         if self.members.contains_key(&id) {
             return Err(Error::IdTaken(id));
         }
+        self.version += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.members.insert(
@@ -303,15 +383,17 @@ impl Swarm {
             Member {
                 contact,
                 substreams: BTreeSet::new(),
+                prefetch: BTreeSet::new(),
                 last_seen: now,
                 token: auth::digest(session.token.expose()),
                 seq,
             },
         );
+        self.graph.join(id, self.version);
         if !self.adapt() {
             self.assign_newcomer(id);
         }
-        self.version += 1;
+        self.publish();
         Ok(id)
     }
 
@@ -337,6 +419,91 @@ impl Swarm {
         }
     }
 
+    /// `peer` now holds `substream`.
+    fn hold(&mut self, peer: PeerId, substream: u32) {
+        let Some(m) = self.members.get_mut(&peer) else {
+            return;
+        };
+        if m.substreams.insert(substream) {
+            self.holders
+                .entry(substream)
+                .or_default()
+                .insert((m.seq, peer));
+            self.touched.insert(peer);
+            self.refresh_prefetch(substream);
+        }
+    }
+
+    /// `peer` no longer holds `substream`.
+    fn unhold(&mut self, peer: PeerId, substream: u32) {
+        let Some(m) = self.members.get_mut(&peer) else {
+            return;
+        };
+        if m.substreams.remove(&substream) {
+            m.prefetch.remove(&substream);
+            if let Some(h) = self.holders.get_mut(&substream) {
+                h.remove(&(m.seq, peer));
+            }
+            self.touched.insert(peer);
+            self.refresh_prefetch(substream);
+        }
+    }
+
+    /// Removes a member and its holdings (the caller re-homes).
+    fn remove_member(&mut self, peer: PeerId) {
+        let held: Vec<u32> = self
+            .members
+            .get(&peer)
+            .map(|m| m.substreams.iter().copied().collect())
+            .unwrap_or_default();
+        for b in held {
+            self.unhold(peer, b);
+        }
+        self.members.remove(&peer);
+        self.touched.remove(&peer);
+        self.graph.leave(peer, self.version);
+    }
+
+    /// Gives the first `cdn_prefetchers_per_substream` holders of `substream` by join order
+    /// (all when 0) the prefetch of it. O(k) for k >= 1.
+    fn refresh_prefetch(&mut self, substream: u32) {
+        let k = self.config.cdn_prefetchers_per_substream as usize;
+        let Some(h) = self.holders.get(&substream) else {
+            return;
+        };
+        let look = if k == 0 { usize::MAX } else { k + 1 };
+        let ranked: Vec<(usize, PeerId)> = h
+            .iter()
+            .take(look)
+            .enumerate()
+            .map(|(i, (_, id))| (i, *id))
+            .collect();
+        for (i, id) in ranked {
+            let should = k == 0 || i < k;
+            if let Some(m) = self.members.get_mut(&id) {
+                let changed = if should {
+                    m.prefetch.insert(substream)
+                } else {
+                    m.prefetch.remove(&substream)
+                };
+                if changed {
+                    self.touched.insert(id);
+                }
+            }
+        }
+    }
+
+    /// Ends an operation: the members whose entry changed are logged in their neighbours'
+    /// deltas at the current version.
+    fn publish(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        for id in touched {
+            if self.members.contains_key(&id) {
+                self.graph.touch(id, self.version);
+            }
+        }
+    }
+
     /// Gives a newcomer the least-covered substream. When every substream is held and some
     /// peer holds several (there were fewer peers than substreams), the newcomer takes one of
     /// them over instead, so the load spreads.
@@ -348,27 +515,19 @@ impl Swarm {
             .iter()
             .filter(|(other, _)| **other != id)
             .max_by_key(|(_, m)| (m.substreams.len(), std::cmp::Reverse(m.seq)))
-            .map(|(other, m)| (*other, m.substreams.len()));
+            .map(|(other, m)| (*other, m.substreams.len(), m.substreams.last().copied()));
         let pick = match busiest {
-            Some((other, held)) if self.holders(least) > 0 && held > 1 => {
-                let moved = self
-                    .members
-                    .get_mut(&other)
-                    .and_then(|m| m.substreams.pop_last());
-                moved.unwrap_or(least)
+            Some((other, held, Some(last))) if self.holders(least) > 0 && held > 1 => {
+                self.unhold(other, last);
+                last
             }
             _ => least,
         };
-        if let Some(m) = self.members.get_mut(&id) {
-            m.substreams.insert(pick);
-        }
+        self.hold(id, pick);
     }
 
     fn holders(&self, substream: u32) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.substreams.contains(&substream))
-            .count()
+        self.holders.get(&substream).map_or(0, BTreeSet::len)
     }
 
     /// Sets `s = clamp(peers, min, max)`; on a change adds an epoch and reassigns every peer
@@ -388,22 +547,20 @@ impl Swarm {
             .unwrap_or(false);
         if changed || self.members.values().all(|m| m.substreams.is_empty()) {
             let ids = self.by_age();
-            for m in self.members.values_mut() {
-                m.substreams.clear();
+            for id in &ids {
+                let held: Vec<u32> = self.members[id].substreams.iter().copied().collect();
+                for b in held {
+                    self.unhold(*id, b);
+                }
             }
             if !ids.is_empty() {
                 for b in 1..=s {
-                    let id = ids[(b as usize - 1) % ids.len()];
-                    if let Some(m) = self.members.get_mut(&id) {
-                        m.substreams.insert(b);
-                    }
+                    self.hold(ids[(b as usize - 1) % ids.len()], b);
                 }
                 // More peers than substreams: the extra peers also hold one, least covered.
                 for &id in ids.iter().skip(s as usize) {
                     let least = (1..=s).min_by_key(|b| (self.holders(*b), *b)).unwrap_or(1);
-                    if let Some(m) = self.members.get_mut(&id) {
-                        m.substreams.insert(least);
-                    }
+                    self.hold(id, least);
                 }
             }
             return true;
@@ -444,7 +601,8 @@ impl Swarm {
     /// The errors of [`Swarm::authenticate`]; nothing is removed then.
     pub fn leave(&mut self, peer: PeerId, token: Option<&str>) -> Result<(), Error> {
         self.authenticate(peer, token)?;
-        self.members.remove(&peer);
+        self.version += 1;
+        self.remove_member(peer);
         self.rehome();
         Ok(())
     }
@@ -458,326 +616,90 @@ impl Swarm {
             .filter(|(_, m)| now.saturating_duration_since(m.last_seen) > timeout)
             .map(|(id, _)| *id)
             .collect();
-        for id in &dead {
-            self.members.remove(id);
-        }
         if !dead.is_empty() {
+            self.version += 1;
+            for id in &dead {
+                self.remove_member(*id);
+            }
             self.rehome();
         }
         dead
     }
 
     fn rehome(&mut self) {
-        self.version += 1;
-        if self.adapt() {
-            return;
-        }
-        let s = self.layout.current().substreams;
-        for b in 1..=s {
-            if self.holders(b) > 0 {
-                continue;
-            }
-            let target = self
-                .members
-                .iter()
-                .min_by_key(|(_, m)| (m.substreams.len(), m.seq))
-                .map(|(id, _)| *id);
-            if let Some(m) = target.and_then(|id| self.members.get_mut(&id)) {
-                m.substreams.insert(b);
+        if !self.adapt() {
+            let s = self.layout.current().substreams;
+            for b in 1..=s {
+                if self.holders(b) > 0 {
+                    continue;
+                }
+                let target = self
+                    .members
+                    .iter()
+                    .min_by_key(|(_, m)| (m.substreams.len(), m.seq))
+                    .map(|(id, _)| *id);
+                if let Some(id) = target {
+                    self.hold(id, b);
+                }
             }
         }
+        self.publish();
     }
 
-    /// The substreams `peer` prefetches from the CDN: those it holds where it is among the
-    /// first `cdn_prefetchers_per_substream` holders by join order (all of them when that
-    /// is 0).
-    fn prefetch_of(&self, peer: PeerId) -> BTreeSet<u32> {
-        let Some(m) = self.members.get(&peer) else {
-            return BTreeSet::new();
-        };
-        let k = self.config.cdn_prefetchers_per_substream as usize;
-        if k == 0 {
-            return m.substreams.clone();
-        }
-        m.substreams
-            .iter()
-            .copied()
-            .filter(|b| {
-                self.members
-                    .values()
-                    .filter(|o| o.substreams.contains(b) && o.seq < m.seq)
-                    .count()
-                    < k
-            })
-            .collect()
+    fn entry(&self, id: PeerId) -> Option<PeerEntry> {
+        self.members.get(&id).map(|m| PeerEntry {
+            id,
+            contact: m.contact.clone(),
+            substreams: m.substreams.clone(),
+            prefetch: m.prefetch.clone(),
+        })
     }
 
-    /// The view for `peer`; `peers` is omitted when `known_version` is current.
+    /// The view for `peer`, which has view version `known_version` (0: none): its whole
+    /// neighbour set when it has none or too old a version, else only the neighbours linked,
+    /// changed or removed since then (nothing when current). O(k), never the whole swarm.
     ///
     /// # Errors
     /// [`Error::UnknownPeer`] when the peer is not a member.
     pub fn view(&self, peer: PeerId, known_version: u64) -> Result<View, Error> {
         let m = self.members.get(&peer).ok_or(Error::UnknownPeer(peer))?;
-        Ok(View {
+        let mut view = View {
             you: peer,
             version: self.version,
             layout: self.layout.clone(),
             substreams: m.substreams.clone(),
-            prefetch: self.prefetch_of(peer),
-            peers: (known_version != self.version).then(|| self.entries()),
-        })
+            prefetch: m.prefetch.clone(),
+            peers: None,
+            changed: Vec::new(),
+            removed: Vec::new(),
+        };
+        if known_version == self.version {
+            return Ok(view);
+        }
+        let delta = self.graph.delta(peer, known_version, self.version);
+        let entries: Vec<PeerEntry> = delta
+            .changed
+            .iter()
+            .filter_map(|id| self.entry(*id))
+            .collect();
+        if delta.full {
+            view.peers = Some(entries);
+        } else {
+            view.changed = entries;
+            view.removed = delta.removed;
+        }
+        Ok(view)
     }
 
-    /// All members, oldest first.
+    /// All members, oldest first (the operator's `GET /streams/{id}/view`; peers never get
+    /// this).
     pub fn entries(&self) -> Vec<PeerEntry> {
-        let k = self.config.cdn_prefetchers_per_substream as usize;
-        let mut prefetchers: BTreeMap<u32, usize> = BTreeMap::new();
         self.by_age()
             .into_iter()
-            .filter_map(|id| self.members.get(&id).map(|m| (id, m)))
-            .map(|(id, m)| {
-                let prefetch = m
-                    .substreams
-                    .iter()
-                    .copied()
-                    .filter(|b| {
-                        let n = prefetchers.entry(*b).or_default();
-                        *n += 1;
-                        k == 0 || *n <= k
-                    })
-                    .collect();
-                PeerEntry {
-                    id,
-                    contact: m.contact.clone(),
-                    substreams: m.substreams.clone(),
-                    prefetch,
-                }
-            })
+            .filter_map(|id| self.entry(id))
             .collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn contact(n: u64) -> Contact {
-        Contact {
-            quic_addr: format!("127.0.0.1:{n}"),
-            http_addr: String::new(),
-            cert_der_hex: String::new(),
-        }
-    }
-
-    fn session(id: PeerId) -> Session {
-        Session {
-            id,
-            token: Secret::new(format!("session-token-of-{id}")),
-        }
-    }
-
-    fn token(id: PeerId) -> Option<String> {
-        Some(session(id).token.expose().to_owned())
-    }
-
-    /// Joins peer number `n` (id `n + 1`, as the first tests were written with ids in join
-    /// order).
-    fn add(swarm: &mut Swarm, now: Instant, n: u64) -> PeerId {
-        swarm.join(now, contact(n), &session(n + 1)).unwrap()
-    }
-
-    fn fixed(s: u32) -> TrackerConfig {
-        TrackerConfig {
-            min_substreams: s,
-            max_substreams: s,
-            ..TrackerConfig::default()
-        }
-    }
-
-    fn coverage(swarm: &Swarm) -> Vec<usize> {
-        (1..=swarm.layout().current().substreams)
-            .map(|b| swarm.holders(b))
-            .collect()
-    }
-
-    #[test]
-    fn joins_get_the_least_covered_substream() {
-        let t0 = Instant::now();
-        let mut swarm = Swarm::new(fixed(4)).unwrap();
-        let ids: Vec<PeerId> = (0..6).map(|n| add(&mut swarm, t0, n)).collect();
-        let subs: Vec<BTreeSet<u32>> = ids
-            .iter()
-            .map(|id| swarm.view(*id, 0).unwrap().substreams)
-            .collect();
-        // The first peer held all four until others came; each newcomer took one over.
-        assert_eq!(subs[0], BTreeSet::from([1]));
-        assert_eq!(subs[1], BTreeSet::from([4]));
-        assert_eq!(subs[2], BTreeSet::from([3]));
-        assert_eq!(subs[3], BTreeSet::from([2]));
-        // Then the least covered.
-        assert_eq!(subs[4], BTreeSet::from([1]));
-        assert_eq!(subs[5], BTreeSet::from([2]));
-        assert_eq!(coverage(&swarm), vec![2, 2, 1, 1]);
-    }
-
-    #[test]
-    fn dead_peers_are_removed_and_substreams_rehomed() {
-        let t0 = Instant::now();
-        let mut swarm = Swarm::new(fixed(10)).unwrap();
-        let ids: Vec<PeerId> = (0..10).map(|n| add(&mut swarm, t0, n)).collect();
-        let later = t0 + Duration::from_millis(1000);
-        for id in &ids[3..] {
-            swarm
-                .heartbeat(later, *id, token(*id).as_deref(), 5)
-                .unwrap();
-        }
-        let dead = swarm.expire(t0 + Duration::from_millis(2000));
-        assert_eq!(dead, ids[..3].to_vec());
-        assert!(
-            coverage(&swarm).iter().all(|&c| c == 1),
-            "{:?}",
-            coverage(&swarm)
-        );
-        let total: usize = swarm.entries().iter().map(|e| e.substreams.len()).sum();
-        assert_eq!(total, 10);
-        assert!(matches!(
-            swarm.heartbeat(later, ids[0], token(ids[0]).as_deref(), 5),
-            Err(Error::UnknownPeer(_))
-        ));
-        // A clean leave re-homes too.
-        swarm.leave(ids[3], token(ids[3]).as_deref()).unwrap();
-        assert!(coverage(&swarm).iter().all(|&c| c == 1));
-    }
-
-    #[test]
-    fn substream_count_follows_peer_count_within_bounds() {
-        let t0 = Instant::now();
-        let config = TrackerConfig {
-            min_substreams: 2,
-            max_substreams: 4,
-            ..TrackerConfig::default()
-        };
-        let mut swarm = Swarm::new(config).unwrap();
-        let a = add(&mut swarm, t0, 1);
-        assert_eq!(swarm.layout().current().substreams, 2);
-        assert_eq!(swarm.view(a, 0).unwrap().substreams, BTreeSet::from([1, 2]));
-        let ids: Vec<PeerId> = (2..=5).map(|n| add(&mut swarm, t0, n)).collect();
-        assert_eq!(swarm.layout().current().substreams, 4, "capped at max");
-        assert!(coverage(&swarm).iter().all(|&c| c >= 1));
-        // Blocks were cut: the next change applies from a later block.
-        swarm.heartbeat(t0, a, token(a).as_deref(), 20).unwrap();
-        for id in &ids[1..] {
-            swarm.leave(*id, token(*id).as_deref()).unwrap();
-        }
-        let layout = swarm.layout().clone();
-        assert_eq!(layout.current().substreams, 2);
-        assert_eq!(layout.current().from_block, 24);
-        assert_eq!(layout.epoch_of(23).substreams, 4);
-        assert!(coverage(&swarm).iter().all(|&c| c >= 1));
-    }
-
-    #[test]
-    fn only_k_holders_per_substream_prefetch_from_the_cdn() {
-        let t0 = Instant::now();
-        let mut config = fixed(2);
-        config.cdn_prefetchers_per_substream = 0;
-        let all = {
-            let mut swarm = Swarm::new(config.clone()).unwrap();
-            (0..6).for_each(|n| {
-                add(&mut swarm, t0, n);
-            });
-            swarm.entries()
-        };
-        assert!(
-            all.iter().all(|e| e.prefetch == e.substreams),
-            "k = 0: every holder"
-        );
-        config.cdn_prefetchers_per_substream = 1;
-        let mut swarm = Swarm::new(config).unwrap();
-        let ids: Vec<PeerId> = (0..6).map(|n| add(&mut swarm, t0, n)).collect();
-        let prefetching: usize = swarm.entries().iter().map(|e| e.prefetch.len()).sum();
-        assert_eq!(prefetching, 2, "one CDN prefetcher per substream");
-        for b in 1..=2 {
-            assert_eq!(
-                swarm
-                    .entries()
-                    .iter()
-                    .filter(|e| e.prefetch.contains(&b))
-                    .count(),
-                1
-            );
-        }
-        // The prefetcher of a substream leaves: the next holder takes over.
-        let first = swarm
-            .entries()
-            .into_iter()
-            .find(|e| !e.prefetch.is_empty())
-            .unwrap();
-        swarm.leave(first.id, token(first.id).as_deref()).unwrap();
-        for b in 1..=2 {
-            assert_eq!(
-                swarm
-                    .entries()
-                    .iter()
-                    .filter(|e| e.prefetch.contains(&b))
-                    .count(),
-                1
-            );
-        }
-        assert!(ids.len() == 6);
-    }
-
-    #[test]
-    fn unchanged_version_omits_peers() {
-        let t0 = Instant::now();
-        let mut swarm = Swarm::new(fixed(2)).unwrap();
-        let a = add(&mut swarm, t0, 1);
-        let v = swarm.view(a, 0).unwrap();
-        assert!(v.peers.is_some());
-        assert!(swarm.view(a, v.version).unwrap().peers.is_none());
-        assert!(
-            Swarm::new(TrackerConfig {
-                min_substreams: 3,
-                max_substreams: 2,
-                ..TrackerConfig::default()
-            })
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn malformed_contacts_and_joins_beyond_max_peers_are_refused() {
-        let t0 = Instant::now();
-        let mut swarm = Swarm::new(TrackerConfig {
-            max_peers: 2,
-            ..fixed(2)
-        })
-        .unwrap();
-        for bad in [
-            Contact {
-                quic_addr: "not an address".to_owned(),
-                ..contact(1)
-            },
-            Contact {
-                http_addr: "x".repeat(100),
-                ..contact(1)
-            },
-            Contact {
-                cert_der_hex: "zz".to_owned(),
-                ..contact(1)
-            },
-            Contact {
-                cert_der_hex: "ab".repeat(MAX_CERT_HEX),
-                ..contact(1)
-            },
-        ] {
-            let error = swarm.join(t0, bad, &session(1)).unwrap_err();
-            assert!(matches!(error, Error::BadContact(_)), "{error}");
-        }
-        add(&mut swarm, t0, 0);
-        add(&mut swarm, t0, 1);
-        let full = swarm.join(t0, contact(3), &session(3)).unwrap_err();
-        assert!(matches!(full, Error::SwarmFull(2)), "{full}");
-        assert_eq!(swarm.entries().len(), 2);
-    }
-}
+mod tests;

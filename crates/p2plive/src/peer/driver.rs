@@ -1,8 +1,10 @@
 //! The driver of a peer: the task that owns the [`Scheduler`], turns its actions into
 //! fetches (QUIC from peers, HTTP from the CDN), keeps the CDN prefetch subscription in step
-//! with the tracker's view, plays blocks and evicts those behind the window.
+//! with the tracker's view, keeps a buffer-map long poll open to every neighbour (feeding the
+//! scheduler's buffer maps and upload adverts), plays blocks and evicts those behind the
+//! window.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -18,10 +20,10 @@ use tracing::{debug, info, warn};
 use super::{PeerConfig, Shared, lock, send};
 use crate::cdn::{Frame, FrameDecoder};
 use crate::error::Error;
-use crate::link::{FetchError, Links};
+use crate::link::{FetchError, Links, MAP_WAIT, MapAnswer};
 use crate::sched::{Action, PeerId, Scheduler, Source, Verdict};
 use crate::substream::Layout;
-use crate::tracker::View;
+use crate::tracker::{PeerEntry, View};
 
 #[derive(Debug)]
 pub(super) enum Event {
@@ -35,6 +37,32 @@ pub(super) enum Event {
         result: Result<Bytes, FetchError>,
     },
     View(View),
+    /// A neighbour's buffer map and upload state.
+    Map {
+        peer: PeerId,
+        answer: MapAnswer,
+    },
+}
+
+/// Keeps a buffer-map long poll open to `peer` until aborted, sending each answer.
+async fn poll_map(links: Links, peer: PeerId, tx: mpsc::UnboundedSender<Event>) {
+    let mut since = 0;
+    loop {
+        let wait = MAP_WAIT + Duration::from_secs(2);
+        match tokio::time::timeout(wait, links.buffer_map(peer, since)).await {
+            Ok(Ok(answer)) => {
+                since = answer.version;
+                if tx.send(Event::Map { peer, answer }).is_err() {
+                    return;
+                }
+            }
+            Ok(Err(error)) => {
+                debug!(peer, %error, "buffer-map poll failed");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 pub(super) async fn subscribe(
@@ -76,7 +104,10 @@ pub(super) struct Driver {
     pub(super) joined_at: Instant,
     pub(super) sched: Option<Scheduler>,
     pub(super) view: View,
-    pub(super) peers: Vec<crate::tracker::PeerEntry>,
+    /// The neighbours the tracker gave (the partial view).
+    pub(super) known: BTreeMap<PeerId, PeerEntry>,
+    /// The buffer-map long poll to each neighbour.
+    pub(super) pollers: HashMap<PeerId, tokio::task::JoinHandle<()>>,
     pub(super) subscription: Option<tokio::task::JoinHandle<()>>,
     /// The layout and prefetch set of the running subscription.
     pub(super) subscribed: Option<(Layout, BTreeSet<u32>)>,
@@ -89,7 +120,7 @@ pub(super) struct Driver {
 
 impl Driver {
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>, view: View) {
-        self.peers = view.peers.clone().unwrap_or_default();
+        view.apply_to(&mut self.known);
         self.apply_peers();
         self.resubscribe(None);
         loop {
@@ -115,6 +146,9 @@ impl Driver {
             self.step();
         }
         if let Some(task) = self.subscription.take() {
+            task.abort();
+        }
+        for (_, task) in self.pollers.drain() {
             task.abort();
         }
     }
@@ -166,11 +200,20 @@ impl Driver {
         lock(&self.shared.summary).substreams = self.view.substreams.iter().copied().collect();
     }
 
+    fn neighbour_prefetch(&self) -> BTreeMap<PeerId, BTreeSet<u32>> {
+        self.known
+            .values()
+            .filter(|p| p.id != self.view.you)
+            .map(|p| (p.id, p.prefetch.clone()))
+            .collect()
+    }
+
+    /// Hands the neighbour set to the links, the scheduler and the buffer-map polls.
     fn apply_peers(&mut self) {
         let me = self.view.you;
         let others: Vec<(PeerId, SocketAddr, String)> = self
-            .peers
-            .iter()
+            .known
+            .values()
             .filter(|p| p.id != me)
             .filter_map(|p| {
                 let addr = p.contact.quic_addr.parse().ok()?;
@@ -178,14 +221,21 @@ impl Driver {
             })
             .collect();
         self.links.set_peers(&others);
+        let prefetch = self.neighbour_prefetch();
+        self.pollers.retain(|id, task| {
+            let keep = prefetch.contains_key(id);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (id, _, _) in &others {
+            self.pollers.entry(*id).or_insert_with(|| {
+                tokio::spawn(poll_map(self.links.clone(), *id, self.tx.clone()))
+            });
+        }
         if let Some(sched) = self.sched.as_mut() {
-            sched.set_peers(
-                self.peers
-                    .iter()
-                    .filter(|p| p.id != me)
-                    .map(|p| (p.id, p.prefetch.clone()))
-                    .collect::<BTreeMap<PeerId, BTreeSet<u32>>>(),
-            );
+            sched.set_peers(prefetch);
         }
     }
 
@@ -209,6 +259,12 @@ impl Driver {
                 result,
             } => self.on_fetched(block, from, result).await,
             Event::View(view) => self.on_view(view),
+            Event::Map { peer, answer } => {
+                if let Some(s) = self.sched.as_mut() {
+                    s.on_buffer_map(peer, &answer.map);
+                    s.on_upload(peer, answer.upload);
+                }
+            }
         }
     }
 
@@ -224,14 +280,7 @@ impl Driver {
                         self.config.speed,
                         self.view.layout.clone(),
                     );
-                    let me = self.view.you;
-                    sched.set_peers(
-                        self.peers
-                            .iter()
-                            .filter(|p| p.id != me)
-                            .map(|p| (p.id, p.prefetch.clone()))
-                            .collect(),
-                    );
+                    sched.set_peers(self.neighbour_prefetch());
                     self.sched = Some(sched);
                     lock(&self.shared.summary).start_block = from;
                     self.set_mine(from);
@@ -344,11 +393,11 @@ impl Driver {
             || view.layout != self.view.layout
             || view.you != self.view.you;
         lock(&self.version).0 = view.version;
-        if let Some(peers) = view.peers.clone() {
-            self.peers = peers;
-        }
+        view.apply_to(&mut self.known);
         self.view = View {
             peers: None,
+            changed: Vec::new(),
+            removed: Vec::new(),
             ..view
         };
         lock(&self.shared.summary).id = self.view.you;

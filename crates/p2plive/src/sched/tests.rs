@@ -238,3 +238,95 @@ fn late_joiner_starts_behind_the_live_edge() {
     assert_eq!(Scheduler::start_block(&config, 3), 0);
     assert_eq!(Scheduler::start_block(&config, 30), 26);
 }
+
+/// Peer 1 of a 4-substream swarm whose neighbours 2..=4 prefetch nothing: blocks come only
+/// from what the neighbours told they hold.
+fn mesh(start: u64) -> (Scheduler, Instant) {
+    let t0 = Instant::now();
+    let layout = Layout::fixed(4, 1).unwrap();
+    let mut s = Scheduler::new(SchedConfig::default(), t0, start, 1.0, layout.clone());
+    s.set_assignment(layout, BTreeMap::from([(1, 0)]));
+    s.set_peers((2..=4).map(|id| (id, BTreeSet::new())).collect());
+    (s, t0)
+}
+
+fn upload(cap: u64, queued: u64) -> Upload {
+    Upload {
+        cap_bytes_per_s: cap,
+        queued_bytes: queued,
+    }
+}
+
+#[test]
+fn picks_the_neighbour_holding_the_block_with_the_most_spare_upload() {
+    let (mut s, t0) = mesh(0);
+    for n in 0..3 {
+        s.on_info(info(n));
+    }
+    // Nobody told it has anything: nothing to fetch from (and nothing is urgent yet).
+    assert!(fetches(&s.poll(t0)).is_empty());
+    s.on_have(2, 1);
+    s.on_upload(2, upload(100_000, 90_000));
+    s.on_buffer_map(3, &BufferMap::of(&BTreeSet::from([0, 1])));
+    s.on_upload(3, upload(100_000, 10_000));
+    s.on_have(4, 2);
+    s.on_upload(4, upload(100_000, 0));
+    // Block 1: 2 and 3 hold it, 3 has more to spare; block 2: only 4 holds it.
+    assert_eq!(
+        fetches(&s.poll(t0)),
+        vec![(1, Source::Peer(3)), (2, Source::Peer(4))]
+    );
+    assert_eq!(s.parent(2), Some(3));
+    assert_eq!(s.parent(3), Some(4));
+}
+
+#[test]
+fn a_parent_that_leaves_is_replaced_by_the_next_best_holder() {
+    let (mut s, t0) = mesh(0);
+    for n in 0..3 {
+        s.on_info(info(n));
+    }
+    for id in 2..=4 {
+        s.on_have(id, 1);
+    }
+    s.on_upload(2, upload(100_000, 50_000));
+    s.on_upload(3, upload(100_000, 0));
+    s.on_upload(4, upload(100_000, 20_000));
+    assert_eq!(fetches(&s.poll(t0)), vec![(1, Source::Peer(3))]);
+    assert_eq!(s.parent(2), Some(3));
+    assert_eq!(s.on_block(1, Source::Peer(3), &data(1)), Verdict::Accepted);
+    // The parent of substream 2 leaves the neighbour set.
+    s.set_peers([2, 4].into_iter().map(|id| (id, BTreeSet::new())).collect());
+    assert_eq!(s.parent(2), None);
+    // The next block of substream 2 (block 5) goes to the best remaining holder, 4.
+    for n in 3..6 {
+        s.on_info(info(n));
+    }
+    for id in [2, 4] {
+        s.on_have(id, 5);
+    }
+    let got: Vec<(u64, Source)> = fetches(&s.poll(t0))
+        .into_iter()
+        .filter(|(b, _)| *b == 5)
+        .collect();
+    assert_eq!(got, vec![(5, Source::Peer(4))]);
+    assert_eq!(s.parent(2), Some(4));
+}
+
+#[test]
+fn a_parent_that_fails_a_fetch_is_reselected() {
+    let (mut s, t0) = mesh(0);
+    for n in 0..3 {
+        s.on_info(info(n));
+    }
+    for id in [2, 3] {
+        s.on_have(id, 1);
+    }
+    s.on_upload(2, upload(100_000, 50_000));
+    s.on_upload(3, upload(100_000, 0));
+    assert_eq!(fetches(&s.poll(t0)), vec![(1, Source::Peer(3))]);
+    s.on_fetch_failed(1, Source::Peer(3));
+    assert_eq!(s.parent(2), None);
+    assert_eq!(fetches(&s.poll(t0)), vec![(1, Source::Peer(2))]);
+    assert_eq!(s.parent(2), Some(2));
+}

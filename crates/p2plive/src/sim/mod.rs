@@ -27,9 +27,13 @@ use crate::block::BlockInfo;
 use crate::error::Error;
 use crate::sched::{Action, PeerId, SchedConfig, Scheduler, Source, Verdict};
 use crate::substream::Layout;
-use crate::tracker::{Contact, Session, Swarm, TrackerConfig, View};
+use crate::tracker::{Contact, PeerEntry, Session, Swarm, TrackerConfig};
 
+mod mesh;
 pub mod net;
+mod report;
+
+pub use report::{compare, table};
 
 use net::{Link, Rng};
 
@@ -40,7 +44,9 @@ mod tests;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
-    /// Today's tracker: least-covered substream assignment, P2P between peers.
+    /// The tracker's least-covered substream assignment (one CDN prefetcher per substream by
+    /// default) and the mesh: each peer fetches from its neighbours by buffer map and spare
+    /// upload.
     LeastCovered,
     /// No P2P: every block from the CDN.
     CdnOnly,
@@ -83,6 +89,9 @@ pub struct SimConfig {
     pub join_spread_ms: u64,
     /// Share of the peers that leave at half time (default 0.1).
     pub leave_share: f64,
+    /// A peer refuses a request (the asker sees a failed fetch and asks elsewhere) when its
+    /// upload queue already holds this many ms of transfers (default 1000).
+    pub max_queue_ms: u64,
     /// Scheduler tunables.
     pub sched: SchedConfig,
     /// Tracker settings (its `max_peers` is raised to `peers` when below).
@@ -104,6 +113,7 @@ impl Default for SimConfig {
             rtt_max_ms: 100,
             join_spread_ms: 10_000,
             leave_share: 0.1,
+            max_queue_ms: 1000,
             sched: SchedConfig::default(),
             tracker: TrackerConfig::default(),
         }
@@ -151,9 +161,12 @@ pub struct Report {
     pub upload_p95_x: f64,
     /// Upload per peer, max.
     pub upload_max_x: f64,
-    /// Tracker bytes per churn event: the serde_json size of one full view after the join
-    /// or leave, times the members who get it (every member, as the version changed).
+    /// Tracker bytes per churn event: over the run, the serde_json bytes of the neighbour
+    /// entries and removals in every view the tracker answered (joins and heartbeats; an
+    /// answer with no change counts 0), divided by the joins and leaves.
     pub tracker_bytes_per_event: u64,
+    /// Times a peer's scheduler (re-)selected a substream parent, over all peers.
+    pub parent_changes: u64,
     /// Virtual seconds simulated, including the drain.
     pub virtual_secs: f64,
 }
@@ -184,11 +197,24 @@ enum Event {
         from: Option<usize>,
         prefetch: bool,
     },
+    /// Neighbour `from` told peer `to` it got `block` (a "have", with its upload state).
+    Have {
+        to: usize,
+        from: usize,
+        block: u64,
+    },
+    /// Peer `to` gets the buffer map of its new neighbour `from`.
+    Map {
+        to: usize,
+        from: usize,
+    },
     /// A fetch of `block` by `to` from peer `from` failed.
     Fail {
         to: usize,
         block: u64,
         from: usize,
+        /// Refused because the sender's upload queue was full.
+        busy: bool,
     },
     /// Poll peer `n`'s scheduler (its player deadline).
     Poll(usize),
@@ -200,6 +226,8 @@ struct Peer {
     link: Link,
     sched: Option<Scheduler>,
     view_version: u64,
+    /// The neighbours the tracker gave (its partial view).
+    known: BTreeMap<PeerId, PeerEntry>,
     prefetch: BTreeSet<u32>,
     /// The layout last applied to the scheduler.
     layout: Option<Layout>,
@@ -233,7 +261,9 @@ struct Sim<'a> {
     kept_p2p: u64,
     kept_cdn: u64,
     duplicate_bytes: u64,
-    churn_bytes: Vec<u64>,
+    /// Neighbour-entry bytes of all tracker answers, and the joins and leaves.
+    tracker_bytes: u64,
+    churn_events: u64,
 }
 
 /// Runs one policy and returns its report.
@@ -268,6 +298,7 @@ pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
             },
             sched: None,
             view_version: 0,
+            known: BTreeMap::new(),
             prefetch: BTreeSet::new(),
             layout: None,
             prefetch_from: 0,
@@ -298,7 +329,8 @@ pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
         kept_p2p: 0,
         kept_cdn: 0,
         duplicate_bytes: 0,
-        churn_bytes: Vec::new(),
+        tracker_bytes: 0,
+        churn_events: 0,
     };
     let block_us = u64::from(config.block_ms) * 1000;
     for n in 0..=blocks {
@@ -365,11 +397,22 @@ impl Sim<'_> {
                 from,
                 prefetch,
             } => self.on_deliver(to, block, from, prefetch),
-            Event::Fail { to, block, from } => {
+            Event::Have { to, from, block } => self.on_have(to, from, block),
+            Event::Map { to, from } => self.on_map(to, from),
+            Event::Fail {
+                to,
+                block,
+                from,
+                busy,
+            } => {
                 if self.peers[to].present {
                     let source = Source::Peer(self.peers[from].id);
                     if let Some(s) = self.peers[to].sched.as_mut() {
-                        s.on_fetch_failed(block, source);
+                        if busy {
+                            s.on_busy(block, source);
+                        } else {
+                            s.on_fetch_failed(block, source);
+                        }
                     }
                     self.poll(to);
                 }
@@ -454,24 +497,10 @@ impl Sim<'_> {
         peer.joined_us = self.now;
         peer.prefetch_from = start;
         let view = self.swarm.view(peer.id, 0)?;
+        self.churn_events += 1;
         self.apply_view(n, &view);
-        self.measure_churn(peer_id(&self.peers[n]))?;
         self.push(self.now + 1_000_000, Event::Heartbeat(n));
         self.poll(n);
-        Ok(())
-    }
-
-    /// Records the tracker bytes of one churn event: the JSON size of a full view, times the
-    /// members (each one's next heartbeat answer carries the whole peer list).
-    fn measure_churn(&mut self, asker: Option<PeerId>) -> Result<(), Error> {
-        let members = self.peers.iter().filter(|p| p.present).count() as u64;
-        let Some(asker) = asker.or_else(|| self.peers.iter().find(|p| p.present).map(|p| p.id))
-        else {
-            return Ok(());
-        };
-        let view = self.swarm.view(asker, 0)?;
-        let size = serde_json::to_vec(&view).map_or(0, |v| v.len() as u64);
-        self.churn_bytes.push(size * members);
         Ok(())
     }
 
@@ -497,47 +526,6 @@ impl Sim<'_> {
         Ok(())
     }
 
-    /// Applies a tracker view to peer `n` as the real driver does: a changed layout or
-    /// prefetch set restarts the subscription from the next block cut; a peer list replaces
-    /// the scheduler's peers (each with the substreams it prefetches).
-    fn apply_view(&mut self, n: usize, view: &View) {
-        let cdn_only = self.policy == Policy::CdnOnly;
-        let cut = self.cut;
-        let peer = &mut self.peers[n];
-        peer.view_version = view.version;
-        let Some(sched) = peer.sched.as_mut() else {
-            return;
-        };
-        let prefetch = if cdn_only {
-            BTreeSet::new()
-        } else {
-            view.prefetch.clone()
-        };
-        if prefetch != peer.prefetch || peer.layout.as_ref() != Some(&view.layout) {
-            peer.layout = Some(view.layout.clone());
-            if peer.prefetch != prefetch {
-                peer.prefetch_from = peer.prefetch_from.max(cut);
-            }
-            peer.prefetch = prefetch;
-            let mine = peer
-                .prefetch
-                .iter()
-                .map(|b| (*b, peer.prefetch_from))
-                .collect();
-            sched.set_assignment(view.layout.clone(), mine);
-        }
-        if let Some(list) = &view.peers
-            && !cdn_only
-        {
-            sched.set_peers(
-                list.iter()
-                    .filter(|e| e.id != view.you)
-                    .map(|e| (e.id, e.prefetch.clone()))
-                    .collect(),
-            );
-        }
-    }
-
     fn on_leave(&mut self, n: usize) -> Result<(), Error> {
         if !self.peers[n].present {
             return Ok(());
@@ -551,10 +539,19 @@ impl Sim<'_> {
         for (block, askers) in held {
             for to in askers {
                 let at = self.now + self.peers[to].link.rtt_us / 2;
-                self.push(at, Event::Fail { to, block, from: n });
+                self.push(
+                    at,
+                    Event::Fail {
+                        to,
+                        block,
+                        from: n,
+                        busy: false,
+                    },
+                );
             }
         }
-        self.measure_churn(None)
+        self.churn_events += 1;
+        Ok(())
     }
 
     fn on_deliver(&mut self, to: usize, block: u64, from: Option<usize>, prefetch: bool) {
@@ -586,23 +583,61 @@ impl Sim<'_> {
         }
         let data = block.to_le_bytes();
         let size = self.config.block_bytes();
-        match self.peers[to]
+        let verdict = self.peers[to]
             .sched
             .as_mut()
-            .map(|s| s.on_block(block, source, &data))
-        {
+            .map(|s| s.on_block(block, source, &data));
+        match verdict {
             Some(Verdict::Accepted) if from.is_some() => self.kept_p2p += size,
             Some(Verdict::Accepted) => self.kept_cdn += size,
             Some(Verdict::Duplicate) => self.duplicate_bytes += size,
             _ => {}
         }
+        if verdict == Some(Verdict::Accepted) {
+            // Tell the neighbours (a "have" each, half an RTT away).
+            let neighbours: Vec<usize> = self.peers[to]
+                .known
+                .keys()
+                .filter_map(|id| self.by_id.get(id).copied())
+                .collect();
+            for j in neighbours {
+                let at = self.now + self.peers[j].link.rtt_us / 2;
+                self.push(
+                    at,
+                    Event::Have {
+                        to: j,
+                        from: to,
+                        block,
+                    },
+                );
+            }
+        }
         // Serve the requests held for this block.
+        // Serve the requests held for this block, refusing those beyond a full queue.
         if let Some(askers) = self.peers[to].held.remove(&block) {
             for asker in askers {
-                self.send(to, asker, block);
+                if self.queue_full(to) {
+                    let at = self.now + self.peers[asker].link.rtt_us / 2;
+                    self.push(
+                        at,
+                        Event::Fail {
+                            to: asker,
+                            block,
+                            from: to,
+                            busy: true,
+                        },
+                    );
+                } else {
+                    self.send(to, asker, block);
+                }
             }
         }
         self.poll(to);
+    }
+
+    /// Whether peer `n`'s upload queue holds more than `max_queue_ms` of transfers.
+    fn queue_full(&self, n: usize) -> bool {
+        self.peers[n].link.busy_until.saturating_sub(self.now) > self.config.max_queue_ms * 1000
     }
 
     /// Peer `from` sends `block` to `to` over the link model.
@@ -674,121 +709,23 @@ impl Sim<'_> {
         let has = sender.sched.as_ref().is_some_and(|s| s.has(block));
         let substream = self.swarm.layout().substream_of(block);
         let expects = sender.prefetch.contains(&substream) && block >= sender.prefetch_from;
-        if !sender.present || !(has || expects) {
+        let busy = self.queue_full(from);
+        if !sender.present || !(has || expects) || busy {
             let at = self.now + self.peers[to].link.rtt_us;
-            self.push(at, Event::Fail { to, block, from });
+            let busy = sender.present && (has || expects);
+            self.push(
+                at,
+                Event::Fail {
+                    to,
+                    block,
+                    from,
+                    busy,
+                },
+            );
         } else if has {
             self.send(from, to, block);
         } else {
             self.peers[from].held.entry(block).or_default().push(to);
         }
     }
-
-    fn report(&self) -> Report {
-        let bitrate = self.config.bitrate_bps as f64 / 8.0;
-        let mut played = 0u64;
-        let mut late = 0u64;
-        let mut startups = Vec::new();
-        let mut uploads = Vec::new();
-        for p in self.peers.iter().filter(|p| p.sched.is_some()) {
-            if let Some(s) = &p.sched {
-                let stats = s.stats();
-                played += stats.played;
-                late += stats.stalls.min(stats.played);
-                if let Some(ms) = stats.startup_ms {
-                    startups.push(ms);
-                }
-            }
-            let end = p.left_us.unwrap_or(self.now);
-            let secs = end.saturating_sub(p.joined_us) as f64 / 1e6;
-            if secs > 0.0 {
-                uploads.push(p.uploaded as f64 / secs / bitrate);
-            }
-        }
-        startups.sort_unstable();
-        uploads.sort_by(f64::total_cmp);
-        let received = self.cdn_bytes + self.p2p_bytes;
-        Report {
-            policy: self.policy,
-            peers: self.config.peers,
-            blocks: self.blocks,
-            p2p_ratio: ratio(self.kept_p2p as f64, (self.kept_p2p + self.kept_cdn) as f64),
-            duplicate_share: ratio(self.duplicate_bytes as f64, received as f64),
-            cdn_bytes: self.cdn_bytes,
-            stream_bytes: self.blocks * self.config.block_bytes(),
-            p2p_bytes: self.p2p_bytes,
-            continuity: ratio((played - late) as f64, played as f64),
-            startup_p50_ms: quantile(&startups, 0.5).unwrap_or(0),
-            startup_p95_ms: quantile(&startups, 0.95).unwrap_or(0),
-            upload_mean_x: ratio(uploads.iter().sum(), uploads.len() as f64),
-            upload_p95_x: quantile(&uploads, 0.95).unwrap_or(0.0),
-            upload_max_x: uploads.last().copied().unwrap_or(0.0),
-            tracker_bytes_per_event: if self.churn_bytes.is_empty() {
-                0
-            } else {
-                self.churn_bytes.iter().sum::<u64>() / self.churn_bytes.len() as u64
-            },
-            virtual_secs: self.now as f64 / 1e6,
-        }
-    }
-}
-
-fn peer_id(p: &Peer) -> Option<PeerId> {
-    p.present.then_some(p.id)
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { 0.0 }
-}
-
-fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted.get(i).copied()
-}
-
-/// Runs every policy for every peer count in `peers` (the rest from `base`); the reports in
-/// that order.
-///
-/// # Errors
-/// Those of [`run`].
-pub fn compare(base: &SimConfig, peers: &[usize]) -> Result<Vec<Report>, Error> {
-    let mut out = Vec::new();
-    for &n in peers {
-        let config = SimConfig {
-            peers: n,
-            ..base.clone()
-        };
-        for policy in [Policy::LeastCovered, Policy::CdnOnly] {
-            out.push(run(&config, policy)?);
-        }
-    }
-    Ok(out)
-}
-
-/// The reports as one text table, a row per (peers, policy).
-pub fn table(reports: &[Report]) -> String {
-    let mut out = String::from(
-        "peers  policy         p2p    dup    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event\n",
-    );
-    for r in reports {
-        out.push_str(&format!(
-            "{:<6} {:<14} {:>5.3}  {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}\n",
-            r.peers,
-            r.policy.name(),
-            r.p2p_ratio,
-            r.duplicate_share,
-            r.cdn_per_stream(),
-            r.continuity,
-            r.startup_p50_ms,
-            r.startup_p95_ms,
-            r.upload_mean_x,
-            r.upload_p95_x,
-            r.upload_max_x,
-            r.tracker_bytes_per_event,
-        ));
-    }
-    out
 }

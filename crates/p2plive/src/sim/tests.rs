@@ -85,3 +85,19 @@ fn a_peer_that_left_sends_nothing_more() {
     assert!(r.upload_max_x <= 1.5 + 1e-6, "{r:?}");
     assert!(r.continuity > 0.9, "{r:?}");
 }
+
+/// Tracker bytes per churn event were the whole swarm's entries times every member (2.1 MB
+/// at 200 peers); now they are a few neighbour entries.
+#[test]
+fn tracker_bytes_per_churn_event_do_not_grow_with_the_swarm() {
+    let a = run(&small(50, 20), Policy::LeastCovered).unwrap();
+    let b = run(&small(200, 20), Policy::LeastCovered).unwrap();
+    assert!(a.tracker_bytes_per_event > 0, "{a:?}");
+    assert!(b.tracker_bytes_per_event < 30_000, "{b:?}");
+    assert!(
+        (b.tracker_bytes_per_event as f64) < 2.0 * a.tracker_bytes_per_event as f64,
+        "{} B at 200 peers vs {} B at 50",
+        b.tracker_bytes_per_event,
+        a.tracker_bytes_per_event
+    );
+}

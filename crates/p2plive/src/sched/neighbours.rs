@@ -1,0 +1,182 @@
+//! What a peer knows about its neighbours (issue 16 item 3): which blocks each holds (its
+//! buffer map, then one "have" per block it gets) and how much upload it has to spare
+//! (advertised capacity minus its current load), and the choice of a source among them.
+//!
+//! The source of a block of substream `b` is the substream's *parent* (New Coolstreaming's
+//! per-substream parent) while the parent holds the block and has upload to spare; otherwise
+//! the neighbour holding it with the most spare upload, which becomes the new parent. A
+//! parent that leaves the neighbour set, fails a fetch or goes down is dropped, so the next
+//! block re-selects.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::PeerId;
+
+/// Most 64-block words in a [`BufferMap`] (512 blocks, over 8 minutes of 1 s blocks).
+pub const MAX_MAP_WORDS: usize = 8;
+
+/// A compact buffer map: block `first + i` is held when bit `i % 64` of word `i / 64` is set.
+/// Blocks before `first` or past the last word are not listed (not held, or too far ahead).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BufferMap {
+    /// The first block the bitmap covers.
+    pub first: u64,
+    /// The bitmap, at most [`MAX_MAP_WORDS`] words.
+    pub bits: Vec<u64>,
+}
+
+impl BufferMap {
+    /// The map of the held blocks `have`, from the oldest held on, for at most
+    /// `64 * MAX_MAP_WORDS` blocks (newer ones are left out).
+    pub fn of(have: &BTreeSet<u64>) -> Self {
+        let Some(&first) = have.first() else {
+            return Self::default();
+        };
+        let span = 64 * MAX_MAP_WORDS as u64;
+        let mut bits = Vec::new();
+        for &n in have.range(first..first.saturating_add(span)) {
+            let i = n - first;
+            let word = (i / 64) as usize;
+            if bits.len() <= word {
+                bits.resize(word + 1, 0);
+            }
+            bits[word] |= 1 << (i % 64);
+        }
+        Self { first, bits }
+    }
+
+    /// Whether block `n` is listed as held.
+    pub fn has(&self, n: u64) -> bool {
+        let Some(i) = n.checked_sub(self.first) else {
+            return false;
+        };
+        let word = usize::try_from(i / 64).unwrap_or(usize::MAX);
+        self.bits
+            .get(word)
+            .is_some_and(|w| (w >> (i % 64)) & 1 == 1)
+    }
+
+    /// The blocks listed, in order (at most [`MAX_MAP_WORDS`] words are read).
+    pub fn blocks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.bits
+            .iter()
+            .take(MAX_MAP_WORDS)
+            .enumerate()
+            .flat_map(move |(w, &word)| {
+                (0..64u64)
+                    .filter(move |b| (word >> b) & 1 == 1)
+                    .map(move |b| self.first.saturating_add(w as u64 * 64 + b))
+            })
+    }
+}
+
+/// The upload a neighbour advertises with its buffer map and haves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Its upload capacity (its cap, or its measured link rate), bytes/s.
+    pub cap_bytes_per_s: u64,
+    /// Bytes it has queued to upload now (its current load over the next second).
+    pub queued_bytes: u64,
+}
+
+/// One neighbour as the scheduler knows it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Neighbour {
+    /// The substreams it prefetches from the CDN (it will hold their new blocks).
+    pub(super) prefetch: BTreeSet<u32>,
+    /// Blocks it told it holds.
+    pub(super) have: BTreeSet<u64>,
+    /// Whether it sent a buffer map (else it is asked only as a last resort).
+    pub(super) map_known: bool,
+    /// Its last advertised upload.
+    pub(super) upload: Option<Upload>,
+}
+
+impl Neighbour {
+    /// Spare upload in bytes over the next second: advertised capacity minus its queue and
+    /// the `mine` bytes this peer already asked it for. Unknown capacity counts as 0.
+    pub(super) fn spare(&self, mine: u64) -> i128 {
+        let up = self.upload.unwrap_or_default();
+        i128::from(up.cap_bytes_per_s) - i128::from(up.queued_bytes) - i128::from(mine)
+    }
+}
+
+/// The neighbours and the per-substream parents.
+#[derive(Debug, Default)]
+pub(super) struct Neighbours {
+    pub(super) peers: BTreeMap<PeerId, Neighbour>,
+    /// Substream -> its parent.
+    pub(super) parents: BTreeMap<u32, PeerId>,
+    /// Times a parent was (re-)selected.
+    pub(super) parent_changes: u64,
+}
+
+impl Neighbours {
+    /// Replaces the neighbour set (id -> prefetched substreams), keeping what is known about
+    /// the ones that stay; parents that left are dropped.
+    pub(super) fn set(&mut self, peers: BTreeMap<PeerId, BTreeSet<u32>>) {
+        self.peers.retain(|id, _| peers.contains_key(id));
+        for (id, prefetch) in peers {
+            self.peers.entry(id).or_default().prefetch = prefetch;
+        }
+        let peers = &self.peers;
+        self.parents.retain(|_, p| peers.contains_key(p));
+    }
+
+    /// Marks `peer`'s upload as full (it refused a request) until its next advert.
+    pub(super) fn saturate(&mut self, peer: PeerId) {
+        if let Some(n) = self.peers.get_mut(&peer) {
+            let cap = n.upload.map_or(0, |u| u.cap_bytes_per_s);
+            n.upload = Some(Upload {
+                cap_bytes_per_s: cap,
+                queued_bytes: cap,
+            });
+        }
+    }
+
+    /// Drops `peer` as parent of any substream (it failed or went down).
+    pub(super) fn drop_parent(&mut self, peer: PeerId) {
+        self.parents.retain(|_, p| *p != peer);
+    }
+
+    /// Forgets held blocks below `block`.
+    pub(super) fn forget_before(&mut self, block: u64) {
+        for n in self.peers.values_mut() {
+            n.have = n.have.split_off(&block);
+        }
+    }
+
+    /// The source for `block` of `substream` among the neighbours holding it that pass
+    /// `usable`, with `mine(id)` the bytes already asked of each: the parent while it holds
+    /// the block and has spare upload, else the holder with the most spare upload (ties: the
+    /// lower id), which becomes the parent. None when no usable neighbour holding it has
+    /// upload to spare (wait for another "have" or the urgent zone).
+    pub(super) fn pick(
+        &mut self,
+        block: u64,
+        substream: u32,
+        usable: impl Fn(PeerId) -> bool,
+        mine: impl Fn(PeerId) -> u64,
+    ) -> Option<PeerId> {
+        let holds = |id: &PeerId, n: &Neighbour| n.have.contains(&block) && usable(*id);
+        if let Some(&parent) = self.parents.get(&substream)
+            && let Some(n) = self.peers.get(&parent)
+            && holds(&parent, n)
+            && n.spare(mine(parent)) > 0
+        {
+            return Some(parent);
+        }
+        let best = self
+            .peers
+            .iter()
+            .filter(|(id, n)| holds(id, n) && n.spare(mine(**id)) > 0)
+            .max_by_key(|(id, n)| (n.spare(mine(**id)), std::cmp::Reverse(**id)))
+            .map(|(id, _)| *id)?;
+        if self.parents.insert(substream, best) != Some(best) {
+            self.parent_changes += 1;
+        }
+        Some(best)
+    }
+}

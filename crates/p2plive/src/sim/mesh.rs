@@ -1,0 +1,128 @@
+//! The mesh side of the simulated peers: applying the tracker's partial views and deltas,
+//! buffer maps of new neighbours, "have" messages with the sender's upload advert.
+
+use std::collections::BTreeSet;
+
+use super::{Event, Policy, Sim};
+use crate::sched::{PeerId, Scheduler, Upload};
+use crate::tracker::View;
+
+impl Sim<'_> {
+    /// Applies a tracker view to peer `n` as the real driver does: a changed layout or
+    /// prefetch set restarts the subscription from the next block cut; the neighbourhood (in
+    /// full or as a delta) replaces the scheduler's peers, and each new neighbour's buffer
+    /// map is fetched (one RTT).
+    pub(super) fn apply_view(&mut self, n: usize, view: &View) {
+        self.tracker_bytes += neighbourhood_bytes(view);
+        let cdn_only = self.policy == Policy::CdnOnly;
+        let cut = self.cut;
+        let peer = &mut self.peers[n];
+        peer.view_version = view.version;
+        let Some(sched) = peer.sched.as_mut() else {
+            return;
+        };
+        let prefetch = if cdn_only {
+            BTreeSet::new()
+        } else {
+            view.prefetch.clone()
+        };
+        if prefetch != peer.prefetch || peer.layout.as_ref() != Some(&view.layout) {
+            peer.layout = Some(view.layout.clone());
+            if peer.prefetch != prefetch {
+                peer.prefetch_from = peer.prefetch_from.max(cut);
+            }
+            peer.prefetch = prefetch;
+            let mine = peer
+                .prefetch
+                .iter()
+                .map(|b| (*b, peer.prefetch_from))
+                .collect();
+            sched.set_assignment(view.layout.clone(), mine);
+        }
+        if cdn_only || (view.peers.is_none() && view.changed.is_empty() && view.removed.is_empty())
+        {
+            return;
+        }
+        let before: BTreeSet<PeerId> = peer.known.keys().copied().collect();
+        view.apply_to(&mut peer.known);
+        sched.set_peers(
+            peer.known
+                .values()
+                .map(|e| (e.id, e.prefetch.clone()))
+                .collect(),
+        );
+        let added: Vec<PeerId> = peer
+            .known
+            .keys()
+            .filter(|id| !before.contains(id))
+            .copied()
+            .collect();
+        let rtt = peer.link.rtt_us;
+        for id in added {
+            if let Some(&from) = self.by_id.get(&id) {
+                self.push(self.now + rtt, Event::Map { to: n, from });
+            }
+        }
+    }
+
+    /// The upload peer `n` advertises: its capacity and queue, in the schedulers' byte units
+    /// (the 8-byte block tokens stand for `block_bytes`).
+    fn upload_of(&self, n: usize) -> Upload {
+        let link = &self.peers[n].link;
+        let scale = 8.0 / self.config.block_bytes().max(1) as f64;
+        let queued = link.busy_until.saturating_sub(self.now) as f64 / 1e6 * link.upload;
+        Upload {
+            cap_bytes_per_s: (link.upload * scale).round() as u64,
+            queued_bytes: (queued * scale).round() as u64,
+        }
+    }
+
+    /// Peer `to` learns that neighbour `from` got `block`.
+    pub(super) fn on_have(&mut self, to: usize, from: usize, block: u64) {
+        if !self.peers[to].present || !self.peers[from].present {
+            return;
+        }
+        let id = self.peers[from].id;
+        let upload = self.upload_of(from);
+        let Some(s) = self.peers[to].sched.as_mut() else {
+            return;
+        };
+        s.on_have(id, block);
+        s.on_upload(id, upload);
+        if !s.has(block) {
+            self.poll(to);
+        }
+    }
+
+    /// Peer `to` gets the buffer map of neighbour `from`.
+    pub(super) fn on_map(&mut self, to: usize, from: usize) {
+        if !self.peers[to].present || !self.peers[from].present {
+            return;
+        }
+        let id = self.peers[from].id;
+        let upload = self.upload_of(from);
+        let Some(map) = self.peers[from].sched.as_ref().map(Scheduler::buffer_map) else {
+            return;
+        };
+        if let Some(s) = self.peers[to].sched.as_mut() {
+            s.on_buffer_map(id, &map);
+            s.on_upload(id, upload);
+        }
+        self.poll(to);
+    }
+}
+
+/// The serde_json bytes of a view's neighbourhood part (full list or delta).
+fn neighbourhood_bytes(view: &View) -> u64 {
+    let size = |v: &View| serde_json::to_vec(v).map_or(0, |b| b.len() as u64);
+    if view.peers.is_none() && view.changed.is_empty() && view.removed.is_empty() {
+        return 0;
+    }
+    let bare = View {
+        peers: None,
+        changed: Vec::new(),
+        removed: Vec::new(),
+        ..view.clone()
+    };
+    size(view).saturating_sub(size(&bare))
+}

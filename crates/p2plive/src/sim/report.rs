@@ -1,0 +1,116 @@
+//! The figures of a run ([`Report`]) and the comparison table.
+
+use super::{Policy, Report, Sim, SimConfig, run};
+use crate::error::Error;
+use crate::sched::Scheduler;
+
+impl Sim<'_> {
+    pub(super) fn report(&self) -> Report {
+        let bitrate = self.config.bitrate_bps as f64 / 8.0;
+        let mut played = 0u64;
+        let mut late = 0u64;
+        let mut startups = Vec::new();
+        let mut uploads = Vec::new();
+        for p in self.peers.iter().filter(|p| p.sched.is_some()) {
+            if let Some(s) = &p.sched {
+                let stats = s.stats();
+                played += stats.played;
+                late += stats.stalls.min(stats.played);
+                if let Some(ms) = stats.startup_ms {
+                    startups.push(ms);
+                }
+            }
+            let end = p.left_us.unwrap_or(self.now);
+            let secs = end.saturating_sub(p.joined_us) as f64 / 1e6;
+            if secs > 0.0 {
+                uploads.push(p.uploaded as f64 / secs / bitrate);
+            }
+        }
+        startups.sort_unstable();
+        uploads.sort_by(f64::total_cmp);
+        let received = self.cdn_bytes + self.p2p_bytes;
+        Report {
+            policy: self.policy,
+            peers: self.config.peers,
+            blocks: self.blocks,
+            p2p_ratio: ratio(self.kept_p2p as f64, (self.kept_p2p + self.kept_cdn) as f64),
+            duplicate_share: ratio(self.duplicate_bytes as f64, received as f64),
+            cdn_bytes: self.cdn_bytes,
+            stream_bytes: self.blocks * self.config.block_bytes(),
+            p2p_bytes: self.p2p_bytes,
+            continuity: ratio((played - late) as f64, played as f64),
+            startup_p50_ms: quantile(&startups, 0.5).unwrap_or(0),
+            startup_p95_ms: quantile(&startups, 0.95).unwrap_or(0),
+            upload_mean_x: ratio(uploads.iter().sum(), uploads.len() as f64),
+            upload_p95_x: quantile(&uploads, 0.95).unwrap_or(0.0),
+            upload_max_x: uploads.last().copied().unwrap_or(0.0),
+            tracker_bytes_per_event: self
+                .tracker_bytes
+                .checked_div(self.churn_events)
+                .unwrap_or(0),
+            parent_changes: self
+                .peers
+                .iter()
+                .filter_map(|p| p.sched.as_ref())
+                .map(Scheduler::parent_changes)
+                .sum(),
+            virtual_secs: self.now as f64 / 1e6,
+        }
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted.get(i).copied()
+}
+
+/// Runs every policy for every peer count in `peers` (the rest from `base`); the reports in
+/// that order.
+///
+/// # Errors
+/// Those of [`run`].
+pub fn compare(base: &SimConfig, peers: &[usize]) -> Result<Vec<Report>, Error> {
+    let mut out = Vec::new();
+    for &n in peers {
+        let config = SimConfig {
+            peers: n,
+            ..base.clone()
+        };
+        for policy in [Policy::LeastCovered, Policy::CdnOnly] {
+            out.push(run(&config, policy)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The reports as one text table, a row per (peers, policy).
+pub fn table(reports: &[Report]) -> String {
+    let mut out = String::from(
+        "peers  policy         p2p    dup    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event\n",
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "{:<6} {:<14} {:>5.3}  {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}\n",
+            r.peers,
+            r.policy.name(),
+            r.p2p_ratio,
+            r.duplicate_share,
+            r.cdn_per_stream(),
+            r.continuity,
+            r.startup_p50_ms,
+            r.startup_p95_ms,
+            r.upload_mean_x,
+            r.upload_p95_x,
+            r.upload_max_x,
+            r.tracker_bytes_per_event,
+        ));
+    }
+    out
+}
