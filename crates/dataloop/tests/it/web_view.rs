@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::dataloop_ok;
 use crate::safe_service::TOKEN;
-use crate::{bin, dataloop_ok};
 
 /// Runs headless Chromium on `url` with `extra` arguments (at most 60 s) and returns stdout.
 async fn chromium(profile: &Path, url: &str, extra: &[&str]) -> String {
@@ -65,18 +65,7 @@ async fn the_web_view_draws_the_stores_and_the_registry_in_chromium() {
     dataloop_ok(&data, &["ingest", "--input", "data/driving", "--json"], 0);
     dataloop_ok(&data, &["trigger", "--scheduled", "--json"], 0);
     dataloop_ok(&data, &["trigger", "--rule", "hard_braking", "--json"], 0);
-    let peer = testkit::Peer::new(bin().to_str().unwrap())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:{port}",
-        ])
-        .env("DATALOOP_SERVE__TOKEN", TOKEN)
-        .ready(testkit::Ready::Http("/healthz"))
-        .deadline(Duration::from_secs(60))
-        .start();
+    let peer = crate::safe_service::serve(&data, &[]);
 
     // What the page must show, read through the authenticated API.
     let client = reqwest::Client::new();
