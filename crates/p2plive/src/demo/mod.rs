@@ -189,6 +189,10 @@ pub struct DemoReport {
     pub late_peers: Vec<PeerDetail>,
     /// Players that connected mid-stream.
     pub late_players: Vec<LatePlayer>,
+    /// Mid-stream events asked for (`--churn`, `--late-peers`, `--late-players`) that did not
+    /// run because the origin ended before reaching them; each one fails the demo.
+    #[serde(default)]
+    pub skipped_events: Vec<String>,
 }
 
 /// Figures printed next to the report (stderr).
@@ -214,7 +218,11 @@ impl DemoReport {
     /// prefetches; every late viewer byte-exact,
     /// decoded without errors and started within [`DemoReport::lag_budget_ms`] of the edge.
     pub fn failures(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = self
+            .skipped_events
+            .iter()
+            .map(|e| format!("mid-stream event not run: {e}"))
+            .collect();
         for p in self.peers_detail.iter().chain(&self.late_peers) {
             if !p.byte_exact {
                 out.push(format!("peer {} output is not byte-exact", p.id));
@@ -683,6 +691,20 @@ async fn finish(
     }
     let cdn = services.cdn.stats("live");
     let playout = SchedConfig::default().playout_delay_blocks;
+    let wanted_kills = ((options.peers as f64 * options.churn).round() as usize)
+        .min(options.peers.saturating_sub(1));
+    let mut skipped_events = Vec::new();
+    for (what, done, wanted) in [
+        ("peers killed", events.killed.len(), wanted_kills),
+        ("late peers", late_peers.len(), options.late_peers),
+        ("late players", late_players.len(), options.late_players),
+    ] {
+        if done < wanted {
+            skipped_events.push(format!(
+                "{done} of {wanted} {what} (the origin ended before the event's share of the stream)"
+            ));
+        }
+    }
     let report = DemoReport {
         peers: options.peers,
         substreams: options.substreams,
@@ -705,6 +727,7 @@ async fn finish(
         killed: events.killed.iter().map(|s| s.id).collect(),
         late_peers,
         late_players,
+        skipped_events,
     };
     Ok((report, lag_max, cdn))
 }
