@@ -84,6 +84,15 @@ pub enum Error {
         /// The limit in milliseconds.
         timeout_ms: u64,
     },
+    /// `chromium.isolation = "netns"` cannot work here: pagefeat is not root, `unshare`, `ip`
+    /// or `setpriv` is missing, or the kernel refused a network namespace. Nothing falls back
+    /// silently: fix the cause or set `chromium.isolation = "none"` (see
+    /// [`crate::engine::isolation`]).
+    #[error("chromium isolation unavailable: {reason}")]
+    IsolationUnavailable {
+        /// What is missing.
+        reason: String,
+    },
     /// A page took longer than `chromium.page_deadline_ms` as a whole.
     #[error("chromium: the page took longer than its deadline of {deadline_ms} ms")]
     PageDeadline {

@@ -25,16 +25,13 @@
 //! trigger, used for popups: objects invisible at parse end and visible now, seed ¶74), and
 //! optionally after scrolling.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chromiumoxide::Browser;
 use chromiumoxide::Page;
-use chromiumoxide::cdp::browser_protocol::dom_snapshot::{
-    CaptureSnapshotParams, CaptureSnapshotReturns,
-};
+use chromiumoxide::cdp::browser_protocol::dom_snapshot::CaptureSnapshotParams;
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     EnableParams as FetchEnableParams, EventRequestPaused, FailRequestParams, FulfillRequestParams,
@@ -50,12 +47,11 @@ use serde::{Deserialize, Serialize};
 use svckit::process::{ChildGuard, ProcessSpec, Readiness};
 use tokio::task::JoinHandle;
 
+use crate::engine::isolation::{self, DEFAULT_SANDBOX_ID, Forwarder, Isolation, Tools};
+pub use crate::engine::snapshot::read_snapshot;
 use crate::error::{Error, Result};
 use crate::input::PageInput;
-use crate::layout::{
-    ComputedStyle, EngineKind, LayoutObject, LayoutSnapshot, NodeKind, Rect, STYLE_PROPERTIES,
-    collapse_text, object_type,
-};
+use crate::layout::{LayoutSnapshot, STYLE_PROPERTIES};
 
 /// Attribute set on the element a local-profile selector picked (removed from the output).
 const SELECTED_MARK: &str = "data-pagefeat-selected";
@@ -73,6 +69,14 @@ pub struct ChromiumConfig {
     pub settle_ms: u64,
     /// Longest time for one whole page (tab, load, settle, snapshots), ms.
     pub page_deadline_ms: u64,
+    /// The walls around the process: `"netns"` (default; a network namespace of its own, an
+    /// unprivileged user, Chromium's sandbox on; needs root) or `"none"` (see
+    /// [`crate::engine::isolation`]).
+    pub isolation: Isolation,
+    /// With `isolation = "netns"`: the user id Chromium runs as (default 65534, `nobody`).
+    pub sandbox_uid: u32,
+    /// With `isolation = "netns"`: the group id Chromium runs as (default 65534).
+    pub sandbox_gid: u32,
 }
 
 impl Default for ChromiumConfig {
@@ -82,6 +86,9 @@ impl Default for ChromiumConfig {
             timeout_ms: 20_000,
             settle_ms: 700,
             page_deadline_ms: 5_000,
+            isolation: Isolation::Netns,
+            sandbox_uid: DEFAULT_SANDBOX_ID,
+            sandbox_gid: DEFAULT_SANDBOX_ID,
         }
     }
 }
@@ -112,6 +119,10 @@ struct Session {
     handler: JoinHandle<()>,
     child: std::sync::Mutex<ChildGuard>,
     pid: u32,
+    /// The port DevTools listens on (inside the browser's namespace with netns isolation).
+    devtools_port: u16,
+    /// With netns isolation: the way in (dropped with the session).
+    _forwarder: Option<Forwarder>,
 }
 
 impl Session {
@@ -138,6 +149,7 @@ pub struct ChromiumBrowser {
     session: tokio::sync::RwLock<Arc<Session>>,
     dir: tempfile::TempDir,
     config: ChromiumConfig,
+    tools: Option<Tools>,
     viewport: (u32, u32),
     launches: AtomicU64,
 }
@@ -169,21 +181,39 @@ where
 }
 
 impl ChromiumBrowser {
-    /// Starts Chromium headless on 127.0.0.1, sealed, and connects to it.
+    /// Starts Chromium headless, sealed and isolated as `config.isolation` says, and connects
+    /// to it.
     ///
     /// # Errors
-    /// [`Error::Chromium`] when the program is missing (run `scripts/setup`) or does not start;
-    /// [`Error::ChromiumTimeout`].
+    /// [`Error::IsolationUnavailable`] when `isolation = "netns"` cannot work here (not root,
+    /// tools missing, no namespaces); [`Error::Chromium`] when the program is missing (run
+    /// `scripts/setup`) or does not start; [`Error::ChromiumTimeout`].
     pub async fn launch(config: &ChromiumConfig, viewport: (u32, u32)) -> Result<Self> {
+        let isolation = config.isolation;
+        let tools = tokio::task::spawn_blocking(move || isolation::check(isolation))
+            .await
+            .map_err(|e| Error::chromium("checking the isolation", e))??;
         let dir = tempfile::tempdir().map_err(|e| Error::io("creating", "temp dir", e))?;
-        let session = start(config, viewport, dir.path(), 0).await?;
+        if tools.is_some() {
+            isolation::hand_over(dir.path(), config.sandbox_uid, config.sandbox_gid)?;
+        }
+        let session = start(config, tools.as_ref(), viewport, dir.path(), 0).await?;
         Ok(Self {
             session: tokio::sync::RwLock::new(Arc::new(session)),
             dir,
             config: config.clone(),
+            tools,
             viewport,
             launches: AtomicU64::new(1),
         })
+    }
+
+    /// The port DevTools listens on in the browser's network namespace (the only traffic
+    /// there, on `lo`, with netns isolation); 0 while it is being started again.
+    pub fn devtools_port(&self) -> u16 {
+        self.session
+            .try_read()
+            .map_or(0, |session| session.devtools_port)
     }
 
     /// Process id of the current browser (also its process group: renderers and helpers
@@ -207,7 +237,15 @@ impl ChromiumBrowser {
         if Arc::ptr_eq(&slot, &current) {
             let n = self.launches.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(launch = n + 1, "chromium died; starting it again");
-            *slot = Arc::new(start(&self.config, self.viewport, self.dir.path(), n).await?);
+            let session = start(
+                &self.config,
+                self.tools.as_ref(),
+                self.viewport,
+                self.dir.path(),
+                n,
+            )
+            .await?;
+            *slot = Arc::new(session);
         }
         Ok(Arc::clone(&slot))
     }
@@ -377,48 +415,76 @@ impl ChromiumBrowser {
     }
 }
 
-/// Starts one Chromium process (profile `profile-{n}` under `dir`) and connects to it.
+/// Starts one Chromium process (profile `profile-{n}` under `dir`) and connects to it: in a
+/// network namespace of its own as the sandbox user when `tools` is given (netns isolation),
+/// else in pagefeat's namespace with `--no-sandbox`.
 async fn start(
     config: &ChromiumConfig,
+    tools: Option<&Tools>,
     viewport: (u32, u32),
     dir: &std::path::Path,
     n: u64,
 ) -> Result<Session> {
     let profile = dir.join(format!("profile-{n}"));
     let log = dir.join(format!("chromium-{n}.log"));
-    let spec = ProcessSpec::new(&config.program)
-        .args([
-            "--headless".to_owned(),
-            "--no-sandbox".to_owned(),
-            "--disable-gpu".to_owned(),
-            "--no-first-run".to_owned(),
-            "--no-default-browser-check".to_owned(),
-            "--disable-background-networking".to_owned(),
-            "--disable-component-update".to_owned(),
-            "--disable-sync".to_owned(),
-            "--disable-extensions".to_owned(),
-            "--disable-default-apps".to_owned(),
-            "--mute-audio".to_owned(),
-            // Overlay scrollbars take no layout width, as in the embedded engine.
-            "--hide-scrollbars".to_owned(),
-            "--host-resolver-rules=MAP * ~NOTFOUND".to_owned(),
-            "--proxy-server=http://127.0.0.1:9".to_owned(),
-            // WebRTC: no UDP outside the (dead) proxy, so no STUN and no mDNS candidates.
-            "--force-webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned(),
-            "--webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned(),
-            // One renderer for all frames (no out-of-process iframes), so every frame's
-            // requests reach the page's own interception.
-            "--disable-site-isolation-trials".to_owned(),
-            "--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,DialMediaRouteProvider,\
-             IsolateOrigins,site-per-process"
-                .to_owned(),
-            "--remote-debugging-address=127.0.0.1".to_owned(),
-            "--remote-debugging-port=0".to_owned(),
-            format!("--user-data-dir={}", profile.display()),
-            format!("--window-size={},{}", viewport.0, viewport.1),
-            "about:blank".to_owned(),
-        ])
-        .log_file(&log);
+    let mut args = vec![
+        "--headless".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--no-first-run".to_owned(),
+        "--no-default-browser-check".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--disable-extensions".to_owned(),
+        "--disable-default-apps".to_owned(),
+        "--mute-audio".to_owned(),
+        // Overlay scrollbars take no layout width, as in the embedded engine.
+        "--hide-scrollbars".to_owned(),
+        "--host-resolver-rules=MAP * ~NOTFOUND".to_owned(),
+        "--proxy-server=http://127.0.0.1:9".to_owned(),
+        // WebRTC: no UDP outside the (dead) proxy, so no STUN and no mDNS candidates.
+        "--force-webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned(),
+        "--webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned(),
+        // One renderer for all frames (no out-of-process iframes), so every frame's
+        // requests reach the page's own interception.
+        "--disable-site-isolation-trials".to_owned(),
+        "--disable-features=WebRtcHideLocalIpsWithMdns,MediaRouter,DialMediaRouteProvider,\
+         IsolateOrigins,site-per-process"
+            .to_owned(),
+        "--remote-debugging-address=127.0.0.1".to_owned(),
+        "--remote-debugging-port=0".to_owned(),
+        format!("--user-data-dir={}", profile.display()),
+        format!("--window-size={},{}", viewport.0, viewport.1),
+        "about:blank".to_owned(),
+    ];
+    let spec = match tools {
+        Some(tools) => {
+            fs_err::create_dir_all(&profile)
+                .map_err(|e| Error::io("creating", profile.clone(), e))?;
+            isolation::hand_over(&profile, config.sandbox_uid, config.sandbox_gid)?;
+            let program = svckit::process::find_program(&config.program).ok_or_else(|| {
+                Error::chromium(
+                    format!("starting `{}`", config.program),
+                    "program not found (run scripts/setup)",
+                )
+            })?;
+            isolation::namespaced_spec(
+                tools,
+                &program,
+                &args,
+                config.sandbox_uid,
+                config.sandbox_gid,
+            )
+            .env("HOME", dir)
+            .env("XDG_CONFIG_HOME", dir)
+            .env("XDG_CACHE_HOME", dir)
+        }
+        None => {
+            args.insert(1, "--no-sandbox".to_owned());
+            ProcessSpec::new(&config.program).args(args)
+        }
+    }
+    .log_file(&log);
     let mut child = spec
         .spawn()
         .map_err(|e| Error::chromium(format!("starting `{}`", config.program), e))?;
@@ -437,6 +503,15 @@ async fn start(
     let ws = ws
         .map_err(|e| Error::chromium("waiting for the DevTools port", e))?
         .ok_or_else(|| Error::chromium("reading the DevTools URL", "no URL in the log"))?;
+    let pid = child.pid();
+    let inner = isolation::ws_addr(&ws)?;
+    let (ws, forwarder) = if tools.is_some() {
+        let forwarder = Forwarder::start(pid, inner).await?;
+        (isolation::ws_at(&ws, forwarder.addr())?, Some(forwarder))
+    } else {
+        (ws, None)
+    };
+    let devtools_port = inner.port();
     let (browser, mut handler) = within(config, "connecting", Browser::connect(ws)).await?;
     let handler = tokio::spawn(async move {
         while let Some(event) = handler.next().await {
@@ -445,12 +520,19 @@ async fn start(
             }
         }
     });
-    let pid = child.pid();
+    tracing::debug!(
+        pid,
+        devtools_port,
+        isolated = tools.is_some(),
+        "chromium started"
+    );
     Ok(Session {
         browser,
         handler,
         child: std::sync::Mutex::new(child),
         pid,
+        devtools_port,
+        _forwarder: forwarder,
     })
 }
 
@@ -576,190 +658,4 @@ async fn snapshot(
     params.include_paint_order = Some(true);
     let answer = within(config, "capturing the DOM snapshot", tab.execute(params)).await?;
     read_snapshot(&answer.result, &page.base_url, viewport)
-}
-
-/// Converts a DOMSnapshot answer into layout objects: one per DOM node that has a layout
-/// tree entry (the first entry, when Blink made several), parented to the nearest ancestor
-/// that has one.
-///
-/// # Errors
-/// [`Error::SnapshotShape`] when the arrays are missing or inconsistent.
-pub fn read_snapshot(
-    answer: &CaptureSnapshotReturns,
-    url: &str,
-    viewport: (u32, u32),
-) -> Result<LayoutSnapshot> {
-    let shape = |what: &str| Error::SnapshotShape {
-        what: what.to_owned(),
-    };
-    let document = answer
-        .documents
-        .first()
-        .ok_or_else(|| shape("no document"))?;
-    let strings = &answer.strings;
-    let text_of = |index: i64| -> &str {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| strings.get(i))
-            .map_or("", String::as_str)
-    };
-    let nodes = &document.nodes;
-    let parents = nodes
-        .parent_index
-        .as_ref()
-        .ok_or_else(|| shape("parentIndex"))?;
-    let types = nodes.node_type.as_ref().ok_or_else(|| shape("nodeType"))?;
-    let names = nodes.node_name.as_ref().ok_or_else(|| shape("nodeName"))?;
-    let values = nodes.node_value.as_ref();
-    let backend = nodes.backend_node_id.as_ref();
-    let attributes = nodes.attributes.as_ref();
-    let layout = &document.layout;
-    let mut layout_of: HashMap<usize, usize> = HashMap::new();
-    for (entry, node) in layout.node_index.iter().enumerate() {
-        if let Ok(node) = usize::try_from(*node) {
-            layout_of.entry(node).or_insert(entry);
-        }
-    }
-    let count = parents.len();
-    let mut object_of: Vec<Option<usize>> = vec![None; count];
-    let mut objects: Vec<LayoutObject> = Vec::new();
-    for node in 0..count {
-        let Some(&entry) = layout_of.get(&node) else {
-            continue;
-        };
-        let name = names.get(node).map_or("", |s| text_of(*s.inner()));
-        if name.starts_with("::") {
-            continue; // pseudo-elements
-        }
-        let kind = match types.get(node) {
-            Some(9) => NodeKind::Document,
-            Some(1) => NodeKind::Element,
-            Some(3) => NodeKind::Text,
-            _ => continue,
-        };
-        // Nearest ancestor with an object.
-        let mut p = parents.get(node).copied().unwrap_or(-1);
-        let mut parent = None;
-        while let Ok(pi) = usize::try_from(p) {
-            if pi >= node {
-                break;
-            }
-            if let Some(o) = object_of[pi] {
-                parent = Some(o);
-                break;
-            }
-            p = parents.get(pi).copied().unwrap_or(-1);
-        }
-        if kind != NodeKind::Document && parent.is_none() {
-            continue;
-        }
-        let style_values: Vec<String> = layout
-            .styles
-            .get(entry)
-            .map(|a| {
-                a.inner()
-                    .iter()
-                    .map(|s| text_of(*s.inner()).to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let style = ComputedStyle::from_values(&style_values);
-        let tag = match kind {
-            NodeKind::Document => "#document".to_owned(),
-            NodeKind::Text => "#text".to_owned(),
-            NodeKind::Element => name.to_ascii_lowercase(),
-        };
-        let Some(class) = object_type(kind, &tag, &style.display) else {
-            continue;
-        };
-        let bounds = layout
-            .bounds
-            .get(entry)
-            .map(|r| r.inner().clone())
-            .unwrap_or_default();
-        let rect = if bounds.len() >= 4 {
-            Rect {
-                x: bounds[0] as f32,
-                y: bounds[1] as f32,
-                width: bounds[2].max(0.0) as f32,
-                height: bounds[3].max(0.0) as f32,
-            }
-        } else {
-            Rect::default()
-        };
-        let text = if kind == NodeKind::Text {
-            let from_layout = layout.text.get(entry).map_or("", |s| text_of(*s.inner()));
-            let raw = if from_layout.is_empty() {
-                values
-                    .and_then(|v| v.get(node))
-                    .map_or("", |s| text_of(*s.inner()))
-            } else {
-                from_layout
-            };
-            let collapsed = collapse_text(raw, crate::engine::embedded::MAX_TEXT_CHARS);
-            if collapsed.is_empty() {
-                continue;
-            }
-            collapsed
-        } else {
-            String::new()
-        };
-        let attrs: Vec<(String, String)> = attributes
-            .and_then(|a| a.get(node))
-            .map(|list| {
-                list.inner()
-                    .chunks(2)
-                    .filter(|pair| pair.len() == 2)
-                    .map(|pair| {
-                        (
-                            text_of(*pair[0].inner()).to_owned(),
-                            text_of(*pair[1].inner()).to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        // A text node takes its parent's style (Blink reports the inherited values too).
-        let style = if kind == NodeKind::Text {
-            parent.map_or(style.clone(), |p| {
-                let mut inherited = objects[p].style.clone();
-                inherited.display = style.display.clone();
-                inherited
-            })
-        } else {
-            style
-        };
-        object_of[node] = Some(objects.len());
-        objects.push(LayoutObject {
-            engine_node: backend
-                .and_then(|b| b.get(node))
-                .map_or(node as u64, |b| u64::try_from(*b.inner()).unwrap_or(0)),
-            parent,
-            kind,
-            tag,
-            object_type: class,
-            rect,
-            attributes: attrs,
-            text,
-            style,
-            paint_order: layout
-                .paint_orders
-                .as_ref()
-                .and_then(|p| p.get(entry))
-                .and_then(|v| i32::try_from(*v).ok()),
-        });
-    }
-    if objects.first().is_none_or(|o| o.kind != NodeKind::Document) {
-        return Err(shape("the document has no LayoutView"));
-    }
-    Ok(LayoutSnapshot {
-        url: url.to_owned(),
-        engine: EngineKind::Chromium,
-        viewport_width: viewport.0,
-        viewport_height: viewport.1,
-        scroll_y: document.scroll_offset_y.unwrap_or(0.0).round() as i32,
-        document_width: document.content_width.unwrap_or(0.0).round().max(0.0) as u32,
-        document_height: document.content_height.unwrap_or(0.0).round().max(0.0) as u32,
-        objects,
-    })
 }

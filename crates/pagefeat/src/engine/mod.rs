@@ -3,6 +3,9 @@
 
 pub mod chromium;
 pub mod embedded;
+pub mod isolation;
+pub mod snapshot;
 
 pub use chromium::{ChromiumBrowser, ChromiumCapture, ChromiumConfig};
 pub use embedded::{EmbeddedEngine, EmbeddedLayout};
+pub use isolation::Isolation;

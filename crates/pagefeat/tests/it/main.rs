@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod deadlinks;
 mod engines;
+mod isolated;
 mod popups;
 mod profiles;
 mod schema;
