@@ -15,6 +15,9 @@
 //! timeout_ms = 20000
 //! settle_ms = 700
 //! page_deadline_ms = 5000
+//! isolation = "netns"   # or "none"; netns needs root (crate::engine::isolation)
+//! sandbox_uid = 65534
+//! sandbox_gid = 65534
 //!
 //! [workers]
 //! threads = 2

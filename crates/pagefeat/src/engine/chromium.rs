@@ -14,10 +14,14 @@
 //! - JavaScript dialogs (`alert`, `confirm`, `prompt`, `beforeunload`) are dismissed at once;
 //! - each page has a deadline (`chromium.page_deadline_ms`, default 5 s,
 //!   [`Error::PageDeadline`]);
-//! - a browser that died (crash, kill) is started again before the next page.
-//!
-//! Not done: a network namespace of its own and Chromium's sandbox (it runs with
-//! `--no-sandbox`, as root needs); the DevTools connection is TCP on 127.0.0.1.
+//! - a browser that died (crash, kill) is started again before the next page;
+//! - around the process ([`crate::engine::isolation`], `chromium.isolation`, default
+//!   `"netns"`): a network namespace of its own holding only `lo`, an unprivileged user
+//!   (`chromium.sandbox_uid`, default 65534) when pagefeat is root, Chromium's sandbox on,
+//!   DevTools reached through a forwarder that enters the namespace. Where that cannot work
+//!   (not root, tools or namespaces missing) launching fails with
+//!   [`Error::IsolationUnavailable`]; `"none"` keeps the old way (pagefeat's namespace and
+//!   user, `--no-sandbox`).
 //!
 //! `DOMSnapshot.captureSnapshot` (layout bounds, computed styles, paint orders) is read into
 //! the same [`LayoutSnapshot`] as the embedded engine. Snapshots per page: at the end of

@@ -80,10 +80,15 @@ fn unavailable(reason: impl Into<String>) -> Error {
 /// # Errors
 /// [`Error::IsolationUnavailable`] naming what is missing.
 pub(crate) fn check(isolation: Isolation) -> Result<Option<Tools>> {
+    check_as(isolation, nix::unistd::geteuid().is_root())
+}
+
+/// [`check`] for a pagefeat that is (`root`) or is not root.
+fn check_as(isolation: Isolation, root: bool) -> Result<Option<Tools>> {
     if isolation == Isolation::None {
         return Ok(None);
     }
-    if !nix::unistd::geteuid().is_root() {
+    if !root {
         return Err(unavailable(
             "a network namespace for Chromium needs root (CAP_SYS_ADMIN to create it and to \
              reach DevTools inside it); run as root or set chromium.isolation = \"none\"",
@@ -311,6 +316,16 @@ mod tests {
             "ws://127.0.0.1:4000/devtools/browser/12-ab"
         );
         assert_eq!(ws_addr(ws).unwrap(), "127.0.0.1:36741".parse().unwrap());
+    }
+
+    #[test]
+    fn netns_without_root_is_a_typed_error_not_a_fallback() {
+        let error = check_as(Isolation::Netns, false).unwrap_err();
+        assert!(
+            matches!(&error, Error::IsolationUnavailable { reason } if reason.contains("root")),
+            "{error:?}"
+        );
+        assert!(check_as(Isolation::None, false).unwrap().is_none());
     }
 
     #[test]

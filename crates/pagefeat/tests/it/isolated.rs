@@ -1,8 +1,10 @@
 //! The isolated Chromium (issue 15 item 6): in a network namespace of its own, as an
 //! unprivileged user with its sandbox on. A page that tries every way out (WebRTC with STUN
-//! servers, fetch/XHR/img/WebSocket to external and LAN addresses, an mDNS name, a navigation
-//! to `file:///etc/passwd`) sends not one packet on any interface of that namespace: a packet
-//! socket (`AF_PACKET`, every protocol) opened inside it sees only the DevTools connection.
+//! servers, fetch/XHR/img/WebSocket to external, LAN and loopback addresses, an mDNS name, a
+//! navigation to `file:///etc/passwd`) sends not one packet on any interface of that namespace:
+//! a packet socket (`AF_PACKET`, every protocol) opened inside it sees only the DevTools
+//! connection. Loopback targets are the one way a packet could still appear inside the
+//! namespace (it has no other interface), so they show that the in-browser walls hold too.
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -174,7 +176,8 @@ fn user_ns(pid: u32) -> std::path::PathBuf {
 /// Every way out a page has, at once.
 const ESCAPES: &str = "<p id=t>escape attempts</p><script>\
     const out = ['http://203.0.113.5/x.png', 'https://example.com/', 'http://192.168.1.1/',\
-                 'http://10.0.0.1:8080/', 'http://printer.local/', 'http://[2001:db8::1]/'];\
+                 'http://10.0.0.1:8080/', 'http://printer.local/', 'http://[2001:db8::1]/',\
+                 'http://127.0.0.1:8000/', 'http://localhost:631/', 'http://[::1]:8080/'];\
     for (const u of out) {\
         fetch(u, {mode: 'no-cors'}).catch(() => {});\
         const x = new XMLHttpRequest(); x.open('GET', u); x.onerror = () => {}; x.send();\
