@@ -18,7 +18,7 @@
 //! - around the process ([`crate::engine::isolation`], `chromium.isolation`, default
 //!   `"netns"`): a network namespace of its own holding only `lo`, an unprivileged user
 //!   (`chromium.sandbox_uid`, default 65534) when pagefeat is root, Chromium's sandbox on,
-//!   DevTools reached through a forwarder that enters the namespace. Where that cannot work
+//!   DevTools connected from a thread that entered the namespace. Where that cannot work
 //!   (not root, tools or namespaces missing) launching fails with
 //!   [`Error::IsolationUnavailable`]; `"none"` keeps the old way (pagefeat's namespace and
 //!   user, `--no-sandbox`).
@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use svckit::process::{ChildGuard, ProcessSpec, Readiness};
 use tokio::task::JoinHandle;
 
-use crate::engine::isolation::{self, DEFAULT_SANDBOX_ID, Forwarder, Isolation, Tools};
+use crate::engine::isolation::{self, DEFAULT_SANDBOX_ID, Isolation, Tools};
 pub use crate::engine::snapshot::read_snapshot;
 use crate::error::{Error, Result};
 use crate::input::PageInput;
@@ -125,8 +125,6 @@ struct Session {
     pid: u32,
     /// The port DevTools listens on (inside the browser's namespace with netns isolation).
     devtools_port: u16,
-    /// With netns isolation: the way in (dropped with the session).
-    _forwarder: Option<Forwarder>,
 }
 
 impl Session {
@@ -508,15 +506,17 @@ async fn start(
         .map_err(|e| Error::chromium("waiting for the DevTools port", e))?
         .ok_or_else(|| Error::chromium("reading the DevTools URL", "no URL in the log"))?;
     let pid = child.pid();
-    let inner = isolation::ws_addr(&ws)?;
-    let (ws, forwarder) = if tools.is_some() {
-        let forwarder = Forwarder::start(pid, inner).await?;
-        (isolation::ws_at(&ws, forwarder.addr())?, Some(forwarder))
+    let devtools_port = isolation::ws_addr(&ws)?.port();
+    let (browser, mut handler) = if tools.is_some() {
+        // The DevTools socket is opened from inside the browser's network namespace.
+        let config = config.clone();
+        isolation::in_namespace(pid, async move {
+            within(&config, "connecting", Browser::connect(ws)).await
+        })
+        .await??
     } else {
-        (ws, None)
+        within(config, "connecting", Browser::connect(ws)).await?
     };
-    let devtools_port = inner.port();
-    let (browser, mut handler) = within(config, "connecting", Browser::connect(ws)).await?;
     let handler = tokio::spawn(async move {
         while let Some(event) = handler.next().await {
             if event.is_err() {
@@ -536,7 +536,6 @@ async fn start(
         child: std::sync::Mutex::new(child),
         pid,
         devtools_port,
-        _forwarder: forwarder,
     })
 }
 
