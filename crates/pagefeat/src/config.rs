@@ -240,6 +240,13 @@ impl Config {
             "workers.queue",
             self.workers.queue.to_string(),
             "1..=1024",
+        )?;
+        // Root inside the namespace would need `--no-sandbox`: the point is an unprivileged user.
+        check(
+            self.chromium.sandbox_uid != 0,
+            "chromium.sandbox_uid",
+            self.chromium.sandbox_uid.to_string(),
+            "1..=4294967295 (not root)",
         )
     }
 
@@ -261,5 +268,19 @@ pub fn resolve_path(path: &std::path::Path) -> PathBuf {
         candidate
     } else {
         path.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chromium_may_not_be_sandboxed_as_root() {
+        let mut config = Config::default();
+        config.validate().unwrap();
+        config.chromium.sandbox_uid = 0;
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.key, "chromium.sandbox_uid");
     }
 }

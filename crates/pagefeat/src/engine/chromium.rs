@@ -77,7 +77,8 @@ pub struct ChromiumConfig {
     /// unprivileged user, Chromium's sandbox on; needs root) or `"none"` (see
     /// [`crate::engine::isolation`]).
     pub isolation: Isolation,
-    /// With `isolation = "netns"`: the user id Chromium runs as (default 65534, `nobody`).
+    /// With `isolation = "netns"`: the user id Chromium runs as (default 65534, `nobody`; 0 is
+    /// refused by [`crate::config::Config::validate`]).
     pub sandbox_uid: u32,
     /// With `isolation = "netns"`: the group id Chromium runs as (default 65534).
     pub sandbox_gid: u32,
