@@ -19,11 +19,11 @@
 //! connection is the only traffic in the browser's namespace, on `lo`.
 //!
 //! Measured choice (debug build, 2 shared cores, `pagefeat bench --pages 30`, Chromium
-//! pages/s): `--no-sandbox` in pagefeat's namespace 0.72-0.75; namespace + sandbox with a
-//! byte-copying forwarder (outer 127.0.0.1 listener, each connection opened from a thread in
-//! the namespace, `copy_bidirectional`) 0.62-0.63; the same without the sandbox 0.62, so the
-//! forwarder was the cost; namespace + sandbox with the direct connection above 0.75. The
-//! forwarder was dropped. (`--remote-debugging-pipe` is not an option: chromiumoxide 0.9 speaks
+//! pages/s, each pair back to back with the old `--no-sandbox` binary): a byte-copying
+//! forwarder (outer 127.0.0.1 listener, each connection opened from a thread in the
+//! namespace, `copy_bidirectional`) 0.63 vs 0.74 and 0.62 vs 0.72, and 0.62 with the sandbox
+//! off, so the forwarder was the cost; the direct connection above 0.75 vs 0.75 and 0.62 vs
+//! 0.61. The forwarder was dropped. (`--remote-debugging-pipe` is not an option: chromiumoxide 0.9 speaks
 //! WebSocket only; Chromium has no Unix-socket DevTools listener.)
 //!
 //! This needs root (`CAP_SYS_ADMIN` to create the namespace and to enter it from pagefeat): an
