@@ -209,8 +209,20 @@ pub struct SimArgs {
     #[arg(long)]
     pub playout_delay_blocks: Option<u64>,
     /// Share of the peers leaving at half time (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.0)]
     pub leave_share: f64,
+    /// Share of the peers replaced per minute (a random peer leaves, a new one joins).
+    #[arg(long, default_value_t = 0.1)]
+    pub replace_per_min: f64,
+    /// A peer uploads at most this multiple of the bitrate (0 = its whole capacity).
+    #[arg(long, default_value_t = 3.0)]
+    pub upload_limit_x: f64,
+    /// CDN prefetchers per substream under `least-covered` (default: the tracker's, 1).
+    #[arg(long)]
+    pub prefetchers: Option<u32>,
+    /// Policies to compare, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub policies: Vec<crate::sim::Policy>,
     /// Print the reports as one JSON line on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -410,15 +422,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 upload_mean_x: args.upload_x,
                 bitrate_bps: args.bitrate,
                 leave_share: args.leave_share,
+                replace_per_min: args.replace_per_min,
+                upload_limit_x: args.upload_limit_x,
                 tracker: config.tracker.clone(),
                 ..crate::sim::SimConfig::default()
+            };
+            if let Some(k) = args.prefetchers {
+                base.tracker.cdn_prefetchers_per_substream = k;
+            }
+            let policies = if args.policies.is_empty() {
+                crate::sim::Policy::ALL.to_vec()
+            } else {
+                args.policies.clone()
             };
             if let Some(delay) = args.playout_delay_blocks {
                 base.sched.playout_delay_blocks = delay;
             }
             let peers = args.peers;
             let reports =
-                tokio::task::spawn_blocking(move || crate::sim::compare(&base, &peers)).await??;
+                tokio::task::spawn_blocking(move || crate::sim::compare(&base, &peers, &policies))
+                    .await??;
             svckit::cli::print_report(&reports, args.json, || crate::sim::table(&reports))?;
             Ok(ExitCode::SUCCESS)
         }

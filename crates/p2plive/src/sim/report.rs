@@ -55,6 +55,8 @@ impl Sim<'_> {
                 .map(Scheduler::parent_changes)
                 .sum(),
             virtual_secs: self.now as f64 / 1e6,
+            events: 0,
+            wall_ms: 0,
         }
     }
 }
@@ -71,19 +73,23 @@ fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     sorted.get(i).copied()
 }
 
-/// Runs every policy for every peer count in `peers` (the rest from `base`); the reports in
-/// that order.
+/// Runs each of `policies` for every peer count in `peers` (the rest from `base`); the
+/// reports in that order.
 ///
 /// # Errors
 /// Those of [`run`].
-pub fn compare(base: &SimConfig, peers: &[usize]) -> Result<Vec<Report>, Error> {
+pub fn compare(
+    base: &SimConfig,
+    peers: &[usize],
+    policies: &[Policy],
+) -> Result<Vec<Report>, Error> {
     let mut out = Vec::new();
     for &n in peers {
         let config = SimConfig {
             peers: n,
             ..base.clone()
         };
-        for policy in [Policy::LeastCovered, Policy::CdnOnly] {
+        for &policy in policies {
             out.push(run(&config, policy)?);
         }
     }
@@ -93,11 +99,11 @@ pub fn compare(base: &SimConfig, peers: &[usize]) -> Result<Vec<Report>, Error> 
 /// The reports as one text table, a row per (peers, policy).
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::from(
-        "peers  policy         p2p    dup    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event\n",
+        "peers  policy         p2p    dup    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event  wall s  events/s\n",
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<6} {:<14} {:>5.3}  {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}\n",
+            "{:<6} {:<14} {:>5.3}  {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}  {:>6.1}  {:>8.0}\n",
             r.peers,
             r.policy.name(),
             r.p2p_ratio,
@@ -110,6 +116,8 @@ pub fn table(reports: &[Report]) -> String {
             r.upload_p95_x,
             r.upload_max_x,
             r.tracker_bytes_per_event,
+            r.wall_ms as f64 / 1000.0,
+            r.events as f64 / (r.wall_ms.max(1) as f64 / 1000.0),
         ));
     }
     out
