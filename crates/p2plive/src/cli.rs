@@ -173,6 +173,9 @@ pub struct DemoArgs {
     /// Urgent zone in blocks.
     #[arg(long, default_value_t = 2)]
     pub urgent_blocks: u64,
+    /// Blocks buffered behind the live edge before playing (default: the scheduler's).
+    #[arg(long)]
+    pub playout_delay_blocks: Option<u64>,
     /// CDN prefetchers per substream: k (default 1) = only the k longest-standing holders
     /// prefetch it from the CDN, the others replicate it from peers (seed 55); 0 = every holder
     /// prefetches its substream from the CDN.
@@ -390,6 +393,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 speed: args.speed,
                 block_ms: args.block_ms,
                 urgent_blocks: args.urgent_blocks,
+                playout_delay_blocks: args
+                    .playout_delay_blocks
+                    .unwrap_or(crate::sched::SchedConfig::default().playout_delay_blocks),
                 cdn_prefetchers: args.cdn_prefetchers,
                 window_ms: args.window_ms,
                 progress: svckit::cli::progress_wanted(args.json),
@@ -427,6 +433,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracker: config.tracker.clone(),
                 ..crate::sim::SimConfig::default()
             };
+            // TEMP experiment knobs.
+            if let Ok(v) = std::env::var("X_QUEUE") {
+                base.max_queue_ms = v.parse()?;
+            }
+            if let Ok(v) = std::env::var("X_ATTEMPTS") {
+                base.sched.max_peer_attempts = v.parse()?;
+            }
+            if let Ok(v) = std::env::var("X_REQ") {
+                base.sched.max_peer_requests = v.parse()?;
+            }
+            if let Ok(v) = std::env::var("X_PERPEER") {
+                base.sched.max_requests_per_peer = v.parse()?;
+            }
+            if let Ok(v) = std::env::var("X_URGENT") {
+                base.sched.urgent_blocks = v.parse()?;
+            }
+            if let Ok(v) = std::env::var("X_SIGMA") {
+                base.upload_sigma = v.parse()?;
+            }
             if let Some(k) = args.prefetchers {
                 base.tracker.cdn_prefetchers_per_substream = k;
             }

@@ -12,11 +12,20 @@ fn data(n: u64) -> Vec<u8> {
     vec![n as u8; 188]
 }
 
+/// The tunables these tests were written for: a 4-block playout delay (the default is
+/// larger, for the mesh), the rest default.
+fn config() -> SchedConfig {
+    SchedConfig {
+        playout_delay_blocks: 4,
+        ..SchedConfig::default()
+    }
+}
+
 /// Peer 1 of a 4-substream, 4-peer swarm (holds substream 1) with peers 2..=4.
 fn swarm(start: u64) -> (Scheduler, Instant) {
     let t0 = Instant::now();
     let layout = Layout::fixed(4, 1).unwrap();
-    let mut s = Scheduler::new(SchedConfig::default(), t0, start, 1.0, layout.clone());
+    let mut s = Scheduler::new(config(), t0, start, 1.0, layout.clone());
     s.set_assignment(layout, BTreeMap::from([(1, 0)]));
     s.set_peers(
         (2..=4)
@@ -233,7 +242,7 @@ fn only_a_window_behind_the_playhead_is_remembered() {
 
 #[test]
 fn late_joiner_starts_behind_the_live_edge() {
-    let config = SchedConfig::default();
+    let config = config();
     assert_eq!(Scheduler::start_block(&config, 0), 0);
     assert_eq!(Scheduler::start_block(&config, 3), 0);
     assert_eq!(Scheduler::start_block(&config, 30), 26);
@@ -244,7 +253,7 @@ fn late_joiner_starts_behind_the_live_edge() {
 fn mesh(start: u64) -> (Scheduler, Instant) {
     let t0 = Instant::now();
     let layout = Layout::fixed(4, 1).unwrap();
-    let mut s = Scheduler::new(SchedConfig::default(), t0, start, 1.0, layout.clone());
+    let mut s = Scheduler::new(config(), t0, start, 1.0, layout.clone());
     s.set_assignment(layout, BTreeMap::from([(1, 0)]));
     s.set_peers((2..=4).map(|id| (id, BTreeSet::new())).collect());
     (s, t0)

@@ -196,6 +196,8 @@ pub struct Report {
     pub parent_changes: u64,
     /// Virtual seconds simulated, including the drain.
     pub virtual_secs: f64,
+    /// Joins and leaves (churn events) over the run.
+    pub churn_events: u64,
     /// Events the simulator handled.
     pub events: u64,
     /// Wall time of the run, ms (the only figure that differs between runs of one seed).

@@ -55,6 +55,7 @@ impl Sim<'_> {
                 .map(Scheduler::parent_changes)
                 .sum(),
             virtual_secs: self.now as f64 / 1e6,
+            churn_events: self.churn_events,
             events: 0,
             wall_ms: 0,
         }
