@@ -125,6 +125,9 @@ pub struct PeerArgs {
     /// Urgent zone in blocks.
     #[arg(long)]
     pub urgent_blocks: Option<u64>,
+    /// Blocks buffered behind the live edge before playing (scheduler default 12).
+    #[arg(long)]
+    pub playout_delay_blocks: Option<u64>,
     /// Upload cap per P2P link, bytes/s.
     #[arg(long)]
     pub upload_limit: Option<u64>,
@@ -363,6 +366,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(v) = args.speed {
                 p.speed = v;
             }
+            if let Some(v) = args.playout_delay_blocks {
+                p.sched.playout_delay_blocks = v;
+            }
             if let Some(v) = args.urgent_blocks {
                 p.sched.urgent_blocks = v;
             }
@@ -433,25 +439,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracker: config.tracker.clone(),
                 ..crate::sim::SimConfig::default()
             };
-            // TEMP experiment knobs.
-            if let Ok(v) = std::env::var("X_QUEUE") {
-                base.max_queue_ms = v.parse()?;
-            }
-            if let Ok(v) = std::env::var("X_ATTEMPTS") {
-                base.sched.max_peer_attempts = v.parse()?;
-            }
-            if let Ok(v) = std::env::var("X_REQ") {
-                base.sched.max_peer_requests = v.parse()?;
-            }
-            if let Ok(v) = std::env::var("X_PERPEER") {
-                base.sched.max_requests_per_peer = v.parse()?;
-            }
-            if let Ok(v) = std::env::var("X_URGENT") {
-                base.sched.urgent_blocks = v.parse()?;
-            }
-            if let Ok(v) = std::env::var("X_SIGMA") {
-                base.upload_sigma = v.parse()?;
-            }
             if let Some(k) = args.prefetchers {
                 base.tracker.cdn_prefetchers_per_substream = k;
             }

@@ -8,13 +8,18 @@
 //! schedulers check a tiny per-block token (the block number's 8 bytes) so SHA-256 stays
 //! cheap. Peers join spread over `join_spread_ms`, heartbeat every second (taking the view
 //! the tracker answers), and `leave_share` of them leave at half time (what their upload
-//! queues still held is lost: the receivers see failed fetches). The origin cuts one
+//! queues still held is lost: the receivers see failed fetches). Churn by replacement
+//! (`replace_per_min`, issue 16: "10 % of peers replaced per minute") has a random present
+//! peer leave and a new peer join at even intervals over the stream. The origin cuts one
 //! block every `block_ms` for `seconds`, then ends the stream; the run goes on until every
 //! peer still present has played to the end (or a 60 s drain cap).
 //!
-//! Policies ([`Policy`]): `least-covered` is today's tracker assignment with P2P between the
-//! peers; `cdn-only` takes every block from the CDN. Upload capacities and the link model are
-//! in [`net`]. The report is [`Report`], one per policy, printed by [`table`].
+//! Policies ([`Policy`]): `least-covered` is today's tracker assignment (at most
+//! `cdn_prefetchers_per_substream` CDN prefetchers per substream) with the mesh; `random` is
+//! the seed's random prefetch (every peer prefetches one random substream, seed 44);
+//! `no-prefetch` leaves the CDN only the urgent fetches; `cdn-only` takes every block from
+//! the CDN. Upload capacities (capped at `upload_limit_x`) and the link model are in
+//! [`net`]. The report is [`Report`], one per policy, printed by [`table`].
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -33,7 +38,7 @@ mod mesh;
 pub mod net;
 mod report;
 
-pub use report::{compare, table};
+pub use report::{Report, compare, table};
 
 use net::{Link, Rng};
 
@@ -151,67 +156,6 @@ impl SimConfig {
     /// Bytes of one block.
     pub fn block_bytes(&self) -> u64 {
         self.bitrate_bps / 8 * u64::from(self.block_ms) / 1000
-    }
-}
-
-/// The result of one policy's run. Ratios are plain fractions, upload figures multiples of
-/// the bitrate (bytes uploaded over the time present, divided by the bitrate).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// Policy simulated.
-    pub policy: Policy,
-    /// Peers simulated.
-    pub peers: usize,
-    /// Blocks the origin cut.
-    pub blocks: u64,
-    /// Of the blocks peers kept (first copy of each), the share of bytes that came from
-    /// peers. Copies that arrived after another (a late P2P block whose urgent CDN fetch won,
-    /// or the reverse) are not counted here but in `duplicate_share`.
-    pub p2p_ratio: f64,
-    /// Bytes received twice (the second copy of a block) / all bytes received.
-    pub duplicate_share: f64,
-    /// Bytes the CDN sent (prefetch and urgent fetches).
-    pub cdn_bytes: u64,
-    /// Bytes of one copy of the stream (`blocks × block size`).
-    pub stream_bytes: u64,
-    /// Bytes received from peers (every copy).
-    pub p2p_bytes: u64,
-    /// Share of the blocks played without a stall before them.
-    pub continuity: f64,
-    /// Startup time (join to first block played) p50, ms.
-    pub startup_p50_ms: u64,
-    /// Startup time p95, ms.
-    pub startup_p95_ms: u64,
-    /// Upload per peer, mean, multiples of the bitrate.
-    pub upload_mean_x: f64,
-    /// Upload per peer, p95.
-    pub upload_p95_x: f64,
-    /// Upload per peer, max.
-    pub upload_max_x: f64,
-    /// Tracker bytes per churn event: over the run, the serde_json bytes of the neighbour
-    /// entries and removals in every view the tracker answered (joins and heartbeats; an
-    /// answer with no change counts 0), divided by the joins and leaves.
-    pub tracker_bytes_per_event: u64,
-    /// Times a peer's scheduler (re-)selected a substream parent, over all peers.
-    pub parent_changes: u64,
-    /// Virtual seconds simulated, including the drain.
-    pub virtual_secs: f64,
-    /// Joins and leaves (churn events) over the run.
-    pub churn_events: u64,
-    /// Events the simulator handled.
-    pub events: u64,
-    /// Wall time of the run, ms (the only figure that differs between runs of one seed).
-    pub wall_ms: u64,
-}
-
-impl Report {
-    /// CDN bytes over stream bytes.
-    pub fn cdn_per_stream(&self) -> f64 {
-        if self.stream_bytes == 0 {
-            0.0
-        } else {
-            self.cdn_bytes as f64 / self.stream_bytes as f64
-        }
     }
 }
 

@@ -1,8 +1,71 @@
 //! The figures of a run ([`Report`]) and the comparison table.
 
-use super::{Policy, Report, Sim, SimConfig, run};
+use serde::Serialize;
+
+use super::{Policy, Sim, SimConfig, run};
 use crate::error::Error;
 use crate::sched::Scheduler;
+
+/// The result of one policy's run. Ratios are plain fractions, upload figures multiples of
+/// the bitrate (bytes uploaded over the time present, divided by the bitrate).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Policy simulated.
+    pub policy: Policy,
+    /// Peers simulated.
+    pub peers: usize,
+    /// Blocks the origin cut.
+    pub blocks: u64,
+    /// Of the blocks peers kept (first copy of each), the share of bytes that came from
+    /// peers. Copies that arrived after another (a late P2P block whose urgent CDN fetch won,
+    /// or the reverse) are not counted here but in `duplicate_share`.
+    pub p2p_ratio: f64,
+    /// Bytes received twice (the second copy of a block) / all bytes received.
+    pub duplicate_share: f64,
+    /// Bytes the CDN sent (prefetch and urgent fetches).
+    pub cdn_bytes: u64,
+    /// Bytes of one copy of the stream (`blocks × block size`).
+    pub stream_bytes: u64,
+    /// Bytes received from peers (every copy).
+    pub p2p_bytes: u64,
+    /// Share of the blocks played without a stall before them.
+    pub continuity: f64,
+    /// Startup time (join to first block played) p50, ms.
+    pub startup_p50_ms: u64,
+    /// Startup time p95, ms.
+    pub startup_p95_ms: u64,
+    /// Upload per peer, mean, multiples of the bitrate.
+    pub upload_mean_x: f64,
+    /// Upload per peer, p95.
+    pub upload_p95_x: f64,
+    /// Upload per peer, max.
+    pub upload_max_x: f64,
+    /// Tracker bytes per churn event: over the run, the serde_json bytes of the neighbour
+    /// entries and removals in every view the tracker answered (joins and heartbeats; an
+    /// answer with no change counts 0), divided by the joins and leaves.
+    pub tracker_bytes_per_event: u64,
+    /// Times a peer's scheduler (re-)selected a substream parent, over all peers.
+    pub parent_changes: u64,
+    /// Virtual seconds simulated, including the drain.
+    pub virtual_secs: f64,
+    /// Joins and leaves (churn events) over the run.
+    pub churn_events: u64,
+    /// Events the simulator handled.
+    pub events: u64,
+    /// Wall time of the run, ms (the only figure that differs between runs of one seed).
+    pub wall_ms: u64,
+}
+
+impl Report {
+    /// CDN bytes over stream bytes.
+    pub fn cdn_per_stream(&self) -> f64 {
+        if self.stream_bytes == 0 {
+            0.0
+        } else {
+            self.cdn_bytes as f64 / self.stream_bytes as f64
+        }
+    }
+}
 
 impl Sim<'_> {
     pub(super) fn report(&self) -> Report {
