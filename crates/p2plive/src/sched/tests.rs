@@ -339,3 +339,31 @@ fn a_parent_that_fails_a_fetch_is_reselected() {
     assert_eq!(fetches(&s.poll(t0)), vec![(1, Source::Peer(2))]);
     assert_eq!(s.parent(2), Some(2));
 }
+
+/// Deadline-aware urgent zone: a block already requested from a peer is not fetched from
+/// the CDN as well while another block is still to play before it; once it is the next
+/// block needed, the CDN is asked.
+#[test]
+fn a_block_coming_from_a_peer_waits_until_it_is_the_next_needed() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..3 {
+        s.on_info(info(n));
+    }
+    // Buffering: blocks 1 and 2 are asked of their substreams' prefetchers.
+    let f = fetches(&s.poll(t0));
+    assert!(f.contains(&(1, Source::Peer(2))), "{f:?}");
+    assert!(f.contains(&(2, Source::Peer(3))), "{f:?}");
+    for n in 3..6 {
+        s.on_info(info(n));
+    }
+    s.on_block(0, Source::Prefetch, &data(0));
+    // Playing 0: blocks 1 and 2 are urgent. Block 1 is next: the CDN is asked too; block 2
+    // stays with its peer.
+    let f = fetches(&s.poll(t0 + 100 * MS));
+    assert!(f.contains(&(1, Source::Cdn)), "{f:?}");
+    assert!(!f.contains(&(2, Source::Cdn)), "{f:?}");
+    // Block 1 arrives; when it plays, block 2 is next and still missing: now the CDN.
+    s.on_block(1, Source::Peer(2), &data(1));
+    let f = fetches(&s.poll(t0 + 1100 * MS));
+    assert!(f.contains(&(2, Source::Cdn)), "{f:?}");
+}
