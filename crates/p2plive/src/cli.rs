@@ -226,6 +226,10 @@ pub struct SimArgs {
     /// CDN prefetchers per substream under `least-covered` (default: the tracker's, 1).
     #[arg(long)]
     pub prefetchers: Option<u32>,
+    /// Under `least-covered`, one more CDN prefetcher per this many holders of a substream
+    /// (tracker `cdn_prefetch_per_holders`; default: the tracker's, 0 = off).
+    #[arg(long)]
+    pub prefetch_per_holders: Option<u32>,
     /// Policies to compare, comma-separated (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub policies: Vec<crate::sim::Policy>,
@@ -441,6 +445,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             if let Some(k) = args.prefetchers {
                 base.tracker.cdn_prefetchers_per_substream = k;
+            }
+            if let Some(n) = args.prefetch_per_holders {
+                base.tracker.cdn_prefetch_per_holders = n;
             }
             let policies = if args.policies.is_empty() {
                 crate::sim::Policy::ALL.to_vec()
