@@ -227,7 +227,7 @@ pub struct SimArgs {
     #[arg(long)]
     pub prefetchers: Option<u32>,
     /// Under `least-covered`, one more CDN prefetcher per this many holders of a substream
-    /// (tracker `cdn_prefetch_per_holders`; default: the tracker's, 0 = off).
+    /// (tracker `cdn_prefetch_per_holders`; default: the tracker's, 4; 0 = off).
     #[arg(long)]
     pub prefetch_per_holders: Option<u32>,
     /// Policies to compare, comma-separated (default: all).

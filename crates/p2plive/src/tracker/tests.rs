@@ -134,6 +134,7 @@ fn only_k_holders_per_substream_prefetch_from_the_cdn() {
         "k = 0: every holder"
     );
     config.cdn_prefetchers_per_substream = 1;
+    config.cdn_prefetch_per_holders = 0;
     let mut swarm = Swarm::new(config).unwrap();
     let ids: Vec<PeerId> = (0..6).map(|n| add(&mut swarm, t0, n)).collect();
     let prefetching: usize = swarm.entries().iter().map(|e| e.prefetch.len()).sum();
