@@ -14,8 +14,8 @@
 //! block every `block_ms` for `seconds`, then ends the stream; the run goes on until every
 //! peer still present has played to the end (or a 60 s drain cap).
 //!
-//! Policies ([`Policy`]): `least-covered` is today's tracker assignment (at most
-//! `cdn_prefetchers_per_substream` CDN prefetchers per substream) with the mesh; `random` is
+//! Policies ([`Policy`]): `least-covered` is today's tracker assignment (its CDN
+//! prefetchers per substream grow with the holders) with the mesh; `random` is
 //! the seed's random prefetch (every peer prefetches one random substream, seed 44);
 //! `no-prefetch` leaves the CDN only the urgent fetches; `cdn-only` takes every block from
 //! the CDN. Upload capacities (capped at `upload_limit_x`) and the link model are in
@@ -51,9 +51,10 @@ mod tests;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
-    /// The tracker's least-covered substream assignment, with at most
-    /// `tracker.cdn_prefetchers_per_substream` CDN prefetchers per substream (default 1);
-    /// every other peer gets every block over the mesh (or as urgent from the CDN).
+    /// The tracker's least-covered substream assignment, with
+    /// `tracker.cdn_prefetchers_per_substream` CDN prefetchers per substream (default 1),
+    /// one more per `tracker.cdn_prefetch_per_holders` holders (default 4); every other peer
+    /// gets every block over the mesh (or as urgent from the CDN).
     LeastCovered,
     /// The seed's random prefetch (seed paragraph 44): every peer prefetches one substream
     /// drawn uniformly at random (redrawn into range when `s` changes), so the CDN sends about
