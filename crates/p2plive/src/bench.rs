@@ -1,7 +1,7 @@
 //! `p2plive bench`: times the hot paths (block cutter, SHA-256 verification, scheduler) on the
 //! bundled clip and compares each with a peer program measured in the same run (ffmpeg's
 //! segment muxer cutting the same TS at 1 s, `sha256sum` hashing it). Prints a table; nothing
-//! is asserted.
+//! is asserted. The last row is the swarm simulator's events per second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -131,6 +131,24 @@ pub fn run(ts: &Bytes, ts_path: &Path, rounds: usize) -> anyhow::Result<Vec<Row>
         best_ms: d.as_secs_f64() * 1e3,
         rate: n_blocks as f64 / d.as_secs_f64().max(1e-9),
         unit: "blocks/s".into(),
+    });
+    // The swarm simulator (issue 16 "Done when": bench adds its events/s).
+    let sim = crate::sim::SimConfig {
+        peers: 100,
+        seconds: 30,
+        ..crate::sim::SimConfig::default()
+    };
+    let mut events = 0;
+    let d = best(rounds.min(2), || {
+        events = crate::sim::run(&sim, crate::sim::Policy::LeastCovered)?.events;
+        Ok(())
+    })?;
+    rows.push(Row {
+        task: format!("sim: 100 peers, 30 s of stream, least-covered ({events} events)"),
+        by: "p2plive".into(),
+        best_ms: d.as_secs_f64() * 1e3,
+        rate: events as f64 / d.as_secs_f64().max(1e-9),
+        unit: "events/s".into(),
     });
     Ok(rows)
 }

@@ -125,6 +125,9 @@ pub struct PeerArgs {
     /// Urgent zone in blocks.
     #[arg(long)]
     pub urgent_blocks: Option<u64>,
+    /// Blocks buffered behind the live edge before playing (scheduler default 12).
+    #[arg(long)]
+    pub playout_delay_blocks: Option<u64>,
     /// Upload cap per P2P link, bytes/s.
     #[arg(long)]
     pub upload_limit: Option<u64>,
@@ -173,6 +176,9 @@ pub struct DemoArgs {
     /// Urgent zone in blocks.
     #[arg(long, default_value_t = 2)]
     pub urgent_blocks: u64,
+    /// Blocks buffered behind the live edge before playing (default: the scheduler's).
+    #[arg(long)]
+    pub playout_delay_blocks: Option<u64>,
     /// CDN prefetchers per substream: k (default 1) = only the k longest-standing holders
     /// prefetch it from the CDN, the others replicate it from peers (seed 55); 0 = every holder
     /// prefetches its substream from the CDN.
@@ -209,8 +215,24 @@ pub struct SimArgs {
     #[arg(long)]
     pub playout_delay_blocks: Option<u64>,
     /// Share of the peers leaving at half time (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.0)]
     pub leave_share: f64,
+    /// Share of the peers replaced per minute (a random peer leaves, a new one joins).
+    #[arg(long, default_value_t = 0.1)]
+    pub replace_per_min: f64,
+    /// A peer uploads at most this multiple of the bitrate (0 = its whole capacity).
+    #[arg(long, default_value_t = 3.0)]
+    pub upload_limit_x: f64,
+    /// CDN prefetchers per substream under `least-covered` (default: the tracker's, 1).
+    #[arg(long)]
+    pub prefetchers: Option<u32>,
+    /// Under `least-covered`, one more CDN prefetcher per this many holders of a substream
+    /// (tracker `cdn_prefetch_per_holders`; default: the tracker's, 4; 0 = off).
+    #[arg(long)]
+    pub prefetch_per_holders: Option<u32>,
+    /// Policies to compare, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub policies: Vec<crate::sim::Policy>,
     /// Print the reports as one JSON line on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -348,6 +370,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(v) = args.speed {
                 p.speed = v;
             }
+            if let Some(v) = args.playout_delay_blocks {
+                p.sched.playout_delay_blocks = v;
+            }
             if let Some(v) = args.urgent_blocks {
                 p.sched.urgent_blocks = v;
             }
@@ -378,6 +403,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 speed: args.speed,
                 block_ms: args.block_ms,
                 urgent_blocks: args.urgent_blocks,
+                playout_delay_blocks: args
+                    .playout_delay_blocks
+                    .unwrap_or(crate::sched::SchedConfig::default().playout_delay_blocks),
                 cdn_prefetchers: args.cdn_prefetchers,
                 window_ms: args.window_ms,
                 progress: svckit::cli::progress_wanted(args.json),
@@ -410,15 +438,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 upload_mean_x: args.upload_x,
                 bitrate_bps: args.bitrate,
                 leave_share: args.leave_share,
+                replace_per_min: args.replace_per_min,
+                upload_limit_x: args.upload_limit_x,
                 tracker: config.tracker.clone(),
                 ..crate::sim::SimConfig::default()
+            };
+            if let Some(k) = args.prefetchers {
+                base.tracker.cdn_prefetchers_per_substream = k;
+            }
+            if let Some(n) = args.prefetch_per_holders {
+                base.tracker.cdn_prefetch_per_holders = n;
+            }
+            let policies = if args.policies.is_empty() {
+                crate::sim::Policy::ALL.to_vec()
+            } else {
+                args.policies.clone()
             };
             if let Some(delay) = args.playout_delay_blocks {
                 base.sched.playout_delay_blocks = delay;
             }
             let peers = args.peers;
             let reports =
-                tokio::task::spawn_blocking(move || crate::sim::compare(&base, &peers)).await??;
+                tokio::task::spawn_blocking(move || crate::sim::compare(&base, &peers, &policies))
+                    .await??;
             svckit::cli::print_report(&reports, args.json, || crate::sim::table(&reports))?;
             Ok(ExitCode::SUCCESS)
         }

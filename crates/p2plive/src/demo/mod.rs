@@ -86,6 +86,9 @@ pub struct DemoOptions {
     pub block_ms: u64,
     /// Urgent zone in blocks.
     pub urgent_blocks: u64,
+    /// Blocks buffered behind the live edge before playing
+    /// ([`SchedConfig::playout_delay_blocks`]); also sets the late viewers' lag budget.
+    pub playout_delay_blocks: u64,
     /// CDN prefetchers per substream (default 1; 0 = every holder; see
     /// [`TrackerConfig::cdn_prefetchers_per_substream`]).
     pub cdn_prefetchers: u32,
@@ -438,6 +441,7 @@ impl Services {
             speed: options.speed,
             sched: SchedConfig {
                 urgent_blocks: options.urgent_blocks,
+                playout_delay_blocks: options.playout_delay_blocks,
                 ..SchedConfig::default()
             },
             window_ms: options.window_ms,
@@ -634,8 +638,11 @@ async fn finish(
     edge: &Edge,
     prefetch_copies: f64,
 ) -> anyhow::Result<(DemoReport, u64, crate::cdn::CdnStats)> {
-    let wait = Duration::from_secs_f64(options.block_ms as f64 / 1000.0 / options.speed * 10.0)
-        + Duration::from_secs(20);
+    // The last block plays `playout_delay_blocks` after it was cut.
+    let blocks = 10 + options.playout_delay_blocks;
+    let wait =
+        Duration::from_secs_f64(options.block_ms as f64 / 1000.0 / options.speed * blocks as f64)
+            + Duration::from_secs(20);
     for viewer in events.survivors.iter().chain(&events.late_peers) {
         if tokio::time::timeout(wait, viewer.peer.wait_done())
             .await
@@ -690,7 +697,7 @@ async fn finish(
         peer.shutdown().await;
     }
     let cdn = services.cdn.stats("live");
-    let playout = SchedConfig::default().playout_delay_blocks;
+    let playout = options.playout_delay_blocks;
     let wanted_kills = ((options.peers as f64 * options.churn).round() as usize)
         .min(options.peers.saturating_sub(1));
     let mut skipped_events = Vec::new();

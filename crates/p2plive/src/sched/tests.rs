@@ -12,11 +12,20 @@ fn data(n: u64) -> Vec<u8> {
     vec![n as u8; 188]
 }
 
+/// The tunables these tests were written for: a 4-block playout delay (the default is
+/// larger, for the mesh), the rest default.
+fn config() -> SchedConfig {
+    SchedConfig {
+        playout_delay_blocks: 4,
+        ..SchedConfig::default()
+    }
+}
+
 /// Peer 1 of a 4-substream, 4-peer swarm (holds substream 1) with peers 2..=4.
 fn swarm(start: u64) -> (Scheduler, Instant) {
     let t0 = Instant::now();
     let layout = Layout::fixed(4, 1).unwrap();
-    let mut s = Scheduler::new(SchedConfig::default(), t0, start, 1.0, layout.clone());
+    let mut s = Scheduler::new(config(), t0, start, 1.0, layout.clone());
     s.set_assignment(layout, BTreeMap::from([(1, 0)]));
     s.set_peers(
         (2..=4)
@@ -233,7 +242,7 @@ fn only_a_window_behind_the_playhead_is_remembered() {
 
 #[test]
 fn late_joiner_starts_behind_the_live_edge() {
-    let config = SchedConfig::default();
+    let config = config();
     assert_eq!(Scheduler::start_block(&config, 0), 0);
     assert_eq!(Scheduler::start_block(&config, 3), 0);
     assert_eq!(Scheduler::start_block(&config, 30), 26);
@@ -244,7 +253,7 @@ fn late_joiner_starts_behind_the_live_edge() {
 fn mesh(start: u64) -> (Scheduler, Instant) {
     let t0 = Instant::now();
     let layout = Layout::fixed(4, 1).unwrap();
-    let mut s = Scheduler::new(SchedConfig::default(), t0, start, 1.0, layout.clone());
+    let mut s = Scheduler::new(config(), t0, start, 1.0, layout.clone());
     s.set_assignment(layout, BTreeMap::from([(1, 0)]));
     s.set_peers((2..=4).map(|id| (id, BTreeSet::new())).collect());
     (s, t0)
@@ -329,4 +338,32 @@ fn a_parent_that_fails_a_fetch_is_reselected() {
     assert_eq!(s.parent(2), None);
     assert_eq!(fetches(&s.poll(t0)), vec![(1, Source::Peer(2))]);
     assert_eq!(s.parent(2), Some(2));
+}
+
+/// Deadline-aware urgent zone: a block already requested from a peer is not fetched from
+/// the CDN as well while another block is still to play before it; once it is the next
+/// block needed, the CDN is asked.
+#[test]
+fn a_block_coming_from_a_peer_waits_until_it_is_the_next_needed() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..3 {
+        s.on_info(info(n));
+    }
+    // Buffering: blocks 1 and 2 are asked of their substreams' prefetchers.
+    let f = fetches(&s.poll(t0));
+    assert!(f.contains(&(1, Source::Peer(2))), "{f:?}");
+    assert!(f.contains(&(2, Source::Peer(3))), "{f:?}");
+    for n in 3..6 {
+        s.on_info(info(n));
+    }
+    s.on_block(0, Source::Prefetch, &data(0));
+    // Playing 0: blocks 1 and 2 are urgent. Block 1 is next: the CDN is asked too; block 2
+    // stays with its peer.
+    let f = fetches(&s.poll(t0 + 100 * MS));
+    assert!(f.contains(&(1, Source::Cdn)), "{f:?}");
+    assert!(!f.contains(&(2, Source::Cdn)), "{f:?}");
+    // Block 1 arrives; when it plays, block 2 is next and still missing: now the CDN.
+    s.on_block(1, Source::Peer(2), &data(1));
+    let f = fetches(&s.poll(t0 + 1100 * MS));
+    assert!(f.contains(&(2, Source::Cdn)), "{f:?}");
 }

@@ -1,10 +1,11 @@
 //! The mesh side of the simulated peers: applying the tracker's partial views and deltas,
 //! buffer maps of new neighbours, "have" messages with the sender's upload advert.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Event, Policy, Sim};
 use crate::sched::{PeerId, Scheduler, Upload};
+use crate::substream::Layout;
 use crate::tracker::View;
 
 impl Sim<'_> {
@@ -16,15 +17,11 @@ impl Sim<'_> {
         self.tracker_bytes += neighbourhood_bytes(view);
         let cdn_only = self.policy == Policy::CdnOnly;
         let cut = self.cut;
+        let prefetch = self.policy_prefetch(n, &view.layout, &view.prefetch);
         let peer = &mut self.peers[n];
         peer.view_version = view.version;
         let Some(sched) = peer.sched.as_mut() else {
             return;
-        };
-        let prefetch = if cdn_only {
-            BTreeSet::new()
-        } else {
-            view.prefetch.clone()
         };
         if prefetch != peer.prefetch || peer.layout.as_ref() != Some(&view.layout) {
             peer.layout = Some(view.layout.clone());
@@ -45,12 +42,25 @@ impl Sim<'_> {
         }
         let before: BTreeSet<PeerId> = peer.known.keys().copied().collect();
         view.apply_to(&mut peer.known);
-        sched.set_peers(
-            peer.known
-                .values()
-                .map(|e| (e.id, e.prefetch.clone()))
-                .collect(),
-        );
+        let entries: Vec<(PeerId, BTreeSet<u32>)> = peer
+            .known
+            .values()
+            .map(|e| (e.id, e.prefetch.clone()))
+            .collect();
+        let neighbours: BTreeMap<PeerId, BTreeSet<u32>> = entries
+            .into_iter()
+            .map(|(id, assigned)| {
+                let prefetch = match self.by_id.get(&id) {
+                    Some(&j) => self.policy_prefetch(j, &view.layout, &assigned),
+                    None => BTreeSet::new(),
+                };
+                (id, prefetch)
+            })
+            .collect();
+        let peer = &mut self.peers[n];
+        if let Some(sched) = peer.sched.as_mut() {
+            sched.set_peers(neighbours);
+        }
         let added: Vec<PeerId> = peer
             .known
             .keys()
@@ -62,6 +72,25 @@ impl Sim<'_> {
             if let Some(&from) = self.by_id.get(&id) {
                 self.push(self.now + rtt, Event::Map { to: n, from });
             }
+        }
+    }
+
+    /// The substreams peer `n` prefetches from the CDN under the policy, given the layout and
+    /// what the tracker assigned it (`assigned`, least-covered).
+    pub(super) fn policy_prefetch(
+        &self,
+        n: usize,
+        layout: &Layout,
+        assigned: &BTreeSet<u32>,
+    ) -> BTreeSet<u32> {
+        match self.policy {
+            Policy::LeastCovered => assigned.clone(),
+            Policy::Random => {
+                let s = u64::from(layout.current().substreams.max(1));
+                // s <= u32::MAX, so the draw fits.
+                BTreeSet::from([1 + (self.peers[n].pick % s) as u32])
+            }
+            Policy::NoPrefetch | Policy::CdnOnly => BTreeSet::new(),
         }
     }
 

@@ -8,13 +8,18 @@
 //! schedulers check a tiny per-block token (the block number's 8 bytes) so SHA-256 stays
 //! cheap. Peers join spread over `join_spread_ms`, heartbeat every second (taking the view
 //! the tracker answers), and `leave_share` of them leave at half time (what their upload
-//! queues still held is lost: the receivers see failed fetches). The origin cuts one
+//! queues still held is lost: the receivers see failed fetches). Churn by replacement
+//! (`replace_per_min`, issue 16: "10 % of peers replaced per minute") has a random present
+//! peer leave and a new peer join at even intervals over the stream. The origin cuts one
 //! block every `block_ms` for `seconds`, then ends the stream; the run goes on until every
 //! peer still present has played to the end (or a 60 s drain cap).
 //!
-//! Policies ([`Policy`]): `least-covered` is today's tracker assignment with P2P between the
-//! peers; `cdn-only` takes every block from the CDN. Upload capacities and the link model are
-//! in [`net`]. The report is [`Report`], one per policy, printed by [`table`].
+//! Policies ([`Policy`]): `least-covered` is today's tracker assignment (its CDN
+//! prefetchers per substream grow with the holders) with the mesh; `random` is
+//! the seed's random prefetch (every peer prefetches one random substream, seed 44);
+//! `no-prefetch` leaves the CDN only the urgent fetches; `cdn-only` takes every block from
+//! the CDN. Upload capacities (capped at `upload_limit_x`) and the link model are in
+//! [`net`]. The report is [`Report`], one per policy, printed by [`table`].
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -33,30 +38,49 @@ mod mesh;
 pub mod net;
 mod report;
 
-pub use report::{compare, table};
+pub use report::{Report, compare, table};
 
 use net::{Link, Rng};
 
 #[cfg(test)]
 mod tests;
 
-/// How blocks are assigned and fetched.
+/// How blocks are assigned and fetched. Every policy but `cdn-only` runs the same mesh (each
+/// peer fetches the blocks it lacks from its neighbours by buffer map and spare upload); they
+/// differ in which peers prefetch which substream from the CDN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
-    /// The tracker's least-covered substream assignment (one CDN prefetcher per substream by
-    /// default) and the mesh: each peer fetches from its neighbours by buffer map and spare
-    /// upload.
+    /// The tracker's least-covered substream assignment, with
+    /// `tracker.cdn_prefetchers_per_substream` CDN prefetchers per substream (default 1),
+    /// one more per `tracker.cdn_prefetch_per_holders` holders (default 4); every other peer
+    /// gets every block over the mesh (or as urgent from the CDN).
     LeastCovered,
+    /// The seed's random prefetch (seed paragraph 44): every peer prefetches one substream
+    /// drawn uniformly at random (redrawn into range when `s` changes), so the CDN sends about
+    /// `peers / s` copies of the stream.
+    Random,
+    /// No prefetch: blocks enter the mesh only through urgent CDN fetches.
+    NoPrefetch,
     /// No P2P: every block from the CDN.
     CdnOnly,
 }
 
 impl Policy {
+    /// Every policy, in the order of the comparison table.
+    pub const ALL: [Self; 4] = [
+        Self::LeastCovered,
+        Self::Random,
+        Self::NoPrefetch,
+        Self::CdnOnly,
+    ];
+
     /// The policy's name as printed.
     pub fn name(self) -> &'static str {
         match self {
             Self::LeastCovered => "least-covered",
+            Self::Random => "random",
+            Self::NoPrefetch => "no-prefetch",
             Self::CdnOnly => "cdn-only",
         }
     }
@@ -89,6 +113,13 @@ pub struct SimConfig {
     pub join_spread_ms: u64,
     /// Share of the peers that leave at half time (default 0.1).
     pub leave_share: f64,
+    /// Share of the peers replaced per minute of stream (default 0): every
+    /// `60 s / (peers × share)` a random present peer leaves and a new peer joins.
+    pub replace_per_min: f64,
+    /// A peer uploads at most this multiple of the bitrate, whatever its capacity (its
+    /// configured upload limit, as [`crate::peer::PeerConfig::upload_limit_bytes_per_s`];
+    /// default 3.0, 0 = no limit).
+    pub upload_limit_x: f64,
     /// A peer refuses a request (the asker sees a failed fetch and asks elsewhere) when its
     /// upload queue already holds this many ms of transfers (default 1000).
     pub max_queue_ms: u64,
@@ -113,6 +144,8 @@ impl Default for SimConfig {
             rtt_max_ms: 100,
             join_spread_ms: 10_000,
             leave_share: 0.1,
+            replace_per_min: 0.0,
+            upload_limit_x: 3.0,
             max_queue_ms: 1000,
             sched: SchedConfig::default(),
             tracker: TrackerConfig::default(),
@@ -127,61 +160,6 @@ impl SimConfig {
     }
 }
 
-/// The result of one policy's run. Ratios are plain fractions, upload figures multiples of
-/// the bitrate (bytes uploaded over the time present, divided by the bitrate).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Report {
-    /// Policy simulated.
-    pub policy: Policy,
-    /// Peers simulated.
-    pub peers: usize,
-    /// Blocks the origin cut.
-    pub blocks: u64,
-    /// Of the blocks peers kept (first copy of each), the share of bytes that came from
-    /// peers. Copies that arrived after another (a late P2P block whose urgent CDN fetch won,
-    /// or the reverse) are not counted here but in `duplicate_share`.
-    pub p2p_ratio: f64,
-    /// Bytes received twice (the second copy of a block) / all bytes received.
-    pub duplicate_share: f64,
-    /// Bytes the CDN sent (prefetch and urgent fetches).
-    pub cdn_bytes: u64,
-    /// Bytes of one copy of the stream (`blocks × block size`).
-    pub stream_bytes: u64,
-    /// Bytes received from peers (every copy).
-    pub p2p_bytes: u64,
-    /// Share of the blocks played without a stall before them.
-    pub continuity: f64,
-    /// Startup time (join to first block played) p50, ms.
-    pub startup_p50_ms: u64,
-    /// Startup time p95, ms.
-    pub startup_p95_ms: u64,
-    /// Upload per peer, mean, multiples of the bitrate.
-    pub upload_mean_x: f64,
-    /// Upload per peer, p95.
-    pub upload_p95_x: f64,
-    /// Upload per peer, max.
-    pub upload_max_x: f64,
-    /// Tracker bytes per churn event: over the run, the serde_json bytes of the neighbour
-    /// entries and removals in every view the tracker answered (joins and heartbeats; an
-    /// answer with no change counts 0), divided by the joins and leaves.
-    pub tracker_bytes_per_event: u64,
-    /// Times a peer's scheduler (re-)selected a substream parent, over all peers.
-    pub parent_changes: u64,
-    /// Virtual seconds simulated, including the drain.
-    pub virtual_secs: f64,
-}
-
-impl Report {
-    /// CDN bytes over stream bytes.
-    pub fn cdn_per_stream(&self) -> f64 {
-        if self.stream_bytes == 0 {
-            0.0
-        } else {
-            self.cdn_bytes as f64 / self.stream_bytes as f64
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     /// The origin cuts block `n` (`n == blocks` ends the stream).
@@ -189,6 +167,8 @@ enum Event {
     Join(usize),
     Heartbeat(usize),
     Leave(usize),
+    /// Churn: a random present peer leaves and peer slot `n` joins.
+    Replace(usize),
     /// `block` reaches peer `to`, sent by `from` (`None`: the CDN); `prefetch` for the
     /// CDN's subscription push.
     Deliver {
@@ -240,6 +220,8 @@ struct Peer {
     poll_at: Option<u64>,
     /// Requests held until the prefetched block arrives: block -> requesting peers.
     held: BTreeMap<u64, Vec<usize>>,
+    /// Its random draw for [`Policy::Random`] (substream `1 + pick % s`).
+    pick: u64,
 }
 
 struct Sim<'a> {
@@ -264,6 +246,10 @@ struct Sim<'a> {
     /// Neighbour-entry bytes of all tracker answers, and the joins and leaves.
     tracker_bytes: u64,
     churn_events: u64,
+    /// Draws made during the run (churn picks).
+    rng: Rng,
+    /// Peers present now (for churn picks).
+    alive: Vec<usize>,
 }
 
 /// Runs one policy and returns its report.
@@ -277,16 +263,29 @@ pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
     let mut rng = Rng::new(config.seed);
     let bitrate = config.bitrate_bps as f64 / 8.0;
     let rtt_span = config.rtt_max_ms.saturating_sub(config.rtt_min_ms) + 1;
-    let mut peers = Vec::with_capacity(config.peers);
+    let blocks = config.seconds * 1000 / u64::from(config.block_ms.max(1));
+    let replacements =
+        (config.peers as f64 * config.replace_per_min.max(0.0) * config.seconds as f64 / 60.0)
+            .round() as usize;
+    let slots = config.peers + replacements;
+    let mut peers = Vec::with_capacity(slots);
     let mut by_id = BTreeMap::new();
-    for n in 0..config.peers {
+    let limit = if config.upload_limit_x > 0.0 {
+        config.upload_limit_x * bitrate
+    } else {
+        f64::INFINITY
+    };
+    for n in 0..slots {
         let mut id = rng.next_u64();
         while id == 0 || by_id.contains_key(&id) {
             id = rng.next_u64();
         }
         by_id.insert(id, n);
-        let upload = rng.log_normal(config.upload_mean_x * bitrate, config.upload_sigma);
+        let upload = rng
+            .log_normal(config.upload_mean_x * bitrate, config.upload_sigma)
+            .min(limit);
         let rtt_ms = config.rtt_min_ms + rng.next_u64() % rtt_span;
+        let pick = rng.next_u64();
         peers.push(Peer {
             id,
             token: Secret::new(format!("sim-token-{n}")),
@@ -308,9 +307,9 @@ pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
             uploaded: 0,
             poll_at: None,
             held: BTreeMap::new(),
+            pick,
         });
     }
-    let blocks = config.seconds * 1000 / u64::from(config.block_ms.max(1));
     let mut sim = Sim {
         config,
         policy,
@@ -331,6 +330,8 @@ pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
         duplicate_bytes: 0,
         tracker_bytes: 0,
         churn_events: 0,
+        rng: Rng::new(config.seed ^ 0x5EED_C4A2),
+        alive: Vec::new(),
     };
     let block_us = u64::from(config.block_ms) * 1000;
     for n in 0..=blocks {
@@ -350,18 +351,30 @@ pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
     for (k, &n) in order.iter().take(leaving).enumerate() {
         sim.push(half + k as u64 * 1000, Event::Leave(n));
     }
+    // Churn: replacement k at (k + 1/2) / replacements of the stream.
+    let stream_us = blocks * block_us;
+    for k in 0..replacements {
+        let at = stream_us * (2 * k as u64 + 1) / (2 * replacements as u64);
+        sim.push(at, Event::Replace(config.peers + k));
+    }
     let cap = blocks * block_us + 60_000_000;
+    let wall = Instant::now();
+    let mut events = 0u64;
     while let Some(Reverse((at, _, event))) = sim.queue.pop() {
         if at > cap {
             break;
         }
+        events += 1;
         sim.now = at;
         sim.handle(event)?;
         if sim.ended && sim.all_done() {
             break;
         }
     }
-    Ok(sim.report())
+    let mut report = sim.report();
+    report.events = events;
+    report.wall_ms = wall.elapsed().as_millis() as u64;
+    Ok(report)
 }
 
 impl Sim<'_> {
@@ -391,6 +404,13 @@ impl Sim<'_> {
             Event::Join(n) => self.on_join(n)?,
             Event::Heartbeat(n) => self.on_heartbeat(n)?,
             Event::Leave(n) => self.on_leave(n)?,
+            Event::Replace(n) => {
+                if !self.alive.is_empty() {
+                    let i = (self.rng.next_u64() % self.alive.len() as u64) as usize;
+                    self.on_leave(self.alive[i])?;
+                }
+                self.on_join(n)?;
+            }
             Event::Deliver {
                 to,
                 block,
@@ -491,6 +511,7 @@ impl Sim<'_> {
         for b in start..self.cut {
             sched.on_info(self.info(b));
         }
+        self.alive.push(n);
         let peer = &mut self.peers[n];
         peer.sched = Some(sched);
         peer.present = true;
@@ -532,6 +553,9 @@ impl Sim<'_> {
         }
         let id = self.peers[n].id;
         self.swarm.leave(id, Some(self.peers[n].token.expose()))?;
+        if let Some(i) = self.alive.iter().position(|&p| p == n) {
+            self.alive.swap_remove(i);
+        }
         let peer = &mut self.peers[n];
         peer.present = false;
         peer.left_us = Some(self.now);

@@ -1,8 +1,71 @@
 //! The figures of a run ([`Report`]) and the comparison table.
 
-use super::{Policy, Report, Sim, SimConfig, run};
+use serde::Serialize;
+
+use super::{Policy, Sim, SimConfig, run};
 use crate::error::Error;
 use crate::sched::Scheduler;
+
+/// The result of one policy's run. Ratios are plain fractions, upload figures multiples of
+/// the bitrate (bytes uploaded over the time present, divided by the bitrate).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Policy simulated.
+    pub policy: Policy,
+    /// Peers simulated.
+    pub peers: usize,
+    /// Blocks the origin cut.
+    pub blocks: u64,
+    /// Of the blocks peers kept (first copy of each), the share of bytes that came from
+    /// peers. Copies that arrived after another (a late P2P block whose urgent CDN fetch won,
+    /// or the reverse) are not counted here but in `duplicate_share`.
+    pub p2p_ratio: f64,
+    /// Bytes received twice (the second copy of a block) / all bytes received.
+    pub duplicate_share: f64,
+    /// Bytes the CDN sent (prefetch and urgent fetches).
+    pub cdn_bytes: u64,
+    /// Bytes of one copy of the stream (`blocks × block size`).
+    pub stream_bytes: u64,
+    /// Bytes received from peers (every copy).
+    pub p2p_bytes: u64,
+    /// Share of the blocks played without a stall before them.
+    pub continuity: f64,
+    /// Startup time (join to first block played) p50, ms.
+    pub startup_p50_ms: u64,
+    /// Startup time p95, ms.
+    pub startup_p95_ms: u64,
+    /// Upload per peer, mean, multiples of the bitrate.
+    pub upload_mean_x: f64,
+    /// Upload per peer, p95.
+    pub upload_p95_x: f64,
+    /// Upload per peer, max.
+    pub upload_max_x: f64,
+    /// Tracker bytes per churn event: over the run, the serde_json bytes of the neighbour
+    /// entries and removals in every view the tracker answered (joins and heartbeats; an
+    /// answer with no change counts 0), divided by the joins and leaves.
+    pub tracker_bytes_per_event: u64,
+    /// Times a peer's scheduler (re-)selected a substream parent, over all peers.
+    pub parent_changes: u64,
+    /// Virtual seconds simulated, including the drain.
+    pub virtual_secs: f64,
+    /// Joins and leaves (churn events) over the run.
+    pub churn_events: u64,
+    /// Events the simulator handled.
+    pub events: u64,
+    /// Wall time of the run, ms (the only figure that differs between runs of one seed).
+    pub wall_ms: u64,
+}
+
+impl Report {
+    /// CDN bytes over stream bytes.
+    pub fn cdn_per_stream(&self) -> f64 {
+        if self.stream_bytes == 0 {
+            0.0
+        } else {
+            self.cdn_bytes as f64 / self.stream_bytes as f64
+        }
+    }
+}
 
 impl Sim<'_> {
     pub(super) fn report(&self) -> Report {
@@ -55,6 +118,9 @@ impl Sim<'_> {
                 .map(Scheduler::parent_changes)
                 .sum(),
             virtual_secs: self.now as f64 / 1e6,
+            churn_events: self.churn_events,
+            events: 0,
+            wall_ms: 0,
         }
     }
 }
@@ -71,19 +137,23 @@ fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     sorted.get(i).copied()
 }
 
-/// Runs every policy for every peer count in `peers` (the rest from `base`); the reports in
-/// that order.
+/// Runs each of `policies` for every peer count in `peers` (the rest from `base`); the
+/// reports in that order.
 ///
 /// # Errors
 /// Those of [`run`].
-pub fn compare(base: &SimConfig, peers: &[usize]) -> Result<Vec<Report>, Error> {
+pub fn compare(
+    base: &SimConfig,
+    peers: &[usize],
+    policies: &[Policy],
+) -> Result<Vec<Report>, Error> {
     let mut out = Vec::new();
     for &n in peers {
         let config = SimConfig {
             peers: n,
             ..base.clone()
         };
-        for policy in [Policy::LeastCovered, Policy::CdnOnly] {
+        for &policy in policies {
             out.push(run(&config, policy)?);
         }
     }
@@ -93,11 +163,11 @@ pub fn compare(base: &SimConfig, peers: &[usize]) -> Result<Vec<Report>, Error> 
 /// The reports as one text table, a row per (peers, policy).
 pub fn table(reports: &[Report]) -> String {
     let mut out = String::from(
-        "peers  policy         p2p    dup    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event\n",
+        "peers  policy         p2p    dup    cdn/stream  continuity  startup p50/p95 ms  upload mean/p95/max x  tracker B/event  wall s  events/s\n",
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<6} {:<14} {:>5.3}  {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}\n",
+            "{:<6} {:<14} {:>5.3}  {:>5.3}  {:>10.2}  {:>10.4}  {:>8}/{:<9} {:>6.2}/{:>5.2}/{:>5.2}       {:>10}  {:>6.1}  {:>8.0}\n",
             r.peers,
             r.policy.name(),
             r.p2p_ratio,
@@ -110,6 +180,8 @@ pub fn table(reports: &[Report]) -> String {
             r.upload_p95_x,
             r.upload_max_x,
             r.tracker_bytes_per_event,
+            r.wall_ms as f64 / 1000.0,
+            r.events as f64 / (r.wall_ms.max(1) as f64 / 1000.0),
         ));
     }
     out

@@ -134,6 +134,7 @@ fn only_k_holders_per_substream_prefetch_from_the_cdn() {
         "k = 0: every holder"
     );
     config.cdn_prefetchers_per_substream = 1;
+    config.cdn_prefetch_per_holders = 0;
     let mut swarm = Swarm::new(config).unwrap();
     let ids: Vec<PeerId> = (0..6).map(|n| add(&mut swarm, t0, n)).collect();
     let prefetching: usize = swarm.entries().iter().map(|e| e.prefetch.len()).sum();
@@ -290,4 +291,27 @@ fn a_heartbeat_after_a_leave_carries_only_a_bounded_delta() {
         delta_bytes < 8 * full_bytes,
         "{delta_bytes} B of deltas vs {full_bytes} B per full view"
     );
+}
+
+/// With `cdn_prefetch_per_holders`, the prefetchers of a substream grow with its holders:
+/// 1 substream, 12 holders, one per 4 holders: 3 prefetchers; 5 leave: 7 holders, 1.
+#[test]
+fn prefetchers_grow_with_the_holders() {
+    let mut config = fixed(1);
+    config.cdn_prefetch_per_holders = 4;
+    let mut swarm = Swarm::new(config).unwrap();
+    let now = Instant::now();
+    let ids: Vec<PeerId> = (1..=12).map(|n| add(&mut swarm, now, n)).collect();
+    let prefetching = |swarm: &Swarm| {
+        swarm
+            .entries()
+            .iter()
+            .filter(|e| e.prefetch.contains(&1))
+            .count()
+    };
+    assert_eq!(prefetching(&swarm), 3);
+    for id in &ids[..5] {
+        swarm.leave(*id, token(*id).as_deref()).unwrap();
+    }
+    assert_eq!(prefetching(&swarm), 1);
 }

@@ -15,14 +15,19 @@ async fn substream_count_follows_the_swarm_and_late_joiners_stay_exact() {
     let clip = make_clip(dir.path(), "adaptive.mp4", 14);
     let infra = Infra::start(&["--min-substreams", "2", "--max-substreams", "8"]);
     let speed = 2.0;
-    let early: Vec<_> = (0..3).map(|_| infra.peer(speed, &[])).collect();
+    // A 4-block playout delay, so the late joiners at block 5 start past block 0.
+    let delay = ["--playout-delay-blocks", "4"];
+    let early: Vec<_> = (0..3).map(|_| infra.peer(speed, &delay)).collect();
     wait_joined(&infra, &early.iter().collect::<Vec<_>>()).await;
     let _origin = infra.origin(clip.to_str().unwrap(), speed);
 
     infra.wait_cut(5, Duration::from_secs(30)).await;
     let late = [
-        infra.peer(speed, &[]),
-        infra.peer(speed, &["--upload-limit", "40000"]),
+        infra.peer(speed, &delay),
+        infra.peer(
+            speed,
+            &["--upload-limit", "40000", "--playout-delay-blocks", "4"],
+        ),
     ];
     let all: Vec<_> = early.iter().chain(late.iter()).collect();
     wait_joined(&infra, &all).await;

@@ -109,11 +109,14 @@ fn a_stream_longer_than_the_window_keeps_the_held_blocks_bounded() {
     // 4 s of 1 s blocks: 4 (5 when some are shorter).
     let cdn = report["cdn_max_held_blocks"].as_u64().unwrap();
     assert!((1..=5).contains(&cdn), "CDN held {cdn} blocks");
+    // The lag budget is one block plus the playout delay, in ms of 1 s blocks.
+    let buffer = report["lag_budget_ms"].as_u64().unwrap() / 1000;
     for p in report["peers_detail"].as_array().unwrap() {
-        // Window (about 4) + the block playing + the playout buffer and prefetch ahead.
+        // Window (about 4, 5 with short blocks) + the block playing + the playout buffer
+        // ahead.
         let held = p["max_held_blocks"].as_u64().unwrap();
         assert!(
-            (1..=16).contains(&held),
+            (1..=5 + buffer).contains(&held),
             "peer held {held} of {blocks} blocks: {p}"
         );
     }
@@ -137,6 +140,10 @@ fn churn_and_late_viewers_join_near_the_edge_and_decode_cleanly() {
         "4",
         "--churn",
         "0.34",
+        // A 16 s clip: with 4 blocks of playout delay the late peer (at 8 s) starts past
+        // block 0.
+        "--playout-delay-blocks",
+        "4",
         "--input",
         clip.to_str().unwrap(),
     ];
@@ -172,6 +179,7 @@ fn churn_and_late_viewers_join_near_the_edge_and_decode_cleanly() {
     let out = Command::new(bin())
         .arg("demo")
         .args(["--peers", "3", "--substreams", "3", "--speed", "4"])
+        .args(["--playout-delay-blocks", "4"])
         .args([
             "--encode",
             "copy",

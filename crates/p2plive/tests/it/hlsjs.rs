@@ -132,7 +132,11 @@ async fn hlsjs_in_chromium_plays_a_peer_and_the_cdn_live_m3u8() {
     let clip = crate::make_clip(dir.path(), "hlsjs.ts", 40);
     let infra = Infra::start(&["--min-substreams", "2", "--max-substreams", "2"]);
     let speed = 1.0;
-    let peers: Vec<_> = (0..2).map(|_| infra.peer(speed, &[])).collect();
+    // A 4-block playout delay: the peer's playlist lists blocks played, and hls.js fails on
+    // a playlist still empty when it loads it.
+    let peers: Vec<_> = (0..2)
+        .map(|_| infra.peer(speed, &["--playout-delay-blocks", "4"]))
+        .collect();
     wait_joined(&infra, &peers.iter().collect::<Vec<_>>()).await;
     let _origin = infra.origin(clip.to_str().unwrap(), speed);
     infra.wait_cut(3, Duration::from_secs(30)).await;

@@ -167,7 +167,10 @@ async fn a_mid_stream_block_a_late_player_and_a_late_peer_decode_without_errors(
     let clip = crate::make_clip(dir.path(), "late.ts", 16);
     let infra = Infra::start(&["--min-substreams", "2", "--max-substreams", "2"]);
     let speed = 2.0;
-    let early: Vec<_> = (0..2).map(|_| infra.peer(speed, &[])).collect();
+    // A 4-block playout delay: a 16 s clip is too short for the default to start a late
+    // peer past block 0.
+    let delay = ["--playout-delay-blocks", "4"];
+    let early: Vec<_> = (0..2).map(|_| infra.peer(speed, &delay)).collect();
     wait_joined(&infra, &early.iter().collect::<Vec<_>>()).await;
     let _origin = infra.origin(clip.to_str().unwrap(), speed);
     infra.wait_cut(10, Duration::from_secs(30)).await;
@@ -177,7 +180,7 @@ async fn a_mid_stream_block_a_late_player_and_a_late_peer_decode_without_errors(
         let url = early[0].url("/live.ts");
         async move { get_bytes(&url).await }
     });
-    let late_peer = infra.peer(speed, &[]);
+    let late_peer = infra.peer(speed, &delay);
     let source = infra.wait_end(Duration::from_secs(60)).await;
     let mut all: Vec<&testkit::RunningPeer> = early.iter().collect();
     all.push(&late_peer);
