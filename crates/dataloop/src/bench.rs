@@ -200,7 +200,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Times [`crate::model::train`] (full fit: statistics, five penalties on the validation part,
+/// Times [`crate::fit::train`] (full fit: statistics, five penalties on the validation part,
 /// final solve) on `n` windows: the bundled training windows replicated with a `#k` suffix on
 /// their clip ids (so none is deduplicated and the validation split keeps whole tracks).
 async fn train_timing(dl: &DataLoop, n: usize) -> anyhow::Result<String> {
@@ -225,7 +225,7 @@ async fn train_timing(dl: &DataLoop, n: usize) -> anyhow::Result<String> {
         })
         .collect();
     let t = Instant::now();
-    let (_, summary) = crate::model::train(&windows, None, |_, _| {})?;
+    let (_, summary) = crate::fit::train(&windows, None, |_, _| {})?;
     let train_s = t.elapsed().as_secs_f64();
     Ok(format!(
         "training (closed-form ridge, full fit incl. penalty search): {} windows ({} real ones replicated) in {train_s:.2} s ({:.0} windows/s), alpha {}\n",

@@ -2,15 +2,12 @@
 //! run scheduled and manual triggers, train, evaluate, promote, record.
 
 use std::collections::HashSet;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::ipc::reader::FileReader;
-use deltalake::arrow::ipc::writer::FileWriter;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -19,9 +16,10 @@ use crate::clip::{self, Clip, WindowSpec};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{self, Metrics};
+use crate::fit::{TrainSummary, Trainer};
 use crate::hd_map::{self, HdMap};
 use crate::lock::DirLock;
-use crate::model::{self, AgentWindow, TrainMode, TrajectoryModel};
+use crate::model::{AgentWindow, TrainMode, TrajectoryModel};
 use crate::olap::Olap;
 use crate::pinned::{self, EvalSet, PinnedReport};
 use crate::reader::{self, Rejection};
@@ -393,8 +391,7 @@ impl DataLoop {
             None => pinned::choose(&warehouse, &fired_at.to_rfc3339()).await?,
         };
         let mined = self.mine(&kind, &warehouse, version, &fired_at).await?;
-        let selected = self.take(&warehouse, &mined.location, &kind).await?;
-        let record = mined.record;
+        let mut record = mined.record;
         let champion = champion(&registry, &self.data_dir)?;
         let mode = match (&kind, &champion) {
             (TriggerKind::Manual(_), Some(_)) => TrainMode::Incremental,
@@ -404,8 +401,13 @@ impl DataLoop {
             TrainMode::Incremental => champion.as_ref().map(|(_, m)| m.clone()),
             TrainMode::Full => None,
         };
-        let (train_set, train_logs) = training_windows(&selected, &eval_set);
-        let (candidate, summary) = self.train(train_set, warm).await?;
+        let fed = self
+            .train(&warehouse, mined.location.as_deref(), &eval_set, warm)
+            .await?;
+        if mined.location.is_none() {
+            record.clips = fed.rows;
+        }
+        let (candidate, summary, train_logs) = (fed.model, fed.summary, fed.train_logs);
         let judged = evaluate(&eval_set, &candidate, champion.as_ref());
         let champion_before = champion.as_ref().map(|(v, _)| *v);
         let entry = ModelVersion {
@@ -454,10 +456,12 @@ impl DataLoop {
         })
     }
 
-    /// Trigger step 1, mine (seed ¶40-¶45): a scheduled trigger exports every clip of the
-    /// warehouse to the file store (`exports/vNNNN-scheduled.arrow`); a manual one runs its
-    /// rule's predicate on the OLAP store and stores the mined ID list
-    /// (`id_lists/vNNNN-RULE.txt`). Returns the trigger's record and the stored object.
+    /// Trigger step 1, mine (seed ¶40-¶45): a scheduled trigger selects every clip of the
+    /// warehouse version it read (streamed into training by [`DataLoop::train`]; no copy is
+    /// written, the version in the registry reproduces the export by time travel); a manual one
+    /// runs its rule's predicate on the OLAP store and stores the mined ID list
+    /// (`id_lists/vNNNN-RULE.txt`). Returns the trigger's record and, for a manual trigger, the
+    /// ID list's file-store location.
     async fn mine(
         &self,
         kind: &TriggerKind,
@@ -467,22 +471,21 @@ impl DataLoop {
     ) -> Result<Mined> {
         match kind {
             TriggerKind::Scheduled => {
-                let batches = warehouse.export_all().await?;
-                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                let location = format!("exports/v{version:04}-scheduled.arrow");
-                let url = self.files.put(&location, ipc_file(&batches)?).await?;
-                tracing::info!(clips = rows, export = %url, "scheduled trigger: full export");
+                tracing::info!(
+                    warehouse_version = warehouse.version(),
+                    "scheduled trigger: full export streamed into training"
+                );
                 Ok(Mined {
                     record: TriggerRecord {
                         kind: "scheduled".to_owned(),
                         rule: None,
                         predicate: None,
                         params: Default::default(),
-                        id_list: Some(url),
-                        clips: rows,
+                        id_list: None,
+                        clips: 0,
                         fired_at: fired_at.to_rfc3339(),
                     },
-                    location,
+                    location: None,
                 })
             }
             TriggerKind::Manual(request) => {
@@ -503,52 +506,59 @@ impl DataLoop {
                         clips: ids.len(),
                         fired_at: fired_at.to_rfc3339(),
                     },
-                    location,
+                    location: Some(location),
                 })
             }
         }
     }
 
-    /// Trigger step 2, take: reads back what [`DataLoop::mine`] stored (the training side
-    /// consumes the file store, seed ¶46) and returns the clips: the export decoded, or the
-    /// ID list taken from the warehouse ([`Warehouse::take`]).
-    async fn take(
-        &self,
-        warehouse: &Warehouse,
-        location: &str,
-        kind: &TriggerKind,
-    ) -> Result<Vec<StoredClip>> {
-        match kind {
-            TriggerKind::Scheduled => {
-                let exported = read_ipc_file(&self.files.get(location).await?)?;
-                warehouse::decode_rows(&exported)
-            }
-            TriggerKind::Manual(_) => {
-                let ids = self.files.get_id_list(location).await?;
-                warehouse.take(&ids).await
-            }
-        }
-    }
-
-    /// Trigger step 3, train (seed ¶49-¶50): fits the model on `train_set` (from
-    /// [`training_windows`]), from `warm` when the trigger is incremental (progress bar "train").
+    /// Trigger steps 2-3, take and train (seed ¶46, ¶49-¶50): streams the selection into a
+    /// [`Trainer`] on a blocking thread through a channel of at most [`FEED_BATCHES`] batches, so
+    /// memory stays bounded whatever the selection's size. The selection is every row of
+    /// `warehouse` ([`Warehouse::export_stream`]) when `id_list` is `None`, else the ID list at
+    /// that file-store location taken by id ([`Warehouse::take_raw`]). Clips of the pinned logs
+    /// are skipped; the fit starts from `warm` when the trigger is incremental (progress bar
+    /// "train", in rows).
     async fn train(
         &self,
-        train_set: Vec<(String, AgentWindow)>,
+        warehouse: &Warehouse,
+        id_list: Option<&str>,
+        eval_set: &EvalSet,
         warm: Option<TrajectoryModel>,
-    ) -> Result<(TrajectoryModel, model::TrainSummary)> {
-        let bar = self.bar(1, "train");
+    ) -> Result<Fed> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(FEED_BATCHES);
+        let pin = eval_set.pin.clone();
+        let bar = self.bar(0, "train");
         let progress_bar = bar.clone();
-        let fitted = tokio::task::spawn_blocking(move || {
-            model::train(&train_set, warm.as_ref(), |done, total| {
-                progress_bar.set_length(total as u64);
-                progress_bar.set_position(done as u64);
-            })
-        })
-        .await
-        .map_err(|e| Error::Fit(e.to_string()))??;
+        let worker =
+            tokio::task::spawn_blocking(move || feed_trainer(rx, &pin, warm, &progress_bar));
+        let produced = async {
+            match id_list {
+                None => {
+                    let mut stream = warehouse.export_stream().await?;
+                    while let Some(batch) = stream.next().await {
+                        if tx.send(batch?).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Some(location) => {
+                    let ids = self.files.get_id_list(location).await?;
+                    bar.set_length(ids.len() as u64);
+                    if let Some(batch) = warehouse.take_raw(&ids).await?.batch {
+                        // A closed channel means the trainer failed: its error is returned below.
+                        let _ = tx.send(batch).await;
+                    }
+                }
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        drop(tx);
+        let fed = worker.await.map_err(|e| Error::Fit(e.to_string()))?;
         bar.finish_and_clear();
-        Ok(fitted)
+        produced?;
+        fed
     }
 
     /// Trigger step 5, promote: records the version in the registry, champion when it beat
@@ -633,10 +643,61 @@ fn map_of(
 /// Longest wait for another process's `ingest.lock` or `registry.lock`.
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 
-/// What [`DataLoop::mine`] stored: the trigger's record and the file-store location.
+/// What [`DataLoop::mine`] stored: the trigger's record and, for a manual trigger, the ID
+/// list's file-store location.
 struct Mined {
     record: TriggerRecord,
-    location: String,
+    location: Option<String>,
+}
+
+/// Batches in flight between the export stream and the trainer (each at most 8,192 rows).
+const FEED_BATCHES: usize = 2;
+
+/// What [`DataLoop::train`] produced.
+struct Fed {
+    model: TrajectoryModel,
+    summary: TrainSummary,
+    /// Logs whose clips were trained on, sorted.
+    train_logs: Vec<String>,
+    /// Rows received (pinned clips included).
+    rows: usize,
+}
+
+/// The trainer's side of [`DataLoop::train`]: decodes each batch, skips the clips of the pinned
+/// logs (the evaluation set is whole logs, whatever a clip's ingest-time `split` label), adds the rest to a [`Trainer`] and solves when the channel closes.
+fn feed_trainer(
+    mut rx: tokio::sync::mpsc::Receiver<RecordBatch>,
+    pin: &pinned::EvalPin,
+    warm: Option<TrajectoryModel>,
+    bar: &ProgressBar,
+) -> Result<Fed> {
+    let mut trainer = Trainer::new(warm);
+    let mut logs = std::collections::BTreeSet::new();
+    let mut rows = 0;
+    while let Some(batch) = rx.blocking_recv() {
+        rows += batch.num_rows();
+        for c in warehouse::decode_rows(std::slice::from_ref(&batch))? {
+            if pin.holds(&c.clip_id) {
+                continue;
+            }
+            if let Some(log) = pinned::log_of_clip(&c.clip_id)
+                && !logs.contains(log)
+            {
+                logs.insert(log.to_owned());
+            }
+            trainer.add(&c.clip_id, &AgentWindow::from_trajectory(&c.trajectory));
+        }
+        bar.set_length(bar.length().unwrap_or(0).max(rows as u64));
+        bar.set_position(rows as u64);
+    }
+    tracing::info!(rows, windows = trainer.given(), "training windows streamed");
+    let (model, summary) = trainer.finish(|_, _| {})?;
+    Ok(Fed {
+        model,
+        summary,
+        train_logs: logs.into_iter().collect(),
+        rows,
+    })
 }
 
 /// What [`DataLoop::evaluate`] found: the candidate's metrics, the baseline's (ADE, FDE) in
@@ -646,30 +707,6 @@ struct Judged {
     pinned: PinnedReport,
     baseline: (f64, f64),
     promoted: bool,
-}
-
-/// The training windows of `selected`: every clip whose log is not in the pinned evaluation
-/// set, whatever its ingest-time `split` label (the evaluation set is whole logs), with the logs
-/// they came from (sorted).
-pub fn training_windows(
-    selected: &[StoredClip],
-    eval_set: &EvalSet,
-) -> (Vec<(String, AgentWindow)>, Vec<String>) {
-    let mut logs = std::collections::BTreeSet::new();
-    let windows = selected
-        .iter()
-        .filter(|c| !eval_set.pin.holds(&c.clip_id))
-        .map(|c| {
-            if let Some(log) = pinned::log_of_clip(&c.clip_id) {
-                logs.insert(log.to_owned());
-            }
-            (
-                c.clip_id.clone(),
-                AgentWindow::from_trajectory(&c.trajectory),
-            )
-        })
-        .collect();
-    (windows, logs.into_iter().collect())
 }
 
 /// Trigger step 4, evaluate: scores the candidate on the pinned evaluation set, against the
@@ -735,35 +772,4 @@ pub fn agent_windows(clips: &[StoredClip]) -> Vec<(String, AgentWindow)> {
             )
         })
         .collect()
-}
-
-fn ipc_file(batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let schema = batches.first().map_or_else(
-        || {
-            Arc::new(deltalake::arrow::datatypes::Schema::new(
-                warehouse::warehouse_schema()
-                    .fields()
-                    .iter()
-                    .filter(|f| {
-                        ["clip_id", "split", "category", "trajectory"].contains(&f.name().as_str())
-                    })
-                    .map(|f| f.as_ref().clone())
-                    .collect::<Vec<_>>(),
-            ))
-        },
-        RecordBatch::schema,
-    );
-    let mut out = Vec::new();
-    let mut writer = FileWriter::try_new(&mut out, &schema)?;
-    for b in batches {
-        writer.write(b)?;
-    }
-    writer.finish()?;
-    drop(writer);
-    Ok(out)
-}
-
-fn read_ipc_file(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-    let reader = FileReader::try_new(Cursor::new(bytes), None)?;
-    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }

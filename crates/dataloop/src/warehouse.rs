@@ -437,8 +437,28 @@ impl Warehouse {
         Ok(())
     }
 
-    /// All rows' `(clip_id, split, category, trajectory)` (the scheduled trigger's full export,
-    /// seed ¶40); decode them with [`decode_rows`].
+    /// Every row's `(clip_id, split, category, trajectory)` as a stream of batches (at most
+    /// DataFusion's batch size, 8,192 rows, each), unordered: the scheduled trigger's full
+    /// export (seed ¶40-¶41) read in bounded memory; decode each batch with [`decode_rows`].
+    ///
+    /// # Errors
+    /// [`Error::Delta`] / [`Error::Query`] when the scan cannot be planned; the stream yields
+    /// read errors.
+    pub async fn export_stream(
+        &self,
+    ) -> Result<deltalake::datafusion::physical_plan::SendableRecordBatchStream> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        Ok(ctx
+            .sql("SELECT clip_id, split, category, trajectory FROM warehouse")
+            .await?
+            .execute_stream()
+            .await?)
+    }
+
+    /// All rows' `(clip_id, split, category, trajectory)` in memory, sorted by `clip_id` (for
+    /// the demo and benchmarks on small tables; the trigger streams [`Warehouse::export_stream`]);
+    /// decode them with [`decode_rows`].
     ///
     /// # Errors
     /// Query or decoding errors.
