@@ -1,7 +1,7 @@
 //! The closed loop (seed ¶5-¶6, ¶26-¶27, Fig. 2): ingest batches into both stores,
 //! run scheduled and manual triggers, train, evaluate, promote, record.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -12,11 +12,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::clip::{self, Clip, WindowSpec};
+use crate::clip::{self, WindowSpec};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{self, Metrics};
-use crate::fit::{TrainSummary, Trainer};
+use crate::feed::{self, Fed};
 use crate::hd_map::{self, HdMap};
 use crate::lock::DirLock;
 use crate::model::{AgentWindow, TrainMode, TrajectoryModel};
@@ -231,7 +231,23 @@ impl DataLoop {
         let spec = WindowSpec {
             stride_steps: self.config.window.stride_steps.clamp(1, 50),
         };
-        let mut clips: Vec<Clip> = Vec::new();
+        let stamp: DateTime<Utc> = now.into();
+        let ingest_date = stamp.format("%Y-%m-%d").to_string();
+        let batch_id = batch_id_of(&locations, &stamp);
+        // Log by log: each log's new clips are written as data files at once and dropped, so
+        // memory is one log's clips plus the simple fields of the batch (for the OLAP file),
+        // whatever the number of logs.
+        let stored_logs: HashSet<String> = self
+            .warehouse
+            .logs()
+            .await?
+            .into_iter()
+            .map(|(_, log)| log)
+            .collect();
+        let mut appender = self.warehouse.begin_append()?;
+        let mut simple_batches = Vec::new();
+        let mut batch_clips: HashMap<String, HashSet<u64>> = HashMap::new();
+        let (mut cut_total, mut written) = (0, 0);
         let mut rejections = Vec::new();
         let mut files = 0;
         let mut logs = Vec::new();
@@ -245,8 +261,8 @@ impl DataLoop {
             {
                 maps.push((log.log_id.clone(), path));
             }
-            let cut = clip::extract(&log, spec, map.as_ref());
-            tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = cut.len(), rejected = log.rejections.len(), "log read");
+            let mut clips = clip::extract(&log, spec, map.as_ref());
+            tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = clips.len(), rejected = log.rejections.len(), "log read");
             for r in &log.rejections {
                 tracing::warn!(file = %r.file.display(), row = ?r.row, reason = %r.reason, "rejected");
             }
@@ -255,22 +271,32 @@ impl DataLoop {
             logs.push(LogSummary {
                 source: log.source.as_str().to_owned(),
                 log_id: log.log_id.clone(),
-                clips: cut.len(),
+                clips: clips.len(),
             });
-            clips.extend(cut);
+            cut_total += clips.len();
+            let stored = if stored_logs.contains(&log.log_id) {
+                self.warehouse
+                    .clip_ids_of_logs(std::slice::from_ref(&log.log_id))
+                    .await?
+            } else {
+                HashSet::new()
+            };
+            let earlier = batch_clips.entry(log.log_id.clone()).or_default();
+            clips.retain(|c| {
+                !stored.contains(&c.simple.clip_id) && earlier.insert(id_key(&c.simple.clip_id))
+            });
+            if !clips.is_empty() {
+                appender
+                    .write(warehouse::warehouse_batch(&clips, &batch_id, &ingest_date)?)
+                    .await?;
+                let simple: Vec<&clip::SimpleFields> = clips.iter().map(|c| &c.simple).collect();
+                simple_batches.push(warehouse::simple_batch(&simple, &batch_id)?);
+                written += clips.len();
+            }
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let mut log_ids: Vec<String> = logs.iter().map(|l| l.log_id.clone()).collect();
-        log_ids.sort();
-        log_ids.dedup();
-        let stored = self.warehouse.clip_ids_of_logs(&log_ids).await?;
-        let cut = clips.len();
-        let mut seen = HashSet::new();
-        clips.retain(|c| {
-            !stored.contains(&c.simple.clip_id) && seen.insert(c.simple.clip_id.clone())
-        });
-        let duplicates = cut - clips.len();
+        let duplicates = cut_total - written;
         if duplicates > 0 {
             tracing::info!(
                 duplicates,
@@ -278,25 +304,9 @@ impl DataLoop {
                 "skipped clips already in the warehouse"
             );
         }
-        let stamp: DateTime<Utc> = now.into();
-        let ingest_date = stamp.format("%Y-%m-%d").to_string();
-        let mut hasher = Sha256::new();
-        for l in &locations {
-            hasher.update(l.path.to_string_lossy().as_bytes());
-        }
-        hasher.update(stamp.timestamp_nanos_opt().unwrap_or(0).to_le_bytes());
-        let batch_id = format!(
-            "{}-{}",
-            stamp.format("%Y%m%dT%H%M%S"),
-            &hex::encode(hasher.finalize())[..8]
-        );
-        let mut version = self.warehouse.version();
-        if !clips.is_empty() {
-            let batch = warehouse::warehouse_batch(&clips, &batch_id, &ingest_date)?;
-            version = self.warehouse.append(batch, hook).await?;
-            let simple: Vec<&clip::SimpleFields> = clips.iter().map(|c| &c.simple).collect();
-            self.olap
-                .write_batch(&batch_id, &[warehouse::simple_batch(&simple, &batch_id)?])?;
+        let version = self.warehouse.commit_append(appender, hook).await?;
+        if written > 0 {
+            self.olap.write_batch(&batch_id, &simple_batches)?;
         }
         // The web view draws lanes from these copies (`hd_map::map_location`).
         for (log_id, path) in &maps {
@@ -311,7 +321,7 @@ impl DataLoop {
             batch_id,
             ingest_date,
             files,
-            clips: clips.len(),
+            clips: written,
             duplicates,
             read_version,
             rejected: rejections.len(),
@@ -513,8 +523,8 @@ impl DataLoop {
     }
 
     /// Trigger steps 2-3, take and train (seed ¶46, ¶49-¶50): streams the selection into a
-    /// [`Trainer`] on a blocking thread through a channel of at most [`FEED_BATCHES`] batches, so
-    /// memory stays bounded whatever the selection's size. The selection is every row of
+    /// trainer ([`feed::train_streamed`]), so memory stays bounded whatever the selection's
+    /// size. The selection is every row of
     /// `warehouse` ([`Warehouse::export_stream`]) when `id_list` is `None`, else the ID list at
     /// that file-store location taken by id ([`Warehouse::take_raw`]). Clips of the pinned logs
     /// are skipped; the fit starts from `warm` when the trigger is incremental (progress bar
@@ -526,39 +536,23 @@ impl DataLoop {
         eval_set: &EvalSet,
         warm: Option<TrajectoryModel>,
     ) -> Result<Fed> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<RecordBatch>(FEED_BATCHES);
-        let pin = eval_set.pin.clone();
         let bar = self.bar(0, "train");
-        let progress_bar = bar.clone();
-        let worker =
-            tokio::task::spawn_blocking(move || feed_trainer(rx, &pin, warm, &progress_bar));
-        let produced = async {
-            match id_list {
-                None => {
-                    let mut stream = warehouse.export_stream().await?;
-                    while let Some(batch) = stream.next().await {
-                        if tx.send(batch?).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                Some(location) => {
-                    let ids = self.files.get_id_list(location).await?;
-                    bar.set_length(ids.len() as u64);
-                    if let Some(batch) = warehouse.take_raw(&ids).await?.batch {
-                        // A closed channel means the trainer failed: its error is returned below.
-                        let _ = tx.send(batch).await;
-                    }
-                }
+        match id_list {
+            None => {
+                let batches = warehouse
+                    .export_stream()
+                    .await?
+                    .map(|b| b.map_err(Error::from));
+                feed::train_streamed(batches, &eval_set.pin, warm, bar).await
             }
-            Ok::<(), Error>(())
+            Some(location) => {
+                let ids = self.files.get_id_list(location).await?;
+                bar.set_length(ids.len() as u64);
+                let taken = warehouse.take_raw(&ids).await?;
+                let batches = futures::stream::iter(taken.batch.into_iter().map(Ok));
+                feed::train_streamed(batches, &eval_set.pin, warm, bar).await
+            }
         }
-        .await;
-        drop(tx);
-        let fed = worker.await.map_err(|e| Error::Fit(e.to_string()))?;
-        bar.finish_and_clear();
-        produced?;
-        fed
     }
 
     /// Trigger step 5, promote: records the version in the registry, champion when it beat
@@ -614,6 +608,30 @@ impl DataLoop {
     }
 }
 
+/// The ingest batch id: UTC time stamp and the first 8 hex digits of a SHA-256 over the input
+/// paths and the time (nanoseconds).
+fn batch_id_of(locations: &[reader::LogLocation], stamp: &DateTime<Utc>) -> String {
+    let mut hasher = Sha256::new();
+    for l in locations {
+        hasher.update(l.path.to_string_lossy().as_bytes());
+    }
+    hasher.update(stamp.timestamp_nanos_opt().unwrap_or(0).to_le_bytes());
+    format!(
+        "{}-{}",
+        stamp.format("%Y%m%dT%H%M%S"),
+        &hex::encode(hasher.finalize())[..8]
+    )
+}
+
+/// 64-bit key of a clip id for the in-batch duplicate check, which compares ids of one log
+/// only (about a thousand per log, so a collision is out of reach in practice).
+fn id_key(clip_id: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::hash::DefaultHasher::new();
+    clip_id.hash(&mut h);
+    h.finish()
+}
+
 /// The HD map of the log at `location` and the number of map files read (0 or 1); a map that
 /// cannot be read or parsed is rejected as a whole file (the log is then cut without lanes).
 fn map_of(
@@ -648,56 +666,6 @@ const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 struct Mined {
     record: TriggerRecord,
     location: Option<String>,
-}
-
-/// Batches in flight between the export stream and the trainer (each at most 8,192 rows).
-const FEED_BATCHES: usize = 2;
-
-/// What [`DataLoop::train`] produced.
-struct Fed {
-    model: TrajectoryModel,
-    summary: TrainSummary,
-    /// Logs whose clips were trained on, sorted.
-    train_logs: Vec<String>,
-    /// Rows received (pinned clips included).
-    rows: usize,
-}
-
-/// The trainer's side of [`DataLoop::train`]: decodes each batch, skips the clips of the pinned
-/// logs (the evaluation set is whole logs, whatever a clip's ingest-time `split` label), adds the rest to a [`Trainer`] and solves when the channel closes.
-fn feed_trainer(
-    mut rx: tokio::sync::mpsc::Receiver<RecordBatch>,
-    pin: &pinned::EvalPin,
-    warm: Option<TrajectoryModel>,
-    bar: &ProgressBar,
-) -> Result<Fed> {
-    let mut trainer = Trainer::new(warm);
-    let mut logs = std::collections::BTreeSet::new();
-    let mut rows = 0;
-    while let Some(batch) = rx.blocking_recv() {
-        rows += batch.num_rows();
-        for c in warehouse::decode_rows(std::slice::from_ref(&batch))? {
-            if pin.holds(&c.clip_id) {
-                continue;
-            }
-            if let Some(log) = pinned::log_of_clip(&c.clip_id)
-                && !logs.contains(log)
-            {
-                logs.insert(log.to_owned());
-            }
-            trainer.add(&c.clip_id, &AgentWindow::from_trajectory(&c.trajectory));
-        }
-        bar.set_length(bar.length().unwrap_or(0).max(rows as u64));
-        bar.set_position(rows as u64);
-    }
-    tracing::info!(rows, windows = trainer.given(), "training windows streamed");
-    let (model, summary) = trainer.finish(|_, _| {})?;
-    Ok(Fed {
-        model,
-        summary,
-        train_logs: logs.into_iter().collect(),
-        rows,
-    })
 }
 
 /// What [`DataLoop::evaluate`] found: the candidate's metrics, the baseline's (ADE, FDE) in
