@@ -370,6 +370,7 @@ import duckdb, json, sys, time
 d, runs, preds = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 con = duckdb.connect()
 con.execute("SET threads=2")
+con.execute("SET enable_progress_bar=false")
 con.execute(f"CREATE VIEW olap AS SELECT * FROM read_parquet('{d}/**/*.parquet', hive_partitioning=true)")
 out = []
 for p in preds:

@@ -262,6 +262,7 @@ import duckdb, sys, time
 d, ids, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 con = duckdb.connect()
 con.execute("SET threads=2")
+con.execute("SET enable_progress_bar=false")
 # count and blob bytes of the semi-join (computed in DuckDB: no pyarrow in the venv; DuckDB
 # still decodes every selected blob page, it only skips handing rows to Python)
 q = (f"SELECT count(*), sum(octet_length(trajectory)) FROM (SELECT clip_id, split, category, trajectory "
@@ -295,8 +296,9 @@ print(times[len(times) // 2], n, blob or 0)
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parts = text.split_whitespace();
-    let ms: f64 = parts.next().context("duckdb time")?.parse()?;
-    let n: usize = parts.next().context("duckdb rows")?.parse()?;
-    let b: usize = parts.next().context("duckdb bytes")?.parse()?;
+    let bad = || format!("duckdb printed {text:?}");
+    let ms: f64 = parts.next().context("duckdb time")?.parse().with_context(bad)?;
+    let n: usize = parts.next().context("duckdb rows")?.parse().with_context(bad)?;
+    let b: usize = parts.next().context("duckdb bytes")?.parse().with_context(bad)?;
     Ok((ms, n, b))
 }
