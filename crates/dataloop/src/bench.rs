@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Ids taken (with their blobs) per take-by-id run.
     #[arg(long, default_value_t = 100_000)]
     pub take_ids: usize,
+    /// Copies of the bundled AV2 sensor logs ingested as ONE batch for the ingest-at-scale row
+    /// (each copy is a tree of symlinks under a new log name; 0 skips it).
+    #[arg(long, default_value_t = 100)]
+    pub ingest_copies: usize,
     /// Python with the `duckdb` package (default `.tools/venv/bin/python`).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -97,6 +101,9 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let dl = last.context("no ingest run")?;
     let ingest_med = median(ingest_s);
+    if args.ingest_copies > 0 {
+        out(&scaled_ingest(&config, root.path(), &input, args.ingest_copies).await?)?;
+    }
     if args.take_rows > 0 {
         out(&crate::bench_take::run(
             &dl,
@@ -200,7 +207,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Times [`crate::model::train`] (full fit: statistics, five penalties on the validation part,
+/// Times [`crate::fit::train`] (full fit: statistics, five penalties on the validation part,
 /// final solve) on `n` windows: the bundled training windows replicated with a `#k` suffix on
 /// their clip ids (so none is deduplicated and the validation split keeps whole tracks).
 async fn train_timing(dl: &DataLoop, n: usize) -> anyhow::Result<String> {
@@ -225,7 +232,7 @@ async fn train_timing(dl: &DataLoop, n: usize) -> anyhow::Result<String> {
         })
         .collect();
     let t = Instant::now();
-    let (_, summary) = crate::model::train(&windows, None, |_, _| {})?;
+    let (_, summary) = crate::fit::train(&windows, None, |_, _| {})?;
     let train_s = t.elapsed().as_secs_f64();
     Ok(format!(
         "training (closed-form ridge, full fit incl. penalty search): {} windows ({} real ones replicated) in {train_s:.2} s ({:.0} windows/s), alpha {}\n",
@@ -234,6 +241,71 @@ async fn train_timing(dl: &DataLoop, n: usize) -> anyhow::Result<String> {
         summary.windows as f64 / train_s,
         summary.alpha
     ))
+}
+
+/// Ingest at scale through the real path (read, cut, Delta commit, OLAP file): `copies`
+/// copies of every AV2 sensor log under `input` (each a tree of symlinks named
+/// `<log>_copyK`, so the log ids differ and no clip is a duplicate), ingested as ONE batch into
+/// a fresh data directory; clips/s and peak RSS (targets: >= 200,000 clips/s, <= 2 GiB).
+async fn scaled_ingest(
+    config: &Config,
+    root: &Path,
+    input: &Path,
+    copies: usize,
+) -> anyhow::Result<String> {
+    let scaled = root.join("ingest_scaled");
+    let mut logs = 0;
+    for entry in fs_err::read_dir(input)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("av2_sensor_log_") || !entry.path().is_dir() {
+            continue;
+        }
+        logs += 1;
+        let source = fs_err::canonicalize(entry.path())?;
+        for k in 0..copies {
+            link_tree(&source, &scaled.join(format!("{name}_copy{k}")))?;
+        }
+    }
+    if logs == 0 {
+        bail!("no AV2 sensor log under {}", input.display());
+    }
+    let mut run_config = config.clone();
+    run_config.data_dir = root.join("data-scaled");
+    let mut dl = DataLoop::open(run_config, false).await?;
+    crate::bench_take::reset_peak_rss();
+    let start_rss = crate::bench_take::rss_mib();
+    let t = Instant::now();
+    let report = dl
+        .ingest(
+            std::slice::from_ref(&scaled),
+            BeforeCommit::Proceed,
+            SystemTime::now(),
+        )
+        .await?;
+    let ingest_s = t.elapsed().as_secs_f64();
+    let rss = crate::bench_take::peak_rss_mib();
+    Ok(format!(
+        "ingest at scale (ONE batch of {copies} copies of the {logs} bundled AV2 sensor logs, real path): {} clips in {ingest_s:.1} s ({:.0} clips/s; target >= 200,000), peak RSS {rss:.0} MiB ({start_rss:.0} MiB at its start; target <= 2048)\n",
+        report.clips,
+        report.clips as f64 / ingest_s,
+    ))
+}
+
+/// Mirrors the directory tree `source` at `dest` with a symlink per file.
+fn link_tree(source: &Path, dest: &Path) -> anyhow::Result<()> {
+    fs_err::create_dir_all(dest)?;
+    for entry in fs_err::read_dir(source)? {
+        let entry = entry?;
+        let target = dest.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            link_tree(&entry.path(), &target)?;
+        } else {
+            std::os::unix::fs::symlink(entry.path(), &target)
+                .with_context(|| format!("linking {}", target.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn column_list() -> String {
@@ -298,6 +370,7 @@ import duckdb, json, sys, time
 d, runs, preds = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 con = duckdb.connect()
 con.execute("SET threads=2")
+con.execute("SET enable_progress_bar=false")
 con.execute(f"CREATE VIEW olap AS SELECT * FROM read_parquet('{d}/**/*.parquet', hive_partitioning=true)")
 out = []
 for p in preds:

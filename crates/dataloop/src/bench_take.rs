@@ -16,6 +16,7 @@ use anyhow::{Context as _, bail};
 use deltalake::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::parquet::arrow::ArrowWriter;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::closed_loop::DataLoop;
@@ -30,6 +31,11 @@ const CHUNK_ROWS: usize = 50_000;
 pub fn reset_peak_rss() {
     // Best effort: without it the figure is the peak since process start.
     let _ = fs_err::write("/proc/self/clear_refs", "5");
+}
+
+/// Current RSS (`VmRSS`) \[MiB\]: the baseline a phase's peak is read against.
+pub fn rss_mib() -> f64 {
+    svckit::procstat::status_kb(Path::new("/proc/self/status"), "VmRSS") as f64 / 1024.0
 }
 
 /// Peak RSS since the last [`reset_peak_rss`] \[MiB\].
@@ -176,6 +182,7 @@ pub async fn run(
     let decode_s = t.elapsed().as_secs_f64();
     let (duck_ms, duck_rows, duck_bytes) = duckdb_take(python, &dir, &id_file, runs)?;
     let ours = crate::bench::median(times) * 1e3;
+    let export = export_into_training(&wh, rows).await?;
     let text = format!(
         "\ntake by id: {rows} synthetic clips ({n_real} real rows with their blobs replicated) in {files} files, {:.2} GB, written through Warehouse::append_batches in {write_s:.1} s ({:.0} clips/s, peak RSS {write_rss:.0} MiB)\n\
          {:<28} {:>10} {:>10} {:>12} {:>10}\n\
@@ -206,7 +213,42 @@ pub async fn run(
     if got.0 != duck_rows || got.2 != duck_bytes {
         bail!("{text}take and DuckDB disagree on rows or blob bytes");
     }
-    Ok(text)
+    Ok(text + &export)
+}
+
+/// The scheduled trigger's export path on the synthetic warehouse: every row streamed through
+/// [`crate::feed::train_streamed`] (scan, decode, windows, statistics, penalty search, solve),
+/// with its peak RSS (target <= 2 GiB at 10 M rows, issue 13 item 2).
+async fn export_into_training(wh: &Warehouse, rows: usize) -> anyhow::Result<String> {
+    let no_pin = crate::pinned::EvalPin {
+        log_ids: Vec::new(),
+        warehouse_version: wh.version(),
+        windows: 0,
+        fingerprint: String::new(),
+        rule: "none (benchmark)".to_owned(),
+        chosen_at: String::new(),
+    };
+    reset_peak_rss();
+    let start_rss = rss_mib();
+    let t = Instant::now();
+    let batches = wh
+        .export_stream()
+        .await?
+        .map(|b| b.map_err(crate::Error::from));
+    let fed =
+        crate::feed::train_streamed(batches, &no_pin, None, bar(rows as u64, "export")).await?;
+    let export_s = t.elapsed().as_secs_f64();
+    let rss = peak_rss_mib();
+    if fed.rows != rows {
+        bail!("the export streamed {} rows of {rows}", fed.rows);
+    }
+    Ok(format!(
+        "scheduled export streamed into training: {} rows in {export_s:.1} s ({:.0} rows/s; scan, decode, statistics, {} validation windows, solve), {} windows fitted, peak RSS {rss:.0} MiB ({start_rss:.0} MiB at its start; target <= 2048 MiB), nothing written\n",
+        fed.rows,
+        fed.rows as f64 / export_s,
+        fed.summary.validation_windows,
+        fed.summary.windows,
+    ))
 }
 
 fn duckdb_take(
@@ -220,6 +262,7 @@ import duckdb, sys, time
 d, ids, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 con = duckdb.connect()
 con.execute("SET threads=2")
+con.execute("SET enable_progress_bar=false")
 # count and blob bytes of the semi-join (computed in DuckDB: no pyarrow in the venv; DuckDB
 # still decodes every selected blob page, it only skips handing rows to Python)
 q = (f"SELECT count(*), sum(octet_length(trajectory)) FROM (SELECT clip_id, split, category, trajectory "
@@ -253,8 +296,9 @@ print(times[len(times) // 2], n, blob or 0)
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parts = text.split_whitespace();
-    let ms: f64 = parts.next().context("duckdb time")?.parse()?;
-    let n: usize = parts.next().context("duckdb rows")?.parse()?;
-    let b: usize = parts.next().context("duckdb bytes")?.parse()?;
+    let bad = || format!("duckdb printed {text:?}");
+    let ms: f64 = parts.next().context("duckdb time")?.parse().with_context(bad)?;
+    let n: usize = parts.next().context("duckdb rows")?.parse().with_context(bad)?;
+    let b: usize = parts.next().context("duckdb bytes")?.parse().with_context(bad)?;
     Ok((ms, n, b))
 }

@@ -1,27 +1,25 @@
 //! The closed loop (seed ¶5-¶6, ¶26-¶27, Fig. 2): ingest batches into both stores,
 //! run scheduled and manual triggers, train, evaluate, promote, record.
 
-use std::collections::HashSet;
-use std::io::Cursor;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::ipc::reader::FileReader;
-use deltalake::arrow::ipc::writer::FileWriter;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::clip::{self, Clip, WindowSpec};
+use crate::clip::{self, WindowSpec};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{self, Metrics};
+use crate::feed::{self, Fed};
 use crate::hd_map::{self, HdMap};
 use crate::lock::DirLock;
-use crate::model::{self, AgentWindow, TrainMode, TrajectoryModel};
+use crate::model::{AgentWindow, TrainMode, TrajectoryModel};
 use crate::olap::Olap;
 use crate::pinned::{self, EvalSet, PinnedReport};
 use crate::reader::{self, Rejection};
@@ -233,7 +231,23 @@ impl DataLoop {
         let spec = WindowSpec {
             stride_steps: self.config.window.stride_steps.clamp(1, 50),
         };
-        let mut clips: Vec<Clip> = Vec::new();
+        let stamp: DateTime<Utc> = now.into();
+        let ingest_date = stamp.format("%Y-%m-%d").to_string();
+        let batch_id = batch_id_of(&locations, &stamp);
+        // Log by log: each log's new clips are written as data files at once and dropped, so
+        // memory is one log's clips plus the simple fields of the batch (for the OLAP file),
+        // whatever the number of logs.
+        let stored_logs: HashSet<String> = self
+            .warehouse
+            .logs()
+            .await?
+            .into_iter()
+            .map(|(_, log)| log)
+            .collect();
+        let mut appender = self.warehouse.begin_append()?;
+        let mut simple_batches = Vec::new();
+        let mut batch_clips: HashMap<String, HashSet<u64>> = HashMap::new();
+        let (mut cut_total, mut written) = (0, 0);
         let mut rejections = Vec::new();
         let mut files = 0;
         let mut logs = Vec::new();
@@ -247,8 +261,8 @@ impl DataLoop {
             {
                 maps.push((log.log_id.clone(), path));
             }
-            let cut = clip::extract(&log, spec, map.as_ref());
-            tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = cut.len(), rejected = log.rejections.len(), "log read");
+            let mut clips = clip::extract(&log, spec, map.as_ref());
+            tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = clips.len(), rejected = log.rejections.len(), "log read");
             for r in &log.rejections {
                 tracing::warn!(file = %r.file.display(), row = ?r.row, reason = %r.reason, "rejected");
             }
@@ -257,22 +271,32 @@ impl DataLoop {
             logs.push(LogSummary {
                 source: log.source.as_str().to_owned(),
                 log_id: log.log_id.clone(),
-                clips: cut.len(),
+                clips: clips.len(),
             });
-            clips.extend(cut);
+            cut_total += clips.len();
+            let stored = if stored_logs.contains(&log.log_id) {
+                self.warehouse
+                    .clip_ids_of_logs(std::slice::from_ref(&log.log_id))
+                    .await?
+            } else {
+                HashSet::new()
+            };
+            let earlier = batch_clips.entry(log.log_id.clone()).or_default();
+            clips.retain(|c| {
+                !stored.contains(&c.simple.clip_id) && earlier.insert(id_key(&c.simple.clip_id))
+            });
+            if !clips.is_empty() {
+                appender
+                    .write(warehouse::warehouse_batch(&clips, &batch_id, &ingest_date)?)
+                    .await?;
+                let simple: Vec<&clip::SimpleFields> = clips.iter().map(|c| &c.simple).collect();
+                simple_batches.push(warehouse::simple_batch(&simple, &batch_id)?);
+                written += clips.len();
+            }
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let mut log_ids: Vec<String> = logs.iter().map(|l| l.log_id.clone()).collect();
-        log_ids.sort();
-        log_ids.dedup();
-        let stored = self.warehouse.clip_ids_of_logs(&log_ids).await?;
-        let cut = clips.len();
-        let mut seen = HashSet::new();
-        clips.retain(|c| {
-            !stored.contains(&c.simple.clip_id) && seen.insert(c.simple.clip_id.clone())
-        });
-        let duplicates = cut - clips.len();
+        let duplicates = cut_total - written;
         if duplicates > 0 {
             tracing::info!(
                 duplicates,
@@ -280,25 +304,9 @@ impl DataLoop {
                 "skipped clips already in the warehouse"
             );
         }
-        let stamp: DateTime<Utc> = now.into();
-        let ingest_date = stamp.format("%Y-%m-%d").to_string();
-        let mut hasher = Sha256::new();
-        for l in &locations {
-            hasher.update(l.path.to_string_lossy().as_bytes());
-        }
-        hasher.update(stamp.timestamp_nanos_opt().unwrap_or(0).to_le_bytes());
-        let batch_id = format!(
-            "{}-{}",
-            stamp.format("%Y%m%dT%H%M%S"),
-            &hex::encode(hasher.finalize())[..8]
-        );
-        let mut version = self.warehouse.version();
-        if !clips.is_empty() {
-            let batch = warehouse::warehouse_batch(&clips, &batch_id, &ingest_date)?;
-            version = self.warehouse.append(batch, hook).await?;
-            let simple: Vec<&clip::SimpleFields> = clips.iter().map(|c| &c.simple).collect();
-            self.olap
-                .write_batch(&batch_id, &[warehouse::simple_batch(&simple, &batch_id)?])?;
+        let version = self.warehouse.commit_append(appender, hook).await?;
+        if written > 0 {
+            self.olap.write_batch(&batch_id, &simple_batches)?;
         }
         // The web view draws lanes from these copies (`hd_map::map_location`).
         for (log_id, path) in &maps {
@@ -313,7 +321,7 @@ impl DataLoop {
             batch_id,
             ingest_date,
             files,
-            clips: clips.len(),
+            clips: written,
             duplicates,
             read_version,
             rejected: rejections.len(),
@@ -393,8 +401,7 @@ impl DataLoop {
             None => pinned::choose(&warehouse, &fired_at.to_rfc3339()).await?,
         };
         let mined = self.mine(&kind, &warehouse, version, &fired_at).await?;
-        let selected = self.take(&warehouse, &mined.location, &kind).await?;
-        let record = mined.record;
+        let mut record = mined.record;
         let champion = champion(&registry, &self.data_dir)?;
         let mode = match (&kind, &champion) {
             (TriggerKind::Manual(_), Some(_)) => TrainMode::Incremental,
@@ -404,8 +411,13 @@ impl DataLoop {
             TrainMode::Incremental => champion.as_ref().map(|(_, m)| m.clone()),
             TrainMode::Full => None,
         };
-        let (train_set, train_logs) = training_windows(&selected, &eval_set);
-        let (candidate, summary) = self.train(train_set, warm).await?;
+        let fed = self
+            .train(&warehouse, mined.location.as_deref(), &eval_set, warm)
+            .await?;
+        if mined.location.is_none() {
+            record.clips = fed.rows;
+        }
+        let (candidate, summary, train_logs) = (fed.model, fed.summary, fed.train_logs);
         let judged = evaluate(&eval_set, &candidate, champion.as_ref());
         let champion_before = champion.as_ref().map(|(v, _)| *v);
         let entry = ModelVersion {
@@ -454,10 +466,12 @@ impl DataLoop {
         })
     }
 
-    /// Trigger step 1, mine (seed ¶40-¶45): a scheduled trigger exports every clip of the
-    /// warehouse to the file store (`exports/vNNNN-scheduled.arrow`); a manual one runs its
-    /// rule's predicate on the OLAP store and stores the mined ID list
-    /// (`id_lists/vNNNN-RULE.txt`). Returns the trigger's record and the stored object.
+    /// Trigger step 1, mine (seed ¶40-¶45): a scheduled trigger selects every clip of the
+    /// warehouse version it read (streamed into training by [`DataLoop::train`]; no copy is
+    /// written, the version in the registry reproduces the export by time travel); a manual one
+    /// runs its rule's predicate on the OLAP store and stores the mined ID list
+    /// (`id_lists/vNNNN-RULE.txt`). Returns the trigger's record and, for a manual trigger, the
+    /// ID list's file-store location.
     async fn mine(
         &self,
         kind: &TriggerKind,
@@ -467,22 +481,21 @@ impl DataLoop {
     ) -> Result<Mined> {
         match kind {
             TriggerKind::Scheduled => {
-                let batches = warehouse.export_all().await?;
-                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                let location = format!("exports/v{version:04}-scheduled.arrow");
-                let url = self.files.put(&location, ipc_file(&batches)?).await?;
-                tracing::info!(clips = rows, export = %url, "scheduled trigger: full export");
+                tracing::info!(
+                    warehouse_version = warehouse.version(),
+                    "scheduled trigger: full export streamed into training"
+                );
                 Ok(Mined {
                     record: TriggerRecord {
                         kind: "scheduled".to_owned(),
                         rule: None,
                         predicate: None,
                         params: Default::default(),
-                        id_list: Some(url),
-                        clips: rows,
+                        id_list: None,
+                        clips: 0,
                         fired_at: fired_at.to_rfc3339(),
                     },
-                    location,
+                    location: None,
                 })
             }
             TriggerKind::Manual(request) => {
@@ -503,52 +516,43 @@ impl DataLoop {
                         clips: ids.len(),
                         fired_at: fired_at.to_rfc3339(),
                     },
-                    location,
+                    location: Some(location),
                 })
             }
         }
     }
 
-    /// Trigger step 2, take: reads back what [`DataLoop::mine`] stored (the training side
-    /// consumes the file store, seed ¶46) and returns the clips: the export decoded, or the
-    /// ID list taken from the warehouse ([`Warehouse::take`]).
-    async fn take(
-        &self,
-        warehouse: &Warehouse,
-        location: &str,
-        kind: &TriggerKind,
-    ) -> Result<Vec<StoredClip>> {
-        match kind {
-            TriggerKind::Scheduled => {
-                let exported = read_ipc_file(&self.files.get(location).await?)?;
-                warehouse::decode_rows(&exported)
-            }
-            TriggerKind::Manual(_) => {
-                let ids = self.files.get_id_list(location).await?;
-                warehouse.take(&ids).await
-            }
-        }
-    }
-
-    /// Trigger step 3, train (seed ¶49-¶50): fits the model on `train_set` (from
-    /// [`training_windows`]), from `warm` when the trigger is incremental (progress bar "train").
+    /// Trigger steps 2-3, take and train (seed ¶46, ¶49-¶50): streams the selection into a
+    /// trainer ([`feed::train_streamed`]), so memory stays bounded whatever the selection's
+    /// size. The selection is every row of
+    /// `warehouse` ([`Warehouse::export_stream`]) when `id_list` is `None`, else the ID list at
+    /// that file-store location taken by id ([`Warehouse::take_raw`]). Clips of the pinned logs
+    /// are skipped; the fit starts from `warm` when the trigger is incremental (progress bar
+    /// "train", in rows).
     async fn train(
         &self,
-        train_set: Vec<(String, AgentWindow)>,
+        warehouse: &Warehouse,
+        id_list: Option<&str>,
+        eval_set: &EvalSet,
         warm: Option<TrajectoryModel>,
-    ) -> Result<(TrajectoryModel, model::TrainSummary)> {
-        let bar = self.bar(1, "train");
-        let progress_bar = bar.clone();
-        let fitted = tokio::task::spawn_blocking(move || {
-            model::train(&train_set, warm.as_ref(), |done, total| {
-                progress_bar.set_length(total as u64);
-                progress_bar.set_position(done as u64);
-            })
-        })
-        .await
-        .map_err(|e| Error::Fit(e.to_string()))??;
-        bar.finish_and_clear();
-        Ok(fitted)
+    ) -> Result<Fed> {
+        let bar = self.bar(0, "train");
+        match id_list {
+            None => {
+                let batches = warehouse
+                    .export_stream()
+                    .await?
+                    .map(|b| b.map_err(Error::from));
+                feed::train_streamed(batches, &eval_set.pin, warm, bar).await
+            }
+            Some(location) => {
+                let ids = self.files.get_id_list(location).await?;
+                bar.set_length(ids.len() as u64);
+                let taken = warehouse.take_raw(&ids).await?;
+                let batches = futures::stream::iter(taken.batch.into_iter().map(Ok));
+                feed::train_streamed(batches, &eval_set.pin, warm, bar).await
+            }
+        }
     }
 
     /// Trigger step 5, promote: records the version in the registry, champion when it beat
@@ -604,6 +608,30 @@ impl DataLoop {
     }
 }
 
+/// The ingest batch id: UTC time stamp and the first 8 hex digits of a SHA-256 over the input
+/// paths and the time (nanoseconds).
+fn batch_id_of(locations: &[reader::LogLocation], stamp: &DateTime<Utc>) -> String {
+    let mut hasher = Sha256::new();
+    for l in locations {
+        hasher.update(l.path.to_string_lossy().as_bytes());
+    }
+    hasher.update(stamp.timestamp_nanos_opt().unwrap_or(0).to_le_bytes());
+    format!(
+        "{}-{}",
+        stamp.format("%Y%m%dT%H%M%S"),
+        &hex::encode(hasher.finalize())[..8]
+    )
+}
+
+/// 64-bit key of a clip id for the in-batch duplicate check, which compares ids of one log
+/// only (about a thousand per log, so a collision is out of reach in practice).
+fn id_key(clip_id: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::hash::DefaultHasher::new();
+    clip_id.hash(&mut h);
+    h.finish()
+}
+
 /// The HD map of the log at `location` and the number of map files read (0 or 1); a map that
 /// cannot be read or parsed is rejected as a whole file (the log is then cut without lanes).
 fn map_of(
@@ -633,10 +661,11 @@ fn map_of(
 /// Longest wait for another process's `ingest.lock` or `registry.lock`.
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 
-/// What [`DataLoop::mine`] stored: the trigger's record and the file-store location.
+/// What [`DataLoop::mine`] stored: the trigger's record and, for a manual trigger, the ID
+/// list's file-store location.
 struct Mined {
     record: TriggerRecord,
-    location: String,
+    location: Option<String>,
 }
 
 /// What [`DataLoop::evaluate`] found: the candidate's metrics, the baseline's (ADE, FDE) in
@@ -646,30 +675,6 @@ struct Judged {
     pinned: PinnedReport,
     baseline: (f64, f64),
     promoted: bool,
-}
-
-/// The training windows of `selected`: every clip whose log is not in the pinned evaluation
-/// set, whatever its ingest-time `split` label (the evaluation set is whole logs), with the logs
-/// they came from (sorted).
-pub fn training_windows(
-    selected: &[StoredClip],
-    eval_set: &EvalSet,
-) -> (Vec<(String, AgentWindow)>, Vec<String>) {
-    let mut logs = std::collections::BTreeSet::new();
-    let windows = selected
-        .iter()
-        .filter(|c| !eval_set.pin.holds(&c.clip_id))
-        .map(|c| {
-            if let Some(log) = pinned::log_of_clip(&c.clip_id) {
-                logs.insert(log.to_owned());
-            }
-            (
-                c.clip_id.clone(),
-                AgentWindow::from_trajectory(&c.trajectory),
-            )
-        })
-        .collect();
-    (windows, logs.into_iter().collect())
 }
 
 /// Trigger step 4, evaluate: scores the candidate on the pinned evaluation set, against the
@@ -735,35 +740,4 @@ pub fn agent_windows(clips: &[StoredClip]) -> Vec<(String, AgentWindow)> {
             )
         })
         .collect()
-}
-
-fn ipc_file(batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let schema = batches.first().map_or_else(
-        || {
-            Arc::new(deltalake::arrow::datatypes::Schema::new(
-                warehouse::warehouse_schema()
-                    .fields()
-                    .iter()
-                    .filter(|f| {
-                        ["clip_id", "split", "category", "trajectory"].contains(&f.name().as_str())
-                    })
-                    .map(|f| f.as_ref().clone())
-                    .collect::<Vec<_>>(),
-            ))
-        },
-        RecordBatch::schema,
-    );
-    let mut out = Vec::new();
-    let mut writer = FileWriter::try_new(&mut out, &schema)?;
-    for b in batches {
-        writer.write(b)?;
-    }
-    writer.finish()?;
-    drop(writer);
-    Ok(out)
-}
-
-fn read_ipc_file(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-    let reader = FileReader::try_new(Cursor::new(bytes), None)?;
-    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
 }

@@ -439,7 +439,7 @@ async fn av2_protocol_runs(
                 )
             })
             .collect();
-        let (held_out, summary) = crate::model::train(&windows, None, |_, _| {})?;
+        let (held_out, summary) = crate::fit::train(&windows, None, |_, _| {})?;
         runs.push(ProtocolRun {
             champion_trained_on_it: trained_on.contains(&id),
             champion: av2_protocol::evaluate(&scenario, Some(&champion))?,

@@ -64,11 +64,69 @@ pub struct Lane {
     pub successors: Vec<i64>,
 }
 
-/// The lanes of one map.
+/// The lanes of one map, with a uniform grid over the centreline segments for
+/// [`HdMap::lane_context`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HdMap {
     lanes: Vec<Lane>,
     by_id: HashMap<i64, usize>,
+    grid: SegmentGrid,
+}
+
+/// Side of a [`SegmentGrid`] cell \[m\].
+const CELL_M: f64 = 10.0;
+
+/// Centreline segments `(lane index, segment index)` by grid cell: a segment is listed in every
+/// cell its bounding box, grown by [`MAX_LANE_DISTANCE_M`], touches, so the cell of a position
+/// lists every segment within that distance of it (and some farther ones), in ascending
+/// `(lane, segment)` order: the order of a scan over all segments.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct SegmentGrid {
+    cells: HashMap<(i64, i64), Vec<(u32, u32)>>,
+}
+
+impl SegmentGrid {
+    fn cell(v: f64) -> i64 {
+        // Saturating float-to-int cast: finite map coordinates are far inside i64.
+        (v / CELL_M).floor() as i64
+    }
+
+    fn build(lanes: &[Lane]) -> Self {
+        let mut cells: HashMap<(i64, i64), Vec<(u32, u32)>> = HashMap::new();
+        for (li, lane) in lanes.iter().enumerate() {
+            for (si, pair) in lane.centreline.windows(2).enumerate() {
+                let (a, b) = (pair[0], pair[1]);
+                let lo = [a[0].min(b[0]), a[1].min(b[1])];
+                let hi = [a[0].max(b[0]), a[1].max(b[1])];
+                let (x0, x1) = (
+                    Self::cell(lo[0] - MAX_LANE_DISTANCE_M),
+                    Self::cell(hi[0] + MAX_LANE_DISTANCE_M),
+                );
+                let (y0, y1) = (
+                    Self::cell(lo[1] - MAX_LANE_DISTANCE_M),
+                    Self::cell(hi[1] + MAX_LANE_DISTANCE_M),
+                );
+                for cx in x0..=x1 {
+                    for cy in y0..=y1 {
+                        cells
+                            .entry((cx, cy))
+                            .or_default()
+                            .push((li as u32, si as u32));
+                    }
+                }
+            }
+        }
+        Self { cells }
+    }
+
+    fn near(&self, p: [f64; 2]) -> &[(u32, u32)] {
+        if !(p[0].is_finite() && p[1].is_finite()) {
+            return &[];
+        }
+        self.cells
+            .get(&(Self::cell(p[0]), Self::cell(p[1])))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The lane around one position (city frame).
@@ -123,7 +181,8 @@ impl HdMap {
             });
         }
         let by_id = lanes.iter().enumerate().map(|(i, l)| (l.id, i)).collect();
-        Ok(Self { lanes, by_id })
+        let grid = SegmentGrid::build(&lanes);
+        Ok(Self { lanes, by_id, grid })
     }
 
     /// Reads and parses the map file at `path`.
@@ -144,17 +203,17 @@ impl HdMap {
     /// no lane is within [`MAX_LANE_DISTANCE_M`].
     pub fn lane_context(&self, p: [f64; 2], heading_rad: f64) -> Option<LaneContext> {
         let mut best: Option<(f64, usize, usize, Projection)> = None;
-        for (li, lane) in self.lanes.iter().enumerate() {
-            for si in 0..lane.centreline.len() - 1 {
-                let proj = project(lane.centreline[si], lane.centreline[si + 1], p);
-                if proj.distance_m > MAX_LANE_DISTANCE_M {
-                    continue;
-                }
-                let cost = proj.distance_m
-                    + HEADING_PENALTY_M * (1.0 - wrap_angle(proj.heading_rad - heading_rad).cos());
-                if best.as_ref().is_none_or(|b| cost < b.0) {
-                    best = Some((cost, li, si, proj));
-                }
+        for &(li, si) in self.grid.near(p) {
+            let (li, si) = (li as usize, si as usize);
+            let line = &self.lanes[li].centreline;
+            let proj = project(line[si], line[si + 1], p);
+            if proj.distance_m > MAX_LANE_DISTANCE_M {
+                continue;
+            }
+            let cost = proj.distance_m
+                + HEADING_PENALTY_M * (1.0 - wrap_angle(proj.heading_rad - heading_rad).cos());
+            if best.as_ref().is_none_or(|b| cost < b.0) {
+                best = Some((cost, li, si, proj));
             }
         }
         let (_, li, si, proj) = best?;
@@ -355,6 +414,69 @@ mod tests {
 
     fn map() -> HdMap {
         HdMap::parse(Path::new("hand-made.json"), MAP).unwrap()
+    }
+
+    /// [`HdMap::lane_context`]'s choice by a scan over every segment (no grid).
+    fn scan(m: &HdMap, p: [f64; 2], heading: f64) -> Option<(usize, usize)> {
+        let mut best: Option<(f64, usize, usize)> = None;
+        for (li, lane) in m.lanes.iter().enumerate() {
+            for si in 0..lane.centreline.len() - 1 {
+                let proj = project(lane.centreline[si], lane.centreline[si + 1], p);
+                if proj.distance_m > MAX_LANE_DISTANCE_M {
+                    continue;
+                }
+                let cost = proj.distance_m
+                    + HEADING_PENALTY_M * (1.0 - wrap_angle(proj.heading_rad - heading).cos());
+                if best.is_none_or(|b| cost < b.0) {
+                    best = Some((cost, li, si));
+                }
+            }
+        }
+        best.map(|(_, li, si)| (li, si))
+    }
+
+    #[test]
+    fn the_grid_finds_what_a_scan_of_every_segment_finds() {
+        let real = HdMap::load(
+            &find(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../data/driving/av2_sensor_log_3b3570b4"
+            )))
+            .unwrap(),
+        )
+        .unwrap();
+        for m in [map(), real] {
+            let (mut found, mut checked) = (0, 0);
+            // Points around every 7th centreline point, offset up to 6.5 m, four headings.
+            for lane in &m.lanes {
+                for c in lane.centreline.iter().step_by(7) {
+                    for (dx, dy) in [
+                        (0.0, 0.0),
+                        (3.1, -2.2),
+                        (-4.9, 1.3),
+                        (0.4, 6.5),
+                        (-6.0, -6.0),
+                    ] {
+                        for heading in [0.0, 1.3, -2.0, 3.0] {
+                            let p = [c[0] + dx, c[1] + dy];
+                            let want = scan(&m, p, heading);
+                            let got = m.lane_context(p, heading);
+                            checked += 1;
+                            assert_eq!(got.is_some(), want.is_some(), "{p:?} {heading}");
+                            if let Some((li, si)) = want {
+                                found += 1;
+                                let line = &m.lanes[li].centreline;
+                                let proj = project(line[si], line[si + 1], p);
+                                let got = got.unwrap();
+                                assert_eq!(got.offset_m, proj.offset_m, "{p:?} {heading}");
+                                assert_eq!(got.heading_rad, proj.heading_rad, "{p:?} {heading}");
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(found > 100 && found < checked, "{found} of {checked}");
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod eval;
+pub mod feed;
+pub mod fit;
 pub mod geometry;
 pub mod hd_map;
 pub mod lock;

@@ -24,6 +24,19 @@ fn id_list_equals_sql_and_models_are_registered() {
         total,
         "full export"
     );
+    // Every row streamed into training exactly once: the pinned log's windows are evaluated,
+    // all others trained on, and no copy of the export is left in the file store.
+    assert_eq!(
+        scheduled["train_windows"].as_u64().unwrap() + scheduled["eval_windows"].as_u64().unwrap(),
+        total as u64,
+        "{scheduled}"
+    );
+    let exports = data.join("file_store/exports");
+    assert!(
+        !exports.exists() || std::fs::read_dir(&exports).unwrap().next().is_none(),
+        "the scheduled export left a copy in {}",
+        exports.display()
+    );
 
     let predicate = "mean_speed_mps >= 1.0 AND agents_nearby >= {min_agents}";
     let manual = last_json(&dataloop_ok(

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use dataloop::model::clip_hash;
+use dataloop::fit::clip_hash;
 use dataloop::registry::{self, Registry};
 use dataloop::warehouse::{self, BeforeCommit};
 use dataloop::{Config, DataLoop, Error, TriggerKind};
