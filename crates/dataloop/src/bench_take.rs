@@ -297,8 +297,20 @@ print(times[len(times) // 2], n, blob or 0)
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parts = text.split_whitespace();
     let bad = || format!("duckdb printed {text:?}");
-    let ms: f64 = parts.next().context("duckdb time")?.parse().with_context(bad)?;
-    let n: usize = parts.next().context("duckdb rows")?.parse().with_context(bad)?;
-    let b: usize = parts.next().context("duckdb bytes")?.parse().with_context(bad)?;
+    let ms: f64 = parts
+        .next()
+        .context("duckdb time")?
+        .parse()
+        .with_context(bad)?;
+    let n: usize = parts
+        .next()
+        .context("duckdb rows")?
+        .parse()
+        .with_context(bad)?;
+    let b: usize = parts
+        .next()
+        .context("duckdb bytes")?
+        .parse()
+        .with_context(bad)?;
     Ok((ms, n, b))
 }
