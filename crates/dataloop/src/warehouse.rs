@@ -241,9 +241,7 @@ impl Warehouse {
     /// # Errors
     /// Query errors.
     pub async fn logs(&self) -> Result<Vec<(String, String)>> {
-        let ctx = SessionContext::new();
-        self.register(&ctx).await?;
-        let batches = ctx
+        let batches = self
             .sql("SELECT DISTINCT source, log_id FROM warehouse ORDER BY source, log_id")
             .await?
             .collect()
@@ -444,6 +442,18 @@ impl Warehouse {
             .collect())
     }
 
+    /// Plans the read-only query `query` over this version registered as `warehouse` in a
+    /// fresh session.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] / [`Error::Query`] when the table cannot be registered or the query not
+    /// planned.
+    async fn sql(&self, query: &str) -> Result<deltalake::datafusion::dataframe::DataFrame> {
+        let ctx = SessionContext::new();
+        self.register(&ctx).await?;
+        Ok(ctx.sql(query).await?)
+    }
+
     /// Registers the table as `warehouse` in `ctx`.
     ///
     /// # Errors
@@ -465,10 +475,8 @@ impl Warehouse {
     pub async fn export_stream(
         &self,
     ) -> Result<deltalake::datafusion::physical_plan::SendableRecordBatchStream> {
-        let ctx = SessionContext::new();
-        self.register(&ctx).await?;
-        Ok(ctx
-            .sql("SELECT clip_id, split, category, trajectory FROM warehouse")
+        Ok(self
+            .sql(&format!("SELECT {EXPORT_COLUMNS} FROM warehouse"))
             .await?
             .execute_stream()
             .await?)
@@ -481,10 +489,10 @@ impl Warehouse {
     /// # Errors
     /// Query or decoding errors.
     pub async fn export_all(&self) -> Result<Vec<RecordBatch>> {
-        let ctx = SessionContext::new();
-        self.register(&ctx).await?;
-        Ok(ctx
-            .sql("SELECT clip_id, split, category, trajectory FROM warehouse ORDER BY clip_id")
+        Ok(self
+            .sql(&format!(
+                "SELECT {EXPORT_COLUMNS} FROM warehouse ORDER BY clip_id"
+            ))
             .await?
             .collect()
             .await?)
@@ -536,10 +544,10 @@ impl Warehouse {
     /// # Errors
     /// Query or decoding errors.
     pub async fn eval_split(&self) -> Result<Vec<StoredClip>> {
-        let ctx = SessionContext::new();
-        self.register(&ctx).await?;
-        let batches = ctx
-            .sql("SELECT clip_id, split, category, trajectory FROM warehouse WHERE split = 'eval' ORDER BY clip_id")
+        let batches = self
+            .sql(&format!(
+                "SELECT {EXPORT_COLUMNS} FROM warehouse WHERE split = 'eval' ORDER BY clip_id"
+            ))
             .await?
             .collect()
             .await?;
@@ -568,9 +576,7 @@ impl Warehouse {
     /// # Errors
     /// Query errors.
     pub async fn batch_ids(&self) -> Result<Vec<String>> {
-        let ctx = SessionContext::new();
-        self.register(&ctx).await?;
-        let batches = ctx
+        let batches = self
             .sql("SELECT DISTINCT batch_id FROM warehouse ORDER BY batch_id")
             .await?
             .collect()
@@ -584,6 +590,9 @@ impl Warehouse {
         Ok(out)
     }
 }
+
+/// The columns of an export ([`Warehouse::export_stream`]), in the order [`decode_rows`] reads.
+const EXPORT_COLUMNS: &str = "clip_id, split, category, trajectory";
 
 /// Size at which a warehouse data file is closed and the next one started \[bytes\].
 pub const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
