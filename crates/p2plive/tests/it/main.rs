@@ -15,6 +15,8 @@ mod demo;
 mod hls;
 mod hlsjs;
 mod ingest;
+mod netem;
+mod netns;
 mod player;
 
 use std::path::{Path, PathBuf};
