@@ -187,6 +187,10 @@ pub struct DemoArgs {
     /// Media the CDN and every peer keep (behind the live edge / the playhead), in ms.
     #[arg(long, default_value_t = 30_000)]
     pub window_ms: u64,
+    /// Fail when the demo process's peak RSS exceeds this many MiB (the demo runs every part
+    /// in one process; its RSS is reported either way).
+    #[arg(long)]
+    pub max_rss_mb: Option<u64>,
     /// Print the report as one JSON line on stdout (last line).
     #[arg(long)]
     pub json: bool,
@@ -408,6 +412,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .unwrap_or(crate::sched::SchedConfig::default().playout_delay_blocks),
                 cdn_prefetchers: args.cdn_prefetchers,
                 window_ms: args.window_ms,
+                max_rss_mib: args.max_rss_mb,
                 progress: svckit::cli::progress_wanted(args.json),
             };
             let (report, extras) = crate::demo::run(&options).await?;

@@ -17,6 +17,7 @@ pub mod origin;
 pub mod peer;
 pub mod psi;
 pub mod rate;
+pub mod rss;
 pub mod sched;
 pub mod sim;
 pub mod substream;

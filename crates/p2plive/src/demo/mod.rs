@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prometheus_client::registry::Registry;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::cdn::Cdn;
@@ -33,9 +32,11 @@ use crate::sched::SchedConfig;
 use crate::tracker::{Tracker, TrackerConfig};
 use crate::ts::{Container, sniff};
 
+mod report;
 mod table;
 mod viewers;
 
+pub use report::{CDN_BUDGET, DemoReport, LatePlayer, PeerDetail};
 pub use table::table;
 use viewers::{Capture, Edge, play};
 
@@ -102,100 +103,11 @@ pub struct DemoOptions {
     /// Players connecting at 50 % of the stream to surviving initial peers (default
     /// `/live.ts`: from the newest block played, near the live edge).
     pub late_players: usize,
+    /// Bound on the demo process's peak RSS in MiB ([`DemoReport::max_rss_mib`]); `None`
+    /// reports the RSS without a check.
+    pub max_rss_mib: Option<u64>,
     /// Show a progress bar (stderr, terminals only).
     pub progress: bool,
-}
-
-/// One peer in the demo report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerDetail {
-    /// Tracker id.
-    pub id: u64,
-    /// Peer bytes / all bytes it received.
-    pub p2p_ratio: f64,
-    /// Stalls.
-    pub stalls: u64,
-    /// Stall time in ms.
-    pub stall_ms: u64,
-    /// Join to first block played, ms (wall time).
-    pub startup_ms: u64,
-    /// The block it started playing at.
-    pub start_block: u64,
-    /// Media end of the newest block published when it played its first block, minus the
-    /// media start of that block, in ms: how far behind live it plays.
-    pub lag_behind_edge_ms: u64,
-    /// SHA-256 of the peer's `/live.ts`.
-    pub output_sha256: String,
-    /// Whether `/live.ts` equals the stream the origin cut (for a late peer: the blocks from
-    /// its first one to the end).
-    pub byte_exact: bool,
-    /// Most blocks the peer held at once.
-    pub max_held_blocks: u64,
-    /// ffmpeg's decode errors on its `/live.ts` (late peers only; `None` when not checked).
-    pub decode_errors: Option<u64>,
-}
-
-/// A player that connected mid-stream to a peer's `/live.ts`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatePlayer {
-    /// The peer it read from.
-    pub peer: u64,
-    /// The first block it got (found by matching the bytes against the blocks cut).
-    pub first_block: u64,
-    /// Media end of the newest block published when its first byte arrived, minus the media
-    /// start of its first block, in ms.
-    pub lag_behind_edge_ms: u64,
-    /// Whether it read exactly the blocks from its first one to the stream's end.
-    pub byte_exact: bool,
-    /// ffmpeg's decode errors on what it read.
-    pub decode_errors: u64,
-    /// Bytes read.
-    pub bytes: u64,
-}
-
-/// The demo's JSON report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DemoReport {
-    /// Number of initial peers.
-    pub peers: usize,
-    /// Number of substreams.
-    pub substreams: u32,
-    /// Block-set size.
-    pub block_set: u32,
-    /// Blocks cut.
-    pub blocks: u64,
-    /// Bytes of the stream.
-    pub stream_bytes: u64,
-    /// Every block byte the CDN served (prefetch and urgent fetches).
-    pub cdn_bytes: u64,
-    /// Peer bytes / all bytes received, over every peer (killed ones up to their death).
-    pub p2p_ratio: f64,
-    /// The ideal P2P ratio of this run: `1 - c * stream_bytes / received`, where `c` is the
-    /// number of copies of each substream the CDN prefetches and `received` every byte the
-    /// peers received; `1 - 1/s` when every holder prefetches, `1 - 1/peers` with one CDN
-    /// prefetcher per substream and no churn.
-    pub ideal_p2p_ratio: f64,
-    /// Copies of each substream the CDN prefetches (from the tracker's assignment).
-    pub cdn_copies: f64,
-    /// SHA-256 of the stream the origin cut.
-    pub source_sha256: String,
-    /// Most blocks the CDN held at once.
-    pub cdn_max_held_blocks: u64,
-    /// The longest a late viewer may start behind the live edge: one block plus the playout
-    /// delay, in ms of media, with the stream's mean block duration (at least the target).
-    pub lag_budget_ms: u64,
-    /// Initial peers that survived, in join order.
-    pub peers_detail: Vec<PeerDetail>,
-    /// Ids of the peers killed mid-stream.
-    pub killed: Vec<u64>,
-    /// Peers that joined mid-stream.
-    pub late_peers: Vec<PeerDetail>,
-    /// Players that connected mid-stream.
-    pub late_players: Vec<LatePlayer>,
-    /// Mid-stream events asked for (`--churn`, `--late-peers`, `--late-players`) that did not
-    /// run because the origin ended before reaching them; each one fails the demo.
-    #[serde(default)]
-    pub skipped_events: Vec<String>,
 }
 
 /// Figures printed next to the report (stderr).
@@ -209,83 +121,6 @@ pub struct DemoExtras {
     pub lag_blocks_max: u64,
     /// Bytes the CDN served, per peer id.
     pub cdn: crate::cdn::CdnStats,
-}
-
-/// Most CDN bytes per copy of the stream the CDN prefetches before the demo fails (issue 16:
-/// "CDN bytes <= 1.2x the stream").
-pub const CDN_BUDGET: f64 = 1.2;
-
-impl DemoReport {
-    /// The demo's checks: every surviving and late peer byte-exact without stalls; without
-    /// churn a P2P ratio within 0.05 of the ideal and CDN bytes at most [`CDN_BUDGET`] times the copies it
-    /// prefetches; every late viewer byte-exact,
-    /// decoded without errors and started within [`DemoReport::lag_budget_ms`] of the edge.
-    pub fn failures(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .skipped_events
-            .iter()
-            .map(|e| format!("mid-stream event not run: {e}"))
-            .collect();
-        for p in self.peers_detail.iter().chain(&self.late_peers) {
-            if !p.byte_exact {
-                out.push(format!("peer {} output is not byte-exact", p.id));
-            }
-            if p.stalls > 0 {
-                out.push(format!(
-                    "peer {} stalled {} times ({} ms)",
-                    p.id, p.stalls, p.stall_ms
-                ));
-            }
-        }
-        for p in &self.late_peers {
-            if p.decode_errors != Some(0) {
-                out.push(format!(
-                    "late peer {}: {:?} decode errors",
-                    p.id, p.decode_errors
-                ));
-            }
-            if p.lag_behind_edge_ms > self.lag_budget_ms {
-                out.push(format!(
-                    "late peer {} started {} ms behind the edge (budget {} ms)",
-                    p.id, p.lag_behind_edge_ms, self.lag_budget_ms
-                ));
-            }
-        }
-        for p in &self.late_players {
-            if !p.byte_exact || p.decode_errors > 0 {
-                out.push(format!(
-                    "late player at peer {}: byte-exact {}, {} decode errors",
-                    p.peer, p.byte_exact, p.decode_errors
-                ));
-            }
-            if p.lag_behind_edge_ms > self.lag_budget_ms {
-                out.push(format!(
-                    "late player at peer {} started {} ms behind the edge (budget {} ms)",
-                    p.peer, p.lag_behind_edge_ms, self.lag_budget_ms
-                ));
-            }
-        }
-        let cdn_budget = CDN_BUDGET * self.cdn_copies.max(1.0) * self.stream_bytes as f64;
-        // After a kill the dead holders' substreams come from the CDN until the tracker
-        // re-homes them, so the budget applies to runs without churn.
-        if self.killed.is_empty() && self.cdn_bytes as f64 > cdn_budget {
-            out.push(format!(
-                "CDN sent {:.2}x the stream (budget {CDN_BUDGET}x per prefetched copy, {} copies)",
-                self.cdn_bytes as f64 / self.stream_bytes.max(1) as f64,
-                self.cdn_copies
-            ));
-        }
-        // Likewise the ideal ratio assumes the same holders all along.
-        let ideal = self.ideal_p2p_ratio;
-        let floor = ideal - 0.05;
-        if self.killed.is_empty() && self.p2p_ratio < floor {
-            out.push(format!(
-                "P2P ratio {:.3} below {floor:.2} (ideal {ideal:.2})",
-                self.p2p_ratio
-            ));
-        }
-        out
-    }
 }
 
 /// Runs the demo, step by step (module docs).
@@ -311,6 +146,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
     services.wait_settled(&initial).await?;
     let prefetch_copies = services.prefetch_copies(options.substreams);
 
+    let rss = sample_rss(options.speed, services.stop.child_token());
     let edge = Edge::default();
     let ts_len = ts.len() as u64;
     // The mid-stream events wait for the origin's progress; an origin that fails (or ends
@@ -333,9 +169,10 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
     );
     let origin = origin?;
     let events = events?;
-    let (report, lag_blocks_max, cdn) =
+    let (mut report, lag_blocks_max, cdn) =
         finish(&services, options, events, &origin, &edge, prefetch_copies).await?;
     services.stop();
+    report.process_rss = rss.await.unwrap_or_default();
     let extras = DemoExtras {
         wall: started.elapsed(),
         origin,
@@ -343,6 +180,39 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
         cdn,
     };
     Ok((report, extras))
+}
+
+/// Media time after which [`DemoReport::process_rss`] takes its "after warm-up" sample.
+const RSS_WARMUP_MEDIA: Duration = Duration::from_secs(60);
+/// How often the demo samples its RSS.
+const RSS_EVERY: Duration = Duration::from_millis(500);
+
+/// Samples this process's RSS every [`RSS_EVERY`] until `stop`; the warm-up is
+/// [`RSS_WARMUP_MEDIA`] of media at `speed`. A failed read ends the sampling (not on Linux).
+fn sample_rss(
+    speed: f64,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<crate::rss::RssFigures> {
+    let warmup = RSS_WARMUP_MEDIA.div_f64(speed.max(0.01));
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut track = crate::rss::RssTrack::new(warmup);
+        let mut tick = tokio::time::interval(RSS_EVERY);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match crate::rss::read_rss(std::process::id()) {
+                Ok(bytes) => track.sample(started.elapsed(), bytes),
+                Err(error) => {
+                    tracing::debug!(%error, "no RSS sampling");
+                    break;
+                }
+            }
+        }
+        track.figures()
+    })
 }
 
 /// Step 1: the live stream's bytes (module docs).
@@ -735,6 +605,8 @@ async fn finish(
         late_peers,
         late_players,
         skipped_events,
+        process_rss: crate::rss::RssFigures::default(),
+        max_rss_mib: options.max_rss_mib,
     };
     Ok((report, lag_max, cdn))
 }

@@ -28,6 +28,17 @@ pub fn table(report: &DemoReport, extras: &DemoExtras) -> String {
         extras.lag_blocks_max,
         extras.wall.as_secs_f64()
     ));
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let rss = &report.process_rss;
+    out.push_str(&format!(
+        "  demo process RSS (every part in one process): after 60 s of media {}   peak {:.1} MiB   last {:.1} MiB at {:.0} s ({} samples)\n",
+        rss.after_warmup_bytes
+            .map_or_else(|| "n/a".to_owned(), |b| format!("{:.1} MiB", mib(b))),
+        mib(rss.peak_bytes),
+        mib(rss.last_bytes),
+        rss.last_at_ms as f64 / 1000.0,
+        rss.samples
+    ));
     out.push_str(&late_lines(report));
     out.push_str(
         "  peer  p2p_ratio  stalls  stall_ms  startup_ms  byte_exact  cdn_prefetch  cdn_urgent\n",

@@ -119,7 +119,10 @@ fn ten_peers_across_100ms_rtt_and_1_percent_loss_stay_byte_exact() {
         assert_eq!(sha, &outcome.source, "peer {} /live.ts", i + 1);
     }
     let ratio = received.0 as f64 / received.1 as f64;
-    println!("swarm P2P ratio {ratio:.3} ({} of {} bytes)", received.0, received.1);
+    println!(
+        "swarm P2P ratio {ratio:.3} ({} of {} bytes)",
+        received.0, received.1
+    );
     assert!(ratio >= 0.85, "P2P ratio {ratio:.3} < 0.85");
     if let Some(stats) = tun {
         // The swarm's own packets went through the delay line and lost some.
@@ -287,14 +290,7 @@ fn swarm(nodes: &Nodes) -> Outcome {
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Until every peer is in the tracker's view with the substreams it reports.

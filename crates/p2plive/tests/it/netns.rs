@@ -215,7 +215,15 @@ impl Lab {
             &node,
         ]);
         let gateway = Ipv4Addr::new(10, 77, u8::try_from(i).unwrap(), 1).to_string();
-        ip(&["-n", &router, "addr", "add", &format!("{gateway}/24"), "dev", &dev]);
+        ip(&[
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{gateway}/24"),
+            "dev",
+            &dev,
+        ]);
         ip(&["-n", &router, "link", "set", &dev, "up"]);
         sysctl(&router, &format!("net.ipv4.conf.{dev}.rp_filter"), "0");
         let me = format!("{}/24", Self::addr(i));
@@ -268,7 +276,10 @@ impl Drop for Lab {
 /// Kills what runs in `ns`, then deletes it (its devices go with it).
 fn remove_namespace(ns: &str) {
     if let Ok(pids) = try_ip(&["netns", "pids", ns]) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+        for pid in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
