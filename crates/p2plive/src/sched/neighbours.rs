@@ -8,7 +8,7 @@
 //! parent that leaves the neighbour set, fails a fetch or goes down is dropped, so the next
 //! block re-selects.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +72,102 @@ impl BufferMap {
     }
 }
 
+/// Most 64-block words a [`BlockSet`] spans (4,096 blocks: over an hour of 1 s blocks, far
+/// more than any window).
+const MAX_SET_WORDS: usize = 64;
+
+/// The blocks a neighbour told it holds, as a bitmap over a sliding span of at most
+/// [`MAX_SET_WORDS`] words: `contains` reads one word (the scheduler asks it for every
+/// neighbour and wanted block on every poll, the simulator's hottest path with a `BTreeSet`).
+/// A block past the span's end slides the span forward and forgets the oldest blocks; a block
+/// before its start that would stretch it beyond the bound is ignored. Within the bound it
+/// answers exactly as a set does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct BlockSet {
+    /// Block number of bit 0 of `words[0]` (a multiple of 64).
+    base: u64,
+    words: VecDeque<u64>,
+}
+
+impl BlockSet {
+    /// Whether block `n` is in the set.
+    pub(super) fn contains(&self, n: u64) -> bool {
+        let Some(i) = n.checked_sub(self.base) else {
+            return false;
+        };
+        usize::try_from(i / 64)
+            .ok()
+            .and_then(|w| self.words.get(w))
+            .is_some_and(|word| (word >> (i % 64)) & 1 == 1)
+    }
+
+    /// Adds block `n` (see the type's docs for blocks outside the span).
+    pub(super) fn insert(&mut self, n: u64) {
+        let word_base = n - n % 64;
+        if self.words.is_empty() {
+            self.base = word_base;
+        }
+        if word_base < self.base {
+            let extra = usize::try_from((self.base - word_base) / 64).unwrap_or(usize::MAX);
+            if extra.saturating_add(self.words.len()) > MAX_SET_WORDS {
+                return;
+            }
+            for _ in 0..extra {
+                self.words.push_front(0);
+            }
+            self.base = word_base;
+        }
+        let mut w = usize::try_from((word_base - self.base) / 64).unwrap_or(usize::MAX);
+        if w >= MAX_SET_WORDS {
+            // Slide forward so that `n`'s word is the last one.
+            let drop = w - (MAX_SET_WORDS - 1);
+            if drop >= self.words.len() {
+                self.words.clear();
+                self.base = word_base;
+            } else {
+                self.words.drain(..drop);
+                self.base += 64 * drop as u64;
+            }
+            w = usize::try_from((word_base - self.base) / 64).unwrap_or(usize::MAX);
+        }
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << (n % 64);
+    }
+
+    /// Drops the blocks below `n`.
+    pub(super) fn forget_before(&mut self, n: u64) {
+        let word_base = n - n % 64;
+        if word_base > self.base {
+            let drop = usize::try_from((word_base - self.base) / 64).unwrap_or(usize::MAX);
+            if drop >= self.words.len() {
+                self.words.clear();
+                self.base = word_base;
+            } else {
+                self.words.drain(..drop);
+                self.base = word_base;
+            }
+        }
+        if n > self.base
+            && let Some(first) = self.words.front_mut()
+        {
+            let keep = n - self.base;
+            *first &= u64::MAX << keep;
+        }
+    }
+}
+
+impl FromIterator<u64> for BlockSet {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        let mut set = Self::default();
+        for n in iter {
+            set.insert(n);
+        }
+        set
+    }
+}
+
 /// The upload a neighbour advertises with its buffer map and haves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upload {
@@ -87,7 +183,7 @@ pub(super) struct Neighbour {
     /// The substreams it prefetches from the CDN (it will hold their new blocks).
     pub(super) prefetch: BTreeSet<u32>,
     /// Blocks it told it holds.
-    pub(super) have: BTreeSet<u64>,
+    pub(super) have: BlockSet,
     /// Whether it sent a buffer map (else it is asked only as a last resort).
     pub(super) map_known: bool,
     /// Its last advertised upload.
@@ -144,7 +240,7 @@ impl Neighbours {
     /// Forgets held blocks below `block`.
     pub(super) fn forget_before(&mut self, block: u64) {
         for n in self.peers.values_mut() {
-            n.have = n.have.split_off(&block);
+            n.have.forget_before(block);
         }
     }
 
@@ -160,7 +256,7 @@ impl Neighbours {
         usable: impl Fn(PeerId) -> bool,
         mine: impl Fn(PeerId) -> u64,
     ) -> Option<PeerId> {
-        let holds = |id: &PeerId, n: &Neighbour| n.have.contains(&block) && usable(*id);
+        let holds = |id: &PeerId, n: &Neighbour| n.have.contains(block) && usable(*id);
         if let Some(&parent) = self.parents.get(&substream)
             && let Some(n) = self.peers.get(&parent)
             && holds(&parent, n)
@@ -178,5 +274,65 @@ impl Neighbours {
             self.parent_changes += 1;
         }
         Some(best)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::net::Rng;
+
+    #[test]
+    fn block_set_answers_as_a_btree_set_within_its_span() {
+        let mut rng = Rng::new(7);
+        let mut set = BlockSet::default();
+        let mut model = BTreeSet::new();
+        let mut floor = 0_u64;
+        for step in 0..20_000_u64 {
+            // A sliding window of ~300 blocks moving forward, as haves arrive in a swarm.
+            let edge = 1000 + step / 10;
+            match rng.next_u64() % 10 {
+                0 => {
+                    floor = floor.max(edge.saturating_sub(300));
+                    set.forget_before(floor);
+                    model = model.split_off(&floor);
+                }
+                _ => {
+                    let n = edge.saturating_sub(rng.next_u64() % 400);
+                    if n >= floor {
+                        set.insert(n);
+                        model.insert(n);
+                    }
+                }
+            }
+            let probe = edge.saturating_sub(rng.next_u64() % 500);
+            assert_eq!(
+                set.contains(probe),
+                model.contains(&probe),
+                "step {step} block {probe}"
+            );
+        }
+        for n in 0..3500 {
+            assert_eq!(set.contains(n), model.contains(&n), "block {n}");
+        }
+    }
+
+    #[test]
+    fn block_set_stays_bounded_on_far_apart_blocks() {
+        let mut set: BlockSet = [5, 64, 130].into_iter().collect();
+        assert!(set.contains(5) && set.contains(64) && set.contains(130) && !set.contains(6));
+        // A block far ahead slides the span: the old blocks are forgotten.
+        set.insert(u64::MAX - 1);
+        assert!(set.contains(u64::MAX - 1) && !set.contains(5));
+        assert!(set.words.len() <= MAX_SET_WORDS);
+        // One far behind the span is ignored rather than stretching it.
+        set.insert(3);
+        assert!(!set.contains(3) && set.words.len() <= MAX_SET_WORDS);
+        set.forget_before(u64::MAX);
+        assert!(!set.contains(u64::MAX - 1));
+        // Within the bound, an older block extends the span backwards.
+        let mut set: BlockSet = [1000].into_iter().collect();
+        set.insert(900);
+        assert!(set.contains(900) && set.contains(1000) && !set.contains(901));
     }
 }
