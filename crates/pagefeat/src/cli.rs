@@ -47,6 +47,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Pages per second of both engines on the bundled pages, in the same run.
     Bench(BenchArgs),
+    /// Popup recognition on the labelled popup set: precision and recall per kind, by split
+    /// and rendering, with bootstrap intervals over families.
+    Popups(PopupsArgs),
     /// Run everything on the bundled pages and check the results.
     Demo(DemoArgs),
 }
@@ -74,6 +77,17 @@ pub struct ExtractArgs {
     /// Also apply the trained models in this directory (ad scores in the tree).
     #[arg(long)]
     pub models: Option<PathBuf>,
+}
+
+/// `pagefeat popups`.
+#[derive(Debug, Args)]
+pub struct PopupsArgs {
+    /// The labelled set (a directory with `LABELS.tsv`; default `paths.pages_dir/popup-set`).
+    #[arg(long = "labels", value_name = "DIR")]
+    pub set: Option<PathBuf>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `pagefeat dump`.
@@ -484,6 +498,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut lines = crate::bench::table(&rows);
                 lines.extend(crate::deadlink_report::table(&dead));
                 lines.join("\n")
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Popups(args) => {
+            let set = args.set.unwrap_or_else(|| {
+                resolve_path(&config.paths.pages_dir).join(crate::popup_eval::SET_DIR)
+            });
+            let recognizer = load_recognizer(&config, None, false)?;
+            let pipeline = Pipeline::new(config.clone(), Arc::new(recognizer), clock);
+            let browser = maybe_browser(EngineKind::Chromium, &config).await?;
+            let evaluation =
+                crate::popup_eval::evaluate(&pipeline, browser.as_ref(), &set, &config).await?;
+            svckit::cli::print_report(&serde_json::to_value(&evaluation)?, args.json, || {
+                evaluation.table().join("\n")
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -133,6 +133,16 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A row of a labels file (the popup set's `LABELS.tsv`) is malformed.
+    #[error("`{}`:{line}: {reason}", path.display())]
+    Labels {
+        /// The labels file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        reason: String,
+    },
     /// Training could not run (too few samples, one class only, the learner failed).
     #[error("training `{model}` failed: {reason}")]
     Training {

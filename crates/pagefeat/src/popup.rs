@@ -1,19 +1,26 @@
-//! Popups (seed ¶73-¶79): finding them and telling what they are.
+//! Popups (seed ¶73-¶79, issue 15 item 4): finding them and telling what they are.
 //!
-//! Chromium engine: an object that turns from invisible (or absent) at the parse-end snapshot
-//! to visible in a later snapshot is a popup; the root of each newly visible subtree is kept
-//! ([`appeared`]). Embedded engine (no scripts): overlay candidates, fixed or absolute boxes
-//! with z-index >= 10 or a dialog role that cover the viewport centre ([`overlays`]).
+//! A popup is an overlay: a box over the page rather than in its flow
+//! ([`crate::overlay::overlay_flags`]: dialog semantics, a fixed modal, a bar at a viewport
+//! edge, a raised fixed box). [`popup_roots`] keeps the topmost overlay candidates; with the
+//! Chromium engine it also follows pre-paint (seed ¶74): of the subtrees that turned visible
+//! after the parse-end snapshot ([`appeared`]), those that hold an overlay candidate, or whose
+//! class or id names a popup ([`crate::overlay::hinted`]), are reported by their root. A
+//! subtree that appeared in the page's flow (a late "related links" box, comments) is not a
+//! popup. A banner already on screen at parse end (a standalone banner page) is one.
 //!
-//! Kinds ([`classify`]): `ad` when filter-list or classifier ad nodes are inside; `consent`
-//! when the popup has dialog semantics (role `dialog`/`alertdialog`, `aria-modal`, or a fixed
-//! high-z overlay) and consent wording with a button or link to answer it; `other` otherwise.
+//! Kinds ([`classify`], first match): `consent` (consent wording and a control that answers
+//! it, no e-mail field); `newsletter` (an e-mail field and no password field, unless the
+//! popup speaks of signing in and not of subscribing); `ad` (filter-list or classifier ad
+//! nodes, an advertisement label, or a `rel="sponsored"` link); `other` (login walls, app
+//! banners, notices).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{LayoutSnapshot, NodeKind};
+use crate::overlay::hinted;
 use crate::stat_node::{Derived, StatTree};
 
 /// What a popup is.
@@ -24,7 +31,9 @@ pub enum PopupKind {
     Ad,
     /// A cookie or privacy consent banner.
     Consent,
-    /// Anything else (newsletter, login, notice).
+    /// A newsletter or mailing-list sign-up.
+    Newsletter,
+    /// Anything else (login or paywall, app banner, survey, notice).
     Other,
 }
 
@@ -76,6 +85,83 @@ pub fn overlays(snapshot: &LayoutSnapshot, derived: &Derived) -> Vec<usize> {
     roots
 }
 
+/// The popup roots of `main` (indices into `main.objects`, ascending; module docs): the
+/// topmost overlay candidates, each replaced by the root of the subtree that appeared since
+/// `parse_end` when it lies in one, plus appeared subtrees with a popup class or id.
+pub fn popup_roots(
+    main: &LayoutSnapshot,
+    derived: &Derived,
+    parse_end: Option<(&LayoutSnapshot, &Derived)>,
+) -> Vec<usize> {
+    let n = main.objects.len();
+    let mut appeared_root: Vec<Option<usize>> = vec![None; n];
+    let mut roots = BTreeSet::new();
+    if let Some((before, before_derived)) = parse_end {
+        for root in appeared(before, before_derived, main, derived) {
+            appeared_root[root] = Some(root);
+        }
+        for (i, object) in main.objects.iter().enumerate() {
+            if appeared_root[i].is_none() {
+                appeared_root[i] = object
+                    .parent
+                    .filter(|p| *p < i)
+                    .and_then(|p| appeared_root[p]);
+            }
+            if let Some(root) = appeared_root[i]
+                && derived.visible[i]
+                && object.kind == NodeKind::Element
+                && hinted(object)
+            {
+                roots.insert(root);
+            }
+        }
+    }
+    for overlay in overlays(main, derived) {
+        roots.insert(appeared_root[overlay].unwrap_or(overlay));
+    }
+    // Keep only the outermost of nested roots, and only roots with something to show.
+    let content = has_content(main, derived);
+    let mut kept: Vec<usize> = Vec::new();
+    let mut inside = vec![false; n];
+    for (i, object) in main.objects.iter().enumerate() {
+        let parent_inside = object.parent.is_some_and(|p| p < i && inside[p]);
+        inside[i] = parent_inside || roots.contains(&i);
+        if roots.contains(&i) && !parent_inside && content[i] {
+            kept.push(i);
+        }
+    }
+    kept
+}
+
+/// Tags that show something even without text (media, frames, ad slots, form controls).
+const CONTENT_TAGS: [&str; 13] = [
+    "iframe", "img", "video", "canvas", "svg", "ins", "embed", "object", "input", "button",
+    "select", "textarea", "picture",
+];
+
+/// Per object: its visible subtree holds text or a [`CONTENT_TAGS`] element. An empty
+/// backdrop (a fixed scrim behind a dialog) has none and is not a popup of its own.
+fn has_content(snapshot: &LayoutSnapshot, derived: &Derived) -> Vec<bool> {
+    let objects = &snapshot.objects;
+    let mut content = vec![false; objects.len()];
+    for i in (0..objects.len()).rev() {
+        let object = &objects[i];
+        if derived.visible[i] {
+            content[i] |= match object.kind {
+                NodeKind::Text => !object.text.trim().is_empty(),
+                NodeKind::Element => CONTENT_TAGS.contains(&object.tag.as_str()),
+                NodeKind::Document => false,
+            };
+        }
+        if content[i]
+            && let Some(p) = object.parent.filter(|p| *p < i)
+        {
+            content[p] = true;
+        }
+    }
+    content
+}
+
 const CONSENT_WORDS: [&str; 14] = [
     "cookie",
     "consent",
@@ -93,13 +179,15 @@ const CONSENT_WORDS: [&str; 14] = [
     "dsgvo",
 ];
 
-const ANSWER_WORDS: [&str; 16] = [
+const ANSWER_WORDS: [&str; 44] = [
+    // English
     "accept",
     "agree",
     "allow",
     "reject",
     "refuse",
     "decline",
+    "disagree",
     "consent",
     "ok",
     "got it",
@@ -107,9 +195,81 @@ const ANSWER_WORDS: [&str; 16] = [
     "yes",
     "settings",
     "preferences",
+    "manage options",
+    "customize",
+    "customise",
+    // German
     "akzeptieren",
     "zustimmen",
+    "ablehnen",
+    "zulassen",
+    "erlauben",
+    "einverstanden",
+    "annehmen",
+    "einstellungen",
+    // French
+    "accepter",
+    "refuser",
+    "accepte",
+    "paramétrer",
+    "personnaliser",
+    // Spanish and Portuguese
     "aceptar",
+    "acepto",
+    "rechazar",
+    "configurar",
+    "aceitar",
+    "rejeitar",
+    // Italian
+    "accetta",
+    "accetto",
+    "rifiuta",
+    "impostazioni",
+    // Dutch
+    "accepteren",
+    "akkoord",
+    "weigeren",
+    "instellingen",
+];
+
+/// Words of sign-up popups (lower case; matched as substrings of the visible text).
+const NEWSLETTER_WORDS: [&str; 16] = [
+    "newsletter",
+    "subscribe",
+    "sign up",
+    "signup",
+    "mailing list",
+    "inbox",
+    "weekly digest",
+    "abonnieren",
+    "anmelden",
+    "suscríbete",
+    "suscribirse",
+    "boletín",
+    "abonnez",
+    "inscrivez",
+    "iscriviti",
+    "nieuwsbrief",
+];
+
+/// Words of login and account prompts (lower case, word boundaries).
+const LOGIN_WORDS: [&str; 6] = ["sign in", "log in", "login", "signin", "einloggen", "connexion"];
+
+/// Labels that mark an advertisement (whole words or phrases, lower case).
+const AD_LABELS: [&str; 13] = [
+    "advertisement",
+    "sponsored",
+    "promoted",
+    "ad choices",
+    "adchoices",
+    "anzeige",
+    "werbung",
+    "publicidad",
+    "publicité",
+    "pubblicità",
+    "reclame",
+    "skip ad",
+    "close ad",
 ];
 
 /// Evidence read from a popup's local tree.
@@ -117,31 +277,74 @@ const ANSWER_WORDS: [&str; 16] = [
 pub struct PopupEvidence {
     /// Nodes labelled ad (filter list or classifier).
     pub ad_nodes: usize,
-    /// Dialog semantics or a fixed high-z overlay at the root.
+    /// Dialog semantics or an overlay candidate at the root or inside.
     pub dialog: bool,
     /// Consent words in the visible text.
     pub consent_words: usize,
     /// Buttons or links whose text answers a consent question.
     pub answer_controls: usize,
+    /// Fields that take an e-mail address (`type=email`, or `email` in the field's name,
+    /// id, placeholder or autocomplete).
+    #[serde(default)]
+    pub email_inputs: usize,
+    /// Password fields (a login or registration form, not a sign-up for mail).
+    #[serde(default)]
+    pub password_inputs: usize,
+    /// Sign-up words in the visible text ([`NEWSLETTER_WORDS`]).
+    #[serde(default)]
+    pub newsletter_words: usize,
+    /// Login words in the visible text ([`LOGIN_WORDS`]).
+    #[serde(default)]
+    pub login_words: usize,
+    /// Advertisement labels in the visible text or in `aria-label`s ([`AD_LABELS`]), and
+    /// links marked paid with `rel="sponsored"` (the HTML link type for paid links).
+    #[serde(default)]
+    pub ad_labels: usize,
+}
+
+fn words_of(text: &str) -> Vec<&str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// True when `phrase` (one or more words) occurs in `words` on word boundaries.
+fn has_phrase(words: &[&str], phrase: &str) -> bool {
+    if phrase.contains(' ') {
+        let wanted = words_of(phrase);
+        !wanted.is_empty() && words.windows(wanted.len()).any(|w| w == wanted.as_slice())
+    } else {
+        words.contains(&phrase)
+    }
+}
+
+fn takes_email(node: &crate::stat_node::StatNode) -> bool {
+    if node.name != "input" {
+        return false;
+    }
+    let attr = |k: &str| node.attributes.get(k).map(|v| v.to_lowercase());
+    if attr("type").as_deref() == Some("email") {
+        return true;
+    }
+    ["name", "id", "placeholder", "autocomplete"]
+        .iter()
+        .filter_map(|k| attr(k))
+        .any(|v| v.contains("email") || v.contains("e-mail") || v.contains("correo"))
 }
 
 /// Reads the evidence from a local tree whose first node is the popup root; `ad_threshold`
 /// is the classifier score at or above which a node counts as an ad.
 pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
     let mut e = PopupEvidence::default();
-    if let Some(root) = tree.nodes.first() {
-        let css = root.css_attributes.clone().unwrap_or_default();
-        e.dialog = root
-            .extend_attributes
+    e.dialog = tree.nodes.iter().any(|n| {
+        n.extend_attributes
             .as_ref()
             .is_some_and(|x| x.overlay_candidate)
-            || (css.position == "fixed" && css.z_index.parse::<i32>().unwrap_or(0) >= 10);
-    }
-    e.dialog |= tree.nodes.iter().any(|n| {
-        matches!(
-            n.attributes.get("role").map(String::as_str),
-            Some("dialog" | "alertdialog")
-        ) || n.attributes.get("aria-modal").is_some_and(|v| v == "true")
+            || matches!(
+                n.attributes.get("role").map(String::as_str),
+                Some("dialog" | "alertdialog")
+            )
+            || n.attributes.get("aria-modal").is_some_and(|v| v == "true")
     });
     let index_of = |id: u32| tree.nodes.binary_search_by_key(&id, |n| n.id).ok();
     for node in &tree.nodes {
@@ -149,11 +352,54 @@ pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
         if extend.ad_filter_match || extend.ad_score >= ad_threshold {
             e.ad_nodes += 1;
         }
+        if takes_email(node) {
+            e.email_inputs += 1;
+        }
+        if node.name == "input"
+            && node
+                .attributes
+                .get("type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("password"))
+        {
+            e.password_inputs += 1;
+        }
+        if node
+            .attributes
+            .get("rel")
+            .is_some_and(|r| r.split_ascii_whitespace().any(|t| t.eq_ignore_ascii_case("sponsored")))
+        {
+            e.ad_labels += 1;
+        }
+        if let Some(label) = node.attributes.get("aria-label") {
+            let lower = label.to_lowercase();
+            let words = words_of(&lower);
+            e.ad_labels += AD_LABELS
+                .iter()
+                .filter(|w| has_phrase(&words, w))
+                .count();
+        }
         if node.name != "#text" {
             continue;
         }
         let lower = node.txt.to_lowercase();
+        let words = words_of(&lower);
         e.consent_words += CONSENT_WORDS.iter().filter(|w| lower.contains(*w)).count();
+        e.login_words += LOGIN_WORDS
+            .iter()
+            .filter(|w| has_phrase(&words, w))
+            .count();
+        e.newsletter_words += NEWSLETTER_WORDS
+            .iter()
+            .filter(|w| lower.contains(*w))
+            .count();
+        e.ad_labels += AD_LABELS
+            .iter()
+            .filter(|w| has_phrase(&words, w))
+            .count();
+        // A text that is just "Ad" or "Ads" labels an ad slot.
+        if matches!(lower.trim(), "ad" | "ads" | "anuncio" | "pub") {
+            e.ad_labels += 1;
+        }
         let mut ancestor = node.parent.and_then(index_of);
         for _ in 0..4 {
             let Some(a) = ancestor else { break };
@@ -161,14 +407,7 @@ pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
             let control = matches!(parent.name.as_str(), "button" | "a")
                 || parent.attributes.get("role").is_some_and(|r| r == "button");
             if control {
-                let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
-                if ANSWER_WORDS.iter().any(|w| {
-                    if w.contains(' ') {
-                        lower.contains(w)
-                    } else {
-                        words.contains(w)
-                    }
-                }) {
+                if ANSWER_WORDS.iter().any(|w| has_phrase(&words, w)) {
                     e.answer_controls += 1;
                 }
                 break;
@@ -179,11 +418,16 @@ pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
     e
 }
 
-/// The kind of a popup from its evidence.
+/// The kind of a popup from its evidence (module docs; first match wins).
 pub fn classify(e: &PopupEvidence) -> PopupKind {
-    if e.dialog && e.consent_words >= 1 && e.answer_controls >= 1 {
+    if e.consent_words >= 1 && e.answer_controls >= 1 && e.email_inputs == 0 {
         PopupKind::Consent
-    } else if e.ad_nodes >= 1 {
+    } else if e.email_inputs >= 1
+        && e.password_inputs == 0
+        && (e.newsletter_words >= 1 || e.login_words == 0)
+    {
+        PopupKind::Newsletter
+    } else if e.ad_nodes >= 1 || e.ad_labels >= 1 {
         PopupKind::Ad
     } else {
         PopupKind::Other

@@ -151,8 +151,9 @@ impl Recognizer {
         self.ad.as_ref().map_or(1.1, |m| m.threshold as f32)
     }
 
-    /// Builds the panorama tree of `main` and recognises everything. Popups: roots that
-    /// appeared since `parse_end` when given (Chromium), else overlay candidates (embedded).
+    /// Builds the panorama tree of `main` and recognises everything. Popups:
+    /// [`popup::popup_roots`] (overlay candidates, and with `parse_end` (Chromium) the
+    /// subtrees that appeared since then and hold one).
     /// The soft-404 verdict reads `deadlink_row`, the page's dead-link features (from its HTML).
     pub fn recognize(
         &self,
@@ -175,10 +176,8 @@ impl Recognizer {
         let mut tree = build_tree(main, &derived, &Selection::All, meta);
         let (labels, ad_nodes) = self.mark_ads(&mut tree);
         let soft404 = self.soft404(deadlink_row);
-        let roots = match parse_end {
-            Some(before) => popup::appeared(before, &derive(before), main, &derived),
-            None => popup::overlays(main, &derived),
-        };
+        let before = parse_end.map(|b| (b, derive(b)));
+        let roots = popup::popup_roots(main, &derived, before.as_ref().map(|(b, d)| (*b, d)));
         let threshold = self.ad_threshold();
         let mut popups = Vec::new();
         let mut popup_trees = Vec::new();

@@ -11,6 +11,7 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::layout::{LayoutSnapshot, NodeKind, Rect};
+use crate::overlay::overlay_flags;
 
 /// The types generated from `proto/statnode.proto` (shipped with the crate; decode output files
 /// with `protoc --decode pagefeat.v1.StatTree proto/statnode.proto < OUT.pb`).
@@ -52,20 +53,14 @@ pub struct Derived {
 }
 
 /// Computes visibility (displayed, `visibility: visible`, effective opacity > 0, non-empty box,
-/// not clipped away by an `overflow` ancestor), depth and overlay candidates (fixed or absolute,
-/// z-index >= 10 or a dialog role, covering the viewport centre).
+/// not clipped away by an `overflow` ancestor), depth and overlay candidates
+/// ([`crate::overlay::overlay_flags`]: dialogs, modals, bars at a viewport edge, raised boxes).
 pub fn derive(snapshot: &LayoutSnapshot) -> Derived {
     let n = snapshot.objects.len();
     let mut visible = vec![false; n];
     let mut depth = vec![0u32; n];
-    let mut overlay = vec![false; n];
     let mut opacity = vec![1.0f32; n];
     let mut clip: Vec<Option<Rect>> = vec![None; n];
-    let viewport = snapshot.viewport_rect();
-    let (cx, cy) = (
-        viewport.x + viewport.width / 2.0,
-        viewport.y + viewport.height / 2.0,
-    );
     for (i, object) in snapshot.objects.iter().enumerate() {
         let parent = object.parent.filter(|p| *p < i);
         let (parent_opacity, parent_clip, parent_depth) = match parent {
@@ -110,20 +105,8 @@ pub fn derive(snapshot: &LayoutSnapshot) -> Derived {
                 shown && opacity[i] > 0.01 && has_area && unclipped && text_ok
             }
         };
-        if object.kind == NodeKind::Element && visible[i] {
-            let positioned = matches!(object.style.position.as_str(), "fixed" | "absolute");
-            let dialog = matches!(object.attr("role"), Some("dialog" | "alertdialog"))
-                || object.attr("aria-modal") == Some("true");
-            let raised = object.style.z_index_value() >= 10 || dialog;
-            let centre = if object.style.position == "fixed" {
-                object.rect.contains(cx - viewport.x, cy - viewport.y)
-                    || object.rect.contains(cx, cy)
-            } else {
-                object.rect.contains(cx, cy)
-            };
-            overlay[i] = positioned && raised && centre;
-        }
     }
+    let overlay = overlay_flags(snapshot, &visible);
     Derived {
         visible,
         depth,
