@@ -35,7 +35,7 @@ pub enum PageOrigin {
 
 /// The origin of the page with tree key or input name `key`: `synthetic-soft404__...`
 /// ([`Category::SyntheticSoft404`]), dead-link data files under `synthetic/` and popup host
-/// pages (`host+...`, [`crate::demo::popup_host_page`]) are synthetic; every other key names a
+/// pages (`host+...`, [`crate::popup_eval::injected_host`]) are synthetic; every other key names a
 /// saved page.
 pub fn origin_of_key(key: &str) -> PageOrigin {
     let synthetic = category_of_key(key) == Some(Category::SyntheticSoft404)

@@ -231,7 +231,7 @@ pub struct DetectLine {
 /// One popup in [`DetectLine`].
 #[derive(Debug, Clone, Serialize)]
 pub struct PopupLine {
-    /// `ad`, `consent` or `other`.
+    /// `consent`, `ad`, `newsletter` or `other` ([`crate::popup::classify`]).
     pub kind: crate::popup::PopupKind,
     /// Root node id in the panorama tree.
     pub node: u32,

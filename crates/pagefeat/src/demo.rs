@@ -34,7 +34,6 @@ use crate::extract::{ExtractOptions, Pipeline, ProfileArg, read_page};
 use crate::input::PageInput;
 use crate::layout::EngineKind;
 use crate::model::ForestParams;
-use crate::popup::PopupKind;
 use crate::recognize::Recognizer;
 use crate::stat_node::{self, StatTree};
 use crate::training::{self, NamedTree};
@@ -227,25 +226,6 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-/// The host page a popup fixture is injected into: an article with the fixture in a
-/// `<template>`, appended to `<body>` by a script 200 ms after the load event.
-pub fn popup_host_page(fixture: &str) -> String {
-    let paragraph = "<p>The council met on Tuesday to discuss the new budget. Members debated \
-        the proposals for several hours before agreeing on a plan for road repairs, school \
-        buildings and the public library.</p>";
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Host article</title>\
-         <style>body{{margin:0;font-family:sans-serif}}main{{max-width:760px;margin:0 auto;padding:16px}}</style>\
-         </head><body><main><h1>Council agrees budget</h1>{}</main>\
-         <template id=\"pagefeat-popup\">{fixture}</template>\
-         <script>addEventListener('load', function () {{ setTimeout(function () {{ \
-         var t = document.getElementById('pagefeat-popup'); \
-         document.body.appendChild(t.content.cloneNode(true)); }}, 200); }});</script>\
-         </body></html>",
-        paragraph.repeat(6)
-    )
-}
-
 /// Runs the demo.
 ///
 /// # Errors
@@ -418,40 +398,13 @@ pub async fn run(
     let detect = Pipeline::new(config.clone(), recognizer, Arc::clone(&clock));
     drop(browser);
     let browser = ChromiumBrowser::launch(&config.chromium, config.viewport_size()).await?;
-    let mut popups_found = 0usize;
-    let mut popup_details = Vec::new();
-    for page in pages.iter().filter(|p| p.category == Category::Popups) {
-        let fixture = read_page(&page.path, config.input.max_bytes)?;
-        let host = PageInput {
-            charset: "UTF-8",
-            name: format!("host+{}", page.stem),
-            base_url: fixture.base_url.clone(),
-            html: popup_host_page(&fixture.html),
-        };
-        let negative = page.stem.contains("x.com");
-        match detect.extract(&host, Some(&browser), &options).await {
-            Ok(extraction) => {
-                let kinds: Vec<PopupKind> =
-                    extraction.result.popups.iter().map(|p| p.kind).collect();
-                let consent = kinds.contains(&PopupKind::Consent);
-                if !negative {
-                    if consent {
-                        popups_found += 1;
-                    } else {
-                        failures.push(format!(
-                            "popup fixture {} not found as consent ({kinds:?})",
-                            page.stem
-                        ));
-                    }
-                } else if consent {
-                    failures.push(format!("negative fixture {} classified consent", page.stem));
-                }
-                popup_details
-                    .push(json!({"fixture": page.stem, "popups": extraction.result.popups}));
-            }
-            Err(error) => failures.push(format!("popup host {}: {error}", page.stem)),
-        }
-    }
+    let popup_set = resolve_path(&config.paths.pages_dir).join(crate::popup_eval::SET_DIR);
+    let popups = crate::popup_eval::evaluate(&detect, Some(&browser), &popup_set, config).await?;
+    failures.extend(popup_failures(
+        &popups,
+        &crate::popup_eval::load(&popup_set)?,
+    ));
+    tracing::info!(table = %popups.table().join("\n"), "popup set");
     drop(browser);
 
     let report = json!({
@@ -492,7 +445,7 @@ pub async fn run(
             "max_score": dead.regression.max_score,
             "held_out_cv_false_positives": dead_eval.mentions_false_positives.len(),
         },
-        "popups_found": popups_found,
+        "popups": popup_summary(&popups),
     });
     let details = json!({
         "report": &report,
@@ -507,7 +460,7 @@ pub async fn run(
         "share_of_boxes_iou_over_half": round3(share_over_half),
         "chromium_peak_pss_mb": chromium_pss.map(round3),
         "chromium_peak_summed_rss_mb": chromium_rss.map(round3),
-        "popups": popup_details,
+        "popups": &popups,
         "failures": &failures,
     });
     fs_err::write(
@@ -516,4 +469,79 @@ pub async fn run(
     )?;
     tracing::info!(details = %details, "demo details");
     Ok(DemoOutcome { report, failures })
+}
+
+/// Least share of the popup set's held-out (test) examples each run must get right.
+const POPUP_TEST_SHARE: f64 = 0.8;
+
+/// The demo's popup checks: every real example and every `none` example (content that is not
+/// a popup: a late inline box, a diagnostic page) is right in every run, and each run gets at
+/// least [`POPUP_TEST_SHARE`] of the held-out examples right.
+fn popup_failures(
+    evaluation: &crate::popup_eval::Evaluation,
+    examples: &[crate::popup_eval::Example],
+) -> Vec<String> {
+    let real: HashSet<&str> = examples
+        .iter()
+        .filter(|e| e.origin == "real")
+        .map(|e| e.file.as_str())
+        .collect();
+    let mut failures = Vec::new();
+    for run in &evaluation.runs {
+        let label = format!(
+            "popups {} {:?} {:?}",
+            run.engine.as_str(),
+            run.rendering,
+            run.split
+        );
+        for wrong in &run.wrong {
+            if wrong.expected.is_none() || real.contains(wrong.file.as_str()) {
+                failures.push(format!(
+                    "{label}: {} expected {:?}, found {:?}",
+                    wrong.file, wrong.expected, wrong.kinds
+                ));
+            }
+        }
+        let share = run.correct as f64 / run.examples.max(1) as f64;
+        if run.split == crate::popup_eval::Split::Test && share < POPUP_TEST_SHARE {
+            failures.push(format!(
+                "{label}: {}/{} held-out examples right (< {POPUP_TEST_SHARE})",
+                run.correct, run.examples
+            ));
+        }
+    }
+    failures
+}
+
+/// The popup figures of the report: per run, examples right, and per kind precision and
+/// recall.
+fn popup_summary(evaluation: &crate::popup_eval::Evaluation) -> serde_json::Value {
+    let runs: Vec<serde_json::Value> = evaluation
+        .runs
+        .iter()
+        .map(|run| {
+            let kinds: serde_json::Map<String, serde_json::Value> = run
+                .kinds
+                .iter()
+                .map(|k| {
+                    (
+                        format!("{:?}", k.kind).to_lowercase(),
+                        json!({
+                            "precision": round3(k.report.model.precision.value),
+                            "recall": round3(k.report.model.recall.value),
+                        }),
+                    )
+                })
+                .collect();
+            json!({
+                "engine": run.engine.as_str(),
+                "rendering": run.rendering,
+                "split": run.split,
+                "correct": run.correct,
+                "examples": run.examples,
+                "kinds": kinds,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(runs)
 }

@@ -135,8 +135,8 @@ pub fn overlay_flags(snapshot: &LayoutSnapshot, visible: &[bool]) -> Vec<bool> {
                 .fold(f32::MAX, f32::min);
             let wide = rect.width >= 0.5 * vw;
             let bar_height = rect.height >= MIN_BAR_HEIGHT && rect.height <= MAX_BAR_SHARE * vh;
-            let at_bottom = bottom_gap <= EDGE_SLACK
-                && matches!(position, "fixed" | "sticky" | "absolute");
+            let at_bottom =
+                bottom_gap <= EDGE_SLACK && matches!(position, "fixed" | "sticky" | "absolute");
             let at_top = (top - viewport.y).abs() <= EDGE_SLACK && fixed && raised;
             if wide && bar_height && (at_bottom || at_top) {
                 return true;
@@ -192,7 +192,13 @@ mod tests {
     use super::*;
     use crate::layout::{ComputedStyle, EngineKind};
 
-    fn object(tag: &str, parent: Option<usize>, rect: Rect, position: &str, z: &str) -> LayoutObject {
+    fn object(
+        tag: &str,
+        parent: Option<usize>,
+        rect: Rect,
+        position: &str,
+        z: &str,
+    ) -> LayoutObject {
         LayoutObject {
             engine_node: 0,
             parent,
@@ -246,8 +252,20 @@ mod tests {
 
     fn page() -> Vec<LayoutObject> {
         vec![
-            object("#document", None, rect(0.0, 0.0, 1000.0, 3000.0), "", "auto"),
-            object("body", Some(0), rect(0.0, 0.0, 1000.0, 3000.0), "static", "auto"),
+            object(
+                "#document",
+                None,
+                rect(0.0, 0.0, 1000.0, 3000.0),
+                "",
+                "auto",
+            ),
+            object(
+                "body",
+                Some(0),
+                rect(0.0, 0.0, 1000.0, 3000.0),
+                "static",
+                "auto",
+            ),
         ]
     }
 
@@ -255,15 +273,39 @@ mod tests {
     fn bottom_bars_modals_and_dialogs_are_overlays() {
         let mut objects = page();
         // A cookie bar against the bottom edge, positioned absolute, no z-index.
-        objects.push(object("div", Some(1), rect(0.0, 700.0, 1000.0, 100.0), "absolute", "auto"));
+        objects.push(object(
+            "div",
+            Some(1),
+            rect(0.0, 700.0, 1000.0, 100.0),
+            "absolute",
+            "auto",
+        ));
         // A fixed modal over the centre.
-        objects.push(object("div", Some(1), rect(200.0, 200.0, 600.0, 400.0), "fixed", "auto"));
+        objects.push(object(
+            "div",
+            Some(1),
+            rect(200.0, 200.0, 600.0, 400.0),
+            "fixed",
+            "auto",
+        ));
         // An unstyled dialog in the flow, far below the fold.
-        let mut dialog = object("div", Some(1), rect(0.0, 2500.0, 1000.0, 200.0), "static", "auto");
+        let mut dialog = object(
+            "div",
+            Some(1),
+            rect(0.0, 2500.0, 1000.0, 200.0),
+            "static",
+            "auto",
+        );
         dialog.attributes.push(("role".into(), "dialog".into()));
         objects.push(dialog);
         // A corner slide-in.
-        objects.push(object("div", Some(1), rect(650.0, 450.0, 330.0, 330.0), "fixed", "9999"));
+        objects.push(object(
+            "div",
+            Some(1),
+            rect(650.0, 450.0, 330.0, 330.0),
+            "fixed",
+            "9999",
+        ));
         assert_eq!(flags(objects), [false, false, true, true, true, true]);
     }
 
@@ -271,17 +313,53 @@ mod tests {
     fn flow_content_navigation_and_small_widgets_are_not() {
         let mut objects = page();
         // A box in the flow (late "related links").
-        objects.push(object("div", Some(1), rect(0.0, 1200.0, 1000.0, 300.0), "static", "auto"));
+        objects.push(object(
+            "div",
+            Some(1),
+            rect(0.0, 1200.0, 1000.0, 300.0),
+            "static",
+            "auto",
+        ));
         // A fixed navigation header with links.
-        objects.push(object("header", Some(1), rect(0.0, 0.0, 1000.0, 60.0), "fixed", "100"));
+        objects.push(object(
+            "header",
+            Some(1),
+            rect(0.0, 0.0, 1000.0, 60.0),
+            "fixed",
+            "100",
+        ));
         for _ in 0..5 {
-            objects.push(object("a", Some(3), rect(0.0, 0.0, 80.0, 20.0), "static", "auto"));
+            objects.push(object(
+                "a",
+                Some(3),
+                rect(0.0, 0.0, 80.0, 20.0),
+                "static",
+                "auto",
+            ));
         }
         // A chat bubble and a back-to-top button.
-        objects.push(object("div", Some(1), rect(920.0, 720.0, 60.0, 60.0), "fixed", "1000"));
-        objects.push(object("a", Some(1), rect(940.0, 600.0, 40.0, 40.0), "fixed", "50"));
+        objects.push(object(
+            "div",
+            Some(1),
+            rect(920.0, 720.0, 60.0, 60.0),
+            "fixed",
+            "1000",
+        ));
+        objects.push(object(
+            "a",
+            Some(1),
+            rect(940.0, 600.0, 40.0, 40.0),
+            "fixed",
+            "50",
+        ));
         // A sticky top bar in the flow at the top that is not raised.
-        objects.push(object("div", Some(1), rect(0.0, 0.0, 1000.0, 50.0), "sticky", "auto"));
+        objects.push(object(
+            "div",
+            Some(1),
+            rect(0.0, 0.0, 1000.0, 50.0),
+            "sticky",
+            "auto",
+        ));
         let got = flags(objects);
         assert!(got.iter().all(|f| !f), "{got:?}");
     }

@@ -253,7 +253,14 @@ const NEWSLETTER_WORDS: [&str; 16] = [
 ];
 
 /// Words of login and account prompts (lower case, word boundaries).
-const LOGIN_WORDS: [&str; 6] = ["sign in", "log in", "login", "signin", "einloggen", "connexion"];
+const LOGIN_WORDS: [&str; 6] = [
+    "sign in",
+    "log in",
+    "login",
+    "signin",
+    "einloggen",
+    "connexion",
+];
 
 /// Labels that mark an advertisement (whole words or phrases, lower case).
 const AD_LABELS: [&str; 13] = [
@@ -335,8 +342,7 @@ fn takes_email(node: &crate::stat_node::StatNode) -> bool {
 /// Reads the evidence from a local tree whose first node is the popup root; `ad_threshold`
 /// is the classifier score at or above which a node counts as an ad.
 pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
-    let mut e = PopupEvidence::default();
-    e.dialog = tree.nodes.iter().any(|n| {
+    let dialog = tree.nodes.iter().any(|n| {
         n.extend_attributes
             .as_ref()
             .is_some_and(|x| x.overlay_candidate)
@@ -346,6 +352,10 @@ pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
             )
             || n.attributes.get("aria-modal").is_some_and(|v| v == "true")
     });
+    let mut e = PopupEvidence {
+        dialog,
+        ..PopupEvidence::default()
+    };
     let index_of = |id: u32| tree.nodes.binary_search_by_key(&id, |n| n.id).ok();
     for node in &tree.nodes {
         let extend = node.extend_attributes.clone().unwrap_or_default();
@@ -363,20 +373,16 @@ pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
         {
             e.password_inputs += 1;
         }
-        if node
-            .attributes
-            .get("rel")
-            .is_some_and(|r| r.split_ascii_whitespace().any(|t| t.eq_ignore_ascii_case("sponsored")))
-        {
+        if node.attributes.get("rel").is_some_and(|r| {
+            r.split_ascii_whitespace()
+                .any(|t| t.eq_ignore_ascii_case("sponsored"))
+        }) {
             e.ad_labels += 1;
         }
         if let Some(label) = node.attributes.get("aria-label") {
             let lower = label.to_lowercase();
             let words = words_of(&lower);
-            e.ad_labels += AD_LABELS
-                .iter()
-                .filter(|w| has_phrase(&words, w))
-                .count();
+            e.ad_labels += AD_LABELS.iter().filter(|w| has_phrase(&words, w)).count();
         }
         if node.name != "#text" {
             continue;
@@ -384,18 +390,12 @@ pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
         let lower = node.txt.to_lowercase();
         let words = words_of(&lower);
         e.consent_words += CONSENT_WORDS.iter().filter(|w| lower.contains(*w)).count();
-        e.login_words += LOGIN_WORDS
-            .iter()
-            .filter(|w| has_phrase(&words, w))
-            .count();
+        e.login_words += LOGIN_WORDS.iter().filter(|w| has_phrase(&words, w)).count();
         e.newsletter_words += NEWSLETTER_WORDS
             .iter()
             .filter(|w| lower.contains(*w))
             .count();
-        e.ad_labels += AD_LABELS
-            .iter()
-            .filter(|w| has_phrase(&words, w))
-            .count();
+        e.ad_labels += AD_LABELS.iter().filter(|w| has_phrase(&words, w)).count();
         // A text that is just "Ad" or "Ads" labels an ad slot.
         if matches!(lower.trim(), "ad" | "ads" | "anuncio" | "pub") {
             e.ad_labels += 1;
@@ -431,5 +431,73 @@ pub fn classify(e: &PopupEvidence) -> PopupKind {
         PopupKind::Ad
     } else {
         PopupKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut PopupEvidence)) -> PopupEvidence {
+        let mut e = PopupEvidence::default();
+        f(&mut e);
+        e
+    }
+
+    #[test]
+    fn consent_needs_words_and_an_answer_and_no_mail_field() {
+        let consent = with(|e| {
+            e.consent_words = 2;
+            e.answer_controls = 1;
+        });
+        assert_eq!(classify(&consent), PopupKind::Consent);
+        let words_only = with(|e| e.consent_words = 3);
+        assert_eq!(classify(&words_only), PopupKind::Other);
+        let with_mail = with(|e| {
+            e.consent_words = 1;
+            e.answer_controls = 1;
+            e.email_inputs = 1;
+            e.newsletter_words = 1;
+        });
+        assert_eq!(classify(&with_mail), PopupKind::Newsletter);
+    }
+
+    #[test]
+    fn a_mail_field_is_a_newsletter_unless_it_is_a_login() {
+        let signup = with(|e| e.email_inputs = 1);
+        assert_eq!(classify(&signup), PopupKind::Newsletter);
+        let login = with(|e| {
+            e.email_inputs = 1;
+            e.password_inputs = 1;
+        });
+        assert_eq!(classify(&login), PopupKind::Other);
+        let login_words = with(|e| {
+            e.email_inputs = 1;
+            e.login_words = 1;
+        });
+        assert_eq!(classify(&login_words), PopupKind::Other);
+        let both = with(|e| {
+            e.email_inputs = 1;
+            e.login_words = 1;
+            e.newsletter_words = 1;
+        });
+        assert_eq!(classify(&both), PopupKind::Newsletter);
+    }
+
+    #[test]
+    fn ad_nodes_or_labels_make_an_ad() {
+        assert_eq!(classify(&with(|e| e.ad_nodes = 1)), PopupKind::Ad);
+        assert_eq!(classify(&with(|e| e.ad_labels = 1)), PopupKind::Ad);
+        assert_eq!(classify(&PopupEvidence::default()), PopupKind::Other);
+    }
+
+    #[test]
+    fn phrases_match_whole_words_only() {
+        let words = words_of("skip ad, then adjust the sponsored settings");
+        assert!(has_phrase(&words, "skip ad"));
+        assert!(has_phrase(&words, "sponsored"));
+        assert!(!has_phrase(&words, "adjust ad"));
+        let words = words_of("loading advertisements");
+        assert!(!has_phrase(&words, "ad"));
     }
 }

@@ -322,7 +322,12 @@ pub struct Evaluation {
 
 impl Evaluation {
     /// The run for one engine, rendering and split.
-    pub fn run(&self, engine: EngineKind, rendering: Rendering, split: Split) -> Option<&RunReport> {
+    pub fn run(
+        &self,
+        engine: EngineKind,
+        rendering: Rendering,
+        split: Split,
+    ) -> Option<&RunReport> {
         self.runs
             .iter()
             .find(|r| r.engine == engine && r.rendering == rendering && r.split == split)
@@ -452,7 +457,7 @@ mod tests {
     #[test]
     fn a_bad_row_names_its_line() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
+        fs_err::write(
             dir.path().join("LABELS.tsv"),
             "file\tkind\torigin\tfamily\tsplit\nx.html\tpopup\treal\tx\tdev\n",
         )

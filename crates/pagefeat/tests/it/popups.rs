@@ -25,11 +25,21 @@ fn chromium_finds_injected_banners_and_classifies_them() {
         ("banner__complex-settings", Some(PopupKind::Consent)),
         ("banner__ethz", Some(PopupKind::Consent)),
         ("banner__google-type", Some(PopupKind::Consent)),
-        ("banner__x.com", None),
+        // The upstream README calls this fragment a negative, but it is X's cookie banner
+        // ("Did someone say ... cookies?", accept / refuse buttons): labelled consent.
+        ("banner__x.com", Some(PopupKind::Consent)),
+        // Diagnostic pages of the same repository: text about banners, no banner.
+        ("banner__google-type-diagnostic", None),
+        ("banner__x.com-diagnostic", None),
     ] {
-        let path = testkit::data_path(&format!("pages/popups/{fixture}.html"));
+        let dir = if fixture.ends_with("-diagnostic") {
+            "popup-set"
+        } else {
+            "popups"
+        };
+        let path = testkit::data_path(&format!("pages/{dir}/{fixture}.html"));
         let html = read_page(&path, 1 << 24).unwrap().html;
-        let host = page(fixture, &pagefeat::demo::popup_host_page(&html));
+        let host = page(fixture, &pagefeat::popup_eval::injected_host(&html));
         let extraction = rt
             .block_on(pipeline.extract(
                 &host,
@@ -39,8 +49,8 @@ fn chromium_finds_injected_banners_and_classifies_them() {
             .unwrap();
         let kinds: Vec<PopupKind> = extraction.result.popups.iter().map(|p| p.kind).collect();
         match expected {
-            Some(kind) => assert!(kinds.contains(&kind), "{fixture}: {kinds:?}"),
-            None => assert!(!kinds.contains(&PopupKind::Consent), "{fixture}: {kinds:?}"),
+            Some(kind) => assert_eq!(kinds, [kind], "{fixture}"),
+            None => assert!(kinds.is_empty(), "{fixture}: {kinds:?}"),
         }
         // The popup's local tree starts at the injected root and has its subtree.
         if let Some(tree) = extraction.trees.first() {
@@ -61,4 +71,42 @@ fn chromium_finds_injected_banners_and_classifies_them() {
         ))
         .unwrap();
     assert!(extraction.result.popups.is_empty());
+}
+
+/// The embedded engine over the labelled set with the fragments served in the page: the
+/// held-out split keeps at least 80 % of its examples right and nothing that is not a popup
+/// (a late inline box, a diagnostic page, a navigation bar) is reported as one.
+#[test]
+fn embedded_engine_on_the_labelled_set_keeps_held_out_figures_and_reports_no_false_popups() {
+    let rt = runtime();
+    let config = pagefeat::config::Config::default();
+    let pipeline = pipeline(labels_only());
+    let dir = testkit::data_path("pages/popup-set");
+    let examples = pagefeat::popup_eval::load(&dir).unwrap();
+    let found = rt
+        .block_on(pagefeat::popup_eval::run(
+            &pipeline,
+            None,
+            &examples,
+            EngineKind::Embedded,
+            pagefeat::popup_eval::Rendering::Static,
+            config.input.max_bytes,
+        ))
+        .unwrap();
+    let false_popups: Vec<_> = found
+        .iter()
+        .filter(|f| f.expected.is_none() && !f.kinds.is_empty())
+        .map(|f| (&f.file, &f.kinds))
+        .collect();
+    assert!(false_popups.is_empty(), "{false_popups:?}");
+    let test: Vec<_> = found
+        .iter()
+        .filter(|f| f.split == pagefeat::popup_eval::Split::Test)
+        .collect();
+    let right = test.iter().filter(|f| f.correct()).count();
+    assert!(
+        right * 5 >= test.len() * 4,
+        "{right}/{} held-out examples right",
+        test.len()
+    );
 }
