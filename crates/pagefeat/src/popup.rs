@@ -11,9 +11,9 @@
 //!
 //! Kinds ([`classify`], first match): `consent` (consent wording and a control that answers
 //! it, no e-mail field); `newsletter` (an e-mail field and no password field, unless the
-//! popup speaks of signing in and not of subscribing); `ad` (filter-list or classifier ad
-//! nodes, an advertisement label, or a `rel="sponsored"` link); `other` (login walls, app
-//! banners, notices).
+//! popup speaks of signing in and not of subscribing); `ad` (filter-list ad nodes, an
+//! advertisement label, or a `rel="sponsored"` link); `other` (login walls, app banners,
+//! notices).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -282,7 +282,7 @@ const AD_LABELS: [&str; 13] = [
 /// Evidence read from a popup's local tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PopupEvidence {
-    /// Nodes labelled ad (filter list or classifier).
+    /// Nodes the filter list marks as ads.
     pub ad_nodes: usize,
     /// Dialog semantics or an overlay candidate at the root or inside.
     pub dialog: bool,
@@ -339,9 +339,12 @@ fn takes_email(node: &crate::stat_node::StatNode) -> bool {
         .any(|v| v.contains("email") || v.contains("e-mail") || v.contains("correo"))
 }
 
-/// Reads the evidence from a local tree whose first node is the popup root; `ad_threshold`
-/// is the classifier score at or above which a node counts as an ad.
-pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
+/// Reads the evidence from a local tree whose first node is the popup root.
+///
+/// Ad nodes are those the filter list marks (`ad_filter_match`). The node classifier's
+/// score is not used here: with its held-out F1 of 0.36 it marks nodes of login walls and
+/// notices as ads, and the demo's popup set showed it turning `other` popups into `ad`.
+pub fn evidence(tree: &StatTree) -> PopupEvidence {
     let dialog = tree.nodes.iter().any(|n| {
         n.extend_attributes
             .as_ref()
@@ -359,7 +362,7 @@ pub fn evidence(tree: &StatTree, ad_threshold: f32) -> PopupEvidence {
     let index_of = |id: u32| tree.nodes.binary_search_by_key(&id, |n| n.id).ok();
     for node in &tree.nodes {
         let extend = node.extend_attributes.clone().unwrap_or_default();
-        if extend.ad_filter_match || extend.ad_score >= ad_threshold {
+        if extend.ad_filter_match {
             e.ad_nodes += 1;
         }
         if takes_email(node) {
@@ -489,6 +492,31 @@ mod tests {
         assert_eq!(classify(&with(|e| e.ad_nodes = 1)), PopupKind::Ad);
         assert_eq!(classify(&with(|e| e.ad_labels = 1)), PopupKind::Ad);
         assert_eq!(classify(&PopupEvidence::default()), PopupKind::Other);
+    }
+
+    #[test]
+    fn only_filter_list_matches_count_as_ad_nodes() {
+        use crate::stat_node::{ExtendAttributes, StatNode};
+        let node = |id: u32, filter: bool, score: f32| StatNode {
+            id,
+            name: "div".to_owned(),
+            extend_attributes: Some(ExtendAttributes {
+                ad_filter_match: filter,
+                ad_score: score,
+                ..ExtendAttributes::default()
+            }),
+            ..StatNode::default()
+        };
+        let tree = StatTree {
+            nodes: vec![node(0, false, 0.99), node(1, false, 0.9)],
+            ..StatTree::default()
+        };
+        assert_eq!(evidence(&tree).ad_nodes, 0);
+        let tree = StatTree {
+            nodes: vec![node(0, false, 0.99), node(1, true, 0.0)],
+            ..StatTree::default()
+        };
+        assert_eq!(evidence(&tree).ad_nodes, 1);
     }
 
     #[test]

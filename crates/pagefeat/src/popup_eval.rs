@@ -463,6 +463,9 @@ mod tests {
         )
         .unwrap();
         let error = load(dir.path()).unwrap_err().to_string();
-        assert!(error.contains("LABELS.tsv:2"), "{error}");
+        assert!(
+            error.contains("LABELS.tsv`:2:") && error.contains("unknown kind"),
+            "{error}"
+        );
     }
 }

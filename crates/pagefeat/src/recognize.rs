@@ -178,7 +178,6 @@ impl Recognizer {
         let soft404 = self.soft404(deadlink_row);
         let before = parse_end.map(|b| (b, derive(b)));
         let roots = popup::popup_roots(main, &derived, before.as_ref().map(|(b, d)| (*b, d)));
-        let threshold = self.ad_threshold();
         let mut popups = Vec::new();
         let mut popup_trees = Vec::new();
         for root in roots {
@@ -190,7 +189,7 @@ impl Recognizer {
                     .popup = true;
             }
             let local = local_tree(&tree, id);
-            let evidence = popup::evidence(&local, threshold);
+            let evidence = popup::evidence(&local);
             popups.push(PopupReport {
                 kind: popup::classify(&evidence),
                 node: id,
