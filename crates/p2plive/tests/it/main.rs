@@ -247,20 +247,28 @@ pub(crate) async fn wait_done(peers: &[&RunningPeer], within: Duration) -> Vec<V
     }
 }
 
+/// True when the tracker's `view` lists exactly the peers of `summaries` (their `/summary`
+/// objects), each with the substreams it reports, and none has an empty substream set.
+pub(crate) fn view_settled(view: &Value, summaries: &[Value]) -> bool {
+    let members = view.as_array().unwrap();
+    members.len() == summaries.len()
+        && summaries.iter().all(|s| {
+            let mine = members.iter().find(|m| m["id"] == s["id"]);
+            mine.is_some_and(|m| m["substreams"] == s["substreams"])
+                && !s["substreams"].as_array().unwrap().is_empty()
+        })
+}
+
 /// Waits until `peers` peers are registered at the tracker and each has subscribed.
 pub(crate) async fn wait_joined(infra: &Infra, peers: &[&RunningPeer]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let view = infra.view().await;
-        let members = view.as_array().unwrap();
-        let mut settled = members.len() == peers.len();
+        let mut summaries = Vec::new();
         for p in peers {
-            let s = get_json(&p.url("/summary")).await;
-            let mine = members.iter().find(|m| m["id"] == s["id"]);
-            settled &= mine.is_some_and(|m| m["substreams"] == s["substreams"])
-                && !s["substreams"].as_array().unwrap().is_empty();
+            summaries.push(get_json(&p.url("/summary")).await);
         }
-        if settled {
+        if view_settled(&view, &summaries) {
             return;
         }
         assert!(Instant::now() < deadline, "peers did not settle: {view}");

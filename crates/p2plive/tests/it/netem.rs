@@ -306,15 +306,11 @@ async fn wait_joined(client: &reqwest::Client, tracker: &str, peers: &[String]) 
             .json()
             .await
             .unwrap();
-        let members = view.as_array().unwrap();
-        let mut settled = members.len() == peers.len();
+        let mut summaries = Vec::new();
         for url in peers {
-            let s = get_json(client, &format!("{url}/summary")).await;
-            let mine = members.iter().find(|m| m["id"] == s["id"]);
-            settled &= mine.is_some_and(|m| m["substreams"] == s["substreams"])
-                && !s["substreams"].as_array().unwrap().is_empty();
+            summaries.push(get_json(client, &format!("{url}/summary")).await);
         }
-        if settled {
+        if crate::view_settled(&view, &summaries) {
             return;
         }
         assert!(Instant::now() < deadline, "peers did not settle: {view}");
