@@ -7,6 +7,7 @@
 //! transaction; if so the job is closed without sending: a crash between "sent" and "recorded"
 //! does not cause a second broadcast.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -14,12 +15,16 @@ use tracing::{debug, info, warn};
 
 use crate::core::tracker::{Attempt, BroadcastStep, after_broadcast};
 use crate::core::{Backoff, now_ms};
+use crate::error::NodeError;
 use crate::metrics::Metrics;
+use crate::node::NodeClient;
 use crate::state::Shared;
-use crate::store::{BroadcastJob, BroadcastOutcome, TxStatus};
+use crate::store::{BroadcastFacts, BroadcastJob, BroadcastOutcome, TxStatus};
 
-/// Jobs sent concurrently by one worker.
+/// Re-claimed jobs sent concurrently by one worker.
 const CONCURRENCY: usize = 32;
+/// First sends per JSON-RPC batch request.
+const SEND_BATCH: usize = 100;
 
 /// Runs until the relay stops.
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -51,18 +56,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             if jobs.is_empty() {
                 break;
             }
-            let finished: Vec<(BroadcastJob, BroadcastOutcome)> = futures::stream::iter(jobs)
-                .map(|job| {
-                    let shared = Arc::clone(&shared);
-                    async move {
-                        let outcome = send(&shared, &job).await;
-                        outcome.map(|outcome| (job, outcome))
-                    }
-                })
-                .buffer_unordered(CONCURRENCY)
-                .filter_map(std::future::ready)
-                .collect()
-                .await;
+            let finished = send_all(&shared, jobs).await;
             let notified = record(&shared, &finished).await;
             if notified > 0 {
                 shared.wake_delivery.notify_one();
@@ -98,69 +92,149 @@ async fn record(shared: &Shared, finished: &[(BroadcastJob, BroadcastOutcome)]) 
     }
 }
 
-/// Sends one job's transaction; answers the outcome to record (`None`: nothing to record,
-/// the lease brings the job back).
-async fn send(shared: &Shared, job: &BroadcastJob) -> Option<BroadcastOutcome> {
-    let Some(node) = shared.nodes.get(&job.chain_id) else {
-        warn!(chain_id = job.chain_id, tx_hash = %job.tx_hash, "job for an unconfigured chain; left for another instance");
-        return None;
-    };
-    let facts = match shared.store.broadcast_facts(job.tx_hash).await {
+/// Sends one claimed batch: the transactions' bytes are read in one query; first attempts
+/// go to their chain's node as JSON-RPC batches of `eth_sendRawTransaction` (one request
+/// per [`SEND_BATCH`] transactions instead of one each); re-claimed jobs ask the node first
+/// whether it holds the transaction ([`send`]). Answers the outcomes to record (a job
+/// without one is left to its lease).
+async fn send_all(
+    shared: &Arc<Shared>,
+    jobs: Vec<BroadcastJob>,
+) -> Vec<(BroadcastJob, BroadcastOutcome)> {
+    let hashes: Vec<_> = jobs.iter().map(|j| j.tx_hash).collect();
+    let mut facts = match shared.store.broadcast_facts_many(&hashes).await {
         Ok(facts) => facts,
         Err(error) => {
-            warn!(%error, tx_hash = %job.tx_hash, "reading a job's transaction failed");
-            return None;
+            warn!(%error, count = jobs.len(), "reading the jobs' transactions failed");
+            return Vec::new();
         }
     };
-    let now = now_ms(shared.clock.as_ref());
-    let outcome = if matches!(
-        facts.status,
-        TxStatus::Mined | TxStatus::Failed | TxStatus::Included
-    ) && job.reason == "resubmitted"
-    {
-        // Already on chain: a resubmission has nothing to send.
-        BroadcastOutcome::Skipped
-    } else if job.attempts > 1 && matches!(node.known(&[job.tx_hash]).await.as_deref(), Ok([true]))
-    {
+    let mut finished = Vec::with_capacity(jobs.len());
+    let mut retried = Vec::new();
+    let mut first: BTreeMap<u64, Vec<(BroadcastJob, BroadcastFacts)>> = BTreeMap::new();
+    for job in jobs {
+        if !shared.nodes.contains_key(&job.chain_id) {
+            warn!(chain_id = job.chain_id, tx_hash = %job.tx_hash, "job for an unconfigured chain; left for another instance");
+            continue;
+        }
+        let Some(fact) = facts.remove(&job.tx_hash) else {
+            warn!(tx_hash = %job.tx_hash, "a broadcast job's transaction is missing");
+            continue;
+        };
+        if matches!(
+            fact.status,
+            TxStatus::Mined | TxStatus::Failed | TxStatus::Included
+        ) && job.reason == "resubmitted"
+        {
+            // Already on chain: a resubmission has nothing to send.
+            finished.push((job, BroadcastOutcome::Skipped));
+        } else if job.attempts > 1 {
+            retried.push((job, fact));
+        } else {
+            first.entry(job.chain_id).or_default().push((job, fact));
+        }
+    }
+    for (chain_id, items) in first {
+        let Some(node) = shared.nodes.get(&chain_id) else {
+            continue;
+        };
+        for chunk in items.chunks(SEND_BATCH) {
+            let raws: Vec<&[u8]> = chunk.iter().map(|(_, f)| f.raw.as_slice()).collect();
+            match node.send_raw_many(&raws).await {
+                Ok(results) => {
+                    for ((job, fact), result) in chunk.iter().zip(results) {
+                        let result = result.as_ref().map(|_| ());
+                        let outcome = settle(shared, node, job, fact, result).await;
+                        finished.push((job.clone(), outcome));
+                    }
+                }
+                Err(error) => {
+                    for (job, fact) in chunk {
+                        let outcome = settle(shared, node, job, fact, Err(&error)).await;
+                        finished.push((job.clone(), outcome));
+                    }
+                }
+            }
+        }
+    }
+    let again: Vec<(BroadcastJob, BroadcastOutcome)> = futures::stream::iter(retried)
+        .map(|(job, fact)| {
+            let shared = Arc::clone(shared);
+            async move {
+                let outcome = send(&shared, &job, &fact).await;
+                outcome.map(|outcome| (job, outcome))
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    finished.extend(again);
+    finished
+}
+
+/// Sends one re-claimed job's transaction unless the node already holds it; answers the
+/// outcome to record (`None`: nothing to record, the lease brings the job back).
+async fn send(
+    shared: &Shared,
+    job: &BroadcastJob,
+    facts: &BroadcastFacts,
+) -> Option<BroadcastOutcome> {
+    let Some(node) = shared.nodes.get(&job.chain_id) else {
+        return None;
+    };
+    let outcome = if matches!(node.known(&[job.tx_hash]).await.as_deref(), Ok([true])) {
         Metrics::chain(&shared.metrics.broadcasts, job.chain_id, "known");
         debug!(tx_hash = %job.tx_hash, "node already holds the transaction; not sending again");
         BroadcastOutcome::Sent
     } else {
         let result = node.send_raw(&facts.raw).await;
-        let step = after_broadcast(
-            result.as_ref().map(|_| ()),
-            Attempt {
-                attempts: job.attempts,
-                sent_before: facts.broadcast_count > 0,
-            },
-            &Backoff::new(shared.settings.broadcast_backoff),
-            now,
-            rand::random::<f64>(),
-        );
-        if let Err(error) = &result
-            && error.rpc_kind() == Some(crate::error::RpcErrorKind::NonceTooLow)
-        {
-            // The cache said nothing (or too little) about this account: learn its nonce now,
-            // off the request path, so the next stale submission is refused at once.
-            if let Ok(next) = node.nonce(facts.sender).await {
-                shared.nonces.set(job.chain_id, facts.sender, next);
-            }
-        }
-        let (label, outcome) = match step {
-            BroadcastStep::Sent => ("sent", BroadcastOutcome::Sent),
-            BroadcastStep::RetryAt(at) => ("retry", BroadcastOutcome::RetryAt(at)),
-            BroadcastStep::NonceConflict => ("conflict", BroadcastOutcome::NonceConflict),
-            BroadcastStep::Rejected(reason) => ("rejected", BroadcastOutcome::Rejected(reason)),
-        };
-        Metrics::chain(&shared.metrics.broadcasts, job.chain_id, label);
-        match (&result, &outcome) {
-            (Ok(()), _) => debug!(tx_hash = %job.tx_hash, reason = %job.reason, "broadcast"),
-            (Err(error), BroadcastOutcome::RetryAt(_)) => {
-                warn!(tx_hash = %job.tx_hash, attempts = job.attempts, %error, "broadcast failed; will retry");
-            }
-            (Err(error), _) => info!(tx_hash = %job.tx_hash, %error, "broadcast refused"),
-        }
-        outcome
+        settle(shared, node, job, facts, result.as_ref().map(|_| ())).await
     };
     Some(outcome)
+}
+
+/// The outcome of one send (`result`: the node's answer), counted and logged.
+async fn settle(
+    shared: &Shared,
+    node: &NodeClient,
+    job: &BroadcastJob,
+    facts: &BroadcastFacts,
+    result: Result<(), &NodeError>,
+) -> BroadcastOutcome {
+    let now = now_ms(shared.clock.as_ref());
+    let step = after_broadcast(
+        result,
+        Attempt {
+            attempts: job.attempts,
+            sent_before: facts.broadcast_count > 0,
+        },
+        &Backoff::new(shared.settings.broadcast_backoff),
+        now,
+        rand::random::<f64>(),
+    );
+    if let Err(error) = result
+        && error.rpc_kind() == Some(crate::error::RpcErrorKind::NonceTooLow)
+    {
+        // The cache said nothing (or too little) about this account: learn its nonce now,
+        // off the request path, so the next stale submission is refused at once.
+        if let Ok(next) = node.nonce(facts.sender).await {
+            shared.nonces.set(job.chain_id, facts.sender, next);
+        }
+    }
+    let (label, outcome) = match step {
+        BroadcastStep::Sent => ("sent", BroadcastOutcome::Sent),
+        BroadcastStep::RetryAt(at) => ("retry", BroadcastOutcome::RetryAt(at)),
+        BroadcastStep::NonceConflict => ("conflict", BroadcastOutcome::NonceConflict),
+        BroadcastStep::Rejected(reason) => ("rejected", BroadcastOutcome::Rejected(reason)),
+    };
+    Metrics::chain(&shared.metrics.broadcasts, job.chain_id, label);
+    match (result, &outcome) {
+        (Ok(()), _) => debug!(tx_hash = %job.tx_hash, reason = %job.reason, "broadcast"),
+        (Err(error), BroadcastOutcome::RetryAt(_)) => {
+            warn!(tx_hash = %job.tx_hash, attempts = job.attempts, %error, "broadcast failed; will retry");
+        }
+        (Err(error), _) => info!(tx_hash = %job.tx_hash, %error, "broadcast refused"),
+    }
+    outcome
 }

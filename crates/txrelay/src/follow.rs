@@ -12,9 +12,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use alloy::primitives::B256;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::core::Tracked;
 use crate::core::chain::{BlockRef, Canon, Link};
@@ -23,7 +24,7 @@ use crate::core::tracker::{Policy, Step, observe, rebroadcast_needed};
 use crate::metrics::Metrics;
 use crate::node::{Header, NodeClient, Receipt};
 use crate::state::Shared;
-use crate::store::{Decision, TxRecord};
+use crate::store::{Decision, Lease, TxRecord, millis_of};
 
 /// Tracked transactions read per page (every page is read on each tick).
 const TRACK_PAGE: u32 = 5_000;
@@ -31,8 +32,12 @@ const TRACK_PAGE: u32 = 5_000;
 /// Fewest blocks in the canonical window.
 const MIN_WINDOW: u64 = 64;
 
-/// Decisions written per database transaction.
-const APPLY_CHUNK: usize = 100;
+/// Decisions written per database transaction (a block's results, up to this many).
+const APPLY_CHUNK: usize = 500;
+
+/// A full scan of every tracked row runs at least every this many `full_scan_interval`s
+/// (a safety net: finality, timers and new blocks are handled without one).
+const SAFETY_SCAN_INTERVALS: u64 = 60;
 
 /// Runs the follower of `chain_id` until the relay stops.
 pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
@@ -77,6 +82,7 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
     let mut scan = Scan {
         full_due: true,
         last_full_ms: 0,
+        last_timers_ms: 0,
         last_head: None,
     };
     loop {
@@ -145,8 +151,8 @@ impl Blocks {
         batch: usize,
         now: u64,
     ) -> Result<Advanced, crate::Error> {
-        let removed = if self.canon.tip().map(|t| t.hash) == Some(head.hash) {
-            Vec::new()
+        let (removed, reset) = if self.canon.tip().map(|t| t.hash) == Some(head.hash) {
+            (Vec::new(), false)
         } else {
             self.link_head(node, head, now).await?
         };
@@ -162,17 +168,19 @@ impl Blocks {
         Ok(Advanced {
             removed,
             oldest_read,
+            reset,
         })
     }
 
     /// Links `head` to the window (fetching headers by parent hash) and adopts it; answers
-    /// the blocks reorged out.
+    /// the blocks reorged out, and whether the window started afresh (at start, or after a
+    /// gap it could not bridge).
     async fn link_head(
         &mut self,
         node: &NodeClient,
         head: Header,
         now: u64,
-    ) -> Result<Vec<BlockRef>, crate::Error> {
+    ) -> Result<(Vec<BlockRef>, bool), crate::Error> {
         let mut segment = vec![head.block_ref()];
         let mut gap = false;
         while let Some(first) = segment.last().copied() {
@@ -194,7 +202,8 @@ impl Blocks {
             }
         }
         segment.reverse();
-        if gap || self.canon.is_empty() {
+        let reset = gap || self.canon.is_empty();
+        if reset {
             // Blocks before this segment were not seen: transactions sent before now are
             // looked up by hash once.
             self.canon.reset();
@@ -202,7 +211,7 @@ impl Blocks {
             self.looked_up.clear();
         }
         let removed = self.canon.adopt(&segment);
-        Ok(removed)
+        Ok((removed, reset))
     }
 
     /// Reads the receipts of every canonical block of the window that has none yet, oldest
@@ -291,15 +300,20 @@ struct Advanced {
     removed: Vec<BlockRef>,
     /// The lowest number of the blocks whose receipts were read by this call.
     oldest_read: Option<u64>,
+    /// The window started afresh: every tracked row must be read once.
+    reset: bool,
 }
 
 /// When the follower last read every tracked transaction, and the head it last decided at.
 #[derive(Debug)]
 struct Scan {
-    /// A full scan is due at the next tick (start, reorg, a dropped sent hash).
+    /// A full scan is due at the next tick (start, a fresh window, reorg, a dropped sent
+    /// hash).
     full_due: bool,
     /// Unix ms of the last full scan.
     last_full_ms: u64,
+    /// Unix ms of the last read of due rebroadcast timers.
+    last_timers_ms: u64,
     /// The head of the last tick.
     last_head: Option<u64>,
 }
@@ -315,10 +329,14 @@ enum Look {
 }
 
 /// One look at the newest head. Every unfinished transaction is read (page by page, no
-/// cliff however many there are) at most every `full_scan_interval`, after a reorg and at
-/// start; between those, only the rows of the transactions in the blocks read now and in the
-/// blocks this head confirms, and of the transactions just sent that are in a block read
-/// already, so a busy chain costs one indexed read per block, not a read of every row.
+/// cliff however many there are) at start, after a fresh window or a reorg, and as a safety
+/// net every [`SAFETY_SCAN_INTERVALS`] × `full_scan_interval`. Between those a tick reads
+/// only the rows of the transactions in the blocks read now and in the blocks this head
+/// confirms, and of the transactions just sent that are in a block read already; the blocks
+/// this head takes past the reorg watch are finalized by block hash (one statement per
+/// block); and every `full_scan_interval` the pending rows whose rebroadcast timer ran out
+/// are read. So a busy chain costs one indexed read and one commit per block, not a read of
+/// every tracked row.
 async fn tick(
     shared: &Shared,
     node: &NodeClient,
@@ -328,26 +346,42 @@ async fn tick(
     scan: &mut Scan,
     sent: &[B256],
 ) -> Result<(), crate::Error> {
+    let chain_id = node.chain_id();
     let now = now_ms(shared.clock.as_ref());
+    let started = Instant::now();
     let advanced = blocks
         .advance(node, head, shared.settings.receipt_batch_size, now)
         .await?;
+    let receipts_ms = started.elapsed().as_millis();
     if !advanced.removed.is_empty() {
         info!(
-            chain_id = node.chain_id(),
+            chain_id,
             blocks = advanced.removed.len(),
             "reorg: blocks left the canonical chain"
         );
         scan.full_due = true;
     }
+    if advanced.reset {
+        scan.full_due = true;
+    }
     let head = blocks.canon.tip().map_or(head.number, |t| t.number);
-    let interval =
-        u64::try_from(shared.settings.full_scan_interval.as_millis()).unwrap_or(u64::MAX);
-    if scan.full_due || now.saturating_sub(scan.last_full_ms) >= interval {
+    let interval = millis_of(shared.settings.full_scan_interval);
+    if scan.full_due
+        || now.saturating_sub(scan.last_full_ms) >= interval.saturating_mul(SAFETY_SCAN_INTERVALS)
+    {
         scan.full_due = false;
         scan.last_full_ms = now;
+        scan.last_timers_ms = now;
         scan.last_head = Some(head);
-        return full_scan(shared, node, policy, head, blocks, now).await;
+        let result = full_scan(shared, node, policy, head, blocks, now).await;
+        debug!(
+            chain_id,
+            head,
+            receipts_ms,
+            total_ms = started.elapsed().as_millis(),
+            "full scan"
+        );
+        return result;
     }
     // The blocks read now, and those whose confirmation count this head completes (from
     // the block after the last decided head, `confirmations` back).
@@ -358,20 +392,84 @@ async fn tick(
         .min(first_new)
         .saturating_sub(policy.confirmations);
     scan.last_head = Some(head);
+    if first_new <= head {
+        finalize(shared, chain_id, policy, blocks, first_new, head, now).await?;
+    }
     let mut hashes = if first_new <= head || advanced.oldest_read.is_some() {
         blocks.txs_between(from, head)
     } else {
         Vec::new()
     };
     hashes.extend(sent.iter().filter(|h| blocks.receipts.contains_key(*h)));
-    if hashes.is_empty() {
+    let mut records = Vec::new();
+    if !hashes.is_empty() {
+        hashes.sort_unstable();
+        hashes.dedup();
+        records = shared.store.tracked_among(chain_id, &hashes).await?;
+        count_rows(shared, chain_id, "block", records.len());
+    }
+    if now.saturating_sub(scan.last_timers_ms) >= interval {
+        scan.last_timers_ms = now;
+        let cutoff = now.saturating_sub(policy.rebroadcast_after_ms);
+        let due = shared
+            .store
+            .due_pending(chain_id, cutoff, TRACK_PAGE)
+            .await?;
+        count_rows(shared, chain_id, "timer", due.len());
+        let known: HashSet<B256> = records.iter().map(|r| r.tx_hash).collect();
+        records.extend(due.into_iter().filter(|r| !known.contains(&r.tx_hash)));
+    }
+    if records.is_empty() {
         return Ok(());
     }
-    hashes.sort_unstable();
-    hashes.dedup();
-    let records = shared.store.tracked_among(node.chain_id(), &hashes).await?;
-    count_rows(shared, node.chain_id(), "block", records.len());
-    decide_page(shared, node, policy, head, blocks, &records, now).await
+    let read_ms = started.elapsed().as_millis();
+    let result = decide_page(shared, node, policy, head, blocks, &records, now).await;
+    debug!(
+        chain_id,
+        head,
+        rows = records.len(),
+        receipts_ms,
+        read_ms,
+        total_ms = started.elapsed().as_millis(),
+        "tick"
+    );
+    result
+}
+
+/// Finalizes the canonical blocks whose reorg watch the heads `first_new..=head` complete
+/// (a block at number `b` is final at head `b + confirmations + reorg_watch_blocks - 1`),
+/// by block hash.
+async fn finalize(
+    shared: &Shared,
+    chain_id: u64,
+    policy: &Policy,
+    blocks: &Blocks,
+    first_new: u64,
+    head: u64,
+    now: u64,
+) -> Result<(), crate::Error> {
+    let depth = policy
+        .confirmations
+        .saturating_add(policy.reorg_watch_blocks);
+    let Some(last) = head.saturating_add(1).checked_sub(depth) else {
+        return Ok(());
+    };
+    let first = first_new.saturating_add(1).saturating_sub(depth);
+    let hashes: Vec<B256> = (first..=last)
+        .filter_map(|number| blocks.canon.hash_at(number))
+        .collect();
+    let finalized = shared.store.finalize_blocks(chain_id, &hashes, now).await?;
+    if finalized > 0 {
+        shared
+            .metrics
+            .chain_events
+            .get_or_create(&crate::metrics::ChainLabels {
+                chain_id,
+                result: "finalized".to_owned(),
+            })
+            .inc_by(finalized);
+    }
+    Ok(())
 }
 
 /// Adds `rows` to `txrelay_follower_rows_total{chain_id, result=kind}`.
@@ -545,10 +643,24 @@ async fn apply(
 ) -> Result<usize, crate::Error> {
     let mut rebroadcasts = 0;
     for chunk in decisions.chunks(APPLY_CHUNK) {
-        let applied = shared
+        // Webhook rows are committed already claimed by this instance and handed to the
+        // webhook worker at once: no claim query, no wait for its next look.
+        let lease = Lease {
+            instance: &shared.settings.instance_id,
+            until_ms: now.saturating_add(millis_of(shared.settings.delivery_lease)),
+        };
+        let (applied, jobs) = shared
             .store
-            .apply_steps(chunk, policy.confirmations, now)
+            .apply_steps_leased(chunk, policy.confirmations, now, Some(lease))
             .await?;
+        let handed = jobs.len();
+        if !jobs.is_empty() && shared.handoff.send(jobs).is_err() {
+            // The worker is gone (shutdown): the leases bring the rows back after a restart.
+            debug!(
+                chain_id,
+                "webhook worker stopped; notifications left to their leases"
+            );
+        }
         let mut notified = 0;
         for (decision, applied) in chunk.iter().zip(applied) {
             if applied.changed {
@@ -571,8 +683,8 @@ async fn apply(
             notified += applied.notifications;
             rebroadcasts += usize::from(applied.rebroadcast);
         }
-        if notified > 0 {
-            shared.wake_delivery.notify_one();
+        if notified > handed {
+            // Account (WebSocket) notifications; webhook rows were handed over above.
             shared.wake_sessions.notify_waiters();
         }
     }

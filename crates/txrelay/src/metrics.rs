@@ -66,8 +66,9 @@ pub struct Metrics {
     /// `mined`, `failed`, `reorged`, `dropped`, `finalized`, `stuck`, `replaced`, `expired`).
     pub chain_events: Family<ChainLabels, Counter>,
     /// `txrelay_follower_rows_total{chain_id,result}`: tracked rows the head follower read,
-    /// `full` in its periodic scans of every unfinished transaction, `block` for the
-    /// transactions of the blocks it read and of those just sent.
+    /// `full` in its scans of every unfinished transaction, `block` for the transactions of
+    /// the blocks it read and of those just sent, `timer` for pending rows whose rebroadcast
+    /// timer ran out.
     pub follower_rows: Family<ChainLabels, Counter>,
     /// `txrelay_node_failovers_total{chain_id,result="failover"}`: switches to another node URL.
     pub failovers: Family<ChainLabels, Counter>,
@@ -76,6 +77,9 @@ pub struct Metrics {
     pub node_requests: Family<MethodLabels, Counter>,
     /// `txrelay_deliveries_total{channel,result}`: notification attempts.
     pub deliveries: Family<DeliveryLabels, Counter>,
+    /// `txrelay_delivery_claim_queries_total`: claim queries of the webhook worker (results
+    /// of the head follower are handed over from memory and cost none).
+    pub delivery_claims: Counter,
     /// `txrelay_delivery_seconds`: from a result's creation to its delivery.
     pub delivery_seconds: Histogram,
     /// `txrelay_inclusion_to_delivery_seconds`: from the relay first seeing the including
@@ -102,6 +106,7 @@ impl Metrics {
             failovers: Family::default(),
             node_requests: Family::default(),
             deliveries: Family::default(),
+            delivery_claims: Counter::default(),
             delivery_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             inclusion_to_delivery_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             backlog: Family::default(),
@@ -128,6 +133,11 @@ impl Metrics {
             "chain_events",
             "Tracker decisions by chain",
             metrics.chain_events.clone(),
+        );
+        sub.register(
+            "delivery_claim_queries",
+            "Claim queries of the webhook worker",
+            metrics.delivery_claims.clone(),
         );
         sub.register(
             "follower_rows",

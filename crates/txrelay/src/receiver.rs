@@ -143,6 +143,39 @@ impl ReceiverServer {
             .clone()
     }
 
+    /// When each transaction's first delivery arrived, for the hashes in `wanted` (one pass
+    /// under the lock, no copy of the events: what a waiting benchmark polls, so the
+    /// receiver is not held up by copies of everything it received).
+    pub fn first_arrivals(
+        &self,
+        wanted: &HashSet<alloy::primitives::B256>,
+    ) -> std::collections::HashMap<alloy::primitives::B256, Instant> {
+        let inner = self
+            .state
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut first = std::collections::HashMap::with_capacity(wanted.len());
+        for delivery in &inner.deliveries {
+            if wanted.contains(&delivery.event.tx_hash) {
+                first
+                    .entry(delivery.event.tx_hash)
+                    .or_insert(delivery.arrived);
+            }
+        }
+        first
+    }
+
+    /// Accepted deliveries so far, duplicates included (no copy).
+    pub fn count(&self) -> usize {
+        self.state
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .deliveries
+            .len()
+    }
+
     /// The counts so far.
     pub fn stats(&self) -> ReceiverStats {
         let inner = self

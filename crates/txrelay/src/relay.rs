@@ -153,6 +153,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
     let cancel = CancellationToken::new();
     let (submits, writer) =
         crate::store::GroupCommit::start(store.clone(), settings.group_commit, cancel.clone());
+    let (handoff, handoff_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         policy: AccountPolicy::new(
             settings.account_mode,
@@ -173,6 +174,8 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         http,
         wake_broadcast: Notify::new(),
         wake_delivery: Notify::new(),
+        handoff,
+        handoff_rx: std::sync::Mutex::new(Some(handoff_rx)),
         wake_follow,
         wake_sessions: Notify::new(),
         session_seq: AtomicU64::new(0),

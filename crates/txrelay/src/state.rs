@@ -189,6 +189,12 @@ pub(crate) struct Shared {
     pub(crate) wake_follow: BTreeMap<u64, FollowSignal>,
     /// Wakes the webhook worker (new notifications).
     pub(crate) wake_delivery: Notify,
+    /// Webhook notifications committed already claimed by this instance (the head
+    /// follower's results), handed to the webhook worker to send from memory.
+    pub(crate) handoff: tokio::sync::mpsc::UnboundedSender<Vec<crate::store::WebhookJob>>,
+    /// The webhook worker's end of [`Self::handoff`] (taken when it starts).
+    pub(crate) handoff_rx:
+        Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Vec<crate::store::WebhookJob>>>>,
     /// Wakes WebSocket sessions (new account events).
     pub(crate) wake_sessions: Notify,
     /// Numbers WebSocket sessions of this instance.

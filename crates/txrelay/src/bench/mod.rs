@@ -383,19 +383,19 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .collect();
     let deadline = Instant::now() + Duration::from_secs(180);
     let arrivals: HashMap<B256, Instant> = loop {
-        let arrivals: HashMap<B256, Instant> = receivers
-            .deliveries()
-            .into_iter()
-            .filter(|d| wanted.contains(&d.event.tx_hash))
-            .map(|d| (d.event.tx_hash, d.arrived))
-            .collect();
+        // Cheap count first: the receiver's lock is shared with the deliveries measured.
+        let arrivals = if receivers.count() >= wanted.len() {
+            receivers.first_arrivals(&wanted)
+        } else {
+            HashMap::new()
+        };
         if arrivals.len() == wanted.len() {
             break arrivals;
         }
         if Instant::now() > deadline {
             bail!(
                 "{} of {} notifications arrived",
-                arrivals.len(),
+                receivers.first_arrivals(&wanted).len(),
                 wanted.len()
             );
         }

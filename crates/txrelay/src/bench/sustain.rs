@@ -138,14 +138,9 @@ pub(super) async fn run(
     let ended = started + offer;
     let deadline = Instant::now() + drain;
     let drained_after_s = loop {
-        let arrived: HashSet<B256> = rig
-            .receivers
-            .deliveries()
-            .into_iter()
-            .filter(|d| wanted.contains(&d.event.tx_hash))
-            .map(|d| d.event.tx_hash)
-            .collect();
-        if arrived.len() >= expected {
+        if rig.receivers.count() >= expected
+            && rig.receivers.first_arrivals(&wanted).len() >= expected
+        {
             break Some(ended.elapsed().as_secs_f64());
         }
         if Instant::now() > deadline {

@@ -2,6 +2,7 @@
 //! the state change that causes it (accepted, resubmitted, dropped, reorged), claimed with a
 //! lease, and closed with its outcome in one database transaction with the transaction's row.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use alloy::primitives::B256;
@@ -137,6 +138,46 @@ impl Store {
             what: "broadcast job transaction",
             value: format!("{hash:#x}"),
         })
+    }
+
+    /// [`Self::broadcast_facts`] of several transactions in one query per 500 hashes;
+    /// a hash without a stored transaction is absent from the answer.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn broadcast_facts_many(
+        &self,
+        hashes: &[B256],
+    ) -> Result<HashMap<B256, BroadcastFacts>, StoreError> {
+        const CHUNK: usize = 500;
+        let mut facts = HashMap::with_capacity(hashes.len());
+        for chunk in hashes.chunks(CHUNK) {
+            let mut sql = String::from(
+                "SELECT tx_hash, raw, status, broadcast_count, nonce_conflicts, sender \
+                 FROM transactions WHERE tx_hash IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 1));
+            }
+            sql.push(')');
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for hash in chunk {
+                query = query.bind(Db(*hash));
+            }
+            for row in query
+                .fetch_all(&self.read)
+                .await
+                .map_err(q("broadcast facts"))?
+            {
+                let hash: B256 = row.text("tx_hash").map_err(q("broadcast facts"))?;
+                let fact = BroadcastFacts::from_row(&row).map_err(q("broadcast facts"))?;
+                facts.insert(hash, fact);
+            }
+        }
+        Ok(facts)
     }
 
     /// Records a broadcast attempt's outcome (job and transaction in one database

@@ -12,6 +12,7 @@
 //! | [`idempotency`] | `idempotency_keys` | first answers of `Idempotency-Key` requests |
 //! | [`jobs`] | `broadcast_jobs` | the outbox of sends to a node |
 //! | [`notifications`] | `notifications` | the outbox of results for receivers, dead letters |
+//! | [`outbox`] | `notifications` | one block's notification rows, written together |
 //!
 //! Every state change of a transaction is written in one database transaction together with
 //! the work it causes: the broadcast job that sends it, the notification rows that deliver its
@@ -32,6 +33,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod keys;
 pub mod notifications;
+pub mod outbox;
 pub mod submissions;
 pub mod transactions;
 
@@ -49,6 +51,7 @@ use crate::error::StoreError;
 pub use group::{GroupCommit, GroupSettings, QueueError};
 pub use jobs::{BroadcastFacts, BroadcastJob, BroadcastOutcome};
 pub use notifications::{AccountEvent, DeliveryOutcome, NotificationRecord, WebhookJob};
+pub use outbox::Lease;
 pub use submissions::Submission;
 pub use transactions::{Applied, Decision, TxRecord, TxStatus};
 

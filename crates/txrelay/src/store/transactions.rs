@@ -9,7 +9,8 @@ use sqlx::any::AnyRow;
 use sqlx::{FromRow, Row};
 
 use super::codec::{Db, DbText, RowExt, db_text_enum, int};
-use super::notifications::{Notice, insert_notifications, make_event};
+use super::notifications::{Notice, WebhookJob, make_event};
+use super::outbox::{Lease, Outbox};
 use super::{Store, Tx, q};
 use crate::core::{Inclusion, Phase, Step, Tracked};
 use crate::error::StoreError;
@@ -363,6 +364,69 @@ impl Store {
         Ok(records)
     }
 
+    /// The pending transactions of `chain_id` whose rebroadcast timer ran out: last
+    /// broadcast or pool check at or before `cutoff_ms`, oldest first, at most `limit`. The
+    /// follower's periodic timer read (instead of reading every tracked row): the index on
+    /// `(chain_id, finalized, status)` narrows it to pending rows, and only due ones are
+    /// decoded.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub async fn due_pending(
+        &self,
+        chain_id: u64,
+        cutoff_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<TxRecord>, StoreError> {
+        sqlx::query_as(select_tx!(
+            "WHERE chain_id = $1 AND finalized = 0 AND status = 'pending' \
+             AND last_activity_ms <= $2 ORDER BY last_activity_ms LIMIT $3"
+        ))
+        .bind(int(chain_id))
+        .bind(int(cutoff_ms))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(q("due pending"))
+    }
+
+    /// Ends the reorg watch of every confirmed transaction of `chain_id` in each of
+    /// `blocks` (block hashes the follower holds canonical at the finality depth): one
+    /// statement per block through the `(chain_id, block_hash)` index, all in one database
+    /// transaction, instead of one conditional update per transaction. Answers the rows
+    /// finalized. Rows still `included` are left for the tracker.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is applied then.
+    pub async fn finalize_blocks(
+        &self,
+        chain_id: u64,
+        blocks: &[B256],
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        if blocks.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let mut finalized = 0;
+        for hash in blocks {
+            finalized += sqlx::query(
+                "UPDATE transactions SET finalized = 1, updated_at_ms = $1 \
+                 WHERE chain_id = $2 AND block_hash = $3 AND finalized = 0 \
+                 AND status IN ('mined', 'failed')",
+            )
+            .bind(int(now_ms))
+            .bind(int(chain_id))
+            .bind(Db(*hash))
+            .execute(&mut *tx)
+            .await
+            .map_err(q("finalize block"))?
+            .rows_affected();
+        }
+        self.commit(tx).await?;
+        Ok(finalized)
+    }
+
     /// Applies a tracker decision ([`Step`]) to `record` as read at the start of the tick.
     /// The update is conditional on the row being unchanged since (status and block hash), so
     /// concurrent trackers (several instances) apply each change once. Result notifications
@@ -403,13 +467,51 @@ impl Store {
         confirmations: u64,
         now_ms: u64,
     ) -> Result<Vec<Applied>, StoreError> {
+        Ok(self
+            .apply_steps_leased(decisions, confirmations, now_ms, None)
+            .await?
+            .0)
+    }
+
+    /// [`Self::apply_steps`], with the webhook notifications it creates inserted already
+    /// claimed under `lease` and answered as jobs, for delivery from memory once this
+    /// returns (see [`super::outbox`]). The device rules of every decision are read in one
+    /// query and the notification rows written with multi-row statements.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is applied then.
+    pub async fn apply_steps_leased(
+        &self,
+        decisions: &[Decision<'_>],
+        confirmations: u64,
+        now_ms: u64,
+        lease: Option<Lease<'_>>,
+    ) -> Result<(Vec<Applied>, Vec<WebhookJob>), StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let notifying: Vec<B256> = decisions
+            .iter()
+            .filter(|d| !matches!(d.step, Step::Wait | Step::CheckPool | Step::Finalize))
+            .map(|d| d.record.tx_hash)
+            .collect();
+        let mut outbox = Outbox::prefetch(&mut tx, &notifying, lease).await?;
         let mut applied = Vec::with_capacity(decisions.len());
-        for decision in decisions {
-            applied.push(apply_in(&mut tx, decision, confirmations, now_ms).await?);
+        for (index, decision) in decisions.iter().enumerate() {
+            applied.push(
+                apply_in(
+                    &mut tx,
+                    decision,
+                    (confirmations, now_ms),
+                    (&mut outbox, index),
+                )
+                .await?,
+            );
         }
+        let (created, jobs) = outbox.flush(&mut tx, decisions.len(), now_ms).await?;
         self.commit(tx).await?;
-        Ok(applied)
+        for (applied, created) in applied.iter_mut().zip(created) {
+            applied.notifications = created;
+        }
+        Ok((applied, jobs))
     }
 
     /// Records a pool check of a pending transaction: the rebroadcast timer restarts, and when
@@ -514,23 +616,23 @@ fn result_status(success: bool) -> (TxStatus, EventStatus) {
     }
 }
 
-/// Makes the event of `notice` for `record` and its notifications.
-async fn record_event(
-    tx: &mut Tx<'_>,
+/// Makes the event of `notice` for `record` and adds its notifications to `outbox`.
+fn record_event(
+    (outbox, index): (&mut Outbox<'_>, usize),
     record: &TxRecord,
     notice: Notice<'_>,
     confirmations: u64,
     (now_ms, seen_at_ms): (u64, Option<u64>),
-) -> Result<usize, StoreError> {
+) -> Result<(), StoreError> {
     let event = make_event(record, notice, confirmations, now_ms);
-    insert_notifications(tx, record, &event, (now_ms, seen_at_ms)).await
+    outbox.add(index, record, &event, seen_at_ms)
 }
 
 async fn apply_in(
     tx: &mut Tx<'_>,
     decision: &Decision<'_>,
-    confirmations: u64,
-    now_ms: u64,
+    (confirmations, now_ms): (u64, u64),
+    (outbox, index): (&mut Outbox<'_>, usize),
 ) -> Result<Applied, StoreError> {
     let record = decision.record;
     let revert_reason = decision.revert_reason.clone();
@@ -560,8 +662,13 @@ async fn apply_in(
                         inclusion: Some(&from),
                         ..Notice::of(EventStatus::Reorged)
                     };
-                    applied.notifications +=
-                        record_event(tx, record, notice, confirmations, (now_ms, seen)).await?;
+                    record_event(
+                        (&mut *outbox, index),
+                        record,
+                        notice,
+                        confirmations,
+                        (now_ms, seen),
+                    )?;
                 }
                 if confirm {
                     let notice = Notice {
@@ -570,8 +677,13 @@ async fn apply_in(
                         revert_reason,
                         ..Notice::of(event_status)
                     };
-                    applied.notifications +=
-                        record_event(tx, record, notice, confirmations, (now_ms, seen)).await?;
+                    record_event(
+                        (&mut *outbox, index),
+                        record,
+                        notice,
+                        confirmations,
+                        (now_ms, seen),
+                    )?;
                 }
             }
         }
@@ -596,8 +708,13 @@ async fn apply_in(
                     revert_reason,
                     ..Notice::of(event_status)
                 };
-                applied.notifications +=
-                    record_event(tx, record, notice, confirmations, (now_ms, seen)).await?;
+                record_event(
+                    (&mut *outbox, index),
+                    record,
+                    notice,
+                    confirmations,
+                    (now_ms, seen),
+                )?;
             }
         }
         Step::Finalize => {
@@ -641,8 +758,13 @@ async fn apply_in(
                         inclusion: Some(&from),
                         ..Notice::of(EventStatus::Reorged)
                     };
-                    applied.notifications +=
-                        record_event(tx, record, notice, confirmations, (now_ms, seen)).await?;
+                    record_event(
+                        (&mut *outbox, index),
+                        record,
+                        notice,
+                        confirmations,
+                        (now_ms, seen),
+                    )?;
                 }
             }
         }

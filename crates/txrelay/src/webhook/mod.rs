@@ -174,6 +174,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         permits,
     });
     let settings = &shared.settings;
+    let mut handoff = shared
+        .handoff_rx
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     loop {
         let now = now_ms(shared.clock.as_ref());
         let until_probe = worker
@@ -184,6 +189,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             });
         tokio::select! {
             () = shared.cancel.cancelled() => break,
+            jobs = next_handed(&mut handoff) => {
+                match jobs {
+                    // Committed and claimed by the follower: send them now, no claim query.
+                    Some(jobs) => {
+                        dispatch(&worker, jobs).await;
+                        continue;
+                    }
+                    None => handoff = None,
+                }
+            }
             () = shared.wake_delivery.notified() => {}
             () = tokio::time::sleep(until_probe) => {}
         }
@@ -197,6 +212,38 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         .is_err()
     {
         debug!("deliveries still in flight at shutdown; they are sent again after a restart");
+    }
+}
+
+/// The next batch handed over by the head follower; never resolves without a channel.
+async fn next_handed(
+    handoff: &mut Option<mpsc::UnboundedReceiver<Vec<WebhookJob>>>,
+) -> Option<Vec<WebhookJob>> {
+    match handoff {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `jobs` (claimed by this instance), each when a permit is free; parks those of
+/// open receivers.
+async fn dispatch(worker: &Arc<Worker>, jobs: Vec<WebhookJob>) {
+    let shared = &worker.shared;
+    let now = now_ms(shared.clock.as_ref());
+    for job in jobs {
+        if worker.breakers.with(&job.url, |b| b.permit(now)) == Permit::Hold {
+            shared.metrics.delivery("webhook", "parked");
+            let until_ms = now.saturating_add(worker.park_ms());
+            let _ = worker.outcomes.send(DeliveryOutcome::Parked {
+                id: job.id,
+                until_ms,
+            });
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&worker.permits).acquire_owned().await else {
+            return;
+        };
+        tokio::spawn(deliver(Arc::clone(worker), job, permit));
     }
 }
 
@@ -241,6 +288,7 @@ async fn claim_and_send(worker: &Arc<Worker>) {
             break;
         }
         let now = now_ms(shared.clock.as_ref());
+        shared.metrics.delivery_claims.inc();
         let jobs = match shared
             .store
             .claim_webhooks(
@@ -260,21 +308,7 @@ async fn claim_and_send(worker: &Arc<Worker>) {
         if jobs.is_empty() {
             break;
         }
-        for job in jobs {
-            if worker.breakers.with(&job.url, |b| b.permit(now)) == Permit::Hold {
-                shared.metrics.delivery("webhook", "parked");
-                let until_ms = now.saturating_add(worker.park_ms());
-                let _ = worker.outcomes.send(DeliveryOutcome::Parked {
-                    id: job.id,
-                    until_ms,
-                });
-                continue;
-            }
-            let Ok(permit) = Arc::clone(&worker.permits).acquire_owned().await else {
-                return;
-            };
-            tokio::spawn(deliver(Arc::clone(worker), job, permit));
-        }
+        dispatch(worker, jobs).await;
     }
 }
 
@@ -381,7 +415,13 @@ async fn deliver(worker: Arc<Worker>, job: WebhookJob, _permit: OwnedSemaphorePe
                     Err(error) => warn!(%error, "draining a recovered receiver failed"),
                 }
             }
-            debug!(event_id = %job.event_id, attempts = job.attempts, "webhook delivered");
+            debug!(
+                event_id = %job.event_id,
+                attempts = job.attempts,
+                since_created_ms = waited,
+                since_seen_ms = job.included_seen_at_ms.map(|seen| now.saturating_sub(seen)),
+                "webhook delivered"
+            );
             DeliveryOutcome::Delivered {
                 id: job.id,
                 at_ms: now,
