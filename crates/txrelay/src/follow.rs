@@ -587,9 +587,13 @@ async fn decide_page(
     if !pool_checks.is_empty() {
         let hashes: Vec<B256> = pool_checks.iter().map(|r| r.tx_hash).collect();
         let known = node.known(&hashes).await?;
-        for (record, in_pool) in pool_checks.iter().zip(known) {
-            let rebroadcast = rebroadcast_needed(in_pool);
-            let applied = shared.store.pool_checked(record, rebroadcast, now).await?;
+        let checks: Vec<(&TxRecord, bool)> = pool_checks
+            .iter()
+            .zip(known)
+            .map(|(record, in_pool)| (*record, rebroadcast_needed(in_pool)))
+            .collect();
+        let applied = shared.store.pool_checked_many(&checks, now).await?;
+        for ((record, _), applied) in checks.iter().zip(applied) {
             if applied.rebroadcast {
                 Metrics::chain(&shared.metrics.chain_events, chain_id, "dropped");
                 info!(chain_id, tx_hash = %record.tx_hash, "no receipt and not in the node's pool; sending the same bytes again");

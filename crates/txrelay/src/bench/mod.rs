@@ -120,7 +120,7 @@ impl BenchReport {
             let _ = writeln!(
                 out,
                 "relay sustained: offered {:.0} tx/s for {:.1} s: accepted {:.1} tx/s, delivered {:.1} tx/s \
-                 in the window, backlog {} -> {}, drained {} s after, not offered {}, refused {}, \
+                 in the window, backlog {} -> {}, drained {} s after, offer slots delayed {}, refused {}, \
                  notification after inclusion p50 {} / p99 {} ms",
                 s.offered_per_s,
                 s.seconds,

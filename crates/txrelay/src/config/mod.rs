@@ -347,10 +347,12 @@ pub struct TrackingConfig {
     /// How often the head is polled without a subscription, in milliseconds (default 100);
     /// with one, a safety poll runs every 10 intervals.
     pub poll_interval_ms: u64,
-    /// How often the follower reads every unfinished transaction (rebroadcast, stuck and
-    /// expiry timers, finality, transactions sent before it started), in milliseconds
-    /// (default 1 000). Between these scans a new block only reads the rows of the
-    /// transactions in it and in the blocks it confirms, and a sent transaction only its own.
+    /// How often the follower reads the pending transactions whose rebroadcast timer ran
+    /// out, in milliseconds (default 1 000); every unfinished transaction is read at start,
+    /// after a reorg or a gap in the followed chain, and every 60 of these intervals as a
+    /// safety net. Otherwise a new block only reads the rows of the transactions in it and in
+    /// the blocks it confirms, a sent transaction only its own, and the blocks a head takes
+    /// past the reorg watch are finalized by block hash.
     pub full_scan_interval_ms: u64,
     /// A broadcast transaction with no receipt after this long is looked up in the node's
     /// pool and sent again with the same bytes when the pool does not hold it, in

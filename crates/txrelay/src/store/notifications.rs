@@ -304,15 +304,44 @@ impl Store {
     /// [`StoreError::Query`]; nothing is recorded then (the leases run out and the
     /// notifications are delivered again: at least once).
     pub async fn record_deliveries(&self, outcomes: &[DeliveryOutcome]) -> Result<(), StoreError> {
+        /// Delivered rows marked per statement (two values each).
+        const DELIVERED_CHUNK: usize = 200;
         let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let delivered: Vec<(i64, u64)> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                DeliveryOutcome::Delivered { id, at_ms } => Some((*id, *at_ms)),
+                _ => None,
+            })
+            .collect();
+        // The common case, one statement per chunk: each row gets its own delivery time.
+        for chunk in delivered.chunks(DELIVERED_CHUNK) {
+            let mut cases = String::new();
+            let mut ids = String::new();
+            for i in 0..chunk.len() {
+                cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
+                if i > 0 {
+                    ids.push_str(", ");
+                }
+                ids.push_str(&format!("${}", 2 * i + 1));
+            }
+            let sql = format!(
+                "UPDATE notifications SET state = 'delivered', delivered_at_ms = CASE id{cases} END, \
+                 locked_by = NULL, locked_until_ms = NULL, last_error = NULL \
+                 WHERE state = 'pending' AND id IN ({ids})"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, at_ms) in chunk {
+                query = query.bind(*id).bind(int(*at_ms));
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("record delivery"))?;
+        }
         for outcome in outcomes {
             let query = match outcome {
-                DeliveryOutcome::Delivered { id, at_ms } => sqlx::query(
-                    "UPDATE notifications SET state = 'delivered', delivered_at_ms = $1, locked_by = NULL, \
-                     locked_until_ms = NULL, last_error = NULL WHERE id = $2 AND state = 'pending'",
-                )
-                .bind(int(*at_ms))
-                .bind(*id),
+                DeliveryOutcome::Delivered { .. } => continue,
                 DeliveryOutcome::Failed {
                     id,
                     retry_at_ms,

@@ -526,29 +526,50 @@ impl Store {
         rebroadcast: bool,
         now_ms: u64,
     ) -> Result<Applied, StoreError> {
+        Ok(self
+            .pool_checked_many(&[(record, rebroadcast)], now_ms)
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`Self::pool_checked`] for several transactions in one database transaction (the
+    /// pool checks of one tick); answers in input order.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is applied then.
+    pub async fn pool_checked_many(
+        &self,
+        checks: &[(&TxRecord, bool)],
+        now_ms: u64,
+    ) -> Result<Vec<Applied>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("begin"))?;
-        let changed = sqlx::query(
-            "UPDATE transactions SET last_activity_ms = $1, updated_at_ms = $1 \
-             WHERE tx_hash = $2 AND status = 'pending' AND last_activity_ms = $3",
-        )
-        .bind(int(now_ms))
-        .bind(Db(record.tx_hash))
-        .bind(int(record.last_activity_ms))
-        .execute(&mut *tx)
-        .await
-        .map_err(q("pool checked"))?
-        .rows_affected()
-            == 1;
-        if changed && rebroadcast {
-            super::jobs::insert_job(&mut tx, record.tx_hash, record.chain_id, "dropped", now_ms)
-                .await?;
+        let mut applied = Vec::with_capacity(checks.len());
+        for (record, rebroadcast) in checks {
+            let changed = sqlx::query(
+                "UPDATE transactions SET last_activity_ms = $1, updated_at_ms = $1 \
+                 WHERE tx_hash = $2 AND status = 'pending' AND last_activity_ms = $3",
+            )
+            .bind(int(now_ms))
+            .bind(Db(record.tx_hash))
+            .bind(int(record.last_activity_ms))
+            .execute(&mut *tx)
+            .await
+            .map_err(q("pool checked"))?
+            .rows_affected()
+                == 1;
+            if changed && *rebroadcast {
+                super::jobs::insert_job(&mut tx, record.tx_hash, record.chain_id, "dropped", now_ms)
+                    .await?;
+            }
+            applied.push(Applied {
+                changed,
+                notifications: 0,
+                rebroadcast: changed && *rebroadcast,
+            });
         }
         self.commit(tx).await?;
-        Ok(Applied {
-            changed,
-            notifications: 0,
-            rebroadcast: changed && rebroadcast,
-        })
+        Ok(applied)
     }
 }
 

@@ -38,5 +38,6 @@ mod outbound;
 mod rebroadcast;
 mod receipts;
 mod reorg;
+mod speed;
 mod submit;
 mod websocket;

@@ -23,6 +23,9 @@ struct Shared {
     http: reqwest::Client,
     sends: Mutex<HashMap<B256, u32>>,
     methods: Mutex<HashMap<String, u64>>,
+    /// HTTP requests that reached the node, by each method they carried (a batch counts
+    /// once per method in it).
+    requests: Mutex<HashMap<String, u64>>,
     foreign: Mutex<u64>,
     refused: Mutex<HashSet<String>>,
     /// Calls of a method still to answer with a server error (a node timing out under load).
@@ -48,6 +51,7 @@ impl RpcProxy {
             http: reqwest::Client::new(),
             sends: Mutex::new(HashMap::new()),
             methods: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
             foreign: Mutex::new(0),
             refused: Mutex::new(HashSet::new()),
             failing: Mutex::new(HashMap::new()),
@@ -97,6 +101,17 @@ impl RpcProxy {
     pub(crate) fn calls(&self, method: &str) -> u64 {
         self.shared
             .methods
+            .lock()
+            .unwrap()
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// HTTP requests forwarded that carried `method` (a JSON-RPC batch is one request).
+    pub(crate) fn requests_with(&self, method: &str) -> u64 {
+        self.shared
+            .requests
             .lock()
             .unwrap()
             .get(method)
@@ -218,7 +233,27 @@ async fn forward(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode,
         };
         // Count what reached the node.
         match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Array(items)) => items.iter().for_each(|item| count(&shared, item)),
+            Ok(Value::Array(items)) => {
+                let methods: HashSet<&str> =
+                    items.iter().filter_map(|i| i["method"].as_str()).collect();
+                let mut requests = shared.requests.lock().unwrap();
+                for method in methods {
+                    *requests.entry(method.to_owned()).or_default() += 1;
+                }
+                drop(requests);
+                items.iter().for_each(|item| count(&shared, item));
+            }
+            Ok(Value::Object(item)) => {
+                if let Some(method) = item.get("method").and_then(Value::as_str) {
+                    *shared
+                        .requests
+                        .lock()
+                        .unwrap()
+                        .entry(method.to_owned())
+                        .or_default() += 1;
+                }
+                count(&shared, &Value::Object(item));
+            }
             Ok(item) => count(&shared, &item),
             Err(_) => *shared.foreign.lock().unwrap() += 1,
         }

@@ -1,0 +1,162 @@
+//! The latency path, counted rather than timed (issue 11 item 3): results of a block are
+//! handed to the webhook worker from memory (no claim query, no wait for its poll), the
+//! reorg watch ends by block hash without a scan of every tracked row, and first sends go to
+//! the node as one JSON-RPC batch.
+
+use std::time::Duration;
+
+use alloy::primitives::{U256, keccak256};
+use txrelay::event::EventStatus;
+use txrelay::load::{Wallet, transfer};
+use txrelay::rules::Registration;
+
+use crate::support::proxy::RpcProxy;
+use crate::support::{
+    Backend, Db, RelayProc, anvil, config, events_for, eventually, fund, receiver, receivers,
+    register, somebody,
+};
+
+/// Transactions per scenario, each mined in a block of its own (anvil automines).
+const TXS: u64 = 8;
+
+/// The sum of the samples of `name` whose labels contain `label` (all when empty).
+fn metric(metrics: &str, name: &str, label: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// What a scenario keeps running until it ends.
+struct Scenario {
+    relay: RelayProc,
+    anvil: txrelay::anvil::Anvil,
+    _keep: Box<dyn std::any::Any>,
+}
+
+/// A relay on one anvil with one webhook receiver; submits `TXS` transactions one at a
+/// time, each waited for until its `mined` notification arrived.
+async fn mined_one_by_one(backend: Backend, tune: impl FnOnce(&mut txrelay::Config)) -> Scenario {
+    let db = Db::new(backend);
+    let (node, anvil) = anvil(31337, &[]);
+    let (hooks, secrets) = receivers(&["hook"], &[]).await;
+    let dir = testkit::tempdir();
+    let mut config = config(&db, &[(31337, vec![anvil.url().to_owned()])]);
+    config.chains[0].ws_urls = vec![anvil.url().replacen("http://", "ws://", 1)];
+    tune(&mut config);
+    let relay = RelayProc::start(&config, dir.path(), "a").await;
+    let alice = Wallet::random();
+    fund(&anvil, &[&alice]).await;
+    register(
+        &relay.client,
+        "phone",
+        &alice,
+        Registration {
+            fixed: vec![receiver(&hooks, &secrets, "hook")],
+            ..Registration::default()
+        },
+    )
+    .await;
+    for nonce in 0..TXS {
+        let raw = transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
+        let answer = relay
+            .client
+            .submit(31337, &raw, alice.address(), "phone", false)
+            .await
+            .unwrap();
+        assert!(answer.accepted().is_some(), "{}", answer.body);
+        let hash = keccak256(&raw);
+        eventually(
+            "its mined notification",
+            Duration::from_secs(20),
+            || async {
+                events_for(&hooks, "hook", hash)
+                    .iter()
+                    .any(|e| e.status == EventStatus::Mined)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    // The node, receivers, database and directory live as long as the scenario.
+    Scenario {
+        relay,
+        anvil,
+        _keep: Box::new((node, hooks, db, dir)),
+    }
+}
+
+/// With the webhook worker's poll pushed out to ten minutes, each result still arrives (so
+/// it was not waiting for a poll), and the worker made no claim query per block: the
+/// follower handed the committed, already-claimed rows over. Fails when results go through
+/// `claim_webhooks` (one claim per block, at least `TXS`).
+async fn results_are_handed_over_without_claims(backend: Backend) {
+    let Scenario { relay, .. } = mined_one_by_one(backend, |config| {
+        config.delivery.poll_interval_ms = 600_000;
+    })
+    .await;
+    let metrics = relay.metrics().await;
+    let claims = metric(&metrics, "txrelay_delivery_claim_queries_total", "");
+    assert!(
+        claims <= 2,
+        "{claims} claim queries for {TXS} results (only the start-up claim expected)\n{metrics}"
+    );
+    let delivered = metric(
+        &metrics,
+        "txrelay_deliveries_total",
+        "result=\"delivered\"",
+    );
+    assert!(delivered >= TXS, "{metrics}");
+}
+
+/// With the periodic full scan pushed out to ten minutes and a reorg watch of two blocks,
+/// every result is finalized once the chain has moved past the watch: the follower ends it
+/// by block hash as heads arrive. Fails when finality waits for a full scan.
+async fn the_reorg_watch_ends_without_full_scans(backend: Backend) {
+    let Scenario { relay, anvil, .. } = mined_one_by_one(backend, |config| {
+        config.tracking.full_scan_interval_ms = 600_000;
+        config.tracking.reorg_watch_blocks = 2;
+    })
+    .await;
+    for _ in 0..3 {
+        anvil.mine().await.unwrap();
+    }
+    let finalized = eventually("every result final", Duration::from_secs(20), || async {
+        let metrics = relay.metrics().await;
+        let finalized = metric(
+            &metrics,
+            "txrelay_chain_events_total",
+            "result=\"finalized\"",
+        );
+        (finalized >= TXS).then_some(finalized)
+    })
+    .await;
+    assert_eq!(finalized, TXS);
+}
+
+on_both_databases!(results_are_handed_over_without_claims);
+on_both_databases!(the_reorg_watch_ends_without_full_scans);
+
+/// `send_raw_many` puts several signed transactions in one HTTP request (a JSON-RPC batch)
+/// and the node takes each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_sends_share_one_request() {
+    let (_node, anvil) = anvil(31337, &[]);
+    let proxy = RpcProxy::start(anvil.url()).await;
+    let alice = Wallet::random();
+    fund(&anvil, &[&alice]).await;
+    let raws: Vec<Vec<u8>> = (0..TXS)
+        .map(|nonce| transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap())
+        .collect();
+    let client = txrelay::anvil::Anvil::at(31337, &proxy.url()).unwrap();
+    let slices: Vec<&[u8]> = raws.iter().map(Vec::as_slice).collect();
+    let answers = client.node().send_raw_many(&slices).await.unwrap();
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(proxy.requests_with("eth_sendRawTransaction"), 1);
+    assert_eq!(proxy.calls("eth_sendRawTransaction"), TXS);
+    let hashes: Vec<_> = raws.iter().map(keccak256).collect();
+    let known = anvil.node().known(&hashes).await.unwrap();
+    assert!(known.iter().all(|k| *k), "{known:?}");
+}
