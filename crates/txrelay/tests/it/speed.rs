@@ -93,7 +93,7 @@ async fn mined_one_by_one(backend: Backend, tune: impl FnOnce(&mut txrelay::Conf
 /// follower handed the committed, already-claimed rows over. Fails when results go through
 /// `claim_webhooks` (one claim per block, at least `TXS`).
 async fn results_are_handed_over_without_claims(backend: Backend) {
-    let Scenario { relay, .. } = mined_one_by_one(backend, |config| {
+    let Scenario { relay, _keep, .. } = mined_one_by_one(backend, |config| {
         config.delivery.poll_interval_ms = 600_000;
     })
     .await;
@@ -115,7 +115,7 @@ async fn results_are_handed_over_without_claims(backend: Backend) {
 /// every result is finalized once the chain has moved past the watch: the follower ends it
 /// by block hash as heads arrive. Fails when finality waits for a full scan.
 async fn the_reorg_watch_ends_without_full_scans(backend: Backend) {
-    let Scenario { relay, anvil, .. } = mined_one_by_one(backend, |config| {
+    let Scenario { relay, anvil, _keep } = mined_one_by_one(backend, |config| {
         config.tracking.full_scan_interval_ms = 600_000;
         config.tracking.reorg_watch_blocks = 2;
     })
