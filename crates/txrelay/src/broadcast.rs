@@ -180,9 +180,7 @@ async fn send(
     job: &BroadcastJob,
     facts: &BroadcastFacts,
 ) -> Option<BroadcastOutcome> {
-    let Some(node) = shared.nodes.get(&job.chain_id) else {
-        return None;
-    };
+    let node = shared.nodes.get(&job.chain_id)?;
     let outcome = if matches!(node.known(&[job.tx_hash]).await.as_deref(), Ok([true])) {
         Metrics::chain(&shared.metrics.broadcasts, job.chain_id, "known");
         debug!(tx_hash = %job.tx_hash, "node already holds the transaction; not sending again");

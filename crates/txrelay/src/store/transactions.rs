@@ -559,8 +559,14 @@ impl Store {
             .rows_affected()
                 == 1;
             if changed && *rebroadcast {
-                super::jobs::insert_job(&mut tx, record.tx_hash, record.chain_id, "dropped", now_ms)
-                    .await?;
+                super::jobs::insert_job(
+                    &mut tx,
+                    record.tx_hash,
+                    record.chain_id,
+                    "dropped",
+                    now_ms,
+                )
+                .await?;
             }
             applied.push(Applied {
                 changed,

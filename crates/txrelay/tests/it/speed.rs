@@ -103,11 +103,7 @@ async fn results_are_handed_over_without_claims(backend: Backend) {
         claims <= 2,
         "{claims} claim queries for {TXS} results (only the start-up claim expected)\n{metrics}"
     );
-    let delivered = metric(
-        &metrics,
-        "txrelay_deliveries_total",
-        "result=\"delivered\"",
-    );
+    let delivered = metric(&metrics, "txrelay_deliveries_total", "result=\"delivered\"");
     assert!(delivered >= TXS, "{metrics}");
 }
 
@@ -115,7 +111,11 @@ async fn results_are_handed_over_without_claims(backend: Backend) {
 /// every result is finalized once the chain has moved past the watch: the follower ends it
 /// by block hash as heads arrive. Fails when finality waits for a full scan.
 async fn the_reorg_watch_ends_without_full_scans(backend: Backend) {
-    let Scenario { relay, anvil, _keep } = mined_one_by_one(backend, |config| {
+    let Scenario {
+        relay,
+        anvil,
+        _keep,
+    } = mined_one_by_one(backend, |config| {
         config.tracking.full_scan_interval_ms = 600_000;
         config.tracking.reorg_watch_blocks = 2;
     })
