@@ -41,6 +41,9 @@ pub enum Command {
     Train(TrainArgs),
     /// Dead-link data: rebuild the feature cache from the corpus, evaluate held out by site.
     Deadlinks(DeadlinksArgs),
+    /// Ad-node recognition held out by site: layout-only and token-feature models against
+    /// the filter-list labels of the bundled pages and, with `--corpus`, the shared corpus.
+    Adnodes(AdnodesArgs),
     /// Recognise soft-404s, ad nodes and popups on pages (one JSON object per page).
     Detect(DetectArgs),
     /// HTTP service: POST HTML to /extract, get the StatTree and detections.
@@ -122,6 +125,23 @@ pub struct DeadlinksArgs {
     /// Folds by site.
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
+}
+
+/// `pagefeat adnodes`.
+#[derive(Debug, Args)]
+pub struct AdnodesArgs {
+    /// The shared page corpus (`pages-corpus`, with `pages/*.gz`), added to the bundled pages.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Folds by site.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Token columns of the token model.
+    #[arg(long, default_value_t = crate::ad_tokens::DEFAULT_TOKENS)]
+    pub tokens: usize,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `pagefeat detect`.
@@ -359,6 +379,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             training::save_models(&models, &ad, &soft404)?;
             tracing::info!(dir = %models.display(), "models saved");
             stdout_line(&serde_json::to_string(&summary)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Adnodes(args) => {
+            let recognizer = load_recognizer(&config, None, false)?;
+            let recognizer = Recognizer {
+                ad: None,
+                soft404: None,
+                ..recognizer
+            };
+            let pipeline = Pipeline::new(config.clone(), Arc::new(recognizer), clock);
+            let pages = crate::ad_eval::page_sources(
+                &resolve_path(&config.paths.pages_dir),
+                args.corpus.as_deref(),
+            )?;
+            let bar = crate::demo::progress_bar(!args.json, pages.len() as u64, "layout");
+            let started = std::time::Instant::now();
+            let (samples, skipped) =
+                crate::ad_eval::label_pages(&pipeline, &pages, Some(&bar)).await?;
+            bar.finish_and_clear();
+            let layout_seconds = started.elapsed().as_secs_f64();
+            let mut evaluation = crate::ad_eval::evaluate(
+                &samples,
+                args.folds,
+                args.tokens,
+                crate::model::ForestParams::default(),
+            )?;
+            evaluation.skipped = skipped;
+            evaluation.layout_seconds = layout_seconds;
+            if args.json {
+                stdout_line(&serde_json::to_string(&evaluation)?)?;
+            } else {
+                for line in crate::ad_eval::table(&evaluation) {
+                    stdout_line(&line)?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Deadlinks(args) => {

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod ad_eval;
+pub mod ad_tokens;
 pub mod adfilter;
 pub mod bench;
 pub mod cli;

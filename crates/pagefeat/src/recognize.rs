@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ad_tokens::ad_feature_rows;
 use crate::adfilter::{AdFilter, LabelStats};
-use crate::features::node_rows;
 use crate::layout::LayoutSnapshot;
 use crate::model::Forest;
 use crate::popup::{self, PopupEvidence, PopupKind};
@@ -122,8 +122,13 @@ impl Recognizer {
                 .count();
             return (labels, matched);
         };
-        let (samples, rows) = node_rows(tree);
-        let scores = model.score(&rows).unwrap_or_default();
+        let (samples, scores) = match ad_feature_rows(tree, &model.features) {
+            Ok((samples, rows)) => (samples, model.score(&rows).unwrap_or_default()),
+            Err(error) => {
+                tracing::warn!(%error, "ad model does not fit the feature set; no ad scores");
+                (Vec::new(), Vec::new())
+            }
+        };
         let mut count = 0;
         for (i, score) in samples.iter().zip(scores) {
             if score >= model.threshold {

@@ -3,10 +3,14 @@
 //! soft-404 forest is trained on the dead-link data set's rows ([`crate::deadlink_data`]); the
 //! models are saved as `ad.json` and `soft404.json`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ad_tokens::{
+    DEFAULT_TOKENS, NodeTokens, Vocabulary, extend_rows, node_tokens, page_domain,
+};
 use crate::corpus::{Category, category_of_key};
 use crate::deadlink_data::{self, LabelOrigin, Sample};
 use crate::error::{Error, Result};
@@ -81,25 +85,162 @@ pub struct TrainSummary {
 /// Largest number of negative rows kept per positive row of a page (and at least 40 per page).
 const NEGATIVES_PER_POSITIVE: usize = 20;
 
-fn ad_rows(trees: &[&NamedTree], seed: u64) -> (Vec<Vec<f64>>, Vec<bool>) {
+/// One tree's ad samples, computed once: its site, the layout rows, token sets and labels of
+/// its sample nodes ([`node_rows`], [`node_tokens`], [`ad_labels`]).
+#[derive(Debug, Clone)]
+pub struct AdSamples {
+    /// The page's site (registrable domain, else the tree key): vocabulary tokens must occur
+    /// on several sites.
+    pub site: String,
+    /// Layout rows ([`NODE_FEATURES`] columns).
+    pub rows: Vec<Vec<f64>>,
+    /// Token sets, one per row.
+    pub tokens: Vec<NodeTokens>,
+    /// Filter-list labels, one per row.
+    pub labels: Vec<bool>,
+}
+
+impl AdSamples {
+    /// The samples of `named`.
+    pub fn of(named: &NamedTree) -> Self {
+        let (samples, rows) = node_rows(&named.tree);
+        let all = ad_labels(&named.tree);
+        Self {
+            site: page_domain(&named.tree).unwrap_or_else(|| named.key.clone()),
+            tokens: node_tokens(&named.tree, &samples),
+            labels: samples.iter().map(|i| all[*i]).collect(),
+            rows,
+        }
+    }
+
+    /// Full rows for `vocab` (layout only when it is empty and `tokens` is false).
+    fn full_rows(&self, vocab: Option<&Vocabulary>) -> Vec<Vec<f64>> {
+        let mut rows = self.rows.clone();
+        if let Some(vocab) = vocab {
+            extend_rows(&mut rows, &self.tokens, vocab);
+        }
+        rows
+    }
+}
+
+fn ad_rows(
+    trees: &[&AdSamples],
+    vocab: Option<&Vocabulary>,
+    seed: u64,
+) -> (Vec<Vec<f64>>, Vec<bool>) {
     let mut rows = Vec::new();
     let mut labels = Vec::new();
     let mut draws = Draws::new(seed);
-    for named in trees {
-        let (samples, page_rows) = node_rows(&named.tree);
-        let all = ad_labels(&named.tree);
-        let page_labels: Vec<bool> = samples.iter().map(|i| all[*i]).collect();
-        let positives = page_labels.iter().filter(|l| **l).count();
-        let negatives = page_labels.len() - positives;
+    for page in trees {
+        let positives = page.labels.iter().filter(|l| **l).count();
+        let negatives = page.labels.len() - positives;
         let keep = (positives * NEGATIVES_PER_POSITIVE).max(40);
-        for (row, label) in page_rows.into_iter().zip(page_labels) {
-            if label || negatives <= keep || draws.below(negatives) < keep {
+        for (row, label) in page.full_rows(vocab).into_iter().zip(&page.labels) {
+            if *label || negatives <= keep || draws.below(negatives) < keep {
                 rows.push(row);
-                labels.push(label);
+                labels.push(*label);
             }
         }
     }
     (rows, labels)
+}
+
+/// The token vocabulary learned from `trees` (sites numbered by name).
+fn vocabulary_of(trees: &[&AdSamples], k: usize) -> Vocabulary {
+    let sites: BTreeMap<&str, usize> = trees
+        .iter()
+        .map(|t| t.site.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, i))
+        .collect();
+    Vocabulary::select(
+        trees.iter().flat_map(|t| {
+            let site = sites[t.site.as_str()];
+            t.tokens
+                .iter()
+                .zip(&t.labels)
+                .map(move |(tokens, label)| (site, tokens, *label))
+        }),
+        k,
+    )
+}
+
+fn fit_forest(
+    trees: &[&AdSamples],
+    vocab: Option<&Vocabulary>,
+    params: ForestParams,
+) -> Result<Forest> {
+    let names: Vec<String> = match vocab {
+        Some(v) => v.feature_names(),
+        None => NODE_FEATURES.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (rows, labels) = ad_rows(trees, vocab, params.seed);
+    Forest::fit("ad", &names, &rows, &labels, params)
+}
+
+/// Scores of `page`'s sample nodes under `model` (whose feature names give the vocabulary).
+///
+/// # Errors
+/// [`Error::Model`] for feature names of another feature set; forest scoring errors.
+pub fn score_samples(model: &Forest, page: &AdSamples) -> Result<Vec<f64>> {
+    let vocab = Vocabulary::from_feature_names(&model.features)?;
+    let tokens = model.features.len() > NODE_FEATURES.len();
+    model.score(&page.full_rows(tokens.then_some(&vocab)))
+}
+
+/// Trains an ad model on `trees`: with `tokens` > 0 the vocabulary ([`Vocabulary::select`],
+/// that many tokens) is learned from the fitting part; with 0 the model is layout only. The
+/// threshold is picked on every fourth tree held aside (the F1-best of 0.05, 0.10, ..., 0.95),
+/// then the final model is trained on all of `trees`.
+///
+/// # Errors
+/// [`Error::Training`] when there is too little data.
+pub fn fit_ad(trees: &[&AdSamples], params: ForestParams, tokens: usize) -> Result<Forest> {
+    let fit_part: Vec<&AdSamples> = trees
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 3)
+        .map(|(_, t)| *t)
+        .collect();
+    let calibration: Vec<&AdSamples> = trees
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 == 3)
+        .map(|(_, t)| *t)
+        .collect();
+    let mut threshold = 0.5;
+    if !calibration.is_empty() {
+        let vocab = (tokens > 0).then(|| vocabulary_of(&fit_part, tokens));
+        // Too few positives in the fitting part: keep 0.5.
+        let probe = fit_forest(&fit_part, vocab.as_ref(), params).ok();
+        let mut best = (-1.0, 0.5);
+        for probe in probe.iter() {
+            let scored: Vec<(Vec<f64>, &Vec<bool>)> = calibration
+                .iter()
+                .map(|page| (score_samples(probe, page).unwrap_or_default(), &page.labels))
+                .collect();
+            for step in 1..20 {
+                let t = f64::from(step) * 0.05;
+                let mut scores = Scores::default();
+                for (page_scores, labels) in &scored {
+                    for (score, label) in page_scores.iter().zip(labels.iter()) {
+                        scores.add(*score >= t, *label);
+                    }
+                }
+                if scores.f1() > best.0 {
+                    best = (scores.f1(), t);
+                }
+            }
+        }
+        threshold = best.1;
+    }
+    let vocab = (tokens > 0).then(|| vocabulary_of(trees, tokens));
+    let mut ad = fit_forest(trees, vocab.as_ref(), params)?;
+    ad.threshold = threshold;
+    Ok(ad)
 }
 
 fn is_ad_tree(t: &NamedTree) -> bool {
@@ -134,59 +275,20 @@ pub fn train(
     Ok((ad, soft404, summary))
 }
 
-/// Trains the ad model from the ads and clean trees of `trees` (threshold as for [`train`]);
-/// returns it with the number of trees used.
+/// Trains the ad model (token features, [`DEFAULT_TOKENS`] tokens) from the ads and clean
+/// trees of `trees` (threshold as in [`fit_ad`]); returns it with the number of trees used.
 ///
 /// # Errors
 /// [`Error::Training`] when there is too little data.
 pub fn train_ad(trees: &[NamedTree], params: ForestParams) -> Result<(Forest, usize)> {
-    let ad_trees: Vec<&NamedTree> = trees.iter().filter(|t| is_ad_tree(t)).collect();
-    let fit_part: Vec<&NamedTree> = ad_trees
+    let samples: Vec<AdSamples> = trees
         .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 4 != 3)
-        .map(|(_, t)| *t)
+        .filter(|t| is_ad_tree(t))
+        .map(AdSamples::of)
         .collect();
-    let calibration: Vec<&NamedTree> = ad_trees
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 4 == 3)
-        .map(|(_, t)| *t)
-        .collect();
-    let mut threshold = 0.5;
-    if !calibration.is_empty() {
-        let (rows, labels) = ad_rows(&fit_part, params.seed);
-        // Too few positives in the fitting part: keep 0.5.
-        let probe = Forest::fit("ad", &NODE_FEATURES, &rows, &labels, params).ok();
-        let mut best = (-1.0, 0.5);
-        for probe in probe.iter() {
-            for step in 1..20 {
-                let t = f64::from(step) * 0.05;
-                let mut scores = Scores::default();
-                for named in &calibration {
-                    evaluate_ads_into(probe, named, t, &mut scores);
-                }
-                if scores.f1() > best.0 {
-                    best = (scores.f1(), t);
-                }
-            }
-        }
-        threshold = best.1;
-    }
-    let (rows, labels) = ad_rows(&ad_trees, params.seed);
-    let mut ad = Forest::fit("ad", &NODE_FEATURES, &rows, &labels, params)?;
-    ad.threshold = threshold;
-
-    Ok((ad, ad_trees.len()))
-}
-
-fn evaluate_ads_into(model: &Forest, named: &NamedTree, threshold: f64, scores: &mut Scores) {
-    let (samples, rows) = node_rows(&named.tree);
-    let predicted = model.score(&rows).unwrap_or_default();
-    let labels = ad_labels(&named.tree);
-    for (i, score) in samples.iter().zip(predicted) {
-        scores.add(score >= threshold, labels[*i]);
-    }
+    let refs: Vec<&AdSamples> = samples.iter().collect();
+    let ad = fit_ad(&refs, params, DEFAULT_TOKENS)?;
+    Ok((ad, samples.len()))
 }
 
 /// Ad-node precision/recall/F1 of `model` against the filter-list labels of `trees` (all
@@ -197,7 +299,11 @@ pub fn evaluate_ads(model: &Forest, trees: &[NamedTree]) -> (usize, Scores) {
     let mut pages = 0;
     for named in trees.iter().filter(|t| is_ad_tree(t)) {
         pages += 1;
-        evaluate_ads_into(model, named, model.threshold, &mut scores);
+        let page = AdSamples::of(named);
+        let predicted = score_samples(model, &page).unwrap_or_default();
+        for (score, label) in predicted.iter().zip(&page.labels) {
+            scores.add(*score >= model.threshold, *label);
+        }
     }
     (pages, scores)
 }

@@ -7,6 +7,7 @@
 //! Integration tests of pagefeat, one module per capability. Tests whose names start with
 //! `chromium_` start a real headless Chromium and run in the nextest group `end-to-end`.
 
+mod adnodes;
 mod bad_input;
 mod cli;
 mod deadlinks;

@@ -1,0 +1,230 @@
+//! `pagefeat adnodes`: ad-node recognition evaluated held out by site (issue 15 items 1 and 2).
+//!
+//! Every page (the bundled ones and, when given, the shared corpus' `pages/*.gz`) is laid out
+//! by the embedded engine and labelled by the bundled EasyList ([`crate::adfilter`]: cosmetic
+//! selectors and network rules on the node's URLs; label origin `filter-list`). Pages are
+//! dealt to `k` folds by site ([`crate::site::site_of`]: canonical / og:url / base href, else
+//! the file name), so no site is on both sides. For each fold two models are trained on the
+//! other folds' pages, the layout-only forest and the forest with token features
+//! ([`crate::ad_tokens`], vocabulary learned from the training folds only), and every visible
+//! element node of the held-out pages is scored. The report gives precision / recall / F1 with
+//! bootstrap intervals over sites beside the trivial baselines ([`crate::evaluation`]).
+
+use std::path::Path;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use crate::deadlink_data::{Source, read_page_file, sources, stem_of};
+use crate::error::{Error, Result};
+use crate::evaluation::{self, Outcome, Report, site_folds};
+use crate::extract::{ExtractOptions, Pipeline, ProfileArg};
+use crate::layout::EngineKind;
+use crate::model::ForestParams;
+use crate::pagetext;
+use crate::site::site_of;
+use crate::training::{AdSamples, NamedTree, fit_ad, score_samples};
+
+/// Bootstrap resamples of the report.
+const RESAMPLES: usize = 1000;
+
+/// The two models' held-out figures and what they were measured on.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdEvaluation {
+    /// Pages laid out and labelled.
+    pub pages: usize,
+    /// Pages with at least one labelled ad node.
+    pub pages_with_ads: usize,
+    /// Pages skipped (unreadable or refused), with the reason.
+    pub skipped: Vec<String>,
+    /// Folds by site.
+    pub folds: usize,
+    /// Token columns asked for ([`crate::ad_tokens::DEFAULT_TOKENS`] in `train`).
+    pub tokens: usize,
+    /// Layout features only (what `train` used before token features).
+    pub layout_only: Report,
+    /// Layout plus token features.
+    pub with_tokens: Report,
+    /// Vocabulary of the last fold's token model (the first 20 tokens).
+    pub vocabulary_sample: Vec<String>,
+    /// Seconds spent laying out pages, and training plus scoring.
+    pub layout_seconds: f64,
+    /// See `layout_seconds`.
+    pub train_seconds: f64,
+}
+
+/// Pages of the evaluation: bundled pages under `pages_dir` and the corpus (`corpus_dir`,
+/// with `pages/*.gz`) when given.
+///
+/// # Errors
+/// [`Error::Io`] when a directory cannot be listed.
+pub fn page_sources(pages_dir: &Path, corpus_dir: Option<&Path>) -> Result<Vec<Source>> {
+    sources(pages_dir, corpus_dir)
+}
+
+/// Lays out and labels `pages` (the pipeline's recognizer must carry the filter list), returning
+/// each page's samples with its site and the pages that failed.
+///
+/// # Errors
+/// [`Error::WorkersGone`] when the recognizer workers died; page errors are returned as
+/// skipped pages instead.
+pub async fn label_pages(
+    pipeline: &Pipeline,
+    pages: &[Source],
+    bar: Option<&ProgressBar>,
+) -> Result<(Vec<AdSamples>, Vec<String>)> {
+    let options = ExtractOptions {
+        engine: EngineKind::Embedded,
+        profile: ProfileArg::Panorama,
+        selector: None,
+        scroll_y: None,
+    };
+    let max = pipeline.config().input.max_bytes;
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for page in pages {
+        if let Some(bar) = bar {
+            bar.inc(1);
+        }
+        let input = match read_page_file(&page.path, max) {
+            Ok(input) => input,
+            Err(error) => {
+                skipped.push(format!("{}: {error}", page.file));
+                continue;
+            }
+        };
+        let (site, _) = site_of(&pagetext::read(&input.html), stem_of(&page.file));
+        match pipeline.extract(&input, None, &options).await {
+            Ok(extraction) => {
+                let named = NamedTree {
+                    key: page.file.clone(),
+                    tree: extraction.result.tree,
+                };
+                let mut samples = AdSamples::of(&named);
+                samples.site = site;
+                out.push(samples);
+            }
+            Err(Error::WorkersGone) => return Err(Error::WorkersGone),
+            Err(error) => skipped.push(format!("{}: {error}", page.file)),
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// Held-out outcomes of one feature set over `folds` site folds (`tokens` = 0: layout only).
+/// Returns the outcomes and the last fold's model feature names.
+///
+/// # Errors
+/// [`Error::Training`] when a fold's training part has too little data.
+pub fn held_out(
+    pages: &[AdSamples],
+    folds: usize,
+    tokens: usize,
+    params: ForestParams,
+    seed: u64,
+) -> Result<(Vec<Outcome>, Vec<String>)> {
+    let sites: Vec<String> = pages.iter().map(|p| p.site.clone()).collect();
+    let fold_of = site_folds(&sites, folds, seed);
+    let mut outcomes = Vec::new();
+    let mut names = Vec::new();
+    for fold in 0..folds.max(1) {
+        let train: Vec<&AdSamples> = pages
+            .iter()
+            .zip(&fold_of)
+            .filter(|(_, f)| **f != fold)
+            .map(|(p, _)| p)
+            .collect();
+        let test: Vec<&AdSamples> = pages
+            .iter()
+            .zip(&fold_of)
+            .filter(|(_, f)| **f == fold)
+            .map(|(p, _)| p)
+            .collect();
+        if test.is_empty() {
+            continue;
+        }
+        let model = fit_ad(&train, params, tokens)?;
+        for page in test {
+            let scores = score_samples(&model, page)?;
+            outcomes.extend(scores.iter().zip(&page.labels).map(|(s, l)| Outcome {
+                site: page.site.clone(),
+                predicted: *s >= model.threshold,
+                actual: *l,
+            }));
+        }
+        names = model.features;
+    }
+    Ok((outcomes, names))
+}
+
+/// Evaluates both feature sets on labelled `pages` (see the module docs).
+///
+/// # Errors
+/// As [`held_out`].
+pub fn evaluate(
+    pages: &[AdSamples],
+    folds: usize,
+    tokens: usize,
+    params: ForestParams,
+) -> Result<AdEvaluation> {
+    let started = Instant::now();
+    let (layout, _) = held_out(pages, folds, 0, params, params.seed)?;
+    let (with_tokens, names) = held_out(pages, folds, tokens, params, params.seed)?;
+    Ok(AdEvaluation {
+        pages: pages.len(),
+        pages_with_ads: pages.iter().filter(|p| p.labels.contains(&true)).count(),
+        skipped: Vec::new(),
+        folds,
+        tokens,
+        layout_only: evaluation::report(&layout, RESAMPLES, params.seed),
+        with_tokens: evaluation::report(&with_tokens, RESAMPLES, params.seed),
+        vocabulary_sample: names
+            .iter()
+            .skip(crate::features::NODE_FEATURES.len() + 1)
+            .take(20)
+            .cloned()
+            .collect(),
+        layout_seconds: 0.0,
+        train_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The report as table lines: one row per feature set and baseline.
+pub fn table(e: &AdEvaluation) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "ad nodes held out by site: {} pages ({} with filter-list ads), {} sites, {} nodes, {} labelled, {} folds",
+            e.pages,
+            e.pages_with_ads,
+            e.with_tokens.sites,
+            e.with_tokens.rows,
+            e.with_tokens.positives,
+            e.folds
+        ),
+        format!(
+            "{:<26} {:>20} {:>20} {:>20}",
+            "model", "precision [95% CI]", "recall [95% CI]", "F1 [95% CI]"
+        ),
+    ];
+    let fmt = |i: &evaluation::Interval| format!("{:.3} [{:.3},{:.3}]", i.value, i.low, i.high);
+    let rows = [
+        ("layout + tokens", &e.with_tokens.model),
+        ("layout only", &e.layout_only.model),
+        ("always positive", &e.with_tokens.always_positive),
+    ];
+    for (name, f) in rows {
+        lines.push(format!(
+            "{:<26} {:>20} {:>20} {:>20}",
+            name,
+            fmt(&f.precision),
+            fmt(&f.recall),
+            fmt(&f.f1)
+        ));
+    }
+    lines.push(format!(
+        "vocabulary (first 20): {}",
+        e.vocabulary_sample.join(" ")
+    ));
+    lines
+}
