@@ -6,8 +6,9 @@ use url::Url;
 
 use crate::stat_node::{StatNode, StatTree};
 
-/// Names of the node features, in column order. Layout only: no class names, ids or URLs
-/// (those are what the filter list reads, so using them would leak the labels).
+/// Names of the layout node features, in column order: no class names, ids or URLs. The ad
+/// model adds token columns learned across training sites after these
+/// ([`crate::ad_tokens`]).
 pub const NODE_FEATURES: [&str; 24] = [
     "x_rel",
     "y_log",
