@@ -19,8 +19,7 @@ use serde::Serialize;
 use crate::deadlink_data::{Source, read_page_file, sources, stem_of};
 use crate::error::{Error, Result};
 use crate::evaluation::{self, Outcome, Report, site_folds};
-use crate::extract::{ExtractOptions, Pipeline, ProfileArg};
-use crate::layout::EngineKind;
+use crate::extract::{ExtractOptions, Pipeline};
 use crate::model::ForestParams;
 use crate::pagetext;
 use crate::site::site_of;
@@ -74,12 +73,7 @@ pub async fn label_pages(
     pages: &[Source],
     bar: Option<&ProgressBar>,
 ) -> Result<(Vec<AdSamples>, Vec<String>)> {
-    let options = ExtractOptions {
-        engine: EngineKind::Embedded,
-        profile: ProfileArg::Panorama,
-        selector: None,
-        scroll_y: None,
-    };
+    let options = ExtractOptions::embedded_panorama();
     let max = pipeline.config().input.max_bytes;
     let mut out = Vec::new();
     let mut skipped = Vec::new();

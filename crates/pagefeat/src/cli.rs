@@ -208,6 +208,20 @@ pub fn load_config(common: &CommonArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// A pipeline that labels with the filter list only (no models): what training and the
+/// held-out ad-node evaluation lay pages out with.
+///
+/// # Errors
+/// An unreadable filter list.
+fn labelling_pipeline(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Pipeline> {
+    let recognizer = Recognizer {
+        ad: None,
+        soft404: None,
+        ..load_recognizer(config, None, false)?
+    };
+    Ok(Pipeline::new(config.clone(), Arc::new(recognizer), clock))
+}
+
 /// The recognizer: the filter list from the configuration, the models from `models` (or
 /// `paths.models_dir`) when `need_models`, else whatever is there.
 ///
@@ -357,13 +371,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let trees = match &args.trees {
                 Some(dir) => training::load_trees(dir)?,
                 None => {
-                    let recognizer = load_recognizer(&config, None, false)?;
-                    let recognizer = Recognizer {
-                        ad: None,
-                        soft404: None,
-                        ..recognizer
-                    };
-                    let pipeline = Pipeline::new(config.clone(), Arc::new(recognizer), clock);
+                    let pipeline = labelling_pipeline(&config, clock)?;
                     let pages = crate::corpus::bundled(&resolve_path(&config.paths.pages_dir))?;
                     crate::demo::corpus_trees(&pipeline, &pages, None, false)
                         .await?
@@ -382,13 +390,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Adnodes(args) => {
-            let recognizer = load_recognizer(&config, None, false)?;
-            let recognizer = Recognizer {
-                ad: None,
-                soft404: None,
-                ..recognizer
-            };
-            let pipeline = Pipeline::new(config.clone(), Arc::new(recognizer), clock);
+            let pipeline = labelling_pipeline(&config, clock)?;
             let pages = crate::ad_eval::page_sources(
                 &resolve_path(&config.paths.pages_dir),
                 args.corpus.as_deref(),

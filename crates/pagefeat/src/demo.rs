@@ -74,12 +74,7 @@ pub async fn corpus_trees(
     bar: Option<&ProgressBar>,
     include_popups: bool,
 ) -> Result<(Vec<NamedTree>, HashSet<String>, Vec<String>, Throughput)> {
-    let options = ExtractOptions {
-        engine: EngineKind::Embedded,
-        profile: ProfileArg::Panorama,
-        selector: None,
-        scroll_y: None,
-    };
+    let options = ExtractOptions::embedded_panorama();
     let max = pipeline.config().input.max_bytes;
     let mut trees = Vec::new();
     let mut held_out = HashSet::new();

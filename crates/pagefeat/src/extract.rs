@@ -43,6 +43,19 @@ pub struct ExtractOptions {
     pub scroll_y: Option<i32>,
 }
 
+impl ExtractOptions {
+    /// The embedded engine's panorama tree, no selector or scroll: what training and the
+    /// held-out evaluations lay pages out with.
+    pub fn embedded_panorama() -> Self {
+        Self {
+            engine: EngineKind::Embedded,
+            profile: ProfileArg::Panorama,
+            selector: None,
+            scroll_y: None,
+        }
+    }
+}
+
 /// The outcome for one page.
 #[derive(Debug, Clone)]
 pub struct Extraction {
