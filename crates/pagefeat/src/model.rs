@@ -144,15 +144,11 @@ impl Forest {
             if picks.iter().all(|&r| labels[r]) || picks.iter().all(|&r| !labels[r]) {
                 continue;
             }
-            let x: Vec<Vec<f64>> = picks
-                .iter()
-                .map(|&r| columns.iter().map(|&c| rows[r][c]).collect())
-                .collect();
             let y: Vec<u32> = picks.iter().map(|&r| u32::from(labels[r])).collect();
             let mut classes: Vec<u32> = y.clone();
             classes.sort_unstable();
             classes.dedup();
-            let matrix = DenseMatrix::from_2d_vec(&x).map_err(|e| fail(e.to_string()))?;
+            let matrix = column_major(rows, &picks, &columns).map_err(|e| fail(e.to_string()))?;
             let tree_params = DecisionTreeClassifierParameters::default()
                 .with_max_depth(params.max_depth)
                 .with_min_samples_leaf(params.min_samples_leaf);
@@ -199,11 +195,9 @@ impl Forest {
         }
         let mut sums = vec![0.0; rows.len()];
         for member in &self.members {
-            let x: Vec<Vec<f64>> = rows
-                .iter()
-                .map(|r| member.columns.iter().map(|&c| r[c]).collect())
-                .collect();
-            let matrix = DenseMatrix::from_2d_vec(&x).map_err(|e| bad(e.to_string()))?;
+            let all: Vec<usize> = (0..rows.len()).collect();
+            let matrix =
+                column_major(rows, &all, &member.columns).map_err(|e| bad(e.to_string()))?;
             let Some(positive_column) = member.classes.iter().position(|c| *c == 1) else {
                 continue; // a tree that saw no positives adds 0
             };
@@ -245,6 +239,20 @@ impl Forest {
             reason: e.to_string(),
         })
     }
+}
+
+/// The matrix of `rows[picks[i]][columns[j]]` (picks x columns), built column-major in one
+/// allocation (what `DenseMatrix::from_2d_vec` makes from a copied `Vec<Vec<_>>`).
+fn column_major(
+    rows: &[Vec<f64>],
+    picks: &[usize],
+    columns: &[usize],
+) -> std::result::Result<DenseMatrix<f64>, smartcore::error::Failed> {
+    let mut values = Vec::with_capacity(picks.len() * columns.len());
+    for &c in columns {
+        values.extend(picks.iter().map(|&r| rows[r][c]));
+    }
+    DenseMatrix::new(picks.len(), columns.len(), values, true)
 }
 
 /// Precision, recall and F1 of binary predictions against labels.
