@@ -368,8 +368,8 @@ pub(crate) async fn hook_account(
 /// Submits `wallet`'s 1-wei transfer with `nonce` on chain 31337 as device `phone`, asserts
 /// it was accepted and answers its hash.
 pub(crate) async fn submit_transfer(client: &RelayClient, wallet: &Wallet, nonce: u64) -> B256 {
-    let raw = txrelay::load::transfer(wallet, 31337, nonce, somebody(), U256::from(1), 21_000)
-        .unwrap();
+    let raw =
+        txrelay::load::transfer(wallet, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
     let answer = client
         .submit(31337, &raw, wallet.address(), "phone", false)
         .await
@@ -380,11 +380,15 @@ pub(crate) async fn submit_transfer(client: &RelayClient, wallet: &Wallet, nonce
 
 /// Waits (at most 20 s) for the `mined` notification of `hash` at `hooks`' receiver `hook`.
 pub(crate) async fn until_mined(hooks: &ReceiverServer, hash: B256) {
-    eventually("its mined notification", Duration::from_secs(20), || async {
-        events_for(hooks, "hook", hash)
-            .iter()
-            .any(|e| e.status == txrelay::event::EventStatus::Mined)
-            .then_some(())
-    })
+    eventually(
+        "its mined notification",
+        Duration::from_secs(20),
+        || async {
+            events_for(hooks, "hook", hash)
+                .iter()
+                .any(|e| e.status == txrelay::event::EventStatus::Mined)
+                .then_some(())
+        },
+    )
     .await;
 }
