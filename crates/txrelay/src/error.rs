@@ -287,6 +287,16 @@ impl NodeError {
         }
     }
 
+    /// True when the request ran out of its timeout (on the last node tried, for
+    /// [`Self::AllFailed`]): the answer may just be too large or the node too slow for it.
+    pub fn timed_out(&self) -> bool {
+        match self {
+            Self::Timeout { .. } => true,
+            Self::AllFailed { last, .. } => last.timed_out(),
+            _ => false,
+        }
+    }
+
     /// True when another node URL should be tried for this request (failover).
     pub fn fails_over(&self) -> bool {
         self.origin() == Origin::Transport

@@ -23,6 +23,8 @@ use crate::error::{NodeError, RpcErrorKind};
 use crate::metrics::MethodLabels;
 
 mod receipt;
+#[cfg(test)]
+mod tests;
 mod wire;
 
 use receipt::b256;
@@ -375,8 +377,9 @@ impl NodeClient {
     }
 
     /// Every receipt of the block with `hash`: `eth_getBlockReceipts` (one request), or,
-    /// from a node without it (answering "method not found", remembered), the block's
-    /// transaction hashes and their receipts in batches of `batch`. `None` when the node does
+    /// from a node without it (answering "method not found", remembered) or when that one
+    /// request timed out (this block only), the block's transaction hashes and their
+    /// receipts in batches of `batch`. `None` when the node does
     /// not have the block (reorged away meanwhile) or not yet every receipt of it.
     ///
     /// # Errors
@@ -405,6 +408,18 @@ impl NodeClient {
                         "node has no eth_getBlockReceipts; fetching receipts per transaction"
                     );
                     self.inner.no_block_receipts.store(true, Ordering::Relaxed);
+                }
+                // A whole block's receipts in one answer can take longer than the request
+                // timeout (10,000 transactions from a busy node): asking again would time
+                // out again on every tick. Smaller batches of this block's receipts each
+                // fit the timeout; the next block tries `eth_getBlockReceipts` again.
+                Err(error) if error.timed_out() => {
+                    warn!(
+                        chain_id = self.inner.chain_id,
+                        block = %hash,
+                        %error,
+                        "eth_getBlockReceipts timed out; fetching this block's receipts in batches"
+                    );
                 }
                 Err(error) => return Err(error),
             }

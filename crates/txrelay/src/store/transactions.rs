@@ -275,26 +275,9 @@ impl Store {
             .map_err(q("devices of"))
     }
 
-    /// Unfinished transactions of `chain_id` the tracker watches (pending, included, or
-    /// confirmed within the reorg watch), oldest first, at most `limit`.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub async fn tracked(&self, chain_id: u64, limit: u32) -> Result<Vec<TxRecord>, StoreError> {
-        sqlx::query_as(select_tx!(
-            "WHERE chain_id = $1 AND finalized = 0 \
-             AND status IN ('pending', 'included', 'mined', 'failed') \
-             ORDER BY accepted_at_ms LIMIT $2"
-        ))
-        .bind(int(chain_id))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(q("tracked"))
-    }
-
-    /// One page of [`Self::tracked`]: at most `limit` unfinished transactions of `chain_id`
-    /// ordered by (acceptance time, hash), starting after `after` (the last record of the
+    /// One page of the unfinished transactions of `chain_id` the tracker watches (pending,
+    /// included, or confirmed within the reorg watch): at most `limit`, ordered by
+    /// (acceptance time, hash), starting after `after` (the last record of the
     /// previous page; `None` for the first page). Paging by this key sees every tracked
     /// transaction once per pass, however many there are.
     ///

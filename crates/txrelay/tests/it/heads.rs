@@ -2,16 +2,8 @@
 //! so a result arrives although polling is set to ten minutes; and by polling alone when the
 //! WebSocket endpoint cannot be reached.
 
-use std::time::Duration;
-
-use alloy::primitives::{U256, keccak256};
-use txrelay::event::EventStatus;
-use txrelay::load::{Wallet, transfer};
-use txrelay::rules::Registration;
-
 use crate::support::{
-    Backend, Db, RelayProc, anvil, config, events_for, eventually, fund, receiver, receivers,
-    register, somebody,
+    Backend, Db, RelayProc, anvil, config, hook_account, receivers, submit_transfer, until_mined,
 };
 
 /// Runs one transaction through a relay with `tracking.poll_interval_ms = poll_ms` and
@@ -25,38 +17,10 @@ async fn mined_notification(backend: Backend, poll_ms: u64, ws_urls: Vec<String>
     config.tracking.poll_interval_ms = poll_ms;
     config.chains[0].ws_urls = ws_urls;
     let relay = RelayProc::start(&config, dir.path(), "a").await;
-    let alice = Wallet::random();
-    fund(&anvil, &[&alice]).await;
-    register(
-        &relay.client,
-        "phone",
-        &alice,
-        Registration {
-            fixed: vec![receiver(&hooks, &secrets, "hook")],
-            ..Registration::default()
-        },
-    )
-    .await;
+    let alice = hook_account(&relay, &anvil, &hooks, &secrets).await;
     for nonce in 0..3 {
-        let raw = transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
-        let answer = relay
-            .client
-            .submit(31337, &raw, alice.address(), "phone", false)
-            .await
-            .unwrap();
-        assert!(answer.accepted().is_some(), "{}", answer.body);
-        let hash = keccak256(&raw);
-        eventually(
-            "the mined notification",
-            Duration::from_secs(20),
-            || async {
-                events_for(&hooks, "hook", hash)
-                    .iter()
-                    .any(|e| e.status == EventStatus::Mined)
-                    .then_some(())
-            },
-        )
-        .await;
+        let hash = submit_transfer(&relay.client, &alice, nonce).await;
+        until_mined(&hooks, hash).await;
     }
 }
 

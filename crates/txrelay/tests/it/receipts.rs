@@ -5,15 +5,12 @@
 
 use std::time::Duration;
 
-use alloy::primitives::{U256, keccak256};
 use txrelay::event::EventStatus;
-use txrelay::load::{Wallet, transfer};
-use txrelay::rules::Registration;
 
 use crate::support::proxy::RpcProxy;
 use crate::support::{
-    Backend, Db, RelayProc, anvil, config, events_for, eventually, fund, receiver, receivers,
-    register, somebody,
+    Backend, Db, RelayProc, anvil, config, events_for, eventually, hook_account, receivers,
+    submit_transfer, until_mined,
 };
 
 /// Transactions in the batch.
@@ -50,31 +47,13 @@ async fn batch(backend: Backend, node: Node) -> RpcProxy {
         config.tracking.rebroadcast_after_ms = 600_000;
     }
     let relay = RelayProc::start(&config, dir.path(), "a").await;
-    let alice = Wallet::random();
-    fund(&anvil, &[&alice]).await;
-    register(
-        &relay.client,
-        "phone",
-        &alice,
-        Registration {
-            fixed: vec![receiver(&hooks, &secrets, "hook")],
-            ..Registration::default()
-        },
-    )
-    .await;
+    let alice = hook_account(&relay, &anvil, &hooks, &secrets).await;
     if node == Node::FailingBlockReceipts {
         proxy.fail_next("eth_getBlockReceipts", 5);
     }
     let mut hashes = Vec::new();
     for nonce in 0..TXS {
-        let raw = transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
-        let answer = relay
-            .client
-            .submit(31337, &raw, alice.address(), "phone", false)
-            .await
-            .unwrap();
-        assert!(answer.accepted().is_some(), "{}", answer.body);
-        hashes.push(keccak256(&raw));
+        hashes.push(submit_transfer(&relay.client, &alice, nonce).await);
     }
     eventually(
         "every mined notification",
@@ -145,48 +124,15 @@ async fn a_block_reads_only_its_transactions(backend: Backend) {
     config.chains[0].ws_urls = vec![anvil.url().replacen("http://", "ws://", 1)];
     config.tracking.full_scan_interval_ms = 600_000;
     let relay = RelayProc::start(&config, dir.path(), "a").await;
-    let alice = Wallet::random();
-    fund(&anvil, &[&alice]).await;
-    register(
-        &relay.client,
-        "phone",
-        &alice,
-        Registration {
-            fixed: vec![receiver(&hooks, &secrets, "hook")],
-            ..Registration::default()
-        },
-    )
-    .await;
-    let submit = |nonce: u64| {
-        let raw = transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
-        let client = relay.client.clone();
-        let address = alice.address();
-        async move {
-            let answer = client
-                .submit(31337, &raw, address, "phone", false)
-                .await
-                .unwrap();
-            assert!(answer.accepted().is_some(), "{}", answer.body);
-            keccak256(&raw)
-        }
-    };
+    let alice = hook_account(&relay, &anvil, &hooks, &secrets).await;
+    let submit = |nonce: u64| submit_transfer(&relay.client, &alice, nonce);
     for nonce in 1_000..1_000 + GAPPED {
         submit(nonce).await;
     }
     let mut mined = Vec::new();
     for nonce in 0..MINED {
         let hash = submit(nonce).await;
-        eventually(
-            "its mined notification",
-            Duration::from_secs(20),
-            || async {
-                events_for(&hooks, "hook", hash)
-                    .iter()
-                    .any(|e| e.status == EventStatus::Mined)
-                    .then_some(())
-            },
-        )
-        .await;
+        until_mined(&hooks, hash).await;
         mined.push(hash);
     }
     let metrics = relay.metrics().await;

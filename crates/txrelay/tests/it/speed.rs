@@ -6,14 +6,12 @@
 use std::time::Duration;
 
 use alloy::primitives::{U256, keccak256};
-use txrelay::event::EventStatus;
 use txrelay::load::{Wallet, transfer};
-use txrelay::rules::Registration;
 
 use crate::support::proxy::RpcProxy;
 use crate::support::{
-    Backend, Db, RelayProc, anvil, config, events_for, eventually, fund, receiver, receivers,
-    register, somebody,
+    Backend, Db, RelayProc, anvil, config, eventually, fund, hook_account, receivers, somebody,
+    submit_transfer, until_mined,
 };
 
 /// Transactions per scenario, each mined in a block of its own (anvil automines).
@@ -47,38 +45,10 @@ async fn mined_one_by_one(backend: Backend, tune: impl FnOnce(&mut txrelay::Conf
     config.chains[0].ws_urls = vec![anvil.url().replacen("http://", "ws://", 1)];
     tune(&mut config);
     let relay = RelayProc::start(&config, dir.path(), "a").await;
-    let alice = Wallet::random();
-    fund(&anvil, &[&alice]).await;
-    register(
-        &relay.client,
-        "phone",
-        &alice,
-        Registration {
-            fixed: vec![receiver(&hooks, &secrets, "hook")],
-            ..Registration::default()
-        },
-    )
-    .await;
+    let alice = hook_account(&relay, &anvil, &hooks, &secrets).await;
     for nonce in 0..TXS {
-        let raw = transfer(&alice, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
-        let answer = relay
-            .client
-            .submit(31337, &raw, alice.address(), "phone", false)
-            .await
-            .unwrap();
-        assert!(answer.accepted().is_some(), "{}", answer.body);
-        let hash = keccak256(&raw);
-        eventually(
-            "its mined notification",
-            Duration::from_secs(20),
-            || async {
-                events_for(&hooks, "hook", hash)
-                    .iter()
-                    .any(|e| e.status == EventStatus::Mined)
-                    .then_some(())
-            },
-        )
-        .await;
+        let hash = submit_transfer(&relay.client, &alice, nonce).await;
+        until_mined(&hooks, hash).await;
     }
     // The node, receivers, database and directory live as long as the scenario.
     Scenario {

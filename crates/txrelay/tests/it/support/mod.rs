@@ -341,3 +341,54 @@ pub(crate) fn events_for(server: &ReceiverServer, name: &str, hash: B256) -> Vec
 pub(crate) fn somebody() -> Address {
     Wallet::random().address()
 }
+
+/// A fresh wallet with 1000 ether, registered on `relay` as device `phone` whose only
+/// receiver is `hooks`' webhook `hook` (the set-up the follower tests share).
+pub(crate) async fn hook_account(
+    relay: &RelayProc,
+    anvil: &Anvil,
+    hooks: &ReceiverServer,
+    secrets: &BTreeMap<String, String>,
+) -> Wallet {
+    let wallet = Wallet::random();
+    fund(anvil, &[&wallet]).await;
+    register(
+        &relay.client,
+        "phone",
+        &wallet,
+        Registration {
+            fixed: vec![receiver(hooks, secrets, "hook")],
+            ..Registration::default()
+        },
+    )
+    .await;
+    wallet
+}
+
+/// Submits `wallet`'s 1-wei transfer with `nonce` on chain 31337 as device `phone`, asserts
+/// it was accepted and answers its hash.
+pub(crate) async fn submit_transfer(client: &RelayClient, wallet: &Wallet, nonce: u64) -> B256 {
+    let raw =
+        txrelay::load::transfer(wallet, 31337, nonce, somebody(), U256::from(1), 21_000).unwrap();
+    let answer = client
+        .submit(31337, &raw, wallet.address(), "phone", false)
+        .await
+        .unwrap();
+    assert!(answer.accepted().is_some(), "{}", answer.body);
+    alloy::primitives::keccak256(&raw)
+}
+
+/// Waits (at most 20 s) for the `mined` notification of `hash` at `hooks`' receiver `hook`.
+pub(crate) async fn until_mined(hooks: &ReceiverServer, hash: B256) {
+    eventually(
+        "its mined notification",
+        Duration::from_secs(20),
+        || async {
+            events_for(hooks, "hook", hash)
+                .iter()
+                .any(|e| e.status == txrelay::event::EventStatus::Mined)
+                .then_some(())
+        },
+    )
+    .await;
+}
