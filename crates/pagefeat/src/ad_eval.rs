@@ -10,15 +10,14 @@
 //! element node of the held-out pages is scored. The report gives precision / recall / F1 with
 //! bootstrap intervals over sites beside the trivial baselines ([`crate::evaluation`]).
 
-use std::path::Path;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use crate::deadlink_data::{Source, read_page_file, sources, stem_of};
+use crate::deadlink_data::{Source, read_page_file, stem_of};
 use crate::error::{Error, Result};
-use crate::evaluation::{self, Outcome, Report, site_folds};
+use crate::evaluation::{self, Outcome, Report, site_folds, split_fold};
 use crate::extract::{ExtractOptions, Pipeline};
 use crate::model::ForestParams;
 use crate::pagetext;
@@ -51,15 +50,6 @@ pub struct AdEvaluation {
     pub layout_seconds: f64,
     /// See `layout_seconds`.
     pub train_seconds: f64,
-}
-
-/// Pages of the evaluation: bundled pages under `pages_dir` and the corpus (`corpus_dir`,
-/// with `pages/*.gz`) when given.
-///
-/// # Errors
-/// [`Error::Io`] when a directory cannot be listed.
-pub fn page_sources(pages_dir: &Path, corpus_dir: Option<&Path>) -> Result<Vec<Source>> {
-    sources(pages_dir, corpus_dir)
 }
 
 /// Lays out and labels `pages` (the pipeline's recognizer must carry the filter list), returning
@@ -123,23 +113,12 @@ pub fn held_out(
     let mut outcomes = Vec::new();
     let mut names = Vec::new();
     for fold in 0..folds.max(1) {
-        let train: Vec<&AdSamples> = pages
-            .iter()
-            .zip(&fold_of)
-            .filter(|(_, f)| **f != fold)
-            .map(|(p, _)| p)
-            .collect();
-        let test: Vec<&AdSamples> = pages
-            .iter()
-            .zip(&fold_of)
-            .filter(|(_, f)| **f == fold)
-            .map(|(p, _)| p)
-            .collect();
+        let (train, test) = split_fold(pages, &fold_of, fold);
         if test.is_empty() {
             continue;
         }
         let model = fit_ad(&train, params, tokens)?;
-        for page in test {
+        for page in test.iter().map(|&i| &pages[i]) {
             let scores = score_samples(&model, page)?;
             outcomes.extend(scores.iter().zip(&page.labels).map(|(s, l)| Outcome {
                 site: page.site.clone(),

@@ -391,7 +391,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Adnodes(args) => {
             let pipeline = labelling_pipeline(&config, clock)?;
-            let pages = crate::ad_eval::page_sources(
+            let pages = crate::deadlink_data::sources(
                 &resolve_path(&config.paths.pages_dir),
                 args.corpus.as_deref(),
             )?;

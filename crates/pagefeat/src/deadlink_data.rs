@@ -402,14 +402,8 @@ pub fn held_out_scores(samples: &[Sample], folds: usize, params: ForestParams) -
     let fold_of = evaluation::site_folds(&sites, folds, params.seed);
     let mut scores = vec![0.0; samples.len()];
     for fold in 0..folds.max(1) {
-        let train_part: Vec<&Sample> = samples
-            .iter()
-            .zip(&fold_of)
-            .filter(|(_, f)| **f != fold)
-            .map(|(s, _)| s)
-            .collect();
+        let (train_part, test_idx) = evaluation::split_fold(samples, &fold_of, fold);
         let forest = train(&train_part, params)?;
-        let test_idx: Vec<usize> = (0..samples.len()).filter(|i| fold_of[*i] == fold).collect();
         let rows: Vec<Vec<f64>> = test_idx.iter().map(|&i| samples[i].row.clone()).collect();
         for (i, score) in test_idx.iter().zip(forest.score(&rows)?) {
             scores[*i] = score;

@@ -29,6 +29,25 @@ pub fn site_folds(sites: &[String], k: usize, seed: u64) -> Vec<usize> {
         .collect()
 }
 
+/// The items outside `fold` (the training part) and the indices of those in it (the held-out
+/// part), with `fold_of` from [`site_folds`] (one fold per item).
+pub fn split_fold<'a, T>(
+    items: &'a [T],
+    fold_of: &[usize],
+    fold: usize,
+) -> (Vec<&'a T>, Vec<usize>) {
+    let mut train = Vec::new();
+    let mut test = Vec::new();
+    for (i, (item, f)) in items.iter().zip(fold_of).enumerate() {
+        if *f == fold {
+            test.push(i);
+        } else {
+            train.push(item);
+        }
+    }
+    (train, test)
+}
+
 /// A figure with its bootstrap 95 % interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
