@@ -15,6 +15,10 @@ else
 BUILD_SCOPE := $(foreach s,$(SYSTEM),-p $(s))
 endif
 export DEMO_PROFILE
+# `make demo TIMINGS=1` / `make test TIMINGS=1` also write cargo's per-unit build timings
+# (HTML under $(CARGO_TARGET_DIR)/cargo-timings/): issue 14's "measure first".
+TIMINGS ?=
+TIMINGS_FLAG := $(if $(strip $(TIMINGS)),--timings,)
 
 .PHONY: setup demo test fmt clippy unit doc-test release
 
@@ -26,7 +30,7 @@ demo: setup release
 	scripts/demo $(SYSTEM)
 
 release:
-	cargo build --profile $(DEMO_PROFILE) --locked $(BUILD_SCOPE) --bins
+	cargo build --profile $(DEMO_PROFILE) --locked $(BUILD_SCOPE) --bins $(TIMINGS_FLAG)
 
 ## Formatting, lints, the whole test suite, doc tests.
 test: setup fmt clippy unit doc-test
@@ -39,7 +43,7 @@ clippy:
 
 unit:
 ifneq ($(NEXTEST),)
-	cargo nextest run --workspace --locked --no-fail-fast
+	cargo nextest run --workspace --locked --no-fail-fast $(TIMINGS_FLAG)
 else
 	# Without nextest's test groups the end-to-end tests (real servers) run one at a time.
 	cargo test --workspace --locked --no-fail-fast --lib --bins --tests -- --test-threads=1
