@@ -18,14 +18,15 @@ use crate::{bin, last_json};
 const BUCKET: &str = "dataloop-test";
 const KEY: &str = "testing";
 
-/// moto's S3 server on a free port, stopped on drop.
+/// moto's S3 server (the pinned one in `.tools/venv`) on a free port, stopped on drop.
 fn moto() -> testkit::RunningPeer {
-    if testkit::find("moto_server").is_err() {
-        panic!(
-            "moto_server (PyPI moto[server], pinned in scripts/requirements-peers.txt) is missing: run `scripts/setup dataloop` from the workspace root"
-        );
-    }
-    testkit::Peer::new("moto_server")
+    let program = testkit::workspace_root().join(".tools/venv/bin/moto_server");
+    assert!(
+        program.is_file(),
+        "{} is missing (PyPI moto[server], pinned in scripts/requirements-peers.txt): run `scripts/setup dataloop` from the workspace root",
+        program.display()
+    );
+    testkit::Peer::new(&program.to_string_lossy())
         .args(["-H", "127.0.0.1", "-p", "{port}"])
         .ready(testkit::Ready::Tcp)
         .deadline(std::time::Duration::from_secs(60))
