@@ -42,7 +42,7 @@ pub struct BenchArgs {
     /// Clips of the synthetic warehouse for the take-by-id rows (0 skips them).
     #[arg(long, default_value_t = 1_000_000)]
     pub take_rows: usize,
-    /// Ids taken (with their blobs) per take-by-id run.
+    /// Ids taken (with their trajectories) per take-by-id run.
     #[arg(long, default_value_t = 100_000)]
     pub take_ids: usize,
     /// Copies of the bundled AV2 sensor logs ingested as ONE batch for the ingest-at-scale row
@@ -136,7 +136,9 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|&k| replicate(&real, k))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        written += olap.write_batch(&format!("{:05}", chunk[0]), &parts)?;
+        written += olap
+            .write_batch(&format!("{:05}", chunk[0]), &parts)
+            .await?;
         files += 1;
     }
     let write_s = t.elapsed().as_secs_f64();

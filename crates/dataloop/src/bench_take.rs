@@ -4,7 +4,8 @@
 //! by [`Warehouse::take_raw`] beside DuckDB's semi-join on the same Parquet files.
 //!
 //! Synthetic clips: the bundled logs' warehouse rows replicated under `clip_id#k` with their real
-//! blobs (so blob sizes and compression are the real ones), one Delta commit per 1 M rows. The
+//! trajectories (so sample counts and compression are the real ones), one Delta commit per 1 M
+//! rows. The
 //! ids taken are every `rows / ids`-th id (spread over every file and row group). Peak RSS per
 //! phase is `VmHWM` after resetting it through `/proc/self/clear_refs`.
 
@@ -159,17 +160,17 @@ pub async fn run(
             times.push(s);
         }
         rss = rss.max(peak_rss_mib());
-        let blob_bytes = taken
+        let samples = taken
             .batch
             .as_ref()
             .and_then(|b| {
-                b.column(3)
+                b.column_by_name(crate::trajectory::COLUMN)?
                     .as_any()
-                    .downcast_ref::<deltalake::arrow::array::BinaryArray>()
+                    .downcast_ref::<deltalake::arrow::array::ListArray>()
                     .map(|a| a.values().len())
             })
             .unwrap_or(0);
-        got = (taken.rows(), taken.files_read, blob_bytes);
+        got = (taken.rows(), taken.files_read, samples);
         progress.inc(1);
     }
     progress.finish_and_clear();
@@ -184,17 +185,17 @@ pub async fn run(
     let ours = crate::bench::median(times) * 1e3;
     let export = export_into_training(&wh, rows).await?;
     let text = format!(
-        "\ntake by id: {rows} synthetic clips ({n_real} real rows with their blobs replicated) in {files} files, {:.2} GB, written through Warehouse::append_batches in {write_s:.1} s ({:.0} clips/s, peak RSS {write_rss:.0} MiB)\n\
+        "\ntake by id: {rows} synthetic clips ({n_real} real rows with their trajectories replicated) in {files} files, {:.2} GB, written through Warehouse::append_batches in {write_s:.1} s ({:.0} clips/s, peak RSS {write_rss:.0} MiB)\n\
          {:<28} {:>10} {:>10} {:>12} {:>10}\n\
          {:<28} {:>7.1} ms {:>10} {:>12} {:>7.0} MiB\n\
          {:<28} {:>7.1} ms {:>10} {:>12} {:>10}\n\
-         ({} ids, every {step}th; median of {runs} hot runs; ours: id index + RowSelection on 2 threads, {} files opened; DuckDB threads=2 semi-join on read_parquet of the same files, count + sum(octet_length(trajectory)) computed in DuckDB; decoding the {} trajectories took {decode_s:.2} s more)\n",
+         ({} ids, every {step}th; median of {runs} hot runs; ours: id index + RowSelection on 2 threads, {} files opened; DuckDB threads=2 semi-join on read_parquet of the same files, count + sum(len(trajectory)) computed in DuckDB; decoding the {} trajectories took {decode_s:.2} s more)\n",
         bytes as f64 / 1e9,
         rows as f64 / write_s,
         "take",
         "time",
         "rows",
-        "blob bytes",
+        "samples",
         "peak RSS",
         "dataloop take_raw",
         ours,
@@ -211,7 +212,7 @@ pub async fn run(
         decoded.len(),
     );
     if got.0 != duck_rows || got.2 != duck_bytes {
-        bail!("{text}take and DuckDB disagree on rows or blob bytes");
+        bail!("{text}take and DuckDB disagree on rows or trajectory samples");
     }
     Ok(text + &export)
 }
@@ -263,9 +264,9 @@ d, ids, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 con = duckdb.connect()
 con.execute("SET threads=2")
 con.execute("SET enable_progress_bar=false")
-# count and blob bytes of the semi-join (computed in DuckDB: no pyarrow in the venv; DuckDB
-# still decodes every selected blob page, it only skips handing rows to Python)
-q = (f"SELECT count(*), sum(octet_length(trajectory)) FROM (SELECT clip_id, split, category, trajectory "
+# count and trajectory samples of the semi-join (computed in DuckDB: no pyarrow in the venv;
+# DuckDB still decodes every selected trajectory page, it only skips handing rows to Python)
+q = (f"SELECT count(*), sum(len(trajectory)) FROM (SELECT clip_id, split, category, trajectory "
      f"FROM read_parquet('{d}/*/*.parquet') WHERE clip_id IN (SELECT id FROM read_parquet('{ids}')))")
 times = []
 for i in range(runs + 1):

@@ -141,8 +141,10 @@ pub struct DataLoop {
 }
 
 impl DataLoop {
-    /// Opens (creating when missing) the stores under `config.data_dir`. `progress` enables
-    /// progress bars on a terminal.
+    /// Opens (creating when missing) the warehouse, OLAP store and file store under
+    /// [`Config::stores`] (`store_url`, a local path or `s3://` prefix, else `data_dir`) and the
+    /// local `data_dir` (registry, models, locks). `progress` enables progress bars on a
+    /// terminal.
     ///
     /// # Errors
     /// Store errors.
@@ -152,9 +154,15 @@ impl DataLoop {
         let data_dir = data_dir
             .canonicalize()
             .map_err(|e| Error::io(&data_dir, e))?;
-        let warehouse = Warehouse::open_or_create(&data_dir.join("warehouse")).await?;
-        let olap = Olap::open(&data_dir.join("olap"))?;
-        let files = FileStore::open(&config.file_store())?;
+        let stores = match config.stores()? {
+            crate::store::Location::Local(dir) if dir == config.data_dir => {
+                crate::store::Location::Local(data_dir.clone())
+            }
+            other => other,
+        };
+        let warehouse = Warehouse::open_or_create_at(&stores.join("warehouse")).await?;
+        let olap = Olap::open_at(&stores.join("olap"))?;
+        let files = FileStore::open(&config.file_store()?)?;
         let engine = QueryEngine::new(QueryLimits::from_config(&config.serve))?;
         Ok(Self {
             config,
@@ -306,7 +314,7 @@ impl DataLoop {
         }
         let version = self.warehouse.commit_append(appender, hook).await?;
         if written > 0 {
-            self.olap.write_batch(&batch_id, &simple_batches)?;
+            self.olap.write_batch(&batch_id, &simple_batches).await?;
         }
         // The web view draws lanes from these copies (`hd_map::map_location`).
         for (log_id, path) in &maps {
@@ -340,9 +348,9 @@ impl DataLoop {
     pub async fn sync_olap(&self) -> Result<usize> {
         let mut restored = 0;
         for batch_id in self.warehouse.batch_ids().await? {
-            if !self.olap.has_batch(&batch_id) {
+            if !self.olap.has_batch(&batch_id).await? {
                 let rows = self.warehouse.simple_rows_of_batch(&batch_id).await?;
-                restored += self.olap.write_batch(&batch_id, &rows)?;
+                restored += self.olap.write_batch(&batch_id, &rows).await?;
                 tracing::warn!(
                     batch_id,
                     restored,
@@ -358,7 +366,7 @@ impl DataLoop {
     /// # Errors
     /// [`Error::Delta`] when the table cannot be opened.
     pub async fn current_warehouse(&self) -> Result<Warehouse> {
-        Warehouse::open(self.warehouse.dir()).await
+        Warehouse::open_location(self.warehouse.location()).await
     }
 
     /// Runs the read-only query `sql` over `warehouse` (at its newest version, returned first)
@@ -397,7 +405,7 @@ impl DataLoop {
         let version = registry.next_version();
         let fired_at: DateTime<Utc> = now.into();
         let eval_set = match &registry.eval_pin {
-            Some(pin) => pinned::load(warehouse.dir(), pin).await?,
+            Some(pin) => pinned::load(warehouse.location(), pin).await?,
             None => pinned::choose(&warehouse, &fired_at.to_rfc3339()).await?,
         };
         let mined = self.mine(&kind, &warehouse, version, &fired_at).await?;

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::Location;
+pub use crate::store::S3Config;
+
 /// The embedded default configuration text.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Prefix of environment variables that override configuration keys (`DATALOOP_SCHEDULE__CRON`).
@@ -15,10 +18,18 @@ pub const ENV_PREFIX: &str = "DATALOOP_";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Directory holding the warehouse, OLAP store, file store, models and registry.
+    /// Local directory holding the models, the registry, the locks and (unless `store_url` is
+    /// set) the warehouse, OLAP store and file store.
     pub data_dir: PathBuf,
-    /// File-store root for ID lists and exports (seed ¶45: AFS); default `<data_dir>/file_store`.
+    /// Root of the warehouse (`<store_url>/warehouse`), OLAP store (`/olap`) and file store
+    /// (`/file_store`): a local path or `s3://bucket/prefix` ([`crate::store`]); default
+    /// `data_dir`.
+    pub store_url: Option<String>,
+    /// File-store root for ID lists and map copies (seed ¶45: AFS), a local path or
+    /// `s3://bucket/prefix`; default `<store_url or data_dir>/file_store`.
     pub file_store_dir: Option<PathBuf>,
+    /// Options of `s3://` stores (endpoint, region, credentials, conditional put).
+    pub s3: S3Config,
     /// Listen address of `dataloop serve` (`host:port`).
     pub listen: String,
     /// `dataloop serve`: authentication and query limits.
@@ -35,7 +46,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("dataloop-data"),
+            store_url: None,
             file_store_dir: None,
+            s3: S3Config::default(),
             listen: "127.0.0.1:8095".to_owned(),
             serve: ServeConfig::default(),
             schedule: ScheduleConfig::default(),
@@ -54,11 +67,26 @@ impl Config {
         svckit::config::load(&sources.embedded(DEFAULT_TOML))
     }
 
-    /// The file-store root.
-    pub fn file_store(&self) -> PathBuf {
-        self.file_store_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("file_store"))
+    /// The root of the warehouse, OLAP store and file store: `store_url`, else `data_dir`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`] for a `store_url` that is no local path or `s3://` URL.
+    pub fn stores(&self) -> crate::Result<Location> {
+        match &self.store_url {
+            Some(url) if !url.trim().is_empty() => Location::parse(url.trim(), &self.s3),
+            _ => Ok(Location::Local(self.data_dir.clone())),
+        }
+    }
+
+    /// The file-store root: `file_store_dir`, else `<stores>/file_store`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Store`] for a location that is no local path or `s3://` URL.
+    pub fn file_store(&self) -> crate::Result<Location> {
+        match &self.file_store_dir {
+            Some(dir) => Location::parse(&dir.to_string_lossy(), &self.s3),
+            None => Ok(self.stores()?.join("file_store")),
+        }
     }
 }
 

@@ -143,8 +143,8 @@ pub enum Error {
     /// Parquet encoding failed (OLAP store).
     #[error("parquet: {0}")]
     Parquet(#[from] ParquetError),
-    /// The file store (`object_store`) failed.
-    #[error("file store: {0}")]
+    /// An `object_store` operation failed (file store, OLAP store, id index, S3).
+    #[error("object store: {0}")]
     ObjectStore(#[from] deltalake::ObjectStoreError),
     /// A warehouse data file's `clip_id` index cannot be built.
     #[error("id index of `{path}`: {reason}")]
@@ -154,11 +154,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A complex field (trajectory blob) is not the Arrow IPC layout this crate writes.
+    /// A complex field (the `trajectory` list and its per-clip columns) is not the layout this
+    /// crate writes ([`crate::trajectory`]).
     #[error("clip `{clip_id}` has a malformed trajectory field: {reason}")]
     Trajectory {
         /// The clip.
         clip_id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A store location (`store_url`, `file_store_dir`) is not a local path or a usable
+    /// `s3://bucket/prefix` URL, or an existing store has another layout.
+    #[error("store `{location}`: {reason}")]
+    Store {
+        /// The location as configured.
+        location: String,
         /// What is wrong.
         reason: String,
     },

@@ -4,10 +4,11 @@
 //! Layout: `clips/source=<source>/batch-<batch_id>.parquet` (hive partitions on `source`, so a
 //! filter on it skips whole directories); inside a file rows are sorted by `object_type`,
 //! `category`, `start_time_s` and written with page-level min/max statistics and 8 Ki-row row
-//! groups, so filters on those columns skip row groups and pages. Files are written under a
-//! temporary name and renamed, so readers never see a half-written file.
+//! groups, so filters on those columns skip row groups and pages. Files are written through
+//! `object_store` (a local directory or an `s3://` prefix, [`crate::store`]) with one atomic put
+//! each (locally a temporary file renamed into place), so readers never see a half-written file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{RecordBatch, StringArray};
@@ -20,8 +21,12 @@ use deltalake::datafusion::datasource::listing::ListingOptions;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::parquet::arrow::ArrowWriter;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use futures::TryStreamExt as _;
+use object_store::path::Path as StorePath;
+use object_store::{DynObjectStore, ObjectStoreExt as _, PutPayload};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::store::Location;
 use crate::warehouse::simple_schema;
 
 /// Table name used in SQL.
@@ -43,10 +48,12 @@ pub fn session_config() -> SessionConfig {
         .set_bool("datafusion.execution.parquet.reorder_filters", true)
 }
 
-/// The OLAP table directory.
+/// The OLAP table: a directory or an `s3://` prefix of Parquet files.
 #[derive(Debug, Clone)]
 pub struct Olap {
-    dir: PathBuf,
+    location: Location,
+    store: Arc<DynObjectStore>,
+    prefix: StorePath,
 }
 
 /// Schema of the Parquet files: the simple fields without the `source` partition column.
@@ -62,39 +69,52 @@ pub fn file_schema() -> SchemaRef {
 }
 
 impl Olap {
-    /// The store in `dir` (created when missing).
+    /// The store in the local directory `dir` (created when missing).
     ///
     /// # Errors
-    /// [`Error::Io`] when the directory cannot be created.
+    /// [`crate::Error::Io`] when the directory cannot be created.
     pub fn open(dir: &Path) -> Result<Self> {
-        fs_err::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        Ok(Self { dir })
+        Self::open_at(&Location::Local(dir.to_path_buf()))
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The store at `location` (a local directory is created when missing).
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`], [`crate::Error::Store`] or [`crate::Error::ObjectStore`] when it
+    /// cannot be opened.
+    pub fn open_at(location: &Location) -> Result<Self> {
+        let location = location.prepare()?;
+        let (store, prefix) = location.object_store()?;
+        Ok(Self {
+            location,
+            store,
+            prefix,
+        })
+    }
+
+    /// The location.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// `true` when the files of `batch_id` are present.
-    pub fn has_batch(&self, batch_id: &str) -> bool {
+    ///
+    /// # Errors
+    /// [`crate::Error::ObjectStore`] when the store cannot be listed.
+    pub async fn has_batch(&self, batch_id: &str) -> Result<bool> {
         let name = format!("batch-{batch_id}.parquet");
-        fs_err::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(std::result::Result::ok)
-                    .any(|e| e.path().join(&name).exists())
-            })
-            .unwrap_or(false)
+        let objects: Vec<_> = self.store.list(Some(&self.prefix)).try_collect().await?;
+        Ok(objects
+            .iter()
+            .any(|o| o.location.filename() == Some(name.as_str())))
     }
 
     /// Writes one batch's simple fields (schema [`simple_schema`]) as one file per source.
     ///
     /// # Errors
-    /// [`Error::Io`], [`Error::Arrow`] or [`Error::Parquet`] on failure; no visible file is
-    /// left half-written.
-    pub fn write_batch(&self, batch_id: &str, batches: &[RecordBatch]) -> Result<usize> {
+    /// [`crate::Error::ObjectStore`], [`crate::Error::Arrow`] or [`crate::Error::Parquet`] on
+    /// failure; no visible file is left half-written.
+    pub async fn write_batch(&self, batch_id: &str, batches: &[RecordBatch]) -> Result<usize> {
         let schema = simple_schema();
         let conformed = batches
             .iter()
@@ -124,19 +144,20 @@ impl Olap {
                 sources.iter().map(|s| Some(*s == source)).collect();
             let part = deltalake::arrow::compute::filter_record_batch(&all, &mask)?;
             let part = sorted_without_source(&part)?;
-            let dir = self.dir.join(format!("source={source}"));
-            fs_err::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            let path = dir.join(format!("batch-{batch_id}.parquet"));
-            let tmp = dir.join(format!("batch-{batch_id}.parquet.tmp"));
-            let file = fs_err::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let path = self
+                .prefix
+                .clone()
+                .join(format!("source={source}"))
+                .join(format!("batch-{batch_id}.parquet"));
             let props = WriterProperties::builder()
                 .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                 .set_statistics_enabled(EnabledStatistics::Page)
                 .build();
-            let mut writer = ArrowWriter::try_new(file, part.schema(), Some(props))?;
+            let mut bytes = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut bytes, part.schema(), Some(props))?;
             writer.write(&part)?;
             writer.close()?;
-            fs_err::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+            self.store.put(&path, PutPayload::from(bytes)).await?;
             written += part.num_rows();
         }
         Ok(written)
@@ -145,12 +166,16 @@ impl Olap {
     /// Registers the store as `olap` in `ctx` (empty when no batch was written yet).
     ///
     /// # Errors
-    /// [`Error::Query`] when DataFusion rejects the table.
+    /// [`crate::Error::Query`] when DataFusion rejects the table.
     pub async fn register(&self, ctx: &SessionContext) -> Result<()> {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("source".to_owned(), DataType::Utf8)]);
-        let url = format!("file://{}/", self.dir.display());
+        if let Some(bucket) = self.location.bucket_url() {
+            let (root, _) = self.location.object_store()?;
+            ctx.register_object_store(&bucket, root);
+        }
+        let url = format!("{}/", self.location.url()?.as_str().trim_end_matches('/'));
         ctx.register_listing_table(TABLE, &url, options, Some(file_schema()), None)
             .await?;
         Ok(())

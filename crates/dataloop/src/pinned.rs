@@ -6,7 +6,7 @@
 //! warehouse version that trigger reads, and recorded in the registry as an [`EvalPin`]: the log
 //! ids, that Delta version, the number of windows and a fingerprint of them. Every later trigger
 //! reads the same logs **at the pinned version** (Delta time travel,
-//! [`Warehouse::open_at`]), recomputes the fingerprint and refuses to score on anything else
+//! [`Warehouse::open_location_at`]), recomputes the fingerprint and refuses to score on anything else
 //! ([`Error::PinMismatch`], [`Error::PinnedVersion`]), so every model version is scored on exactly
 //! the same windows while the data grows. Training never sees a clip of a pinned log, at any
 //! version ([`EvalPin::holds`]).
@@ -21,10 +21,8 @@
 //! per scenario category.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
-use deltalake::arrow::array::{AsArray, RecordBatch};
-use deltalake::arrow::datatypes::DataType as ArrowType;
+use deltalake::arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -32,6 +30,7 @@ use crate::clip::{HISTORY_STEPS, STEP_S};
 use crate::error::{Error, Result};
 use crate::eval::{self, Metrics};
 use crate::model::{AgentWindow, TrajectoryModel};
+use crate::store::Location;
 use crate::warehouse::{self, Warehouse};
 
 /// A window is moving when its observed mean speed (net displacement over the 2 s history) is
@@ -49,8 +48,9 @@ pub struct EvalPin {
     pub warehouse_version: i64,
     /// Number of windows.
     pub windows: usize,
-    /// SHA-256 (hex) over the windows sorted by `clip_id`: for each, the clip id, a zero byte, the
-    /// trajectory blob's length (u64, little-endian) and the blob ([`fingerprint`]).
+    /// SHA-256 (hex) over the windows sorted by `clip_id`: for each, the clip id, a zero byte,
+    /// the length (u64, little-endian) and bytes of the window's canonical form
+    /// ([`crate::trajectory::canonical_bytes`] then the split) ([`fingerprint`]).
     pub fingerprint: String,
     /// The rule that chose the logs (see the module docs).
     pub rule: String,
@@ -121,19 +121,20 @@ pub fn choose_logs(logs: &[(String, String)], warehouse_version: i64) -> Result<
     Ok(chosen.into_iter().map(str::to_owned).collect())
 }
 
-/// The fingerprint of `(clip_id, split, category, trajectory)` rows sorted by clip id (see
-/// [`EvalPin::fingerprint`]) and their count.
+/// The fingerprint of rows with the columns of [`crate::take::TAKE_COLUMNS`] sorted by clip id
+/// (see [`EvalPin::fingerprint`]) and their count.
 ///
 /// # Errors
-/// [`Error::Arrow`] when the columns are not of that layout.
+/// [`Error::Arrow`] / [`Error::Trajectory`] when the columns are not of that layout.
 pub fn fingerprint(batches: &[RecordBatch]) -> Result<(String, usize)> {
-    let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
-    for b in batches {
-        let ids = deltalake::arrow::compute::cast(b.column(0), &ArrowType::Utf8)?;
-        let blobs = deltalake::arrow::compute::cast(b.column(3), &ArrowType::Binary)?;
-        let (ids, blobs) = (ids.as_string::<i32>(), blobs.as_binary::<i32>());
-        rows.extend((0..b.num_rows()).map(|i| (ids.value(i).to_owned(), blobs.value(i).to_vec())));
-    }
+    let mut rows: Vec<(String, Vec<u8>)> = warehouse::decode_rows(batches)?
+        .iter()
+        .map(|c| {
+            let mut bytes = crate::trajectory::canonical_bytes(&c.trajectory);
+            bytes.extend_from_slice(c.split.as_bytes());
+            (c.clip_id.clone(), bytes)
+        })
+        .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let mut hasher = Sha256::new();
     for (id, blob) in &rows {
@@ -177,15 +178,15 @@ pub async fn choose(warehouse: &Warehouse, chosen_at: &str) -> Result<EvalSet> {
     })
 }
 
-/// Reads the pinned windows at the pinned version of the warehouse in `dir` and checks them
+/// Reads the pinned windows at the pinned version of the warehouse at `location` and checks them
 /// against the pin.
 ///
 /// # Errors
 /// [`Error::PinnedVersion`] when that version cannot be read; [`Error::PinMismatch`] when the
 /// windows read there are not the pinned ones; query and decoding errors.
-pub async fn load(dir: &Path, pin: &EvalPin) -> Result<EvalSet> {
+pub async fn load(location: &Location, pin: &EvalPin) -> Result<EvalSet> {
     let version = pin.warehouse_version;
-    let at = Warehouse::open_at(dir, version).await?;
+    let at = Warehouse::open_location_at(location, version).await?;
     let batches = at
         .rows_of_logs(&pin.log_ids)
         .await

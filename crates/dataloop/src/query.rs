@@ -31,8 +31,9 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
     Ok(ctx.sql(sql).await?.collect().await?)
 }
 
-/// Rows as JSON objects. Numbers stay numbers, binary values become `{"bytes": n}`, other types
-/// use Arrow's display form.
+/// Rows as JSON objects. Numbers stay numbers, binary values become `{"bytes": n}`, lists
+/// become arrays and structs objects (so `trajectory` is an array of
+/// `{"t_s", "x_m", "y_m", "heading_rad"}` objects), other types use Arrow's display form.
 pub fn to_json_rows(batches: &[RecordBatch]) -> Vec<Value> {
     let mut rows = Vec::new();
     let options = FormatOptions::default().with_null("null");
@@ -78,8 +79,42 @@ fn cell(col: &dyn Array, ty: &DataType, i: usize, f: Option<&ArrayFormatter<'_>>
             serde_json::json!({ "bytes": col.as_binary::<i64>().value(i).len() })
         }
         DataType::BinaryView => serde_json::json!({ "bytes": col.as_binary_view().value(i).len() }),
+        DataType::List(_) => elements(col.as_list::<i32>().value(i).as_ref()),
+        DataType::LargeList(_) => elements(col.as_list::<i64>().value(i).as_ref()),
+        DataType::Struct(fields) => {
+            let s = col.as_struct();
+            Value::Object(
+                fields
+                    .iter()
+                    .zip(s.columns())
+                    .map(|(field, child)| (field.name().clone(), nested(child.as_ref(), i)))
+                    .collect(),
+            )
+        }
         _ => Value::String(f.map_or_else(String::new, |f| f.value(i).to_string())),
     }
+}
+
+/// The values of `values` (a list's elements) as a JSON array.
+fn elements(values: &dyn Array) -> Value {
+    Value::Array((0..values.len()).map(|j| nested(values, j)).collect())
+}
+
+/// Element `i` of a nested array (null, or a [`cell`] with its own formatter when needed).
+fn nested(col: &dyn Array, i: usize) -> Value {
+    if col.is_null(i) {
+        return Value::Null;
+    }
+    let options = FormatOptions::default().with_null("null");
+    let formatter = match col.data_type() {
+        DataType::List(_)
+        | DataType::LargeList(_)
+        | DataType::Struct(_)
+        | DataType::Float64
+        | DataType::Int64 => None,
+        _ => ArrayFormatter::try_new(col, &options).ok(),
+    };
+    cell(col, col.data_type(), i, formatter.as_ref())
 }
 
 fn num_f(v: f64) -> Value {
@@ -104,6 +139,7 @@ pub fn to_table(batches: &[RecordBatch]) -> String {
                     Some(Value::Object(o)) if o.contains_key("bytes") => {
                         format!("<{} bytes>", o["bytes"])
                     }
+                    Some(Value::Array(a)) => format!("<{} items>", a.len()),
                     Some(Value::Number(n)) => n
                         .as_f64()
                         .filter(|_| n.is_f64())

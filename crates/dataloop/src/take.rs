@@ -12,9 +12,13 @@
 //!
 //! A take hashes the requested ids, merge-joins them with each file's sorted entries, and reads
 //! only the matching rows with a Parquet [`RowSelection`] over the page index (the warehouse
-//! writes small pages, see [`crate::warehouse::writer_properties`]), so the trajectory blobs of
-//! other rows are never read. Rows are then checked against the requested ids (hash collisions
-//! are dropped).
+//! writes small pages, see [`crate::warehouse::writer_properties`]), so the trajectory samples
+//! of other rows are mostly never read. Rows are then checked against the requested ids (hash
+//! collisions are dropped).
+//!
+//! This module reads local tables with blocking I/O on threads; tables on S3 go through the
+//! same index, layout and selection with `object_store` and Parquet's async reader
+//! ([`crate::take_remote`]).
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -36,21 +40,34 @@ use crate::error::{Error, Result};
 
 /// Directory of the sidecars inside the table directory.
 pub const INDEX_DIR: &str = "_dataloop_ids";
-const MAGIC: &[u8; 8] = b"DLIDS001";
-const HEADER: usize = 24;
-const ENTRY: usize = 12;
+pub(crate) const MAGIC: &[u8; 8] = b"DLIDS001";
+pub(crate) const HEADER: usize = 24;
+pub(crate) const ENTRY: usize = 12;
 
-/// The columns a take returns, in order.
-pub const TAKE_COLUMNS: [&str; 4] = ["clip_id", "split", "category", "trajectory"];
+/// The columns a take (and an export) returns, in order: the ids and labels, then the complex
+/// field ([`crate::trajectory::columns`]).
+pub const TAKE_COLUMNS: [&str; 9] = [
+    "clip_id",
+    "split",
+    "category",
+    "object_type",
+    "present_index",
+    "lane_heading_rad",
+    "lane_offset_m",
+    "lane_ahead_heading_rad",
+    "trajectory",
+];
 
-/// Schema of a take's output: `clip_id`, `split`, `category` (Utf8), `trajectory` (Binary).
+/// Schema of a take's output: [`TAKE_COLUMNS`] with their warehouse types (strings Utf8,
+/// `trajectory` the `List<Struct>` of [`crate::trajectory::list_type`]).
 pub fn take_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("clip_id", DataType::Utf8, false),
-        Field::new("split", DataType::Utf8, false),
-        Field::new("category", DataType::Utf8, false),
-        Field::new("trajectory", DataType::Binary, false),
-    ]))
+    let full = crate::warehouse::warehouse_schema();
+    Arc::new(Schema::new(
+        TAKE_COLUMNS
+            .iter()
+            .filter_map(|c| full.field_with_name(c).ok().cloned())
+            .collect::<Vec<Field>>(),
+    ))
 }
 
 /// 64-bit FNV-1a of `id` (stable across runs and platforms; the index key).
@@ -66,8 +83,57 @@ pub fn id_hash(id: &str) -> u64 {
 /// The sidecar path of `data_file` (inside `table_dir`).
 pub fn sidecar_path(table_dir: &Path, data_file: &Path) -> PathBuf {
     let rel = data_file.strip_prefix(table_dir).unwrap_or(data_file);
-    let name = rel.to_string_lossy().replace(['/', '\\'], "__");
-    table_dir.join(INDEX_DIR).join(format!("{name}.ids"))
+    table_dir
+        .join(INDEX_DIR)
+        .join(sidecar_name(&rel.to_string_lossy()))
+}
+
+/// The sidecar's file name for the data file at `rel` (relative to the table root).
+pub(crate) fn sidecar_name(rel: &str) -> String {
+    format!("{}.ids", rel.replace(['/', '\\'], "__"))
+}
+
+/// Sidecar bytes of sorted `entries` for a data file of `len` bytes.
+pub(crate) fn sidecar_bytes(entries: &[(u64, u32)], len: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER + entries.len() * ENTRY);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&len.to_le_bytes());
+    for (h, row) in entries {
+        bytes.extend_from_slice(&h.to_le_bytes());
+        bytes.extend_from_slice(&row.to_le_bytes());
+    }
+    bytes
+}
+
+/// Whether `bytes` is a sidecar of a data file of `len` bytes.
+pub(crate) fn sidecar_matches(bytes: &[u8], len: u64) -> bool {
+    bytes.len() >= HEADER
+        && &bytes[..8] == MAGIC
+        && u64_at(bytes, 16) == len
+        && (bytes.len() - HEADER) as u64 == u64_at(bytes, 8) * ENTRY as u64
+}
+
+/// Appends the `(hash, row)` entries of one batch of `clip_id`s starting at row `*row`.
+///
+/// # Errors
+/// [`Error::Arrow`] when the ids are not text; [`Error::IdIndex`] beyond 2^32 rows.
+pub(crate) fn add_entries(
+    entries: &mut Vec<(u64, u32)>,
+    row: &mut u32,
+    ids: &dyn Array,
+    file: &Path,
+) -> Result<()> {
+    let ids = cast(ids, &DataType::Utf8)?;
+    let ids = ids.as_string::<i32>();
+    for i in 0..ids.len() {
+        entries.push((id_hash(ids.value(i)), *row));
+        *row = row.checked_add(1).ok_or_else(|| Error::IdIndex {
+            path: file.to_path_buf(),
+            reason: "more than 2^32 rows".to_owned(),
+        })?;
+    }
+    Ok(())
 }
 
 /// What a take read.
@@ -103,14 +169,7 @@ pub fn write_sidecar(table_dir: &Path, data_file: &Path) -> Result<usize> {
     let path = sidecar_path(table_dir, data_file);
     let dir = table_dir.join(INDEX_DIR);
     fs_err::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut bytes = Vec::with_capacity(HEADER + entries.len() * ENTRY);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&len.to_le_bytes());
-    for (h, row) in &entries {
-        bytes.extend_from_slice(&h.to_le_bytes());
-        bytes.extend_from_slice(&row.to_le_bytes());
-    }
+    let bytes = sidecar_bytes(&entries, len);
     let tmp = path.with_extension("ids.tmp");
     let mut f = fs_err::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     f.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
@@ -137,15 +196,7 @@ fn index_file(data_file: &Path) -> Result<(Vec<(u64, u32)>, u64)> {
     let mut row: u32 = 0;
     for batch in reader {
         let batch = batch?;
-        let ids = cast(batch.column(0), &DataType::Utf8)?;
-        let ids = ids.as_string::<i32>();
-        for i in 0..ids.len() {
-            entries.push((id_hash(ids.value(i)), row));
-            row = row.checked_add(1).ok_or_else(|| Error::IdIndex {
-                path: data_file.to_path_buf(),
-                reason: "more than 2^32 rows".to_owned(),
-            })?;
-        }
+        add_entries(&mut entries, &mut row, batch.column(0).as_ref(), data_file)?;
     }
     entries.sort_unstable();
     Ok((entries, len))
@@ -158,39 +209,30 @@ fn load_index(table_dir: &Path, data_file: &Path) -> Result<(Vec<u8>, bool)> {
     let len = fs_err::metadata(data_file)
         .map_err(|e| Error::io(data_file, e))?
         .len();
-    if let Ok(bytes) = fs_err::read(&path) {
-        let ok = bytes.len() >= HEADER
-            && &bytes[..8] == MAGIC
-            && u64_at(&bytes, 16) == len
-            && (bytes.len() - HEADER) as u64 == u64_at(&bytes, 8) * ENTRY as u64;
-        if ok {
-            return Ok((bytes, false));
-        }
+    if let Ok(bytes) = fs_err::read(&path)
+        && sidecar_matches(&bytes, len)
+    {
+        return Ok((bytes, false));
     }
     tracing::warn!(file = %data_file.display(), "id index sidecar missing or stale; indexing the file in memory");
     let (entries, _) = index_file(data_file)?;
-    let mut bytes = vec![0; HEADER];
-    for (h, row) in &entries {
-        bytes.extend_from_slice(&h.to_le_bytes());
-        bytes.extend_from_slice(&row.to_le_bytes());
-    }
-    Ok((bytes, true))
+    Ok((sidecar_bytes(&entries, len), true))
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
 /// Rows of the index `bytes` whose hash is in the sorted, deduplicated `hashes` (merge join).
-fn matching_rows(bytes: &[u8], hashes: &[u64]) -> Vec<usize> {
+pub(crate) fn matching_rows(bytes: &[u8], hashes: &[u64]) -> Vec<usize> {
     let n = (bytes.len() - HEADER) / ENTRY;
     let entry_hash = |i: usize| u64_at(bytes, HEADER + i * ENTRY);
     let mut rows = Vec::new();
@@ -228,10 +270,7 @@ fn matching_rows(bytes: &[u8], hashes: &[u64]) -> Vec<usize> {
 /// # Errors
 /// [`Error::Io`], [`Error::Parquet`], [`Error::Arrow`] when a file cannot be read.
 pub fn take(table_dir: &Path, files: &[PathBuf], ids: &[String], threads: usize) -> Result<Taken> {
-    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let mut hashes: Vec<u64> = wanted.iter().map(|id| id_hash(id)).collect();
-    hashes.sort_unstable();
-    hashes.dedup();
+    let (wanted, hashes) = wanted_hashes(ids);
     let next = AtomicUsize::new(0);
     let threads = threads.clamp(1, files.len().max(1));
     let results: Vec<Result<Vec<FileTake>>> = std::thread::scope(|s| {
@@ -256,18 +295,37 @@ pub fn take(table_dir: &Path, files: &[PathBuf], ids: &[String], threads: usize)
             })
             .collect()
     });
+    let mut per_file = Vec::new();
+    for r in results {
+        per_file.extend(r?);
+    }
+    assemble(files.len(), per_file)
+}
+
+/// The distinct requested ids and their sorted, distinct hashes.
+pub(crate) fn wanted_hashes(ids: &[String]) -> (HashSet<&str>, Vec<u64>) {
+    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut hashes: Vec<u64> = wanted.iter().map(|id| id_hash(id)).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    (wanted, hashes)
+}
+
+/// The take of `files` data files from what each file gave, rows sorted by `clip_id`.
+///
+/// # Errors
+/// [`Error::Arrow`] when the batches do not fit [`take_schema`].
+pub(crate) fn assemble(files: usize, per_file: Vec<FileTake>) -> Result<Taken> {
     let mut taken = Taken {
-        files: files.len(),
+        files,
         ..Taken::default()
     };
     let mut batches = Vec::new();
-    for r in results {
-        for f in r? {
-            taken.files_read += usize::from(f.candidates > 0);
-            taken.candidate_rows += f.candidates;
-            taken.rebuilt += usize::from(f.rebuilt);
-            batches.extend(f.batches);
-        }
+    for f in per_file {
+        taken.files_read += usize::from(f.candidates > 0);
+        taken.candidate_rows += f.candidates;
+        taken.rebuilt += usize::from(f.rebuilt);
+        batches.extend(f.batches);
     }
     let schema = take_schema();
     let all = concat_batches(&schema, &batches)?;
@@ -277,10 +335,72 @@ pub fn take(table_dir: &Path, files: &[PathBuf], ids: &[String], threads: usize)
     Ok(taken)
 }
 
-struct FileTake {
-    batches: Vec<RecordBatch>,
-    candidates: usize,
-    rebuilt: bool,
+/// What one data file gave a take.
+#[derive(Debug, Default)]
+pub(crate) struct FileTake {
+    /// Rows of requested ids, schema [`take_schema`].
+    pub(crate) batches: Vec<RecordBatch>,
+    /// Rows selected through the index.
+    pub(crate) candidates: usize,
+    /// Whether the index was rebuilt from the file.
+    pub(crate) rebuilt: bool,
+}
+
+/// The row groups holding one of the sorted `rows` (file row numbers) of a file whose row
+/// groups have `group_rows` rows each, and the selection of those rows within them.
+pub(crate) fn plan_selection(group_rows: &[usize], rows: &[usize]) -> (Vec<usize>, RowSelection) {
+    let mut groups = Vec::new();
+    let mut ranges: Vec<Range<usize>> = Vec::new();
+    let (mut lo, mut base, mut k) = (0usize, 0usize, 0usize);
+    for (g, &n) in group_rows.iter().enumerate() {
+        let hi = lo + n;
+        let first = k;
+        while k < rows.len() && rows[k] < hi {
+            k += 1;
+        }
+        if k > first {
+            groups.push(g);
+            for &r in &rows[first..k] {
+                let rel = base + r - lo;
+                match ranges.last_mut() {
+                    Some(last) if last.end == rel => last.end += 1,
+                    _ => ranges.push(rel..rel + 1),
+                }
+            }
+            base += n;
+        }
+        lo = hi;
+    }
+    (
+        groups,
+        RowSelection::from_consecutive_ranges(ranges.into_iter(), base),
+    )
+}
+
+/// `batch` (a file's projected columns) cast to [`take_schema`] and cut to the rows whose id is
+/// in `wanted`.
+///
+/// # Errors
+/// [`Error::Arrow`] when a column is missing or cannot be cast.
+pub(crate) fn conform_and_filter(
+    batch: &RecordBatch,
+    wanted: &HashSet<&str>,
+) -> Result<RecordBatch> {
+    let target = take_schema();
+    let columns = target
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = batch.column(batch.schema().index_of(f.name())?);
+            Ok(cast(c, f.data_type())?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let batch = RecordBatch::try_new(target, columns)?;
+    let ids = batch.column(0).as_string::<i32>();
+    let keep: BooleanArray = (0..ids.len())
+        .map(|i| Some(wanted.contains(ids.value(i))))
+        .collect();
+    Ok(filter_record_batch(&batch, &keep)?)
 }
 
 fn take_file(
@@ -308,67 +428,27 @@ fn take_file(
         file,
         ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
     )?;
-    // Row groups holding a selected row, and the selection relative to them.
-    let mut starts = Vec::new();
-    let mut at = 0usize;
-    for rg in builder.metadata().row_groups() {
-        starts.push(at);
-        at += usize::try_from(rg.num_rows()).unwrap_or(0);
-    }
-    starts.push(at);
-    let mut groups = Vec::new();
-    let mut ranges: Vec<Range<usize>> = Vec::new();
-    let mut base = 0;
-    let mut k = 0;
-    for g in 0..starts.len() - 1 {
-        let (lo, hi) = (starts[g], starts[g + 1]);
-        let first = k;
-        while k < rows.len() && rows[k] < hi {
-            k += 1;
-        }
-        if k == first {
-            continue;
-        }
-        groups.push(g);
-        for &r in &rows[first..k] {
-            let rel = base + r - lo;
-            match ranges.last_mut() {
-                Some(last) if last.end == rel => last.end += 1,
-                _ => ranges.push(rel..rel + 1),
-            }
-        }
-        base += hi - lo;
-    }
+    let group_rows: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
+        .collect();
+    let (groups, selection) = plan_selection(&group_rows, &rows);
     let schema = builder.schema().clone();
     let indices = TAKE_COLUMNS
         .iter()
         .map(|c| schema.index_of(c))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
-    let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), base);
     let reader = builder
         .with_projection(mask)
         .with_row_groups(groups)
         .with_row_selection(selection)
         .with_batch_size(8192)
         .build()?;
-    let target = take_schema();
     for batch in reader {
-        let batch = batch?;
-        let columns = target
-            .fields()
-            .iter()
-            .map(|f| {
-                let c = batch.column(batch.schema().index_of(f.name())?);
-                Ok(cast(c, f.data_type())?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new(target.clone(), columns)?;
-        let ids = batch.column(0).as_string::<i32>();
-        let keep: BooleanArray = (0..ids.len())
-            .map(|i| Some(wanted.contains(ids.value(i))))
-            .collect();
-        out.batches.push(filter_record_batch(&batch, &keep)?);
+        out.batches.push(conform_and_filter(&batch?, wanted)?);
     }
     Ok(out)
 }
@@ -426,5 +506,17 @@ mod tests {
         assert_eq!(matching_rows(&bytes, &[3, 4, 12]), vec![0, 1, 7]);
         assert_eq!(matching_rows(&bytes, &[0, 2, 100]), Vec::<usize>::new());
         assert_eq!(matching_rows(&bytes, &[1, 9]), vec![2, 5]);
+    }
+
+    #[test]
+    fn selection_keeps_only_groups_with_rows() {
+        // Groups of 3, 4 and 2 rows; rows 1 and 2 (group 0) and 7 (group 2, its first row).
+        let (groups, selection) = plan_selection(&[3, 4, 2], &[1, 2, 7]);
+        assert_eq!(groups, vec![0, 2]);
+        assert_eq!(selection.row_count(), 3);
+        assert_eq!(selection.skipped_row_count(), 2);
+        let (groups, selection) = plan_selection(&[3, 4], &[]);
+        assert!(groups.is_empty());
+        assert_eq!(selection.row_count(), 0);
     }
 }

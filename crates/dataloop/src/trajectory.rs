@@ -1,27 +1,30 @@
 //! The complex field (seed ¶32, ¶38): one clip's trajectory (history and future) and its
-//! labels, serialised as an Arrow IPC stream into one binary column of the warehouse.
+//! labels, stored as native Arrow/Parquet columns of the warehouse, so Spark, DuckDB or Polars
+//! read them without a custom decoder (issue 13 item 7).
 //!
-//! Layout (`dataloop.trajectory.v1`): columns `t_s` (f64, seconds relative to the present
-//! sample, -2.0..3.0), `x_m`, `y_m` (f64, the log's planar frame: AV2 city frame or comma2k19
-//! east/north), `heading_rad` (f64, nullable: recorded heading when the source has one);
-//! schema metadata `format`, `clip_id`, `object_type`, `category`, `present_index`, and, when
-//! the log has an HD map with a lane near the present position, `lane_heading_rad`,
-//! `lane_offset_m` and `lane_ahead_heading_rad` ([`LaneContext`], decimal text).
+//! Columns ([`columns`], after the simple fields):
+//! - `present_index` (Int64): index of the present sample (end of history) in `trajectory`;
+//! - `lane_heading_rad`, `lane_offset_m`, `lane_ahead_heading_rad` (Float64, nullable, all null
+//!   or all set): the HD-map lane at the present position ([`LaneContext`]), when the log has a
+//!   map and a lane is near;
+//! - `trajectory` (`List<Struct>`, Delta `array<struct<...>>`, DuckDB
+//!   `STRUCT(t_s DOUBLE, x_m DOUBLE, y_m DOUBLE, heading_rad DOUBLE)[]`): one element per 10 Hz
+//!   sample, in time order, with `t_s` (seconds relative to the present sample, -2.0..3.0),
+//!   `x_m`, `y_m` (metres in the log's planar frame: AV2 city frame or comma2k19 east/north) and
+//!   `heading_rad` (radians, nullable: the recorded heading when the source has one).
+//!
+//! The clip's `object_type` and `category` are the warehouse's simple columns of those names.
 
-use std::collections::HashMap;
-use std::io::Cursor;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, AsArray, Float64Array, RecordBatch};
-use deltalake::arrow::datatypes::{DataType, Field, Float64Type, Schema};
-use deltalake::arrow::ipc::reader::StreamReader;
-use deltalake::arrow::ipc::writer::StreamWriter;
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, RecordBatch, StructArray,
+};
+use deltalake::arrow::buffer::OffsetBuffer;
+use deltalake::arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type};
 
 use crate::error::Error;
 use crate::hd_map::LaneContext;
-
-/// Value of the `format` metadata key.
-pub const FORMAT: &str = "dataloop.trajectory.v1";
 
 /// A window's trajectory with its labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,13 +48,6 @@ pub struct Trajectory {
     pub lane: Option<LaneContext>,
 }
 
-/// Metadata keys of [`LaneContext`]'s fields.
-const LANE_KEYS: [&str; 3] = [
-    "lane_heading_rad",
-    "lane_offset_m",
-    "lane_ahead_heading_rad",
-];
-
 impl Trajectory {
     /// History samples including the present.
     pub fn history(&self) -> &[[f64; 2]] {
@@ -62,135 +58,291 @@ impl Trajectory {
     pub fn future(&self) -> &[[f64; 2]] {
         &self.xy_m[self.present_index + 1..]
     }
+}
 
-    /// Serialises to Arrow IPC stream bytes.
+/// Name of the list column.
+pub const COLUMN: &str = "trajectory";
+/// Name of the list's element field (what the Delta kernel calls an array's element, so the
+/// Arrow type equals the one the Delta schema maps to).
+pub const ELEMENT: &str = "element";
+/// Children of one sample, in order: `(name, nullable)`, all Float64.
+pub const SAMPLE_FIELDS: [(&str, bool); 4] = [
+    ("t_s", false),
+    ("x_m", false),
+    ("y_m", false),
+    ("heading_rad", true),
+];
+/// The per-clip columns stored beside the list, in order (all Float64 but `present_index`).
+const SCALAR_COLUMNS: [&str; 4] = [
+    "present_index",
+    "lane_heading_rad",
+    "lane_offset_m",
+    "lane_ahead_heading_rad",
+];
+
+/// The fields of one sample ([`SAMPLE_FIELDS`]).
+pub fn sample_fields() -> Fields {
+    Fields::from(
+        SAMPLE_FIELDS
+            .iter()
+            .map(|(n, nullable)| Field::new(*n, DataType::Float64, *nullable))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The struct type of one sample.
+pub fn sample_type() -> DataType {
+    DataType::Struct(sample_fields())
+}
+
+/// The type of the `trajectory` column: `List<Struct<t_s, x_m, y_m, heading_rad>>`.
+pub fn list_type() -> DataType {
+    DataType::List(Arc::new(Field::new(ELEMENT, sample_type(), false)))
+}
+
+/// The warehouse fields of the complex field, in order: `present_index`, the three lane
+/// columns, `trajectory` (see the module documentation).
+pub fn columns() -> Vec<Field> {
+    let mut out = vec![Field::new(SCALAR_COLUMNS[0], DataType::Int64, false)];
+    out.extend(
+        SCALAR_COLUMNS[1..]
+            .iter()
+            .map(|n| Field::new(*n, DataType::Float64, true)),
+    );
+    out.push(Field::new(COLUMN, list_type(), false));
+    out
+}
+
+/// Names of [`columns`].
+pub fn column_names() -> [&'static str; 5] {
+    [
+        SCALAR_COLUMNS[0],
+        SCALAR_COLUMNS[1],
+        SCALAR_COLUMNS[2],
+        SCALAR_COLUMNS[3],
+        COLUMN,
+    ]
+}
+
+/// The arrays of [`columns`] for `trajectories`, one row each.
+///
+/// # Errors
+/// [`Error::Arrow`] when the arrays do not fit the types (a bug); [`Error::Trajectory`] for a
+/// trajectory whose arrays have different lengths.
+pub fn to_columns(trajectories: &[&Trajectory]) -> Result<Vec<ArrayRef>, Error> {
+    let samples: usize = trajectories.iter().map(|t| t.t_s.len()).sum();
+    let (mut t_s, mut x, mut y) = (
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+        Vec::with_capacity(samples),
+    );
+    let mut heading: Vec<Option<f64>> = Vec::with_capacity(samples);
+    let mut lengths = Vec::with_capacity(trajectories.len());
+    for tr in trajectories {
+        let n = tr.t_s.len();
+        let bad_heading = tr.heading_rad.as_ref().is_some_and(|h| h.len() != n);
+        if tr.xy_m.len() != n || bad_heading || tr.present_index >= n {
+            return Err(Error::Trajectory {
+                clip_id: tr.clip_id.clone(),
+                reason: format!(
+                    "{n} times, {} positions, {:?} headings, present index {}",
+                    tr.xy_m.len(),
+                    tr.heading_rad.as_ref().map(Vec::len),
+                    tr.present_index
+                ),
+            });
+        }
+        t_s.extend_from_slice(&tr.t_s);
+        x.extend(tr.xy_m.iter().map(|p| p[0]));
+        y.extend(tr.xy_m.iter().map(|p| p[1]));
+        match &tr.heading_rad {
+            Some(h) => heading.extend(h.iter().copied().map(Some)),
+            None => heading.extend(std::iter::repeat_n(None, n)),
+        }
+        lengths.push(n);
+    }
+    let values = StructArray::try_new(
+        sample_fields(),
+        vec![
+            Arc::new(Float64Array::from(t_s)),
+            Arc::new(Float64Array::from(x)),
+            Arc::new(Float64Array::from(y)),
+            Arc::new(Float64Array::from(heading)),
+        ],
+        None,
+    )?;
+    let list = ListArray::try_new(
+        Arc::new(Field::new(ELEMENT, sample_type(), false)),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(values),
+        None,
+    )?;
+    let lane = |f: fn(&LaneContext) -> f64| -> ArrayRef {
+        Arc::new(
+            trajectories
+                .iter()
+                .map(|t| t.lane.as_ref().map(f))
+                .collect::<Float64Array>(),
+        )
+    };
+    Ok(vec![
+        Arc::new(Int64Array::from_iter_values(
+            trajectories
+                .iter()
+                .map(|t| i64::try_from(t.present_index).unwrap_or(i64::MAX)),
+        )),
+        lane(|l| l.heading_rad),
+        lane(|l| l.offset_m),
+        lane(|l| l.ahead_heading_rad),
+        Arc::new(list),
+    ])
+}
+
+/// The complex-field columns of a batch (found by name, whatever other columns it has),
+/// decoded row by row with [`Columns::get`].
+#[derive(Debug)]
+pub struct Columns {
+    present_index: ArrayRef,
+    lane: [ArrayRef; 3],
+    offsets: OffsetBuffer<i32>,
+    t_s: ArrayRef,
+    x_m: ArrayRef,
+    y_m: ArrayRef,
+    heading_rad: ArrayRef,
+    list_nulls: Option<deltalake::arrow::buffer::NullBuffer>,
+}
+
+impl Columns {
+    /// Finds the columns of [`columns`] in `batch` (types as stored, or what DataFusion hands
+    /// back for them: numeric children are cast to Float64).
     ///
     /// # Errors
-    /// [`Error::Arrow`] if the writer fails (it does not for well-formed input).
-    pub fn encode(&self) -> Result<Vec<u8>, Error> {
-        let metadata: HashMap<String, String> = [
-            ("format", FORMAT.to_owned()),
-            ("clip_id", self.clip_id.clone()),
-            ("object_type", self.object_type.clone()),
-            ("category", self.category.clone()),
-            ("present_index", self.present_index.to_string()),
-        ]
-        .into_iter()
-        .chain(self.lane.iter().flat_map(|l| {
-            LANE_KEYS
-                .into_iter()
-                .zip([l.heading_rad, l.offset_m, l.ahead_heading_rad])
-                .map(|(k, v)| (k, v.to_string()))
-        }))
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        let schema = Arc::new(
-            Schema::new(vec![
-                Field::new("t_s", DataType::Float64, false),
-                Field::new("x_m", DataType::Float64, false),
-                Field::new("y_m", DataType::Float64, false),
-                Field::new("heading_rad", DataType::Float64, true),
-            ])
-            .with_metadata(metadata),
-        );
-        let heading: Float64Array = match &self.heading_rad {
-            Some(h) => h.iter().copied().map(Some).collect(),
-            None => std::iter::repeat_n(None::<f64>, self.t_s.len()).collect(),
+    /// [`Error::Trajectory`] (naming `context`) when a column is missing or not of that shape.
+    pub fn of(batch: &RecordBatch, context: &str) -> Result<Self, Error> {
+        let bad = |reason: String| Error::Trajectory {
+            clip_id: context.to_owned(),
+            reason,
         };
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Float64Array::from(self.t_s.clone())),
-                Arc::new(Float64Array::from_iter_values(
-                    self.xy_m.iter().map(|p| p[0]),
-                )),
-                Arc::new(Float64Array::from_iter_values(
-                    self.xy_m.iter().map(|p| p[1]),
-                )),
-                Arc::new(heading),
-            ],
-        )?;
-        let mut out = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut out, &schema)?;
-        writer.write(&batch)?;
-        writer.finish()?;
-        drop(writer);
-        Ok(out)
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| bad(format!("column `{name}` missing")))
+        };
+        let f64_of = |a: &ArrayRef, name: &str| {
+            deltalake::arrow::compute::cast(a, &DataType::Float64)
+                .map_err(|e| bad(format!("`{name}` is not numeric: {e}")))
+        };
+        let present_index =
+            deltalake::arrow::compute::cast(&column(SCALAR_COLUMNS[0])?, &DataType::Int64)
+                .map_err(|e| bad(format!("`present_index` is not an integer: {e}")))?;
+        let lane = [
+            f64_of(&column(SCALAR_COLUMNS[1])?, SCALAR_COLUMNS[1])?,
+            f64_of(&column(SCALAR_COLUMNS[2])?, SCALAR_COLUMNS[2])?,
+            f64_of(&column(SCALAR_COLUMNS[3])?, SCALAR_COLUMNS[3])?,
+        ];
+        let list = column(COLUMN)?;
+        let list = list
+            .as_list_opt::<i32>()
+            .ok_or_else(|| bad(format!("`{COLUMN}` is {}, not a list", list.data_type())))?;
+        let values = list
+            .values()
+            .as_struct_opt()
+            .ok_or_else(|| bad(format!("`{COLUMN}` elements are not structs")))?;
+        let child = |name: &str| {
+            values
+                .column_by_name(name)
+                .ok_or_else(|| bad(format!("`{COLUMN}` elements have no `{name}`")))
+                .and_then(|c| f64_of(c, name))
+        };
+        Ok(Self {
+            present_index,
+            lane,
+            offsets: list.offsets().clone(),
+            t_s: child("t_s")?,
+            x_m: child("x_m")?,
+            y_m: child("y_m")?,
+            heading_rad: child("heading_rad")?,
+            list_nulls: list.nulls().cloned(),
+        })
     }
 
-    /// Parses bytes written by [`Trajectory::encode`].
+    /// The trajectory of row `i`, labelled with `clip_id`, `object_type` and `category`.
     ///
     /// # Errors
-    /// [`Error::Trajectory`] when the bytes are not this layout (`clip_id` names the row).
-    pub fn decode(clip_id: &str, bytes: &[u8]) -> Result<Self, Error> {
+    /// [`Error::Trajectory`] for a null list, a present index beyond the samples, a null
+    /// coordinate or time, or lane columns that are only partly set.
+    pub fn get(
+        &self,
+        i: usize,
+        clip_id: &str,
+        object_type: &str,
+        category: &str,
+    ) -> Result<Trajectory, Error> {
         let bad = |reason: String| Error::Trajectory {
             clip_id: clip_id.to_owned(),
             reason,
         };
-        let reader =
-            StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| bad(e.to_string()))?;
-        let schema = reader.schema();
-        let meta = schema.metadata();
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad(format!("format is not {FORMAT}")));
+        if self.list_nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+            return Err(bad("the trajectory is null".to_owned()));
         }
-        let get = |k: &str| {
-            meta.get(k)
-                .cloned()
-                .ok_or_else(|| bad(format!("metadata `{k}` missing")))
-        };
-        let present_index: usize = get("present_index")?
-            .parse()
-            .map_err(|_| bad("present_index is not a number".to_owned()))?;
-        let lane_values: Vec<Option<&String>> = LANE_KEYS.iter().map(|k| meta.get(*k)).collect();
-        let lane = match lane_values.as_slice() {
-            [Some(h), Some(o), Some(a)] => {
-                let num = |v: &String| {
-                    v.parse::<f64>()
-                        .map_err(|_| bad(format!("lane metadata `{v}` is not a number")))
-                };
-                Some(LaneContext {
-                    heading_rad: num(h)?,
-                    offset_m: num(o)?,
-                    ahead_heading_rad: num(a)?,
-                })
-            }
-            [None, None, None] => None,
-            _ => return Err(bad("lane metadata is incomplete".to_owned())),
-        };
-        let mut t_s = Vec::new();
-        let mut xy_m = Vec::new();
-        let mut heading = Vec::new();
+        let (start, end) = (
+            usize::try_from(self.offsets[i]).unwrap_or(0),
+            usize::try_from(self.offsets[i + 1]).unwrap_or(0),
+        );
+        let (t, x, y, h) = (
+            self.t_s.as_primitive::<Float64Type>(),
+            self.x_m.as_primitive::<Float64Type>(),
+            self.y_m.as_primitive::<Float64Type>(),
+            self.heading_rad.as_primitive::<Float64Type>(),
+        );
+        let mut t_s = Vec::with_capacity(end - start);
+        let mut xy_m = Vec::with_capacity(end - start);
+        let mut heading = Vec::with_capacity(end - start);
         let mut has_heading = true;
-        for batch in reader {
-            let batch = batch.map_err(|e| bad(e.to_string()))?;
-            let col = |i: usize| {
-                batch
-                    .column(i)
-                    .as_primitive_opt::<Float64Type>()
-                    .ok_or_else(|| bad(format!("column {i} is not f64")))
-            };
-            let (t, x, y, h) = (col(0)?, col(1)?, col(2)?, col(3)?);
-            for i in 0..batch.num_rows() {
-                t_s.push(t.value(i));
-                xy_m.push([x.value(i), y.value(i)]);
-                if h.is_null(i) {
-                    has_heading = false;
-                } else {
-                    heading.push(h.value(i));
-                }
+        for k in start..end {
+            if t.is_null(k) || x.is_null(k) || y.is_null(k) {
+                return Err(bad(format!(
+                    "sample {} has a null time or position",
+                    k - start
+                )));
+            }
+            t_s.push(t.value(k));
+            xy_m.push([x.value(k), y.value(k)]);
+            if h.is_null(k) {
+                has_heading = false;
+            } else {
+                heading.push(h.value(k));
             }
         }
-        if present_index >= xy_m.len() {
-            return Err(bad(format!(
-                "present_index {present_index} beyond {} samples",
-                xy_m.len()
-            )));
-        }
-        Ok(Self {
-            clip_id: get("clip_id")?,
-            object_type: get("object_type")?,
-            category: get("category")?,
+        let p = self.present_index.as_primitive::<Int64Type>();
+        let present_index = usize::try_from(p.value(i))
+            .ok()
+            .filter(|&p| p < xy_m.len())
+            .ok_or_else(|| {
+                bad(format!(
+                    "present_index {} beyond {} samples",
+                    p.value(i),
+                    xy_m.len()
+                ))
+            })?;
+        let lane_at = |k: usize| {
+            let a = self.lane[k].as_primitive::<Float64Type>();
+            (!a.is_null(i)).then(|| a.value(i))
+        };
+        let lane = match (lane_at(0), lane_at(1), lane_at(2)) {
+            (Some(heading_rad), Some(offset_m), Some(ahead_heading_rad)) => Some(LaneContext {
+                heading_rad,
+                offset_m,
+                ahead_heading_rad,
+            }),
+            (None, None, None) => None,
+            _ => return Err(bad("lane columns are only partly set".to_owned())),
+        };
+        Ok(Trajectory {
+            clip_id: clip_id.to_owned(),
+            object_type: object_type.to_owned(),
+            category: category.to_owned(),
             present_index,
             t_s,
             xy_m,
@@ -200,33 +352,86 @@ impl Trajectory {
     }
 }
 
+/// Stable bytes of `t` (labels, present index, every sample's bits, lane), for fingerprints.
+pub fn canonical_bytes(t: &Trajectory) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + t.t_s.len() * 32);
+    for s in [&t.clip_id, &t.object_type, &t.category] {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.extend_from_slice(&(t.present_index as u64).to_le_bytes());
+    out.extend_from_slice(&(t.t_s.len() as u64).to_le_bytes());
+    for (k, (time, p)) in t.t_s.iter().zip(&t.xy_m).enumerate() {
+        for v in [*time, p[0], p[1]] {
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        match t.heading_rad.as_ref().and_then(|h| h.get(k)) {
+            Some(h) => {
+                out.push(1);
+                out.extend_from_slice(&h.to_bits().to_le_bytes());
+            }
+            None => out.push(0),
+        }
+    }
+    match &t.lane {
+        Some(l) => {
+            out.push(1);
+            for v in [l.heading_rad, l.offset_m, l.ahead_heading_rad] {
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        None => out.push(0),
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deltalake::arrow::datatypes::Schema;
 
     #[test]
-    fn round_trips_with_and_without_heading() {
+    fn round_trips_with_and_without_heading_and_lane() {
         let lane = Some(LaneContext {
             heading_rad: 0.1 + 0.2,
             offset_m: -1.0 / 3.0,
             ahead_heading_rad: -3.0,
         });
-        for (heading, lane) in [(None, None), (Some(vec![0.1, 0.2, 0.3]), lane)] {
-            let t = Trajectory {
-                clip_id: "a:b:c:0".to_owned(),
-                object_type: "vehicle".to_owned(),
-                category: "cruising".to_owned(),
-                present_index: 1,
-                t_s: vec![-0.1, 0.0, 0.1],
-                xy_m: vec![[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]],
-                heading_rad: heading,
-                lane,
-            };
-            let bytes = t.encode().unwrap();
-            assert_eq!(Trajectory::decode("a:b:c:0", &bytes).unwrap(), t);
+        let make = |heading: Option<Vec<f64>>, lane, n: usize| Trajectory {
+            clip_id: format!("a:b:c:{n}"),
+            object_type: "vehicle".to_owned(),
+            category: "cruising".to_owned(),
+            present_index: 1,
+            t_s: (0..n).map(|i| i as f64 * 0.1 - 0.1).collect(),
+            xy_m: (0..n).map(|i| [i as f64, 1.0 + i as f64]).collect(),
+            heading_rad: heading,
+            lane,
+        };
+        let ts = [
+            make(None, None, 3),
+            make(Some(vec![0.1, 0.2, 0.3, 0.4]), lane, 4),
+        ];
+        let refs: Vec<&Trajectory> = ts.iter().collect();
+        let schema = Arc::new(Schema::new(columns()));
+        let batch = RecordBatch::try_new(schema, to_columns(&refs).unwrap()).unwrap();
+        let cols = Columns::of(&batch, "test").unwrap();
+        for (i, t) in ts.iter().enumerate() {
+            assert_eq!(
+                &cols
+                    .get(i, &t.clip_id, &t.object_type, &t.category)
+                    .unwrap(),
+                t
+            );
         }
+        assert_ne!(canonical_bytes(&ts[0]), canonical_bytes(&ts[1]));
+        let mut short = ts[0].clone();
+        short.xy_m.pop();
         assert!(matches!(
-            Trajectory::decode("x", b"garbage"),
+            to_columns(&[&short]),
+            Err(Error::Trajectory { .. })
+        ));
+        assert!(matches!(
+            Columns::of(&batch.project(&[0, 1, 2, 3]).unwrap(), "x"),
             Err(Error::Trajectory { .. })
         ));
     }

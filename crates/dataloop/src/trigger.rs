@@ -1,23 +1,23 @@
 //! Manual triggers (issue item 5; seed ¶42-¶46): a named mining rule or an ad-hoc SQL
 //! predicate, with `--param k=v`, runs on the OLAP store; the resulting ID list is written to the
 //! file store through `object_store` (a local directory by default, like the seed's AFS
-//! location) and read back from there before the complex fields are taken from the warehouse.
+//! location, or an `s3://` prefix) and read back from there before the complex fields are taken
+//! from the warehouse.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::{SessionContext, col};
-use deltalake::logstore::object_store::ObjectStoreExt as _;
-use deltalake::logstore::object_store::PutPayload;
-use deltalake::logstore::object_store::local::LocalFileSystem;
-use deltalake::logstore::object_store::path::Path as StorePath;
+use object_store::ObjectStoreExt as _;
+use object_store::path::Path as StorePath;
+use object_store::{DynObjectStore, PutPayload};
 
 use crate::config::RuleConfig;
 use crate::error::{Error, Result};
 use crate::olap::TABLE;
+use crate::store::Location;
 
 /// A mining request: rule name or predicate, plus parameters.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -187,28 +187,41 @@ pub async fn mine(ctx: &SessionContext, predicate: &str) -> Result<Vec<String>> 
     Ok(ids)
 }
 
-/// The file store: an `object_store` over a local directory.
+/// The file store: an `object_store` over a local directory or an `s3://` prefix.
 #[derive(Debug, Clone)]
 pub struct FileStore {
-    store: Arc<LocalFileSystem>,
-    root: std::path::PathBuf,
+    store: Arc<DynObjectStore>,
+    prefix: StorePath,
+    base_url: String,
 }
 
 impl FileStore {
-    /// A store rooted at `root` (created when missing).
+    /// A store rooted at `root` (a local directory is created when missing).
     ///
     /// # Errors
-    /// [`Error::Io`] or [`Error::ObjectStore`].
-    pub fn open(root: &Path) -> Result<Self> {
-        fs_err::create_dir_all(root).map_err(|e| Error::io(root, e))?;
-        let root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+    /// [`Error::Io`], [`Error::Store`] or [`Error::ObjectStore`].
+    pub fn open(root: &Location) -> Result<Self> {
+        let root = root.prepare()?;
+        let (store, prefix) = root.object_store()?;
+        let base_url = match &root {
+            Location::Local(dir) => format!("file://{}", dir.display()),
+            Location::S3 { url, .. } => url.to_string(),
+        };
         Ok(Self {
-            store: Arc::new(LocalFileSystem::new_with_prefix(&root)?),
-            root,
+            store,
+            prefix,
+            base_url,
         })
     }
 
-    /// Writes `ids` (one per line) at `location` and returns its `file://` URL.
+    fn path(&self, location: &str) -> StorePath {
+        location
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.prefix.clone(), StorePath::join)
+    }
+
+    /// Writes `ids` (one per line) at `location` and returns its `file://` or `s3://` URL.
     ///
     /// # Errors
     /// [`Error::ObjectStore`].
@@ -220,13 +233,14 @@ impl FileStore {
         self.put(location, text.into_bytes()).await
     }
 
-    /// Writes `bytes` at `location` and returns its `file://` URL.
+    /// Writes `bytes` at `location` (atomically: a reader sees the old or the new object) and
+    /// returns its URL.
     ///
     /// # Errors
     /// [`Error::ObjectStore`].
     pub async fn put(&self, location: &str, bytes: Vec<u8>) -> Result<String> {
         self.store
-            .put(&StorePath::from(location), PutPayload::from(bytes))
+            .put(&self.path(location), PutPayload::from(bytes))
             .await?;
         Ok(self.url(location))
     }
@@ -250,13 +264,13 @@ impl FileStore {
     /// # Errors
     /// [`Error::ObjectStore`].
     pub async fn get(&self, location: &str) -> Result<Vec<u8>> {
-        let result = self.store.get(&StorePath::from(location)).await?;
+        let result = self.store.get(&self.path(location)).await?;
         Ok(result.bytes().await?.to_vec())
     }
 
-    /// `file://` URL of `location`.
+    /// `file://` or `s3://` URL of `location`.
     pub fn url(&self, location: &str) -> String {
-        format!("file://{}/{location}", self.root.display())
+        format!("{}/{location}", self.base_url)
     }
 }
 

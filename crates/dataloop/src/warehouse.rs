@@ -1,152 +1,40 @@
 //! The warehouse store (issue item 3; seed ¶34-¶35, ¶38): a Delta Lake table holding the
-//! simple fields and the complex field (`trajectory`, Arrow IPC bytes in one binary column),
-//! partitioned by `ingest_date`. One ingest batch is one atomic Delta commit: the Parquet data
-//! files are written first and only the commit makes them visible, so an ingest interrupted before
-//! its commit leaves the previous table version intact (orphan files are ignored by readers).
+//! simple fields and the complex field (native columns: `present_index`, the lane columns and
+//! `trajectory` as `List<Struct>`, see [`crate::trajectory`]; row layout in [`crate::rows`]),
+//! partitioned by `ingest_date`, in a local directory or under an `s3://` prefix
+//! ([`crate::store`]). One ingest batch is one atomic Delta commit: the Parquet data files are
+//! written first and only the commit makes them visible, so an ingest interrupted before its
+//! commit leaves the previous table version intact (orphan files are ignored by readers).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use deltalake::DeltaTable;
-use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
-};
-use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
+use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use deltalake::datafusion::prelude::{SessionContext, col, lit};
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow as _, TryIntoKernel as _};
 use deltalake::kernel::transaction::CommitBuilder;
-use deltalake::kernel::{Action, DataType, StructField};
+use deltalake::kernel::{Action, StructType};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use url::Url;
 
-use crate::clip::{Clip, SimpleFields};
 use crate::error::{Error, Result};
-use crate::trajectory::Trajectory;
+use crate::store::Location;
+use crate::trajectory;
 
 /// Name of the partition column.
 pub const PARTITION_COLUMN: &str = "ingest_date";
 /// Table name used in SQL.
 pub const TABLE: &str = "warehouse";
 
-/// The simple-field columns shared by the warehouse and the OLAP store, in order:
-/// `(name, arrow type, nullable)`.
-pub const SIMPLE_COLUMNS: [(&str, ArrowType, bool); 20] = [
-    ("clip_id", ArrowType::Utf8, false),
-    ("source", ArrowType::Utf8, false),
-    ("log_id", ArrowType::Utf8, false),
-    ("track_id", ArrowType::Utf8, false),
-    ("object_type", ArrowType::Utf8, false),
-    ("city", ArrowType::Utf8, true),
-    ("split", ArrowType::Utf8, false),
-    ("category", ArrowType::Utf8, false),
-    ("start_time_s", ArrowType::Float64, false),
-    ("duration_s", ArrowType::Float64, false),
-    ("mean_speed_mps", ArrowType::Float64, false),
-    ("max_speed_mps", ArrowType::Float64, false),
-    ("max_decel_mps2", ArrowType::Float64, false),
-    ("max_lat_accel_mps2", ArrowType::Float64, false),
-    ("max_yaw_rate_radps", ArrowType::Float64, false),
-    ("path_length_m", ArrowType::Float64, false),
-    ("lead_distance_m", ArrowType::Float64, true),
-    ("ttc_s", ArrowType::Float64, true),
-    ("agents_nearby", ArrowType::Int64, false),
-    ("pedestrians_nearby", ArrowType::Int64, false),
-];
-
-/// Arrow schema of the simple fields plus `batch_id`.
-pub fn simple_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = SIMPLE_COLUMNS
-        .iter()
-        .map(|(n, t, nullable)| Field::new(*n, t.clone(), *nullable))
-        .collect();
-    fields.push(Field::new("batch_id", ArrowType::Utf8, false));
-    Arc::new(Schema::new(fields))
-}
-
-/// Arrow schema of a warehouse row: simple fields, `batch_id`, `trajectory`, `ingest_date`.
-pub fn warehouse_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = simple_schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new("trajectory", ArrowType::Binary, false));
-    fields.push(Field::new(PARTITION_COLUMN, ArrowType::Utf8, false));
-    Arc::new(Schema::new(fields))
-}
-
-/// The simple fields of `clips` as one record batch (OLAP layout, also the warehouse prefix).
-///
-/// # Errors
-/// [`Error::Arrow`] if the columns do not fit the schema (a bug).
-pub fn simple_batch(clips: &[&SimpleFields], batch_id: &str) -> Result<RecordBatch> {
-    let s = |f: fn(&SimpleFields) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(clips.iter().map(|c| f(c))))
-    };
-    let d = |f: fn(&SimpleFields) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from_iter_values(clips.iter().map(|c| f(c))))
-    };
-    let o = |f: fn(&SimpleFields) -> Option<f64>| -> ArrayRef {
-        Arc::new(clips.iter().map(|c| f(c)).collect::<Float64Array>())
-    };
-    let columns: Vec<ArrayRef> = vec![
-        s(|c| &c.clip_id),
-        s(|c| &c.source),
-        s(|c| &c.log_id),
-        s(|c| &c.track_id),
-        s(|c| &c.object_type),
-        Arc::new(
-            clips
-                .iter()
-                .map(|c| c.city.as_deref())
-                .collect::<StringArray>(),
-        ),
-        s(|c| &c.split),
-        s(|c| &c.category),
-        d(|c| c.start_time_s),
-        d(|c| c.duration_s),
-        d(|c| c.mean_speed_mps),
-        d(|c| c.max_speed_mps),
-        d(|c| c.max_decel_mps2),
-        d(|c| c.max_lat_accel_mps2),
-        d(|c| c.max_yaw_rate_radps),
-        d(|c| c.path_length_m),
-        o(|c| c.lead_distance_m),
-        o(|c| c.ttc_s),
-        Arc::new(Int64Array::from_iter_values(
-            clips.iter().map(|c| c.agents_nearby),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            clips.iter().map(|c| c.pedestrians_nearby),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            clips.iter().map(|_| batch_id),
-        )),
-    ];
-    Ok(RecordBatch::try_new(simple_schema(), columns)?)
-}
-
-/// Full warehouse rows for `clips`.
-///
-/// # Errors
-/// [`Error::Arrow`] on a schema mismatch (a bug) or a trajectory that cannot be encoded.
-pub fn warehouse_batch(clips: &[Clip], batch_id: &str, ingest_date: &str) -> Result<RecordBatch> {
-    let simple: Vec<&SimpleFields> = clips.iter().map(|c| &c.simple).collect();
-    let prefix = simple_batch(&simple, batch_id)?;
-    let blobs: Vec<Vec<u8>> = clips
-        .iter()
-        .map(|c| c.trajectory.encode())
-        .collect::<Result<_>>()?;
-    let mut columns = prefix.columns().to_vec();
-    columns.push(Arc::new(BinaryArray::from_iter_values(blobs.iter())));
-    columns.push(Arc::new(StringArray::from_iter_values(
-        clips.iter().map(|_| ingest_date),
-    )));
-    Ok(RecordBatch::try_new(warehouse_schema(), columns)?)
-}
+pub use crate::rows::{
+    SIMPLE_COLUMNS, StoredClip, decode_rows, simple_batch, simple_schema, warehouse_batch,
+    warehouse_schema,
+};
 
 /// Hooks into [`Warehouse::append`] between writing data files and committing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -163,68 +51,99 @@ pub enum BeforeCommit {
 #[derive(Debug)]
 pub struct Warehouse {
     table: DeltaTable,
-    dir: PathBuf,
+    location: Location,
 }
 
 impl Warehouse {
-    /// Opens the table in `dir`, creating an empty partitioned table (version 0) when absent.
+    /// Opens the table in the local directory `dir`, creating an empty partitioned table
+    /// (version 0) when absent.
     ///
     /// # Errors
     /// [`Error::Io`] when the directory cannot be created, [`Error::Delta`] when the log is
-    /// unreadable.
+    /// unreadable, [`Error::Store`] for a table of another layout.
     pub async fn open_or_create(dir: &Path) -> Result<Self> {
-        fs_err::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        let url = dir_url(&dir)?;
-        let table = DeltaTable::try_from_url(url).await?;
+        Self::open_or_create_at(&Location::Local(dir.to_path_buf())).await
+    }
+
+    /// Opens the table at `location` (a local directory or `s3://` prefix), creating an empty
+    /// partitioned table (version 0) when absent.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a local directory cannot be created, [`Error::Delta`] when the log
+    /// is unreadable or the store unreachable, [`Error::Store`] for a table of another layout.
+    pub async fn open_or_create_at(location: &Location) -> Result<Self> {
+        crate::store::register_s3_handlers();
+        let location = location.prepare()?;
+        let table = DeltaTable::try_from_url_with_storage_options(
+            location.url()?,
+            location.storage_options(),
+        )
+        .await?;
         let table = if table.version().is_some() {
             table
         } else {
-            let columns: Vec<StructField> = warehouse_schema()
-                .fields()
-                .iter()
-                .map(|f| {
-                    let t = match f.data_type() {
-                        ArrowType::Float64 => DataType::DOUBLE,
-                        ArrowType::Int64 => DataType::LONG,
-                        ArrowType::Binary => DataType::BINARY,
-                        _ => DataType::STRING,
-                    };
-                    StructField::new(f.name().clone(), t, f.is_nullable())
-                })
-                .collect();
+            let schema: StructType = warehouse_schema().as_ref().try_into_kernel()?;
             table
                 .create()
                 .with_table_name("clips")
-                .with_comment("dataloop clips: simple fields + trajectory (Arrow IPC)")
-                .with_columns(columns)
+                .with_comment(
+                    "dataloop clips: simple fields + trajectory (List<Struct<t_s, x_m, y_m, heading_rad>>)",
+                )
+                .with_columns(schema.fields().cloned())
                 .with_partition_columns([PARTITION_COLUMN])
                 .await?
         };
-        Ok(Self { table, dir })
+        Self::checked(table, location)
     }
 
-    /// Opens an existing table without creating one.
+    /// Opens an existing table in the local directory `dir` without creating one.
     ///
     /// # Errors
-    /// [`Error::Delta`] when `dir` holds no Delta table.
+    /// [`Error::Delta`] when `dir` holds no Delta table; [`Error::Store`] for a table of
+    /// another layout.
     pub async fn open(dir: &Path) -> Result<Self> {
         let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        let table = deltalake::open_table(dir_url(&dir)?).await?;
-        Ok(Self { table, dir })
+        Self::open_location(&Location::Local(dir)).await
     }
 
-    /// Opens an existing table at `version` (Delta time travel): the rows exactly as that
-    /// commit left them, whatever was committed after it.
+    /// Opens an existing table at `location` without creating one.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when `location` holds no Delta table; [`Error::Store`] for a table of
+    /// another layout.
+    pub async fn open_location(location: &Location) -> Result<Self> {
+        crate::store::register_s3_handlers();
+        let table = DeltaTableBuilder::from_url(location.url()?)?
+            .with_storage_options(location.storage_options())
+            .load()
+            .await?;
+        Self::checked(table, location.clone())
+    }
+
+    /// Opens an existing table in the local directory `dir` at `version` (Delta time travel).
+    ///
+    /// # Errors
+    /// As [`Warehouse::open_location_at`]; [`Error::Io`] when `dir` is not there.
+    pub async fn open_at(dir: &Path, version: i64) -> Result<Self> {
+        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        Self::open_location_at(&Location::Local(dir), version).await
+    }
+
+    /// Opens an existing table at `location` at `version` (Delta time travel): the rows
+    /// exactly as that commit left them, whatever was committed after it.
     ///
     /// # Errors
     /// [`Error::PinnedVersion`] when `version` is negative, the table has no such version, or a
-    /// commit up to it is missing or unreadable; [`Error::Io`] when `dir` is not there.
-    pub async fn open_at(dir: &Path, version: i64) -> Result<Self> {
+    /// commit up to it is missing or unreadable.
+    pub async fn open_location_at(location: &Location, version: i64) -> Result<Self> {
+        crate::store::register_s3_handlers();
         let bad = |reason: String| Error::PinnedVersion { version, reason };
         let wanted = u64::try_from(version).map_err(|_| bad("negative version".to_owned()))?;
-        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        let table = deltalake::open_table_with_version(dir_url(&dir)?, wanted)
+        let table = DeltaTableBuilder::from_url(location.url()?)
+            .map_err(|e| bad(e.to_string()))?
+            .with_storage_options(location.storage_options())
+            .with_version(wanted)
+            .load()
             .await
             .map_err(|e| bad(e.to_string()))?;
         if table.version() != Some(wanted) {
@@ -233,7 +152,29 @@ impl Warehouse {
                 table.version()
             )));
         }
-        Ok(Self { table, dir })
+        Self::checked(table, location.clone())
+    }
+
+    /// `table` when its schema is this build's ([`warehouse_schema`]); a table written by an
+    /// older build (the trajectory as Arrow IPC bytes in a binary column) is refused.
+    fn checked(table: DeltaTable, location: Location) -> Result<Self> {
+        let schema: Schema = table.snapshot()?.schema().as_ref().try_into_arrow()?;
+        let want = warehouse_schema();
+        for f in want.fields() {
+            let found = schema.field_with_name(f.name()).ok();
+            if found.map(Field::data_type) != Some(f.data_type()) {
+                return Err(Error::Store {
+                    location: location.to_string(),
+                    reason: format!(
+                        "column `{}` is {} here, this build writes {} (a warehouse of an older layout: ingest into a new store)",
+                        f.name(),
+                        found.map_or_else(|| "missing".to_owned(), |g| g.data_type().to_string()),
+                        f.data_type()
+                    ),
+                });
+            }
+        }
+        Ok(Self { table, location })
     }
 
     /// Distinct `(source, log_id)` pairs in the loaded version, sorted.
@@ -276,15 +217,20 @@ impl Warehouse {
             .filter(
                 col("log_id").in_list(log_ids.iter().map(|l| lit(l.as_str())).collect(), false),
             )?
-            .select_columns(&["clip_id", "split", "category", "trajectory"])?
+            .select_columns(&crate::take::TAKE_COLUMNS)?
             .sort(vec![col("clip_id").sort(true, false)])?
             .collect()
             .await?)
     }
 
-    /// The table directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The table's location.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The table directory, `None` on S3.
+    pub fn local_dir(&self) -> Option<&Path> {
+        self.location.local()
     }
 
     /// Current table version (0 = created, empty).
@@ -390,17 +336,27 @@ impl Warehouse {
             return Ok(self.version());
         }
         let adds = writer.flush().await?;
-        let base = dir_url(&self.dir)?;
-        for add in &adds {
-            let file = base
-                .join(&add.path)
-                .ok()
-                .and_then(|u| u.to_file_path().ok())
-                .unwrap_or_else(|| self.dir.join(&add.path));
-            let dir = self.dir.clone();
-            tokio::task::spawn_blocking(move || crate::take::write_sidecar(&dir, &file))
-                .await
-                .map_err(|e| Error::QueryRuntime(e.to_string()))??;
+        match self.location.local() {
+            Some(dir) => {
+                let base = self.location.url()?;
+                for add in &adds {
+                    let file = base
+                        .join(&add.path)
+                        .ok()
+                        .and_then(|u| u.to_file_path().ok())
+                        .unwrap_or_else(|| dir.join(&add.path));
+                    let dir = dir.to_path_buf();
+                    tokio::task::spawn_blocking(move || crate::take::write_sidecar(&dir, &file))
+                        .await
+                        .map_err(|e| Error::QueryRuntime(e.to_string()))??;
+                }
+            }
+            None => {
+                let store = self.table.object_store();
+                for add in &adds {
+                    crate::take_remote::write_sidecar(&store, &store_path(&add.path)?).await?;
+                }
+            }
         }
         if hook == BeforeCommit::HangBeforeCommit {
             tracing::warn!(
@@ -424,7 +380,36 @@ impl Warehouse {
         Ok(i64::try_from(version).unwrap_or(i64::MAX))
     }
 
-    /// Local paths of the data files of the loaded version.
+    /// Paths of the data files of the loaded version relative to the table root (object-store
+    /// paths, for S3 tables).
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the table state is not loaded; [`Error::Store`] for a file outside
+    /// the table.
+    pub fn data_file_paths(&self) -> Result<Vec<object_store::path::Path>> {
+        let root = self
+            .table
+            .table_url()
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        self.table
+            .get_file_uris()?
+            .map(|uri| {
+                let rel = uri
+                    .strip_prefix(&root)
+                    .map(|r| r.trim_start_matches('/').to_owned())
+                    .ok_or_else(|| Error::Store {
+                        location: self.location.to_string(),
+                        reason: format!("data file `{uri}` is outside the table"),
+                    })?;
+                store_path(&rel)
+            })
+            .collect()
+    }
+
+    /// Local paths of the data files of the loaded version (the object-store URIs of an S3
+    /// table, as paths).
     ///
     /// # Errors
     /// [`Error::Delta`] when the table state is not loaded.
@@ -515,12 +500,20 @@ impl Warehouse {
     /// # Errors
     /// Read errors.
     pub async fn take_raw(&self, ids: &[String]) -> Result<crate::take::Taken> {
-        let files = self.data_files()?;
-        let dir = self.dir.clone();
-        let ids = ids.to_vec();
-        let taken = tokio::task::spawn_blocking(move || crate::take::take(&dir, &files, &ids, 2))
-            .await
-            .map_err(|e| Error::QueryRuntime(e.to_string()))??;
+        let taken = match self.location.local() {
+            Some(dir) => {
+                let files = self.data_files()?;
+                let dir = dir.to_path_buf();
+                let ids = ids.to_vec();
+                tokio::task::spawn_blocking(move || crate::take::take(&dir, &files, &ids, 2))
+                    .await
+                    .map_err(|e| Error::QueryRuntime(e.to_string()))??
+            }
+            None => {
+                crate::take_remote::take(&self.table.object_store(), &self.data_file_paths()?, ids)
+                    .await?
+            }
+        };
         tracing::info!(
             version = self.version(),
             rows = taken.rows(),
@@ -535,8 +528,19 @@ impl Warehouse {
     ///
     /// # Errors
     /// Read errors.
-    pub fn check_index(&self) -> Result<crate::take::IndexCheck> {
-        crate::take::check(&self.dir, &self.data_files()?)
+    pub async fn check_index(&self) -> Result<crate::take::IndexCheck> {
+        match self.location.local() {
+            Some(dir) => {
+                let (dir, files) = (dir.to_path_buf(), self.data_files()?);
+                tokio::task::spawn_blocking(move || crate::take::check(&dir, &files))
+                    .await
+                    .map_err(|e| Error::QueryRuntime(e.to_string()))?
+            }
+            None => {
+                crate::take_remote::check(&self.table.object_store(), &self.data_file_paths()?)
+                    .await
+            }
+        }
     }
 
     /// The fixed evaluation split: every row with `split = 'eval'`.
@@ -591,35 +595,37 @@ impl Warehouse {
     }
 }
 
-/// The columns of an export ([`Warehouse::export_stream`]), in the order [`decode_rows`] reads.
-const EXPORT_COLUMNS: &str = "clip_id, split, category, trajectory";
+/// The columns of an export ([`Warehouse::export_stream`]), what [`decode_rows`] reads.
+const EXPORT_COLUMNS: &str = "clip_id, split, category, object_type, present_index, lane_heading_rad, lane_offset_m, lane_ahead_heading_rad, trajectory";
 
 /// Size at which a warehouse data file is closed and the next one started \[bytes\].
 pub const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
 
-/// Parquet properties of warehouse data files: page statistics, 64 Ki-row row groups, 1 MiB
-/// data pages except `trajectory`, whose pages close at 8 KiB checked every 4 rows (so a page
-/// holds ~4 blobs and a take of 1 % of the rows reads ~4 % of the blob bytes, not all of them).
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_write_batch_size(4)
-        .set_column_data_page_size_limit(ColumnPath::from("trajectory"), 8 * 1024)
-        .set_max_row_group_row_count(Some(65_536))
-        .build()
-}
+/// Size at which a data page of a `trajectory` child column closes \[bytes\].
+pub const TRAJECTORY_PAGE_BYTES: usize = 2 * 1024;
 
-/// A clip's complex field as read back from the warehouse.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredClip {
-    /// Clip id.
-    pub clip_id: String,
-    /// `train`, `eval` or `gap`.
-    pub split: String,
-    /// Scenario category.
-    pub category: String,
-    /// Decoded trajectory.
-    pub trajectory: Trajectory,
+/// Parquet properties of warehouse data files: page statistics, 64 Ki-row row groups, 1 MiB
+/// data pages except the `trajectory` children (`trajectory.list.element.t_s`, ...), whose
+/// pages close at [`TRAJECTORY_PAGE_BYTES`] checked every 64 values: a page holds ~5 clips of
+/// 51 samples (8 bytes each), so a take of 1 % of the rows reads a few % of the sample bytes,
+/// not all of them.
+pub fn writer_properties() -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_write_batch_size(64)
+        .set_max_row_group_row_count(Some(65_536));
+    for (child, _) in trajectory::SAMPLE_FIELDS {
+        b = b.set_column_data_page_size_limit(
+            ColumnPath::new(vec![
+                trajectory::COLUMN.to_owned(),
+                "list".to_owned(),
+                trajectory::ELEMENT.to_owned(),
+                child.to_owned(),
+            ]),
+            TRAJECTORY_PAGE_BYTES,
+        );
+    }
+    b.build()
 }
 
 /// An append in progress ([`Warehouse::begin_append`]): rows written as data files, not yet
@@ -663,41 +669,11 @@ impl Appender {
     }
 }
 
-/// Decodes `(clip_id, split, category, trajectory)` rows.
-///
-/// # Errors
-/// [`Error::Arrow`] for other column types, [`Error::Trajectory`] for a malformed blob.
-pub fn decode_rows(batches: &[RecordBatch]) -> Result<Vec<StoredClip>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let text = |i: usize| deltalake::arrow::compute::cast(b.column(i), &ArrowType::Utf8);
-        let (ids, splits, cats) = (text(0)?, text(1)?, text(2)?);
-        let blobs = deltalake::arrow::compute::cast(b.column(3), &ArrowType::Binary)?;
-        let (ids, splits, cats) = (
-            ids.as_string::<i32>(),
-            splits.as_string::<i32>(),
-            cats.as_string::<i32>(),
-        );
-        let blobs = blobs.as_binary::<i32>();
-        for i in 0..b.num_rows() {
-            let clip_id = ids.value(i).to_owned();
-            let trajectory = Trajectory::decode(&clip_id, blobs.value(i))?;
-            out.push(StoredClip {
-                clip_id,
-                split: splits.value(i).to_owned(),
-                category: cats.value(i).to_owned(),
-                trajectory,
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn dir_url(dir: &Path) -> Result<Url> {
-    Url::from_directory_path(dir).map_err(|()| {
-        Error::io(
-            dir,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an absolute path"),
-        )
+/// `rel` (a data file path relative to the table root, as in the Delta log) as an object-store
+/// path.
+fn store_path(rel: &str) -> Result<object_store::path::Path> {
+    object_store::path::Path::parse(rel).map_err(|e| Error::Store {
+        location: rel.to_owned(),
+        reason: e.to_string(),
     })
 }

@@ -1,5 +1,6 @@
 //! The warehouse is a real Delta table: the Python `deltalake` package (an independent reader,
-//! installed from PyPI by scripts/setup) finds the same rows, partitioning and version.
+//! installed from PyPI by scripts/setup) finds the same rows, partitioning, version and
+//! trajectory samples.
 
 use std::process::Command;
 
@@ -29,7 +30,7 @@ print(json.dumps({
     "version": dt.version(),
     "partitions": dt.metadata().partition_columns,
     "ids": t.column("clip_id").to_pylist(),
-    "blob_bytes": [len(bytes(b)) for b in t.column("trajectory").to_pylist()],
+    "samples": [[[s["t_s"], s["x_m"], s["y_m"]] for s in b] for b in t.column("trajectory").to_pylist()],
     "dates": sorted(set(t.column("ingest_date").to_pylist())),
 }))
 "#;
@@ -54,8 +55,8 @@ print(json.dumps({
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(their_ids, ours);
-    // The complex field: same blob sizes per clip as our own reader sees.
-    let ours_blobs = last_json(&dataloop_ok(
+    // The complex field: the same samples per clip as our own reader sees.
+    let ours_rows = last_json(&dataloop_ok(
         &data,
         &[
             "sql",
@@ -64,22 +65,35 @@ print(json.dumps({
         ],
         0,
     ));
-    let ours_bytes: Vec<u64> = ours_blobs
+    let ours_samples: Vec<Vec<[f64; 3]>> = ours_rows
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["trajectory"]["bytes"].as_u64().unwrap())
+        .map(|r| {
+            r["trajectory"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| ["t_s", "x_m", "y_m"].map(|k| s[k].as_f64().unwrap()))
+                .collect()
+        })
         .collect();
-    let their_bytes: Vec<u64> = theirs["blob_bytes"]
+    let their_samples: Vec<Vec<[f64; 3]>> = theirs["samples"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_u64().unwrap())
+        .map(|t| {
+            t.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| [0, 1, 2].map(|k| s[k].as_f64().unwrap()))
+                .collect()
+        })
         .collect();
-    assert_eq!(their_bytes, ours_bytes);
+    assert_eq!(their_samples, ours_samples);
     assert!(
-        their_bytes.iter().all(|&n| n > 1000),
-        "trajectory blobs are present"
+        their_samples.iter().all(|t| t.len() == 51),
+        "trajectories are present"
     );
     assert_eq!(theirs["dates"].as_array().unwrap().len(), 1);
 }

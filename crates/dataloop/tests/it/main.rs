@@ -12,6 +12,8 @@ mod http_api;
 mod ingest_faults;
 mod integrity;
 mod manual_trigger;
+mod native_trajectory;
+mod object_storage;
 mod pinned_eval;
 mod safe_service;
 mod take_by_id;

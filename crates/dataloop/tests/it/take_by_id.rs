@@ -1,5 +1,5 @@
-//! Take by ID through the per-file `clip_id` index (issue 13 item 1): the rows and blob bytes of
-//! exactly the requested ids, compared with a full-scan SQL join over the same Delta version;
+//! Take by ID through the per-file `clip_id` index (issue 13 item 1): the rows and trajectories
+//! of exactly the requested ids, compared with a full-scan SQL join over the same Delta version;
 //! absent ids, duplicates, ids spread over several versions and files, a re-ingest; the index
 //! sidecars agree with their files at every version.
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use dataloop::warehouse::{BeforeCommit, Warehouse};
+use dataloop::warehouse::{BeforeCommit, StoredClip, Warehouse, decode_rows};
 use dataloop::{Config, DataLoop};
 use deltalake::arrow::array::{AsArray, RecordBatch};
 use deltalake::arrow::compute::cast;
@@ -30,32 +30,17 @@ async fn open(dir: &Path) -> DataLoop {
     DataLoop::open(config, false).await.unwrap()
 }
 
-/// `clip_id -> (split, category, blob bytes)` of `batches` (columns in the take order).
-fn rows(batches: &[RecordBatch]) -> BTreeMap<String, Vec<(String, String, Vec<u8>)>> {
+/// `clip_id -> decoded rows (split, category, trajectory)` of `batches` (take columns).
+fn rows(batches: &[RecordBatch]) -> BTreeMap<String, Vec<StoredClip>> {
     let mut out: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for b in batches {
-        let text = |i| cast(b.column(i), &DataType::Utf8).unwrap();
-        let (ids, splits, cats) = (text(0), text(1), text(2));
-        let blobs = cast(b.column(3), &DataType::Binary).unwrap();
-        let blobs = blobs.as_binary::<i32>();
-        for i in 0..b.num_rows() {
-            out.entry(ids.as_string::<i32>().value(i).to_owned())
-                .or_default()
-                .push((
-                    splits.as_string::<i32>().value(i).to_owned(),
-                    cats.as_string::<i32>().value(i).to_owned(),
-                    blobs.value(i).to_vec(),
-                ));
-        }
+    for c in decode_rows(batches).unwrap() {
+        out.entry(c.clip_id.clone()).or_default().push(c);
     }
     out
 }
 
 /// The reference: a full-scan SQL semi-join on the same table version.
-async fn reference(
-    wh: &Warehouse,
-    ids: &[String],
-) -> BTreeMap<String, Vec<(String, String, Vec<u8>)>> {
+async fn reference(wh: &Warehouse, ids: &[String]) -> BTreeMap<String, Vec<StoredClip>> {
     let ctx = deltalake::datafusion::prelude::SessionContext::new();
     wh.register(&ctx).await.unwrap();
     let list = ids
@@ -64,7 +49,8 @@ async fn reference(
         .collect::<Vec<_>>()
         .join(",");
     let sql = format!(
-        "SELECT clip_id, split, category, trajectory FROM warehouse WHERE clip_id IN ({list})"
+        "SELECT {} FROM warehouse WHERE clip_id IN ({list})",
+        dataloop::take::TAKE_COLUMNS.join(", ")
     );
     rows(&ctx.sql(&sql).await.unwrap().collect().await.unwrap())
 }
@@ -100,7 +86,7 @@ async fn take_returns_exactly_the_requested_rows_across_versions() {
         assert!(report.clips > 0, "{report:?}");
         let wh = dl.current_warehouse().await.unwrap();
         // Index/layout consistency at every version: one sidecar per data file, equal to the file.
-        let check = wh.check_index().unwrap();
+        let check = wh.check_index().await.unwrap();
         assert_eq!(check.files, per_version.len() + 1, "{check:?}");
         assert_eq!(check.consistent, check.files, "{check:?}");
         per_version.push(all_ids(&wh).await);
@@ -171,7 +157,7 @@ async fn take_returns_exactly_the_requested_rows_across_versions() {
     );
 
     // A lost sidecar: the take rebuilds that file's index in memory, the check names the file.
-    let index_dir = wh.dir().join(dataloop::take::INDEX_DIR);
+    let index_dir = wh.local_dir().unwrap().join(dataloop::take::INDEX_DIR);
     let lost = std::fs::read_dir(&index_dir)
         .unwrap()
         .next()
@@ -182,6 +168,6 @@ async fn take_returns_exactly_the_requested_rows_across_versions() {
     let taken = wh.take_raw(&ids).await.unwrap();
     assert_eq!(taken.rebuilt, 1);
     assert_eq!(rows(taken.batch.as_slice()), want);
-    let check = wh.check_index().unwrap();
+    let check = wh.check_index().await.unwrap();
     assert_eq!((check.files, check.consistent, check.bad.len()), (3, 2, 1));
 }
