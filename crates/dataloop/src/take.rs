@@ -32,7 +32,7 @@ use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch, sort_
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{
-    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    ArrowReaderBuilder, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use deltalake::parquet::file::metadata::PageIndexPolicy;
 
@@ -428,19 +428,7 @@ fn take_file(
         file,
         ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
     )?;
-    let group_rows: Vec<usize> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
-        .collect();
-    let (groups, selection) = plan_selection(&group_rows, &rows);
-    let schema = builder.schema().clone();
-    let indices = TAKE_COLUMNS
-        .iter()
-        .map(|c| schema.index_of(c))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let (groups, selection, mask) = read_plan(&builder, &rows)?;
     let reader = builder
         .with_projection(mask)
         .with_row_groups(groups)
@@ -476,19 +464,49 @@ pub fn check(table_dir: &Path, files: &[PathBuf]) -> Result<IndexCheck> {
     for f in files {
         let (stored, rebuilt) = load_index(table_dir, f)?;
         let (fresh, _) = index_file(f)?;
-        let same = !rebuilt
-            && (stored.len() - HEADER) / ENTRY == fresh.len()
-            && fresh.iter().enumerate().all(|(i, (h, r))| {
-                u64_at(&stored, HEADER + i * ENTRY) == *h
-                    && u32_at(&stored, HEADER + i * ENTRY + 8) == *r
-            });
-        if same {
+        if !rebuilt && entries_match(&stored, &fresh) {
             out.consistent += 1;
         } else {
             out.bad.push(f.clone());
         }
     }
     Ok(out)
+}
+
+/// What a take reads of one data file, from its reader `builder` (sync or async): the row
+/// groups holding `rows` (file row indices, sorted), the selection within them
+/// ([`plan_selection`]) and the projection of [`TAKE_COLUMNS`].
+///
+/// # Errors
+/// [`Error::Arrow`] when the file lacks one of [`TAKE_COLUMNS`].
+pub(crate) fn read_plan<T>(
+    builder: &ArrowReaderBuilder<T>,
+    rows: &[usize],
+) -> Result<(Vec<usize>, RowSelection, ProjectionMask)> {
+    let group_rows: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
+        .collect();
+    let (groups, selection) = plan_selection(&group_rows, rows);
+    let schema = builder.schema();
+    let indices = TAKE_COLUMNS
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    Ok((groups, selection, mask))
+}
+
+/// Whether the sidecar bytes `stored` (layout in the module docs) hold exactly the entries
+/// `fresh` rebuilt from the data file.
+pub(crate) fn entries_match(stored: &[u8], fresh: &[(u64, u32)]) -> bool {
+    stored.len() >= HEADER
+        && (stored.len() - HEADER) / ENTRY == fresh.len()
+        && fresh.iter().enumerate().all(|(i, (h, r))| {
+            u64_at(stored, HEADER + i * ENTRY) == *h && u32_at(stored, HEADER + i * ENTRY + 8) == *r
+        })
 }
 
 #[cfg(test)]

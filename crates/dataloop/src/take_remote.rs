@@ -23,7 +23,7 @@ use object_store::path::Path as StorePath;
 use object_store::{DynObjectStore, ObjectStoreExt as _, PutPayload};
 
 use crate::error::Result;
-use crate::take::{self, ENTRY, FileTake, HEADER, IndexCheck, TAKE_COLUMNS, Taken, u32_at, u64_at};
+use crate::take::{self, FileTake, IndexCheck, Taken};
 
 /// Files read at once.
 const CONCURRENT_FILES: usize = 4;
@@ -184,19 +184,7 @@ async fn take_file(
         ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
     )
     .await?;
-    let group_rows: Vec<usize> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
-        .collect();
-    let (groups, selection) = take::plan_selection(&group_rows, &rows);
-    let schema = builder.schema().clone();
-    let indices = TAKE_COLUMNS
-        .iter()
-        .map(|c| schema.index_of(c))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+    let (groups, selection, mask) = take::read_plan(&builder, &rows)?;
     let mut stream = builder
         .with_projection(mask)
         .with_row_groups(groups)
@@ -246,13 +234,7 @@ pub async fn check(store: &Arc<DynObjectStore>, files: &[StorePath]) -> Result<I
     for f in files {
         let (stored, rebuilt, _) = load_index(store, f).await?;
         let (fresh, _) = index_file(store, f).await?;
-        let same = !rebuilt
-            && (stored.len() - HEADER) / ENTRY == fresh.len()
-            && fresh.iter().enumerate().all(|(i, (h, r))| {
-                u64_at(&stored, HEADER + i * ENTRY) == *h
-                    && u32_at(&stored, HEADER + i * ENTRY + 8) == *r
-            });
-        if same {
+        if !rebuilt && take::entries_match(&stored, &fresh) {
             out.consistent += 1;
         } else {
             out.bad.push(as_path(f));
