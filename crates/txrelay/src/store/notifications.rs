@@ -141,7 +141,34 @@ pub enum DeliveryOutcome {
         /// When it is due again, Unix ms.
         until_ms: u64,
     },
+    /// The receiver `target`'s circuit opened: every pending, unclaimed notification of it is
+    /// parked until `until_ms`.
+    ParkReceiver {
+        /// The receiver's webhook URL.
+        target: String,
+        /// When, Unix ms (claims leased past it are left alone).
+        now_ms: u64,
+        /// When they are due again, Unix ms.
+        until_ms: u64,
+    },
+    /// The receiver `target` is back: every pending notification of it is due at `at_ms`. Recorded in order with the outcomes before it, so a notification parked
+    /// by an outcome that was still queued when the receiver came back is drained too.
+    DrainReceiver {
+        /// The receiver's webhook URL.
+        target: String,
+        /// When, Unix ms.
+        at_ms: u64,
+    },
 }
+
+/// Makes a receiver's pending webhook notifications due at `$1` (the drain).
+const DRAIN: &str = "UPDATE notifications SET next_attempt_at_ms = $1 WHERE target = $2 \
+     AND state = 'pending' AND channel = 'webhook' AND next_attempt_at_ms > $1";
+
+/// Parks a receiver's pending, unclaimed webhook notifications until `$1`.
+const PARK: &str = "UPDATE notifications SET next_attempt_at_ms = $1 WHERE target = $2 \
+     AND state = 'pending' AND channel = 'webhook' AND next_attempt_at_ms < $1 \
+     AND (locked_until_ms IS NULL OR locked_until_ms < $3)";
 
 /// A claimed WebSocket notification.
 #[derive(Debug, Clone)]
@@ -278,6 +305,7 @@ impl Store {
     pub async fn delivered(&self, id: i64, now_ms: u64) -> Result<(), StoreError> {
         self.record_deliveries(&[DeliveryOutcome::Delivered { id, at_ms: now_ms }])
             .await
+            .map(drop)
     }
 
     /// Records a failed delivery: due again at `retry_at_ms`, or dead-lettered when `None`.
@@ -296,17 +324,21 @@ impl Store {
             error: error.to_owned(),
         }])
         .await
+        .map(drop)
     }
 
-    /// Records the outcomes of several deliveries in one database transaction.
+    /// Records the outcomes of several deliveries in one database transaction, in their order
+    /// (deliveries first: no other outcome touches a delivered row). Returns how many
+    /// notifications the [`DeliveryOutcome::DrainReceiver`] entries made due.
     ///
     /// # Errors
     /// [`StoreError::Query`]; nothing is recorded then (the leases run out and the
     /// notifications are delivered again: at least once).
-    pub async fn record_deliveries(&self, outcomes: &[DeliveryOutcome]) -> Result<(), StoreError> {
+    pub async fn record_deliveries(&self, outcomes: &[DeliveryOutcome]) -> Result<u64, StoreError> {
         /// Delivered rows marked per statement (two values each).
         const DELIVERED_CHUNK: usize = 200;
         let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        let mut drained = 0;
         let delivered: Vec<(i64, u64)> = outcomes
             .iter()
             .filter_map(|outcome| match outcome {
@@ -367,13 +399,32 @@ impl Store {
                 )
                 .bind(int(*until_ms))
                 .bind(*id),
+                DeliveryOutcome::ParkReceiver {
+                    target,
+                    now_ms,
+                    until_ms,
+                } => sqlx::query(PARK)
+                    .bind(int(*until_ms))
+                    .bind(target.clone())
+                    .bind(int(*now_ms)),
+                DeliveryOutcome::DrainReceiver { target, at_ms } => {
+                    drained += sqlx::query(DRAIN)
+                        .bind(int(*at_ms))
+                        .bind(target.clone())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(q("drain"))?
+                        .rows_affected();
+                    continue;
+                }
             };
             query
                 .execute(&mut *tx)
                 .await
                 .map_err(q("record delivery"))?;
         }
-        self.commit(tx).await
+        self.commit(tx).await?;
+        Ok(drained)
     }
 
     /// Claims the oldest pending notification of the webhook `target`, due or not: the probe
@@ -398,46 +449,6 @@ impl Store {
             .await
             .map_err(q("claim probe"))?;
         Ok(job)
-    }
-
-    /// Makes every pending notification of the webhook `target` due now (its receiver is
-    /// back: the drain). Returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError::Query`].
-    pub async fn drain(&self, target: &str, now_ms: u64) -> Result<u64, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE notifications SET next_attempt_at_ms = $1 WHERE target = $2 \
-             AND state = 'pending' AND channel = 'webhook' AND next_attempt_at_ms > $1",
-        )
-        .bind(int(now_ms))
-        .bind(target)
-        .execute(&self.pool)
-        .await
-        .map_err(q("drain"))?
-        .rows_affected();
-        Ok(changed)
-    }
-
-    /// Parks every pending, unclaimed notification of the webhook `target` until `until_ms`
-    /// (its circuit opened). Returns how many.
-    ///
-    /// # Errors
-    /// [`StoreError::Query`].
-    pub async fn park(&self, target: &str, now_ms: u64, until_ms: u64) -> Result<u64, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE notifications SET next_attempt_at_ms = $1 WHERE target = $2 \
-             AND state = 'pending' AND channel = 'webhook' AND next_attempt_at_ms < $1 \
-             AND (locked_until_ms IS NULL OR locked_until_ms < $3)",
-        )
-        .bind(int(until_ms))
-        .bind(target)
-        .bind(int(now_ms))
-        .execute(&self.pool)
-        .await
-        .map_err(q("park"))?
-        .rows_affected();
-        Ok(changed)
     }
 
     /// Dead-letters pending webhook notifications created before `deadline_ms` (they ran out

@@ -13,7 +13,7 @@ use crate::core::window::Admission;
 use crate::event::{Event, EventStatus};
 use crate::load::{Wallet, transfer};
 use crate::rules::Receiver;
-use crate::rules::Registration;
+use crate::rules::{Registration, StoredRegistration};
 use crate::validate::SignedTx;
 
 async fn store() -> (tempfile::TempDir, Store) {
@@ -106,9 +106,8 @@ async fn admission_claims_and_leases() {
     assert_eq!(store.accepted_at(tx.hash).await.unwrap(), Some(70_000));
 }
 
-#[tokio::test]
-async fn results_go_through_the_outbox() {
-    let (_dir, store) = store().await;
+/// One webhook receiver at `http://127.0.0.1:9/hook`, its rules sealed by a fixed key.
+fn hook_rules() -> (crate::secrets::SecretBox, StoredRegistration) {
     let registration = Registration {
         fixed: vec![Receiver {
             url: "http://127.0.0.1:9/hook".parse().unwrap(),
@@ -123,6 +122,28 @@ async fn results_go_through_the_outbox() {
     })
     .unwrap();
     let stored = registration.sealed(&secrets);
+    (secrets, stored)
+}
+
+/// The inclusion of a transaction in block 5.
+fn included() -> Step {
+    Step::Include {
+        inclusion: Inclusion {
+            block_number: 5,
+            block_hash: B256::repeat_byte(5),
+            gas_used: 21_000,
+            success: true,
+        },
+        reorged_from: None,
+        notify_reorg: false,
+        confirm: true,
+    }
+}
+
+#[tokio::test]
+async fn results_go_through_the_outbox() {
+    let (_dir, store) = store().await;
+    let (secrets, stored) = hook_rules();
     assert_eq!(
         store.put_device("acme", "d", &stored, 10, 0).await.unwrap(),
         devices::PutDevice::Stored
@@ -165,17 +186,9 @@ async fn results_go_through_the_outbox() {
     let record = store.transaction(tx.hash).await.unwrap().unwrap();
     assert_eq!(record.status, TxStatus::Pending);
     assert_eq!(record.broadcast_count, 1);
-    let inclusion = Inclusion {
-        block_number: 5,
-        block_hash: B256::repeat_byte(5),
-        gas_used: 21_000,
-        success: true,
-    };
-    let step = Step::Include {
-        inclusion,
-        reorged_from: None,
-        notify_reorg: false,
-        confirm: true,
+    let step = included();
+    let Step::Include { inclusion, .. } = step else {
+        unreachable!()
     };
     let applied = store
         .apply_step(&record, &step, None, 1, 2_000)
@@ -387,5 +400,101 @@ async fn a_broadcast_batch_is_recorded_in_one_commit() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A mined transaction of device `d` with one webhook notification claimed at 2,000 ms.
+async fn claimed_webhook(store: &Store) -> WebhookJob {
+    let (_, stored) = hook_rules();
+    store.put_device("acme", "d", &stored, 10, 0).await.unwrap();
+    let tx = signed(0);
+    store
+        .submit(&tx, "d", true, 1_000, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let job = store
+        .claim_broadcasts("i", 1_000, Duration::from_secs(10), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .finish_broadcast(&job, &BroadcastOutcome::Sent, 1_100)
+        .await
+        .unwrap();
+    let record = store.transaction(tx.hash).await.unwrap().unwrap();
+    store
+        .apply_step(&record, &included(), None, 1, 2_000)
+        .await
+        .unwrap();
+    store
+        .claim_webhooks("i", 2_000, Duration::from_secs(10), 10)
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// The demo's 60 s stall: a park still queued when the receiver came back used to land after
+/// the drain, so that notification waited out the whole park. Recorded in queue order, the
+/// drain after the park wins; the reverse order shows what the race did.
+#[tokio::test]
+async fn a_drain_recorded_after_a_queued_park_makes_it_due() {
+    let (_dir, store) = store().await;
+    let job = claimed_webhook(&store).await;
+    let far = 10_000_000;
+    let park = DeliveryOutcome::Parked {
+        id: job.id,
+        until_ms: far,
+    };
+    let drain = DeliveryOutcome::DrainReceiver {
+        target: job.url.clone(),
+        at_ms: 3_000,
+    };
+    let lease = Duration::from_secs(10);
+    let drained = store
+        .record_deliveries(&[park.clone(), drain.clone()])
+        .await
+        .unwrap();
+    assert_eq!(drained, 1);
+    let due = store.claim_webhooks("i", 3_000, lease, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "drained after the park: due at once");
+    // Drain first, park second (the old race): parked until `far`.
+    store.record_deliveries(&[drain, park]).await.unwrap();
+    assert!(
+        store
+            .claim_webhooks("i", 4_000, lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A receiver-wide park (its circuit opened) parks a notification due for a retry.
+    let claimed = store.claim_webhooks("i", far, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let park_all = |now_ms| DeliveryOutcome::ParkReceiver {
+        target: job.url.clone(),
+        now_ms,
+        until_ms: far * 2,
+    };
+    let released = DeliveryOutcome::Failed {
+        id: job.id,
+        retry_at_ms: Some(far + 1),
+        error: "HTTP 503".to_owned(),
+    };
+    store.record_deliveries(&[released]).await.unwrap();
+    store.record_deliveries(&[park_all(far + 1)]).await.unwrap();
+    assert!(
+        store
+            .claim_webhooks("i", far + 1, lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "parked by the receiver-wide park"
+    );
+    assert_eq!(
+        store
+            .claim_webhooks("i", far * 2, lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }

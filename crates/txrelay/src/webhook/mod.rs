@@ -11,7 +11,10 @@
 //! `delivery.breaker_failures` consecutive failures its notifications are parked and one
 //! probe at a time goes out; when a probe is delivered, every parked notification is made
 //! due at once (the drain), so a receiver back after an outage gets its backlog within one
-//! probe interval and no manual replay is needed.
+//! probe interval and no manual replay is needed. Parks and the drain reach the store through
+//! the same ordered queue as the delivery outcomes, each queued under the breaker's lock, so a
+//! park still queued when the receiver comes back is recorded before the drain, not after it
+//! (which left that notification parked for the whole park time, a minute).
 //!
 //! Every delivery resolves the receiver's host again and connects only to an address the
 //! outbound policy permits ([`crate::outbound`]); redirects are not followed. The error
@@ -157,8 +160,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(RECORD_BATCH);
             while recorded.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-                if let Err(error) = shared.store.record_deliveries(&batch).await {
-                    warn!(%error, count = batch.len(), "recording deliveries failed; their leases will expire and they are sent again");
+                match shared.store.record_deliveries(&batch).await {
+                    Ok(0) => {}
+                    Ok(drained) => {
+                        info!(drained, "recovered receivers' parked notifications are due");
+                        shared.wake_delivery.notify_one();
+                    }
+                    Err(error) => {
+                        warn!(%error, count = batch.len(), "recording deliveries failed; their leases will expire and they are sent again");
+                    }
                 }
                 batch.clear();
             }
@@ -231,13 +241,20 @@ async fn dispatch(worker: &Arc<Worker>, jobs: Vec<WebhookJob>) {
     let shared = &worker.shared;
     let now = now_ms(shared.clock.as_ref());
     for job in jobs {
-        if worker.breakers.with(&job.url, |b| b.permit(now)) == Permit::Hold {
+        // Decided and queued under the breaker's lock, so a drain (queued under the same lock
+        // when a probe closes the circuit) is recorded after this park, never before it.
+        let held = worker.breakers.with(&job.url, |b| {
+            let held = b.permit(now) == Permit::Hold;
+            if held {
+                let _ = worker.outcomes.send(DeliveryOutcome::Parked {
+                    id: job.id,
+                    until_ms: now.saturating_add(worker.park_ms()),
+                });
+            }
+            held
+        });
+        if held {
             shared.metrics.delivery("webhook", "parked");
-            let until_ms = now.saturating_add(worker.park_ms());
-            let _ = worker.outcomes.send(DeliveryOutcome::Parked {
-                id: job.id,
-                until_ms,
-            });
             continue;
         }
         let Ok(permit) = Arc::clone(&worker.permits).acquire_owned().await else {
@@ -406,14 +423,19 @@ async fn deliver(worker: Arc<Worker>, job: WebhookJob, _permit: OwnedSemaphorePe
                     .inclusion_to_delivery_seconds
                     .observe(since as f64 / 1000.0);
             }
-            if worker.breakers.with(&job.url, Breaker::succeeded) == Transition::Closed {
-                match shared.store.drain(&job.url, now).await {
-                    Ok(drained) => {
-                        info!(receiver = %job.url, drained, "receiver back: its parked notifications are due");
-                        shared.wake_delivery.notify_one();
-                    }
-                    Err(error) => warn!(%error, "draining a recovered receiver failed"),
+            let closed = worker.breakers.with(&job.url, |b| {
+                let closed = b.succeeded() == Transition::Closed;
+                if closed {
+                    // In order after every park queued while the circuit was open.
+                    let _ = worker.outcomes.send(DeliveryOutcome::DrainReceiver {
+                        target: job.url.clone(),
+                        at_ms: now,
+                    });
                 }
+                closed
+            });
+            if closed {
+                info!(receiver = %job.url, "receiver back: its parked notifications are due");
             }
             debug!(
                 event_id = %job.event_id,
@@ -429,30 +451,40 @@ async fn deliver(worker: Arc<Worker>, job: WebhookJob, _permit: OwnedSemaphorePe
         }
         Err(failure) => {
             let breaker = &shared.settings.breaker;
-            if failure.is_outage()
-                && worker.breakers.with(&job.url, |b| b.failed(now, breaker)) == Transition::Opened
-            {
-                warn!(receiver = %job.url, "receiver failing; circuit open, probing it");
-                let until = now.saturating_add(worker.park_ms());
-                if let Err(error) = shared.store.park(&job.url, now, until).await {
-                    warn!(%error, "parking a failing receiver's notifications failed");
-                }
-            }
             let deadline = job
                 .created_at_ms
                 .saturating_add(millis_of(shared.settings.delivery_retry_for));
             let backoff = Backoff::new(shared.settings.delivery_backoff);
-            let retry_at_ms = match backoff.after_failure(job.attempts, now, rand::random::<f64>())
-            {
-                Retry::At(at) if at < deadline => {
-                    Some(if worker.breakers.with(&job.url, |b| b.is_open()) {
-                        at.max(now.saturating_add(worker.park_ms()))
-                    } else {
-                        at
-                    })
+            let retry = backoff.after_failure(job.attempts, now, rand::random::<f64>());
+            let park_until = now.saturating_add(worker.park_ms());
+            // The breaker's verdict and the park it implies are queued under its lock, in
+            // order with a drain (see `dispatch`).
+            let (opened, retry_at_ms) = worker.breakers.with(&job.url, |b| {
+                let opened = failure.is_outage() && b.failed(now, breaker) == Transition::Opened;
+                if opened {
+                    let _ = worker.outcomes.send(DeliveryOutcome::ParkReceiver {
+                        target: job.url.clone(),
+                        now_ms: now,
+                        until_ms: park_until,
+                    });
                 }
-                _ => None,
-            };
+                let retry_at_ms = match retry {
+                    Retry::At(at) if at < deadline => {
+                        Some(if b.is_open() { at.max(park_until) } else { at })
+                    }
+                    _ => None,
+                };
+                // The recorder is gone only at shutdown; the lease then brings it back.
+                let _ = worker.outcomes.send(DeliveryOutcome::Failed {
+                    id: job.id,
+                    retry_at_ms,
+                    error: failure.owner_text(),
+                });
+                (opened, retry_at_ms)
+            });
+            if opened {
+                warn!(receiver = %job.url, "receiver failing; circuit open, probing it");
+            }
             if retry_at_ms.is_some() {
                 shared.metrics.delivery("webhook", "failed");
             } else {
@@ -460,11 +492,7 @@ async fn deliver(worker: Arc<Worker>, job: WebhookJob, _permit: OwnedSemaphorePe
                 warn!(event_id = %job.event_id, attempts = job.attempts, error = ?failure, "webhook dead-lettered");
             }
             debug!(event_id = %job.event_id, attempts = job.attempts, error = ?failure, "webhook delivery failed");
-            DeliveryOutcome::Failed {
-                id: job.id,
-                retry_at_ms,
-                error: failure.owner_text(),
-            }
+            return;
         }
     };
     // The recorder is gone only at shutdown; the lease then brings the notification back.
