@@ -140,6 +140,24 @@ fn included() -> Step {
     }
 }
 
+/// `tx` of device `d` accepted at 1,000 ms and sent to the node at 1,100 ms: its record.
+async fn sent(store: &Store, tx: &SignedTx) -> TxRecord {
+    store
+        .submit(tx, "d", true, 1_000, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let job = store
+        .claim_broadcasts("i", 1_000, Duration::from_secs(10), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .finish_broadcast(&job, &BroadcastOutcome::Sent, 1_100)
+        .await
+        .unwrap();
+    store.transaction(tx.hash).await.unwrap().unwrap()
+}
+
 #[tokio::test]
 async fn results_go_through_the_outbox() {
     let (_dir, store) = store().await;
@@ -170,20 +188,7 @@ async fn results_go_through_the_outbox() {
         .unwrap();
     assert!(!raw.contains("0123456789abcdef"), "{raw}");
     let tx = signed(0);
-    store
-        .submit(&tx, "d", true, 1_000, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let job = store
-        .claim_broadcasts("i", 1_000, Duration::from_secs(10), 1)
-        .await
-        .unwrap()
-        .remove(0);
-    store
-        .finish_broadcast(&job, &BroadcastOutcome::Sent, 1_100)
-        .await
-        .unwrap();
-    let record = store.transaction(tx.hash).await.unwrap().unwrap();
+    let record = sent(&store, &tx).await;
     assert_eq!(record.status, TxStatus::Pending);
     assert_eq!(record.broadcast_count, 1);
     let step = included();
@@ -408,20 +413,7 @@ async fn claimed_webhook(store: &Store) -> WebhookJob {
     let (_, stored) = hook_rules();
     store.put_device("acme", "d", &stored, 10, 0).await.unwrap();
     let tx = signed(0);
-    store
-        .submit(&tx, "d", true, 1_000, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let job = store
-        .claim_broadcasts("i", 1_000, Duration::from_secs(10), 1)
-        .await
-        .unwrap()
-        .remove(0);
-    store
-        .finish_broadcast(&job, &BroadcastOutcome::Sent, 1_100)
-        .await
-        .unwrap();
-    let record = store.transaction(tx.hash).await.unwrap().unwrap();
+    let record = sent(&store, &tx).await;
     store
         .apply_step(&record, &included(), None, 1, 2_000)
         .await
