@@ -642,7 +642,7 @@ impl Scheduler {
                     && !tried.is_some_and(|t| t.contains(&id))
                     && asked.requests(id) < max_per_peer
             };
-            let load = |id: &PeerId| asked.requests(*id);
+            let load = |id: PeerId| asked.requests(id);
             // A neighbour that told it holds the block, by spare upload (parent first).
             let mine = |id| asked.bytes(id);
             let pick = match &holders {
@@ -654,22 +654,13 @@ impl Scheduler {
                 // unless it refused one as busy since its last upload advert: asked again
                 // at once, it would only refuse again.
                 self.peers
-                    .peers
-                    .iter()
-                    .filter(|(id, n)| n.prefetch.contains(&substream) && usable(**id) && !n.refused)
-                    .min_by_key(|(id, _)| (load(id), **id))
-                    .map(|(id, _)| *id)
+                    .prefetcher(holders.as_ref(), substream, usable, load)
             })
             .or_else(|| {
                 // Only ask a neighbour with no buffer map after another was tried: it has
                 // the block only if it already fetched it.
                 tried.is_some_and(|t| !t.is_empty()).then_some(())?;
-                self.peers
-                    .peers
-                    .iter()
-                    .filter(|(id, n)| !n.map_known && usable(**id))
-                    .min_by_key(|(id, _)| (load(id), **id))
-                    .map(|(id, _)| *id)
+                self.peers.unmapped(holders.as_ref(), usable, load)
             });
             let Some(peer) = pick else { continue };
             asked.add(

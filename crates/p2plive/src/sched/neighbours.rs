@@ -239,6 +239,12 @@ pub(super) struct Holder {
     bits: u64,
     /// Its spare upload before this peer's requests ([`Neighbour::spare`] of 0).
     spare: i128,
+    /// Bit `b - 1`: it prefetches substream `b` (substreams 1 to 64).
+    prefetch: u64,
+    /// It refused a request since its last advert.
+    refused: bool,
+    /// It sent a buffer map.
+    map_known: bool,
 }
 
 /// The neighbours' held blocks in `lo..lo + 64` and their spare upload, for one poll.
@@ -247,6 +253,8 @@ pub(super) struct Holders {
     lo: u64,
     /// The union of the neighbours' words: blocks some neighbour holds.
     any: u64,
+    /// Some neighbour prefetches a substream above 64 (not in the `prefetch` words).
+    wide: bool,
     list: Vec<Holder>,
 }
 
@@ -302,20 +310,86 @@ impl Neighbours {
     /// instead of a set lookup, a map walk and two spare computations.
     pub(super) fn holders(&self, lo: u64) -> Holders {
         let mut any = 0;
+        let mut wide = false;
         let list = self
             .peers
             .iter()
             .map(|(id, n)| {
                 let bits = n.have.word_at(lo);
                 any |= bits;
+                let mut prefetch = 0u64;
+                for &b in &n.prefetch {
+                    match b.checked_sub(1).filter(|i| *i < 64) {
+                        Some(i) => prefetch |= 1 << i,
+                        None => wide = true,
+                    }
+                }
                 Holder {
                     id: *id,
                     bits,
                     spare: n.spare(0),
+                    prefetch,
+                    refused: n.refused,
+                    map_known: n.map_known,
                 }
             })
             .collect();
-        Holders { lo, any, list }
+        Holders {
+            lo,
+            any,
+            wide,
+            list,
+        }
+    }
+
+    /// The neighbour to hold a request for a block of `substream` it prefetches: among the
+    /// usable ones that did not refuse since their last advert, the least loaded (`load`),
+    /// then the lowest id. From `holders` when given (and it covers the substream), else a
+    /// walk of the neighbours; both give the same answer.
+    pub(super) fn prefetcher(
+        &self,
+        holders: Option<&Holders>,
+        substream: u32,
+        usable: impl Fn(PeerId) -> bool,
+        load: impl Fn(PeerId) -> usize,
+    ) -> Option<PeerId> {
+        let bit = substream.checked_sub(1).filter(|i| *i < 64);
+        if let (Some(h), Some(bit)) = (holders.filter(|h| !h.wide), bit) {
+            return h
+                .list
+                .iter()
+                .filter(|n| (n.prefetch >> bit) & 1 == 1 && !n.refused && usable(n.id))
+                .min_by_key(|n| (load(n.id), n.id))
+                .map(|n| n.id);
+        }
+        self.peers
+            .iter()
+            .filter(|(id, n)| n.prefetch.contains(&substream) && !n.refused && usable(**id))
+            .min_by_key(|(id, _)| (load(**id), **id))
+            .map(|(id, _)| *id)
+    }
+
+    /// The usable neighbour with no buffer map yet, least loaded then lowest id (from
+    /// `holders` when given; the same answer as the walk).
+    pub(super) fn unmapped(
+        &self,
+        holders: Option<&Holders>,
+        usable: impl Fn(PeerId) -> bool,
+        load: impl Fn(PeerId) -> usize,
+    ) -> Option<PeerId> {
+        if let Some(h) = holders {
+            return h
+                .list
+                .iter()
+                .filter(|n| !n.map_known && usable(n.id))
+                .min_by_key(|n| (load(n.id), n.id))
+                .map(|n| n.id);
+        }
+        self.peers
+            .iter()
+            .filter(|(id, n)| !n.map_known && usable(**id))
+            .min_by_key(|(id, _)| (load(**id), **id))
+            .map(|(id, _)| *id)
     }
 
     /// [`Neighbours::pick`] for a block in `holders`' 64 blocks, from that snapshot (the same
@@ -469,12 +543,17 @@ mod tests {
                     cap_bytes_per_s: rng.next_u64() % 40,
                     queued_bytes: rng.next_u64() % 40,
                 });
+                let prefetch = (0..rng.next_u64() % 3)
+                    .map(|_| 1 + (rng.next_u64() % 5) as u32)
+                    .collect();
                 scan.peers.insert(
                     id * 7,
                     Neighbour {
                         have,
                         upload,
-                        ..Neighbour::default()
+                        prefetch,
+                        refused: rng.next_u64().is_multiple_of(3),
+                        map_known: !rng.next_u64().is_multiple_of(4),
                     },
                 );
             }
@@ -505,6 +584,20 @@ mod tests {
                 assert_eq!(scan.parents, index.parents, "round {round}");
             }
             assert_eq!(scan.parent_changes, index.parent_changes, "round {round}");
+            let usable = |id: PeerId| !unusable.contains(&id);
+            let load = |id: PeerId| loads.get(&id).copied().unwrap_or(0) as usize;
+            for b in 1..=5 {
+                assert_eq!(
+                    index.prefetcher(Some(&holders), b, usable, load),
+                    index.prefetcher(None, b, usable, load),
+                    "round {round} substream {b}"
+                );
+            }
+            assert_eq!(
+                index.unmapped(Some(&holders), usable, load),
+                index.unmapped(None, usable, load),
+                "round {round}"
+            );
             // Outside the snapshot's 64 blocks it answers nothing.
             assert_eq!(index.pick_in(&holders, lo + 64, 1, |_| true, |_| 0), None);
         }

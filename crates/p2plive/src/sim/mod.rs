@@ -24,8 +24,10 @@
 //! every `have_batch_ms` (one tick event for the swarm, not one event per block and
 //! neighbour), and a peer's scheduler is polled only when something it acts on changed: a
 //! have naming a block it wants ([`Scheduler::wants`]), an arrival, a failure, a cut, its
-//! player deadline, or a heartbeat answer that changed its view. Upload capacities (capped at `upload_limit_x`) and the link model are in
-//! [`net`]. The report is [`Report`], one per policy, printed by [`table`].
+//! player deadline, or a heartbeat answer that changed its view.
+//!
+//! Upload capacities (capped at `upload_limit_x`) and the link model are in [`net`]. The
+//! report is [`Report`], one per policy, printed by [`table`].
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
