@@ -269,7 +269,6 @@ impl Scheduler {
     pub fn on_upload(&mut self, peer: PeerId, upload: Upload) {
         if let Some(n) = self.peers.peers.get_mut(&peer) {
             n.upload = Some(upload);
-            n.refused = false;
         }
     }
 
@@ -430,9 +429,8 @@ impl Scheduler {
     }
 
     /// Neighbour `from` refused `block` because its upload queue is full: not a failed
-    /// attempt (it may be asked again), but it counts as having no spare upload, and is not
-    /// asked to hold requests for its prefetched substreams, until it advertises again
-    /// ([`Scheduler::on_upload`]).
+    /// attempt (it may be asked again), but it counts as having no spare upload until it
+    /// advertises again ([`Scheduler::on_upload`]).
     pub fn on_busy(&mut self, block: u64, from: Source) {
         self.clear_inflight(block, from);
         if let Source::Peer(peer) = from {
@@ -650,9 +648,7 @@ impl Scheduler {
                 None => self.peers.pick(block, substream, usable, mine),
             }
             .or_else(|| {
-                // A neighbour that prefetches the block's substream holds the request,
-                // unless it refused one as busy since its last upload advert: asked again
-                // at once, it would only refuse again.
+                // A neighbour that prefetches the block's substream holds the request.
                 self.peers
                     .prefetcher(holders.as_ref(), substream, usable, load)
             })

@@ -218,8 +218,6 @@ pub(super) struct Neighbour {
     pub(super) map_known: bool,
     /// Its last advertised upload.
     pub(super) upload: Option<Upload>,
-    /// It refused a request as busy since its last advert ([`Neighbours::saturate`]).
-    pub(super) refused: bool,
 }
 
 impl Neighbour {
@@ -241,8 +239,6 @@ pub(super) struct Holder {
     spare: i128,
     /// Bit `b - 1`: it prefetches substream `b` (substreams 1 to 64).
     prefetch: u64,
-    /// It refused a request since its last advert.
-    refused: bool,
     /// It sent a buffer map.
     map_known: bool,
 }
@@ -283,7 +279,6 @@ impl Neighbours {
     /// Marks `peer`'s upload as full (it refused a request) until its next advert.
     pub(super) fn saturate(&mut self, peer: PeerId) {
         if let Some(n) = self.peers.get_mut(&peer) {
-            n.refused = true;
             let cap = n.upload.map_or(0, |u| u.cap_bytes_per_s);
             n.upload = Some(Upload {
                 cap_bytes_per_s: cap,
@@ -329,7 +324,6 @@ impl Neighbours {
                     bits,
                     spare: n.spare(0),
                     prefetch,
-                    refused: n.refused,
                     map_known: n.map_known,
                 }
             })
@@ -343,7 +337,7 @@ impl Neighbours {
     }
 
     /// The neighbour to hold a request for a block of `substream` it prefetches: among the
-    /// usable ones that did not refuse since their last advert, the least loaded (`load`),
+    /// usable ones, the least loaded (`load`),
     /// then the lowest id. From `holders` when given (and it covers the substream), else a
     /// walk of the neighbours; both give the same answer.
     pub(super) fn prefetcher(
@@ -358,13 +352,13 @@ impl Neighbours {
             return h
                 .list
                 .iter()
-                .filter(|n| (n.prefetch >> bit) & 1 == 1 && !n.refused && usable(n.id))
+                .filter(|n| (n.prefetch >> bit) & 1 == 1 && usable(n.id))
                 .min_by_key(|n| (load(n.id), n.id))
                 .map(|n| n.id);
         }
         self.peers
             .iter()
-            .filter(|(id, n)| n.prefetch.contains(&substream) && !n.refused && usable(**id))
+            .filter(|(id, n)| n.prefetch.contains(&substream) && usable(**id))
             .min_by_key(|(id, _)| (load(**id), **id))
             .map(|(id, _)| *id)
     }
@@ -552,7 +546,6 @@ mod tests {
                         have,
                         upload,
                         prefetch,
-                        refused: rng.next_u64().is_multiple_of(3),
                         map_known: !rng.next_u64().is_multiple_of(4),
                     },
                 );

@@ -397,35 +397,3 @@ fn wants_only_blocks_a_have_could_start_a_fetch_for() {
     s.forget_before(2);
     assert!(!s.wants(1));
 }
-
-/// A neighbour prefetching a block's substream holds requests for it, but one that refused a
-/// request because its upload is full is not asked again (for any block) until its next
-/// upload advert: asked at once, it only refused again (in the simulator at 1,000 peers, 2.8
-/// million refusals in 120 s, 87 % of its events).
-#[test]
-fn a_prefetcher_that_refused_is_not_asked_until_it_has_spare_upload() {
-    let (mut s, t0) = swarm(0);
-    for n in 0..3 {
-        s.on_info(info(n));
-    }
-    // Peer 2 prefetches substream 2 (block 1), peer 3 substream 3 (block 2).
-    assert_eq!(
-        fetches(&s.poll(t0)),
-        vec![(1, Source::Peer(2)), (2, Source::Peer(3))]
-    );
-    s.on_busy(1, Source::Peer(2));
-    assert!(fetches(&s.poll(t0)).is_empty(), "peer 2 is full");
-    // Its next block (substream 2 again after a round: block 5) is not asked of it either.
-    for n in 3..6 {
-        s.on_info(info(n));
-    }
-    let asked = fetches(&s.poll(t0));
-    assert!(
-        !asked.iter().any(|(_, from)| *from == Source::Peer(2)),
-        "{asked:?}"
-    );
-    // Once it advertises spare upload, it is asked again.
-    s.on_upload(2, upload(100_000, 0));
-    let asked = fetches(&s.poll(t0));
-    assert!(asked.contains(&(5, Source::Peer(2))), "{asked:?}");
-}

@@ -283,6 +283,8 @@ struct Sim<'a> {
     dirty: Vec<usize>,
     /// Whether a [`Event::Tick`] is queued.
     tick_pending: bool,
+    /// Busy refusals handled.
+    refusals: u64,
 }
 
 /// Runs one policy and returns its report.
@@ -370,6 +372,7 @@ pub fn run(config: &SimConfig, policy: Policy) -> Result<Report, Error> {
         alive: Vec::new(),
         dirty: Vec::new(),
         tick_pending: false,
+        refusals: 0,
     };
     let block_us = u64::from(config.block_ms) * 1000;
     for n in 0..=blocks {
@@ -463,6 +466,7 @@ impl Sim<'_> {
                 from,
                 busy,
             } => {
+                self.refusals += u64::from(busy);
                 if self.peers[to].present {
                     let source = Source::Peer(self.peers[from].id);
                     if let Some(s) = self.peers[to].sched.as_mut() {
