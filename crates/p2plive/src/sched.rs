@@ -17,7 +17,7 @@
 //! up; a neighbour that prefetches the block's substream is asked before it has it (it holds
 //! the request). A neighbour that sent no buffer map yet is asked only after another failed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -173,8 +173,11 @@ pub struct Scheduler {
     down: BTreeMap<PeerId, Instant>,
     infos: BTreeMap<u64, BlockInfo>,
     have: BTreeSet<u64>,
-    inflight: HashMap<u64, Vec<Source>>,
-    tried: HashMap<u64, BTreeSet<PeerId>>,
+    /// Block -> the sources asked for it now (a handful of blocks: an ordered map, no
+    /// hashing).
+    inflight: BTreeMap<u64, Vec<Source>>,
+    /// Block -> the peers that failed it.
+    tried: BTreeMap<u64, BTreeSet<PeerId>>,
     end: Option<u64>,
     player: Player,
     stats: PlaybackStats,
@@ -205,8 +208,8 @@ impl Scheduler {
             down: BTreeMap::new(),
             infos: BTreeMap::new(),
             have: BTreeSet::new(),
-            inflight: HashMap::new(),
-            tried: HashMap::new(),
+            inflight: BTreeMap::new(),
+            tried: BTreeMap::new(),
             end: None,
             player: Player::Waiting,
             stats: PlaybackStats::default(),
@@ -345,8 +348,8 @@ impl Scheduler {
         }
         self.have = self.have.split_off(&block);
         self.peers.forget_before(block);
-        self.tried.retain(|n, _| *n >= block);
-        self.inflight.retain(|n, _| *n >= block);
+        self.tried = self.tried.split_off(&block);
+        self.inflight = self.inflight.split_off(&block);
     }
 
     /// Number of block infos, held-block entries and pending attempts kept (for tests of the
@@ -368,6 +371,17 @@ impl Scheduler {
     /// Whether the block is held.
     pub fn has(&self, block: u64) -> bool {
         self.have.contains(&block)
+    }
+
+    /// Whether a neighbour's "have" of `block` can start a fetch: the block is not held, not
+    /// requested, not forgotten and not expected from this peer's own prefetch subscription.
+    /// A driver may skip [`Scheduler::poll`] after haves for which this is false (the player
+    /// deadline, arrivals and failures still need their polls).
+    pub fn wants(&self, block: u64) -> bool {
+        block >= self.forgotten
+            && !self.have.contains(&block)
+            && !self.inflight.contains_key(&block)
+            && !self.expected_by_prefetch(block)
     }
 
     /// The origin's info of a block, when known.
@@ -585,15 +599,14 @@ impl Scheduler {
         }
         // Non-urgent zone: other substreams from neighbours, by sequence identifier, round by
         // round.
-        let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
-        let mut bytes_asked: HashMap<PeerId, u64> = HashMap::new();
+        // Requests in flight per peer: (peer, requests, bytes asked), a few entries.
+        let mut asked = Asked::default();
         let mut total = 0;
         for (block, sources) in &self.inflight {
             let size = self.infos.get(block).map_or(0, |i| u64::from(i.size));
             for source in sources {
                 if let Source::Peer(p) = source {
-                    *per_peer.entry(*p).or_default() += 1;
-                    *bytes_asked.entry(*p).or_default() += size;
+                    asked.add(*p, size);
                     total += 1;
                 }
             }
@@ -603,6 +616,13 @@ impl Scheduler {
                 !self.has(b) && !self.inflight.contains_key(&b) && !self.expected_by_prefetch(b)
             })
             .collect();
+        // The neighbours' held blocks over the wanted span as one word each (the span is the
+        // non-urgent zone, a dozen blocks; a wider one, for a peer far behind, walks the
+        // neighbours per block).
+        let span = wanted.first().zip(wanted.last());
+        let holders = span
+            .filter(|(lo, hi)| *hi - *lo < 64)
+            .map(|(lo, _)| self.peers.holders(*lo));
         wanted.sort_by_key(|&b| self.layout.fetch_key(b));
         for block in wanted {
             if total >= self.config.max_peer_requests {
@@ -618,39 +638,31 @@ impl Scheduler {
             let usable = |id: PeerId| {
                 !down.contains_key(&id)
                     && !tried.is_some_and(|t| t.contains(&id))
-                    && per_peer.get(&id).copied().unwrap_or(0) < max_per_peer
+                    && asked.requests(id) < max_per_peer
             };
-            let load = |id: &PeerId| per_peer.get(id).copied().unwrap_or(0);
+            let load = |id: PeerId| asked.requests(id);
             // A neighbour that told it holds the block, by spare upload (parent first).
-            let pick = self
-                .peers
-                .pick(block, substream, usable, |id| {
-                    bytes_asked.get(&id).copied().unwrap_or(0)
-                })
-                .or_else(|| {
-                    // A neighbour that prefetches the block's substream holds the request.
-                    self.peers
-                        .peers
-                        .iter()
-                        .filter(|(id, n)| n.prefetch.contains(&substream) && usable(**id))
-                        .min_by_key(|(id, _)| (load(id), **id))
-                        .map(|(id, _)| *id)
-                })
-                .or_else(|| {
-                    // Only ask a neighbour with no buffer map after another was tried: it has
-                    // the block only if it already fetched it.
-                    tried.is_some_and(|t| !t.is_empty()).then_some(())?;
-                    self.peers
-                        .peers
-                        .iter()
-                        .filter(|(id, n)| !n.map_known && usable(**id))
-                        .min_by_key(|(id, _)| (load(id), **id))
-                        .map(|(id, _)| *id)
-                });
+            let mine = |id| asked.bytes(id);
+            let pick = match &holders {
+                Some(h) => self.peers.pick_in(h, block, substream, usable, mine),
+                None => self.peers.pick(block, substream, usable, mine),
+            }
+            .or_else(|| {
+                // A neighbour that prefetches the block's substream holds the request.
+                self.peers
+                    .prefetcher(holders.as_ref(), substream, usable, load)
+            })
+            .or_else(|| {
+                // Only ask a neighbour with no buffer map after another was tried: it has
+                // the block only if it already fetched it.
+                tried.is_some_and(|t| !t.is_empty()).then_some(())?;
+                self.peers.unmapped(holders.as_ref(), usable, load)
+            });
             let Some(peer) = pick else { continue };
-            *per_peer.entry(peer).or_default() += 1;
-            *bytes_asked.entry(peer).or_default() +=
-                self.infos.get(&block).map_or(0, |i| u64::from(i.size));
+            asked.add(
+                peer,
+                self.infos.get(&block).map_or(0, |i| u64::from(i.size)),
+            );
             total += 1;
             self.inflight
                 .entry(block)
@@ -706,6 +718,37 @@ impl Scheduler {
             }
         }
         stats
+    }
+}
+
+/// The P2P requests in flight per peer during one poll: (peer, requests, bytes asked). At most
+/// `max_peer_requests` entries, so a linear scan beats hashing.
+#[derive(Debug, Default)]
+struct Asked(Vec<(PeerId, usize, u64)>);
+
+impl Asked {
+    fn add(&mut self, peer: PeerId, bytes: u64) {
+        match self.0.iter_mut().find(|(p, _, _)| *p == peer) {
+            Some((_, n, b)) => {
+                *n += 1;
+                *b += bytes;
+            }
+            None => self.0.push((peer, 1, bytes)),
+        }
+    }
+
+    fn requests(&self, peer: PeerId) -> usize {
+        self.0
+            .iter()
+            .find(|(p, _, _)| *p == peer)
+            .map_or(0, |(_, n, _)| *n)
+    }
+
+    fn bytes(&self, peer: PeerId) -> u64 {
+        self.0
+            .iter()
+            .find(|(p, _, _)| *p == peer)
+            .map_or(0, |(_, _, b)| *b)
     }
 }
 

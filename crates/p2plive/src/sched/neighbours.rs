@@ -6,7 +6,10 @@
 //! per-substream parent) while the parent holds the block and has upload to spare; otherwise
 //! the neighbour holding it with the most spare upload, which becomes the new parent. A
 //! parent that leaves the neighbour set, fails a fetch or goes down is dropped, so the next
-//! block re-selects.
+//! block re-selects. A poll reads every neighbour's held blocks over the wanted span once, as
+//! one 64-bit word each ([`Neighbours::holders`]), so choosing a source for each wanted block
+//! is a bit test per neighbour ([`Neighbours::pick_in`], tested against the scan
+//! [`Neighbours::pick`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -99,6 +102,33 @@ impl BlockSet {
             .ok()
             .and_then(|w| self.words.get(w))
             .is_some_and(|word| (word >> (i % 64)) & 1 == 1)
+    }
+
+    /// The blocks `lo..lo + 64` as one word: bit `i` set when block `lo + i` is in the set.
+    pub(super) fn word_at(&self, lo: u64) -> u64 {
+        let word = |w: u64| {
+            usize::try_from(w)
+                .ok()
+                .and_then(|w| self.words.get(w))
+                .copied()
+                .unwrap_or(0)
+        };
+        match lo.checked_sub(self.base) {
+            Some(i) => {
+                let (w, shift) = (i / 64, i % 64);
+                let low = word(w) >> shift;
+                if shift == 0 {
+                    low
+                } else {
+                    low | word(w + 1) << (64 - shift)
+                }
+            }
+            // `lo` before the span: the span's first word, moved up.
+            None => match self.base - lo {
+                d if d < 64 => word(0) << d,
+                _ => 0,
+            },
+        }
     }
 
     /// Adds block `n` (see the type's docs for blocks outside the span).
@@ -199,6 +229,31 @@ impl Neighbour {
     }
 }
 
+/// One neighbour in a [`Holders`] snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Holder {
+    id: PeerId,
+    /// Bit `i`: it holds block `lo + i`.
+    bits: u64,
+    /// Its spare upload before this peer's requests ([`Neighbour::spare`] of 0).
+    spare: i128,
+    /// Bit `b - 1`: it prefetches substream `b` (substreams 1 to 64).
+    prefetch: u64,
+    /// It sent a buffer map.
+    map_known: bool,
+}
+
+/// The neighbours' held blocks in `lo..lo + 64` and their spare upload, for one poll.
+#[derive(Debug, Clone)]
+pub(super) struct Holders {
+    lo: u64,
+    /// The union of the neighbours' words: blocks some neighbour holds.
+    any: u64,
+    /// Some neighbour prefetches a substream above 64 (not in the `prefetch` words).
+    wide: bool,
+    list: Vec<Holder>,
+}
+
 /// The neighbours and the per-substream parents.
 #[derive(Debug, Default)]
 pub(super) struct Neighbours {
@@ -242,6 +297,132 @@ impl Neighbours {
         for n in self.peers.values_mut() {
             n.have.forget_before(block);
         }
+    }
+
+    /// What [`Neighbours::pick_in`] needs of every neighbour for the blocks `lo..lo + 64`,
+    /// read once per poll: the blocks it holds there as one word, and its spare upload
+    /// before this peer's requests. Picking a source then costs one bit test per neighbour
+    /// instead of a set lookup, a map walk and two spare computations.
+    pub(super) fn holders(&self, lo: u64) -> Holders {
+        let mut any = 0;
+        let mut wide = false;
+        let list = self
+            .peers
+            .iter()
+            .map(|(id, n)| {
+                let bits = n.have.word_at(lo);
+                any |= bits;
+                let mut prefetch = 0u64;
+                for &b in &n.prefetch {
+                    match b.checked_sub(1).filter(|i| *i < 64) {
+                        Some(i) => prefetch |= 1 << i,
+                        None => wide = true,
+                    }
+                }
+                Holder {
+                    id: *id,
+                    bits,
+                    spare: n.spare(0),
+                    prefetch,
+                    map_known: n.map_known,
+                }
+            })
+            .collect();
+        Holders {
+            lo,
+            any,
+            wide,
+            list,
+        }
+    }
+
+    /// The neighbour to hold a request for a block of `substream` it prefetches: among the
+    /// usable ones, the least loaded (`load`),
+    /// then the lowest id. From `holders` when given (and it covers the substream), else a
+    /// walk of the neighbours; both give the same answer.
+    pub(super) fn prefetcher(
+        &self,
+        holders: Option<&Holders>,
+        substream: u32,
+        usable: impl Fn(PeerId) -> bool,
+        load: impl Fn(PeerId) -> usize,
+    ) -> Option<PeerId> {
+        let bit = substream.checked_sub(1).filter(|i| *i < 64);
+        if let (Some(h), Some(bit)) = (holders.filter(|h| !h.wide), bit) {
+            return h
+                .list
+                .iter()
+                .filter(|n| (n.prefetch >> bit) & 1 == 1 && usable(n.id))
+                .min_by_key(|n| (load(n.id), n.id))
+                .map(|n| n.id);
+        }
+        self.peers
+            .iter()
+            .filter(|(id, n)| n.prefetch.contains(&substream) && usable(**id))
+            .min_by_key(|(id, _)| (load(**id), **id))
+            .map(|(id, _)| *id)
+    }
+
+    /// The usable neighbour with no buffer map yet, least loaded then lowest id (from
+    /// `holders` when given; the same answer as the walk).
+    pub(super) fn unmapped(
+        &self,
+        holders: Option<&Holders>,
+        usable: impl Fn(PeerId) -> bool,
+        load: impl Fn(PeerId) -> usize,
+    ) -> Option<PeerId> {
+        if let Some(h) = holders {
+            return h
+                .list
+                .iter()
+                .filter(|n| !n.map_known && usable(n.id))
+                .min_by_key(|n| (load(n.id), n.id))
+                .map(|n| n.id);
+        }
+        self.peers
+            .iter()
+            .filter(|(id, n)| !n.map_known && usable(**id))
+            .min_by_key(|(id, _)| (load(**id), **id))
+            .map(|(id, _)| *id)
+    }
+
+    /// [`Neighbours::pick`] for a block in `holders`' 64 blocks, from that snapshot (the same
+    /// answer while the neighbours' held blocks and adverts stay as they were when it was
+    /// taken). None for a block outside them.
+    pub(super) fn pick_in(
+        &mut self,
+        holders: &Holders,
+        block: u64,
+        substream: u32,
+        usable: impl Fn(PeerId) -> bool,
+        mine: impl Fn(PeerId) -> u64,
+    ) -> Option<PeerId> {
+        let bit = block.checked_sub(holders.lo).filter(|i| *i < 64)?;
+        if (holders.any >> bit) & 1 == 0 {
+            return None;
+        }
+        let spare = |h: &Holder| h.spare - i128::from(mine(h.id));
+        let candidates = holders
+            .list
+            .iter()
+            .filter(|h| (h.bits >> bit) & 1 == 1 && usable(h.id));
+        if let Some(&parent) = self.parents.get(&substream)
+            && let Some(h) = holders.list.iter().find(|h| h.id == parent)
+            && (h.bits >> bit) & 1 == 1
+            && usable(parent)
+            && spare(h) > 0
+        {
+            return Some(parent);
+        }
+        let best = candidates
+            .map(|h| (spare(h), h.id))
+            .filter(|(s, _)| *s > 0)
+            .max_by_key(|(s, id)| (*s, std::cmp::Reverse(*id)))
+            .map(|(_, id)| id)?;
+        if self.parents.insert(substream, best) != Some(best) {
+            self.parent_changes += 1;
+        }
+        Some(best)
     }
 
     /// The source for `block` of `substream` among the neighbours holding it that pass
@@ -314,6 +495,104 @@ mod tests {
         }
         for n in 0..3500 {
             assert_eq!(set.contains(n), model.contains(&n), "block {n}");
+        }
+    }
+
+    #[test]
+    fn word_at_matches_contains_on_random_sets() {
+        let mut rng = Rng::new(11);
+        for round in 0..300 {
+            let edge = 500 + rng.next_u64() % 2000;
+            let set: BlockSet = (0..rng.next_u64() % 200)
+                .map(|_| edge - rng.next_u64() % 300)
+                .collect();
+            for _ in 0..20 {
+                let lo = edge.saturating_sub(rng.next_u64() % 400);
+                let word = set.word_at(lo);
+                for i in 0..64 {
+                    assert_eq!(
+                        (word >> i) & 1 == 1,
+                        set.contains(lo + i),
+                        "round {round} lo {lo} bit {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `pick_in` over a snapshot gives the answer of the scan `pick`, and leaves the same
+    /// parents, on random neighbourhoods, held blocks, adverts, usable sets and loads.
+    #[test]
+    fn pick_in_answers_as_the_scan_on_random_neighbourhoods() {
+        let mut rng = Rng::new(5);
+        for round in 0..400 {
+            let mut scan = Neighbours::default();
+            let count = 1 + rng.next_u64() % 30;
+            let lo = 1000 + rng.next_u64() % 64;
+            for id in 1..=count {
+                let have = (0..rng.next_u64() % 12)
+                    .map(|_| lo + rng.next_u64() % 70)
+                    .collect();
+                let upload = (!rng.next_u64().is_multiple_of(4)).then(|| Upload {
+                    cap_bytes_per_s: rng.next_u64() % 40,
+                    queued_bytes: rng.next_u64() % 40,
+                });
+                let prefetch = (0..rng.next_u64() % 3)
+                    .map(|_| 1 + (rng.next_u64() % 5) as u32)
+                    .collect();
+                scan.peers.insert(
+                    id * 7,
+                    Neighbour {
+                        have,
+                        upload,
+                        prefetch,
+                        map_known: !rng.next_u64().is_multiple_of(4),
+                    },
+                );
+            }
+            for b in 1..=4 {
+                if rng.next_u64().is_multiple_of(2) {
+                    scan.parents.insert(b, 7 * (1 + rng.next_u64() % count));
+                }
+            }
+            let mut index = Neighbours {
+                peers: scan.peers.clone(),
+                parents: scan.parents.clone(),
+                parent_changes: 0,
+            };
+            let holders = index.holders(lo);
+            let unusable: BTreeSet<PeerId> =
+                (0..3).map(|_| 7 * (1 + rng.next_u64() % count)).collect();
+            let loads: BTreeMap<PeerId, u64> = (0..5)
+                .map(|_| (7 * (1 + rng.next_u64() % count), rng.next_u64() % 30))
+                .collect();
+            for _ in 0..10 {
+                let block = lo + rng.next_u64() % 64;
+                let substream = 1 + (rng.next_u64() % 4) as u32;
+                let usable = |id: PeerId| !unusable.contains(&id);
+                let mine = |id: PeerId| loads.get(&id).copied().unwrap_or(0);
+                let a = scan.pick(block, substream, usable, mine);
+                let b = index.pick_in(&holders, block, substream, usable, mine);
+                assert_eq!(a, b, "round {round} block {block} substream {substream}");
+                assert_eq!(scan.parents, index.parents, "round {round}");
+            }
+            assert_eq!(scan.parent_changes, index.parent_changes, "round {round}");
+            let usable = |id: PeerId| !unusable.contains(&id);
+            let load = |id: PeerId| loads.get(&id).copied().unwrap_or(0) as usize;
+            for b in 1..=5 {
+                assert_eq!(
+                    index.prefetcher(Some(&holders), b, usable, load),
+                    index.prefetcher(None, b, usable, load),
+                    "round {round} substream {b}"
+                );
+            }
+            assert_eq!(
+                index.unmapped(Some(&holders), usable, load),
+                index.unmapped(None, usable, load),
+                "round {round}"
+            );
+            // Outside the snapshot's 64 blocks it answers nothing.
+            assert_eq!(index.pick_in(&holders, lo + 64, 1, |_| true, |_| 0), None);
         }
     }
 

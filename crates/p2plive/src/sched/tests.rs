@@ -367,3 +367,33 @@ fn a_block_coming_from_a_peer_waits_until_it_is_the_next_needed() {
     let f = fetches(&s.poll(t0 + 1100 * MS));
     assert!(f.contains(&(2, Source::Cdn)), "{f:?}");
 }
+
+/// `wants` is what a have can change: a block not held, not requested, not forgotten and not
+/// coming by the peer's own prefetch subscription.
+#[test]
+fn wants_only_blocks_a_have_could_start_a_fetch_for() {
+    let (mut s, t0) = swarm(0);
+    for n in 0..3 {
+        s.on_info(info(n));
+    }
+    // Block 0 is substream 1, mine: it comes by the prefetch subscription.
+    assert!(!s.wants(0));
+    assert!(s.wants(1) && s.wants(2));
+    // Polling (still buffering) asks peers 2 and 3 for blocks 1 and 2: in flight, no longer
+    // wanted.
+    let asked = fetches(&s.poll(t0));
+    assert_eq!(asked, vec![(1, Source::Peer(2)), (2, Source::Peer(3))]);
+    for (block, _) in &asked {
+        assert!(!s.wants(*block), "block {block} is in flight");
+    }
+    // A fetch that failed makes it wanted again; a block held is not.
+    s.on_fetch_failed(1, Source::Peer(2));
+    assert!(s.wants(1));
+    assert_eq!(s.on_block(2, Source::Peer(3), &data(2)), Verdict::Accepted);
+    assert!(!s.wants(2));
+    // A new block of another substream is wanted; a forgotten one is not.
+    s.on_info(info(5));
+    assert!(s.wants(5));
+    s.forget_before(2);
+    assert!(!s.wants(1));
+}

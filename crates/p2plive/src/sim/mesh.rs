@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Event, Policy, Sim};
+use super::{Event, Have, Policy, Sim};
 use crate::sched::{PeerId, Scheduler, Upload};
 use crate::substream::Layout;
 use crate::tracker::View;
@@ -12,8 +12,8 @@ impl Sim<'_> {
     /// Applies a tracker view to peer `n` as the real driver does: a changed layout or
     /// prefetch set restarts the subscription from the next block cut; the neighbourhood (in
     /// full or as a delta) replaces the scheduler's peers, and each new neighbour's buffer
-    /// map is fetched (one RTT).
-    pub(super) fn apply_view(&mut self, n: usize, view: &View) {
+    /// map is fetched (one RTT). Returns whether the assignment or the neighbourhood changed.
+    pub(super) fn apply_view(&mut self, n: usize, view: &View) -> bool {
         self.tracker_bytes += neighbourhood_bytes(view);
         let cdn_only = self.policy == Policy::CdnOnly;
         let cut = self.cut;
@@ -21,9 +21,11 @@ impl Sim<'_> {
         let peer = &mut self.peers[n];
         peer.view_version = view.version;
         let Some(sched) = peer.sched.as_mut() else {
-            return;
+            return false;
         };
+        let mut changed = false;
         if prefetch != peer.prefetch || peer.layout.as_ref() != Some(&view.layout) {
+            changed = true;
             peer.layout = Some(view.layout.clone());
             if peer.prefetch != prefetch {
                 peer.prefetch_from = peer.prefetch_from.max(cut);
@@ -38,7 +40,7 @@ impl Sim<'_> {
         }
         if cdn_only || (view.peers.is_none() && view.changed.is_empty() && view.removed.is_empty())
         {
-            return;
+            return changed;
         }
         let before: BTreeSet<PeerId> = peer.known.keys().copied().collect();
         view.apply_to(&mut peer.known);
@@ -57,7 +59,13 @@ impl Sim<'_> {
                 (id, prefetch)
             })
             .collect();
+        let links = self.peers[n]
+            .known
+            .keys()
+            .filter_map(|id| self.by_id.get(id).copied())
+            .collect();
         let peer = &mut self.peers[n];
+        peer.links = links;
         if let Some(sched) = peer.sched.as_mut() {
             sched.set_peers(neighbours);
         }
@@ -73,6 +81,7 @@ impl Sim<'_> {
                 self.push(self.now + rtt, Event::Map { to: n, from });
             }
         }
+        true
     }
 
     /// The substreams peer `n` prefetches from the CDN under the policy, given the layout and
@@ -106,21 +115,84 @@ impl Sim<'_> {
         }
     }
 
-    /// Peer `to` learns that neighbour `from` got `block`.
-    pub(super) fn on_have(&mut self, to: usize, from: usize, block: u64) {
-        if !self.peers[to].present || !self.peers[from].present {
-            return;
+    /// Sends `have` to peer `to`: queued in its inbox until the have tick at or after its
+    /// arrival.
+    pub(super) fn send_have(&mut self, to: usize, have: Have) {
+        let peer = &mut self.peers[to];
+        peer.inbox.push(have);
+        if !peer.dirty {
+            peer.dirty = true;
+            self.dirty.push(to);
+        }
+        if !self.tick_pending {
+            self.tick_pending = true;
+            let tick = self.have_tick_us();
+            self.push(have.at.div_ceil(tick) * tick, Event::Tick);
+        }
+    }
+
+    fn have_tick_us(&self) -> u64 {
+        self.config.have_batch_ms.max(1) * 1000
+    }
+
+    /// The have tick: every peer with haves due learns them (and its neighbours' upload
+    /// adverts), and its scheduler is polled once when one of them names a block it wants.
+    pub(super) fn on_tick(&mut self) {
+        self.tick_pending = false;
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut again = Vec::new();
+        for to in dirty {
+            let mut inbox = std::mem::take(&mut self.peers[to].inbox);
+            self.peers[to].dirty = false;
+            let mut wanted = false;
+            if self.peers[to].present {
+                let mut keep = 0;
+                for i in 0..inbox.len() {
+                    let have = inbox[i];
+                    if have.at > self.now {
+                        inbox[keep] = have;
+                        keep += 1;
+                        continue;
+                    }
+                    wanted |= self.learn_have(to, have.from, have.block);
+                }
+                inbox.truncate(keep);
+            } else {
+                inbox.clear();
+            }
+            if !inbox.is_empty() {
+                self.peers[to].dirty = true;
+                again.push(to);
+            }
+            self.peers[to].inbox = inbox;
+            if wanted {
+                self.poll(to);
+            }
+        }
+        // Haves sent while polling (none today) were listed meanwhile; keep them too.
+        again.append(&mut self.dirty);
+        self.dirty = again;
+        if !self.dirty.is_empty() && !self.tick_pending {
+            self.tick_pending = true;
+            let at = self.now + self.have_tick_us();
+            self.push(at, Event::Tick);
+        }
+    }
+
+    /// Peer `to` learns that neighbour `from` got `block` (and its upload advert); whether
+    /// it wants the block.
+    fn learn_have(&mut self, to: usize, from: usize, block: u64) -> bool {
+        if !self.peers[from].present {
+            return false;
         }
         let id = self.peers[from].id;
         let upload = self.upload_of(from);
         let Some(s) = self.peers[to].sched.as_mut() else {
-            return;
+            return false;
         };
         s.on_have(id, block);
         s.on_upload(id, upload);
-        if !s.has(block) {
-            self.poll(to);
-        }
+        s.wants(block)
     }
 
     /// Peer `to` gets the buffer map of neighbour `from`.

