@@ -22,15 +22,68 @@ use std::time::Instant;
 use deltalake::parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelectionPolicy,
 };
+use deltalake::parquet::errors::Result as ParquetResult;
 use deltalake::parquet::file::metadata::PageIndexPolicy;
+use deltalake::parquet::file::reader::{ChunkReader, Length};
+use std::io::Read;
+use std::os::unix::fs::FileExt as _;
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::take::{self, FileTake, Taken};
+
+/// A local data file read with positioned reads: one `pread` per Parquet page, where
+/// Parquet's reader for [`std::fs::File`] duplicates the descriptor and seeks for each page.
+#[derive(Debug, Clone)]
+struct PositionedFile {
+    file: Arc<std::fs::File>,
+    len: u64,
+}
+
+impl Length for PositionedFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for PositionedFile {
+    type T = std::io::BufReader<PositionedRead>;
+
+    fn get_read(&self, start: u64) -> ParquetResult<Self::T> {
+        Ok(std::io::BufReader::new(PositionedRead {
+            file: Arc::clone(&self.file),
+            pos: start,
+        }))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
+        let mut buf = vec![0; length];
+        self.file.read_exact_at(&mut buf, start)?;
+        Ok(buf.into())
+    }
+}
+
+/// A [`Read`] at a position of a shared file (positioned reads, no shared cursor).
+#[derive(Debug)]
+struct PositionedRead {
+    file: Arc<std::fs::File>,
+    pos: u64,
+}
+
+impl Read for PositionedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
 
 /// One data file's part of a [`VersionIndex`].
 pub struct FileIndex {
     /// The data file.
     path: PathBuf,
+    /// The open data file.
+    file: PositionedFile,
     /// Its length in bytes when loaded.
     len: u64,
     /// FNV-1a hashes of the file's `clip_id`s, sorted ([`take::id_hash`]).
@@ -75,12 +128,17 @@ impl FileIndex {
             rows.push(take::u32_at(&bytes, at + 8));
         }
         drop(bytes);
+        let file = PositionedFile {
+            file: Arc::new(file),
+            len,
+        };
         let metadata = ArrowReaderMetadata::load(
             &file,
             ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
         )?;
         Ok(Self {
             path: data_file.to_path_buf(),
+            file,
             len,
             hashes,
             rows,
@@ -120,17 +178,14 @@ impl FileIndex {
         if rows.is_empty() {
             return Ok(out);
         }
-        let file = fs_err::File::open(&self.path)
-            .map_err(|e| Error::io(&self.path, e))?
-            .into_parts()
-            .0;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone());
+        let builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(self.file.clone(), self.metadata.clone());
         let (groups, selection, mask) = take::read_plan(&builder, &rows)?;
         let reader = builder
             .with_projection(mask)
             .with_row_groups(groups)
             .with_row_selection(selection)
-            .with_row_selection_policy(RowSelectionPolicy::Selectors)
+            .with_row_selection_policy(measure_policy())
             .with_batch_size(8192)
             .build()?;
         for batch in reader {
@@ -321,5 +376,14 @@ mod tests {
             }
         });
         assert!(failed.is_err());
+    }
+}
+
+// MEASURE (temporary)
+fn measure_policy() -> RowSelectionPolicy {
+    match std::env::var("DATALOOP_TAKE_POLICY").as_deref() {
+        Ok("auto") => RowSelectionPolicy::default(),
+        Ok("mask") => RowSelectionPolicy::Mask,
+        _ => RowSelectionPolicy::Selectors,
     }
 }
