@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch, sort_to_indices};
+use deltalake::arrow::compute::{cast, filter_record_batch, interleave_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{
@@ -303,11 +303,21 @@ pub(crate) fn assemble(files: usize, per_file: Vec<FileTake>) -> Result<Taken> {
         taken.rebuilt += usize::from(f.rebuilt);
         batches.extend(f.batches);
     }
-    let schema = take_schema();
-    let all = concat_batches(&schema, &batches)?;
-    drop(batches);
-    let order = sort_to_indices(all.column(0), None, None)?;
-    taken.batch = Some(deltalake::arrow::compute::take_record_batch(&all, &order)?);
+    // One copy: the rows of every batch interleaved in `clip_id` order (no concatenation).
+    batches.retain(|b| b.num_rows() > 0);
+    let ids: Vec<_> = batches.iter().map(|b| b.column(0).as_string::<i32>()).collect();
+    let mut order: Vec<(usize, usize)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(k, b)| (0..b.num_rows()).map(move |r| (k, r)))
+        .collect();
+    order.sort_by(|a, b| ids[a.0].value(a.1).cmp(ids[b.0].value(b.1)));
+    taken.batch = Some(if order.is_empty() {
+        RecordBatch::new_empty(take_schema())
+    } else {
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        interleave_record_batch(&refs, &order)?
+    });
     Ok(taken)
 }
 
@@ -376,6 +386,10 @@ pub(crate) fn conform_and_filter(
     let keep: BooleanArray = (0..ids.len())
         .map(|i| Some(wanted.contains(ids.value(i))))
         .collect();
+    if keep.true_count() == keep.len() {
+        // No hash collision in this batch (the usual case): no copy.
+        return Ok(batch);
+    }
     Ok(filter_record_batch(&batch, &keep)?)
 }
 
