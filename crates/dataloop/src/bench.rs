@@ -113,17 +113,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
         out(&scaled_ingest(&config, root.path(), &input, args.ingest_copies).await?)?;
     }
     if args.take_rows > 0 {
-        out(&crate::bench_take::run(
-            &dl,
-            root.path(),
-            args.take_rows,
-            args.take_ids,
-            args.runs,
-            !args.skip_export,
-            args.take_dir.as_deref(),
-            &python(&args),
-        )
-        .await?)?;
+        out(&crate::bench_take::run(&dl, root.path(), &args, &python(&args)).await?)?;
     }
     if args.train_windows > 0 {
         out(&train_timing(&dl, args.train_windows).await?)?;

@@ -60,13 +60,11 @@ fn bar(len: u64, msg: &'static str) -> ProgressBar {
 pub async fn run(
     dl: &DataLoop,
     root: &Path,
-    rows: usize,
-    ids: usize,
-    runs: usize,
-    export: bool,
-    keep: Option<&Path>,
+    args: &crate::bench::BenchArgs,
     python: &Path,
 ) -> anyhow::Result<String> {
+    let (rows, ids, runs) = (args.take_rows, args.take_ids, args.runs);
+    let (export, keep) = (!args.skip_export, args.take_dir.as_deref());
     let (_, real) = dl.sql("SELECT * FROM warehouse").await?;
     let schema = warehouse_schema();
     let real = real

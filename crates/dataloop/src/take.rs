@@ -305,7 +305,10 @@ pub(crate) fn assemble(files: usize, per_file: Vec<FileTake>) -> Result<Taken> {
     }
     // One copy: the rows of every batch interleaved in `clip_id` order (no concatenation).
     batches.retain(|b| b.num_rows() > 0);
-    let ids: Vec<_> = batches.iter().map(|b| b.column(0).as_string::<i32>()).collect();
+    let ids: Vec<_> = batches
+        .iter()
+        .map(|b| b.column(0).as_string::<i32>())
+        .collect();
     let mut order: Vec<(usize, usize)> = batches
         .iter()
         .enumerate()

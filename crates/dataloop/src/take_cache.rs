@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use deltalake::parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelectionPolicy,
 };
@@ -27,7 +28,6 @@ use deltalake::parquet::file::metadata::PageIndexPolicy;
 use deltalake::parquet::file::reader::{ChunkReader, Length};
 use std::io::Read;
 use std::os::unix::fs::FileExt as _;
-use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::take::{self, FileTake, Taken};
@@ -178,14 +178,16 @@ impl FileIndex {
         if rows.is_empty() {
             return Ok(out);
         }
-        let builder =
-            ParquetRecordBatchReaderBuilder::new_with_metadata(self.file.clone(), self.metadata.clone());
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.file.clone(),
+            self.metadata.clone(),
+        );
         let (groups, selection, mask) = take::read_plan(&builder, &rows)?;
         let reader = builder
             .with_projection(mask)
             .with_row_groups(groups)
             .with_row_selection(selection)
-            .with_row_selection_policy(measure_policy())
+            .with_row_selection_policy(RowSelectionPolicy::Selectors)
             .with_batch_size(8192)
             .build()?;
         for batch in reader {
@@ -218,7 +220,7 @@ impl VersionIndex {
         version: i64,
         files: &[PathBuf],
         threads: usize,
-        previous: Option<&VersionIndex>,
+        previous: Option<&Self>,
     ) -> Result<Self> {
         let t = Instant::now();
         let known: HashMap<&Path, &Arc<FileIndex>> = previous
@@ -376,14 +378,5 @@ mod tests {
             }
         });
         assert!(failed.is_err());
-    }
-}
-
-// MEASURE (temporary)
-fn measure_policy() -> RowSelectionPolicy {
-    match std::env::var("DATALOOP_TAKE_POLICY").as_deref() {
-        Ok("auto") => RowSelectionPolicy::default(),
-        Ok("mask") => RowSelectionPolicy::Mask,
-        _ => RowSelectionPolicy::Selectors,
     }
 }

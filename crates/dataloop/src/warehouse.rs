@@ -186,7 +186,7 @@ impl Warehouse {
     /// This handle with the take index cache of `other` (a handle of the same table), so a
     /// take on either reuses the version index the other loaded; the cache is keyed by version
     /// and data files, so the two handles may be at different versions.
-    pub fn sharing_take_cache(mut self, other: &Warehouse) -> Self {
+    pub fn sharing_take_cache(mut self, other: &Self) -> Self {
         if self.location == other.location {
             self.take_cache = other.take_cache.clone();
         }
@@ -631,7 +631,12 @@ pub const TRAJECTORY_PAGE_BYTES: usize = 2 * 1024;
 /// not all of them.
 pub fn writer_properties() -> WriterProperties {
     // MEASURE (temporary)
-    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let mut b = WriterProperties::builder()
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_write_batch_size(64)
@@ -646,7 +651,10 @@ pub fn writer_properties() -> WriterProperties {
         if env("DATALOOP_TRAJ_DICT", 1) == 0 && child != "t_s" {
             b = b.set_column_dictionary_enabled(path.clone(), false);
         }
-        b = b.set_column_data_page_size_limit(path, env("DATALOOP_TRAJ_PAGE", TRAJECTORY_PAGE_BYTES));
+        b = b.set_column_data_page_size_limit(
+            path,
+            env("DATALOOP_TRAJ_PAGE", TRAJECTORY_PAGE_BYTES),
+        );
     }
     b.build()
 }

@@ -193,10 +193,7 @@ async fn take_cache_follows_new_delta_versions() {
     assert!(taken.index_load_s > 0.0, "first take loads the index");
     let again = dl.warehouse().take_raw(&v1_take).await.unwrap();
     assert_eq!(again.index_load_s, 0.0, "same version: the index is reused");
-    assert_eq!(
-        rows(again.batch.as_slice()),
-        rows(taken.batch.as_slice())
-    );
+    assert_eq!(rows(again.batch.as_slice()), rows(taken.batch.as_slice()));
 
     // A new commit on the same handle: the take sees its rows.
     dl.ingest(&[second], BeforeCommit::Proceed, SystemTime::now())
@@ -215,15 +212,19 @@ async fn take_cache_follows_new_delta_versions() {
     let taken = wh.take_raw(&ids).await.unwrap();
     assert_eq!(taken.files, 2);
     assert_eq!(taken.files_read, 2);
-    assert_eq!(taken.rows(), ids.len() - 1, "old and new rows, nothing for the absent id");
+    assert_eq!(
+        taken.rows(),
+        ids.len() - 1,
+        "old and new rows, nothing for the absent id"
+    );
     assert_eq!(rows(taken.batch.as_slice()), reference(wh, &ids).await);
 
     // A handle opened later (the trigger's `current_warehouse`) shares the loaded index.
     let later = dl.current_warehouse().await.unwrap();
     let shared = later.take_raw(&ids).await.unwrap();
-    assert_eq!(shared.index_load_s, 0.0, "the index is shared between handles");
     assert_eq!(
-        rows(shared.batch.as_slice()),
-        rows(taken.batch.as_slice())
+        shared.index_load_s, 0.0,
+        "the index is shared between handles"
     );
+    assert_eq!(rows(shared.batch.as_slice()), rows(taken.batch.as_slice()));
 }
