@@ -630,30 +630,19 @@ pub const TRAJECTORY_PAGE_BYTES: usize = 2 * 1024;
 /// 51 samples (8 bytes each), so a take of 1 % of the rows reads a few % of the sample bytes,
 /// not all of them.
 pub fn writer_properties() -> WriterProperties {
-    // MEASURE (temporary)
-    let env = |k: &str, d: usize| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
     let mut b = WriterProperties::builder()
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_write_batch_size(64)
-        .set_max_row_group_row_count(Some(env("DATALOOP_RG_ROWS", 65_536)));
+        .set_max_row_group_row_count(Some(65_536));
     for (child, _) in trajectory::SAMPLE_FIELDS {
-        let path = ColumnPath::new(vec![
-            trajectory::COLUMN.to_owned(),
-            "list".to_owned(),
-            trajectory::ELEMENT.to_owned(),
-            child.to_owned(),
-        ]);
-        if env("DATALOOP_TRAJ_DICT", 1) == 0 && child != "t_s" {
-            b = b.set_column_dictionary_enabled(path.clone(), false);
-        }
         b = b.set_column_data_page_size_limit(
-            path,
-            env("DATALOOP_TRAJ_PAGE", TRAJECTORY_PAGE_BYTES),
+            ColumnPath::new(vec![
+                trajectory::COLUMN.to_owned(),
+                "list".to_owned(),
+                trajectory::ELEMENT.to_owned(),
+                child.to_owned(),
+            ]),
+            TRAJECTORY_PAGE_BYTES,
         );
     }
     b.build()
