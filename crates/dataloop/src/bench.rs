@@ -45,6 +45,14 @@ pub struct BenchArgs {
     /// Ids taken (with their trajectories) per take-by-id run.
     #[arg(long, default_value_t = 100_000)]
     pub take_ids: usize,
+    /// Skip the scheduled export of the synthetic take warehouse into training.
+    #[arg(long)]
+    pub skip_export: bool,
+    /// Keep the synthetic take warehouse in this directory (not deleted after the run) and
+    /// reuse it when it already holds a table (written with the same `--take-rows`): repeated
+    /// take measurements without rewriting.
+    #[arg(long)]
+    pub take_dir: Option<PathBuf>,
     /// Copies of the bundled AV2 sensor logs ingested as ONE batch for the ingest-at-scale row
     /// (each copy is a tree of symlinks under a new log name; 0 skips it).
     #[arg(long, default_value_t = 100)]
@@ -105,15 +113,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<ExitCode> {
         out(&scaled_ingest(&config, root.path(), &input, args.ingest_copies).await?)?;
     }
     if args.take_rows > 0 {
-        out(&crate::bench_take::run(
-            &dl,
-            root.path(),
-            args.take_rows,
-            args.take_ids,
-            args.runs,
-            &python(&args),
-        )
-        .await?)?;
+        out(&crate::bench_take::run(&dl, root.path(), &args, &python(&args)).await?)?;
     }
     if args.train_windows > 0 {
         out(&train_timing(&dl, args.train_windows).await?)?;

@@ -366,7 +366,9 @@ impl DataLoop {
     /// # Errors
     /// [`Error::Delta`] when the table cannot be opened.
     pub async fn current_warehouse(&self) -> Result<Warehouse> {
-        Warehouse::open_location(self.warehouse.location()).await
+        Ok(Warehouse::open_location(self.warehouse.location())
+            .await?
+            .sharing_take_cache(&self.warehouse))
     }
 
     /// Runs the read-only query `sql` over `warehouse` (at its newest version, returned first)

@@ -32,6 +32,7 @@ pub mod service;
 pub mod sql_engine;
 pub mod store;
 pub mod take;
+pub mod take_cache;
 pub mod take_remote;
 pub mod trajectory;
 pub mod trigger;

@@ -25,16 +25,14 @@ use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch, sort_to_indices};
+use deltalake::arrow::compute::{cast, filter_record_batch, interleave_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{
-    ArrowReaderBuilder, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    ArrowReaderBuilder, ParquetRecordBatchReaderBuilder, RowSelection,
 };
-use deltalake::parquet::file::metadata::PageIndexPolicy;
 
 use crate::error::{Error, Result};
 
@@ -150,6 +148,9 @@ pub struct Taken {
     pub candidate_rows: usize,
     /// Files whose sidecar was missing or stale, indexed in memory instead.
     pub rebuilt: usize,
+    /// Time spent loading the version's index (sidecars, footers, offset indexes) \[s\]; 0 when
+    /// it was already loaded ([`crate::take_cache::TakeCache`]) and on S3 (not measured).
+    pub index_load_s: f64,
 }
 
 impl Taken {
@@ -204,7 +205,7 @@ fn index_file(data_file: &Path) -> Result<(Vec<(u64, u32)>, u64)> {
 
 /// The index of `data_file`: its sidecar when present and matching the file, else rebuilt from
 /// the file (`true` in the second field).
-fn load_index(table_dir: &Path, data_file: &Path) -> Result<(Vec<u8>, bool)> {
+pub(crate) fn load_index(table_dir: &Path, data_file: &Path) -> Result<(Vec<u8>, bool)> {
     let path = sidecar_path(table_dir, data_file);
     let len = fs_err::metadata(data_file)
         .map_err(|e| Error::io(data_file, e))?
@@ -265,41 +266,16 @@ pub(crate) fn matching_rows(bytes: &[u8], hashes: &[u64]) -> Vec<usize> {
 }
 
 /// Takes the rows of `ids` from the data files `files` (one Delta version) of the table in
-/// `table_dir`, on up to `threads` threads.
+/// `table_dir`, on up to `threads` threads, loading the files' index first (without a cache:
+/// see [`crate::take_cache::TakeCache`] to keep it across takes).
 ///
 /// # Errors
 /// [`Error::Io`], [`Error::Parquet`], [`Error::Arrow`] when a file cannot be read.
 pub fn take(table_dir: &Path, files: &[PathBuf], ids: &[String], threads: usize) -> Result<Taken> {
-    let (wanted, hashes) = wanted_hashes(ids);
-    let next = AtomicUsize::new(0);
-    let threads = threads.clamp(1, files.len().max(1));
-    let results: Vec<Result<Vec<FileTake>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(file) = files.get(k) else { break };
-                        out.push(take_file(table_dir, file, &hashes, &wanted)?);
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::QueryRuntime("take worker panicked".into())))
-            })
-            .collect()
-    });
-    let mut per_file = Vec::new();
-    for r in results {
-        per_file.extend(r?);
-    }
-    assemble(files.len(), per_file)
+    let index = crate::take_cache::VersionIndex::load(table_dir, -1, files, threads, None)?;
+    let mut taken = index.take(ids, threads)?;
+    taken.index_load_s = index.load_s();
+    Ok(taken)
 }
 
 /// The distinct requested ids and their sorted, distinct hashes.
@@ -327,11 +303,24 @@ pub(crate) fn assemble(files: usize, per_file: Vec<FileTake>) -> Result<Taken> {
         taken.rebuilt += usize::from(f.rebuilt);
         batches.extend(f.batches);
     }
-    let schema = take_schema();
-    let all = concat_batches(&schema, &batches)?;
-    drop(batches);
-    let order = sort_to_indices(all.column(0), None, None)?;
-    taken.batch = Some(deltalake::arrow::compute::take_record_batch(&all, &order)?);
+    // One copy: the rows of every batch interleaved in `clip_id` order (no concatenation).
+    batches.retain(|b| b.num_rows() > 0);
+    let ids: Vec<_> = batches
+        .iter()
+        .map(|b| b.column(0).as_string::<i32>())
+        .collect();
+    let mut order: Vec<(usize, usize)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(k, b)| (0..b.num_rows()).map(move |r| (k, r)))
+        .collect();
+    order.sort_by(|a, b| ids[a.0].value(a.1).cmp(ids[b.0].value(b.1)));
+    taken.batch = Some(if order.is_empty() {
+        RecordBatch::new_empty(take_schema())
+    } else {
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        interleave_record_batch(&refs, &order)?
+    });
     Ok(taken)
 }
 
@@ -400,45 +389,11 @@ pub(crate) fn conform_and_filter(
     let keep: BooleanArray = (0..ids.len())
         .map(|i| Some(wanted.contains(ids.value(i))))
         .collect();
+    if keep.true_count() == keep.len() {
+        // No hash collision in this batch (the usual case): no copy.
+        return Ok(batch);
+    }
     Ok(filter_record_batch(&batch, &keep)?)
-}
-
-fn take_file(
-    table_dir: &Path,
-    data_file: &Path,
-    hashes: &[u64],
-    wanted: &HashSet<&str>,
-) -> Result<FileTake> {
-    let (index, rebuilt) = load_index(table_dir, data_file)?;
-    let rows = matching_rows(&index, hashes);
-    drop(index);
-    let mut out = FileTake {
-        batches: Vec::new(),
-        candidates: rows.len(),
-        rebuilt,
-    };
-    if rows.is_empty() {
-        return Ok(out);
-    }
-    let file = fs_err::File::open(data_file)
-        .map_err(|e| Error::io(data_file, e))?
-        .into_parts()
-        .0;
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
-        file,
-        ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
-    )?;
-    let (groups, selection, mask) = read_plan(&builder, &rows)?;
-    let reader = builder
-        .with_projection(mask)
-        .with_row_groups(groups)
-        .with_row_selection(selection)
-        .with_batch_size(8192)
-        .build()?;
-    for batch in reader {
-        out.batches.push(conform_and_filter(&batch?, wanted)?);
-    }
-    Ok(out)
 }
 
 /// Result of [`check`]: how the sidecars of one version compare with their files.

@@ -52,6 +52,8 @@ pub enum BeforeCommit {
 pub struct Warehouse {
     table: DeltaTable,
     location: Location,
+    /// The take index of the last version taken from (local tables; [`crate::take_cache`]).
+    take_cache: crate::take_cache::TakeCache,
 }
 
 impl Warehouse {
@@ -174,7 +176,21 @@ impl Warehouse {
                 });
             }
         }
-        Ok(Self { table, location })
+        Ok(Self {
+            table,
+            location,
+            take_cache: crate::take_cache::TakeCache::default(),
+        })
+    }
+
+    /// This handle with the take index cache of `other` (a handle of the same table), so a
+    /// take on either reuses the version index the other loaded; the cache is keyed by version
+    /// and data files, so the two handles may be at different versions.
+    pub fn sharing_take_cache(mut self, other: &Self) -> Self {
+        if self.location == other.location {
+            self.take_cache = other.take_cache.clone();
+        }
+        self
     }
 
     /// Distinct `(source, log_id)` pairs in the loaded version, sorted.
@@ -495,7 +511,9 @@ impl Warehouse {
     }
 
     /// [`Warehouse::take`] without decoding: the rows as one batch (schema
-    /// [`crate::take::take_schema`]) and what was read, on two threads.
+    /// [`crate::take::take_schema`]) and what was read, on two threads. On a local table the
+    /// loaded version's index (sidecars, footers, offset indexes) is kept in this handle
+    /// ([`crate::take_cache::TakeCache`]) for the next take of the same version.
     ///
     /// # Errors
     /// Read errors.
@@ -505,7 +523,8 @@ impl Warehouse {
                 let files = self.data_files()?;
                 let dir = dir.to_path_buf();
                 let ids = ids.to_vec();
-                tokio::task::spawn_blocking(move || crate::take::take(&dir, &files, &ids, 2))
+                let (cache, version) = (self.take_cache.clone(), self.version());
+                tokio::task::spawn_blocking(move || cache.take(&dir, version, &files, &ids, 2))
                     .await
                     .map_err(|e| Error::QueryRuntime(e.to_string()))??
             }
@@ -519,6 +538,7 @@ impl Warehouse {
             rows = taken.rows(),
             files = taken.files,
             files_read = taken.files_read,
+            index_load_s = taken.index_load_s,
             "take by id"
         );
         Ok(taken)

@@ -165,9 +165,66 @@ async fn take_returns_exactly_the_requested_rows_across_versions() {
         .unwrap()
         .path();
     std::fs::remove_file(&lost).unwrap();
+    // A handle of its own: `current_warehouse` shares the index loaded above, which no longer
+    // needs the sidecar.
+    let wh = Warehouse::open(wh.local_dir().unwrap()).await.unwrap();
     let taken = wh.take_raw(&ids).await.unwrap();
     assert_eq!(taken.rebuilt, 1);
     assert_eq!(rows(taken.batch.as_slice()), want);
     let check = wh.check_index().await.unwrap();
     assert_eq!((check.files, check.consistent, check.bad.len()), (3, 2, 1));
+}
+
+/// The version index kept for takes ([`dataloop::take_cache`]) is keyed by Delta version: a
+/// take on the same long-lived handle after a new commit sees the new commit's rows, a second
+/// take on an unchanged version reuses the loaded index, and a handle opened later shares it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn take_cache_follows_new_delta_versions() {
+    let dir = testkit::tempdir();
+    let mut dl = open(dir.path()).await;
+    let [first, second, _] = logs();
+    dl.ingest(&[first], BeforeCommit::Proceed, SystemTime::now())
+        .await
+        .unwrap();
+    let v1_ids = all_ids(dl.warehouse()).await;
+    let v1_take: Vec<String> = v1_ids.iter().step_by(5).cloned().collect();
+    let taken = dl.warehouse().take_raw(&v1_take).await.unwrap();
+    assert_eq!(taken.rows(), v1_take.len());
+    assert!(taken.index_load_s > 0.0, "first take loads the index");
+    let again = dl.warehouse().take_raw(&v1_take).await.unwrap();
+    assert_eq!(again.index_load_s, 0.0, "same version: the index is reused");
+    assert_eq!(rows(again.batch.as_slice()), rows(taken.batch.as_slice()));
+
+    // A new commit on the same handle: the take sees its rows.
+    dl.ingest(&[second], BeforeCommit::Proceed, SystemTime::now())
+        .await
+        .unwrap();
+    let wh = dl.warehouse();
+    let new_ids: Vec<String> = all_ids(wh)
+        .await
+        .into_iter()
+        .filter(|i| v1_ids.binary_search(i).is_err())
+        .collect();
+    assert!(!new_ids.is_empty());
+    let mut ids = v1_take.clone();
+    ids.extend(new_ids.iter().step_by(3).cloned());
+    ids.push("absent".to_owned());
+    let taken = wh.take_raw(&ids).await.unwrap();
+    assert_eq!(taken.files, 2);
+    assert_eq!(taken.files_read, 2);
+    assert_eq!(
+        taken.rows(),
+        ids.len() - 1,
+        "old and new rows, nothing for the absent id"
+    );
+    assert_eq!(rows(taken.batch.as_slice()), reference(wh, &ids).await);
+
+    // A handle opened later (the trigger's `current_warehouse`) shares the loaded index.
+    let later = dl.current_warehouse().await.unwrap();
+    let shared = later.take_raw(&ids).await.unwrap();
+    assert_eq!(
+        shared.index_load_s, 0.0,
+        "the index is shared between handles"
+    );
+    assert_eq!(rows(shared.batch.as_slice()), rows(taken.batch.as_slice()));
 }
