@@ -413,7 +413,7 @@ async fn claimed_webhook(store: &Store) -> WebhookJob {
     let (_, stored) = hook_rules();
     store.put_device("acme", "d", &stored, 10, 0).await.unwrap();
     let tx = signed(0);
-    let record = sent(&store, &tx).await;
+    let record = sent(store, &tx).await;
     store
         .apply_step(&record, &included(), None, 1, 2_000)
         .await
