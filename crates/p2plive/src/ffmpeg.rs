@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use svckit::process::{ProcessError, ProcessSpec};
 use tracing::info;
 
@@ -92,12 +91,13 @@ pub async fn remux_mp4(path: &Path) -> Result<(tempfile::TempDir, PathBuf), Erro
 /// target duration is one GOP that decodes on its own (issue 16 item 1); audio is re-encoded
 /// to AAC. The bitrate is capped at 500 kb/s (the bundled clip's video is ~420 kb/s).
 ///
-/// Returns the whole TS (the demo's inputs are short clips; a 60 s clip is ~4 MB).
+/// Returns the TS file, in a temporary directory deleted with it (a 60 s clip is ~4 MB, a
+/// 600 s one ~46 MB: kept on disk, not in memory).
 ///
 /// # Errors
 /// [`Error::Config`] for `gop_ms` 0; [`Error::FfmpegMissing`]; [`Error::Encode`] with
-/// ffmpeg's complaint; [`Error::Io`] reading the result.
-pub async fn encode_live(path: &Path, gop_ms: u64) -> Result<Bytes, Error> {
+/// ffmpeg's complaint; [`Error::Io`] creating the temporary directory.
+pub async fn encode_live(path: &Path, gop_ms: u64) -> Result<TempTs, Error> {
     if gop_ms == 0 {
         return Err(Error::Config("the GOP must be longer than 0 ms".to_owned()));
     }
@@ -142,28 +142,36 @@ pub async fn encode_live(path: &Path, gop_ms: u64) -> Result<Bytes, Error> {
         stderr_tail,
     })
     .await?;
-    let data = fs_err::tokio::read(&out)
-        .await
-        .map_err(|source| Error::Io { path: out, source })?;
-    Ok(Bytes::from(data))
+    Ok(TempTs {
+        _dir: dir,
+        path: out,
+    })
 }
 
-/// Decodes an MPEG-TS byte string fully (`ffmpeg -v error -i - -f null -`) and returns
+/// An MPEG-TS file in a temporary directory of its own, deleted when this is dropped (what
+/// [`encode_live`] writes: the stream stays on disk, so a long input costs no memory).
+#[derive(Debug)]
+pub struct TempTs {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl TempTs {
+    /// The TS file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Decodes the MPEG-TS file `input` fully (`ffmpeg -v error -i FILE -f null -`) and returns
 /// ffmpeg's error lines: empty when every frame decoded (what a player joining mid-stream
 /// must see, issue 16 item 1).
 ///
 /// # Errors
-/// [`Error::Io`] writing the temporary file, [`Error::FfmpegMissing`], or [`Error::Encode`]
-/// when ffmpeg cannot read the input at all.
-pub async fn decode_errors(ts: &[u8]) -> Result<Vec<String>, Error> {
+/// [`Error::Io`] creating the directory of ffmpeg's log, [`Error::FfmpegMissing`], or
+/// [`Error::Encode`] when ffmpeg cannot read the input at all.
+pub async fn decode_errors(input: &Path) -> Result<Vec<String>, Error> {
     let dir = temp_dir()?;
-    let input = dir.path().join("check.ts");
-    fs_err::tokio::write(&input, ts)
-        .await
-        .map_err(|source| Error::Io {
-            path: input.clone(),
-            source,
-        })?;
     let args = [
         "-i".as_ref(),
         input.as_os_str(),
@@ -172,7 +180,7 @@ pub async fn decode_errors(ts: &[u8]) -> Result<Vec<String>, Error> {
         "-".as_ref(),
     ];
     let log = ffmpeg(dir.path(), &args, |stderr_tail| Error::Encode {
-        path: input.clone(),
+        path: input.to_path_buf(),
         stderr_tail,
     })
     .await?;

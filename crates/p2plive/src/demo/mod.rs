@@ -136,7 +136,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
     if !(0.0..=0.9).contains(&options.churn) {
         bail!("--churn must be within 0.0..=0.9, not {}", options.churn);
     }
-    let ts = prepare_input(options).await?;
+    let prepared = prepare_input(options).await?;
     let services = Services::start(options).await?;
     let http = http_client()?;
     let mut initial = Vec::new();
@@ -148,13 +148,13 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<(DemoReport, DemoExtra
 
     let rss = sample_rss(options.speed, services.stop.child_token());
     let edge = Edge::default();
-    let ts_len = ts.len() as u64;
+    let ts_len = prepared.len;
     // The mid-stream events wait for the origin's progress; an origin that fails (or ends
     // early) releases them, so the demo reports its error instead of waiting forever.
     let origin_done = CancellationToken::new();
     let (origin, events) = tokio::join!(
         async {
-            let report = stream(&services, options, ts, &edge).await;
+            let report = stream(&services, options, &prepared.input, &edge).await;
             origin_done.cancel();
             report
         },
@@ -215,25 +215,51 @@ fn sample_rss(
     })
 }
 
-/// Step 1: the live stream's bytes (module docs).
-async fn prepare_input(options: &DemoOptions) -> anyhow::Result<bytes::Bytes> {
+/// The live stream the origin replays: a TS file (the live encode in a temporary directory,
+/// or the input itself) streamed from disk, or the lossless remux of an MP4 (`--encode copy`)
+/// in memory.
+struct Prepared {
+    input: Input,
+    /// Its length in bytes.
+    len: u64,
+    /// The live encode's file, deleted when this is dropped.
+    _encoded: Option<crate::ffmpeg::TempTs>,
+}
+
+/// Step 1: the live stream (module docs).
+async fn prepare_input(options: &DemoOptions) -> anyhow::Result<Prepared> {
     let path = &options.input;
+    let mp4 = matches!(sniff(&load_head(path).await?), Container::Mp4);
     let live = match options.encode {
         Encode::Live => true,
         Encode::Copy => false,
-        Encode::Auto => {
-            let head = load_head(path).await?;
-            matches!(sniff(&head), Container::Mp4)
-        }
+        Encode::Auto => mp4,
     };
     if live {
-        crate::ffmpeg::encode_live(path, options.block_ms)
+        let encoded = crate::ffmpeg::encode_live(path, options.block_ms)
             .await
-            .with_context(|| format!("encoding `{}` as a live stream", path.display()))
+            .with_context(|| format!("encoding `{}` as a live stream", path.display()))?;
+        let len = fs_err::metadata(encoded.path())?.len();
+        Ok(Prepared {
+            input: Input::File(encoded.path().to_path_buf()),
+            len,
+            _encoded: Some(encoded),
+        })
+    } else if mp4 {
+        let ts = load_ts(path)
+            .await
+            .with_context(|| format!("loading `{}`", path.display()))?;
+        Ok(Prepared {
+            len: ts.len() as u64,
+            input: Input::Ts(ts),
+            _encoded: None,
+        })
     } else {
-        load_ts(path)
-            .await
-            .with_context(|| format!("loading `{}`", path.display()))
+        Ok(Prepared {
+            input: Input::File(path.clone()),
+            len: fs_err::metadata(path)?.len(),
+            _encoded: None,
+        })
     }
 }
 
@@ -388,7 +414,7 @@ impl Services {
 async fn stream(
     services: &Services,
     options: &DemoOptions,
-    ts: bytes::Bytes,
+    input: &Input,
     edge: &Edge,
 ) -> anyhow::Result<OriginReport> {
     let bar = if options.progress {
@@ -409,7 +435,7 @@ async fn stream(
         publish_token: services.publish_token.clone(),
         ..OriginConfig::default()
     };
-    let report = crate::origin::run(&Input::Ts(ts), &origin_config, |info| {
+    let report = crate::origin::run(input, &origin_config, |info| {
         edge.publish(info);
         bar.inc(1);
     })
@@ -548,8 +574,14 @@ async fn finish(
     let mut late_players = Vec::new();
     for (peer, player) in events.late_players {
         let capture = end_of(player, peer).await?;
-        let bytes = capture.bytes.unwrap_or_default();
-        let (first_block, byte_exact) = edge.locate(&bytes).unwrap_or((u64::MAX, false));
+        let spool = capture
+            .spool
+            .as_ref()
+            .context("a late player keeps its bytes")?;
+        let (first_block, byte_exact) = edge
+            .locate_file(&spool.path)
+            .await?
+            .unwrap_or((u64::MAX, false));
         let lag = capture
             .first_byte_at
             .and_then(|at| edge.lag_ms(first_block, at))
@@ -559,8 +591,8 @@ async fn finish(
             first_block,
             lag_behind_edge_ms: lag,
             byte_exact,
-            decode_errors: crate::ffmpeg::decode_errors(&bytes).await?.len() as u64,
-            bytes: bytes.len() as u64,
+            decode_errors: crate::ffmpeg::decode_errors(&spool.path).await?.len() as u64,
+            bytes: capture.len,
         });
     }
     for peer in done {
@@ -638,11 +670,15 @@ async fn settle(
     let summary = viewer.peer.summary();
     let player = end_of(viewer.player, summary.id).await?;
     let (byte_exact, decode_errors) = if late {
-        let bytes = player.bytes.as_deref().unwrap_or_default();
+        let spool = player
+            .spool
+            .as_ref()
+            .context("a late peer's player keeps its bytes")?;
         let exact = edge
-            .locate(bytes)
+            .locate_file(&spool.path)
+            .await?
             .is_some_and(|(first, exact)| exact && first == summary.start_block);
-        let errors = crate::ffmpeg::decode_errors(bytes).await?.len() as u64;
+        let errors = crate::ffmpeg::decode_errors(&spool.path).await?.len() as u64;
         (exact, Some(errors))
     } else {
         (player.sha256 == origin.source_sha256, None)
@@ -669,4 +705,81 @@ async fn settle(
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(input: PathBuf, encode: Encode) -> DemoOptions {
+        DemoOptions {
+            peers: 1,
+            substreams: 1,
+            block_set: 1,
+            input,
+            encode,
+            speed: 1.0,
+            block_ms: 1000,
+            urgent_blocks: 2,
+            playout_delay_blocks: 12,
+            cdn_prefetchers: 1,
+            window_ms: 30_000,
+            churn: 0.0,
+            late_peers: 0,
+            late_players: 0,
+            max_rss_mib: None,
+            progress: false,
+        }
+    }
+
+    /// A TS input is streamed from its file, not loaded: a 600 s input once cost the demo
+    /// process its whole length in memory.
+    #[tokio::test]
+    async fn a_ts_input_stays_on_disk() {
+        let dir = testkit::tempdir();
+        let path = dir.path().join("in.ts");
+        let mut ts = vec![0u8; 188 * 50];
+        for packet in ts.chunks_mut(188) {
+            packet[0] = 0x47;
+        }
+        std::fs::write(&path, &ts).unwrap();
+        for encode in [Encode::Auto, Encode::Copy] {
+            let prepared = prepare_input(&options(path.clone(), encode)).await.unwrap();
+            assert_eq!(prepared.input, Input::File(path.clone()), "{encode:?}");
+            assert_eq!(prepared.len, ts.len() as u64);
+        }
+    }
+
+    /// The live encode of an MP4 is a file in a temporary directory, replayed from disk and
+    /// deleted with the prepared input.
+    #[tokio::test]
+    async fn a_live_encode_is_a_temporary_file() {
+        let ffmpeg = testkit::require("ffmpeg");
+        let dir = testkit::tempdir();
+        let mp4 = dir.path().join("in.mp4");
+        let status = std::process::Command::new(ffmpeg)
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("testsrc=size=160x120:rate=25:duration=2")
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(&mp4)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let prepared = prepare_input(&options(mp4, Encode::Auto)).await.unwrap();
+        let Input::File(ts) = prepared.input.clone() else {
+            panic!("not a file: {:?}", prepared.input);
+        };
+        let bytes = std::fs::read(&ts).unwrap();
+        assert_eq!(bytes.len() as u64, prepared.len);
+        assert_eq!(bytes.first(), Some(&0x47), "an MPEG-TS file");
+        drop(prepared);
+        assert!(!ts.exists(), "deleted with the prepared input");
+    }
 }

@@ -1,53 +1,83 @@
 //! What the demo's players read and how far behind the live edge they start.
 //!
 //! A player reads a peer's `GET /live.ts` to its end ([`play`]) and keeps the SHA-256, the
-//! time of its first byte and, for late viewers, the bytes themselves. The [`Edge`] records
+//! time of its first byte and, for late viewers, the bytes in a temporary file. The [`Edge`] records
 //! when the origin published each block, so a viewer's start can be placed against the live
 //! edge of that moment: `lag_behind_edge_ms` = media end of the newest block published when
 //! the viewer got its first block, minus the media start of that block (issue 16, "Done when").
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::block::BlockInfo;
 
 /// What one player read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(super) struct Capture {
     /// SHA-256 (hex) of every byte read.
     pub(super) sha256: String,
     /// When the first byte arrived.
     pub(super) first_byte_at: Option<Instant>,
-    /// The bytes, when asked to keep them (late viewers only: a 60 s clip is ~4 MB).
-    pub(super) bytes: Option<Vec<u8>>,
+    /// Bytes read.
+    pub(super) len: u64,
+    /// The bytes in a temporary file, when asked to keep them (late viewers, for the decode
+    /// check and [`Edge::locate`]): on disk, so a long stream costs the demo no memory.
+    pub(super) spool: Option<Spool>,
 }
 
-/// A player: reads `url` (a peer's `/live.ts`) to its end.
+/// A file in a temporary directory of its own (deleted when this is dropped).
+#[derive(Debug)]
+pub(super) struct Spool {
+    _dir: tempfile::TempDir,
+    pub(super) path: PathBuf,
+}
+
+impl Spool {
+    fn create() -> std::io::Result<(Self, tokio::fs::File)> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("capture.ts");
+        let file = std::fs::File::create(&path)?;
+        Ok((Self { _dir: dir, path }, tokio::fs::File::from_std(file)))
+    }
+}
+
+/// A player: reads `url` (a peer's `/live.ts`) to its end, spooling the bytes to a file when
+/// `keep`.
 pub(super) fn play(
     http: reqwest::Client,
     url: String,
     keep: bool,
 ) -> tokio::task::JoinHandle<anyhow::Result<Capture>> {
     tokio::spawn(async move {
+        let mut capture = Capture::default();
+        let mut out = None;
+        if keep {
+            let (spool, file) = Spool::create()?;
+            capture.spool = Some(spool);
+            out = Some(tokio::io::BufWriter::new(file));
+        }
         let response = http.get(&url).send().await?.error_for_status()?;
         let mut body = response.bytes_stream();
         let mut hasher = Sha256::new();
-        let mut capture = Capture {
-            bytes: keep.then(Vec::new),
-            ..Capture::default()
-        };
         while let Some(chunk) = body.next().await {
             let chunk = chunk?;
             if capture.first_byte_at.is_none() && !chunk.is_empty() {
                 capture.first_byte_at = Some(Instant::now());
             }
             hasher.update(&chunk);
-            if let Some(bytes) = capture.bytes.as_mut() {
-                bytes.extend_from_slice(&chunk);
+            capture.len += chunk.len() as u64;
+            if let Some(out) = out.as_mut() {
+                out.write_all(&chunk).await?;
             }
+        }
+        if let Some(out) = out.as_mut() {
+            out.flush().await?;
         }
         capture.sha256 = hex::encode(hasher.finalize());
         Ok(capture)
@@ -121,25 +151,56 @@ impl Edge {
         total / (blocks.len().max(1) as u64)
     }
 
-    /// Places `bytes` (what a viewer read) in the stream: the number of the block they start
-    /// with, and whether they are exactly the blocks from there to the stream's end.
-    pub(super) fn locate(&self, bytes: &[u8]) -> Option<(u64, bool)> {
-        let blocks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let first = blocks.iter().position(|b| {
-            let size = b.info.size as usize;
-            bytes.len() >= size && b.info.matches(&bytes[..size])
-        })?;
-        let mut rest = bytes;
+    /// Places what a viewer read (`read`, a stream of bytes) in the stream: the number of the
+    /// block it starts with, and whether it is exactly the blocks from there to the stream's
+    /// end; `None` when it starts with no published block. Reads block by block (memory: the
+    /// largest block).
+    ///
+    /// # Errors
+    /// The reader's.
+    pub(super) fn locate(&self, mut read: impl Read) -> std::io::Result<Option<(u64, bool)>> {
+        let infos: Vec<BlockInfo> = {
+            let blocks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            blocks.iter().map(|b| b.info).collect()
+        };
+        let largest = infos.iter().map(|i| i.size as usize).max().unwrap_or(0);
+        let mut head = Vec::with_capacity(largest);
+        (&mut read).take(largest as u64).read_to_end(&mut head)?;
+        let Some(first) = infos.iter().position(|i| {
+            let size = i.size as usize;
+            head.len() >= size && i.matches(&head[..size])
+        }) else {
+            return Ok(None);
+        };
+        let mut rest = std::io::Cursor::new(head).chain(read);
+        let mut buf = Vec::with_capacity(largest);
         let mut exact = true;
-        for b in &blocks[first..] {
-            let size = b.info.size as usize;
-            if rest.len() < size || !b.info.matches(&rest[..size]) {
+        for info in &infos[first..] {
+            buf.clear();
+            (&mut rest)
+                .take(u64::from(info.size))
+                .read_to_end(&mut buf)?;
+            if !info.matches(&buf) {
                 exact = false;
                 break;
             }
-            rest = &rest[size..];
         }
-        Some((blocks[first].info.number, exact && rest.is_empty()))
+        let trailing = exact && rest.read(&mut [0u8; 1])? > 0;
+        Ok(Some((infos[first].number, exact && !trailing)))
+    }
+
+    /// [`Edge::locate`] of the file at `path`, off the async threads.
+    ///
+    /// # Errors
+    /// Opening or reading the file.
+    pub(super) async fn locate_file(&self, path: &Path) -> anyhow::Result<Option<(u64, bool)>> {
+        let (edge, path) = (self.clone(), path.to_path_buf());
+        let found = tokio::task::spawn_blocking(move || {
+            let file = fs_err::File::open(&path)?;
+            edge.locate(std::io::BufReader::new(file))
+        })
+        .await??;
+        Ok(found)
     }
 
     /// How far behind the live edge a viewer started: the media end of the newest block
@@ -161,12 +222,23 @@ mod tests {
         for (i, d) in data.iter().enumerate() {
             edge.publish(&BlockInfo::of(i as u64, 1000, d));
         }
+        let locate = |bytes: &[u8]| edge.locate(bytes).unwrap_or_default();
         let tail: Vec<u8> = data[2..].concat();
-        assert_eq!(edge.locate(&tail), Some((2, true)));
-        let mut cut = tail;
+        assert_eq!(locate(&tail), Some((2, true)));
+        let mut cut = tail.clone();
         cut.pop();
-        assert_eq!(edge.locate(&cut), Some((2, false)));
-        assert_eq!(edge.locate(b"nothing of the stream"), None);
+        assert_eq!(locate(&cut), Some((2, false)));
+        let mut longer = tail.clone();
+        longer.push(9);
+        assert_eq!(locate(&longer), Some((2, false)), "a trailing byte");
+        let mut wrong = tail;
+        wrong[12] ^= 1;
+        assert_eq!(
+            locate(&wrong),
+            Some((2, false)),
+            "a changed byte in block 3"
+        );
+        assert_eq!(locate(b"nothing of the stream"), None);
         assert_eq!(edge.start_of(2), Some(2000));
         assert_eq!(edge.mean_block_ms(), 1000);
         assert_eq!(edge.lag_ms(2, Instant::now()), Some(2000));
