@@ -742,7 +742,7 @@ mod tests {
         for packet in ts.chunks_mut(188) {
             packet[0] = 0x47;
         }
-        std::fs::write(&path, &ts).unwrap();
+        fs_err::write(&path, &ts).unwrap();
         for encode in [Encode::Auto, Encode::Copy] {
             let prepared = prepare_input(&options(path.clone(), encode)).await.unwrap();
             assert_eq!(prepared.input, Input::File(path.clone()), "{encode:?}");
@@ -776,7 +776,7 @@ mod tests {
         let Input::File(ts) = prepared.input.clone() else {
             panic!("not a file: {:?}", prepared.input);
         };
-        let bytes = std::fs::read(&ts).unwrap();
+        let bytes = fs_err::read(&ts).unwrap();
         assert_eq!(bytes.len() as u64, prepared.len);
         assert_eq!(bytes.first(), Some(&0x47), "an MPEG-TS file");
         drop(prepared);

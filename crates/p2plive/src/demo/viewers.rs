@@ -42,7 +42,7 @@ impl Spool {
     fn create() -> std::io::Result<(Self, tokio::fs::File)> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("capture.ts");
-        let file = std::fs::File::create(&path)?;
+        let file = fs_err::File::create(&path)?.into_file();
         Ok((Self { _dir: dir, path }, tokio::fs::File::from_std(file)))
     }
 }
