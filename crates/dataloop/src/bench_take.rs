@@ -115,7 +115,8 @@ pub async fn run(
     reset_peak_rss();
     let t = Instant::now();
     // A kept table (`--take-dir`) that already holds rows is reused as it is.
-    let mut start = if wh.version() > 0 { rows } else { 0 };
+    let reused = wh.version() > 0;
+    let mut start = if reused { rows } else { 0 };
     while start < rows {
         let end = (start + COMMIT_ROWS).min(rows);
         let chunks = (start..end).step_by(CHUNK_ROWS).map(|s| {
@@ -192,14 +193,21 @@ pub async fn run(
     } else {
         String::new()
     };
+    let written = if reused {
+        "reused from --take-dir (not written by this run)".to_owned()
+    } else {
+        format!(
+            "written through Warehouse::append_batches in {write_s:.1} s ({:.0} clips/s, peak RSS {write_rss:.0} MiB)",
+            rows as f64 / write_s
+        )
+    };
     let text = format!(
-        "\ntake by id: {rows} synthetic clips ({n_real} real rows with their trajectories replicated) in {files} files, {:.2} GB, written through Warehouse::append_batches in {write_s:.1} s ({:.0} clips/s, peak RSS {write_rss:.0} MiB)\n\
+        "\ntake by id: {rows} synthetic clips ({n_real} real rows with their trajectories replicated) in {files} files, {:.2} GB, {written}\n\
          {:<28} {:>10} {:>10} {:>12} {:>10}\n\
          {:<28} {:>7.1} ms {:>10} {:>12} {:>7.0} MiB\n\
          {:<28} {:>7.1} ms {:>10} {:>12} {:>10}\n\
          ({} ids, every {step}th; median of {runs} hot runs; ours: id index + RowSelection on 2 threads, {} files opened, the version's index (sidecars, footers, offset indexes) kept after the first take, which took {:.1} ms of which {:.1} ms loading it; DuckDB threads=2 semi-join on read_parquet of the same files, count + sum(len(trajectory)) computed in DuckDB; decoding the {} trajectories took {decode_s:.2} s more)\n",
         bytes as f64 / 1e9,
-        rows as f64 / write_s,
         "take",
         "time",
         "rows",

@@ -628,22 +628,25 @@ pub const TRAJECTORY_PAGE_BYTES: usize = 2 * 1024;
 /// data pages except the `trajectory` children (`trajectory.list.element.t_s`, ...), whose
 /// pages close at [`TRAJECTORY_PAGE_BYTES`] checked every 64 values: a page holds ~5 clips of
 /// 51 samples (8 bytes each), so a take of 1 % of the rows reads a few % of the sample bytes,
-/// not all of them.
+/// not all of them. The children are PLAIN encoded, without a dictionary: measured samples
+/// rarely repeat, and a take touching one row of a row group would otherwise read and decode
+/// that column chunk's dictionary page (up to 1 MiB per child and row group; at 10 M clips
+/// and 100 k ids that was most of the take's bytes, issue 13 item 1).
 pub fn writer_properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_write_batch_size(64)
         .set_max_row_group_row_count(Some(65_536));
     for (child, _) in trajectory::SAMPLE_FIELDS {
-        b = b.set_column_data_page_size_limit(
-            ColumnPath::new(vec![
-                trajectory::COLUMN.to_owned(),
-                "list".to_owned(),
-                trajectory::ELEMENT.to_owned(),
-                child.to_owned(),
-            ]),
-            TRAJECTORY_PAGE_BYTES,
-        );
+        let path = ColumnPath::new(vec![
+            trajectory::COLUMN.to_owned(),
+            "list".to_owned(),
+            trajectory::ELEMENT.to_owned(),
+            child.to_owned(),
+        ]);
+        b = b
+            .set_column_data_page_size_limit(path.clone(), TRAJECTORY_PAGE_BYTES)
+            .set_column_dictionary_enabled(path, false);
     }
     b.build()
 }
