@@ -25,7 +25,7 @@ use futures::TryStreamExt as _;
 use object_store::path::Path as StorePath;
 use object_store::{DynObjectStore, ObjectStoreExt as _, PutPayload};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Location;
 use crate::warehouse::simple_schema;
 
@@ -54,6 +54,24 @@ pub struct Olap {
     location: Location,
     store: Arc<DynObjectStore>,
     prefix: StorePath,
+}
+
+/// Writes `part` as `dir/name` through `dir/name.tmp` and a rename, so a reader never sees a
+/// half-written file.
+///
+/// # Errors
+/// [`Error::Io`] when the directory or file cannot be written, [`crate::Error::Parquet`] when
+/// the writer fails.
+fn write_local(dir: &Path, name: &str, part: &RecordBatch, props: WriterProperties) -> Result<()> {
+    fs_err::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = fs_err::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut writer = ArrowWriter::try_new(file, part.schema(), Some(props))?;
+    writer.write(part)?;
+    writer.close()?;
+    fs_err::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    Ok(())
 }
 
 /// Schema of the Parquet files: the simple fields without the `source` partition column.
@@ -144,20 +162,24 @@ impl Olap {
                 sources.iter().map(|s| Some(*s == source)).collect();
             let part = deltalake::arrow::compute::filter_record_batch(&all, &mask)?;
             let part = sorted_without_source(&part)?;
-            let path = self
-                .prefix
-                .clone()
-                .join(format!("source={source}"))
-                .join(format!("batch-{batch_id}.parquet"));
+            let partition = format!("source={source}");
+            let name = format!("batch-{batch_id}.parquet");
             let props = WriterProperties::builder()
                 .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                 .set_statistics_enabled(EnabledStatistics::Page)
                 .build();
-            let mut bytes = Vec::new();
-            let mut writer = ArrowWriter::try_new(&mut bytes, part.schema(), Some(props))?;
-            writer.write(&part)?;
-            writer.close()?;
-            self.store.put(&path, PutPayload::from(bytes)).await?;
+            if let Some(dir) = self.location.local() {
+                // Locally the file is written in place under a temporary name and renamed: no
+                // copy of the whole file in memory (the put below costs a 1 M-row bench ~20 %).
+                write_local(&dir.join(partition), &name, &part, props)?;
+            } else {
+                let path = self.prefix.clone().join(partition).join(name);
+                let mut bytes = Vec::new();
+                let mut writer = ArrowWriter::try_new(&mut bytes, part.schema(), Some(props))?;
+                writer.write(&part)?;
+                writer.close()?;
+                self.store.put(&path, PutPayload::from(bytes)).await?;
+            }
             written += part.num_rows();
         }
         Ok(written)
