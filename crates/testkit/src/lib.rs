@@ -5,6 +5,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod clip;
+
+pub use clip::TestClip;
 pub use svckit::TestClock;
 use svckit::process::{ChildGuard, ProcessError, ProcessSpec, Readiness, find_program};
 

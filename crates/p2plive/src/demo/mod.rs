@@ -754,24 +754,12 @@ mod tests {
     /// deleted with the prepared input.
     #[tokio::test]
     async fn a_live_encode_is_a_temporary_file() {
-        let ffmpeg = testkit::require("ffmpeg");
         let dir = testkit::tempdir();
         let mp4 = dir.path().join("in.mp4");
-        let status = std::process::Command::new(ffmpeg)
-            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg("testsrc=size=160x120:rate=25:duration=2")
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .arg(&mp4)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        testkit::TestClip::new(2)
+            .pattern("testsrc")
+            .size("160x120")
+            .write(&mp4);
         let prepared = prepare_input(&options(mp4, Encode::Auto)).await.unwrap();
         let Input::File(ts) = prepared.input.clone() else {
             panic!("not a file: {:?}", prepared.input);

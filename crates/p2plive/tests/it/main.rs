@@ -20,7 +20,6 @@ mod netns;
 mod player;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -40,37 +39,13 @@ pub(crate) fn make_clip(dir: &Path, name: &str, seconds: u32) -> PathBuf {
 
 /// A generated 320x240 25 fps clip with a key frame every `gop` frames.
 pub(crate) fn make_clip_with_gop(dir: &Path, name: &str, seconds: u32, gop: u32) -> PathBuf {
-    let ffmpeg = testkit::require("ffmpeg");
     let out = dir.join(name);
-    let status = Command::new(ffmpeg)
-        .args(["-nostdin", "-v", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc=size=320x240:rate=25:duration={seconds}"),
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("sine=frequency=440:duration={seconds}"),
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            &gop.to_string(),
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-shortest"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "ffmpeg could not make {name}");
+    testkit::TestClip::new(seconds)
+        .pattern("testsrc")
+        .size("320x240")
+        .gop(gop)
+        .audio()
+        .write(&out);
     out
 }
 

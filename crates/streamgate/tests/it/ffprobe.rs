@@ -153,33 +153,9 @@ async fn ffprobe_and_ffmpeg_accept_the_flv_with_b_frames_and_audio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ts_clip_without_audio_gives_an_flv_header_without_audio() {
-    let ffmpeg = testkit::require("ffmpeg");
     let dir = testkit::tempdir();
     let clip = dir.path().join("pattern.ts");
-    let made = Command::new(&ffmpeg)
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=25:duration=4",
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "25",
-        ])
-        .arg(&clip)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    testkit::TestClip::new(4).gop(25).write(&clip);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("camera/rtsp_camera.py");
     let camera = tokio::task::block_in_place(|| {
         testkit::Peer::new(streamgate::camera::PYTHON)

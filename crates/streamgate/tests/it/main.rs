@@ -81,31 +81,10 @@ pub(crate) fn camera_with_files(files: &[(&str, &Path)]) -> RunningPeer {
 /// every `gop` frames, 2 B-frames.
 pub(crate) fn make_clip(dir: &Path, name: &str, seconds: u32, gop: u32) -> PathBuf {
     let path = dir.join(name);
-    let made = std::process::Command::new(testkit::require("ffmpeg"))
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=320x180:rate=25:duration={seconds}"))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-bf",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
-            "-g",
-            &gop.to_string(),
-            "-keyint_min",
-            &gop.to_string(),
-            "-sc_threshold",
-            "0",
-        ])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(made.success(), "ffmpeg could not make {name}");
+    testkit::TestClip::new(seconds)
+        .gop(gop)
+        .b_frames(2)
+        .write(&path);
     path
 }
 
