@@ -65,6 +65,21 @@ pub fn held_out_linear(
     params: LinearParams,
     seed: u64,
 ) -> Result<Vec<Outcome>> {
+    Ok(held_out_linear_errors(pages, folds, params, seed)?.0)
+}
+
+/// As [`held_out_linear`], also returning one TSV line per held-out error (`FN` / `FP`, site,
+/// score, threshold, layout row, tokens) for reading what the model misses.
+///
+/// # Errors
+/// As [`held_out_linear`].
+pub fn held_out_linear_errors(
+    pages: &[AdSamples],
+    folds: usize,
+    params: LinearParams,
+    seed: u64,
+) -> Result<(Vec<Outcome>, Vec<String>)> {
+    let mut errors = Vec::new();
     let sites: Vec<String> = pages.iter().map(|p| p.site.clone()).collect();
     let fold_of = site_folds(&sites, folds, seed);
     let mut outcomes = Vec::new();
@@ -76,6 +91,26 @@ pub fn held_out_linear(
         let model = LinearAd::fit(&train, params)?;
         for page in test.iter().map(|&i| &pages[i]) {
             let scores = model.score(page);
+            for (((s, l), row), t) in scores
+                .iter()
+                .zip(&page.labels)
+                .zip(&page.rows)
+                .zip(&page.tokens)
+            {
+                if (*s >= model.threshold) != *l {
+                    let row: Vec<String> = row.iter().map(|v| format!("{v:.2}")).collect();
+                    let tokens: Vec<&str> = t.tokens.iter().map(String::as_str).collect();
+                    errors.push(format!(
+                        "{}\t{}\t{s:.3}\t{:.2}\t{}\t{}\t{}",
+                        if *l { "FN" } else { "FP" },
+                        page.site,
+                        model.threshold,
+                        row.join(","),
+                        t.third_party,
+                        tokens.join(" ")
+                    ));
+                }
+            }
             outcomes.extend(scores.iter().zip(&page.labels).map(|(s, l)| Outcome {
                 site: page.site.clone(),
                 predicted: *s >= model.threshold,
@@ -83,7 +118,7 @@ pub fn held_out_linear(
             }));
         }
     }
-    Ok(outcomes)
+    Ok((outcomes, errors))
 }
 
 /// Bootstrap resamples of the report.

@@ -32,6 +32,10 @@ pub struct LinearParams {
     pub positive_weight: f64,
     /// Seed of the row order.
     pub seed: u64,
+    /// Also read each token crossed with the node's area bucket (`own:ad@0` on a zero-area
+    /// node, `own:ad@1` otherwise): ad slots are often empty offline.
+    #[serde(default)]
+    pub cross: bool,
 }
 
 impl Default for LinearParams {
@@ -40,8 +44,9 @@ impl Default for LinearParams {
             epochs: 6,
             step: 0.1,
             l2: 1e-6,
-            positive_weight: 20.0,
+            positive_weight: 1.0,
             seed: 7,
+            cross: true,
         }
     }
 }
@@ -66,11 +71,23 @@ pub fn pieces(token: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every feature string of a node: its tokens and their [`pieces`].
-pub fn feature_strings(tokens: &NodeTokens) -> BTreeSet<String> {
+/// Column of `area_log` in the layout row ([`NODE_FEATURES`]).
+const AREA_LOG: usize = 5;
+
+/// Every feature string of a node: its tokens and their [`pieces`], and with `cross` each
+/// token again suffixed by the node's area bucket (`@0` zero area, `@1` otherwise).
+pub fn feature_strings(layout: &[f64], tokens: &NodeTokens, cross: bool) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = tokens.tokens.iter().cloned().collect();
+    let bucket = if layout.get(AREA_LOG).copied().unwrap_or(0.0) > 0.0 {
+        1
+    } else {
+        0
+    };
     for t in &tokens.tokens {
         out.extend(pieces(t));
+        if cross {
+            out.insert(format!("{t}@{bucket}"));
+        }
     }
     out
 }
@@ -94,6 +111,9 @@ pub struct LinearAd {
     pub bias: f64,
     /// Score at or above which a node is an ad.
     pub threshold: f64,
+    /// Whether tokens are crossed with the area bucket ([`LinearParams::cross`]).
+    #[serde(default)]
+    pub cross: bool,
 }
 
 /// One node as the learner sees it: standardised dense values and active token ids.
@@ -164,8 +184,8 @@ impl LinearAd {
         // Token index: strings on nodes of at least MIN_SITES distinct sites.
         let mut sites_of: HashMap<String, BTreeSet<&str>> = HashMap::new();
         for page in pages {
-            for t in &page.tokens {
-                for f in feature_strings(t) {
+            for (layout, t) in page.rows.iter().zip(&page.tokens) {
+                for f in feature_strings(layout, t, params.cross) {
                     let sites = sites_of.entry(f).or_default();
                     if sites.len() < MIN_SITES {
                         sites.insert(page.site.as_str());
@@ -193,7 +213,7 @@ impl LinearAd {
             for ((layout, t), label) in page.rows.iter().zip(&page.tokens).zip(&page.labels) {
                 rows.push(Row {
                     dense: dense_of(layout, t),
-                    active: feature_strings(t)
+                    active: feature_strings(layout, t, params.cross)
                         .iter()
                         .filter_map(|s| index.get(s.as_str()).copied())
                         .collect(),
@@ -234,6 +254,7 @@ impl LinearAd {
             weights: vec![0.0; width + token_count],
             bias: 0.0,
             threshold: 0.5,
+            cross: params.cross,
         };
         let mut grad_sq = vec![1e-8; model.weights.len()];
         let mut bias_sq = 1e-8;
@@ -292,7 +313,7 @@ impl LinearAd {
             .zip(self.mean.iter().zip(&self.scale))
             .map(|(v, (m, s))| (v - m) / s)
             .collect();
-        let active: Vec<usize> = feature_strings(tokens)
+        let active: Vec<usize> = feature_strings(layout, tokens, self.cross)
             .iter()
             .filter_map(|s| self.tokens.binary_search(s).ok())
             .collect();
@@ -322,6 +343,21 @@ mod tests {
         assert_eq!(pieces("own:adslot"), ["own~ads", "own~adsl", "own~adslo"]);
         assert!(pieces("url:doubleclick").is_empty());
         assert!(pieces("anc:ad").is_empty());
+    }
+
+    #[test]
+    fn tokens_cross_with_the_area_bucket_only_when_asked() {
+        let t = NodeTokens {
+            tokens: ["own:ad".to_owned()].into(),
+            third_party: 0,
+        };
+        assert_eq!(NODE_FEATURES[AREA_LOG], "area_log");
+        let mut layout = vec![0.0; NODE_FEATURES.len()];
+        let plain = feature_strings(&layout, &t, false);
+        assert!(plain.contains("own:ad") && !plain.iter().any(|f| f.contains('@')));
+        assert!(feature_strings(&layout, &t, true).contains("own:ad@0"));
+        layout[AREA_LOG] = 9.2;
+        assert!(feature_strings(&layout, &t, true).contains("own:ad@1"));
     }
 
     fn node(tokens: &[&str]) -> NodeTokens {
@@ -356,7 +392,12 @@ mod tests {
             pages.push(page);
         }
         let refs: Vec<&AdSamples> = pages.iter().collect();
-        let model = LinearAd::fit(&refs, LinearParams::default()).expect("fit");
+        let params = LinearParams {
+            positive_weight: 20.0,
+            cross: false,
+            ..LinearParams::default()
+        };
+        let model = LinearAd::fit(&refs, params).expect("fit");
         let zero = vec![0.0; NODE_FEATURES.len()];
         let unseen = model.score_node(&zero, &node(&["own:adsunit"]));
         let plain = model.score_node(&zero, &node(&["own:sidebar"]));

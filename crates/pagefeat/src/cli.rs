@@ -143,6 +143,9 @@ pub struct AdnodesArgs {
     /// after laying out (layout and labels are deterministic).
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Write the linear model's held-out errors (TSV) to this file.
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
     /// Skip the two forests (minutes per fold) and evaluate the linear model only.
     #[arg(long)]
     pub no_forest: bool,
@@ -429,6 +432,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             evaluation.skipped = skipped;
             evaluation.layout_seconds = layout_seconds;
+            if let Some(path) = &args.errors {
+                let (_, errors) = crate::ad_eval::held_out_linear_errors(
+                    &samples,
+                    args.folds,
+                    crate::ad_linear::LinearParams::default(),
+                    crate::model::ForestParams::default().seed,
+                )?;
+                fs_err::write(path, errors.join("\n"))
+                    .map_err(|e| crate::error::Error::io("writing", path, e))?;
+            }
             if args.json {
                 stdout_line(&serde_json::to_string(&evaluation)?)?;
             } else {
