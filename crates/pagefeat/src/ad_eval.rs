@@ -15,6 +15,7 @@ use std::time::Instant;
 use indicatif::ProgressBar;
 use serde::Serialize;
 
+use crate::ad_linear::{LinearAd, LinearParams};
 use crate::deadlink_data::{Source, read_page_file, stem_of};
 use crate::error::{Error, Result};
 use crate::evaluation::{self, Outcome, Report, site_folds, split_fold};
@@ -23,6 +24,102 @@ use crate::model::ForestParams;
 use crate::pagetext;
 use crate::site::site_of;
 use crate::training::{AdSamples, NamedTree, fit_ad, score_samples};
+
+/// Writes labelled `pages` to `path` as gzipped JSON (a cache for [`read_cache`]).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written, [`Error::Model`] when it does not serialise.
+pub fn write_cache(path: &std::path::Path, pages: &[AdSamples]) -> Result<()> {
+    let file = fs_err::File::create(path).map_err(|e| Error::io("creating", path, e))?;
+    let mut gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    serde_json::to_writer(&mut gz, pages).map_err(|e| Error::Model {
+        path: path.to_path_buf(),
+        reason: format!("sample cache: {e}"),
+    })?;
+    gz.finish()
+        .and_then(|mut w| std::io::Write::flush(&mut w))
+        .map_err(|e| Error::io("writing", path, e))
+}
+
+/// Reads a cache written by [`write_cache`].
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read, [`Error::Model`] when it does not parse.
+pub fn read_cache(path: &std::path::Path) -> Result<Vec<AdSamples>> {
+    let file = fs_err::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
+    serde_json::from_reader(gz).map_err(|e| Error::Model {
+        path: path.to_path_buf(),
+        reason: format!("sample cache: {e}"),
+    })
+}
+
+/// Held-out outcomes of the linear model ([`crate::ad_linear`]) over `folds` site folds.
+///
+/// # Errors
+/// [`Error::Training`] when a fold's training part has only one class.
+pub fn held_out_linear(
+    pages: &[AdSamples],
+    folds: usize,
+    params: LinearParams,
+    seed: u64,
+) -> Result<Vec<Outcome>> {
+    Ok(held_out_linear_errors(pages, folds, params, seed)?.0)
+}
+
+/// As [`held_out_linear`], also returning one TSV line per held-out error (`FN` / `FP`, site,
+/// score, threshold, layout row, tokens) for reading what the model misses.
+///
+/// # Errors
+/// As [`held_out_linear`].
+pub fn held_out_linear_errors(
+    pages: &[AdSamples],
+    folds: usize,
+    params: LinearParams,
+    seed: u64,
+) -> Result<(Vec<Outcome>, Vec<String>)> {
+    let mut errors = Vec::new();
+    let sites: Vec<String> = pages.iter().map(|p| p.site.clone()).collect();
+    let fold_of = site_folds(&sites, folds, seed);
+    let mut outcomes = Vec::new();
+    for fold in 0..folds.max(1) {
+        let (train, test) = split_fold(pages, &fold_of, fold);
+        if test.is_empty() {
+            continue;
+        }
+        let model = LinearAd::fit(&train, params)?;
+        for page in test.iter().map(|&i| &pages[i]) {
+            let scores = model.score(page);
+            for (((s, l), row), t) in scores
+                .iter()
+                .zip(&page.labels)
+                .zip(&page.rows)
+                .zip(&page.tokens)
+            {
+                if (*s >= model.threshold) != *l {
+                    let row: Vec<String> = row.iter().map(|v| format!("{v:.2}")).collect();
+                    let tokens: Vec<&str> = t.tokens.iter().map(String::as_str).collect();
+                    errors.push(format!(
+                        "{}\t{}\t{s:.3}\t{:.2}\t{}\t{}\t{}",
+                        if *l { "FN" } else { "FP" },
+                        page.site,
+                        model.threshold,
+                        row.join(","),
+                        t.third_party,
+                        tokens.join(" ")
+                    ));
+                }
+            }
+            outcomes.extend(scores.iter().zip(&page.labels).map(|(s, l)| Outcome {
+                site: page.site.clone(),
+                predicted: *s >= model.threshold,
+                actual: *l,
+            }));
+        }
+    }
+    Ok((outcomes, errors))
+}
 
 /// Bootstrap resamples of the report.
 const RESAMPLES: usize = 1000;
@@ -40,10 +137,14 @@ pub struct AdEvaluation {
     pub folds: usize,
     /// Token columns asked for ([`crate::ad_tokens::DEFAULT_TOKENS`] in `train`).
     pub tokens: usize,
-    /// Layout features only (what `train` used before token features).
-    pub layout_only: Report,
-    /// Layout plus token features.
-    pub with_tokens: Report,
+    /// Layout features only (what `train` used before token features); `None` when the
+    /// forests were skipped (`--no-forest`).
+    pub layout_only: Option<Report>,
+    /// Layout plus token features (forest); `None` when skipped.
+    pub with_tokens: Option<Report>,
+    /// The sparse logistic model over every token seen on 3+ training sites and their
+    /// character pieces ([`crate::ad_linear`]).
+    pub linear: Report,
     /// Vocabulary of the last fold's token model (the first 20 tokens).
     pub vocabulary_sample: Vec<String>,
     /// Seconds spent laying out pages, and training plus scoring.
@@ -131,7 +232,8 @@ pub fn held_out(
     Ok((outcomes, names))
 }
 
-/// Evaluates both feature sets on labelled `pages` (see the module docs).
+/// Evaluates the feature sets on labelled `pages` (see the module docs); the two forests only
+/// when `forests` is true.
 ///
 /// # Errors
 /// As [`held_out`].
@@ -140,18 +242,28 @@ pub fn evaluate(
     folds: usize,
     tokens: usize,
     params: ForestParams,
+    forests: bool,
 ) -> Result<AdEvaluation> {
     let started = Instant::now();
-    let (layout, _) = held_out(pages, folds, 0, params, params.seed)?;
-    let (with_tokens, names) = held_out(pages, folds, tokens, params, params.seed)?;
+    let linear = held_out_linear(pages, folds, LinearParams::default(), params.seed)?;
+    let linear = evaluation::report(&linear, RESAMPLES, params.seed);
+    let (mut layout_only, mut with_tokens, mut names) = (None, None, Vec::new());
+    if forests {
+        let (layout, _) = held_out(pages, folds, 0, params, params.seed)?;
+        let (tokened, n) = held_out(pages, folds, tokens, params, params.seed)?;
+        layout_only = Some(evaluation::report(&layout, RESAMPLES, params.seed));
+        with_tokens = Some(evaluation::report(&tokened, RESAMPLES, params.seed));
+        names = n;
+    }
     Ok(AdEvaluation {
         pages: pages.len(),
         pages_with_ads: pages.iter().filter(|p| p.labels.contains(&true)).count(),
         skipped: Vec::new(),
         folds,
         tokens,
-        layout_only: evaluation::report(&layout, RESAMPLES, params.seed),
-        with_tokens: evaluation::report(&with_tokens, RESAMPLES, params.seed),
+        layout_only,
+        with_tokens,
+        linear,
         vocabulary_sample: names
             .iter()
             .skip(crate::features::NODE_FEATURES.len() + 1)
@@ -168,27 +280,25 @@ pub fn table(e: &AdEvaluation) -> Vec<String> {
     let mut lines = vec![
         format!(
             "ad nodes held out by site: {} pages ({} with filter-list ads), {} sites, {} nodes, {} labelled, {} folds",
-            e.pages,
-            e.pages_with_ads,
-            e.with_tokens.sites,
-            e.with_tokens.rows,
-            e.with_tokens.positives,
-            e.folds
+            e.pages, e.pages_with_ads, e.linear.sites, e.linear.rows, e.linear.positives, e.folds
         ),
         format!(
-            "{:<26} {:>20} {:>20} {:>20}",
+            "{:<28} {:>20} {:>20} {:>20}",
             "model", "precision [95% CI]", "recall [95% CI]", "F1 [95% CI]"
         ),
     ];
     let fmt = |i: &evaluation::Interval| format!("{:.3} [{:.3},{:.3}]", i.value, i.low, i.high);
-    let rows = [
-        ("layout + tokens", &e.with_tokens.model),
-        ("layout only", &e.layout_only.model),
-        ("always positive", &e.with_tokens.always_positive),
-    ];
+    let mut rows = vec![("linear, all tokens + pieces", &e.linear.model)];
+    if let Some(r) = &e.with_tokens {
+        rows.push(("forest, layout + tokens", &r.model));
+    }
+    if let Some(r) = &e.layout_only {
+        rows.push(("forest, layout only", &r.model));
+    }
+    rows.push(("always positive", &e.linear.always_positive));
     for (name, f) in rows {
         lines.push(format!(
-            "{:<26} {:>20} {:>20} {:>20}",
+            "{:<28} {:>20} {:>20} {:>20}",
             name,
             fmt(&f.precision),
             fmt(&f.recall),
@@ -200,4 +310,41 @@ pub fn table(e: &AdEvaluation) -> Vec<String> {
         e.vocabulary_sample.join(" ")
     ));
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ad_tokens::NodeTokens;
+
+    #[test]
+    fn sample_cache_round_trips() {
+        let page = AdSamples {
+            site: "example.org".to_owned(),
+            rows: vec![vec![1.5, -2.0], vec![0.0, 3.25]],
+            tokens: vec![
+                NodeTokens {
+                    tokens: ["own:ad".to_owned(), "url:doubleclick".to_owned()].into(),
+                    third_party: 1,
+                },
+                NodeTokens::default(),
+            ],
+            labels: vec![true, false],
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("samples.json.gz");
+        write_cache(&path, std::slice::from_ref(&page)).expect("write");
+        let back = read_cache(&path).expect("read");
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            (
+                &back[0].site,
+                &back[0].rows,
+                &back[0].tokens,
+                &back[0].labels
+            ),
+            (&page.site, &page.rows, &page.tokens, &page.labels)
+        );
+        assert!(read_cache(&dir.path().join("missing")).is_err());
+    }
 }

@@ -46,7 +46,7 @@ const TOKEN_CHARS: std::ops::RangeInclusive<usize> = 2..=20;
 
 /// The token sets of one node, prefixed (`own:x`, `anc:x`, `url:x`), and its third-party URL
 /// count.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeTokens {
     /// Prefixed tokens.
     pub tokens: BTreeSet<String>,

@@ -139,6 +139,16 @@ pub struct AdnodesArgs {
     /// Token columns of the token model.
     #[arg(long, default_value_t = crate::ad_tokens::DEFAULT_TOKENS)]
     pub tokens: usize,
+    /// Sample cache (gzipped JSON): read instead of laying out when it exists, else written
+    /// after laying out (layout and labels are deterministic).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Write the linear model's held-out errors (TSV) to this file.
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    /// Skip the two forests (minutes per fold) and evaluate the linear model only.
+    #[arg(long)]
+    pub no_forest: bool,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -395,20 +405,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &resolve_path(&config.paths.pages_dir),
                 args.corpus.as_deref(),
             )?;
-            let bar = crate::demo::progress_bar(!args.json, pages.len() as u64, "layout");
             let started = std::time::Instant::now();
-            let (samples, skipped) =
-                crate::ad_eval::label_pages(&pipeline, &pages, Some(&bar)).await?;
-            bar.finish_and_clear();
+            let cached = match &args.cache {
+                Some(path) if path.exists() => Some(crate::ad_eval::read_cache(path)?),
+                _ => None,
+            };
+            let (samples, skipped) = match cached {
+                Some(samples) => (samples, Vec::new()),
+                None => {
+                    let bar = crate::demo::progress_bar(!args.json, pages.len() as u64, "layout");
+                    let out = crate::ad_eval::label_pages(&pipeline, &pages, Some(&bar)).await?;
+                    bar.finish_and_clear();
+                    if let Some(path) = &args.cache {
+                        crate::ad_eval::write_cache(path, &out.0)?;
+                    }
+                    out
+                }
+            };
             let layout_seconds = started.elapsed().as_secs_f64();
             let mut evaluation = crate::ad_eval::evaluate(
                 &samples,
                 args.folds,
                 args.tokens,
                 crate::model::ForestParams::default(),
+                !args.no_forest,
             )?;
             evaluation.skipped = skipped;
             evaluation.layout_seconds = layout_seconds;
+            if let Some(path) = &args.errors {
+                let (_, errors) = crate::ad_eval::held_out_linear_errors(
+                    &samples,
+                    args.folds,
+                    crate::ad_linear::LinearParams::default(),
+                    crate::model::ForestParams::default().seed,
+                )?;
+                fs_err::write(path, errors.join("\n"))
+                    .map_err(|e| crate::error::Error::io("writing", path, e))?;
+            }
             if args.json {
                 stdout_line(&serde_json::to_string(&evaluation)?)?;
             } else {

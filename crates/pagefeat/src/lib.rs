@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod ad_eval;
+pub mod ad_linear;
 pub mod ad_tokens;
 pub mod adfilter;
 pub mod bench;

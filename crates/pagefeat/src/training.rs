@@ -87,7 +87,7 @@ const NEGATIVES_PER_POSITIVE: usize = 20;
 
 /// One tree's ad samples, computed once: its site, the layout rows, token sets and labels of
 /// its sample nodes ([`node_rows`], [`node_tokens`], [`ad_labels`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdSamples {
     /// The page's site (registrable domain, else the tree key): vocabulary tokens must occur
     /// on several sites.
