@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::ad_tokens::{MIN_SITES, NodeTokens};
 use crate::error::{Error, Result};
 use crate::features::NODE_FEATURES;
-use crate::model::{Draws, Scores};
-use crate::training::AdSamples;
+use crate::model::Draws;
+use crate::training::{AdSamples, best_threshold, calibration_split};
 
 /// Settings of [`LinearAd::fit`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -138,38 +138,14 @@ impl LinearAd {
     /// # Errors
     /// [`Error::Training`] when there are no positive or no negative nodes.
     pub fn fit(pages: &[&AdSamples], params: LinearParams) -> Result<Self> {
-        let fit_part: Vec<&AdSamples> = pages
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 4 != 3)
-            .map(|(_, p)| *p)
-            .collect();
-        let calibration: Vec<&AdSamples> = pages
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 4 == 3)
-            .map(|(_, p)| *p)
-            .collect();
+        let (fit_part, calibration) = calibration_split(pages);
         let mut threshold = 0.5;
         if let Ok(probe) = Self::fit_once(&fit_part, params) {
             let scored: Vec<(Vec<f64>, &Vec<bool>)> = calibration
                 .iter()
                 .map(|p| (probe.score(p), &p.labels))
                 .collect();
-            let mut best = -1.0;
-            for step in 1..20 {
-                let t = f64::from(step) * 0.05;
-                let mut scores = Scores::default();
-                for (s, labels) in &scored {
-                    for (score, label) in s.iter().zip(labels.iter()) {
-                        scores.add(*score >= t, *label);
-                    }
-                }
-                if scores.f1() > best {
-                    best = scores.f1();
-                    threshold = t;
-                }
-            }
+            threshold = best_threshold(&scored);
         }
         let mut model = Self::fit_once(pages, params)?;
         model.threshold = threshold;

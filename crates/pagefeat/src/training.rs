@@ -191,6 +191,42 @@ pub fn score_samples(model: &Forest, page: &AdSamples) -> Result<Vec<f64>> {
     model.score(&page.full_rows(tokens.then_some(&vocab)))
 }
 
+/// Splits training pages into the fitting part (three pages in four) and the calibration part
+/// (every fourth page) on which a model's decision threshold is chosen.
+pub(crate) fn calibration_split<'a>(
+    pages: &[&'a AdSamples],
+) -> (Vec<&'a AdSamples>, Vec<&'a AdSamples>) {
+    let (mut fit, mut calibration) = (Vec::new(), Vec::new());
+    for (i, page) in pages.iter().enumerate() {
+        if i % 4 == 3 {
+            calibration.push(*page);
+        } else {
+            fit.push(*page);
+        }
+    }
+    (fit, calibration)
+}
+
+/// The F1-best decision threshold among 0.05, 0.10, ..., 0.95 over `scored` (each page's node
+/// scores in \[0, 1\] beside its labels); the first of equal ones wins, 0.05 when nothing
+/// scores.
+pub(crate) fn best_threshold(scored: &[(Vec<f64>, &Vec<bool>)]) -> f64 {
+    let mut best = (-1.0, 0.5);
+    for step in 1..20 {
+        let t = f64::from(step) * 0.05;
+        let mut scores = Scores::default();
+        for (page_scores, labels) in scored {
+            for (score, label) in page_scores.iter().zip(labels.iter()) {
+                scores.add(*score >= t, *label);
+            }
+        }
+        if scores.f1() > best.0 {
+            best = (scores.f1(), t);
+        }
+    }
+    best.1
+}
+
 /// Trains an ad model on `trees`: with `tokens` > 0 the vocabulary ([`Vocabulary::select`],
 /// that many tokens) is learned from the fitting part; with 0 the model is layout only. The
 /// threshold is picked on every fourth tree held aside (the F1-best of 0.05, 0.10, ..., 0.95),
@@ -199,43 +235,19 @@ pub fn score_samples(model: &Forest, page: &AdSamples) -> Result<Vec<f64>> {
 /// # Errors
 /// [`Error::Training`] when there is too little data.
 pub fn fit_ad(trees: &[&AdSamples], params: ForestParams, tokens: usize) -> Result<Forest> {
-    let fit_part: Vec<&AdSamples> = trees
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 4 != 3)
-        .map(|(_, t)| *t)
-        .collect();
-    let calibration: Vec<&AdSamples> = trees
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 4 == 3)
-        .map(|(_, t)| *t)
-        .collect();
+    let (fit_part, calibration) = calibration_split(trees);
     let mut threshold = 0.5;
     if !calibration.is_empty() {
         let vocab = (tokens > 0).then(|| vocabulary_of(&fit_part, tokens));
         // Too few positives in the fitting part: keep 0.5.
         let probe = fit_forest(&fit_part, vocab.as_ref(), params).ok();
-        let mut best = (-1.0, 0.5);
-        for probe in probe.iter() {
+        if let Some(probe) = &probe {
             let scored: Vec<(Vec<f64>, &Vec<bool>)> = calibration
                 .iter()
                 .map(|page| (score_samples(probe, page).unwrap_or_default(), &page.labels))
                 .collect();
-            for step in 1..20 {
-                let t = f64::from(step) * 0.05;
-                let mut scores = Scores::default();
-                for (page_scores, labels) in &scored {
-                    for (score, label) in page_scores.iter().zip(labels.iter()) {
-                        scores.add(*score >= t, *label);
-                    }
-                }
-                if scores.f1() > best.0 {
-                    best = (scores.f1(), t);
-                }
-            }
+            threshold = best_threshold(&scored);
         }
-        threshold = best.1;
     }
     let vocab = (tokens > 0).then(|| vocabulary_of(trees, tokens));
     let mut ad = fit_forest(trees, vocab.as_ref(), params)?;
