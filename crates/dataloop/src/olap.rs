@@ -171,7 +171,11 @@ impl Olap {
             if let Some(dir) = self.location.local() {
                 // Locally the file is written in place under a temporary name and renamed: no
                 // copy of the whole file in memory (the put below costs a 1 M-row bench ~20 %).
-                write_local(&dir.join(partition), &name, &part, props)?;
+                let dir = dir.join(partition);
+                let batch = part.clone();
+                tokio::task::spawn_blocking(move || write_local(&dir, &name, &batch, props))
+                    .await
+                    .map_err(|e| Error::QueryRuntime(e.to_string()))??;
             } else {
                 let path = self.prefix.clone().join(partition).join(name);
                 let mut bytes = Vec::new();
