@@ -55,24 +55,12 @@ pub fn read_cache(path: &std::path::Path) -> Result<Vec<AdSamples>> {
     })
 }
 
-/// Held-out outcomes of the linear model ([`crate::ad_linear`]) over `folds` site folds.
+/// Held-out outcomes of the linear model ([`crate::ad_linear`]) over `folds` site folds, with
+/// one TSV line per held-out error (`FN` / `FP`, site, score, threshold, layout row, tokens)
+/// for reading what the model misses.
 ///
 /// # Errors
 /// [`Error::Training`] when a fold's training part has only one class.
-pub fn held_out_linear(
-    pages: &[AdSamples],
-    folds: usize,
-    params: LinearParams,
-    seed: u64,
-) -> Result<Vec<Outcome>> {
-    Ok(held_out_linear_errors(pages, folds, params, seed)?.0)
-}
-
-/// As [`held_out_linear`], also returning one TSV line per held-out error (`FN` / `FP`, site,
-/// score, threshold, layout row, tokens) for reading what the model misses.
-///
-/// # Errors
-/// As [`held_out_linear`].
 pub fn held_out_linear_errors(
     pages: &[AdSamples],
     folds: usize,
@@ -145,6 +133,10 @@ pub struct AdEvaluation {
     /// The sparse logistic model over every token seen on 3+ training sites and their
     /// character pieces ([`crate::ad_linear`]).
     pub linear: Report,
+    /// The linear model's held-out errors as TSV lines ([`held_out_linear_errors`]); not in
+    /// the JSON report (`adnodes --errors FILE` writes them).
+    #[serde(skip)]
+    pub linear_errors: Vec<String>,
     /// Vocabulary of the last fold's token model (the first 20 tokens).
     pub vocabulary_sample: Vec<String>,
     /// Seconds spent laying out pages, and training plus scoring.
@@ -245,7 +237,8 @@ pub fn evaluate(
     forests: bool,
 ) -> Result<AdEvaluation> {
     let started = Instant::now();
-    let linear = held_out_linear(pages, folds, LinearParams::default(), params.seed)?;
+    let (linear, linear_errors) =
+        held_out_linear_errors(pages, folds, LinearParams::default(), params.seed)?;
     let linear = evaluation::report(&linear, RESAMPLES, params.seed);
     let (mut layout_only, mut with_tokens, mut names) = (None, None, Vec::new());
     if forests {
@@ -264,6 +257,7 @@ pub fn evaluate(
         layout_only,
         with_tokens,
         linear,
+        linear_errors,
         vocabulary_sample: names
             .iter()
             .skip(crate::features::NODE_FEATURES.len() + 1)

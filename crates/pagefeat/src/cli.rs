@@ -433,13 +433,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             evaluation.skipped = skipped;
             evaluation.layout_seconds = layout_seconds;
             if let Some(path) = &args.errors {
-                let (_, errors) = crate::ad_eval::held_out_linear_errors(
-                    &samples,
-                    args.folds,
-                    crate::ad_linear::LinearParams::default(),
-                    crate::model::ForestParams::default().seed,
-                )?;
-                fs_err::write(path, errors.join("\n"))
+                fs_err::write(path, evaluation.linear_errors.join("\n"))
                     .map_err(|e| crate::error::Error::io("writing", path, e))?;
             }
             if args.json {
