@@ -68,6 +68,15 @@ pub struct SchedConfig {
     pub max_cdn_requests: usize,
     /// A peer whose link failed is not asked again for this long, in ms (default 2000).
     pub peer_backoff_ms: u64,
+    /// A neighbour that refused requests as busy ([`Scheduler::on_busy`]) twice in a row is
+    /// not asked again for this long, in ms, doubled for each further refusal in a row up to
+    /// 8 times as long; a block it serves resets the count (default 250). After a first
+    /// refusal it is asked again at its next advert. Without the backoff a peer asked a busy
+    /// neighbour again at each of its adverts: in `p2plive sim` at 2,000 peers, 22 refusals
+    /// per block received, 85 % of the simulator's events. Backing off from the first
+    /// refusal cost more CDN in a flash crowd (48 peers joining at once: 5.2x the stream
+    /// against 4.1x).
+    pub busy_backoff_ms: u64,
 }
 
 impl Default for SchedConfig {
@@ -80,6 +89,7 @@ impl Default for SchedConfig {
             max_peer_attempts: 3,
             max_cdn_requests: 4,
             peer_backoff_ms: 2000,
+            busy_backoff_ms: 250,
         }
     }
 }
@@ -407,6 +417,9 @@ impl Scheduler {
             }
             return Verdict::Corrupt;
         }
+        if let Source::Peer(peer) = from {
+            self.peers.served(peer);
+        }
         if !self.have.insert(block) {
             self.stats.duplicate_blocks += 1;
             return Verdict::Duplicate;
@@ -430,11 +443,20 @@ impl Scheduler {
 
     /// Neighbour `from` refused `block` because its upload queue is full: not a failed
     /// attempt (it may be asked again), but it counts as having no spare upload until it
-    /// advertises again ([`Scheduler::on_upload`]).
+    /// advertises again ([`Scheduler::on_upload`]); from its second refusal in a row it is not
+    /// asked for `busy_backoff_ms` from the last poll (doubling per further refusal, at most
+    /// 8x).
     pub fn on_busy(&mut self, block: u64, from: Source) {
         self.clear_inflight(block, from);
         if let Source::Peer(peer) = from {
-            self.peers.saturate(peer);
+            let refusals = self.peers.saturate(peer);
+            if let Some(now) = self.now.filter(|_| refusals >= 2) {
+                let shift = refusals.saturating_sub(2).min(3);
+                let ms = self.config.busy_backoff_ms.saturating_mul(1 << shift);
+                let until = now + Duration::from_millis(ms);
+                let entry = self.down.entry(peer).or_insert(until);
+                *entry = (*entry).max(until);
+            }
         }
     }
 

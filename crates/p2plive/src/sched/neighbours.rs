@@ -218,6 +218,25 @@ pub(super) struct Neighbour {
     pub(super) map_known: bool,
     /// Its last advertised upload.
     pub(super) upload: Option<Upload>,
+    /// Busy refusals in a row (reset when it serves a block).
+    pub(super) refusals: u32,
+    /// `prefetch` as bits (bit `b - 1` for substream `b`, substreams 1 to 64) and whether it
+    /// holds a substream above 64, kept by [`Neighbours::set`] for [`Neighbours::holders`].
+    prefetch_bits: (u64, bool),
+}
+
+/// The substreams `prefetch` as bits (bit `b - 1` for substream `b`, 1 to 64), and whether
+/// one is outside them.
+fn prefetch_bits(prefetch: &BTreeSet<u32>) -> (u64, bool) {
+    let mut bits = 0u64;
+    let mut wide = false;
+    for &b in prefetch {
+        match b.checked_sub(1).filter(|i| *i < 64) {
+            Some(i) => bits |= 1 << i,
+            None => wide = true,
+        }
+    }
+    (bits, wide)
 }
 
 impl Neighbour {
@@ -270,20 +289,33 @@ impl Neighbours {
     pub(super) fn set(&mut self, peers: BTreeMap<PeerId, BTreeSet<u32>>) {
         self.peers.retain(|id, _| peers.contains_key(id));
         for (id, prefetch) in peers {
-            self.peers.entry(id).or_default().prefetch = prefetch;
+            let n = self.peers.entry(id).or_default();
+            n.prefetch_bits = prefetch_bits(&prefetch);
+            n.prefetch = prefetch;
         }
         let peers = &self.peers;
         self.parents.retain(|_, p| peers.contains_key(p));
     }
 
-    /// Marks `peer`'s upload as full (it refused a request) until its next advert.
-    pub(super) fn saturate(&mut self, peer: PeerId) {
+    /// Marks `peer`'s upload as full (it refused a request) until its next advert; returns
+    /// its busy refusals in a row, this one included (0 for a peer that is not a neighbour).
+    pub(super) fn saturate(&mut self, peer: PeerId) -> u32 {
+        let Some(n) = self.peers.get_mut(&peer) else {
+            return 0;
+        };
+        let cap = n.upload.map_or(0, |u| u.cap_bytes_per_s);
+        n.upload = Some(Upload {
+            cap_bytes_per_s: cap,
+            queued_bytes: cap,
+        });
+        n.refusals = n.refusals.saturating_add(1);
+        n.refusals
+    }
+
+    /// `peer` served a block: its busy refusals in a row start again from 0.
+    pub(super) fn served(&mut self, peer: PeerId) {
         if let Some(n) = self.peers.get_mut(&peer) {
-            let cap = n.upload.map_or(0, |u| u.cap_bytes_per_s);
-            n.upload = Some(Upload {
-                cap_bytes_per_s: cap,
-                queued_bytes: cap,
-            });
+            n.refusals = 0;
         }
     }
 
@@ -312,13 +344,8 @@ impl Neighbours {
             .map(|(id, n)| {
                 let bits = n.have.word_at(lo);
                 any |= bits;
-                let mut prefetch = 0u64;
-                for &b in &n.prefetch {
-                    match b.checked_sub(1).filter(|i| *i < 64) {
-                        Some(i) => prefetch |= 1 << i,
-                        None => wide = true,
-                    }
-                }
+                let (prefetch, beyond) = n.prefetch_bits;
+                wide |= beyond;
                 Holder {
                     id: *id,
                     bits,
@@ -545,8 +572,10 @@ mod tests {
                     Neighbour {
                         have,
                         upload,
+                        prefetch_bits: prefetch_bits(&prefetch),
                         prefetch,
                         map_known: !rng.next_u64().is_multiple_of(4),
+                        refusals: 0,
                     },
                 );
             }

@@ -397,3 +397,39 @@ fn wants_only_blocks_a_have_could_start_a_fetch_for() {
     s.forget_before(2);
     assert!(!s.wants(1));
 }
+
+#[test]
+fn a_neighbour_that_refused_as_busy_twice_in_a_row_is_left_alone_for_a_doubling_backoff() {
+    let (mut s, t0) = mesh(0);
+    for n in 0..3 {
+        s.on_info(info(n));
+    }
+    // Only neighbour 3 holds block 1.
+    s.on_have(3, 1);
+    s.on_upload(3, upload(100_000, 0));
+    assert_eq!(fetches(&s.poll(t0)), vec![(1, Source::Peer(3))]);
+    // A first refusal: asked again at its next advert.
+    s.on_busy(1, Source::Peer(3));
+    assert!(fetches(&s.poll(t0 + 10 * MS)).is_empty());
+    s.on_upload(3, upload(100_000, 0));
+    assert_eq!(fetches(&s.poll(t0 + 20 * MS)), vec![(1, Source::Peer(3))]);
+    // A second in a row: not asked within 250 ms of the last poll, despite a fresh advert...
+    s.on_busy(1, Source::Peer(3));
+    s.on_upload(3, upload(100_000, 0));
+    assert!(fetches(&s.poll(t0 + 200 * MS)).is_empty());
+    // ... and asked again once it is over.
+    assert_eq!(fetches(&s.poll(t0 + 280 * MS)), vec![(1, Source::Peer(3))]);
+    // A third doubles it (500 ms from the last poll).
+    s.on_busy(1, Source::Peer(3));
+    s.on_upload(3, upload(100_000, 0));
+    assert!(fetches(&s.poll(t0 + 700 * MS)).is_empty());
+    assert_eq!(fetches(&s.poll(t0 + 790 * MS)), vec![(1, Source::Peer(3))]);
+    // A block it serves resets the count: the next refusal is a first one again.
+    assert_eq!(s.on_block(1, Source::Peer(3), &data(1)), Verdict::Accepted);
+    s.on_have(3, 2);
+    s.on_upload(3, upload(100_000, 0));
+    assert_eq!(fetches(&s.poll(t0 + 800 * MS)), vec![(2, Source::Peer(3))]);
+    s.on_busy(2, Source::Peer(3));
+    s.on_upload(3, upload(100_000, 0));
+    assert_eq!(fetches(&s.poll(t0 + 810 * MS)), vec![(2, Source::Peer(3))]);
+}

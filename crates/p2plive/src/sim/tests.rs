@@ -213,3 +213,21 @@ fn haves_are_batched_so_events_do_not_grow_with_the_neighbours() {
         assert!(r.continuity >= 0.99, "{r:?}");
     }
 }
+
+/// A neighbour that refused a request as busy is left alone for a backoff
+/// (`busy_backoff_ms`) instead of being asked again at each of its adverts: the refusals per
+/// block a peer plays stay a few, with the same P2P share and continuity. Without the
+/// backoff this run had 29.7 refusals per block (2,000 peers x 60 s: 22, 85 % of the events).
+#[test]
+fn busy_neighbours_are_not_asked_again_at_every_advert() {
+    let config = SimConfig {
+        leave_share: 0.0,
+        ..small(100, 30)
+    };
+    let r = run(&config, Policy::LeastCovered).unwrap();
+    let played = (100 * r.blocks) as f64;
+    let per_block = r.refusals as f64 / played;
+    assert!(per_block < 4.0, "{per_block:.1} refusals per block: {r:?}");
+    assert!(r.p2p_ratio >= 0.75, "{r:?}");
+    assert!(r.continuity >= 0.99, "{r:?}");
+}
