@@ -337,10 +337,7 @@ mod tests {
     }
 
     fn node(tokens: &[&str]) -> NodeTokens {
-        NodeTokens {
-            tokens: tokens.iter().map(|s| (*s).to_owned()).collect(),
-            third_party: 0,
-        }
+        NodeTokens::of(tokens)
     }
 
     #[test]

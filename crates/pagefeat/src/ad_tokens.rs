@@ -54,6 +54,17 @@ pub struct NodeTokens {
     pub third_party: usize,
 }
 
+#[cfg(test)]
+impl NodeTokens {
+    /// A node with these tokens and no third-party URL (test helper).
+    pub(crate) fn of(tokens: &[&str]) -> Self {
+        Self {
+            tokens: tokens.iter().map(|s| (*s).to_owned()).collect(),
+            third_party: 0,
+        }
+    }
+}
+
 /// Splits `text` into lower-case word tokens (see the module docs).
 pub fn split_tokens(text: &str, out: &mut Vec<String>) {
     let mut current = String::new();
@@ -387,10 +398,7 @@ mod tests {
     }
 
     fn tokens(list: &[&str]) -> NodeTokens {
-        NodeTokens {
-            tokens: list.iter().map(|s| (*s).to_owned()).collect(),
-            third_party: 0,
-        }
+        NodeTokens::of(list)
     }
 
     #[test]
