@@ -195,6 +195,8 @@ pub struct Scheduler {
     now: Option<Instant>,
     /// Blocks below this were forgotten ([`Scheduler::forget_before`]).
     forgotten: u64,
+    /// The last poll's [`neighbours::Holders`] list, kept for its allocation.
+    holders_scratch: Vec<neighbours::Holder>,
 }
 
 impl Scheduler {
@@ -225,6 +227,7 @@ impl Scheduler {
             stats: PlaybackStats::default(),
             now: None,
             forgotten: 0,
+            holders_scratch: Vec::new(),
         }
     }
 
@@ -262,6 +265,21 @@ impl Scheduler {
             n.have = map.blocks().filter(|b| *b >= forgotten).collect();
             n.map_known = true;
         }
+    }
+
+    /// A "have" with the upload the sender advertised with it: [`Scheduler::on_have`] and
+    /// [`Scheduler::on_upload`] in one neighbour lookup, then [`Scheduler::wants`] of the
+    /// block (whether or not `peer` is a neighbour: the have and advert of a peer that is not
+    /// are ignored). A have of a forgotten block still records the advert.
+    pub fn on_have_advert(&mut self, peer: PeerId, block: u64, upload: Upload) -> bool {
+        if let Some(n) = self.peers.peers.get_mut(&peer) {
+            n.upload = Some(upload);
+            if block >= self.forgotten {
+                n.have.insert(block);
+                n.map_known = true;
+            }
+        }
+        self.wants(block)
     }
 
     /// Neighbour `peer` got `block` (a "have"). Ignored for a peer that is not a neighbour.
@@ -348,18 +366,34 @@ impl Scheduler {
             return;
         }
         self.forgotten = block;
-        // Keep the newest info so `cut` stays right.
-        let newest = self.infos.last_key_value().map(|(_, i)| *i);
-        self.infos = self.infos.split_off(&block);
-        if let Some(info) = newest
-            && self.infos.is_empty()
+        // Keep the newest info so `cut` stays right. Entries go from the front one by one
+        // (a second's worth per call), not by `split_off`, which rebuilds the trees.
+        while self.infos.len() > 1
+            && self
+                .infos
+                .first_key_value()
+                .is_some_and(|(n, _)| *n < block)
         {
-            self.infos.insert(info.number, info);
+            self.infos.pop_first();
         }
-        self.have = self.have.split_off(&block);
+        while self.have.first().is_some_and(|n| *n < block) {
+            self.have.pop_first();
+        }
         self.peers.forget_before(block);
-        self.tried = self.tried.split_off(&block);
-        self.inflight = self.inflight.split_off(&block);
+        while self
+            .tried
+            .first_key_value()
+            .is_some_and(|(n, _)| *n < block)
+        {
+            self.tried.pop_first();
+        }
+        while self
+            .inflight
+            .first_key_value()
+            .is_some_and(|(n, _)| *n < block)
+        {
+            self.inflight.pop_first();
+        }
     }
 
     /// Number of block infos, held-block entries and pending attempts kept (for tests of the
@@ -642,9 +676,10 @@ impl Scheduler {
         // non-urgent zone, a dozen blocks; a wider one, for a peer far behind, walks the
         // neighbours per block).
         let span = wanted.first().zip(wanted.last());
-        let holders = span
-            .filter(|(lo, hi)| *hi - *lo < 64)
-            .map(|(lo, _)| self.peers.holders(*lo));
+        let holders = span.filter(|(lo, hi)| *hi - *lo < 64).map(|(lo, _)| {
+            self.peers
+                .holders(*lo, std::mem::take(&mut self.holders_scratch))
+        });
         wanted.sort_by_key(|&b| self.layout.fetch_key(b));
         for block in wanted {
             if total >= self.config.max_peer_requests {
@@ -694,6 +729,9 @@ impl Scheduler {
                 block,
                 from: Source::Peer(peer),
             });
+        }
+        if let Some(h) = holders {
+            self.holders_scratch = h.into_list();
         }
     }
 

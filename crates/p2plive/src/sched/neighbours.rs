@@ -11,7 +11,7 @@
 //! is a bit test per neighbour ([`Neighbours::pick_in`], tested against the scan
 //! [`Neighbours::pick`]).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -75,115 +75,101 @@ impl BufferMap {
     }
 }
 
-/// Most 64-block words a [`BlockSet`] spans (4,096 blocks: over an hour of 1 s blocks, far
-/// more than any window).
-const MAX_SET_WORDS: usize = 64;
+/// Most 64-block words a [`BlockSet`] spans: 8 words, 512 blocks (over 8 minutes of 1 s
+/// blocks, as much as a [`BufferMap`] lists and far more than a peer's window keeps).
+const SET_WORDS: usize = 8;
 
 /// The blocks a neighbour told it holds, as a bitmap over a sliding span of at most
-/// [`MAX_SET_WORDS`] words: `contains` reads one word (the scheduler asks it for every
-/// neighbour and wanted block on every poll, the simulator's hottest path with a `BTreeSet`).
-/// A block past the span's end slides the span forward and forgets the oldest blocks; a block
-/// before its start that would stretch it beyond the bound is ignored. Within the bound it
-/// answers exactly as a set does.
+/// [`SET_WORDS`] aligned 64-block words kept inline (one cache line, no heap): `contains` and
+/// `word_at` read one or two words (the scheduler reads every neighbour's word on every
+/// poll, the simulator's hottest path). Word `w` (blocks `64 w .. 64 w + 64`) lives in slot
+/// `w % SET_WORDS` while `lo <= w < hi`; slots outside the span are zero. A block past the
+/// span's end slides the span forward and forgets the oldest blocks; a block before its start
+/// that would stretch it beyond the bound is ignored. Within the bound it answers exactly as a
+/// set does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct BlockSet {
-    /// Block number of bit 0 of `words[0]` (a multiple of 64).
-    base: u64,
-    words: VecDeque<u64>,
+    /// First word index of the span (`lo == hi`: empty).
+    lo: u64,
+    /// One past the last word index of the span.
+    hi: u64,
+    words: [u64; SET_WORDS],
 }
 
 impl BlockSet {
-    /// Whether block `n` is in the set.
-    pub(super) fn contains(&self, n: u64) -> bool {
-        let Some(i) = n.checked_sub(self.base) else {
-            return false;
-        };
-        usize::try_from(i / 64)
-            .ok()
-            .and_then(|w| self.words.get(w))
-            .is_some_and(|word| (word >> (i % 64)) & 1 == 1)
+    /// The word of blocks `64 w .. 64 w + 64` (0 outside the span).
+    fn word(&self, w: u64) -> u64 {
+        if w >= self.lo && w < self.hi {
+            self.words[(w % SET_WORDS as u64) as usize]
+        } else {
+            0
+        }
     }
 
-    /// The blocks `lo..lo + 64` as one word: bit `i` set when block `lo + i` is in the set.
+    /// Zeroes the slots of word indices `from..to` (all slots when that is the whole ring).
+    fn clear_words(&mut self, from: u64, to: u64) {
+        if to.saturating_sub(from) >= SET_WORDS as u64 {
+            self.words = [0; SET_WORDS];
+            return;
+        }
+        for w in from..to {
+            self.words[(w % SET_WORDS as u64) as usize] = 0;
+        }
+    }
+
+    /// Whether block `n` is in the set.
+    pub(super) fn contains(&self, n: u64) -> bool {
+        (self.word(n / 64) >> (n % 64)) & 1 == 1
+    }
+
+    /// The blocks `lo..lo + 64` as one word: bit `i` set when block `lo + i` is in the set
+    /// (blocks past `u64::MAX` are not).
     pub(super) fn word_at(&self, lo: u64) -> u64 {
-        let word = |w: u64| {
-            usize::try_from(w)
-                .ok()
-                .and_then(|w| self.words.get(w))
-                .copied()
-                .unwrap_or(0)
-        };
-        match lo.checked_sub(self.base) {
-            Some(i) => {
-                let (w, shift) = (i / 64, i % 64);
-                let low = word(w) >> shift;
-                if shift == 0 {
-                    low
-                } else {
-                    low | word(w + 1) << (64 - shift)
-                }
-            }
-            // `lo` before the span: the span's first word, moved up.
-            None => match self.base - lo {
-                d if d < 64 => word(0) << d,
-                _ => 0,
-            },
+        let (w, shift) = (lo / 64, lo % 64);
+        let low = self.word(w) >> shift;
+        if shift == 0 {
+            low
+        } else {
+            low | self.word(w + 1) << (64 - shift)
         }
     }
 
     /// Adds block `n` (see the type's docs for blocks outside the span).
     pub(super) fn insert(&mut self, n: u64) {
-        let word_base = n - n % 64;
-        if self.words.is_empty() {
-            self.base = word_base;
-        }
-        if word_base < self.base {
-            let extra = usize::try_from((self.base - word_base) / 64).unwrap_or(usize::MAX);
-            if extra.saturating_add(self.words.len()) > MAX_SET_WORDS {
+        let w = n / 64;
+        let span = SET_WORDS as u64;
+        if self.lo == self.hi {
+            self.lo = w;
+            self.hi = w + 1;
+        } else if w < self.lo {
+            if self.hi - w > span {
                 return;
             }
-            for _ in 0..extra {
-                self.words.push_front(0);
-            }
-            self.base = word_base;
+            self.lo = w;
+        } else if w >= self.hi {
+            let lo = (w + 1).saturating_sub(span).max(self.lo);
+            self.clear_words(self.lo, lo.min(self.hi));
+            self.lo = lo;
+            self.hi = w + 1;
         }
-        let mut w = usize::try_from((word_base - self.base) / 64).unwrap_or(usize::MAX);
-        if w >= MAX_SET_WORDS {
-            // Slide forward so that `n`'s word is the last one.
-            let drop = w - (MAX_SET_WORDS - 1);
-            if drop >= self.words.len() {
-                self.words.clear();
-                self.base = word_base;
-            } else {
-                self.words.drain(..drop);
-                self.base += 64 * drop as u64;
-            }
-            w = usize::try_from((word_base - self.base) / 64).unwrap_or(usize::MAX);
-        }
-        if self.words.len() <= w {
-            self.words.resize(w + 1, 0);
-        }
-        self.words[w] |= 1 << (n % 64);
+        self.words[(w % span) as usize] |= 1 << (n % 64);
     }
 
     /// Drops the blocks below `n`.
     pub(super) fn forget_before(&mut self, n: u64) {
-        let word_base = n - n % 64;
-        if word_base > self.base {
-            let drop = usize::try_from((word_base - self.base) / 64).unwrap_or(usize::MAX);
-            if drop >= self.words.len() {
-                self.words.clear();
-                self.base = word_base;
-            } else {
-                self.words.drain(..drop);
-                self.base = word_base;
-            }
+        let w = n / 64;
+        if w >= self.hi {
+            self.clear_words(self.lo, self.hi);
+            self.lo = w;
+            self.hi = w;
+            return;
         }
-        if n > self.base
-            && let Some(first) = self.words.front_mut()
-        {
-            let keep = n - self.base;
-            *first &= u64::MAX << keep;
+        if w > self.lo {
+            self.clear_words(self.lo, w);
+            self.lo = w;
+        }
+        if w == self.lo {
+            self.words[(w % SET_WORDS as u64) as usize] &= u64::MAX << (n % 64);
         }
     }
 }
@@ -273,6 +259,13 @@ pub(super) struct Holders {
     list: Vec<Holder>,
 }
 
+impl Holders {
+    /// The snapshot's list, for [`Neighbours::holders`] to reuse.
+    pub(super) fn into_list(self) -> Vec<Holder> {
+        self.list
+    }
+}
+
 /// The neighbours and the per-substream parents.
 #[derive(Debug, Default)]
 pub(super) struct Neighbours {
@@ -335,26 +328,25 @@ impl Neighbours {
     /// read once per poll: the blocks it holds there as one word, and its spare upload
     /// before this peer's requests. Picking a source then costs one bit test per neighbour
     /// instead of a set lookup, a map walk and two spare computations.
-    pub(super) fn holders(&self, lo: u64) -> Holders {
+    /// `list` is any earlier snapshot's list ([`Holders::into_list`]), reused for its
+    /// allocation.
+    pub(super) fn holders(&self, lo: u64, mut list: Vec<Holder>) -> Holders {
         let mut any = 0;
         let mut wide = false;
-        let list = self
-            .peers
-            .iter()
-            .map(|(id, n)| {
-                let bits = n.have.word_at(lo);
-                any |= bits;
-                let (prefetch, beyond) = n.prefetch_bits;
-                wide |= beyond;
-                Holder {
-                    id: *id,
-                    bits,
-                    spare: n.spare(0),
-                    prefetch,
-                    map_known: n.map_known,
-                }
-            })
-            .collect();
+        list.clear();
+        list.extend(self.peers.iter().map(|(id, n)| {
+            let bits = n.have.word_at(lo);
+            any |= bits;
+            let (prefetch, beyond) = n.prefetch_bits;
+            wide |= beyond;
+            Holder {
+                id: *id,
+                bits,
+                spare: n.spare(0),
+                prefetch,
+                map_known: n.map_known,
+            }
+        }));
         Holders {
             lo,
             any,
@@ -589,7 +581,7 @@ mod tests {
                 parents: scan.parents.clone(),
                 parent_changes: 0,
             };
-            let holders = index.holders(lo);
+            let holders = index.holders(lo, Vec::new());
             let unusable: BTreeSet<PeerId> =
                 (0..3).map(|_| 7 * (1 + rng.next_u64() % count)).collect();
             let loads: BTreeMap<PeerId, u64> = (0..5)
@@ -625,6 +617,33 @@ mod tests {
         }
     }
 
+    /// Without forgets, blocks moving forward reuse the ring's slots: the set holds exactly
+    /// the blocks of the last `SET_WORDS` aligned words, never a stale bit of an older word.
+    #[test]
+    fn block_set_slides_forward_without_stale_bits() {
+        let mut rng = Rng::new(13);
+        let mut set = BlockSet::default();
+        let mut model = BTreeSet::new();
+        let mut edge = 0_u64;
+        for step in 0..5_000_u64 {
+            edge += rng.next_u64() % 3 + rng.next_u64() % 2 * (rng.next_u64() % 200);
+            let n = edge.saturating_sub(rng.next_u64() % 100);
+            set.insert(n);
+            model.insert(n);
+            let hi = model.last().map_or(0, |m| m / 64);
+            let floor = (hi + 1).saturating_sub(SET_WORDS as u64) * 64;
+            // What the set may keep: the span's words; a block behind it was ignored.
+            model.retain(|m| *m >= floor);
+            for probe in edge.saturating_sub(700)..=edge + 64 {
+                assert_eq!(
+                    set.contains(probe),
+                    model.contains(&probe),
+                    "step {step} block {probe}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn block_set_stays_bounded_on_far_apart_blocks() {
         let mut set: BlockSet = [5, 64, 130].into_iter().collect();
@@ -632,10 +651,10 @@ mod tests {
         // A block far ahead slides the span: the old blocks are forgotten.
         set.insert(u64::MAX - 1);
         assert!(set.contains(u64::MAX - 1) && !set.contains(5));
-        assert!(set.words.len() <= MAX_SET_WORDS);
+        assert!(set.hi - set.lo <= SET_WORDS as u64);
         // One far behind the span is ignored rather than stretching it.
         set.insert(3);
-        assert!(!set.contains(3) && set.words.len() <= MAX_SET_WORDS);
+        assert!(!set.contains(3) && set.hi - set.lo <= SET_WORDS as u64);
         set.forget_before(u64::MAX);
         assert!(!set.contains(u64::MAX - 1));
         // Within the bound, an older block extends the span backwards.

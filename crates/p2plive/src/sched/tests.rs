@@ -433,3 +433,33 @@ fn a_neighbour_that_refused_as_busy_twice_in_a_row_is_left_alone_for_a_doubling_
     s.on_upload(3, upload(100_000, 0));
     assert_eq!(fetches(&s.poll(t0 + 810 * MS)), vec![(2, Source::Peer(3))]);
 }
+
+/// `on_have_advert` is `on_have`, `on_upload` and `wants` in one: two schedulers fed the
+/// same haves, adverts and forgets poll the same fetches and want the same blocks.
+#[test]
+fn a_have_with_its_advert_acts_as_a_have_an_upload_and_a_wants() {
+    let (mut a, t0) = mesh(0);
+    let (mut b, _) = mesh(0);
+    for n in 0..12 {
+        a.on_info(info(n));
+        b.on_info(info(n));
+    }
+    let mut rng = crate::sim::net::Rng::new(3);
+    for step in 0..400u64 {
+        let peer = 2 + rng.next_u64() % 4;
+        let block = rng.next_u64() % 12;
+        let up = upload(rng.next_u64() % 3000, rng.next_u64() % 3000);
+        a.on_have(peer, block);
+        a.on_upload(peer, up);
+        let wanted = a.wants(block);
+        assert_eq!(b.on_have_advert(peer, block, up), wanted, "step {step}");
+        if step % 50 == 49 {
+            a.forget_before(step / 50);
+            b.forget_before(step / 50);
+        }
+        if step % 7 == 0 {
+            let now = t0 + Duration::from_millis(step * 10);
+            assert_eq!(fetches(&a.poll(now)), fetches(&b.poll(now)), "step {step}");
+        }
+    }
+}

@@ -190,9 +190,7 @@ impl Sim<'_> {
         let Some(s) = self.peers[to].sched.as_mut() else {
             return false;
         };
-        s.on_have(id, block);
-        s.on_upload(id, upload);
-        s.wants(block)
+        s.on_have_advert(id, block, upload)
     }
 
     /// Peer `to` gets the buffer map of neighbour `from`.
