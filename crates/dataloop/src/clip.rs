@@ -3,6 +3,8 @@
 //! is a clip with simple fields (units in the names) and one complex field, its
 //! [`Trajectory`].
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -124,16 +126,24 @@ impl Default for WindowSpec {
 struct Resampled<'a> {
     track_id: &'a str,
     object_type: &'a str,
+    /// The same number for every segment of tracks with this `track_id` (they are not each
+    /// other's neighbours in [`nearby`]).
+    track: usize,
+    /// `object_type` names a pedestrian.
+    pedestrian: bool,
     segment: UniformSegment,
 }
 
 /// Cuts every track of `log` into clips; with the log's HD map, each clip's trajectory carries
 /// the lane at its present position ([`HdMap::lane_context`]).
 pub fn extract(log: &LogData, spec: WindowSpec, map: Option<&HdMap>) -> Vec<Clip> {
+    let mut track_numbers: HashMap<&str, usize> = HashMap::new();
     let segments: Vec<Resampled<'_>> = log
         .tracks
         .iter()
         .flat_map(|track| {
+            let next = track_numbers.len();
+            let number = *track_numbers.entry(&track.track_id).or_insert(next);
             resample(
                 &track.times_s,
                 &track.xy_m,
@@ -145,6 +155,8 @@ pub fn extract(log: &LogData, spec: WindowSpec, map: Option<&HdMap>) -> Vec<Clip
             .map(move |segment| Resampled {
                 track_id: &track.track_id,
                 object_type: &track.object_type,
+                track: number,
+                pedestrian: track.object_type.contains("pedestrian"),
                 segment,
             })
         })
@@ -234,7 +246,7 @@ fn make_clip(
     let (agents_nearby, pedestrians_nearby) = if log.source == Source::Comma2k19 {
         (radar_nearby(&log.radar, t_present), 0)
     } else {
-        nearby(all, seg.track_id, present, t_present)
+        nearby(all, seg.track, present, t_present)
     };
     let (lead_distance_m, ttc_s) = if log.source == Source::Comma2k19 && seg.track_id == "ego" {
         lead_and_ttc(&log.radar, t_start, WINDOW_SAMPLES)
@@ -335,6 +347,19 @@ pub fn kinematics(xy: &[[f64; 2]], dt_s: f64) -> Kinematics {
         })
         .collect();
     let speed: Vec<f64> = velocity.iter().map(|v| v[0].hypot(v[1])).collect();
+    // The velocity direction of each moving sample, computed once (each is used by up to four
+    // differences below); NaN where not moving, never read there.
+    let heading: Vec<f64> = velocity
+        .iter()
+        .zip(&speed)
+        .map(|(v, &s)| {
+            if s > MIN_HEADING_SPEED_MPS {
+                v[1].atan2(v[0])
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
     let mut k = Kinematics {
         mean_speed_mps: speed.iter().sum::<f64>() / n as f64,
         max_speed_mps: speed.iter().copied().fold(0.0, f64::max),
@@ -349,24 +374,19 @@ pub fn kinematics(xy: &[[f64; 2]], dt_s: f64) -> Kinematics {
         let accel = (speed[i + 1] - speed[i - 1]) / (2.0 * dt_s);
         k.max_decel_mps2 = k.max_decel_mps2.max(-accel);
         if speed[i - 1] > MIN_HEADING_SPEED_MPS && speed[i + 1] > MIN_HEADING_SPEED_MPS {
-            let h0 = velocity[i - 1][1].atan2(velocity[i - 1][0]);
-            let h1 = velocity[i + 1][1].atan2(velocity[i + 1][0]);
-            let yaw_rate = wrap_angle(h1 - h0) / (2.0 * dt_s);
+            let yaw_rate = wrap_angle(heading[i + 1] - heading[i - 1]) / (2.0 * dt_s);
             k.max_yaw_rate_radps = k.max_yaw_rate_radps.max(yaw_rate.abs());
             k.max_lat_accel_mps2 = k.max_lat_accel_mps2.max((speed[i] * yaw_rate).abs());
         }
     }
-    let moving: Vec<usize> = (0..n)
-        .filter(|&i| speed[i] > MIN_HEADING_SPEED_MPS)
-        .collect();
-    if let (Some(&a), Some(&b)) = (moving.first(), moving.last()) {
-        let mut total = 0.0;
-        for w in moving.windows(2) {
-            let h0 = velocity[w[0]][1].atan2(velocity[w[0]][0]);
-            let h1 = velocity[w[1]][1].atan2(velocity[w[1]][0]);
-            total += wrap_angle(h1 - h0);
+    let mut moving = (0..n).filter(|&i| speed[i] > MIN_HEADING_SPEED_MPS);
+    if let Some(first) = moving.next() {
+        let (mut total, mut last) = (0.0, first);
+        for i in moving {
+            total += wrap_angle(heading[i] - heading[last]);
+            last = i;
         }
-        k.heading_change_rad = if b > a { total } else { 0.0 };
+        k.heading_change_rad = if last > first { total } else { 0.0 };
     }
     k
 }
@@ -387,19 +407,27 @@ pub fn categorise(k: &Kinematics) -> &'static str {
     }
 }
 
-fn nearby(all: &[Resampled<'_>], me: &str, at: [f64; 2], t_s: f64) -> (i64, i64) {
+/// Other agents (segments of other tracks present at `t_s`) within [`NEARBY_RADIUS_M`] of `at`,
+/// and how many of them are pedestrians.
+fn nearby(all: &[Resampled<'_>], me: usize, at: [f64; 2], t_s: f64) -> (i64, i64) {
     let mut agents = 0;
     let mut pedestrians = 0;
-    for other in all.iter().filter(|o| o.track_id != me) {
+    for other in all.iter().filter(|o| o.track != me) {
         let seg = &other.segment;
         let idx = ((t_s - seg.t0_s) / seg.dt_s).round();
         if idx < 0.0 || idx as usize >= seg.xy_m.len() {
             continue;
         }
         let p = seg.xy_m[idx as usize];
-        if (p[0] - at[0]).hypot(p[1] - at[1]) <= NEARBY_RADIUS_M {
+        let (dx, dy) = (p[0] - at[0], p[1] - at[1]);
+        // `hypot` is at least the larger leg: farther than the radius along one axis is out,
+        // without the (slow) `hypot`.
+        if dx.abs() > NEARBY_RADIUS_M || dy.abs() > NEARBY_RADIUS_M {
+            continue;
+        }
+        if dx.hypot(dy) <= NEARBY_RADIUS_M {
             agents += 1;
-            if other.object_type.contains("pedestrian") {
+            if other.pedestrian {
                 pedestrians += 1;
             }
         }

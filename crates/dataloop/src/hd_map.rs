@@ -82,7 +82,19 @@ const CELL_M: f64 = 10.0;
 /// `(lane, segment)` order: the order of a scan over all segments.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct SegmentGrid {
-    cells: HashMap<(i64, i64), Vec<(u32, u32)>>,
+    /// Every centreline segment with its geometry, in `(lane, segment)` order.
+    segments: Vec<GridSegment>,
+    /// Indexes into `segments` by cell, ascending.
+    cells: HashMap<(i64, i64), Vec<u32>>,
+}
+
+/// One centreline segment of a [`SegmentGrid`]: lane index, segment index and the geometry
+/// [`project_on`] needs, computed once per map instead of once per query.
+#[derive(Debug, Clone, PartialEq)]
+struct GridSegment {
+    lane: u32,
+    segment: u32,
+    geometry: SegmentGeometry,
 }
 
 impl SegmentGrid {
@@ -92,10 +104,17 @@ impl SegmentGrid {
     }
 
     fn build(lanes: &[Lane]) -> Self {
-        let mut cells: HashMap<(i64, i64), Vec<(u32, u32)>> = HashMap::new();
+        let mut cells: HashMap<(i64, i64), Vec<u32>> = HashMap::new();
+        let mut segments = Vec::new();
         for (li, lane) in lanes.iter().enumerate() {
             for (si, pair) in lane.centreline.windows(2).enumerate() {
                 let (a, b) = (pair[0], pair[1]);
+                let index = segments.len() as u32;
+                segments.push(GridSegment {
+                    lane: li as u32,
+                    segment: si as u32,
+                    geometry: SegmentGeometry::of(a, b),
+                });
                 let lo = [a[0].min(b[0]), a[1].min(b[1])];
                 let hi = [a[0].max(b[0]), a[1].max(b[1])];
                 let (x0, x1) = (
@@ -108,24 +127,24 @@ impl SegmentGrid {
                 );
                 for cx in x0..=x1 {
                     for cy in y0..=y1 {
-                        cells
-                            .entry((cx, cy))
-                            .or_default()
-                            .push((li as u32, si as u32));
+                        cells.entry((cx, cy)).or_default().push(index);
                     }
                 }
             }
         }
-        Self { cells }
+        Self { segments, cells }
     }
 
-    fn near(&self, p: [f64; 2]) -> &[(u32, u32)] {
-        if !(p[0].is_finite() && p[1].is_finite()) {
-            return &[];
-        }
-        self.cells
-            .get(&(Self::cell(p[0]), Self::cell(p[1])))
-            .map_or(&[], Vec::as_slice)
+    /// The segments listed in the cell of `p` (none for a non-finite `p`).
+    fn near(&self, p: [f64; 2]) -> impl Iterator<Item = &GridSegment> {
+        let listed = if p[0].is_finite() && p[1].is_finite() {
+            self.cells
+                .get(&(Self::cell(p[0]), Self::cell(p[1])))
+                .map_or(&[][..], Vec::as_slice)
+        } else {
+            &[]
+        };
+        listed.iter().filter_map(|&i| self.segments.get(i as usize))
     }
 }
 
@@ -203,10 +222,9 @@ impl HdMap {
     /// no lane is within [`MAX_LANE_DISTANCE_M`].
     pub fn lane_context(&self, p: [f64; 2], heading_rad: f64) -> Option<LaneContext> {
         let mut best: Option<(f64, usize, usize, Projection)> = None;
-        for &(li, si) in self.grid.near(p) {
-            let (li, si) = (li as usize, si as usize);
-            let line = &self.lanes[li].centreline;
-            let proj = project(line[si], line[si + 1], p);
+        for seg in self.grid.near(p) {
+            let (li, si) = (seg.lane as usize, seg.segment as usize);
+            let proj = project_on(&seg.geometry, p);
             if proj.distance_m > MAX_LANE_DISTANCE_M {
                 continue;
             }
@@ -273,11 +291,40 @@ struct Projection {
     along_m: f64,
 }
 
+/// A centreline segment `a`-`b` prepared for [`project_on`].
+#[derive(Debug, Clone, PartialEq)]
+struct SegmentGeometry {
+    a: [f64; 2],
+    /// Length \[m\].
+    len: f64,
+    /// Direction `a` -> `b` \[rad\].
+    heading_rad: f64,
+    /// Unit vector `a` -> `b` (unused when `len` < 1e-9).
+    u: [f64; 2],
+}
+
+impl SegmentGeometry {
+    fn of(a: [f64; 2], b: [f64; 2]) -> Self {
+        let d = [b[0] - a[0], b[1] - a[1]];
+        let len = d[0].hypot(d[1]);
+        Self {
+            a,
+            len,
+            heading_rad: d[1].atan2(d[0]),
+            u: [d[0] / len, d[1] / len],
+        }
+    }
+}
+
 /// Projects `p` on the segment `a`-`b`.
+#[cfg(test)]
 fn project(a: [f64; 2], b: [f64; 2], p: [f64; 2]) -> Projection {
-    let d = [b[0] - a[0], b[1] - a[1]];
-    let len = d[0].hypot(d[1]);
-    let heading_rad = d[1].atan2(d[0]);
+    project_on(&SegmentGeometry::of(a, b), p)
+}
+
+/// Projects `p` on the segment `g`.
+fn project_on(g: &SegmentGeometry, p: [f64; 2]) -> Projection {
+    let (a, len, heading_rad, u) = (g.a, g.len, g.heading_rad, g.u);
     let r = [p[0] - a[0], p[1] - a[1]];
     if len < 1e-9 {
         let dist = r[0].hypot(r[1]);
@@ -288,7 +335,6 @@ fn project(a: [f64; 2], b: [f64; 2], p: [f64; 2]) -> Projection {
             along_m: 0.0,
         };
     }
-    let u = [d[0] / len, d[1] / len];
     let along = (r[0] * u[0] + r[1] * u[1]).clamp(0.0, len);
     let foot = [a[0] + u[0] * along, a[1] + u[1] * along];
     let distance_m = (p[0] - foot[0]).hypot(p[1] - foot[1]);

@@ -16,6 +16,8 @@ pub mod feed;
 pub mod fit;
 pub mod geometry;
 pub mod hd_map;
+#[cfg(test)]
+mod ingest_golden;
 pub mod lock;
 pub mod mined_view;
 pub mod model;

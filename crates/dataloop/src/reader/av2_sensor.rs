@@ -4,14 +4,14 @@
 //! and ego poses (`city_SE3_egovehicle.feather`, ego -> city), both Arrow IPC / Feather v2. Labels are moved to the city frame with the pose nearest in time:
 //! `p_city = R(q_pose) · p_ego + t_pose`, heading `yaw(q_pose · q_box)`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::Path;
 
-use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::ipc::reader::FileReader;
 
-use super::columns::{f64s, i64s, strings};
+use super::columns::{f64s, i64s, utf8};
 use super::{LogData, Rejection, Source, Track};
 use crate::error::ReadError;
 use crate::geometry::Quaternion;
@@ -90,7 +90,10 @@ pub fn read(dir: &Path) -> LogData {
     log
 }
 
-fn read_feather(path: &Path) -> Result<Vec<RecordBatch>, ReadError> {
+/// The record batches of the Feather file `path`, decoding only the columns `wanted` when the
+/// file has all of them (a file without one of them is read whole, so the caller reports the
+/// missing column as before).
+fn read_feather(path: &Path, wanted: &[&str]) -> Result<Vec<RecordBatch>, ReadError> {
     let bytes = fs_err::read(path).map_err(|source| ReadError::Io {
         path: path.to_path_buf(),
         source,
@@ -99,8 +102,23 @@ fn read_feather(path: &Path) -> Result<Vec<RecordBatch>, ReadError> {
         path: path.to_path_buf(),
         source,
     };
-    let reader = FileReader::try_new(Cursor::new(bytes), None).map_err(arrow)?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(arrow)
+    let reader = FileReader::try_new(Cursor::new(bytes.as_slice()), None).map_err(arrow)?;
+    let schema = reader.schema();
+    let projection: Option<Vec<usize>> = wanted
+        .iter()
+        .map(|name| schema.index_of(name).ok())
+        .collect();
+    match projection {
+        Some(mut columns) if columns.len() < schema.fields().len() => {
+            columns.sort_unstable();
+            drop(reader);
+            FileReader::try_new(Cursor::new(bytes.as_slice()), Some(columns))
+                .map_err(arrow)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(arrow)
+        }
+        _ => reader.collect::<Result<Vec<_>, _>>().map_err(arrow),
+    }
 }
 
 fn quaternions(batch: &RecordBatch) -> Result<Vec<Quaternion>, String> {
@@ -132,6 +150,18 @@ fn check_row(t: Option<i64>, q: &Quaternion, p: [f64; 3]) -> Result<f64, String>
     Ok(t as f64 / 1e9)
 }
 
+/// The columns of the poses file that [`read_poses`] uses.
+const POSE_COLUMNS: [&str; 8] = [
+    "timestamp_ns",
+    "qw",
+    "qx",
+    "qy",
+    "qz",
+    "tx_m",
+    "ty_m",
+    "tz_m",
+];
+
 fn read_poses(path: &Path, rejections: &mut Vec<Rejection>) -> Result<Vec<Pose>, ReadError> {
     let layout = |reason: String| ReadError::Layout {
         path: path.to_path_buf(),
@@ -139,7 +169,7 @@ fn read_poses(path: &Path, rejections: &mut Vec<Rejection>) -> Result<Vec<Pose>,
     };
     let mut poses = Vec::new();
     let mut row_base = 0_u64;
-    for batch in read_feather(path)? {
+    for batch in read_feather(path, &POSE_COLUMNS)? {
         let t = i64s(&batch, "timestamp_ns").map_err(layout)?;
         let q = quaternions(&batch).map_err(layout)?;
         let (x, y, z) = (
@@ -178,6 +208,23 @@ fn nearest_pose(poses: &[Pose], t_s: f64) -> Option<&Pose> {
 
 type LabelRow = (f64, [f64; 2], f64);
 
+/// The columns of the labels file that [`read_labels`] uses.
+const LABEL_COLUMNS: [&str; 10] = [
+    "timestamp_ns",
+    "track_uuid",
+    "category",
+    "qw",
+    "qx",
+    "qy",
+    "qz",
+    "tx_m",
+    "ty_m",
+    "tz_m",
+];
+
+/// One track being collected: id, lower-case object type, its rows in file order.
+type TrackRows = (String, String, Vec<LabelRow>);
+
 fn read_labels(
     path: &Path,
     poses: &[Pose],
@@ -187,12 +234,18 @@ fn read_labels(
         path: path.to_path_buf(),
         reason,
     };
-    let mut tracks: BTreeMap<String, (String, Vec<LabelRow>)> = BTreeMap::new();
+    // Tracks in first-seen order with an index by id: a row looks its track up by the borrowed
+    // id, a `String` is made once per track (not per row). Sorted by id at the end, the order
+    // of the former `BTreeMap`.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut tracks: Vec<TrackRows> = Vec::new();
     let mut row_base = 0_u64;
-    for batch in read_feather(path)? {
+    for batch in read_feather(path, &LABEL_COLUMNS)? {
         let t = i64s(&batch, "timestamp_ns").map_err(layout)?;
-        let uuid = strings(&batch, "track_uuid").map_err(layout)?;
-        let category = strings(&batch, "category").map_err(layout)?;
+        let uuid = utf8(&batch, "track_uuid").map_err(layout)?;
+        let uuid = uuid.as_string::<i32>();
+        let category = utf8(&batch, "category").map_err(layout)?;
+        let category = category.as_string::<i32>();
         let q = quaternions(&batch).map_err(layout)?;
         let (x, y, z) = (
             f64s(&batch, "tx_m").map_err(layout)?,
@@ -209,11 +262,13 @@ fn read_labels(
                     continue;
                 }
             };
-            let Some(id) = &uuid[i] else {
+            if uuid.is_null(i) {
                 rejections.push(Rejection::row(path, row, "track_uuid is null"));
                 continue;
-            };
-            if category[i].as_deref() == Some(EGO_CATEGORY) {
+            }
+            let id = uuid.value(i);
+            let category = (!category.is_null(i)).then(|| category.value(i));
+            if category == Some(EGO_CATEGORY) {
                 continue;
             }
             let Some(pose) = nearest_pose(poses, t_s) else {
@@ -227,19 +282,28 @@ fn read_labels(
             let r = pose.q.rotate(p);
             let city = [r[0] + pose.t_m[0], r[1] + pose.t_m[1]];
             let heading = pose.q.mul(&q[i]).yaw_rad();
-            let entry = tracks.entry(id.clone()).or_insert_with(|| {
-                (
-                    category[i].as_deref().unwrap_or("unknown").to_lowercase(),
-                    Vec::new(),
-                )
-            });
-            entry.1.push((t_s, city, heading));
+            let k = match index.get(id) {
+                Some(&k) => k,
+                None => {
+                    index.insert(id.to_owned(), tracks.len());
+                    tracks.push((
+                        id.to_owned(),
+                        category.unwrap_or("unknown").to_lowercase(),
+                        Vec::new(),
+                    ));
+                    tracks.len() - 1
+                }
+            };
+            if let Some(entry) = tracks.get_mut(k) {
+                entry.2.push((t_s, city, heading));
+            }
         }
         row_base += batch.num_rows() as u64;
     }
+    tracks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(tracks
         .into_iter()
-        .map(|(track_id, (object_type, mut rows))| {
+        .map(|(track_id, object_type, mut rows)| {
             rows.sort_by(|a, b| a.0.total_cmp(&b.0));
             rows.dedup_by(|a, b| a.0 == b.0);
             Track {

@@ -266,6 +266,14 @@ pub(crate) mod columns {
             .collect())
     }
 
+    /// Column `name` cast to a `Utf8` array, to read its values borrowed (no `String` per row).
+    pub(crate) fn utf8(
+        batch: &RecordBatch,
+        name: &str,
+    ) -> Result<deltalake::arrow::array::ArrayRef, String> {
+        cast(column(batch, name)?, &DataType::Utf8).map_err(|e| e.to_string())
+    }
+
     /// Column `name` cast to strings (nulls become `None`).
     pub(crate) fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, String> {
         let array = cast(column(batch, name)?, &DataType::Utf8).map_err(|e| e.to_string())?;
