@@ -15,6 +15,7 @@ mod demo;
 mod hls;
 mod hlsjs;
 mod ingest;
+mod malloc;
 mod netem;
 mod netns;
 mod player;
