@@ -260,46 +260,78 @@ impl DataLoop {
         let mut files = 0;
         let mut logs = Vec::new();
         let mut maps = Vec::new();
-        for location in &locations {
-            let log = reader::read_log(location);
-            let (map, map_files) = map_of(location, &mut rejections);
-            files += map_files;
-            if map.is_some()
-                && let Some(path) = hd_map::find(&location.path)
-            {
-                maps.push((log.log_id.clone(), path));
+        // Logs are read and cut on the blocking pool, up to CUT_AHEAD of them ahead of the one
+        // being written (so reading overlaps writing on another core, and memory stays at a
+        // few logs' rows); their results are taken in input order, so the rows, the
+        // duplicate check and the report are those of a log-by-log loop.
+        let simple_columns = warehouse::simple_schema().fields().len();
+        let mut ahead = std::collections::VecDeque::new();
+        let mut queue = locations.iter().cloned();
+        loop {
+            while ahead.len() < CUT_AHEAD {
+                let Some(location) = queue.next() else { break };
+                let (batch_id, ingest_date) = (batch_id.clone(), ingest_date.clone());
+                ahead.push_back(tokio::task::spawn_blocking(move || {
+                    cut_log(&location, spec, &batch_id, &ingest_date)
+                }));
             }
-            let mut clips = clip::extract(&log, spec, map.as_ref());
-            tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = clips.len(), rejected = log.rejections.len(), "log read");
-            for r in &log.rejections {
-                tracing::warn!(file = %r.file.display(), row = ?r.row, reason = %r.reason, "rejected");
+            let Some(next) = ahead.pop_front() else { break };
+            let cut = next
+                .await
+                .map_err(|e| Error::QueryRuntime(e.to_string()))??;
+            files += cut.files;
+            rejections.extend(cut.rejections);
+            if let Some(path) = cut.map {
+                maps.push((cut.log_id.clone(), path));
             }
-            files += log.files.len();
-            rejections.extend(log.rejections.iter().cloned());
             logs.push(LogSummary {
-                source: log.source.as_str().to_owned(),
-                log_id: log.log_id.clone(),
-                clips: clips.len(),
+                source: cut.source.to_owned(),
+                log_id: cut.log_id.clone(),
+                clips: cut.clips,
             });
-            cut_total += clips.len();
-            let stored = if stored_logs.contains(&log.log_id) {
+            cut_total += cut.clips;
+            let Some(rows) = cut.rows else {
+                bar.inc(1);
+                continue;
+            };
+            let stored = if stored_logs.contains(&cut.log_id) {
                 self.warehouse
-                    .clip_ids_of_logs(std::slice::from_ref(&log.log_id))
+                    .clip_ids_of_logs(std::slice::from_ref(&cut.log_id))
                     .await?
             } else {
                 HashSet::new()
             };
-            let earlier = batch_clips.entry(log.log_id.clone()).or_default();
-            clips.retain(|c| {
-                !stored.contains(&c.simple.clip_id) && earlier.insert(id_key(&c.simple.clip_id))
-            });
-            if !clips.is_empty() {
-                appender
-                    .write(warehouse::warehouse_batch(&clips, &batch_id, &ingest_date)?)
-                    .await?;
-                let simple: Vec<&clip::SimpleFields> = clips.iter().map(|c| &c.simple).collect();
-                simple_batches.push(warehouse::simple_batch(&simple, &batch_id)?);
-                written += clips.len();
+            let earlier = batch_clips.entry(cut.log_id.clone()).or_default();
+            let ids = rows.column(rows.schema().index_of("clip_id")?);
+            let ids = deltalake::arrow::array::AsArray::as_string::<i32>(ids);
+            let keep: Vec<bool> = ids
+                .iter()
+                .map(|id| {
+                    let id = id.unwrap_or_default();
+                    !stored.contains(id) && earlier.insert(id_key(id))
+                })
+                .collect();
+            let kept = keep.iter().filter(|&&k| k).count();
+            let rows = if kept == rows.num_rows() {
+                rows
+            } else {
+                deltalake::arrow::compute::filter_record_batch(
+                    &rows,
+                    &deltalake::arrow::array::BooleanArray::from(keep),
+                )?
+            };
+            if kept > 0 {
+                // The warehouse rows start with the simple fields (`warehouse_schema`): the
+                // OLAP rows are those columns, shared, not rebuilt.
+                simple_batches.push(RecordBatch::try_new(
+                    warehouse::simple_schema(),
+                    rows.columns()
+                        .get(..simple_columns)
+                        .unwrap_or_default()
+                        .to_vec(),
+                )?);
+                appender.write(rows).await?;
+                written += kept;
             }
             bar.inc(1);
         }
@@ -314,7 +346,7 @@ impl DataLoop {
         }
         let version = self.warehouse.commit_append(appender, hook).await?;
         if written > 0 {
-            self.olap.write_batch(&batch_id, &simple_batches).await?;
+            self.olap.write_batch(&batch_id, simple_batches).await?;
         }
         // The web view draws lanes from these copies (`hd_map::map_location`).
         for (log_id, path) in &maps {
@@ -350,7 +382,7 @@ impl DataLoop {
         for batch_id in self.warehouse.batch_ids().await? {
             if !self.olap.has_batch(&batch_id).await? {
                 let rows = self.warehouse.simple_rows_of_batch(&batch_id).await?;
-                restored += self.olap.write_batch(&batch_id, &rows).await?;
+                restored += self.olap.write_batch(&batch_id, rows).await?;
                 tracing::warn!(
                     batch_id,
                     restored,
@@ -631,6 +663,69 @@ fn batch_id_of(locations: &[reader::LogLocation], stamp: &DateTime<Utc>) -> Stri
         stamp.format("%Y%m%dT%H%M%S"),
         &hex::encode(hasher.finalize())[..8]
     )
+}
+
+/// Logs read and cut ahead of the one being written during an ingest.
+const CUT_AHEAD: usize = 2;
+
+/// One log read and cut into warehouse rows ([`cut_log`]).
+struct CutLog {
+    /// Reader used.
+    source: &'static str,
+    /// Log id.
+    log_id: String,
+    /// Files read successfully (the HD map counts).
+    files: usize,
+    /// Rejected files and rows (the HD map's first).
+    rejections: Vec<Rejection>,
+    /// The HD map file, when it was read.
+    map: Option<PathBuf>,
+    /// Clips cut.
+    clips: usize,
+    /// Their warehouse rows (`warehouse_schema`), `None` when no clip was cut.
+    rows: Option<RecordBatch>,
+}
+
+/// Reads the log at `location` with its HD map and cuts it into warehouse rows of batch
+/// `batch_id` in partition `ingest_date` (CPU work, run on the blocking pool).
+///
+/// # Errors
+/// [`Error::Arrow`] / [`Error::Trajectory`] when the rows cannot be built (a bug); unreadable
+/// or malformed input is a rejection, not an error.
+fn cut_log(
+    location: &reader::LogLocation,
+    spec: WindowSpec,
+    batch_id: &str,
+    ingest_date: &str,
+) -> Result<CutLog> {
+    let log = reader::read_log(location);
+    let mut rejections = Vec::new();
+    let (map, map_files) = map_of(location, &mut rejections);
+    let map_path = if map.is_some() {
+        hd_map::find(&location.path)
+    } else {
+        None
+    };
+    let clips = clip::extract(&log, spec, map.as_ref());
+    tracing::info!(source = log.source.as_str(), log_id = %log.log_id, clips = clips.len(), rejected = log.rejections.len(), "log read");
+    for r in &log.rejections {
+        tracing::warn!(file = %r.file.display(), row = ?r.row, reason = %r.reason, "rejected");
+    }
+    rejections.extend(log.rejections.iter().cloned());
+    let rows = if clips.is_empty() {
+        None
+    } else {
+        Some(warehouse::warehouse_batch(&clips, batch_id, ingest_date)?)
+    };
+    Ok(CutLog {
+        source: log.source.as_str(),
+        files: map_files + log.files.len(),
+        log_id: log.log_id,
+        rejections,
+        map: map_path,
+        clips: clips.len(),
+        rows,
+    })
 }
 
 /// 64-bit key of a clip id for the in-batch duplicate check, which compares ids of one log
