@@ -132,8 +132,13 @@ pub enum Verdict {
 enum Player {
     /// Buffering before the first block.
     Waiting,
-    /// Playing `block` since `since` (the block's own start, excluding stalls).
-    Playing { block: u64, since: Instant },
+    /// Playing `block` since `since` (the block's own start, excluding stalls) until `ends`
+    /// (`since` plus its media duration at the playback speed, computed once in `play`).
+    Playing {
+        block: u64,
+        since: Instant,
+        ends: Instant,
+    },
     /// Needs `block`, missing since `since`.
     Stalled { block: u64, since: Instant },
     /// Played the last block.
@@ -559,8 +564,7 @@ impl Scheduler {
                         return;
                     }
                 }
-                Player::Playing { block, since } => {
-                    let ends = since + self.block_duration(block);
+                Player::Playing { block, ends, .. } => {
                     if now < ends {
                         return;
                     }
@@ -602,7 +606,8 @@ impl Scheduler {
     }
 
     fn play(&mut self, block: u64, since: Instant, actions: &mut Vec<Action>) {
-        self.player = Player::Playing { block, since };
+        let ends = since + self.block_duration(block);
+        self.player = Player::Playing { block, since, ends };
         self.stats.played += 1;
         actions.push(Action::Play { block });
     }
@@ -755,7 +760,7 @@ impl Scheduler {
     /// The next time the player's state changes by itself (the playing block ends), if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.player {
-            Player::Playing { block, since } => Some(since + self.block_duration(block)),
+            Player::Playing { ends, .. } => Some(ends),
             _ => None,
         }
     }
