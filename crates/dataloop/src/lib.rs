@@ -16,6 +16,7 @@ pub mod feed;
 pub mod fit;
 pub mod geometry;
 pub mod hd_map;
+mod ingest_cut;
 #[cfg(test)]
 mod ingest_golden;
 pub mod lock;
