@@ -25,8 +25,10 @@ use serde::{Deserialize, Serialize};
 use crate::block::BlockInfo;
 use crate::substream::Layout;
 
+mod asked;
 pub mod neighbours;
 
+use asked::Asked;
 use neighbours::Neighbours;
 pub use neighbours::{BufferMap, MAX_MAP_WORDS, Upload};
 
@@ -783,37 +785,6 @@ impl Scheduler {
             }
         }
         stats
-    }
-}
-
-/// The P2P requests in flight per peer during one poll: (peer, requests, bytes asked). At most
-/// `max_peer_requests` entries, so a linear scan beats hashing.
-#[derive(Debug, Default)]
-struct Asked(Vec<(PeerId, usize, u64)>);
-
-impl Asked {
-    fn add(&mut self, peer: PeerId, bytes: u64) {
-        match self.0.iter_mut().find(|(p, _, _)| *p == peer) {
-            Some((_, n, b)) => {
-                *n += 1;
-                *b += bytes;
-            }
-            None => self.0.push((peer, 1, bytes)),
-        }
-    }
-
-    fn requests(&self, peer: PeerId) -> usize {
-        self.0
-            .iter()
-            .find(|(p, _, _)| *p == peer)
-            .map_or(0, |(_, n, _)| *n)
-    }
-
-    fn bytes(&self, peer: PeerId) -> u64 {
-        self.0
-            .iter()
-            .find(|(p, _, _)| *p == peer)
-            .map_or(0, |(_, _, b)| *b)
     }
 }
 
