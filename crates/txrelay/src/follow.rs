@@ -383,15 +383,15 @@ async fn tick(
         );
         return result;
     }
-    // The blocks read now, and those whose confirmation count this head completes (from
-    // the block after the last decided head, `confirmations` back).
+    // The blocks read now, and those whose confirmation count the heads since the last
+    // decided one complete: the including block counts as one, so head `h` completes block
+    // `h - confirmations + 1`.
     let first_new = scan.last_head.map_or(head, |h| h.saturating_add(1));
     let from = advanced
         .oldest_read
         .unwrap_or(first_new)
         .min(first_new)
-        .saturating_sub(policy.confirmations);
-    scan.last_head = Some(head);
+        .saturating_sub(policy.confirmations.saturating_sub(1));
     if first_new <= head {
         finalize(shared, chain_id, policy, blocks, first_new, head, now).await?;
     }
@@ -419,21 +419,23 @@ async fn tick(
         let known: HashSet<B256> = records.iter().map(|r| r.tx_hash).collect();
         records.extend(due.into_iter().filter(|r| !known.contains(&r.tx_hash)));
     }
+    if !records.is_empty() {
+        decide_page(shared, node, policy, head, blocks, &records, now).await?;
+    }
+    // Only now: a tick that failed is done again from the same head on the next one.
+    scan.last_head = Some(head);
     if records.is_empty() {
         return Ok(());
     }
-    let read_ms = started.elapsed().as_millis();
-    let result = decide_page(shared, node, policy, head, blocks, &records, now).await;
     debug!(
         chain_id,
         head,
         rows = records.len(),
         receipts_ms,
-        read_ms,
         total_ms = started.elapsed().as_millis(),
         "tick"
     );
-    result
+    Ok(())
 }
 
 /// Finalizes the canonical blocks whose reorg watch the heads `first_new..=head` complete
