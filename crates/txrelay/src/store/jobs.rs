@@ -11,6 +11,7 @@ use sqlx::{FromRow, Row};
 
 use super::codec::{Db, RowExt, int};
 use super::notifications::{Notice, insert_notifications, make_event};
+use super::params::Params;
 use super::transactions::{TxStatus, tx_in};
 use super::{HasId, Store, Tx, claim_sql, q};
 use crate::error::StoreError;
@@ -156,12 +157,7 @@ impl Store {
                 "SELECT tx_hash, raw, status, broadcast_count, nonce_conflicts, sender \
                  FROM transactions WHERE tx_hash IN (",
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${}", i + 1));
-            }
+            Params::new(self.backend).push_list(&mut sql, chunk.len());
             sql.push(')');
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for hash in chunk {

@@ -7,12 +7,14 @@
 //! |---|---|---|
 //! | [`submissions`] | `transactions`, `submissions`, `tx_devices` | submissions (group-committed by [`group`]) |
 //! | [`transactions`] | `transactions` | a transaction's life, tracker decisions |
+//! | `inclusion` | `transactions` | a block's inclusion updates, one statement per batch |
 //! | [`devices`] | `devices`, `device_accounts` | device registrations: rules and accounts |
 //! | [`keys`] | `api_keys`, `siwe_nonces` | API keys (hashed) and single-use sign-in nonces |
 //! | [`idempotency`] | `idempotency_keys` | first answers of `Idempotency-Key` requests |
 //! | [`jobs`] | `broadcast_jobs` | the outbox of sends to a node |
 //! | [`notifications`] | `notifications` | the outbox of results for receivers, dead letters |
 //! | [`outbox`] | `notifications` | one block's notification rows, written together |
+//! | `params` | - | placeholders of statements built at run time (`?` on SQLite) |
 //!
 //! Every state change of a transaction is written in one database transaction together with
 //! the work it causes: the broadcast job that sends it, the notification rows that deliver its
@@ -30,10 +32,12 @@ mod codec;
 pub mod devices;
 pub mod group;
 pub mod idempotency;
+mod inclusion;
 pub mod jobs;
 pub mod keys;
 pub mod notifications;
 pub mod outbox;
+mod params;
 pub mod submissions;
 pub mod transactions;
 

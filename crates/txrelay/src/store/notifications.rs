@@ -16,6 +16,7 @@ use tracing::debug;
 
 use super::codec::{Db, RowExt, db_text_enum, int};
 use super::devices::decode_rules;
+use super::params::Params;
 use super::transactions::TxRecord;
 use super::{HasId, Store, Tx, claim_sql, millis, q};
 use crate::core::Inclusion;
@@ -348,23 +349,29 @@ impl Store {
             .collect();
         // The common case, one statement per chunk: each row gets its own delivery time.
         for chunk in delivered.chunks(DELIVERED_CHUNK) {
-            let mut cases = String::new();
-            let mut ids = String::new();
-            for i in 0..chunk.len() {
-                cases.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
-                if i > 0 {
-                    ids.push_str(", ");
-                }
-                ids.push_str(&format!("${}", 2 * i + 1));
-            }
-            let sql = format!(
-                "UPDATE notifications SET state = 'delivered', delivered_at_ms = CASE id{cases} END, \
-                 locked_by = NULL, locked_until_ms = NULL, last_error = NULL \
-                 WHERE state = 'pending' AND id IN ({ids})"
+            // Each id is written (and bound) twice: in its `WHEN` and in the `IN` list.
+            let mut params = Params::new(self.backend);
+            let mut sql = String::from(
+                "UPDATE notifications SET state = 'delivered', delivered_at_ms = CASE id",
             );
+            for _ in chunk {
+                sql.push_str(" WHEN ");
+                params.push(&mut sql);
+                sql.push_str(" THEN ");
+                params.push(&mut sql);
+            }
+            sql.push_str(
+                " END, locked_by = NULL, locked_until_ms = NULL, last_error = NULL \
+                 WHERE state = 'pending' AND id IN (",
+            );
+            params.push_list(&mut sql, chunk.len());
+            sql.push(')');
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (id, at_ms) in chunk {
                 query = query.bind(*id).bind(int(*at_ms));
+            }
+            for (id, _) in chunk {
+                query = query.bind(*id);
             }
             query
                 .execute(&mut *tx)

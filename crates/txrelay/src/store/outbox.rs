@@ -24,8 +24,9 @@ use sqlx::{FromRow, Row};
 use super::codec::{Db, RowExt, int};
 use super::devices::decode_rules;
 use super::notifications::WebhookJob;
+use super::params::Params;
 use super::transactions::TxRecord;
-use super::{Tx, q};
+use super::{Backend, Tx, q};
 use crate::error::StoreError;
 use crate::event::{Event, EventStatus};
 use crate::rules::{SignatureScheme, StoredRegistration, Target};
@@ -70,6 +71,7 @@ pub(super) struct Outbox<'a> {
     decoded: HashMap<String, StoredRegistration>,
     rows: Vec<NewRow>,
     lease: Option<Lease<'a>>,
+    backend: Backend,
 }
 
 impl<'a> Outbox<'a> {
@@ -79,6 +81,7 @@ impl<'a> Outbox<'a> {
     /// [`StoreError::Query`].
     pub(super) async fn prefetch(
         tx: &mut Tx<'_>,
+        backend: Backend,
         hashes: &[B256],
         lease: Option<Lease<'a>>,
     ) -> Result<Self, StoreError> {
@@ -88,7 +91,7 @@ impl<'a> Outbox<'a> {
                 "SELECT t.tx_hash AS tx_hash, d.tenant AS tenant, d.rules AS rules \
                  FROM tx_devices t JOIN devices d ON d.device = t.device WHERE t.tx_hash IN (",
             );
-            push_placeholders(&mut sql, 1, chunk.len(), 1);
+            Params::new(backend).push_list(&mut sql, chunk.len());
             sql.push_str(") ORDER BY t.tx_hash, d.device");
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for hash in chunk {
@@ -114,6 +117,7 @@ impl<'a> Outbox<'a> {
             decoded: HashMap::new(),
             rows: Vec::new(),
             lease,
+            backend,
         })
     }
 
@@ -187,7 +191,7 @@ impl<'a> Outbox<'a> {
         let mut created = vec![0_usize; decisions];
         let mut jobs = Vec::new();
         for chunk in self.rows.chunks(INSERT_CHUNK) {
-            let sql = insert_sql(chunk.len());
+            let sql = insert_sql(self.backend, chunk.len());
             let sql = format!(
                 "{sql} ON CONFLICT (event_id, channel, target, tenant) DO NOTHING \
                  RETURNING id, event_id, channel, target, scheme, secret, payload, attempts, \
@@ -246,39 +250,24 @@ impl<'a> Outbox<'a> {
     }
 }
 
-/// Appends `count` placeholders `$start`, `$start + stride`, ... separated by commas.
-fn push_placeholders(sql: &mut String, start: usize, count: usize, stride: usize) {
-    for i in 0..count {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("${}", start + i * stride));
-    }
-}
-
 /// `INSERT INTO notifications (...) VALUES (...), ...` for `rows` rows of
-/// [`ROW_VALUES`] placeholders each (state is the literal `'pending'`).
-fn insert_sql(rows: usize) -> String {
+/// [`ROW_VALUES`] placeholders each (state is the literal `'pending'`), placeholders as
+/// `backend` takes them best ([`Params`]).
+fn insert_sql(backend: Backend, rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO notifications (event_id, tx_hash, kind, channel, target, tenant, \
          scheme, secret, payload, state, next_attempt_at_ms, created_at_ms, \
          included_seen_at_ms, locked_by, locked_until_ms, attempts) VALUES ",
     );
+    let mut params = Params::new(backend);
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        let p = i * ROW_VALUES;
         sql.push('(');
-        for k in 1..=ROW_VALUES {
-            if k > 1 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", p + k));
-            if k == 9 {
-                sql.push_str(", 'pending'");
-            }
-        }
+        params.push_list(&mut sql, 9);
+        sql.push_str(", 'pending', ");
+        params.push_list(&mut sql, ROW_VALUES - 9);
         sql.push(')');
     }
     sql

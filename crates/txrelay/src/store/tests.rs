@@ -251,6 +251,50 @@ async fn results_go_through_the_outbox() {
     assert_eq!(store.backlog().await.unwrap().0, 1);
 }
 
+/// A block's inclusion updates are written together (one statement per batch): a row
+/// changes only while it is as the follower read it, a transaction repeated in the batch
+/// changes once, and the block is stored for each.
+#[tokio::test]
+async fn a_batch_of_inclusions_changes_only_rows_still_as_read() {
+    let (_dir, store) = store().await;
+    let mut records = Vec::new();
+    for nonce in 0..3 {
+        records.push(sent(&store, &signed(nonce)).await);
+    }
+    // Another instance recorded the third one already: this read of it is stale.
+    let first = store
+        .apply_step(&records[2], &included(), None, 1, 1_500)
+        .await
+        .unwrap();
+    assert!(first.changed);
+    let decision = |record| Decision {
+        record,
+        step: included(),
+        receipt: None,
+        revert_reason: None,
+        seen_at_ms: Some(1_900),
+    };
+    let decisions = [
+        decision(&records[0]),
+        decision(&records[1]),
+        decision(&records[0]),
+        decision(&records[2]),
+    ];
+    let applied = store.apply_steps(&decisions, 1, 2_000).await.unwrap();
+    let changed: Vec<bool> = applied.iter().map(|a| a.changed).collect();
+    assert_eq!(changed, [true, true, false, false]);
+    for record in &records {
+        let stored = store.transaction(record.tx_hash).await.unwrap().unwrap();
+        assert_eq!(stored.status, TxStatus::Mined);
+        assert_eq!(
+            stored
+                .inclusion
+                .map(|i| (i.block_number, i.block_hash, i.gas_used, i.success)),
+            Some((5, B256::repeat_byte(5), 21_000, true))
+        );
+    }
+}
+
 #[tokio::test]
 async fn tracked_pages_see_every_transaction_once() {
     let (_dir, store) = store().await;

@@ -2,15 +2,18 @@
 //! the tracker's decisions about a transaction's life on chain (¶37-38, ¶44-45), each written with
 //! the broadcast jobs and notifications it causes.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 
 use alloy::primitives::{Address, B256};
 use sqlx::any::AnyRow;
 use sqlx::{FromRow, Row};
 
-use super::codec::{Db, DbText, RowExt, db_text_enum, int};
+use super::codec::{Db, RowExt, db_text_enum, int};
+use super::inclusion;
 use super::notifications::{Notice, WebhookJob, make_event};
 use super::outbox::{Lease, Outbox};
+use super::params::Params;
 use super::{Store, Tx, q};
 use crate::core::{Inclusion, Phase, Step, Tracked};
 use crate::error::StoreError;
@@ -321,16 +324,14 @@ impl Store {
         const CHUNK: usize = 500;
         let mut records = Vec::new();
         for chunk in hashes.chunks(CHUNK) {
-            let mut sql = String::from(select_tx!(
-                "WHERE chain_id = $1 AND finalized = 0 \
-                 AND status IN ('pending', 'included', 'mined', 'failed') AND tx_hash IN ("
-            ));
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${}", i + 2));
-            }
+            let mut params = Params::new(self.backend);
+            let mut sql = String::from(select_tx!("WHERE chain_id = "));
+            params.push(&mut sql);
+            sql.push_str(
+                " AND finalized = 0 \
+                 AND status IN ('pending', 'included', 'mined', 'failed') AND tx_hash IN (",
+            );
+            params.push_list(&mut sql, chunk.len());
             sql.push(')');
             let mut query =
                 sqlx::query_as::<_, TxRecord>(sqlx::AssertSqlSafe(sql)).bind(int(chain_id));
@@ -476,15 +477,17 @@ impl Store {
             .filter(|d| !matches!(d.step, Step::Wait | Step::CheckPool | Step::Finalize))
             .map(|d| d.record.tx_hash)
             .collect();
-        let mut outbox = Outbox::prefetch(&mut tx, &notifying, lease).await?;
+        let mut outbox = Outbox::prefetch(&mut tx, self.backend, &notifying, lease).await?;
+        let included = self.update_inclusions(&mut tx, decisions, now_ms).await?;
         let mut applied = Vec::with_capacity(decisions.len());
-        for (index, decision) in decisions.iter().enumerate() {
+        for ((index, decision), included) in decisions.iter().enumerate().zip(included) {
             applied.push(
                 apply_in(
                     &mut tx,
                     decision,
                     (confirmations, now_ms),
                     (&mut outbox, index),
+                    included,
                 )
                 .await?,
             );
@@ -495,6 +498,34 @@ impl Store {
             applied.notifications = created;
         }
         Ok((applied, jobs))
+    }
+
+    /// Writes the inclusion updates of `decisions` together ([`inclusion::update_many`]);
+    /// answers per decision whether its row changed, `None` for decisions without one and
+    /// for a transaction repeated in `decisions` (written on its own, after the first).
+    async fn update_inclusions(
+        &self,
+        tx: &mut Tx<'_>,
+        decisions: &[Decision<'_>],
+        now_ms: u64,
+    ) -> Result<Vec<Option<bool>>, StoreError> {
+        let mut hashes = HashSet::with_capacity(decisions.len());
+        let mut batch = Vec::with_capacity(decisions.len());
+        let mut members = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            let update =
+                inclusion::update_of(decision).filter(|_| hashes.insert(decision.record.tx_hash));
+            members.push(update.is_some());
+            if let Some(update) = update {
+                batch.push((decision.record, update));
+            }
+        }
+        let changed = inclusion::update_many(tx, self.backend, &batch, now_ms).await?;
+        Ok(decisions
+            .iter()
+            .zip(members)
+            .map(|(decision, member)| member.then(|| changed.contains(&decision.record.tx_hash)))
+            .collect())
     }
 
     /// Records a pool check of a pending transaction: the rebroadcast timer restarts, and when
@@ -571,58 +602,12 @@ pub(super) async fn tx_in(tx: &mut Tx<'_>, hash: B256) -> Result<Option<TxRecord
         .map_err(q("get transaction"))
 }
 
-/// The values of one conditional inclusion update.
-struct InclusionUpdate<'a> {
-    status: TxStatus,
-    inclusion: &'a Inclusion,
-    receipt: Option<&'a Receipt>,
-    seen_at_ms: Option<u64>,
-    revert_reason: Option<String>,
-    reorged: bool,
-}
-
-/// Records `update` on `record` if the row is still as read (status and block hash).
-async fn update_inclusion(
-    tx: &mut Tx<'_>,
-    record: &TxRecord,
-    update: InclusionUpdate<'_>,
-    now_ms: u64,
-) -> Result<bool, StoreError> {
-    let old_block = record
-        .inclusion
-        .map(|i| i.block_hash.to_text())
-        .unwrap_or_default();
-    let changed = sqlx::query(
-        "UPDATE transactions SET status = $1, block_number = $2, block_hash = $3, gas_used = $4, \
-         success = $5, revert_reason = $6, reorgs = reorgs + $7, updated_at_ms = $8, \
-         receipt = COALESCE($12, receipt), included_seen_at_ms = COALESCE($13, included_seen_at_ms) \
-         WHERE tx_hash = $9 AND status = $10 AND COALESCE(block_hash, '') = $11",
-    )
-    .bind(Db(update.status))
-    .bind(int(update.inclusion.block_number))
-    .bind(Db(update.inclusion.block_hash))
-    .bind(int(update.inclusion.gas_used))
-    .bind(i64::from(update.inclusion.success))
-    .bind(update.revert_reason)
-    .bind(i64::from(update.reorged))
-    .bind(int(now_ms))
-    .bind(Db(record.tx_hash))
-    .bind(Db(record.status))
-    .bind(old_block)
-    .bind(update.receipt.map(|r| serde_json::to_string(r).unwrap_or_default()))
-    .bind(update.seen_at_ms.map(int))
-    .execute(&mut **tx)
-    .await
-    .map_err(q("record inclusion"))?
-    .rows_affected();
-    Ok(changed == 1)
-}
-
-fn result_status(success: bool) -> (TxStatus, EventStatus) {
+/// The event status of a mined (`success`) or failed result.
+fn result_event(success: bool) -> EventStatus {
     if success {
-        (TxStatus::Mined, EventStatus::Mined)
+        EventStatus::Mined
     } else {
-        (TxStatus::Failed, EventStatus::Failed)
+        EventStatus::Failed
     }
 }
 
@@ -638,11 +623,15 @@ fn record_event(
     outbox.add(index, record, &event, seen_at_ms)
 }
 
+/// Applies one decision inside `tx`: its row update (unless `included`, the outcome of its
+/// inclusion update written already with the others of its batch) and the notifications
+/// and jobs it causes.
 async fn apply_in(
     tx: &mut Tx<'_>,
     decision: &Decision<'_>,
     (confirmations, now_ms): (u64, u64),
     (outbox, index): (&mut Outbox<'_>, usize),
+    included: Option<bool>,
 ) -> Result<Applied, StoreError> {
     let record = decision.record;
     let revert_reason = decision.revert_reason.clone();
@@ -656,16 +645,12 @@ async fn apply_in(
             notify_reorg,
             confirm,
         } => {
-            let (result, event_status) = result_status(inclusion.success);
-            let update = InclusionUpdate {
-                status: if confirm { result } else { TxStatus::Included },
-                inclusion: &inclusion,
-                receipt: decision.receipt.as_ref(),
-                seen_at_ms: seen,
-                revert_reason: if confirm { revert_reason.clone() } else { None },
-                reorged: reorged_from.is_some(),
+            let event_status = result_event(inclusion.success);
+            applied.changed = match (included, inclusion::update_of(decision)) {
+                (Some(changed), _) => changed,
+                (None, Some(update)) => inclusion::update_one(tx, record, update, now_ms).await?,
+                (None, None) => false,
             };
-            applied.changed = update_inclusion(tx, record, update, now_ms).await?;
             if applied.changed {
                 if let (Some(from), true) = (reorged_from, notify_reorg) {
                     let notice = Notice {
@@ -701,16 +686,12 @@ async fn apply_in(
             let Some(inclusion) = record.inclusion else {
                 return Ok(applied);
             };
-            let (status, event_status) = result_status(inclusion.success);
-            let update = InclusionUpdate {
-                status,
-                inclusion: &inclusion,
-                receipt: None,
-                seen_at_ms: None,
-                revert_reason: revert_reason.clone(),
-                reorged: false,
+            let event_status = result_event(inclusion.success);
+            applied.changed = match (included, inclusion::update_of(decision)) {
+                (Some(changed), _) => changed,
+                (None, Some(update)) => inclusion::update_one(tx, record, update, now_ms).await?,
+                (None, None) => false,
             };
-            applied.changed = update_inclusion(tx, record, update, now_ms).await?;
             if applied.changed {
                 let notice = Notice {
                     inclusion: Some(&inclusion),
