@@ -35,6 +35,9 @@ const MIN_WINDOW: u64 = 64;
 /// Decisions written per database transaction (a block's results, up to this many).
 const APPLY_CHUNK: usize = 500;
 
+/// A block's transactions are read, decided and written this many at a time.
+const BLOCK_SLICE: usize = 128;
+
 /// A full scan of every tracked row runs at least every this many `full_scan_interval`s
 /// (a safety net: finality, timers and new blocks are handled without one).
 const SAFETY_SCAN_INTERVALS: u64 = 60;
@@ -106,9 +109,16 @@ pub(crate) async fn run(shared: Arc<Shared>, chain_id: u64) {
         if overflowed {
             scan.full_due = true;
         }
-        if let Err(error) = tick(&shared, &node, &policy, head, &mut blocks, &mut scan, &sent).await
-        {
-            warn!(chain_id, %error, "tracking tick failed; retrying");
+        match tick(&shared, &node, &policy, head, &mut blocks, &mut scan, &sent).await {
+            Ok(()) => {
+                let number = blocks.canon.tip().map_or(head.number, |t| t.number);
+                shared
+                    .metrics
+                    .follower_head
+                    .get_or_create(&crate::metrics::ChainIdLabels { chain_id })
+                    .set(i64::try_from(number).unwrap_or(i64::MAX));
+            }
+            Err(error) => warn!(chain_id, %error, "tracking tick failed; retrying"),
         }
     }
     head_task.abort();
@@ -401,13 +411,18 @@ async fn tick(
         Vec::new()
     };
     hashes.extend(sent.iter().filter(|h| blocks.receipts.contains_key(*h)));
-    let mut records = Vec::new();
-    if !hashes.is_empty() {
-        hashes.sort_unstable();
-        hashes.dedup();
-        records = shared.store.tracked_among(chain_id, &hashes).await?;
+    hashes.sort_unstable();
+    hashes.dedup();
+    // In slices: the first results are committed and handed to the webhook worker while
+    // the rest of the block is still read and decided.
+    let mut decided = HashSet::new();
+    for slice in hashes.chunks(BLOCK_SLICE) {
+        let records = shared.store.tracked_among(chain_id, slice).await?;
         count_rows(shared, chain_id, "block", records.len());
+        decide_page(shared, node, policy, head, blocks, &records, now).await?;
+        decided.extend(records.iter().map(|r| r.tx_hash));
     }
+    let mut records = Vec::new();
     if now.saturating_sub(scan.last_timers_ms) >= interval {
         scan.last_timers_ms = now;
         let cutoff = now.saturating_sub(policy.rebroadcast_after_ms);
@@ -416,21 +431,20 @@ async fn tick(
             .due_pending(chain_id, cutoff, TRACK_PAGE)
             .await?;
         count_rows(shared, chain_id, "timer", due.len());
-        let known: HashSet<B256> = records.iter().map(|r| r.tx_hash).collect();
-        records.extend(due.into_iter().filter(|r| !known.contains(&r.tx_hash)));
+        records.extend(due.into_iter().filter(|r| !decided.contains(&r.tx_hash)));
     }
     if !records.is_empty() {
         decide_page(shared, node, policy, head, blocks, &records, now).await?;
     }
     // Only now: a tick that failed is done again from the same head on the next one.
     scan.last_head = Some(head);
-    if records.is_empty() {
+    if records.is_empty() && decided.is_empty() {
         return Ok(());
     }
     debug!(
         chain_id,
         head,
-        rows = records.len(),
+        rows = decided.len() + records.len(),
         receipts_ms,
         total_ms = started.elapsed().as_millis(),
         "tick"

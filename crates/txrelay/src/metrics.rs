@@ -43,6 +43,13 @@ pub struct DeliveryLabels {
     pub result: String,
 }
 
+/// Labels `{chain_id}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChainIdLabels {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+}
+
 /// Labels `{kind}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -89,6 +96,9 @@ pub struct Metrics {
     pub backlog: Family<KindLabels, Gauge>,
     /// `txrelay_tracked_transactions`: transactions not yet final.
     pub tracked: Gauge,
+    /// `txrelay_follower_head{chain_id}`: the newest block number the head follower has
+    /// read and decided on (compare with the node's head for the follower's lag).
+    pub follower_head: Family<ChainIdLabels, Gauge>,
     /// `txrelay_oldest_pending_seconds{kind}`: age of the oldest unfinished transaction and
     /// pending notification.
     pub oldest_pending_seconds: Family<KindLabels, Gauge>,
@@ -111,6 +121,7 @@ impl Metrics {
             inclusion_to_delivery_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             backlog: Family::default(),
             tracked: Gauge::default(),
+            follower_head: Family::default(),
             oldest_pending_seconds: Family::default(),
         };
         let sub = registry.sub_registry_with_prefix("txrelay");
@@ -138,6 +149,11 @@ impl Metrics {
             "delivery_claim_queries",
             "Claim queries of the webhook worker",
             metrics.delivery_claims.clone(),
+        );
+        sub.register(
+            "follower_head",
+            "Newest block number the head follower has read and decided on",
+            metrics.follower_head.clone(),
         );
         sub.register(
             "follower_rows",

@@ -248,6 +248,18 @@ impl Running {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The newest block number of `chain_id` the head follower has read and decided on
+    /// (`txrelay_follower_head`; 0 before its first tick).
+    pub fn follower_head(&self, chain_id: u64) -> u64 {
+        let head = self
+            .shared
+            .metrics
+            .follower_head
+            .get_or_create(&crate::metrics::ChainIdLabels { chain_id })
+            .get();
+        u64::try_from(head).unwrap_or(0)
+    }
+
     /// Receipt-related JSON-RPC requests made to `chain_id`'s nodes so far
     /// (`eth_getBlockReceipts` plus each `eth_getTransactionReceipt` batch entry, from
     /// `txrelay_node_requests_total`).

@@ -148,6 +148,13 @@ async fn a_block_reads_only_its_transactions(backend: Backend) {
             .sum()
     };
     let (full, block) = (rows("full"), rows("block"));
+    // The follower's head gauge has reached the blocks it decided on.
+    let head: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("txrelay_follower_head{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(head >= MINED, "follower head {head}\n{metrics}");
     assert!(block >= MINED, "block rows {block}\n{metrics}");
     // With one confirmation a transaction is decided in its own block: the next block does
     // not read it again (it did: 22-23 rows for 10 blocks; now 12-14, the rest from
