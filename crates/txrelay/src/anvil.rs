@@ -152,7 +152,8 @@ pub struct DevChain {
 
 impl DevChain {
     /// Starts `anvil --chain-id chain_id` on a free port, logging to a file in `dir`, with
-    /// `--block-time block_time_secs` when given (else anvil mines one block per transaction)
+    /// `--block-time` of `block_time` when given (fractions of a second allowed; else anvil
+    /// mines one block per transaction)
     /// and `extra` arguments; waits until it accepts connections.
     ///
     /// # Errors
@@ -160,7 +161,7 @@ impl DevChain {
     /// failure of the last of three attempts.
     pub fn start(
         chain_id: u64,
-        block_time_secs: Option<u64>,
+        block_time: Option<Duration>,
         extra: &[&str],
         dir: &Path,
     ) -> Result<Self, ProcessError> {
@@ -179,8 +180,8 @@ impl DevChain {
                 .args(["--chain-id", &chain_id.to_string()])
                 .args(extra.iter().copied())
                 .log_file(dir.join(format!("anvil-{chain_id}-{port}.log")));
-            if let Some(seconds) = block_time_secs {
-                spec = spec.args(["--block-time", &seconds.to_string()]);
+            if let Some(every) = block_time {
+                spec = spec.args(["--block-time", &every.as_secs_f64().to_string()]);
             }
             let mut guard = spec.spawn()?;
             let ready = guard.wait_ready(

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -129,9 +130,26 @@ pub struct BenchArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// anvil's block interval in seconds (fractions allowed, e.g. `0.25` as on a fast L2;
+    /// every row's latency counts from the including block, so shorter blocks mean fewer
+    /// receipts per block).
+    #[arg(long, default_value_t = 1.0, value_parser = block_time_flag)]
+    pub block_time: f64,
     /// Print the rows as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--block-time`: seconds from 0.05 to 60.
+fn block_time_flag(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if (0.05..=60.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{seconds} s is outside 0.05..=60 s"))
+    }
 }
 
 fn chain_flag(text: &str) -> anyhow::Result<ChainConfig> {
@@ -280,6 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|txs| crate::bench::BenchOptions {
                     txs: *txs,
                     concurrency: args.concurrency.max(1),
+                    block_time: Duration::from_secs_f64(args.block_time),
                     progress,
                     sustain: None,
                 })
@@ -288,6 +307,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 runs.push(crate::bench::BenchOptions {
                     txs: 0,
                     concurrency: args.concurrency.max(1),
+                    block_time: Duration::from_secs_f64(args.block_time),
                     progress,
                     sustain: Some(crate::bench::sustain::Sustain {
                         rate: args.rate.max(1),
@@ -325,6 +345,15 @@ mod tests {
         assert_eq!(chain.rpc_urls.len(), 2);
         assert!(chain_flag("http://x").is_err());
         assert!(chain_flag("x=http://x").is_err());
+    }
+
+    #[test]
+    fn block_times_take_fractions_within_bounds() {
+        assert_eq!(block_time_flag("0.25"), Ok(0.25));
+        assert_eq!(block_time_flag("2"), Ok(2.0));
+        assert!(block_time_flag("0").is_err());
+        assert!(block_time_flag("61").is_err());
+        assert!(block_time_flag("fast").is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::info;
 
-use crate::anvil::{BlockObserver, DevChain, percentile_ms};
+use crate::anvil::{Anvil, BlockObserver, DevChain, percentile_ms};
 use crate::client::RelayClient;
 use crate::config::{AccountMode, ChainConfig, Config};
 use crate::load::{Wallet, transfer};
@@ -48,6 +48,8 @@ pub struct BenchOptions {
     pub txs: usize,
     /// Requests in flight.
     pub concurrency: usize,
+    /// anvil's block interval (its `--block-time`).
+    pub block_time: Duration,
     /// Show progress on stderr.
     pub progress: bool,
     /// The sustained row: offered rate and seconds (`None`: no such row). With `txs == 0`
@@ -77,6 +79,8 @@ pub struct Row {
 pub struct BenchReport {
     /// Requests in flight.
     pub concurrency: usize,
+    /// anvil's block interval, seconds.
+    pub block_time_s: f64,
     /// The rows.
     pub rows: Vec<Row>,
     /// Receipt-related JSON-RPC requests the relay made per relayed transaction
@@ -137,11 +141,41 @@ impl BenchReport {
         }
         let _ = write!(
             out,
-            "({} requests in flight; latency = from the including block first seen to the receipt/notification)",
-            self.concurrency
+            "({} requests in flight; a block every {} s; latency = from the including block first seen to the receipt/notification)",
+            self.concurrency, self.block_time_s
         );
         out
     }
+}
+
+/// Longest wait for the relay's follower to catch up after the direct rows.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// Waits (at most [`CATCH_UP`]) until the relay's head follower has read and decided on
+/// every block anvil has now: the direct rows' blocks (thousands of other senders'
+/// transactions, as on a busy chain) are read by the relay too, and its own rows start with
+/// a follower that is not still reading them.
+///
+/// # Errors
+/// anvil's error, or the follower still behind after [`CATCH_UP`].
+async fn catch_up(running: &crate::relay::Running, anvil: &Anvil) -> anyhow::Result<()> {
+    let head = anvil.block_number().await?;
+    let started = Instant::now();
+    while running.follower_head(CHAIN_ID) < head {
+        if started.elapsed() > CATCH_UP {
+            bail!(
+                "the relay's follower is at block {} of {head} after {CATCH_UP:?}",
+                running.follower_head(CHAIN_ID)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    info!(
+        head,
+        waited_ms = started.elapsed().as_millis(),
+        "relay follower caught up"
+    );
+    Ok(())
 }
 
 fn row(name: &str, txs: usize, elapsed: Duration, latency: Option<&[Duration]>) -> Row {
@@ -207,8 +241,14 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         .tempdir()
         .context("creating a work directory")?;
     let path = dir.path().to_path_buf();
+    let block_time = options.block_time;
     let chain = tokio::task::spawn_blocking(move || {
-        DevChain::start(CHAIN_ID, Some(1), &["--gas-limit", "300000000"], &path)
+        DevChain::start(
+            CHAIN_ID,
+            Some(block_time),
+            &["--gas-limit", "300000000"],
+            &path,
+        )
     })
     .await?
     .context("starting anvil (run scripts/setup)")?;
@@ -349,6 +389,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
         }
     }
     let direct_total = started.elapsed();
+    catch_up(&running, &anvil).await?;
 
     // Relay: submit, then wait for every webhook.
     let receipt_requests_before = running.receipt_requests(CHAIN_ID);
@@ -485,6 +526,7 @@ pub async fn run(options: &BenchOptions) -> anyhow::Result<BenchReport> {
     let rows = if options.txs == 0 { Vec::new() } else { rows };
     Ok(BenchReport {
         concurrency: options.concurrency,
+        block_time_s: options.block_time.as_secs_f64(),
         sustained,
         receipt_rpcs_per_tx: (receipt_requests as f64 / options.txs.max(1) as f64 * 100.0).round()
             / 100.0,

@@ -35,7 +35,7 @@ pub(super) async fn start(progress: bool) -> anyhow::Result<Demo> {
         CHAINS
             .iter()
             .map(|id| {
-                DevChain::start(*id, Some(1), &[], &path)
+                DevChain::start(*id, Some(Duration::from_secs(1)), &[], &path)
                     .with_context(|| format!("starting anvil for chain {id} (run scripts/setup)"))
             })
             .collect()
