@@ -124,14 +124,21 @@ impl BenchReport {
             let _ = writeln!(
                 out,
                 "relay sustained: offered {:.0} tx/s for {:.1} s: accepted {:.1} tx/s, delivered {:.1} tx/s \
-                 in the window, backlog {} -> {}, drained {} s after, offer slots delayed {}, refused {}, \
-                 notification after inclusion p50 {} / p99 {} ms",
+                 in the window, backlog {} -> {} (peak {}; every {} s: {}), drained {} s after, offer slots \
+                 delayed {}, refused {}, notification after inclusion p50 {} / p99 {} ms",
                 s.offered_per_s,
                 s.seconds,
                 s.accepted_per_s,
                 s.delivered_per_s,
                 s.backlog_start,
                 s.backlog_end,
+                s.backlog_peak,
+                sustain::SAMPLE_EVERY.as_secs(),
+                s.backlog_samples
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 cell(s.drained_after_s),
                 s.not_offered,
                 s.refused,

@@ -1,7 +1,8 @@
 //! The sustained row of `txrelay bench` (issue 11 item 3): transactions offered to the relay
 //! at a fixed rate for a fixed time (open loop: the offer does not wait for answers, up to a
 //! bound of requests in flight), with the relay's backlog (open broadcast jobs plus pending
-//! notifications) sampled at the start and the end of the offer, the delivered rate inside
+//! notifications) sampled at the start, every [`SAMPLE_EVERY`] and at the end of the offer
+//! (flat or growing), the delivered rate inside
 //! the offer window, notification latency after inclusion, and how long the backlog took to
 //! drain after the offer stopped.
 
@@ -23,6 +24,9 @@ use crate::store::Store;
 /// Most requests in flight during the sustained offer; an offer slot that finds them all busy
 /// is counted as `not_offered` (the relay could not take the rate).
 const MAX_IN_FLIGHT: usize = 512;
+
+/// How often the backlog is sampled during the offer.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 /// Most transactions one sustained row may sign (rate x seconds).
 pub const MAX_SUSTAINED_TXS: u64 = 1_000_000;
@@ -56,6 +60,10 @@ pub struct SustainReport {
     pub backlog_start: u64,
     /// The same when the offer ended.
     pub backlog_end: u64,
+    /// The same every [`SAMPLE_EVERY`] during the offer, in order.
+    pub backlog_samples: Vec<u64>,
+    /// The largest of `backlog_samples` and `backlog_end`.
+    pub backlog_peak: u64,
     /// Seconds after the offer ended until every accepted transaction was notified
     /// (`None`: not within the drain limit).
     pub drained_after_s: Option<f64>,
@@ -80,6 +88,20 @@ async fn backlog(store: &Store) -> anyhow::Result<u64> {
     Ok(jobs + pending)
 }
 
+/// The backlog every [`SAMPLE_EVERY`] until `stop` (a failed read is left out).
+async fn sample(store: Store, stop: tokio_util::sync::CancellationToken) -> Vec<u64> {
+    let mut samples = Vec::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return samples,
+            () = tokio::time::sleep(SAMPLE_EVERY) => {}
+        }
+        if let Ok(n) = backlog(&store).await {
+            samples.push(n);
+        }
+    }
+}
+
 /// Offers `load` (signed, in nonce order per account) at `sustain.rate` for
 /// `sustain.seconds`, then waits up to `drain` for the rest to be notified.
 ///
@@ -100,6 +122,8 @@ pub(super) async fn run(
     let refused = Arc::new(AtomicU64::new(0));
     let mut not_offered = 0_u64;
     let backlog_start = backlog(rig.store).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn(sample(rig.store.clone(), stop.clone()));
     let started = Instant::now();
     let period = Duration::from_secs(1) / sustain.rate.max(1);
     let mut ticker = tokio::time::interval(period.max(Duration::from_micros(100)));
@@ -136,6 +160,14 @@ pub(super) async fn run(
     }
     let offer = started.elapsed();
     let backlog_end = backlog(rig.store).await?;
+    stop.cancel();
+    let backlog_samples = sampler.await.unwrap_or_default();
+    let backlog_peak = backlog_samples
+        .iter()
+        .copied()
+        .chain([backlog_end])
+        .max()
+        .unwrap_or(backlog_end);
     let accepted_in_offer = accepted.load(Ordering::Relaxed);
     while tasks.join_next().await.is_some() {}
     let delivered_in_offer = rig
@@ -182,6 +214,8 @@ pub(super) async fn run(
         delivered_per_s: per_s(delivered_in_offer as f64),
         backlog_start,
         backlog_end,
+        backlog_samples,
+        backlog_peak,
         drained_after_s: drained_after_s.map(|s| (s * 10.0).round() / 10.0),
         p50_ms: (!latency.is_empty()).then(|| percentile_ms(&latency, 50.0)),
         p99_ms: (!latency.is_empty()).then(|| percentile_ms(&latency, 99.0)),
