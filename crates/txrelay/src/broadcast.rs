@@ -24,7 +24,9 @@ use crate::store::{BroadcastFacts, BroadcastJob, BroadcastOutcome, TxStatus};
 /// Re-claimed jobs sent concurrently by one worker.
 const CONCURRENCY: usize = 32;
 /// First sends per JSON-RPC batch request.
-const SEND_BATCH: usize = 100;
+const SEND_BATCH: usize = 25;
+/// JSON-RPC batch requests of first sends in flight at once per chain.
+const SEND_PARALLEL: usize = 4;
 
 /// Runs until the relay stops.
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -138,9 +140,16 @@ async fn send_all(
         let Some(node) = shared.nodes.get(&chain_id) else {
             continue;
         };
-        for chunk in items.chunks(SEND_BATCH) {
-            let raws: Vec<&[u8]> = chunk.iter().map(|(_, f)| f.raw.as_slice()).collect();
-            match node.send_raw_many(&raws).await {
+        // Several batches in flight (a node answers a batch one entry after another, and
+        // separate requests side by side); started and settled in order.
+        let chunks: Vec<&[(BroadcastJob, BroadcastFacts)]> = items.chunks(SEND_BATCH).collect();
+        let mut answers = Vec::with_capacity(chunks.len());
+        for group in chunks.chunks(SEND_PARALLEL) {
+            let sends = group.iter().map(|chunk| send_chunk(node, chunk));
+            answers.extend(futures::future::join_all(sends).await);
+        }
+        for (chunk, answer) in answers {
+            match answer {
                 Ok(results) => {
                     for ((job, fact), result) in chunk.iter().zip(results) {
                         let result = result.as_ref().map(|_| ());
@@ -171,6 +180,22 @@ async fn send_all(
         .await;
     finished.extend(again);
     finished
+}
+
+/// A chunk of first sends and the node's answer to its batch (one result per entry).
+type SentChunk<'a> = (
+    &'a [(BroadcastJob, BroadcastFacts)],
+    Result<Vec<Result<(), NodeError>>, NodeError>,
+);
+
+/// One JSON-RPC batch of first sends: `chunk` with the node's answer.
+async fn send_chunk<'a>(
+    node: &NodeClient,
+    chunk: &'a [(BroadcastJob, BroadcastFacts)],
+) -> SentChunk<'a> {
+    let raws: Vec<&[u8]> = chunk.iter().map(|(_, f)| f.raw.as_slice()).collect();
+    let answer = node.send_raw_many(&raws).await;
+    (chunk, answer)
 }
 
 /// Sends one re-claimed job's transaction unless the node already holds it; answers the

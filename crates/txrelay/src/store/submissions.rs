@@ -3,11 +3,14 @@
 //! submissions may share one database transaction ([`Store::submit_batch`], used by the
 //! group-commit writer in [`super::group`]).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use alloy::primitives::B256;
+use sqlx::any::AnyRow;
 
 use super::codec::{Db, RowExt, int};
+use super::params::Params;
 use super::{Store, Tx, q};
 use crate::core::window::{Admission, admit};
 use crate::error::StoreError;
@@ -80,12 +83,175 @@ impl Store {
     /// [`StoreError::Query`]; nothing of the batch is recorded then.
     pub async fn submit_batch(&self, items: &[Submission]) -> Result<Vec<Admission>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("begin"))?;
+        // New transactions (the common case) are written with multi-row statements, four
+        // per chunk instead of four per submission; a transaction stored already or
+        // repeated in the batch goes through `submit_in`, after them, in order.
+        let mut seen = HashSet::with_capacity(items.len());
+        let firsts: Vec<&Submission> = items
+            .iter()
+            .filter(|item| seen.insert(item.signed.hash))
+            .collect();
+        let inserted = self.insert_new(&mut tx, &firsts).await?;
+        let mut answered = HashSet::with_capacity(inserted.len());
+        let is_new: Vec<bool> = items
+            .iter()
+            .map(|item| inserted.contains(&item.signed.hash) && answered.insert(item.signed.hash))
+            .collect();
+        let fresh: Vec<&Submission> = items
+            .iter()
+            .zip(&is_new)
+            .filter(|(_, new)| **new)
+            .map(|(item, _)| item)
+            .collect();
+        self.record_new(&mut tx, &fresh).await?;
         let mut answers = Vec::with_capacity(items.len());
-        for item in items {
-            answers.push(submit_in(&mut tx, item).await?);
+        for (item, new) in items.iter().zip(is_new) {
+            answers.push(if new {
+                Admission::New
+            } else {
+                submit_in(&mut tx, item).await?
+            });
         }
         self.commit(tx).await?;
         Ok(answers)
+    }
+
+    /// Inserts the transaction rows of `items` (distinct hashes) that are not stored yet;
+    /// answers the hashes inserted.
+    async fn insert_new(
+        &self,
+        tx: &mut Tx<'_>,
+        items: &[&Submission],
+    ) -> Result<HashSet<B256>, StoreError> {
+        let mut inserted = HashSet::with_capacity(items.len());
+        for chunk in items.chunks(ROW_CHUNK) {
+            let mut params = Params::new(self.backend);
+            let mut sql = String::from(
+                "INSERT INTO transactions (tx_hash, chain_id, sender, recipient, nonce, raw, \
+                 status, accepted_at_ms, last_activity_ms, updated_at_ms) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                params.push_list(&mut sql, 6);
+                sql.push_str(", 'queued', ");
+                params.push_list(&mut sql, 3);
+                sql.push(')');
+            }
+            sql.push_str(" ON CONFLICT (tx_hash) DO NOTHING RETURNING tx_hash");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for item in chunk {
+                let signed = &item.signed;
+                query = query
+                    .bind(Db(signed.hash))
+                    .bind(int(signed.chain_id))
+                    .bind(Db(signed.sender))
+                    .bind(signed.recipient.map(Db))
+                    .bind(int(signed.nonce))
+                    .bind(hex::encode(&signed.raw))
+                    .bind(int(item.now_ms))
+                    .bind(int(item.now_ms))
+                    .bind(int(item.now_ms));
+            }
+            let rows: Vec<AnyRow> = query
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(q("insert transactions"))?;
+            for row in &rows {
+                let hash: B256 = row.text("tx_hash").map_err(q("insert transactions"))?;
+                inserted.insert(hash);
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// The broadcast job (reason `accepted`) and the `submissions` and `tx_devices` rows of
+    /// each newly inserted submission in `items`, multi-row.
+    async fn record_new(&self, tx: &mut Tx<'_>, items: &[&Submission]) -> Result<(), StoreError> {
+        for chunk in items.chunks(ROW_CHUNK) {
+            let mut params = Params::new(self.backend);
+            let mut jobs = String::from(
+                "INSERT INTO broadcast_jobs (tx_hash, chain_id, reason, next_attempt_at_ms, \
+                 created_at_ms) VALUES ",
+            );
+            rows_of(&mut jobs, &mut params, chunk.len(), 4, Some(2));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(jobs));
+            for item in chunk {
+                query = query
+                    .bind(Db(item.signed.hash))
+                    .bind(int(item.signed.chain_id))
+                    .bind(int(item.now_ms))
+                    .bind(int(item.now_ms));
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(q("insert broadcast jobs"))?;
+            let mut params = Params::new(self.backend);
+            let mut submissions = String::from(
+                "INSERT INTO submissions (tx_hash, device, idempotent, duplicate, received_at_ms) \
+                 VALUES ",
+            );
+            rows_of(&mut submissions, &mut params, chunk.len(), 5, None);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(submissions));
+            for item in chunk {
+                query = query
+                    .bind(Db(item.signed.hash))
+                    .bind(item.device.clone())
+                    .bind(i64::from(item.idempotent))
+                    .bind(0_i64)
+                    .bind(int(item.now_ms));
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(q("record submissions"))?;
+            let mut params = Params::new(self.backend);
+            let mut devices = String::from("INSERT INTO tx_devices (tx_hash, device) VALUES ");
+            rows_of(&mut devices, &mut params, chunk.len(), 2, None);
+            devices.push_str(" ON CONFLICT DO NOTHING");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(devices));
+            for item in chunk {
+                query = query.bind(Db(item.signed.hash)).bind(item.device.clone());
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(q("record devices"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Submissions per multi-row statement of [`Store::submit_batch`].
+const ROW_CHUNK: usize = 256;
+
+/// Appends `rows` rows of `values` placeholders each, with the literal `'accepted'` (the
+/// job reason) inserted before placeholder number `accepted_at` (0-based) when given.
+fn rows_of(
+    sql: &mut String,
+    params: &mut Params,
+    rows: usize,
+    values: usize,
+    accepted_at: Option<usize>,
+) {
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for k in 0..values {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            if accepted_at == Some(k) {
+                sql.push_str("'accepted', ");
+            }
+            params.push(sql);
+        }
+        sql.push(')');
     }
 }
 

@@ -346,6 +346,49 @@ fn queued(nonce: u64) -> Submission {
     }
 }
 
+/// A batch writes its new transactions with multi-row statements and the others (stored
+/// already, or repeated in the batch) one by one: every submission gets its row, every new
+/// transaction one broadcast job and one device link.
+#[tokio::test]
+async fn a_batch_writes_new_transactions_together_and_the_rest_in_order() {
+    let (_dir, store) = store().await;
+    let first = store.submit_batch(&[queued(0), queued(1)]).await.unwrap();
+    assert_eq!(first, vec![Admission::New, Admission::New]);
+    let second = store
+        .submit_batch(&[queued(1), queued(2), queued(2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        vec![Admission::Duplicate, Admission::New, Admission::Duplicate]
+    );
+    let count = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&store.read)
+                .await
+                .unwrap();
+            n
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM submissions").await, 5);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM submissions WHERE duplicate = 1").await,
+        2
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM tx_devices").await, 3);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM broadcast_jobs WHERE reason = 'accepted'").await,
+        3
+    );
+    let record = store.transaction(signed(2).hash).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.nonce, record.accepted_at_ms),
+        (TxStatus::Queued, 2, 1_000)
+    );
+}
+
 #[tokio::test]
 async fn concurrent_submissions_share_commits() {
     const K: u64 = 200;
@@ -449,6 +492,48 @@ async fn a_broadcast_batch_is_recorded_in_one_commit() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// Sent and skipped outcomes are written together, the others one by one, in order: a
+/// transaction sent twice in one batch counts two broadcasts, a retried job stays open and
+/// a skipped one closes without touching its transaction.
+#[tokio::test]
+async fn a_broadcast_batch_mixes_outcomes_and_repeats() {
+    let (_dir, store) = store().await;
+    let items: Vec<Submission> = (0..3).map(queued).collect();
+    store.submit_batch(&items).await.unwrap();
+    let jobs = store
+        .claim_broadcasts("i", 2_000, Duration::from_secs(10), 100)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 3);
+    let finished = vec![
+        (jobs[0].clone(), BroadcastOutcome::Sent),
+        (jobs[1].clone(), BroadcastOutcome::Skipped),
+        (jobs[2].clone(), BroadcastOutcome::RetryAt(5_000)),
+        (jobs[0].clone(), BroadcastOutcome::Sent),
+    ];
+    store.finish_broadcasts(&finished, 2_100).await.unwrap();
+    let status = |n: usize| {
+        let store = store.clone();
+        let hash = jobs[n].tx_hash;
+        async move {
+            let r = store.transaction(hash).await.unwrap().unwrap();
+            (r.status, r.broadcast_count)
+        }
+    };
+    assert_eq!(status(0).await, (TxStatus::Pending, 2));
+    assert_eq!(status(1).await, (TxStatus::Queued, 0));
+    assert_eq!(status(2).await, (TxStatus::Queued, 0));
+    // Only the retried job comes back, when due.
+    let again = store
+        .claim_broadcasts("i", 60_000, Duration::from_secs(10), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|j| j.tx_hash).collect::<Vec<_>>(),
+        vec![jobs[2].tx_hash]
     );
 }
 
