@@ -31,9 +31,29 @@ const SEND_PARALLEL: usize = 4;
 /// Runs until the relay stops.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let settings = &shared.settings;
+    let mut handed = shared
+        .broadcast_rx
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     loop {
         tokio::select! {
             () = shared.cancel.cancelled() => break,
+            jobs = next_handed(&mut handed) => {
+                match jobs {
+                    // Committed with their submissions and claimed for this instance: send
+                    // them now, no claim query and no read of their bytes.
+                    Some(jobs) => {
+                        let finished = send_prepared(&shared, jobs).await;
+                        if record(&shared, &finished).await > 0 {
+                            shared.wake_delivery.notify_one();
+                            shared.wake_sessions.notify_waiters();
+                        }
+                        continue;
+                    }
+                    None => handed = None,
+                }
+            }
             () = shared.wake_broadcast.notified() => {}
             () = tokio::time::sleep(settings.poll_interval.max(std::time::Duration::from_millis(100))) => {}
         }
@@ -65,6 +85,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 shared.wake_sessions.notify_waiters();
             }
         }
+    }
+}
+
+/// The next jobs handed over by the submission writer; never resolves without a channel.
+async fn next_handed(
+    handed: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::HandedJobs>>,
+) -> Option<crate::store::HandedJobs> {
+    match handed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -111,18 +141,29 @@ async fn send_all(
             return Vec::new();
         }
     };
+    let mut prepared = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match facts.remove(&job.tx_hash) {
+            Some(fact) => prepared.push((job, fact)),
+            None => warn!(tx_hash = %job.tx_hash, "a broadcast job's transaction is missing"),
+        }
+    }
+    send_prepared(shared, prepared).await
+}
+
+/// [`send_all`] for jobs whose facts are known.
+async fn send_prepared(
+    shared: &Arc<Shared>,
+    jobs: Vec<(BroadcastJob, BroadcastFacts)>,
+) -> Vec<(BroadcastJob, BroadcastOutcome)> {
     let mut finished = Vec::with_capacity(jobs.len());
     let mut retried = Vec::new();
     let mut first: BTreeMap<u64, Vec<(BroadcastJob, BroadcastFacts)>> = BTreeMap::new();
-    for job in jobs {
+    for (job, fact) in jobs {
         if !shared.nodes.contains_key(&job.chain_id) {
             warn!(chain_id = job.chain_id, tx_hash = %job.tx_hash, "job for an unconfigured chain; left for another instance");
             continue;
         }
-        let Some(fact) = facts.remove(&job.tx_hash) else {
-            warn!(tx_hash = %job.tx_hash, "a broadcast job's transaction is missing");
-            continue;
-        };
         if matches!(
             fact.status,
             TxStatus::Mined | TxStatus::Failed | TxStatus::Included

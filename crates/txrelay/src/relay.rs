@@ -151,8 +151,17 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         .collect();
     let grants = crate::state::GrantCache::new(settings.key_cache);
     let cancel = CancellationToken::new();
-    let (submits, writer) =
-        crate::store::GroupCommit::start(store.clone(), settings.group_commit, cancel.clone());
+    let (broadcast_handoff, broadcast_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (submits, writer) = crate::store::GroupCommit::start(
+        store.clone(),
+        settings.group_commit,
+        Some(crate::store::Handoff {
+            instance: settings.instance_id.clone(),
+            lease: settings.broadcast_lease,
+            jobs: broadcast_handoff,
+        }),
+        cancel.clone(),
+    );
     let (handoff, handoff_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         policy: AccountPolicy::new(
@@ -176,6 +185,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         wake_delivery: Notify::new(),
         handoff,
         handoff_rx: std::sync::Mutex::new(Some(handoff_rx)),
+        broadcast_rx: std::sync::Mutex::new(Some(broadcast_rx)),
         wake_follow,
         wake_sessions: Notify::new(),
         session_seq: AtomicU64::new(0),

@@ -192,6 +192,10 @@ pub(crate) struct Shared {
     /// Webhook notifications committed already claimed by this instance (the head
     /// follower's results), handed to the webhook worker to send from memory.
     pub(crate) handoff: tokio::sync::mpsc::UnboundedSender<Vec<crate::store::WebhookJob>>,
+    /// The broadcaster's inbox of first broadcast jobs committed with their submissions
+    /// ([`crate::store::Handoff`]; taken when it starts).
+    pub(crate) broadcast_rx:
+        Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::HandedJobs>>>,
     /// The webhook worker's end of [`Self::handoff`] (taken when it starts).
     pub(crate) handoff_rx:
         Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Vec<crate::store::WebhookJob>>>>,

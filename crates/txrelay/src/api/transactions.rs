@@ -312,7 +312,9 @@ async fn submit_inner(
         }
         Err(QueueError::Store(error)) => return Err(error.into()),
     };
-    if admission != Admission::Duplicate {
+    // A new transaction's job was handed to the broadcaster with its commit; a resend's
+    // job is claimed from the outbox.
+    if admission == Admission::Resend {
         shared.wake_broadcast.notify_one();
     }
     debug!(tx_hash = %hash, chain_id, device = %request.device, ?admission, "submission accepted");

@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Store;
+use super::jobs::{BroadcastFacts, BroadcastJob};
+use super::outbox::Lease;
 use super::submissions::Submission;
 use crate::core::window::Admission;
 use crate::error::StoreError;
@@ -31,6 +33,23 @@ pub struct GroupSettings {
     pub linger: Duration,
     /// Submissions the queue holds before [`QueueError::Full`] (at least 1).
     pub queue: usize,
+}
+
+/// The broadcast jobs a committed batch hands to the broadcaster, with their facts.
+pub type HandedJobs = Vec<(BroadcastJob, BroadcastFacts)>;
+
+/// Where the writer hands the first broadcast jobs of each committed batch: inserted
+/// already claimed by `instance` for `lease`, sent over `jobs` after the commit (the
+/// broadcaster sends them without a claim query; a job whose instance stops comes back when
+/// its lease ends).
+#[derive(Debug, Clone)]
+pub struct Handoff {
+    /// This instance (`locked_by`).
+    pub instance: String,
+    /// How long the broadcaster has to record a handed job before others may take it.
+    pub lease: Duration,
+    /// The broadcaster's inbox.
+    pub jobs: mpsc::UnboundedSender<HandedJobs>,
 }
 
 /// Why a submission was not recorded.
@@ -66,10 +85,11 @@ impl GroupCommit {
     pub fn start(
         store: Store,
         settings: GroupSettings,
+        handoff: Option<Handoff>,
         cancel: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (queue, waiting) = mpsc::channel(settings.queue.max(1));
-        let writer = tokio::spawn(run(store, settings, waiting, cancel));
+        let writer = tokio::spawn(run(store, settings, handoff, waiting, cancel));
         (Self { queue }, writer)
     }
 
@@ -93,6 +113,7 @@ impl GroupCommit {
 async fn run(
     store: Store,
     settings: GroupSettings,
+    handoff: Option<Handoff>,
     mut waiting: mpsc::Receiver<Waiting>,
     cancel: CancellationToken,
 ) {
@@ -124,16 +145,29 @@ async fn run(
                 }
             }
         }
-        write(&store, &mut batch).await;
+        write(&store, handoff.as_ref(), &mut batch).await;
     }
     debug!("submission writer stopped");
 }
 
-/// Commits `batch` (emptying it) and answers each submission.
-async fn write(store: &Store, batch: &mut Vec<Waiting>) {
+/// Commits `batch` (emptying it), hands its first broadcast jobs over and answers each
+/// submission.
+async fn write(store: &Store, handoff: Option<&Handoff>, batch: &mut Vec<Waiting>) {
     let items: Vec<Submission> = batch.iter().map(|w| w.item.clone()).collect();
-    match store.submit_batch(&items).await {
-        Ok(answers) => {
+    // The submissions' own clock (the API's), newest of the batch.
+    let now = items.iter().map(|i| i.now_ms).max().unwrap_or_default();
+    let lease = handoff.map(|h| Lease {
+        instance: &h.instance,
+        until_ms: now.saturating_add(u64::try_from(h.lease.as_millis()).unwrap_or(u64::MAX)),
+    });
+    match store.submit_batch_leased(&items, lease).await {
+        Ok((answers, handed)) => {
+            if let Some(handoff) = handoff
+                && !handed.is_empty()
+                && handoff.jobs.send(handed).is_err()
+            {
+                debug!("broadcaster stopped; handed jobs left to their leases");
+            }
             for (waiting, answer) in batch.drain(..).zip(answers) {
                 let _ = waiting.reply.send(Ok(answer));
             }

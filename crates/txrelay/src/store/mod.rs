@@ -52,7 +52,7 @@ use tracing::info;
 
 use crate::error::StoreError;
 
-pub use group::{GroupCommit, GroupSettings, QueueError};
+pub use group::{GroupCommit, GroupSettings, HandedJobs, Handoff, QueueError};
 pub use jobs::{BroadcastFacts, BroadcastJob, BroadcastOutcome};
 pub use notifications::{AccountEvent, DeliveryOutcome, NotificationRecord, WebhookJob};
 pub use outbox::Lease;

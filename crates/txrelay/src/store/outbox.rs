@@ -38,7 +38,8 @@ const INSERT_CHUNK: usize = 200;
 /// Bound values per inserted row.
 const ROW_VALUES: usize = 15;
 
-/// Who the webhook rows of a batch are leased to, and until when (Unix ms).
+/// Who the rows of a batch (webhook notifications, first broadcast jobs) are leased to,
+/// and until when (Unix ms).
 #[derive(Debug, Clone, Copy)]
 pub struct Lease<'a> {
     /// The claiming instance (`locked_by`).

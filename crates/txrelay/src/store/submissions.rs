@@ -3,14 +3,18 @@
 //! submissions may share one database transaction ([`Store::submit_batch`], used by the
 //! group-commit writer in [`super::group`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use alloy::primitives::B256;
+use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::codec::{Db, RowExt, int};
+use super::jobs::{BroadcastFacts, BroadcastJob};
+use super::outbox::Lease;
 use super::params::Params;
+use super::transactions::TxStatus;
 use super::{Store, Tx, q};
 use crate::core::window::{Admission, admit};
 use crate::error::StoreError;
@@ -82,6 +86,21 @@ impl Store {
     /// # Errors
     /// [`StoreError::Query`]; nothing of the batch is recorded then.
     pub async fn submit_batch(&self, items: &[Submission]) -> Result<Vec<Admission>, StoreError> {
+        Ok(self.submit_batch_leased(items, None).await?.0)
+    }
+
+    /// [`Self::submit_batch`], with the broadcast jobs of new transactions inserted already
+    /// claimed under `lease` (first attempt) and answered with their facts, for the
+    /// broadcaster to send from memory once this returns: no claim query, no read of the
+    /// bytes. A job whose instance dies comes back when its lease ends.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing is recorded then.
+    pub async fn submit_batch_leased(
+        &self,
+        items: &[Submission],
+        lease: Option<Lease<'_>>,
+    ) -> Result<(Vec<Admission>, Vec<(BroadcastJob, BroadcastFacts)>), StoreError> {
         let mut tx = self.pool.begin().await.map_err(q("begin"))?;
         // New transactions (the common case) are written with multi-row statements, four
         // per chunk instead of four per submission; a transaction stored already or
@@ -103,7 +122,7 @@ impl Store {
             .filter(|(_, new)| **new)
             .map(|(item, _)| item)
             .collect();
-        self.record_new(&mut tx, &fresh).await?;
+        let handed = self.record_new(&mut tx, &fresh, lease).await?;
         let mut answers = Vec::with_capacity(items.len());
         for (item, new) in items.iter().zip(is_new) {
             answers.push(if new {
@@ -113,7 +132,7 @@ impl Store {
             });
         }
         self.commit(tx).await?;
-        Ok(answers)
+        Ok((answers, handed))
     }
 
     /// Inserts the transaction rows of `items` (distinct hashes) that are not stored yet;
@@ -167,28 +186,66 @@ impl Store {
         Ok(inserted)
     }
 
-    /// The broadcast job (reason `accepted`) and the `submissions` and `tx_devices` rows of
-    /// each newly inserted submission in `items`, multi-row.
-    async fn record_new(&self, tx: &mut Tx<'_>, items: &[&Submission]) -> Result<(), StoreError> {
+    /// The broadcast job (reason `accepted`; claimed under `lease` when given) and the
+    /// `submissions` and `tx_devices` rows of each newly inserted submission in `items`,
+    /// multi-row; answers the leased jobs with their facts.
+    async fn record_new(
+        &self,
+        tx: &mut Tx<'_>,
+        items: &[&Submission],
+        lease: Option<Lease<'_>>,
+    ) -> Result<Vec<(BroadcastJob, BroadcastFacts)>, StoreError> {
+        let mut handed = Vec::new();
         for chunk in items.chunks(ROW_CHUNK) {
             let mut params = Params::new(self.backend);
             let mut jobs = String::from(
                 "INSERT INTO broadcast_jobs (tx_hash, chain_id, reason, next_attempt_at_ms, \
-                 created_at_ms) VALUES ",
+                 created_at_ms, locked_by, locked_until_ms, attempts) VALUES ",
             );
-            rows_of(&mut jobs, &mut params, chunk.len(), 4, Some(2));
+            rows_of(&mut jobs, &mut params, chunk.len(), 7, Some(2));
+            jobs.push_str(" RETURNING id, tx_hash");
             let mut query = sqlx::query(sqlx::AssertSqlSafe(jobs));
             for item in chunk {
                 query = query
                     .bind(Db(item.signed.hash))
                     .bind(int(item.signed.chain_id))
                     .bind(int(item.now_ms))
-                    .bind(int(item.now_ms));
+                    .bind(int(item.now_ms))
+                    .bind(lease.map(|l| l.instance.to_owned()))
+                    .bind(lease.map(|l| int(l.until_ms)))
+                    .bind(i64::from(lease.is_some()));
             }
-            query
-                .execute(&mut **tx)
+            let rows: Vec<AnyRow> = query
+                .fetch_all(&mut **tx)
                 .await
                 .map_err(q("insert broadcast jobs"))?;
+            if lease.is_some() {
+                let by_hash: HashMap<B256, &Submission> =
+                    chunk.iter().map(|item| (item.signed.hash, *item)).collect();
+                for row in &rows {
+                    let id: i64 = row.try_get("id").map_err(q("insert broadcast jobs"))?;
+                    let hash: B256 = row.text("tx_hash").map_err(q("insert broadcast jobs"))?;
+                    let Some(item) = by_hash.get(&hash) else {
+                        continue;
+                    };
+                    handed.push((
+                        BroadcastJob {
+                            id,
+                            tx_hash: hash,
+                            chain_id: item.signed.chain_id,
+                            attempts: 1,
+                            reason: "accepted".to_owned(),
+                        },
+                        BroadcastFacts {
+                            raw: item.signed.raw.to_vec(),
+                            status: TxStatus::Queued,
+                            broadcast_count: 0,
+                            nonce_conflicts: 0,
+                            sender: item.signed.sender,
+                        },
+                    ));
+                }
+            }
             let mut params = Params::new(self.backend);
             let mut submissions = String::from(
                 "INSERT INTO submissions (tx_hash, device, idempotent, duplicate, received_at_ms) \
@@ -221,7 +278,9 @@ impl Store {
                 .await
                 .map_err(q("record devices"))?;
         }
-        Ok(())
+        // In submission order, as a claim would take them (by id).
+        handed.sort_by_key(|(job, _)| job.id);
+        Ok(handed)
     }
 }
 

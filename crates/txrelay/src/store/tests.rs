@@ -389,6 +389,58 @@ async fn a_batch_writes_new_transactions_together_and_the_rest_in_order() {
     );
 }
 
+/// With a handoff the writer commits new transactions' jobs claimed by this instance and
+/// hands them over with their bytes: nobody else can claim them until the lease ends.
+#[tokio::test]
+async fn committed_jobs_are_handed_over_claimed() {
+    let (_dir, store) = store().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let settings = GroupSettings {
+        max_batch: 16,
+        linger: Duration::from_millis(2),
+        queue: 64,
+    };
+    let (jobs, mut handed) = tokio::sync::mpsc::unbounded_channel();
+    let handoff = Handoff {
+        instance: "i".to_owned(),
+        lease: Duration::from_secs(10),
+        jobs,
+    };
+    let (group, writer) =
+        GroupCommit::start(store.clone(), settings, Some(handoff), cancel.clone());
+    let items: Vec<Submission> = (0..3).map(queued).collect();
+    let answers =
+        futures::future::join_all(items.iter().cloned().map(|item| group.submit(item))).await;
+    assert!(answers.into_iter().all(|a| a.unwrap() == Admission::New));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.extend(handed.recv().await.unwrap());
+    }
+    let hashes: Vec<B256> = got.iter().map(|(job, _)| job.tx_hash).collect();
+    let want: Vec<B256> = items.iter().map(|i| i.signed.hash).collect();
+    assert_eq!(hashes, want);
+    for ((job, facts), item) in got.iter().zip(&items) {
+        assert_eq!((job.attempts, job.reason.as_str()), (1, "accepted"));
+        assert_eq!(facts.raw, item.signed.raw.to_vec());
+        assert_eq!(facts.sender, item.signed.sender);
+    }
+    // Leased: not claimable now (1,000 ms + 10 s), claimable once the lease is over.
+    let claim = |at| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_broadcasts("j", at, Duration::from_secs(10), 10)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(claim(5_000).await, 0);
+    assert_eq!(claim(20_000).await, 3);
+    cancel.cancel();
+    writer.await.unwrap();
+}
+
 #[tokio::test]
 async fn concurrent_submissions_share_commits() {
     const K: u64 = 200;
@@ -399,7 +451,7 @@ async fn concurrent_submissions_share_commits() {
         linger: Duration::from_millis(2),
         queue: 1_024,
     };
-    let (group, writer) = GroupCommit::start(store.clone(), settings, cancel.clone());
+    let (group, writer) = GroupCommit::start(store.clone(), settings, None, cancel.clone());
     let before = store.commits().get();
     let mut items: Vec<Submission> = (0..K).map(queued).collect();
     // The same transaction twice in one batch: the second sees the first.
@@ -436,7 +488,7 @@ async fn a_full_submission_queue_refuses_at_once() {
         linger: Duration::ZERO,
         queue: 2,
     };
-    let (group, writer) = GroupCommit::start(store.clone(), settings, cancel.clone());
+    let (group, writer) = GroupCommit::start(store.clone(), settings, None, cancel.clone());
     // On this single-threaded runtime the writer cannot run while the five submissions are
     // first polled together: two fit in the queue, three are refused.
     let answers = futures::future::join_all((0..5).map(|nonce| group.submit(queued(nonce)))).await;
