@@ -624,19 +624,33 @@ pub const TARGET_FILE_BYTES: u64 = 128 * 1024 * 1024;
 /// Size at which a data page of a `trajectory` child column closes \[bytes\].
 pub const TRAJECTORY_PAGE_BYTES: usize = 2 * 1024;
 
+/// Size at which a data page of `clip_id` closes \[bytes\] (checked every
+/// [`WRITE_BATCH_VALUES`] values, so a page holds about 32 ids).
+pub const CLIP_ID_PAGE_BYTES: usize = 1024;
+
+/// Values the Parquet writer takes between two page-size checks: the granularity of the small
+/// `trajectory` and `clip_id` pages.
+pub const WRITE_BATCH_VALUES: usize = 32;
+
 /// Parquet properties of warehouse data files: page statistics, 64 Ki-row row groups, 1 MiB
 /// data pages except the `trajectory` children (`trajectory.list.element.t_s`, ...), whose
-/// pages close at [`TRAJECTORY_PAGE_BYTES`] checked every 64 values: a page holds ~5 clips of
+/// pages close at [`TRAJECTORY_PAGE_BYTES`] checked every [`WRITE_BATCH_VALUES`] values: a page holds ~5 clips of
 /// 51 samples (8 bytes each), so a take of 1 % of the rows reads a few % of the sample bytes,
 /// not all of them. The children are PLAIN encoded, without a dictionary: measured samples
 /// rarely repeat, and a take touching one row of a row group would otherwise read and decode
 /// that column chunk's dictionary page (up to 1 MiB per child and row group; at 10 M clips
-/// and 100 k ids that was most of the take's bytes, issue 13 item 1).
+/// and 100 k ids that was most of the take's bytes, issue 13 item 1). `clip_id` is PLAIN in
+/// pages closing at [`CLIP_ID_PAGE_BYTES`] (about 32 ids): ids are unique, so a dictionary
+/// only costs a take one 1 MiB dictionary page per row group touched, and 1 MiB pages made a
+/// take of 1 % of the rows read every id of the file.
 pub fn writer_properties() -> WriterProperties {
+    let clip_id = ColumnPath::new(vec!["clip_id".to_owned()]);
     let mut b = WriterProperties::builder()
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_write_batch_size(64)
-        .set_max_row_group_row_count(Some(65_536));
+        .set_write_batch_size(WRITE_BATCH_VALUES)
+        .set_max_row_group_row_count(Some(65_536))
+        .set_column_data_page_size_limit(clip_id.clone(), CLIP_ID_PAGE_BYTES)
+        .set_column_dictionary_enabled(clip_id, false);
     for (child, _) in trajectory::SAMPLE_FIELDS {
         let path = ColumnPath::new(vec![
             trajectory::COLUMN.to_owned(),

@@ -229,10 +229,11 @@ async fn take_cache_follows_new_delta_versions() {
     assert_eq!(rows(shared.batch.as_slice()), rows(taken.batch.as_slice()));
 }
 
-/// The `trajectory` children are written PLAIN in small pages: no dictionary page a take would
-/// have to read and decode for every row group it touches (issue 13 item 1).
+/// The `trajectory` children and `clip_id` are written PLAIN in small pages: no dictionary page
+/// a take would have to read and decode for every row group it touches, and no 1 MiB page of
+/// ids read for one wanted row (issue 13 item 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trajectory_columns_have_small_plain_pages_without_a_dictionary() {
+async fn take_columns_have_small_plain_pages_without_a_dictionary() {
     use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
     use deltalake::parquet::file::serialized_reader::ReadOptionsBuilder;
 
@@ -246,7 +247,7 @@ async fn trajectory_columns_have_small_plain_pages_without_a_dictionary() {
     let wh = dl.current_warehouse().await.unwrap();
     let files = wh.data_files().unwrap();
     assert!(!files.is_empty());
-    let mut checked = 0;
+    let (mut checked, mut ids_checked) = (0, 0);
     for path in files {
         let file = fs_err::File::open(&path).unwrap().into_file();
         let options = ReadOptionsBuilder::new().with_page_index().build();
@@ -256,7 +257,16 @@ async fn trajectory_columns_have_small_plain_pages_without_a_dictionary() {
         for (g, group) in metadata.row_groups().iter().enumerate() {
             for (c, column) in group.columns().iter().enumerate() {
                 let name = column.column_path().string();
-                if !name.starts_with("trajectory.") {
+                let pages = offsets[g][c].page_locations().len();
+                let rows = usize::try_from(group.num_rows()).unwrap();
+                if name.starts_with("trajectory.") {
+                    // ~5 clips of 51 samples per page, not one 1 MiB page for the row group.
+                    assert!(pages * 10 >= rows, "{name}: {pages} pages for {rows} clips");
+                } else if name == "clip_id" {
+                    // ~32 ids per page.
+                    assert!(pages * 64 >= rows, "{name}: {pages} pages for {rows} clips");
+                    ids_checked += 1;
+                } else {
                     continue;
                 }
                 checked += 1;
@@ -264,12 +274,9 @@ async fn trajectory_columns_have_small_plain_pages_without_a_dictionary() {
                     column.dictionary_page_offset().is_none(),
                     "{name} in {path:?} has a dictionary page"
                 );
-                // ~5 clips of 51 samples per page, not one 1 MiB page for the row group.
-                let pages = offsets[g][c].page_locations().len();
-                let rows = usize::try_from(group.num_rows()).unwrap();
-                assert!(pages * 10 >= rows, "{name}: {pages} pages for {rows} clips");
             }
         }
     }
-    assert!(checked > 0, "no trajectory column chunk found");
+    assert!(checked > ids_checked, "no trajectory column chunk found");
+    assert!(ids_checked > 0, "no clip_id column chunk found");
 }
