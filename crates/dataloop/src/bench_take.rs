@@ -44,6 +44,19 @@ pub fn peak_rss_mib() -> f64 {
     svckit::procstat::status_kb(Path::new("/proc/self/status"), "VmHWM") as f64 / 1024.0
 }
 
+/// Bytes this process has read through `read`/`pread` so far (`rchar` of `/proc/self/io`; 0
+/// where the kernel does not report it): what a take copies from the page cache or the disk.
+fn read_bytes() -> u64 {
+    fs_err::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("rchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn bar(len: u64, msg: &'static str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}") {
@@ -153,12 +166,15 @@ pub async fn run(
     let mut first = (0.0f64, 0.0f64);
     let mut rss = 0.0f64;
     let mut got = (0, 0, 0usize);
+    let mut read = 0u64;
     let progress = bar(runs as u64 + 1, "take");
     for run in 0..=runs {
         reset_peak_rss();
+        let read_before = read_bytes();
         let t = Instant::now();
         let taken = wh.take_raw(&wanted).await?;
         let s = t.elapsed().as_secs_f64();
+        read = read_bytes().saturating_sub(read_before);
         if run > 0 {
             times.push(s);
         } else {
@@ -206,7 +222,7 @@ pub async fn run(
          {:<28} {:>10} {:>10} {:>12} {:>10}\n\
          {:<28} {:>7.1} ms {:>10} {:>12} {:>7.0} MiB\n\
          {:<28} {:>7.1} ms {:>10} {:>12} {:>10}\n\
-         ({} ids, every {step}th; median of {runs} hot runs; ours: id index + RowSelection on 2 threads, {} files opened, the version's index (sidecars, footers, offset indexes) kept after the first take, which took {:.1} ms of which {:.1} ms loading it; DuckDB threads=2 semi-join on read_parquet of the same files, count + sum(len(trajectory)) computed in DuckDB; decoding the {} trajectories took {decode_s:.2} s more)\n",
+         ({} ids, every {step}th; median of {runs} hot runs; ours: id index + RowSelection on 2 threads, {} files opened, the version's index (sidecars, footers, offset indexes) kept after the first take, which took {:.1} ms of which {:.1} ms loading it; DuckDB threads=2 semi-join on read_parquet of the same files, count + sum(len(trajectory)) computed in DuckDB; decoding the {} trajectories took {decode_s:.2} s more; the last take read {:.0} MB of the files (rchar))\n",
         bytes as f64 / 1e9,
         "take",
         "time",
@@ -228,6 +244,7 @@ pub async fn run(
         first.0 * 1e3,
         first.1 * 1e3,
         decoded.len(),
+        read as f64 / 1e6,
     );
     if got.0 != duck_rows || got.2 != duck_bytes {
         bail!("{text}take and DuckDB disagree on rows or trajectory samples");
