@@ -299,6 +299,33 @@ mod tests {
         );
     }
 
+    /// EIP-2: the same signature with `s` replaced by `n - s` (and the parity flipped)
+    /// recovers the same signer, and must still be refused, whichever secp256k1 backend
+    /// recovers it (libsecp256k1 here).
+    #[test]
+    fn a_high_s_twin_of_a_valid_signature_is_refused() {
+        use alloy::consensus::TxEnvelope;
+        use alloy::eips::eip2718::{Decodable2718, Encodable2718};
+        let alice = wallet(1);
+        let good = transfer(&alice, 31337, 3, wallet(2).address(), U256::from(1), 21_000).unwrap();
+        assert!(check_transaction(&raw(&good), alice.address(), 31337, true).is_ok());
+        let Ok(TxEnvelope::Eip1559(signed)) = TxEnvelope::decode_2718(&mut good.as_slice()) else {
+            panic!("not an EIP-1559 transaction");
+        };
+        let n = U256::from_str_radix(
+            "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
+            16,
+        )
+        .unwrap();
+        let sig = *signed.signature();
+        let twin = alloy::primitives::Signature::new(sig.r(), n - sig.s(), !sig.v());
+        let (tx, _, _) = signed.into_parts();
+        let malleable = TxEnvelope::from(alloy::consensus::Signed::new_unhashed(tx, twin));
+        let bytes = malleable.encoded_2718();
+        let reason = check_transaction(&raw(&bytes), alice.address(), 31337, true).unwrap_err();
+        assert!(matches!(reason, RejectReason::InvalidSignature), "{reason}");
+    }
+
     #[test]
     fn transactions_signed_by_cast_decode_as_cast_says() {
         let text = include_str!("../tests/data/cast-transactions.json");
