@@ -90,7 +90,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// The next jobs handed over by the submission writer; never resolves without a channel.
 async fn next_handed(
-    handed: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::HandedJobs>>,
+    handed: &mut Option<tokio::sync::mpsc::Receiver<crate::store::HandedJobs>>,
 ) -> Option<crate::store::HandedJobs> {
     match handed {
         Some(rx) => rx.recv().await,

@@ -151,7 +151,8 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         .collect();
     let grants = crate::state::GrantCache::new(settings.key_cache);
     let cancel = CancellationToken::new();
-    let (broadcast_handoff, broadcast_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (broadcast_handoff, broadcast_rx) =
+        tokio::sync::mpsc::channel(crate::store::group::HANDOFF_BATCHES);
     let (submits, writer) = crate::store::GroupCommit::start(
         store.clone(),
         settings.group_commit,

@@ -194,8 +194,7 @@ pub(crate) struct Shared {
     pub(crate) handoff: tokio::sync::mpsc::UnboundedSender<Vec<crate::store::WebhookJob>>,
     /// The broadcaster's inbox of first broadcast jobs committed with their submissions
     /// ([`crate::store::Handoff`]; taken when it starts).
-    pub(crate) broadcast_rx:
-        Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::store::HandedJobs>>>,
+    pub(crate) broadcast_rx: Mutex<Option<tokio::sync::mpsc::Receiver<crate::store::HandedJobs>>>,
     /// The webhook worker's end of [`Self::handoff`] (taken when it starts).
     pub(crate) handoff_rx:
         Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Vec<crate::store::WebhookJob>>>>,

@@ -38,18 +38,23 @@ pub struct GroupSettings {
 /// The broadcast jobs a committed batch hands to the broadcaster, with their facts.
 pub type HandedJobs = Vec<(BroadcastJob, BroadcastFacts)>;
 
+/// Committed batches the broadcaster's inbox holds (at most 256 jobs each).
+pub const HANDOFF_BATCHES: usize = 64;
+
 /// Where the writer hands the first broadcast jobs of each committed batch: inserted
 /// already claimed by `instance` for `lease`, sent over `jobs` after the commit (the
 /// broadcaster sends them without a claim query; a job whose instance stops comes back when
-/// its lease ends).
+/// its lease ends). `jobs` is bounded: while it is full, batches are written unclaimed and
+/// the broadcaster claims them from the outbox.
+
 #[derive(Debug, Clone)]
 pub struct Handoff {
     /// This instance (`locked_by`).
     pub instance: String,
     /// How long the broadcaster has to record a handed job before others may take it.
     pub lease: Duration,
-    /// The broadcaster's inbox.
-    pub jobs: mpsc::UnboundedSender<HandedJobs>,
+    /// The broadcaster's inbox (bounded, see [`HANDOFF_BATCHES`]).
+    pub jobs: mpsc::Sender<HandedJobs>,
 }
 
 /// Why a submission was not recorded.
@@ -156,6 +161,8 @@ async fn write(store: &Store, handoff: Option<&Handoff>, batch: &mut Vec<Waiting
     let items: Vec<Submission> = batch.iter().map(|w| w.item.clone()).collect();
     // The submissions' own clock (the API's), newest of the batch.
     let now = items.iter().map(|i| i.now_ms).max().unwrap_or_default();
+    // A full inbox: written unclaimed, the broadcaster claims them from the outbox.
+    let handoff = handoff.filter(|h| h.jobs.capacity() > 0);
     let lease = handoff.map(|h| Lease {
         instance: &h.instance,
         until_ms: now.saturating_add(u64::try_from(h.lease.as_millis()).unwrap_or(u64::MAX)),
@@ -164,9 +171,11 @@ async fn write(store: &Store, handoff: Option<&Handoff>, batch: &mut Vec<Waiting
         Ok((answers, handed)) => {
             if let Some(handoff) = handoff
                 && !handed.is_empty()
-                && handoff.jobs.send(handed).is_err()
+                && handoff.jobs.try_send(handed).is_err()
             {
-                debug!("broadcaster stopped; handed jobs left to their leases");
+                // Only this writer sends, so the room seen above is still there unless the
+                // broadcaster stopped.
+                debug!("broadcaster gone; handed jobs left to their leases");
             }
             for (waiting, answer) in batch.drain(..).zip(answers) {
                 let _ = waiting.reply.send(Ok(answer));

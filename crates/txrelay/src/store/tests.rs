@@ -400,7 +400,7 @@ async fn committed_jobs_are_handed_over_claimed() {
         linger: Duration::from_millis(2),
         queue: 64,
     };
-    let (jobs, mut handed) = tokio::sync::mpsc::unbounded_channel();
+    let (jobs, mut handed) = tokio::sync::mpsc::channel(4);
     let handoff = Handoff {
         instance: "i".to_owned(),
         lease: Duration::from_secs(10),
@@ -437,6 +437,43 @@ async fn committed_jobs_are_handed_over_claimed() {
     };
     assert_eq!(claim(5_000).await, 0);
     assert_eq!(claim(20_000).await, 3);
+    cancel.cancel();
+    writer.await.unwrap();
+}
+
+/// The handoff is bounded: with the broadcaster's inbox full, a batch is written unclaimed
+/// and any instance may claim it at once.
+#[tokio::test]
+async fn a_full_handoff_leaves_jobs_to_the_outbox() {
+    let (_dir, store) = store().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let settings = GroupSettings {
+        max_batch: 16,
+        linger: Duration::ZERO,
+        queue: 64,
+    };
+    let (jobs, mut handed) = tokio::sync::mpsc::channel(1);
+    let handoff = Handoff {
+        instance: "i".to_owned(),
+        lease: Duration::from_secs(10),
+        jobs,
+    };
+    let (group, writer) =
+        GroupCommit::start(store.clone(), settings, Some(handoff), cancel.clone());
+    // Two batches, one after the other; nobody reads the inbox meanwhile.
+    assert_eq!(group.submit(queued(0)).await.unwrap(), Admission::New);
+    assert_eq!(group.submit(queued(1)).await.unwrap(), Admission::New);
+    let claimed = store
+        .claim_broadcasts("j", 2_000, Duration::from_secs(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|j| j.tx_hash).collect::<Vec<_>>(),
+        vec![signed(1).hash]
+    );
+    let first = handed.recv().await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0.tx_hash, signed(0).hash);
     cancel.cancel();
     writer.await.unwrap();
 }
