@@ -24,9 +24,7 @@ use crate::store::{BroadcastFacts, BroadcastJob, BroadcastOutcome, TxStatus};
 /// Re-claimed jobs sent concurrently by one worker.
 const CONCURRENCY: usize = 32;
 /// First sends per JSON-RPC batch request.
-const SEND_BATCH: usize = 25;
-/// JSON-RPC batch requests of first sends in flight at once per chain.
-const SEND_PARALLEL: usize = 4;
+const SEND_BATCH: usize = 100;
 
 /// Runs until the relay stops.
 pub(crate) async fn run(shared: Arc<Shared>) {
@@ -181,13 +179,12 @@ async fn send_prepared(
         let Some(node) = shared.nodes.get(&chain_id) else {
             continue;
         };
-        // Several batches in flight (a node answers a batch one entry after another, and
-        // separate requests side by side); started and settled in order.
-        let chunks: Vec<&[(BroadcastJob, BroadcastFacts)]> = items.chunks(SEND_BATCH).collect();
-        let mut answers = Vec::with_capacity(chunks.len());
-        for group in chunks.chunks(SEND_PARALLEL) {
-            let sends = group.iter().map(|chunk| send_chunk(node, chunk));
-            answers.extend(futures::future::join_all(sends).await);
+        // One batch after another, so each account's transactions reach the node in nonce
+        // order (batches side by side were no faster against anvil and could arrive out of
+        // order).
+        let mut answers = Vec::new();
+        for chunk in items.chunks(SEND_BATCH) {
+            answers.push(send_chunk(node, chunk).await);
         }
         for (chunk, answer) in answers {
             match answer {
