@@ -182,12 +182,9 @@ async fn send_prepared(
         // One batch after another, so each account's transactions reach the node in nonce
         // order (batches side by side were no faster against anvil and could arrive out of
         // order).
-        let mut answers = Vec::new();
         for chunk in items.chunks(SEND_BATCH) {
-            answers.push(send_chunk(node, chunk).await);
-        }
-        for (chunk, answer) in answers {
-            match answer {
+            let raws: Vec<&[u8]> = chunk.iter().map(|(_, f)| f.raw.as_slice()).collect();
+            match node.send_raw_many(&raws).await {
                 Ok(results) => {
                     for ((job, fact), result) in chunk.iter().zip(results) {
                         let result = result.as_ref().map(|_| ());
@@ -218,22 +215,6 @@ async fn send_prepared(
         .await;
     finished.extend(again);
     finished
-}
-
-/// A chunk of first sends and the node's answer to its batch (one result per entry).
-type SentChunk<'a> = (
-    &'a [(BroadcastJob, BroadcastFacts)],
-    Result<Vec<Result<(), NodeError>>, NodeError>,
-);
-
-/// One JSON-RPC batch of first sends: `chunk` with the node's answer.
-async fn send_chunk<'a>(
-    node: &NodeClient,
-    chunk: &'a [(BroadcastJob, BroadcastFacts)],
-) -> SentChunk<'a> {
-    let raws: Vec<&[u8]> = chunk.iter().map(|(_, f)| f.raw.as_slice()).collect();
-    let answer = node.send_raw_many(&raws).await;
-    (chunk, answer)
 }
 
 /// Sends one re-claimed job's transaction unless the node already holds it; answers the

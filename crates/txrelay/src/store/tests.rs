@@ -389,18 +389,25 @@ async fn a_batch_writes_new_transactions_together_and_the_rest_in_order() {
     );
 }
 
-/// With a handoff the writer commits new transactions' jobs claimed by this instance and
-/// hands them over with their bytes: nobody else can claim them until the lease ends.
-#[tokio::test]
-async fn committed_jobs_are_handed_over_claimed() {
-    let (_dir, store) = store().await;
+/// A group-commit writer on `store` (16 per batch, lingering `linger`) that hands jobs,
+/// leased to instance `i` for 10 s, to an inbox of `inbox` batches.
+fn handing_writer(
+    store: &Store,
+    inbox: usize,
+    linger: Duration,
+) -> (
+    GroupCommit,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::Receiver<HandedJobs>,
+    tokio_util::sync::CancellationToken,
+) {
     let cancel = tokio_util::sync::CancellationToken::new();
     let settings = GroupSettings {
         max_batch: 16,
-        linger: Duration::from_millis(2),
+        linger,
         queue: 64,
     };
-    let (jobs, mut handed) = tokio::sync::mpsc::channel(4);
+    let (jobs, handed) = tokio::sync::mpsc::channel(inbox);
     let handoff = Handoff {
         instance: "i".to_owned(),
         lease: Duration::from_secs(10),
@@ -408,6 +415,15 @@ async fn committed_jobs_are_handed_over_claimed() {
     };
     let (group, writer) =
         GroupCommit::start(store.clone(), settings, Some(handoff), cancel.clone());
+    (group, writer, handed, cancel)
+}
+
+/// With a handoff the writer commits new transactions' jobs claimed by this instance and
+/// hands them over with their bytes: nobody else can claim them until the lease ends.
+#[tokio::test]
+async fn committed_jobs_are_handed_over_claimed() {
+    let (_dir, store) = store().await;
+    let (group, writer, mut handed, cancel) = handing_writer(&store, 4, Duration::from_millis(2));
     let items: Vec<Submission> = (0..3).map(queued).collect();
     let answers =
         futures::future::join_all(items.iter().cloned().map(|item| group.submit(item))).await;
@@ -446,20 +462,7 @@ async fn committed_jobs_are_handed_over_claimed() {
 #[tokio::test]
 async fn a_full_handoff_leaves_jobs_to_the_outbox() {
     let (_dir, store) = store().await;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let settings = GroupSettings {
-        max_batch: 16,
-        linger: Duration::ZERO,
-        queue: 64,
-    };
-    let (jobs, mut handed) = tokio::sync::mpsc::channel(1);
-    let handoff = Handoff {
-        instance: "i".to_owned(),
-        lease: Duration::from_secs(10),
-        jobs,
-    };
-    let (group, writer) =
-        GroupCommit::start(store.clone(), settings, Some(handoff), cancel.clone());
+    let (group, writer, mut handed, cancel) = handing_writer(&store, 1, Duration::ZERO);
     // Two batches, one after the other; nobody reads the inbox meanwhile.
     assert_eq!(group.submit(queued(0)).await.unwrap(), Admission::New);
     assert_eq!(group.submit(queued(1)).await.unwrap(), Admission::New);
