@@ -35,8 +35,8 @@ pub enum EventStatus {
     /// Another transaction with the same sender and nonce was mined (`replaced_by`, when
     /// known); final.
     Replaced,
-    /// Not in a block within `tracking.lifetime_seconds`; the relay stops sending it. If a
-    /// node still mines it, a `mined` notice follows.
+    /// Not in a block within `tracking.lifetime_seconds`; final: the relay stops sending and
+    /// watching it (a node may still mine the bytes it holds; the relay no longer reports it).
     Expired,
 }
 

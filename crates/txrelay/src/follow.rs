@@ -374,6 +374,7 @@ async fn tick(
     if advanced.reset {
         scan.full_due = true;
     }
+    let head_header = head;
     let head = blocks.canon.tip().map_or(head.number, |t| t.number);
     let interval = millis_of(shared.settings.full_scan_interval);
     if scan.full_due
@@ -423,6 +424,7 @@ async fn tick(
         decided.extend(records.iter().map(|r| r.tx_hash));
     }
     let mut records = Vec::new();
+    let mut watch = false;
     if now.saturating_sub(scan.last_timers_ms) >= interval {
         scan.last_timers_ms = now;
         let cutoff = now.saturating_sub(policy.rebroadcast_after_ms);
@@ -432,9 +434,21 @@ async fn tick(
             .await?;
         count_rows(shared, chain_id, "timer", due.len());
         records.extend(due.into_iter().filter(|r| !decided.contains(&r.tx_hash)));
+        watch = true;
     }
     if !records.is_empty() {
         decide_page(shared, node, policy, head, blocks, &records, now).await?;
+    }
+    if watch {
+        let at = Header {
+            number: head,
+            ..head_header
+        };
+        // A failed watch is tried again on the next timer; the block's work above stands.
+        if let Err(error) = crate::nonce_watch::run(shared, node, &at, &blocks.receipts, now).await
+        {
+            warn!(chain_id, %error, "nonce watch failed; retrying on the next timer");
+        }
     }
     // Only now: a tick that failed is done again from the same head on the next one.
     scan.last_head = Some(head);

@@ -18,6 +18,7 @@ mod heads;
 pub mod load;
 pub mod metrics;
 pub mod node;
+mod nonce_watch;
 pub mod outbound;
 pub mod receiver;
 pub mod relay;

@@ -368,6 +368,12 @@ pub struct TrackingConfig {
     /// reports a nonce gap or its fee cap is below the base fee, gets one `stuck` notice
     /// (default 20).
     pub stuck_after_blocks: u64,
+    /// A sender's lowest pending transaction with no receipt this long after its last
+    /// broadcast is checked against the node (its account nonce and whether it still holds
+    /// the transaction), in milliseconds (default 3 000): sent again at once when the node
+    /// lost it, reported `replaced` when another transaction used its nonce, `stuck` after
+    /// `stuck_after_blocks` blocks of a nonce gap or a fee cap below the base fee.
+    pub nonce_watch_after_ms: u64,
     /// A transaction not in a block this long after it was accepted gets an `expired` notice
     /// and is no longer sent again, seconds (default 3600).
     pub lifetime_seconds: u64,
@@ -386,6 +392,7 @@ impl Default for TrackingConfig {
             reorg_watch_blocks: 12,
             receipt_batch_size: 100,
             stuck_after_blocks: 20,
+            nonce_watch_after_ms: 3_000,
             lifetime_seconds: 3_600,
             max_tracked: 1_000_000,
         }

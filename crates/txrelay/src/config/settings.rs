@@ -152,6 +152,8 @@ pub struct Settings {
     pub receipt_batch_size: usize,
     /// Blocks before a `stuck` notice.
     pub stuck_after_blocks: u64,
+    /// Quiet time before a sender's lowest pending transaction is checked with the node.
+    pub nonce_watch_after: Duration,
     /// A transaction's lifetime.
     pub lifetime: Duration,
     /// Unfinished transactions accepted at most.
@@ -532,6 +534,12 @@ impl Config {
                 t.stuck_after_blocks,
                 1,
                 1_000_000,
+            )?,
+            nonce_watch_after: ms(
+                "tracking.nonce_watch_after_ms",
+                t.nonce_watch_after_ms,
+                10,
+                86_400_000,
             )?,
             lifetime: secs(
                 "tracking.lifetime_seconds",

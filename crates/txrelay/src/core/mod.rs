@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod chain;
+pub mod overdue;
 pub mod ratelimit;
 pub mod tracker;
 pub mod window;

@@ -349,6 +349,36 @@ impl NodeClient {
         quantity(&value).ok_or_else(|| self.bad("eth_getTransactionCount", &value))
     }
 
+    /// [`Self::nonce`] of several accounts in one JSON-RPC batch, in input order.
+    ///
+    /// # Errors
+    /// See [`Self::batch`]; [`NodeError::BadResponse`] for an answer that is no quantity.
+    pub async fn nonces(&self, accounts: &[Address]) -> Result<Vec<u64>, NodeError> {
+        let params: Vec<Value> = accounts.iter().map(|a| json!([a, "latest"])).collect();
+        let answers = self.batch("eth_getTransactionCount", &params).await?;
+        answers
+            .into_iter()
+            .map(|answer| {
+                let value = answer?;
+                quantity(&value).ok_or_else(|| self.bad("eth_getTransactionCount", &value))
+            })
+            .collect()
+    }
+
+    /// The nonces of transactions by hash (`eth_getTransactionByHash`, one batch), in input
+    /// order; `None` for a hash the node does not know.
+    ///
+    /// # Errors
+    /// See [`Self::batch`].
+    pub async fn nonces_of(&self, hashes: &[B256]) -> Result<Vec<Option<u64>>, NodeError> {
+        let params: Vec<Value> = hashes.iter().map(|h| json!([h])).collect();
+        let answers = self.batch("eth_getTransactionByHash", &params).await?;
+        answers
+            .into_iter()
+            .map(|answer| answer.map(|value| value.get("nonce").and_then(quantity)))
+            .collect()
+    }
+
     /// The latest block's number and hash.
     ///
     /// # Errors

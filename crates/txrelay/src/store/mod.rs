@@ -14,6 +14,7 @@
 //! | [`jobs`] | `broadcast_jobs` | the outbox of sends to a node |
 //! | [`notifications`] | `notifications` | the outbox of results for receivers, dead letters |
 //! | [`outbox`] | `notifications` | one block's notification rows, written together |
+//! | [`overdue`] | `transactions` | late transactions: lowest per sender, lifetime, outcomes |
 //! | `params` | - | placeholders of statements built at run time (`?` on SQLite) |
 //!
 //! Every state change of a transaction is written in one database transaction together with
@@ -37,6 +38,7 @@ pub mod jobs;
 pub mod keys;
 pub mod notifications;
 pub mod outbox;
+pub mod overdue;
 mod params;
 pub mod submissions;
 pub mod transactions;
@@ -94,6 +96,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "v2",
         include_str!("../../migrations/sqlite/0002_v2.sql"),
         include_str!("../../migrations/postgres/0002_v2.sql"),
+    ),
+    (
+        3,
+        "open_sender",
+        include_str!("../../migrations/sqlite/0003_open_sender.sql"),
+        include_str!("../../migrations/postgres/0003_open_sender.sql"),
     ),
 ];
 

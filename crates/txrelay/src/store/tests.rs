@@ -711,3 +711,69 @@ async fn a_drain_recorded_after_a_queued_park_makes_it_due() {
         1
     );
 }
+
+#[tokio::test]
+async fn the_nonce_watch_reads_each_senders_lowest_and_settles_once() {
+    use crate::core::overdue::StuckReason;
+    use overdue::Settle;
+    let (_dir, store) = store().await;
+    let txs: Vec<SignedTx> = (0..3).map(signed).collect();
+    let mut records = Vec::new();
+    for tx in &txs {
+        records.push(sent(&store, tx).await);
+    }
+    let lowest = |store: &Store| {
+        let store = store.clone();
+        async move {
+            store
+                .lowest_pending(31337, 2_000, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| (l.record.nonce, l.watched_since_block, l.stuck_notified))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(lowest(&store).await, [(0, None, false)]);
+    // Activity after the cutoff hides it.
+    assert!(
+        store
+            .lowest_pending(31337, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let replaced = [(
+        &records[0],
+        Settle::Replaced {
+            by: Some(B256::repeat_byte(3)),
+        },
+    )];
+    assert!(store.settle_overdue(&replaced, 3_000).await.unwrap()[0].changed);
+    assert!(!store.settle_overdue(&replaced, 3_100).await.unwrap()[0].changed);
+    let view = store.transaction(txs[0].hash).await.unwrap().unwrap();
+    assert_eq!(view.status, TxStatus::Replaced);
+    assert_eq!(view.replaced_by, Some(B256::repeat_byte(3)));
+    // The next nonce is now the lowest; it keeps the first block it was watched at.
+    store.mark_watched(&[txs[1].hash], 7).await.unwrap();
+    store.mark_watched(&[txs[1].hash], 9).await.unwrap();
+    assert_eq!(lowest(&store).await, [(1, Some(7), false)]);
+    let stuck = [(&records[1], Settle::Stuck(StuckReason::NonceGap))];
+    assert!(store.settle_overdue(&stuck, 3_200).await.unwrap()[0].changed);
+    assert!(!store.settle_overdue(&stuck, 3_300).await.unwrap()[0].changed);
+    assert_eq!(lowest(&store).await, [(1, Some(7), true)]);
+    // Past the lifetime: the two unfinished ones, oldest first; expiring is final.
+    let old: Vec<u64> = store
+        .past_lifetime(31337, 1_000, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.nonce)
+        .collect();
+    assert_eq!(old, [1, 2]);
+    let expire = [(&records[2], Settle::Expired)];
+    assert!(store.settle_overdue(&expire, 3_400).await.unwrap()[0].changed);
+    let view = store.transaction(txs[2].hash).await.unwrap().unwrap();
+    assert_eq!((view.status, view.finalized), (TxStatus::Expired, true));
+    assert!(!store.settle_overdue(&expire, 3_500).await.unwrap()[0].changed);
+}

@@ -37,8 +37,7 @@ pub enum TxStatus {
     Rejected,
     /// Another transaction with the same sender and nonce was mined (final).
     Replaced,
-    /// Not in a block within its lifetime; no longer sent again (it may still be mined, and
-    /// is then reported).
+    /// Not in a block within its lifetime (final): no longer sent or watched.
     Expired,
 }
 

@@ -35,6 +35,7 @@ mod failover;
 mod heads;
 mod multi_instance;
 mod outbound;
+mod overdue;
 mod rebroadcast;
 mod receipts;
 mod reorg;
