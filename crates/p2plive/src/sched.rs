@@ -26,6 +26,7 @@ use crate::block::BlockInfo;
 use crate::substream::Layout;
 
 mod asked;
+mod idmap;
 pub mod neighbours;
 
 use asked::Asked;

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::PeerId;
+use super::idmap::IdMap;
 
 /// Most 64-block words in a [`BufferMap`] (512 blocks, over 8 minutes of 1 s blocks).
 pub const MAX_MAP_WORDS: usize = 8;
@@ -269,7 +270,7 @@ impl Holders {
 /// The neighbours and the per-substream parents.
 #[derive(Debug, Default)]
 pub(super) struct Neighbours {
-    pub(super) peers: BTreeMap<PeerId, Neighbour>,
+    pub(super) peers: IdMap<Neighbour>,
     /// Substream -> its parent.
     pub(super) parents: BTreeMap<u32, PeerId>,
     /// Times a parent was (re-)selected.
@@ -282,7 +283,7 @@ impl Neighbours {
     pub(super) fn set(&mut self, peers: BTreeMap<PeerId, BTreeSet<u32>>) {
         self.peers.retain(|id, _| peers.contains_key(id));
         for (id, prefetch) in peers {
-            let n = self.peers.entry(id).or_default();
+            let n = self.peers.get_or_default(id);
             n.prefetch_bits = prefetch_bits(&prefetch);
             n.prefetch = prefetch;
         }
