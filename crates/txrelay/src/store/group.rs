@@ -44,8 +44,11 @@ pub const HANDOFF_BATCHES: usize = 64;
 /// Where the writer hands the first broadcast jobs of each committed batch: inserted
 /// already claimed by `instance` for `lease`, sent over `jobs` after the commit (the
 /// broadcaster sends them without a claim query; a job whose instance stops comes back when
-/// its lease ends). `jobs` is bounded: while it is full, batches are written unclaimed and
-/// the broadcaster claims them from the outbox.
+/// its lease ends). `jobs` is bounded: while it is full the writer waits for room before it
+/// takes the next batch (backpressure: the submission queue fills and answers "full"), so
+/// every account's transactions reach the broadcaster in commit order. (Writing a batch
+/// unclaimed instead let later nonces be sent before it, and a node then holds them all
+/// behind the gap.)
 
 #[derive(Debug, Clone)]
 pub struct Handoff {
@@ -161,24 +164,22 @@ async fn write(store: &Store, handoff: Option<&Handoff>, batch: &mut Vec<Waiting
     let items: Vec<Submission> = batch.iter().map(|w| w.item.clone()).collect();
     // The submissions' own clock (the API's), newest of the batch.
     let now = items.iter().map(|i| i.now_ms).max().unwrap_or_default();
-    // A full inbox: written unclaimed, the broadcaster claims them from the outbox.
-    let handoff = handoff.filter(|h| h.jobs.capacity() > 0);
     let lease = handoff.map(|h| Lease {
         instance: &h.instance,
         until_ms: now.saturating_add(u64::try_from(h.lease.as_millis()).unwrap_or(u64::MAX)),
     });
     match store.submit_batch_leased(&items, lease).await {
         Ok((answers, handed)) => {
-            if let Some(handoff) = handoff
-                && !handed.is_empty()
-                && handoff.jobs.try_send(handed).is_err()
-            {
-                // Only this writer sends, so the room seen above is still there unless the
-                // broadcaster stopped.
-                debug!("broadcaster gone; handed jobs left to their leases");
-            }
             for (waiting, answer) in batch.drain(..).zip(answers) {
                 let _ = waiting.reply.send(Ok(answer));
+            }
+            // The batch is committed and its submitters answered; a full inbox makes the
+            // writer wait here, in commit order.
+            if let Some(handoff) = handoff
+                && !handed.is_empty()
+                && handoff.jobs.send(handed).await.is_err()
+            {
+                debug!("broadcaster gone; handed jobs left to their leases");
             }
         }
         Err(error) if batch.len() == 1 => {

@@ -457,26 +457,43 @@ async fn committed_jobs_are_handed_over_claimed() {
     writer.await.unwrap();
 }
 
-/// The handoff is bounded: with the broadcaster's inbox full, a batch is written unclaimed
-/// and any instance may claim it at once.
+/// The handoff is bounded: with the broadcaster's inbox full the writer waits before it
+/// takes the next batch, so jobs reach the broadcaster in commit order and none is left
+/// unclaimed for a claim to send ahead of earlier nonces.
 #[tokio::test]
-async fn a_full_handoff_leaves_jobs_to_the_outbox() {
+async fn a_full_handoff_holds_the_writer_and_keeps_commit_order() {
     let (_dir, store) = store().await;
     let (group, writer, mut handed, cancel) = handing_writer(&store, 1, Duration::ZERO);
-    // Two batches, one after the other; nobody reads the inbox meanwhile.
+    // The first batch fills the inbox; the second is committed and waits to be handed.
     assert_eq!(group.submit(queued(0)).await.unwrap(), Admission::New);
     assert_eq!(group.submit(queued(1)).await.unwrap(), Admission::New);
-    let claimed = store
+    let third = tokio::spawn({
+        let group = group.clone();
+        async move { group.submit(queued(2)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        store.transaction(signed(2).hash).await.unwrap().is_none(),
+        "the writer took another batch while the inbox was full"
+    );
+    let claimable = store
         .claim_broadcasts("j", 2_000, Duration::from_secs(10), 10)
         .await
         .unwrap();
-    assert_eq!(
-        claimed.iter().map(|j| j.tx_hash).collect::<Vec<_>>(),
-        vec![signed(1).hash]
-    );
-    let first = handed.recv().await.unwrap();
-    assert_eq!(first.len(), 1);
-    assert_eq!(first[0].0.tx_hash, signed(0).hash);
+    assert!(claimable.is_empty(), "{claimable:?}");
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        order.extend(
+            handed
+                .recv()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(j, _)| j.tx_hash),
+        );
+    }
+    assert_eq!(order, [signed(0).hash, signed(1).hash, signed(2).hash]);
+    assert_eq!(third.await.unwrap().unwrap(), Admission::New);
     cancel.cancel();
     writer.await.unwrap();
 }
