@@ -48,28 +48,68 @@ async fn until_event(
     .await
 }
 
-async fn lost_and_gapped_transactions(backend: Backend) {
+/// A relay on a non-mining anvil (behind a counting proxy) with two funded wallets, each
+/// registered as its own device whose one receiver is `hooks`' webhook `hook`.
+struct Rig {
+    relay: RelayProc,
+    proxy: RpcProxy,
+    anvil: txrelay::anvil::Anvil,
+    hooks: txrelay::receiver::ReceiverServer,
+    wallets: [Wallet; 2],
+    _node: testkit::RunningPeer,
+    _dir: tempfile::TempDir,
+    _db: Db,
+}
+
+async fn rig(backend: Backend, devices: [&str; 2], tune: impl FnOnce(&mut txrelay::Config)) -> Rig {
     let db = Db::new(backend);
-    let (_node, anvil) = anvil(31337, &["--no-mining"]);
+    let (node, anvil) = anvil(31337, &["--no-mining"]);
     let proxy = RpcProxy::start(anvil.url()).await;
     let (hooks, secrets) = receivers(&["hook"], &[]).await;
     let dir = testkit::tempdir();
     let mut settings = config(&db, &[(31337, vec![proxy.url()])]);
-    // The rebroadcast timer cannot be what resends within this test.
-    settings.tracking.rebroadcast_after_ms = 600_000;
-    settings.tracking.nonce_watch_after_ms = 300;
     settings.tracking.full_scan_interval_ms = 200;
-    settings.tracking.stuck_after_blocks = 2;
+    tune(&mut settings);
     let relay = RelayProc::start(&settings, dir.path(), "a").await;
-    let (alice, bob) = (Wallet::random(), Wallet::random());
-    fund(&anvil, &[&alice, &bob]).await;
-    for (device, wallet) in [("a", &alice), ("b", &bob)] {
+    let wallets = [Wallet::random(), Wallet::random()];
+    fund(&anvil, &[&wallets[0], &wallets[1]]).await;
+    for (device, wallet) in devices.iter().zip(&wallets) {
         let rules = Registration {
             fixed: vec![receiver(&hooks, &secrets, "hook")],
             ..Registration::default()
         };
         register(&relay.client, device, wallet, rules).await;
     }
+    Rig {
+        relay,
+        proxy,
+        anvil,
+        hooks,
+        wallets,
+        _node: node,
+        _dir: dir,
+        _db: db,
+    }
+}
+
+async fn lost_and_gapped_transactions(backend: Backend) {
+    let Rig {
+        relay,
+        proxy,
+        anvil,
+        hooks,
+        wallets: [alice, bob],
+        // Bound, not `..`: the node, the relay's directory and the database live to the end.
+        _node,
+        _dir,
+        _db,
+    } = rig(backend, ["a", "b"], |settings| {
+        // The rebroadcast timer cannot be what resends within this test.
+        settings.tracking.rebroadcast_after_ms = 600_000;
+        settings.tracking.nonce_watch_after_ms = 300;
+        settings.tracking.stuck_after_blocks = 2;
+    })
+    .await;
     let one = U256::from(1);
     let lost = submit(
         &relay,
@@ -142,25 +182,21 @@ async fn lost_and_gapped_transactions(backend: Backend) {
 on_both_databases!(lost_and_gapped_transactions);
 
 async fn replaced_and_expired_transactions_and_idempotency_keys(backend: Backend) {
-    let db = Db::new(backend);
-    let (_node, anvil) = anvil(31337, &["--no-mining"]);
-    let proxy = RpcProxy::start(anvil.url()).await;
-    let (hooks, secrets) = receivers(&["hook"], &[]).await;
-    let dir = testkit::tempdir();
-    let mut settings = config(&db, &[(31337, vec![proxy.url()])]);
-    settings.tracking.lifetime_seconds = 4;
-    settings.tracking.nonce_watch_after_ms = 1_500;
-    settings.tracking.full_scan_interval_ms = 200;
-    let relay = RelayProc::start(&settings, dir.path(), "a").await;
-    let (carol, dave) = (Wallet::random(), Wallet::random());
-    fund(&anvil, &[&carol, &dave]).await;
-    for (device, wallet) in [("c", &carol), ("d", &dave)] {
-        let rules = Registration {
-            fixed: vec![receiver(&hooks, &secrets, "hook")],
-            ..Registration::default()
-        };
-        register(&relay.client, device, wallet, rules).await;
-    }
+    let Rig {
+        relay,
+        proxy,
+        anvil,
+        hooks,
+        wallets: [carol, dave],
+        // Bound, not `..`: the node, the relay's directory and the database live to the end.
+        _node,
+        _dir,
+        _db,
+    } = rig(backend, ["c", "d"], |settings| {
+        settings.tracking.lifetime_seconds = 4;
+        settings.tracking.nonce_watch_after_ms = 1_500;
+    })
+    .await;
     let taken = submit(
         &relay,
         &carol,
