@@ -195,9 +195,9 @@ impl Store {
                     },
                 ),
                 Settle::Stuck(reason) => (
-                    "UPDATE transactions SET stuck_notified = 1, error = $1, updated_at_ms = $2 \
+                    "UPDATE transactions SET stuck_notified = 1, updated_at_ms = $2 \
                      WHERE tx_hash = $3 AND status = 'pending' AND finalized = 0 \
-                     AND stuck_notified = 0",
+                     AND stuck_notified = 0 AND $1 IS NULL",
                     Notice {
                         error: Some(reason.as_str().to_owned()),
                         ..Notice::of(EventStatus::Stuck)
@@ -213,9 +213,11 @@ impl Store {
                     },
                 ),
             };
+            // `$1`: the replacing hash, the stuck reason (only in the notice: the row keeps
+            // no error, so a later `mined` view carries none) or the expiry reason.
             let first = match settle {
                 Settle::Replaced { by } => by.map(|h| format!("{h:#x}")),
-                Settle::Stuck(reason) => Some(reason.as_str().to_owned()),
+                Settle::Stuck(_) => None,
                 Settle::Expired => Some("lifetime_exceeded".to_owned()),
             };
             let changed = sqlx::query(sql)

@@ -779,6 +779,9 @@ async fn the_nonce_watch_reads_each_senders_lowest_and_settles_once() {
     assert!(store.settle_overdue(&stuck, 3_200).await.unwrap()[0].changed);
     assert!(!store.settle_overdue(&stuck, 3_300).await.unwrap()[0].changed);
     assert_eq!(lowest(&store).await, [(1, Some(7), true)]);
+    // The reason is in the notice only: a later `mined` view carries no error.
+    let view = store.transaction(txs[1].hash).await.unwrap().unwrap();
+    assert_eq!((view.status, view.error), (TxStatus::Pending, None));
     // Past the lifetime: the two unfinished ones, oldest first; expiring is final.
     let old: Vec<u64> = store
         .past_lifetime(31337, 1_000, 10)
