@@ -4,6 +4,7 @@
 pub mod anvil;
 pub mod api;
 pub mod auth;
+mod backlog;
 pub mod bench;
 pub mod broadcast;
 pub mod cli;

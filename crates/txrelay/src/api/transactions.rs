@@ -314,8 +314,15 @@ async fn submit_inner(
     };
     // A new transaction's job was handed to the broadcaster with its commit; a resend's
     // job is claimed from the outbox.
-    if admission == Admission::Resend {
-        shared.wake_broadcast.notify_one();
+    match admission {
+        Admission::Resend => shared.wake_broadcast.notify_one(),
+        // Counted now, not at the next backlog sample, so a burst cannot overshoot the bound.
+        Admission::New => {
+            shared
+                .tracked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Admission::Duplicate => {}
     }
     debug!(tx_hash = %hash, chain_id, device = %request.device, ?admission, "submission accepted");
     Ok((

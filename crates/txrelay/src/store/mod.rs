@@ -31,6 +31,7 @@
 
 mod codec;
 pub mod devices;
+pub mod gauges;
 pub mod group;
 pub mod idempotency;
 mod inclusion;
@@ -54,6 +55,7 @@ use tracing::info;
 
 use crate::error::StoreError;
 
+pub use gauges::Backlog;
 pub use group::{GroupCommit, GroupSettings, HandedJobs, Handoff, QueueError};
 pub use jobs::{BroadcastFacts, BroadcastJob, BroadcastOutcome};
 pub use notifications::{AccountEvent, DeliveryOutcome, NotificationRecord, WebhookJob};

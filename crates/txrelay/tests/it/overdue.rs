@@ -2,7 +2,9 @@
 //! control: one the node loses is sent again by the nonce watch long before the rebroadcast
 //! timer; one behind a nonce gap gets one `stuck` notice and later its `mined` one; one whose
 //! nonce another transaction took is `replaced`; one past its lifetime is `expired`; an
-//! `Idempotency-Key` answers the first answer again and refuses another body.
+//! `Idempotency-Key` answers the first answer again and refuses another body; at
+//! `tracking.max_tracked` unfinished transactions a new one gets 503 `backlog_full` until some
+//! are final.
 
 use std::time::Duration;
 
@@ -293,3 +295,70 @@ async fn replaced_and_expired_transactions_and_idempotency_keys(backend: Backend
 }
 
 on_both_databases!(replaced_and_expired_transactions_and_idempotency_keys);
+
+async fn the_tracked_bound_refuses_new_transactions_until_some_are_final(backend: Backend) {
+    let Rig {
+        relay,
+        proxy,
+        anvil,
+        wallets: [erin, frank],
+        // Bound, not `..`: the node, the relay's directory and the database live to the end.
+        hooks: _hooks,
+        _node,
+        _dir,
+        _db,
+    } = rig(backend, ["e", "f"], |settings| {
+        settings.tracking.max_tracked = 2;
+        settings.tracking.reorg_watch_blocks = 0;
+    })
+    .await;
+    let one = U256::from(1);
+    let first = submit(
+        &relay,
+        &erin,
+        "e",
+        &transfer(&erin, 31337, 0, somebody(), one, 21_000).unwrap(),
+    )
+    .await;
+    submit(
+        &relay,
+        &erin,
+        "e",
+        &transfer(&erin, 31337, 1, somebody(), one, 21_000).unwrap(),
+    )
+    .await;
+    // Two unfinished: a third is refused at once (counted on acceptance, not only by the
+    // once-a-second sample), with a hint to retry.
+    let third = transfer(&frank, 31337, 0, somebody(), one, 21_000).unwrap();
+    let refused = relay
+        .client
+        .submit(31337, &third, frank.address(), "f", false)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.reason(), Some("backlog_full"));
+    eventually("the gauges sampled", Duration::from_secs(10), || async {
+        let metrics = relay.metrics().await;
+        (metrics.contains("txrelay_tracked_transactions 2")
+            && metrics.contains("txrelay_oldest_pending_seconds{kind=\"transaction\"}"))
+        .then_some(())
+    })
+    .await;
+    // Mined and final (no reorg watch): the sample frees room and the third is accepted.
+    eventually("both broadcast", Duration::from_secs(20), || async {
+        (proxy.sends_of(first) == 1).then_some(())
+    })
+    .await;
+    anvil.mine().await.unwrap();
+    eventually("room again", Duration::from_secs(20), || async {
+        let answer = relay
+            .client
+            .submit(31337, &third, frank.address(), "f", false)
+            .await
+            .unwrap();
+        answer.accepted().map(|_| ())
+    })
+    .await;
+}
+
+on_both_databases!(the_tracked_bound_refuses_new_transactions_until_some_are_final);
