@@ -23,6 +23,7 @@ mod nonce_watch;
 pub mod outbound;
 pub mod receiver;
 pub mod relay;
+mod retention;
 pub mod rules;
 pub mod secrets;
 mod server;

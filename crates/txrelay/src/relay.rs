@@ -200,6 +200,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
     tasks.spawn(crate::broadcast::run(Arc::clone(&shared)));
     tasks.spawn(crate::webhook::run(Arc::clone(&shared)));
     tasks.spawn(crate::backlog::run(Arc::clone(&shared)));
+    tasks.spawn(crate::retention::run(Arc::clone(&shared)));
     for chain_id in shared.nodes.keys() {
         tasks.spawn(crate::follow::run(Arc::clone(&shared), *chain_id));
     }

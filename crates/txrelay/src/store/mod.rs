@@ -41,6 +41,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod overdue;
 mod params;
+pub mod retention;
 pub mod submissions;
 pub mod transactions;
 
@@ -60,6 +61,7 @@ pub use group::{GroupCommit, GroupSettings, HandedJobs, Handoff, QueueError};
 pub use jobs::{BroadcastFacts, BroadcastJob, BroadcastOutcome};
 pub use notifications::{AccountEvent, DeliveryOutcome, NotificationRecord, WebhookJob};
 pub use outbox::Lease;
+pub use retention::{Cutoffs, Purged};
 pub use submissions::Submission;
 pub use transactions::{Applied, Decision, TxRecord, TxStatus};
 

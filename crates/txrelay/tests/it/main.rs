@@ -28,6 +28,7 @@ macro_rules! on_both_databases {
 mod support;
 
 mod auth;
+mod backlog;
 mod crash;
 mod delivery;
 mod demo;

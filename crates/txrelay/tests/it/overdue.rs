@@ -2,97 +2,18 @@
 //! control: one the node loses is sent again by the nonce watch long before the rebroadcast
 //! timer; one behind a nonce gap gets one `stuck` notice and later its `mined` one; one whose
 //! nonce another transaction took is `replaced`; one past its lifetime is `expired`; an
-//! `Idempotency-Key` answers the first answer again and refuses another body; at
-//! `tracking.max_tracked` unfinished transactions a new one gets 503 `backlog_full` until some
-//! are final.
+//! `Idempotency-Key` answers the first answer again and refuses another body.
 
 use std::time::Duration;
 
 use alloy::consensus::TxEip1559;
-use alloy::primitives::{B256, Bytes, TxKind, U256, keccak256};
+use alloy::primitives::{Bytes, TxKind, U256, keccak256};
 use serde_json::json;
 use txrelay::event::EventStatus;
-use txrelay::load::{Wallet, transfer};
-use txrelay::rules::Registration;
+use txrelay::load::transfer;
 
-use crate::support::proxy::RpcProxy;
-use crate::support::{
-    Backend, Db, RelayProc, anvil, config, events_for, eventually, fund, receiver, receivers,
-    register, somebody, status,
-};
-
-/// Submits `raw` from `wallet` as `device` and answers its hash.
-async fn submit(relay: &RelayProc, wallet: &Wallet, device: &str, raw: &[u8]) -> B256 {
-    let answer = relay
-        .client
-        .submit(31337, raw, wallet.address(), device, false)
-        .await
-        .unwrap();
-    assert!(answer.accepted().is_some(), "{}", answer.body);
-    keccak256(raw)
-}
-
-/// Waits for an event of `kind` for `hash` at receiver `hook`.
-async fn until_event(
-    hooks: &txrelay::receiver::ReceiverServer,
-    hash: B256,
-    kind: EventStatus,
-) -> txrelay::event::Event {
-    eventually(
-        &format!("a {} notice", kind.as_str()),
-        Duration::from_secs(30),
-        || async {
-            events_for(hooks, "hook", hash)
-                .into_iter()
-                .find(|e| e.status == kind)
-        },
-    )
-    .await
-}
-
-/// A relay on a non-mining anvil (behind a counting proxy) with two funded wallets, each
-/// registered as its own device whose one receiver is `hooks`' webhook `hook`.
-struct Rig {
-    relay: RelayProc,
-    proxy: RpcProxy,
-    anvil: txrelay::anvil::Anvil,
-    hooks: txrelay::receiver::ReceiverServer,
-    wallets: [Wallet; 2],
-    _node: testkit::RunningPeer,
-    _dir: tempfile::TempDir,
-    _db: Db,
-}
-
-async fn rig(backend: Backend, devices: [&str; 2], tune: impl FnOnce(&mut txrelay::Config)) -> Rig {
-    let db = Db::new(backend);
-    let (node, anvil) = anvil(31337, &["--no-mining"]);
-    let proxy = RpcProxy::start(anvil.url()).await;
-    let (hooks, secrets) = receivers(&["hook"], &[]).await;
-    let dir = testkit::tempdir();
-    let mut settings = config(&db, &[(31337, vec![proxy.url()])]);
-    settings.tracking.full_scan_interval_ms = 200;
-    tune(&mut settings);
-    let relay = RelayProc::start(&settings, dir.path(), "a").await;
-    let wallets = [Wallet::random(), Wallet::random()];
-    fund(&anvil, &[&wallets[0], &wallets[1]]).await;
-    for (device, wallet) in devices.iter().zip(&wallets) {
-        let rules = Registration {
-            fixed: vec![receiver(&hooks, &secrets, "hook")],
-            ..Registration::default()
-        };
-        register(&relay.client, device, wallet, rules).await;
-    }
-    Rig {
-        relay,
-        proxy,
-        anvil,
-        hooks,
-        wallets,
-        _node: node,
-        _dir: dir,
-        _db: db,
-    }
-}
+use crate::support::rig::{Rig, rig, submit, until_event};
+use crate::support::{Backend, events_for, eventually, somebody, status};
 
 async fn lost_and_gapped_transactions(backend: Backend) {
     let Rig {
@@ -295,70 +216,3 @@ async fn replaced_and_expired_transactions_and_idempotency_keys(backend: Backend
 }
 
 on_both_databases!(replaced_and_expired_transactions_and_idempotency_keys);
-
-async fn the_tracked_bound_refuses_new_transactions_until_some_are_final(backend: Backend) {
-    let Rig {
-        relay,
-        proxy,
-        anvil,
-        wallets: [erin, frank],
-        // Bound, not `..`: the node, the relay's directory and the database live to the end.
-        hooks: _hooks,
-        _node,
-        _dir,
-        _db,
-    } = rig(backend, ["e", "f"], |settings| {
-        settings.tracking.max_tracked = 2;
-        settings.tracking.reorg_watch_blocks = 0;
-    })
-    .await;
-    let one = U256::from(1);
-    let first = submit(
-        &relay,
-        &erin,
-        "e",
-        &transfer(&erin, 31337, 0, somebody(), one, 21_000).unwrap(),
-    )
-    .await;
-    submit(
-        &relay,
-        &erin,
-        "e",
-        &transfer(&erin, 31337, 1, somebody(), one, 21_000).unwrap(),
-    )
-    .await;
-    // Two unfinished: a third is refused at once (counted on acceptance, not only by the
-    // once-a-second sample), with a hint to retry.
-    let third = transfer(&frank, 31337, 0, somebody(), one, 21_000).unwrap();
-    let refused = relay
-        .client
-        .submit(31337, &third, frank.address(), "f", false)
-        .await
-        .unwrap();
-    assert_eq!(refused.status, 503, "{}", refused.body);
-    assert_eq!(refused.reason(), Some("backlog_full"));
-    eventually("the gauges sampled", Duration::from_secs(10), || async {
-        let metrics = relay.metrics().await;
-        (metrics.contains("txrelay_tracked_transactions 2")
-            && metrics.contains("txrelay_oldest_pending_seconds{kind=\"transaction\"}"))
-        .then_some(())
-    })
-    .await;
-    // Mined and final (no reorg watch): the sample frees room and the third is accepted.
-    eventually("both broadcast", Duration::from_secs(20), || async {
-        (proxy.sends_of(first) == 1).then_some(())
-    })
-    .await;
-    anvil.mine().await.unwrap();
-    eventually("room again", Duration::from_secs(20), || async {
-        let answer = relay
-            .client
-            .submit(31337, &third, frank.address(), "f", false)
-            .await
-            .unwrap();
-        answer.accepted().map(|_| ())
-    })
-    .await;
-}
-
-on_both_databases!(the_tracked_bound_refuses_new_transactions_until_some_are_final);

@@ -3,6 +3,7 @@
 
 pub(crate) mod pg;
 pub(crate) mod proxy;
+pub(crate) mod rig;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
