@@ -53,6 +53,9 @@ pub enum Command {
     /// Popup recognition on the labelled popup set: precision and recall per kind, by split
     /// and rendering, with bootstrap intervals over families.
     Popups(PopupsArgs),
+    /// Layout agreement between the embedded engine and Chromium, page by page: rendering
+    /// mode, matched boxes, share with IoU > 0.5, document heights, first box that parts.
+    Agreement(AgreementArgs),
     /// Run everything on the bundled pages and check the results.
     Demo(DemoArgs),
 }
@@ -192,6 +195,22 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub pages: usize,
     /// Print the rows as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pagefeat agreement`.
+#[derive(Debug, Args)]
+pub struct AgreementArgs {
+    /// HTML files (default: every bundled page, `paths.pages_dir`).
+    pub pages: Vec<PathBuf>,
+    /// Only bundled pages whose key (`<category>__<stem>`) contains this.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Write both engines' trees of each page here (`<key>.embedded.pb`, `<key>.chromium.pb`).
+    #[arg(long)]
+    pub trees: Option<PathBuf>,
+    /// Print the report as one JSON line.
     #[arg(long)]
     pub json: bool,
 }
@@ -596,6 +615,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::popup_eval::evaluate(&pipeline, browser.as_ref(), &set, &config).await?;
             svckit::cli::print_report(&serde_json::to_value(&evaluation)?, args.json, || {
                 evaluation.table().join("\n")
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agreement(args) => {
+            let pipeline = labelling_pipeline(&config, clock)?;
+            let keyed: Vec<(String, PathBuf)> = if args.pages.is_empty() {
+                crate::corpus::bundled(&resolve_path(&config.paths.pages_dir))?
+                    .into_iter()
+                    .map(|p| (p.key(), p.path))
+                    .filter(|(k, _)| args.only.as_deref().is_none_or(|o| k.contains(o)))
+                    .collect()
+            } else {
+                args.pages
+                    .iter()
+                    .map(|p| (p.display().to_string(), p.clone()))
+                    .collect()
+            };
+            let pages: Vec<(String, &Path)> = keyed
+                .iter()
+                .map(|(k, p)| (k.clone(), p.as_path()))
+                .collect();
+            let quick = crate::engine::ChromiumConfig {
+                settle_ms: 0,
+                ..config.chromium.clone()
+            };
+            if let Some(dir) = &args.trees {
+                fs_err::create_dir_all(dir)?;
+            }
+            let browser = ChromiumBrowser::launch(&quick, config.viewport_size()).await?;
+            let report =
+                crate::agreement::run(&pipeline, &browser, &pages, args.trees.as_deref()).await?;
+            drop(browser);
+            svckit::cli::print_report(&serde_json::to_value(&report)?, args.json, || {
+                crate::agreement::table(&report).join("\n")
             })?;
             Ok(ExitCode::SUCCESS)
         }

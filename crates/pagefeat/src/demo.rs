@@ -119,7 +119,7 @@ pub async fn corpus_trees(
 
 /// A key for matching an element between engines: its path of `tag[n]` steps (n = position
 /// among element siblings with the same tag in the layout tree).
-fn element_paths(tree: &StatTree) -> HashMap<String, usize> {
+pub(crate) fn element_paths(tree: &StatTree) -> HashMap<String, usize> {
     let mut paths: Vec<String> = vec![String::new(); tree.nodes.len()];
     let mut out = HashMap::new();
     let index_of = |id: u32| tree.nodes.binary_search_by_key(&id, |n| n.id).ok();
@@ -140,16 +140,21 @@ fn element_paths(tree: &StatTree) -> HashMap<String, usize> {
     out
 }
 
-/// IoUs of the visible, non-empty element boxes present in both trees.
-pub fn matched_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
-    let pa = element_paths(a);
-    let pb = element_paths(b);
-    let rect = |n: &stat_node::StatNode| crate::layout::Rect {
+/// A node's box as a [`crate::layout::Rect`] (page coordinates, px).
+pub(crate) fn rect_of(n: &stat_node::StatNode) -> crate::layout::Rect {
+    crate::layout::Rect {
         x: n.xpos as f32,
         y: n.ypos as f32,
         width: n.width as f32,
         height: n.height as f32,
-    };
+    }
+}
+
+/// IoUs of the visible, non-empty element boxes present in both trees.
+pub fn matched_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
+    let pa = element_paths(a);
+    let pb = element_paths(b);
+    let rect = rect_of;
     let mut ious = Vec::new();
     for (path, &i) in &pa {
         let Some(&j) = pb.get(path) else { continue };
@@ -203,7 +208,7 @@ pub fn matched_relative_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
     ious
 }
 
-fn median(values: &mut [f32]) -> f64 {
+pub(crate) fn median(values: &mut [f32]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
@@ -217,7 +222,7 @@ fn median(values: &mut [f32]) -> f64 {
     f64::from(m)
 }
 
-fn round3(v: f64) -> f64 {
+pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
