@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use blitz_dom::{
     BaseDocument, DocumentConfig, FontContext, Node, NodeData, NodeId, StyleThreading,
+    UserAgentStylesheet,
 };
 use blitz_html::HtmlDocument;
 use blitz_traits::shell::{ColorScheme, Viewport};
@@ -27,6 +28,46 @@ pub const LAYOUT_STACK_BYTES: usize = 256 << 20;
 
 /// Longest text kept per text node, in characters.
 pub const MAX_TEXT_CHARS: usize = 1024;
+
+/// pagefeat's user-agent rules after Blitz's own sheet, so that pages lay out as in Chromium
+/// (the reference engine, which runs scripts):
+///
+/// - `<noscript>` is not rendered (scripting is on in Chromium: its content is raw text there);
+/// - form controls take Blink's `html.css` metrics: 13.33 px font (`-webkit-small-control`),
+///   no margin, normal line height; text fields 2 px inset border and 1 px / 2 px padding,
+///   buttons 2 px outset border and 1 px / 6 px padding, check boxes and radios 13 px; a
+///   text field is as wide as Blink's `size=20` field at that font (169 px content, kept in
+///   `em` so it scales with the font as Blink's average-character width does).
+pub const CHROMIUM_LIKE_UA_CSS: &str = "
+noscript { display: none !important; }
+input, textarea, select, button {
+    margin: 0;
+    font-size: 13.333333px;
+    line-height: normal;
+    letter-spacing: normal;
+    word-spacing: normal;
+    text-transform: none;
+    text-indent: 0;
+}
+input { padding: 1px 2px; border: 2px inset #767676; }
+input:not([type]), input[type=text i], input[type=search i], input[type=email i],
+input[type=password i], input[type=url i], input[type=tel i], input[type=number i] {
+    width: 12.675em;
+}
+button, input[type=button i], input[type=submit i], input[type=reset i] {
+    padding: 1px 6px;
+    border: 2px outset #767676;
+}
+input[type=checkbox i], input[type=radio i] {
+    width: 13px;
+    height: 13px;
+    margin: 3px 3px 3px 4px;
+    padding: 0;
+    border: none;
+}
+textarea { padding: 2px; border: 1px solid #767676; }
+select { padding: 0; border: 1px solid #767676; }
+";
 
 /// Lays pages out with Blitz. Holds the font context (system fonts are enumerated once).
 #[derive(Clone, Default)]
@@ -88,6 +129,10 @@ impl EmbeddedEngine {
                             base_url: Some(page.base_url.clone()),
                             font_ctx: Some(fonts),
                             style_threading: StyleThreading::Sequential,
+                            ua_stylesheets: vec![
+                                UserAgentStylesheet::default_sheet(),
+                                UserAgentStylesheet::parse(CHROMIUM_LIKE_UA_CSS),
+                            ],
                             ..DocumentConfig::default()
                         };
                         let mut document = HtmlDocument::from_html(&page.html, config);

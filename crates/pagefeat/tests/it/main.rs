@@ -13,6 +13,7 @@ mod cli;
 mod deadlinks;
 mod engines;
 mod isolated;
+mod layout_micro;
 mod popups;
 mod profiles;
 mod schema;
