@@ -136,6 +136,7 @@ impl EmbeddedEngine {
                             ..DocumentConfig::default()
                         };
                         let mut document = HtmlDocument::from_html(&page.html, config);
+                        map_image_aspect_ratios(&mut document);
                         document.resolve(0.0);
                         let base: &BaseDocument = &document;
                         let selected = match selector {
@@ -167,6 +168,56 @@ impl EmbeddedEngine {
                 })
             }
         }
+    }
+}
+
+/// The HTML standard maps an `<img>`'s `width` and `height` attributes to
+/// `aspect-ratio: auto W / H` ("attributes for embedded content and images"), which Blitz
+/// does not. Chromium does, so an image that does not load (nothing loads in either engine)
+/// keeps its declared proportions under author CSS such as `height: auto`. Written into the
+/// image's inline style ahead of the page's own, so an inline `aspect-ratio` still wins;
+/// author style-sheet `aspect-ratio` rules (rare on images) lose to it.
+fn map_image_aspect_ratios(document: &mut BaseDocument) {
+    let Ok(images) = document.query_selector_all("img[width][height]") else {
+        return;
+    };
+    let dimension = |value: &str| -> Option<f32> {
+        let digits: String = value
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        digits
+            .parse::<f32>()
+            .ok()
+            .filter(|v| *v > 0.0 && v.is_finite())
+    };
+    let mut changes = Vec::new();
+    for id in images {
+        let Some(element) = document.get_node(id).and_then(Node::element_data) else {
+            continue;
+        };
+        let attr = |name: &str| {
+            element
+                .attrs
+                .iter()
+                .find(|a| &*a.name.local == name)
+                .map(|a| a.value.clone())
+        };
+        let (Some(w), Some(h)) = (
+            attr("width").as_deref().and_then(dimension),
+            attr("height").as_deref().and_then(dimension),
+        ) else {
+            continue;
+        };
+        let style = attr("style").unwrap_or_default();
+        changes.push((id, format!("aspect-ratio: auto {w} / {h}; {style}")));
+    }
+    let mut mutator = document.mutate();
+    for (id, style) in changes {
+        let name =
+            blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
+        mutator.set_attribute(id, name, &style);
     }
 }
 

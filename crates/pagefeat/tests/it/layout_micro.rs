@@ -97,3 +97,10 @@ fn form_controls_take_chromium_metrics() {
         assert!(close, "#{id}: embedded {e:?}, chromium {c:?}");
     }
 }
+
+#[test]
+fn unloaded_images_keep_their_declared_proportions() {
+    testkit::require("chromium");
+    let (embedded, chromium) = both_trees("image-aspect.html");
+    assert_same_boxes(&embedded, &chromium, &["photo", "logo", "after"], 1);
+}
