@@ -36,6 +36,7 @@ pub mod sql_engine;
 pub mod store;
 pub mod take;
 pub mod take_cache;
+mod take_gather;
 pub mod take_remote;
 pub mod trajectory;
 pub mod trigger;

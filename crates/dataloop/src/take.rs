@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use deltalake::arrow::compute::{cast, filter_record_batch, interleave_record_batch};
+use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::{
@@ -303,7 +303,8 @@ pub(crate) fn assemble(files: usize, per_file: Vec<FileTake>) -> Result<Taken> {
         taken.rebuilt += usize::from(f.rebuilt);
         batches.extend(f.batches);
     }
-    // One copy: the rows of every batch interleaved in `clip_id` order (no concatenation).
+    // One copy: the rows of every batch gathered in `clip_id` order (no concatenation; the
+    // trajectories one slice per row and child, `crate::take_gather`).
     batches.retain(|b| b.num_rows() > 0);
     let ids: Vec<_> = batches
         .iter()
@@ -319,7 +320,7 @@ pub(crate) fn assemble(files: usize, per_file: Vec<FileTake>) -> Result<Taken> {
         RecordBatch::new_empty(take_schema())
     } else {
         let refs: Vec<&RecordBatch> = batches.iter().collect();
-        interleave_record_batch(&refs, &order)?
+        crate::take_gather::gather(&refs, &order)?
     });
     Ok(taken)
 }
