@@ -1,10 +1,9 @@
 //! Both engines on every bundled page: no panic, a LayoutView root, the same class names.
 
 use pagefeat::EngineKind;
-use pagefeat::engine::ChromiumBrowser;
 use pagefeat::extract::{ProfileArg, read_page};
 
-use crate::support::{bundled_pages, labels_only, options, pipeline, runtime};
+use crate::support::{bundled_pages, chromium, labels_only, options, pipeline, runtime};
 
 #[test]
 fn embedded_engine_lays_out_every_bundled_page() {
@@ -38,13 +37,7 @@ fn chromium_lays_out_every_bundled_page() {
     testkit::require("chromium");
     let pipeline = pipeline(labels_only());
     let rt = runtime();
-    let config = pagefeat::config::Config::default();
-    let browser = rt
-        .block_on(ChromiumBrowser::launch(
-            &config.chromium,
-            config.viewport_size(),
-        ))
-        .unwrap();
+    let browser = chromium(&rt);
     for path in bundled_pages() {
         let page = read_page(&path, 1 << 24).unwrap();
         let extraction = rt
@@ -74,13 +67,7 @@ fn chromium_and_embedded_agree_on_a_simple_page() {
     let page = crate::support::page("simple", html);
     let pipeline = pipeline(labels_only());
     let rt = runtime();
-    let config = pagefeat::config::Config::default();
-    let browser = rt
-        .block_on(ChromiumBrowser::launch(
-            &config.chromium,
-            config.viewport_size(),
-        ))
-        .unwrap();
+    let browser = chromium(&rt);
     let embedded = rt
         .block_on(pipeline.extract(
             &page,

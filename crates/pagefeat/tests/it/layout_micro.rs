@@ -4,11 +4,10 @@
 
 use std::path::PathBuf;
 
-use pagefeat::engine::ChromiumBrowser;
 use pagefeat::extract::{ProfileArg, read_page};
 use pagefeat::{EngineKind, StatTree};
 
-use crate::support::{labels_only, options, pipeline, runtime};
+use crate::support::{chromium, labels_only, options, pipeline, runtime};
 
 fn micro_page(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -20,13 +19,7 @@ fn micro_page(name: &str) -> PathBuf {
 fn both_trees(name: &str) -> (StatTree, StatTree) {
     let pipeline = pipeline(labels_only());
     let rt = runtime();
-    let config = pagefeat::config::Config::default();
-    let browser = rt
-        .block_on(ChromiumBrowser::launch(
-            &config.chromium,
-            config.viewport_size(),
-        ))
-        .unwrap();
+    let browser = chromium(&rt);
     let page = read_page(&micro_page(name), 1 << 20).unwrap();
     let mut trees = Vec::new();
     for (engine, chromium) in [

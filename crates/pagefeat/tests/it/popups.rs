@@ -2,23 +2,16 @@
 //! into a host page; the object that turns from invisible to visible is found and classified.
 
 use pagefeat::EngineKind;
-use pagefeat::engine::ChromiumBrowser;
 use pagefeat::extract::{ProfileArg, read_page};
 use pagefeat::popup::PopupKind;
 
-use crate::support::{labels_only, options, page, pipeline, runtime};
+use crate::support::{chromium, labels_only, options, page, pipeline, runtime};
 
 #[test]
 fn chromium_finds_injected_banners_and_classifies_them() {
     testkit::require("chromium");
     let rt = runtime();
-    let config = pagefeat::config::Config::default();
-    let browser = rt
-        .block_on(ChromiumBrowser::launch(
-            &config.chromium,
-            config.viewport_size(),
-        ))
-        .unwrap();
+    let browser = chromium(&rt);
     let pipeline = pipeline(labels_only());
     for (fixture, expected) in [
         ("banner__bbc", Some(PopupKind::Consent)),

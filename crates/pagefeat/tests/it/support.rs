@@ -56,6 +56,16 @@ pub(crate) fn page(name: &str, html: &str) -> PageInput {
     PageInput::from_bytes(name, None, html.as_bytes(), 1 << 24).unwrap()
 }
 
+/// Headless Chromium launched with the default configuration (sealed as in production).
+pub(crate) fn chromium(rt: &tokio::runtime::Runtime) -> pagefeat::engine::ChromiumBrowser {
+    let config = Config::default();
+    rt.block_on(pagefeat::engine::ChromiumBrowser::launch(
+        &config.chromium,
+        config.viewport_size(),
+    ))
+    .unwrap()
+}
+
 /// A runtime for async library calls in tests.
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
