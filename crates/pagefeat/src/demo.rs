@@ -154,7 +154,6 @@ pub(crate) fn rect_of(n: &stat_node::StatNode) -> crate::layout::Rect {
 pub fn matched_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
     let pa = element_paths(a);
     let pb = element_paths(b);
-    let rect = rect_of;
     let mut ious = Vec::new();
     for (path, &i) in &pa {
         let Some(&j) = pb.get(path) else { continue };
@@ -166,7 +165,7 @@ pub fn matched_ious(a: &StatTree, b: &StatTree) -> Vec<f32> {
             && nb.width > 0
             && nb.height > 0
         {
-            ious.push(rect(na).iou(&rect(nb)));
+            ious.push(rect_of(na).iou(&rect_of(nb)));
         }
     }
     ious
