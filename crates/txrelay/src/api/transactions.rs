@@ -380,6 +380,11 @@ pub(super) async fn transaction(
         .map(|(device, _)| device)
         .collect();
     if devices.is_empty() {
+        // Retention may have deleted the transaction and its device links between the two
+        // reads: a transaction that is gone is 404, not somebody else's.
+        if shared.store.transaction(hash).await?.is_none() {
+            return Err(AppError::NotFound("transaction"));
+        }
         return Err(AppError::Forbidden(
             "transaction_not_owned",
             "no device of this key's tenant sent this transaction".to_owned(),
