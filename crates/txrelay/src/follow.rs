@@ -139,6 +139,10 @@ struct Blocks {
     covered_since_ms: Option<u64>,
     /// Transactions sent before `covered_since_ms` already looked up by hash once.
     looked_up: HashSet<B256>,
+    /// Transactions of the window's blocks whose records a block read already decided (read
+    /// while sent, not queued): the broadcaster's later "sent" wake-up for them changes
+    /// nothing, so it costs no second read. Forgotten with their block.
+    read_in_block: HashSet<B256>,
 }
 
 impl Blocks {
@@ -149,6 +153,7 @@ impl Blocks {
             block_txs: HashMap::new(),
             covered_since_ms: None,
             looked_up: HashSet::new(),
+            read_in_block: HashSet::new(),
         }
     }
 
@@ -268,12 +273,14 @@ impl Blocks {
         // Forget blocks that left the window (reorged out or older than its depth).
         let canon = &self.canon;
         let receipts = &mut self.receipts;
+        let read_in_block = &mut self.read_in_block;
         self.block_txs.retain(|hash, (number, txs)| {
             let keep = canon.hash_at(*number) == Some(*hash);
             if !keep {
                 for tx in txs.iter() {
                     if receipts.get(tx).is_some_and(|r| r.block_hash == *hash) {
                         receipts.remove(tx);
+                        read_in_block.remove(tx);
                     }
                 }
             }
@@ -411,7 +418,12 @@ async fn tick(
     } else {
         Vec::new()
     };
-    hashes.extend(sent.iter().filter(|h| blocks.receipts.contains_key(*h)));
+    // A sent transaction in a block read before the broadcaster recorded it was skipped
+    // then (still queued): read it now. One whose record that read decided needs nothing.
+    hashes.extend(
+        sent.iter()
+            .filter(|h| blocks.receipts.contains_key(*h) && !blocks.read_in_block.contains(*h)),
+    );
     hashes.sort_unstable();
     hashes.dedup();
     // In slices: the first results are committed and handed to the webhook worker while
@@ -421,6 +433,9 @@ async fn tick(
         let records = shared.store.tracked_among(chain_id, slice).await?;
         count_rows(shared, chain_id, "block", records.len());
         decide_page(shared, node, policy, head, blocks, &records, now).await?;
+        blocks
+            .read_in_block
+            .extend(records.iter().map(|r| r.tx_hash));
         decided.extend(records.iter().map(|r| r.tx_hash));
     }
     let mut records = Vec::new();
