@@ -135,6 +135,11 @@ pub struct BenchArgs {
     /// receipts per block).
     #[arg(long, default_value_t = 1.0, value_parser = block_time_flag)]
     pub block_time: f64,
+    /// Block sizes (transactions) of the node probe: one block of each is mined on a
+    /// fresh anvil and its `eth_getBlockReceipts` timed, the floor under the latency rows;
+    /// `0` skips it.
+    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000")]
+    pub node_receipts: Vec<usize>,
     /// Print the rows as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -315,20 +320,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }),
                 });
             }
-            if runs.is_empty() {
-                anyhow::bail!("nothing to measure: give --txs above 0 or --sustain-seconds");
+            let sizes: Vec<usize> = args
+                .node_receipts
+                .iter()
+                .copied()
+                .filter(|n| *n > 0)
+                .collect();
+            if runs.is_empty() && sizes.is_empty() {
+                anyhow::bail!(
+                    "nothing to measure: give --txs above 0, --sustain-seconds or --node-receipts"
+                );
             }
+            let node_receipts = if sizes.is_empty() {
+                Vec::new()
+            } else {
+                let dir = tempfile::Builder::new()
+                    .prefix("txrelay-probe-")
+                    .tempdir()
+                    .context("creating a work directory")?;
+                crate::bench::node_receipts::probe(crate::bench::CHAIN_ID, &sizes, dir.path())
+                    .await?
+            };
             let mut reports = Vec::new();
             for options in &runs {
                 reports.push(crate::bench::run(options).await?);
             }
-            svckit::cli::print_report(&reports, args.json, || {
-                reports
-                    .iter()
-                    .map(crate::bench::BenchReport::table)
-                    .collect::<Vec<_>>()
-                    .join("\n\n")
-            })?;
+            let output = crate::bench::BenchOutput {
+                runs: reports,
+                node_receipts,
+            };
+            svckit::cli::print_report(&output, args.json, || output.table())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -10,10 +10,13 @@
 //!   to the receipt seen by the poller (direct) or the webhook arriving (relay), p50 and p99.
 //!
 //! - sustained (with [`BenchOptions::sustain`]): a fixed offered rate for a fixed time, with
-//!   the backlog at the start and end of the offer ([`sustain`]).
+//!   the backlog at the start and end of the offer ([`sustain`]);
+//! - the node's own `eth_getBlockReceipts` time by block size ([`node_receipts`]), the floor
+//!   under the latency rows.
 //!
 //! All processes share this machine's cores; the figures are for that mix.
 
+pub mod node_receipts;
 pub mod sustain;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -152,6 +155,27 @@ impl BenchReport {
             self.concurrency, self.block_time_s
         );
         out
+    }
+}
+
+/// What `txrelay bench` prints: the node probe and one report per run.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BenchOutput {
+    /// One report per `--txs` count, then the sustained run.
+    pub runs: Vec<BenchReport>,
+    /// The node probe ([`node_receipts::probe`]); empty when skipped.
+    pub node_receipts: Vec<node_receipts::NodeReceiptsRow>,
+}
+
+impl BenchOutput {
+    /// The probe's table, then each run's, separated by blank lines.
+    pub fn table(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.node_receipts.is_empty() {
+            parts.push(node_receipts::table(&self.node_receipts));
+        }
+        parts.extend(self.runs.iter().map(BenchReport::table));
+        parts.join("\n\n")
     }
 }
 

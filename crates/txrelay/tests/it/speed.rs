@@ -130,3 +130,17 @@ async fn first_sends_share_one_request() {
     let known = anvil.node().known(&hashes).await.unwrap();
     assert!(known.iter().all(|k| *k), "{known:?}");
 }
+
+/// The bench's node probe (`txrelay bench --node-receipts`) mines exactly one block of each
+/// asked size, each sender's nonces continuing across blocks, and reads every receipt of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_probe_mines_one_block_of_each_size() {
+    let dir = testkit::tempdir();
+    let rows = txrelay::bench::node_receipts::probe(31337, &[3, 120], dir.path())
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.txs).collect::<Vec<_>>(), [3, 120]);
+    for row in &rows {
+        assert!(row.min_ms > 0.0 && row.min_ms <= row.median_ms, "{row:?}");
+    }
+}
