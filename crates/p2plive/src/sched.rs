@@ -26,10 +26,15 @@ use crate::block::BlockInfo;
 use crate::substream::Layout;
 
 mod asked;
+mod held;
 mod idmap;
+mod inflight;
 pub mod neighbours;
 
 use asked::Asked;
+use held::Held;
+use idmap::IdMap;
+use inflight::Inflight;
 use neighbours::Neighbours;
 pub use neighbours::{BufferMap, MAX_MAP_WORDS, Upload};
 
@@ -184,16 +189,19 @@ pub struct Scheduler {
     speed: f64,
     start: u64,
     layout: Layout,
-    /// My substreams and the first block the subscription delivers for each.
-    mine: BTreeMap<u32, u64>,
+    /// My substreams and the first block the subscription delivers for each, by substream
+    /// (a few entries).
+    mine: Vec<(u32, u64)>,
     peers: Neighbours,
-    /// Peers that failed, and until when they are not asked.
-    down: BTreeMap<PeerId, Instant>,
+    /// Peers that failed or refused as busy, and until when they are not asked.
+    down: IdMap<Instant>,
     infos: BTreeMap<u64, BlockInfo>,
-    have: BTreeSet<u64>,
-    /// Block -> the sources asked for it now (a handful of blocks: an ordered map, no
-    /// hashing).
-    inflight: BTreeMap<u64, Vec<Source>>,
+    /// One past the newest block in `infos` (0 when none): [`Scheduler::cut`], kept so that
+    /// the hot path does not walk the tree for it. `infos` never loses its newest entry.
+    cut: u64,
+    have: Held,
+    /// The sources asked for each block now (a handful of entries).
+    inflight: Inflight,
     /// Block -> the peers that failed it.
     tried: BTreeMap<u64, BTreeSet<PeerId>>,
     end: Option<u64>,
@@ -223,12 +231,13 @@ impl Scheduler {
             speed: if speed > 0.0 { speed } else { 1.0 },
             start,
             layout,
-            mine: BTreeMap::new(),
+            mine: Vec::new(),
             peers: Neighbours::default(),
-            down: BTreeMap::new(),
+            down: IdMap::default(),
             infos: BTreeMap::new(),
-            have: BTreeSet::new(),
-            inflight: BTreeMap::new(),
+            cut: 0,
+            have: Held::default(),
+            inflight: Inflight::default(),
             tried: BTreeMap::new(),
             end: None,
             player: Player::Waiting,
@@ -254,7 +263,7 @@ impl Scheduler {
     /// block its prefetch subscription delivers.
     pub fn set_assignment(&mut self, layout: Layout, mine: BTreeMap<u32, u64>) {
         self.layout = layout;
-        self.mine = mine;
+        self.mine = mine.into_iter().collect();
     }
 
     /// Replaces the neighbours and the substreams each prefetches (asked for new blocks of
@@ -310,7 +319,7 @@ impl Scheduler {
 
     /// This peer's buffer map, to send to its neighbours.
     pub fn buffer_map(&self) -> BufferMap {
-        BufferMap::of(&self.have)
+        BufferMap::of_sorted(self.have.iter())
     }
 
     /// The parent (the neighbour blocks of `substream` come from by preference), if any.
@@ -331,16 +340,14 @@ impl Scheduler {
             now + Duration::from_millis(self.config.peer_backoff_ms),
         );
         self.peers.drop_parent(peer);
-        for sources in self.inflight.values_mut() {
-            sources.retain(|s| *s != Source::Peer(peer));
-        }
-        self.inflight.retain(|_, s| !s.is_empty());
+        self.inflight.remove_source(Source::Peer(peer));
     }
 
     /// The origin published `info` (learned from the CDN). Infos of forgotten blocks are
     /// ignored.
     pub fn on_info(&mut self, info: BlockInfo) {
         if info.number >= self.forgotten {
+            self.cut = self.cut.max(info.number.saturating_add(1));
             self.infos.insert(info.number, info);
         }
     }
@@ -384,9 +391,7 @@ impl Scheduler {
         {
             self.infos.pop_first();
         }
-        while self.have.first().is_some_and(|n| *n < block) {
-            self.have.pop_first();
-        }
+        self.have.forget_before(block);
         self.peers.forget_before(block);
         while self
             .tried
@@ -395,19 +400,13 @@ impl Scheduler {
         {
             self.tried.pop_first();
         }
-        while self
-            .inflight
-            .first_key_value()
-            .is_some_and(|(n, _)| *n < block)
-        {
-            self.inflight.pop_first();
-        }
+        self.inflight.forget_before(block);
     }
 
     /// Number of block infos, held-block entries and pending attempts kept (for tests of the
     /// window).
     pub fn tracked(&self) -> usize {
-        self.infos.len() + self.have.len() + self.tried.len() + self.inflight.len()
+        self.infos.len() + self.have.len() + self.tried.len() + self.inflight.blocks()
     }
 
     /// The origin ended the stream after `total` blocks.
@@ -417,12 +416,12 @@ impl Scheduler {
 
     /// Number of blocks cut so far, as far as this peer knows.
     pub fn cut(&self) -> u64 {
-        self.infos.last_key_value().map_or(0, |(n, _)| n + 1)
+        self.cut
     }
 
     /// Whether the block is held.
     pub fn has(&self, block: u64) -> bool {
-        self.have.contains(&block)
+        self.have.contains(block)
     }
 
     /// Whether a neighbour's "have" of `block` can start a fetch: the block is not held, not
@@ -431,8 +430,8 @@ impl Scheduler {
     /// deadline, arrivals and failures still need their polls).
     pub fn wants(&self, block: u64) -> bool {
         block >= self.forgotten
-            && !self.have.contains(&block)
-            && !self.inflight.contains_key(&block)
+            && !self.have.contains(block)
+            && !self.inflight.contains(block)
             && !self.expected_by_prefetch(block)
     }
 
@@ -496,21 +495,18 @@ impl Scheduler {
                 let shift = refusals.saturating_sub(2).min(3);
                 let ms = self.config.busy_backoff_ms.saturating_mul(1 << shift);
                 let until = now + Duration::from_millis(ms);
-                let entry = self.down.entry(peer).or_insert(until);
-                *entry = (*entry).max(until);
+                match self.down.get_mut(&peer) {
+                    Some(entry) => *entry = (*entry).max(until),
+                    None => {
+                        self.down.insert(peer, until);
+                    }
+                }
             }
         }
     }
 
     fn clear_inflight(&mut self, block: u64, from: Source) {
-        if let Some(sources) = self.inflight.get_mut(&block) {
-            if let Some(pos) = sources.iter().position(|s| *s == from) {
-                sources.swap_remove(pos);
-            }
-            if sources.is_empty() {
-                self.inflight.remove(&block);
-            }
-        }
+        self.inflight.remove(block, from);
     }
 
     /// The block the player needs next, once it is past buffering; None while buffering or
@@ -528,7 +524,9 @@ impl Scheduler {
 
     fn expected_by_prefetch(&self, block: u64) -> bool {
         let b = self.layout.substream_of(block);
-        self.mine.get(&b).is_some_and(|&from| block >= from)
+        self.mine
+            .iter()
+            .any(|&(substream, from)| substream == b && block >= from)
     }
 
     /// Advances the player to `now` and decides the fetches to start. Call after every event
@@ -616,9 +614,7 @@ impl Scheduler {
     }
 
     fn inflight_from(&self, block: u64, pred: impl Fn(&Source) -> bool) -> bool {
-        self.inflight
-            .get(&block)
-            .is_some_and(|s| s.iter().any(pred))
+        self.inflight.sources(block).any(pred)
     }
 
     fn plan_fetches(&mut self, actions: &mut Vec<Action>) {
@@ -635,9 +631,8 @@ impl Scheduler {
         // Urgent zone: straight from the CDN (seed 44).
         let mut cdn_inflight = self
             .inflight
-            .values()
-            .flatten()
-            .filter(|s| **s == Source::Cdn)
+            .iter()
+            .filter(|(_, s)| *s == Source::Cdn)
             .count();
         for block in first..urgent_end.min(cut) {
             if cdn_inflight >= self.config.max_cdn_requests {
@@ -654,7 +649,7 @@ impl Scheduler {
             {
                 continue;
             }
-            self.inflight.entry(block).or_default().push(Source::Cdn);
+            self.inflight.push(block, Source::Cdn);
             cdn_inflight += 1;
             actions.push(Action::Fetch {
                 block,
@@ -666,18 +661,16 @@ impl Scheduler {
         // Requests in flight per peer: (peer, requests, bytes asked), a few entries.
         let mut asked = Asked::default();
         let mut total = 0;
-        for (block, sources) in &self.inflight {
-            let size = self.infos.get(block).map_or(0, |i| u64::from(i.size));
-            for source in sources {
-                if let Source::Peer(p) = source {
-                    asked.add(*p, size);
-                    total += 1;
-                }
+        for (block, source) in self.inflight.iter() {
+            if let Source::Peer(p) = source {
+                let size = self.infos.get(block).map_or(0, |i| u64::from(i.size));
+                asked.add(*p, size);
+                total += 1;
             }
         }
         let mut wanted: Vec<u64> = (urgent_end.max(first)..cut)
             .filter(|&b| {
-                !self.has(b) && !self.inflight.contains_key(&b) && !self.expected_by_prefetch(b)
+                !self.has(b) && !self.inflight.contains(b) && !self.expected_by_prefetch(b)
             })
             .collect();
         // The neighbours' held blocks over the wanted span as one word each (the span is the
@@ -729,10 +722,7 @@ impl Scheduler {
                 self.infos.get(&block).map_or(0, |i| u64::from(i.size)),
             );
             total += 1;
-            self.inflight
-                .entry(block)
-                .or_default()
-                .push(Source::Peer(peer));
+            self.inflight.push(block, Source::Peer(peer));
             actions.push(Action::Fetch {
                 block,
                 from: Source::Peer(peer),

@@ -41,7 +41,6 @@ impl<V> IdMap<V> {
     }
 
     /// Sets the value of `id`; returns the one it replaced.
-    #[cfg(test)]
     pub(super) fn insert(&mut self, id: PeerId, value: V) -> Option<V> {
         match self.ids.binary_search(&id) {
             Ok(i) => Some(std::mem::replace(&mut self.values[i], value)),

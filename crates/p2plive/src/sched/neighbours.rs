@@ -35,12 +35,18 @@ impl BufferMap {
     /// The map of the held blocks `have`, from the oldest held on, for at most
     /// `64 * MAX_MAP_WORDS` blocks (newer ones are left out).
     pub fn of(have: &BTreeSet<u64>) -> Self {
-        let Some(&first) = have.first() else {
+        Self::of_sorted(have.iter().copied())
+    }
+
+    /// [`BufferMap::of`] the held blocks `have`, given in increasing order.
+    pub fn of_sorted(have: impl IntoIterator<Item = u64>) -> Self {
+        let mut have = have.into_iter().peekable();
+        let Some(&first) = have.peek() else {
             return Self::default();
         };
         let span = 64 * MAX_MAP_WORDS as u64;
         let mut bits = Vec::new();
-        for &n in have.range(first..first.saturating_add(span)) {
+        for n in have.take_while(|n| *n < first.saturating_add(span)) {
             let i = n - first;
             let word = (i / 64) as usize;
             if bits.len() <= word {
