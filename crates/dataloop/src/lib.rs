@@ -37,6 +37,7 @@ pub mod store;
 pub mod take;
 pub mod take_cache;
 mod take_gather;
+mod take_prefetch;
 pub mod take_remote;
 pub mod trajectory;
 pub mod trigger;

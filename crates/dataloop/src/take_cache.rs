@@ -19,64 +19,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
 use deltalake::parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelectionPolicy,
 };
-use deltalake::parquet::errors::Result as ParquetResult;
 use deltalake::parquet::file::metadata::PageIndexPolicy;
-use deltalake::parquet::file::reader::{ChunkReader, Length};
-use std::io::Read;
-use std::os::unix::fs::FileExt as _;
 
 use crate::error::{Error, Result};
 use crate::take::{self, FileTake, Taken};
-
-/// A local data file read with positioned reads: one `pread` per Parquet page, where
-/// Parquet's reader for [`std::fs::File`] duplicates the descriptor and seeks for each page.
-#[derive(Debug, Clone)]
-struct PositionedFile {
-    file: Arc<std::fs::File>,
-    len: u64,
-}
-
-impl Length for PositionedFile {
-    fn len(&self) -> u64 {
-        self.len
-    }
-}
-
-impl ChunkReader for PositionedFile {
-    type T = std::io::BufReader<PositionedRead>;
-
-    fn get_read(&self, start: u64) -> ParquetResult<Self::T> {
-        Ok(std::io::BufReader::new(PositionedRead {
-            file: Arc::clone(&self.file),
-            pos: start,
-        }))
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
-        let mut buf = vec![0; length];
-        self.file.read_exact_at(&mut buf, start)?;
-        Ok(buf.into())
-    }
-}
-
-/// A [`Read`] at a position of a shared file (positioned reads, no shared cursor).
-#[derive(Debug)]
-struct PositionedRead {
-    file: Arc<std::fs::File>,
-    pos: u64,
-}
-
-impl Read for PositionedRead {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
+use crate::take_prefetch::{self, PositionedFile, PrefetchedFile};
 
 /// One data file's part of a [`VersionIndex`].
 pub struct FileIndex {
@@ -178,11 +128,23 @@ impl FileIndex {
         if rows.is_empty() {
             return Ok(out);
         }
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            self.file.clone(),
-            self.metadata.clone(),
-        );
-        let (groups, selection, mask) = take::read_plan(&builder, &rows)?;
+        let (groups, selection, mask) = take::read_plan(
+            &ParquetRecordBatchReaderBuilder::new_with_metadata(
+                self.file.clone(),
+                self.metadata.clone(),
+            ),
+            &rows,
+        )?;
+        // Runs of adjacent selected pages (the scalar columns) read ahead, one `pread` per run
+        // (`crate::take_prefetch`), instead of one `pread` and allocation per page.
+        let ranges = take_prefetch::wanted_pages(self.metadata.metadata(), &rows, &mask)
+            .map(|r| take_prefetch::reads(&r))
+            .unwrap_or_default();
+        let file = PrefetchedFile::read(self.file.clone(), &ranges)
+            .map_err(|e| Error::io(&self.path, e))?;
+        let misses = file.misses();
+        let builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone());
         let reader = builder
             .with_projection(mask)
             .with_row_groups(groups)
@@ -193,6 +155,7 @@ impl FileIndex {
         for batch in reader {
             out.batches.push(take::conform_and_filter(&batch?, wanted)?);
         }
+        tracing::debug!(file = %self.path.display(), reads = ranges.len(), misses = misses.load(Ordering::Relaxed), "take read");
         Ok(out)
     }
 }
