@@ -139,9 +139,9 @@ struct Blocks {
     covered_since_ms: Option<u64>,
     /// Transactions sent before `covered_since_ms` already looked up by hash once.
     looked_up: HashSet<B256>,
-    /// Transactions of the window's blocks whose records a block read already decided (read
-    /// while sent, not queued): the broadcaster's later "sent" wake-up for them changes
-    /// nothing, so it costs no second read. Forgotten with their block.
+    /// Transactions of the window's blocks whose records a block read already decided: the
+    /// broadcaster's later "sent" wake-up for them changes nothing, so it costs no second
+    /// read. Forgotten with their block.
     read_in_block: HashSet<B256>,
 }
 
@@ -418,8 +418,9 @@ async fn tick(
     } else {
         Vec::new()
     };
-    // A sent transaction in a block read before the broadcaster recorded it was skipped
-    // then (still queued): read it now. One whose record that read decided needs nothing.
+    // A sent transaction in a block read before the relay accepted it (a resubmission of
+    // another sender's transaction) is read now. One whose record that read decided needs
+    // nothing (queued ones included: `TxRecord::tracked_in_block`).
     hashes.extend(
         sent.iter()
             .filter(|h| blocks.receipts.contains_key(*h) && !blocks.read_in_block.contains(*h)),
@@ -432,10 +433,13 @@ async fn tick(
     for slice in hashes.chunks(BLOCK_SLICE) {
         let records = shared.store.tracked_among(chain_id, slice).await?;
         count_rows(shared, chain_id, "block", records.len());
-        decide_page(shared, node, policy, head, blocks, &records, now).await?;
-        blocks
-            .read_in_block
-            .extend(records.iter().map(|r| r.tx_hash));
+        let unsettled = decide_page(shared, node, policy, head, blocks, &records, now).await?;
+        blocks.read_in_block.extend(
+            records
+                .iter()
+                .map(|r| r.tx_hash)
+                .filter(|h| !unsettled.contains(h)),
+        );
         decided.extend(records.iter().map(|r| r.tx_hash));
     }
     let mut records = Vec::new();
@@ -558,7 +562,10 @@ async fn full_scan(
     Ok(())
 }
 
-/// Decides on one page of tracked records at `head`.
+/// Decides on one page of tracked records at `head`; answers the records not decided: not
+/// tracked as read, or whose decision did not apply because the row changed since it was
+/// read (a queued one whose send the broadcaster recorded in between). The broadcaster's
+/// wake-up reads those again.
 async fn decide_page(
     shared: &Shared,
     node: &NodeClient,
@@ -567,12 +574,20 @@ async fn decide_page(
     blocks: &mut Blocks,
     records: &[TxRecord],
     now: u64,
-) -> Result<(), crate::Error> {
+) -> Result<Vec<B256>, crate::Error> {
     let chain_id = node.chain_id();
     let mut looks: Vec<(&TxRecord, Tracked, Option<Receipt>)> = Vec::new();
     let mut by_hash: Vec<(&TxRecord, Tracked)> = Vec::new();
+    // Rows not decided here: read again on the broadcaster's wake-up.
+    let mut unsettled = Vec::new();
     for record in records {
-        let Some(tracked) = record.tracked() else {
+        let tracked = if blocks.receipts.contains_key(&record.tx_hash) {
+            record.tracked_in_block()
+        } else {
+            record.tracked()
+        };
+        let Some(tracked) = tracked else {
+            unsettled.push(record.tx_hash);
             continue;
         };
         match look(blocks, record, &tracked, now, policy) {
@@ -628,7 +643,8 @@ async fn decide_page(
             seen_at_ms: Some(now),
         });
     }
-    let mut rebroadcasts = apply(shared, chain_id, policy, &decisions, now).await?;
+    let (mut rebroadcasts, lost) = apply(shared, chain_id, policy, &decisions, now).await?;
+    unsettled.extend(lost);
     if !pool_checks.is_empty() {
         let hashes: Vec<B256> = pool_checks.iter().map(|r| r.tx_hash).collect();
         let known = node.known(&hashes).await?;
@@ -649,7 +665,7 @@ async fn decide_page(
     if rebroadcasts > 0 {
         shared.wake_broadcast.notify_one();
     }
-    Ok(())
+    Ok(unsettled)
 }
 
 /// Where the receipt for `record` comes from: the window's block receipts, the stored
@@ -682,15 +698,16 @@ fn look(blocks: &Blocks, record: &TxRecord, tracked: &Tracked, now: u64, policy:
 }
 
 /// Applies `decisions`, one database transaction per chunk, waking receivers after each;
-/// answers the rebroadcasts caused.
+/// answers the rebroadcasts caused and the records whose decision did not apply.
 async fn apply(
     shared: &Shared,
     chain_id: u64,
     policy: &Policy,
     decisions: &[Decision<'_>],
     now: u64,
-) -> Result<usize, crate::Error> {
+) -> Result<(usize, Vec<B256>), crate::Error> {
     let mut rebroadcasts = 0;
+    let mut unsettled = Vec::new();
     for chunk in decisions.chunks(APPLY_CHUNK) {
         // Webhook rows are committed already claimed by this instance and handed to the
         // webhook worker at once: no claim query, no wait for its next look.
@@ -712,6 +729,9 @@ async fn apply(
         }
         let mut notified = 0;
         for (decision, applied) in chunk.iter().zip(applied) {
+            if !applied.changed {
+                unsettled.push(decision.record.tx_hash);
+            }
             if applied.changed {
                 Metrics::chain(
                     &shared.metrics.chain_events,
@@ -737,7 +757,7 @@ async fn apply(
             shared.wake_sessions.notify_waiters();
         }
     }
-    Ok(rebroadcasts)
+    Ok((rebroadcasts, unsettled))
 }
 
 /// The metric label of an applied decision.

@@ -198,6 +198,21 @@ impl TxRecord {
             last_activity_ms: self.last_activity_ms,
         })
     }
+
+    /// [`Self::tracked`] for a transaction the follower found in a block: a queued one
+    /// counts as pending, since a block holds it, so a node took it (the broadcaster's record
+    /// of the send may not be committed yet). Deciding it now saves the second read and a
+    /// tick's delay; the broadcaster's later record leaves a decided status as it is.
+    pub fn tracked_in_block(&self) -> Option<Tracked> {
+        if self.status == TxStatus::Queued && !self.finalized {
+            return Some(Tracked {
+                phase: Phase::Pending,
+                inclusion: self.inclusion,
+                last_activity_ms: self.last_activity_ms,
+            });
+        }
+        self.tracked()
+    }
 }
 
 /// The effect of applying one tracker decision.
@@ -308,10 +323,11 @@ impl Store {
         .map_err(q("tracked page"))
     }
 
-    /// The unfinished transactions of `chain_id` among `hashes` (the same rows
-    /// [`Self::tracked_page`] would show, in no particular order), read in chunks of 500
-    /// hashes per query. Used by the head follower for the transactions in the blocks it
-    /// just read and those just sent, instead of every tracked row.
+    /// The unfinished transactions of `chain_id` among `hashes` (the rows
+    /// [`Self::tracked_page`] would show, and queued ones: see
+    /// [`TxRecord::tracked_in_block`]; in no particular order), read in chunks of 500 hashes
+    /// per query. Used by the head follower for the transactions in the blocks it just read
+    /// and those just sent, instead of every tracked row.
     ///
     /// # Errors
     /// [`StoreError`].
@@ -328,7 +344,7 @@ impl Store {
             params.push(&mut sql);
             sql.push_str(
                 " AND finalized = 0 \
-                 AND status IN ('pending', 'included', 'mined', 'failed') AND tx_hash IN (",
+                 AND status IN ('queued', 'pending', 'included', 'mined', 'failed') AND tx_hash IN (",
             );
             params.push_list(&mut sql, chunk.len());
             sql.push(')');

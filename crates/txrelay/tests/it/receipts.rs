@@ -171,3 +171,31 @@ async fn a_block_reads_only_its_transactions(backend: Backend) {
 }
 
 on_both_databases!(a_block_reads_only_its_transactions);
+
+/// A transaction in a block is decided from that block even while the relay has not yet
+/// recorded its send (the node's answer to `eth_sendRawTransaction` still on its way): with
+/// the answers held 8 s, the mined notification arrives while the relay still shows no
+/// broadcast, instead of a tick after the broadcaster's record.
+async fn a_block_decides_a_transaction_whose_send_is_not_recorded(backend: Backend) {
+    let db = Db::new(backend);
+    let (_node, anvil) = anvil(31337, &[]);
+    let proxy = RpcProxy::start(anvil.url()).await;
+    proxy.hold_answers("eth_sendRawTransaction", Duration::from_secs(8));
+    let (hooks, secrets) = receivers(&["hook"], &[]).await;
+    let dir = testkit::tempdir();
+    let mut config = config(&db, &[(31337, vec![proxy.url()])]);
+    config.chains[0].ws_urls = vec![anvil.url().replacen("http://", "ws://", 1)];
+    config.broadcast.rpc_timeout_ms = 20_000;
+    let relay = RelayProc::start(&config, dir.path(), "a").await;
+    let alice = hook_account(&relay, &anvil, &hooks, &secrets).await;
+    let hash = submit_transfer(&relay.client, &alice, 0).await;
+    until_mined(&hooks, hash).await;
+    let view = relay.client.transaction(hash).await.unwrap().unwrap();
+    assert_eq!(view["status"], "mined", "{view}");
+    assert_eq!(
+        view["broadcast_count"], 0,
+        "decided only after the send was recorded: {view}"
+    );
+}
+
+on_both_databases!(a_block_decides_a_transaction_whose_send_is_not_recorded);

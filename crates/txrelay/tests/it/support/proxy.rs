@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use alloy::primitives::{B256, keccak256};
 use axum::body::Bytes;
@@ -30,6 +31,9 @@ struct Shared {
     refused: Mutex<HashSet<String>>,
     /// Calls of a method still to answer with a server error (a node timing out under load).
     failing: Mutex<HashMap<String, u32>>,
+    /// Methods whose answers are held this long after the node answered (a slow network
+    /// back from the node; what was sent has reached it).
+    held: Mutex<HashMap<String, Duration>>,
 }
 
 pub(crate) struct RpcProxy {
@@ -55,6 +59,7 @@ impl RpcProxy {
             foreign: Mutex::new(0),
             refused: Mutex::new(HashSet::new()),
             failing: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         });
         let (addr, cancel) = serve(0, Arc::clone(&shared)).await;
         Self {
@@ -82,6 +87,16 @@ impl RpcProxy {
             .lock()
             .unwrap()
             .insert(method.to_owned(), times);
+    }
+
+    /// Holds every answer to a request carrying `method` (single or in a batch) for `delay`
+    /// after the node answered it, from now on.
+    pub(crate) fn hold_answers(&self, method: &str, delay: Duration) {
+        self.shared
+            .held
+            .lock()
+            .unwrap()
+            .insert(method.to_owned(), delay);
     }
 
     pub(crate) fn url(&self) -> String {
@@ -256,6 +271,20 @@ async fn forward(State(shared): State<Arc<Shared>>, body: Bytes) -> (StatusCode,
             }
             Ok(item) => count(&shared, &item),
             Err(_) => *shared.foreign.lock().unwrap() += 1,
+        }
+        let hold = {
+            let held = shared.held.lock().unwrap();
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|i| held.get(i["method"].as_str()?).copied())
+                    .max(),
+                Ok(item) => item["method"].as_str().and_then(|m| held.get(m).copied()),
+                Err(_) => None,
+            }
+        };
+        if let Some(delay) = hold {
+            tokio::time::sleep(delay).await;
         }
         answer
     });
