@@ -146,8 +146,34 @@ pub fn overlay_flags(snapshot: &LayoutSnapshot, visible: &[bool]) -> Vec<bool> {
         .collect()
 }
 
-/// Class or id tokens that name a popup (module docs), split on `-`, `_`, spaces and
-/// lower-to-upper case changes.
+/// Lower-case tokens of a class, id or URL text: split on every character that is not
+/// alphanumeric and on lower-to-upper case changes (`cookieNotice_bar` -> `cookie`, `notice`,
+/// `bar`).
+pub fn name_tokens(text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut token = String::new();
+    let mut previous_lower = false;
+    for c in text.chars() {
+        if !c.is_alphanumeric() {
+            if !token.is_empty() {
+                tokens.push(std::mem::take(&mut token));
+            }
+            previous_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && previous_lower && !token.is_empty() {
+            tokens.push(std::mem::take(&mut token));
+        }
+        previous_lower = c.is_lowercase();
+        token.extend(c.to_lowercase());
+    }
+    if !token.is_empty() {
+        tokens.push(token);
+    }
+    tokens
+}
+
+/// Class or id tokens that name a popup (module docs), as split by [`name_tokens`].
 pub fn hinted(object: &LayoutObject) -> bool {
     const HINTS: [&str; 6] = [
         "modal",
@@ -157,34 +183,11 @@ pub fn hinted(object: &LayoutObject) -> bool {
         "dialog",
         "popover",
     ];
-    let text = [object.attr("class"), object.attr("id")]
+    [object.attr("class"), object.attr("id")]
         .into_iter()
         .flatten()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut token = String::new();
-    let mut found = false;
-    let mut flush = |token: &mut String| {
-        if HINTS.contains(&token.as_str()) {
-            found = true;
-        }
-        token.clear();
-    };
-    let mut previous_lower = false;
-    for c in text.chars() {
-        if !c.is_alphanumeric() {
-            flush(&mut token);
-            previous_lower = false;
-            continue;
-        }
-        if c.is_uppercase() && previous_lower {
-            flush(&mut token);
-        }
-        previous_lower = c.is_lowercase();
-        token.extend(c.to_lowercase());
-    }
-    flush(&mut token);
-    found
+        .flat_map(name_tokens)
+        .any(|t| HINTS.contains(&t.as_str()))
 }
 
 #[cfg(test)]
@@ -362,6 +365,15 @@ mod tests {
         ));
         let got = flags(objects);
         assert!(got.iter().all(|f| !f), "{got:?}");
+    }
+
+    #[test]
+    fn name_tokens_split_on_punctuation_and_case() {
+        assert_eq!(
+            name_tokens("CybotCookiebotDialog sp_message-iframe"),
+            ["cybot", "cookiebot", "dialog", "sp", "message", "iframe"]
+        );
+        assert!(name_tokens(" -_ ").is_empty());
     }
 
     #[test]

@@ -9,18 +9,23 @@
 //! subtree that appeared in the page's flow (a late "related links" box, comments) is not a
 //! popup. A banner already on screen at parse end (a standalone banner page) is one.
 //!
-//! Kinds ([`classify`], first match): `consent` (consent wording and a control that answers
-//! it, no e-mail field); `newsletter` (an e-mail field and no password field, unless the
+//! Kinds ([`classify`], first match): `consent` (a consent frame, or consent wording with a
+//! control that answers it or consent-platform markup around it; no e-mail field or sign-up
+//! frame); `newsletter` (an e-mail field or a sign-up frame and no password field, unless the
 //! popup speaks of signing in and not of subscribing); `ad` (filter-list ad nodes, an
 //! advertisement label, or a `rel="sponsored"` link); `other` (login walls, app banners,
 //! notices).
+//!
+//! A frame's document cannot be read offline (a consent platform's message or a mailing
+//! service's form is usually a cross-origin `<iframe>`), so a frame is read by what names
+//! it: the host and path of its `src` and its `title` ([`frame_evidence`]).
 
 use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{LayoutSnapshot, NodeKind};
-use crate::overlay::hinted;
+use crate::overlay::{hinted, name_tokens};
 use crate::stat_node::{Derived, StatTree};
 
 /// What a popup is.
@@ -232,6 +237,75 @@ const ANSWER_WORDS: [&str; 44] = [
     "instellingen",
 ];
 
+/// Registrable domains of consent-management platforms (a frame from one of them, or a
+/// subdomain, holds a consent message).
+const CMP_HOSTS: [&str; 18] = [
+    "privacy-mgmt.com",
+    "consensu.org",
+    "cookiebot.com",
+    "cookielaw.org",
+    "onetrust.com",
+    "cookiepro.com",
+    "trustarc.com",
+    "truste.com",
+    "didomi.io",
+    "usercentrics.eu",
+    "iubenda.com",
+    "consentmanager.net",
+    "cookieyes.com",
+    "termly.io",
+    "osano.com",
+    "cookiefirst.com",
+    "cookie-script.com",
+    "fundingchoicesmessages.google.com",
+];
+
+/// Host or path tokens ([`name_tokens`]) of a frame URL that name a consent message.
+const CONSENT_URL_TOKENS: [&str; 8] = [
+    "consent", "consents", "cmp", "privacy", "gdpr", "cookie", "cookies", "tcf",
+];
+
+/// Class or id token prefixes ([`name_tokens`]) of consent banners: any token that starts
+/// with one of these (`cookiebanner`, `cmplz`, `gdpr`).
+const CONSENT_MARKUP_PREFIXES: [&str; 4] = ["cookie", "consent", "gdpr", "cmp"];
+/// Class or id tokens consent platforms give their containers.
+const CONSENT_MARKUP_TOKENS: [&str; 11] = [
+    "onetrust",
+    "optanon",
+    "didomi",
+    "usercentrics",
+    "iubenda",
+    "truste",
+    "trustarc",
+    "borlabs",
+    "osano",
+    "termly",
+    "tcf",
+];
+
+/// Registrable domains of mailing-list services whose sign-up forms are embedded as frames.
+const MAIL_HOSTS: [&str; 9] = [
+    "list-manage.com",
+    "klaviyo.com",
+    "substack.com",
+    "mailerlite.com",
+    "convertkit.com",
+    "sibforms.com",
+    "beehiiv.com",
+    "buttondown.email",
+    "mailchi.mp",
+];
+
+/// Host or path tokens of a frame URL that name a sign-up form.
+const MAIL_URL_TOKENS: [&str; 6] = [
+    "newsletter",
+    "newsletters",
+    "subscribe",
+    "signup",
+    "optin",
+    "mailinglist",
+];
+
 /// Words of sign-up popups (lower case; matched as substrings of the visible text).
 const NEWSLETTER_WORDS: [&str; 16] = [
     "newsletter",
@@ -307,6 +381,76 @@ pub struct PopupEvidence {
     /// links marked paid with `rel="sponsored"` (the HTML link type for paid links).
     #[serde(default)]
     pub ad_labels: usize,
+    /// Frames named as consent messages ([`frame_evidence`]: a consent platform's host,
+    /// consent tokens in the URL's host or path, consent words in the title).
+    #[serde(default)]
+    pub consent_frames: usize,
+    /// Frames named as sign-up forms (a mailing service's host, sign-up tokens in the URL,
+    /// sign-up words in the title).
+    #[serde(default)]
+    pub mail_frames: usize,
+    /// Elements other than controls whose class or id names a consent banner
+    /// ([`CONSENT_MARKUP_PREFIXES`], [`CONSENT_MARKUP_TOKENS`]).
+    #[serde(default)]
+    pub consent_markup: usize,
+}
+
+/// What a frame's `src` URL and `title` say it holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameEvidence {
+    /// A consent message: the host is a consent platform's ([`CMP_HOSTS`]) or a subdomain
+    /// of one, a host or path token is in [`CONSENT_URL_TOKENS`], or the title has consent
+    /// words.
+    pub consent: bool,
+    /// A sign-up form: the host is a mailing service's ([`MAIL_HOSTS`]), a host or path token
+    /// is in [`MAIL_URL_TOKENS`], or the title has sign-up words.
+    pub mail: bool,
+}
+
+fn host_is(host: &str, domain: &str) -> bool {
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// Reads a frame by what names it: `src` (absolute, or relative to `base`; only the host
+/// and path are read, never the query) and `title`. A `src` that does not parse gives no
+/// URL evidence.
+pub fn frame_evidence(
+    src: Option<&str>,
+    title: Option<&str>,
+    base: Option<&url::Url>,
+) -> FrameEvidence {
+    let mut e = FrameEvidence::default();
+    let parsed = src.and_then(|s| match base {
+        Some(base) => base.join(s.trim()).ok(),
+        None => url::Url::parse(s.trim()).ok(),
+    });
+    if let Some(url) = parsed {
+        let host = url.host_str().unwrap_or_default().to_lowercase();
+        let tokens: Vec<String> = name_tokens(&host)
+            .into_iter()
+            .chain(name_tokens(url.path()))
+            .collect();
+        let has = |list: &[&str]| tokens.iter().any(|t| list.contains(&t.as_str()));
+        e.consent |= CMP_HOSTS.iter().any(|d| host_is(&host, d)) || has(&CONSENT_URL_TOKENS);
+        e.mail |= MAIL_HOSTS.iter().any(|d| host_is(&host, d)) || has(&MAIL_URL_TOKENS);
+    }
+    if let Some(title) = title {
+        let lower = title.to_lowercase();
+        e.consent |= CONSENT_WORDS.iter().any(|w| lower.contains(w));
+        e.mail |= NEWSLETTER_WORDS.iter().any(|w| lower.contains(w));
+    }
+    e
+}
+
+/// True when a class or id names a consent banner (see [`PopupEvidence::consent_markup`]).
+fn consent_markup(text: &str) -> bool {
+    name_tokens(text).iter().any(|t| {
+        CONSENT_MARKUP_PREFIXES.iter().any(|p| t.starts_with(p))
+            || CONSENT_MARKUP_TOKENS.contains(&t.as_str())
+    })
 }
 
 fn words_of(text: &str) -> Vec<&str> {
@@ -360,10 +504,43 @@ pub fn evidence(tree: &StatTree) -> PopupEvidence {
         ..PopupEvidence::default()
     };
     let index_of = |id: u32| tree.nodes.binary_search_by_key(&id, |n| n.id).ok();
+    let base = url::Url::parse(&tree.url).ok();
     for node in &tree.nodes {
         let extend = node.extend_attributes.clone().unwrap_or_default();
         if extend.ad_filter_match {
             e.ad_nodes += 1;
+        }
+        let attr = |k: &str| node.attributes.get(k).map(String::as_str);
+        if matches!(node.name.as_str(), "iframe" | "frame") {
+            let frame = frame_evidence(attr("src"), attr("title"), base.as_ref());
+            e.consent_frames += usize::from(frame.consent);
+            e.mail_frames += usize::from(frame.mail);
+        }
+        let control = matches!(
+            node.name.as_str(),
+            "a" | "button" | "input" | "select" | "textarea" | "label" | "#text"
+        ) || attr("role") == Some("button");
+        if !control
+            && [attr("class"), attr("id")]
+                .into_iter()
+                .flatten()
+                .any(consent_markup)
+        {
+            e.consent_markup += 1;
+        }
+        // A button drawn by an `<input>` carries its text in `value`.
+        if node.name == "input"
+            && matches!(
+                attr("type").map(str::to_ascii_lowercase).as_deref(),
+                Some("submit" | "button")
+            )
+            && let Some(value) = attr("value")
+        {
+            let lower = value.to_lowercase();
+            let words = words_of(&lower);
+            if ANSWER_WORDS.iter().any(|w| has_phrase(&words, w)) {
+                e.answer_controls += 1;
+            }
         }
         if takes_email(node) {
             e.email_inputs += 1;
@@ -422,12 +599,16 @@ pub fn evidence(tree: &StatTree) -> PopupEvidence {
 }
 
 /// The kind of a popup from its evidence (module docs; first match wins).
+///
+/// A sign-up frame counts as an e-mail field (the field is inside it).
 pub fn classify(e: &PopupEvidence) -> PopupKind {
-    if e.consent_words >= 1 && e.answer_controls >= 1 && e.email_inputs == 0 {
+    let mail = e.email_inputs + e.mail_frames;
+    let consent_text = e.consent_words >= 1 && (e.answer_controls >= 1 || e.consent_markup >= 1);
+    if mail == 0 && (e.consent_frames >= 1 || consent_text) {
         PopupKind::Consent
-    } else if e.email_inputs >= 1
+    } else if mail >= 1
         && e.password_inputs == 0
-        && (e.newsletter_words >= 1 || e.login_words == 0)
+        && (e.newsletter_words >= 1 || e.login_words == 0 || e.mail_frames >= 1)
     {
         PopupKind::Newsletter
     } else if e.ad_nodes >= 1 || e.ad_labels >= 1 {
@@ -517,6 +698,55 @@ mod tests {
             ..StatTree::default()
         };
         assert_eq!(evidence(&tree).ad_nodes, 1);
+    }
+
+    #[test]
+    fn frames_are_read_by_their_url_host_path_and_title() {
+        let f = |src: &str, title: Option<&str>| frame_evidence(Some(src), title, None);
+        // A consent platform's host, by itself or as a parent domain.
+        assert!(f("https://cdn.privacy-mgmt.com/index.html?message_id=1", None).consent);
+        assert!(f("https://consent.cookiebot.com/x/cd.html", None).consent);
+        assert!(!f("https://notcookiebot.com/x.html", None).consent);
+        // Consent tokens in the host or path, not in the query.
+        assert!(f("https://example.org/cmp/v2/message", None).consent);
+        assert!(f("https://static.example.org/cookieConsent/frame.html", None).consent);
+        assert!(!f("https://ads.example.org/serve?consentUUID=1&gdpr=1", None).consent);
+        // A title that speaks of consent.
+        assert!(f("https://example.org/m.html", Some("SP Consent Message")).consent);
+        // Mailing services and sign-up paths.
+        assert!(f("https://foo.substack.com/embed", None).mail);
+        assert!(f("https://example.org/newsletter/signup-form", None).mail);
+        assert!(!f("https://www.youtube.com/embed/abc", Some("Video")).mail);
+        // Relative to the page, or not a URL at all.
+        let base = url::Url::parse("https://www.example.org/news/a.html").ok();
+        assert!(frame_evidence(Some("/consent/banner.html"), None, base.as_ref()).consent);
+        assert_eq!(
+            frame_evidence(Some("::"), None, None),
+            FrameEvidence::default()
+        );
+    }
+
+    #[test]
+    fn a_consent_frame_is_consent_and_a_signup_frame_a_newsletter() {
+        assert_eq!(
+            classify(&with(|e| e.consent_frames = 1)),
+            PopupKind::Consent
+        );
+        assert_eq!(
+            classify(&with(|e| e.mail_frames = 1)),
+            PopupKind::Newsletter
+        );
+        // Consent words with consent-platform markup and no readable answer control.
+        let markup = with(|e| {
+            e.consent_words = 1;
+            e.consent_markup = 1;
+        });
+        assert_eq!(classify(&markup), PopupKind::Consent);
+        assert_eq!(classify(&with(|e| e.consent_markup = 2)), PopupKind::Other);
+        assert!(consent_markup("CybotCookiebotDialog"));
+        assert!(consent_markup("cmplz-cookiebanner"));
+        assert!(consent_markup("onetrust-banner-sdk"));
+        assert!(!consent_markup("site-header main-nav"));
     }
 
     #[test]

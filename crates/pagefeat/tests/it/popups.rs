@@ -103,3 +103,59 @@ fn embedded_engine_on_the_labelled_set_keeps_held_out_figures_and_reports_no_fal
         test.len()
     );
 }
+
+/// A consent message or a sign-up form inside a cross-origin frame cannot be read offline:
+/// the frame's URL and title name it (embedded engine, the fragment served in the page).
+/// Before frames were read this way, each of these overlays was called `other`.
+#[test]
+fn overlays_holding_only_a_frame_are_classified_by_the_frame_url() {
+    let rt = runtime();
+    let pipeline = pipeline(labels_only());
+    let sourcepoint = read_page(
+        &testkit::data_path("pages/popup-set/consent__sourcepoint-iframe.html"),
+        1 << 24,
+    )
+    .unwrap()
+    .html;
+    let frame_box = |src: &str| {
+        format!(
+            "<style>.m{{position:fixed;top:20%;left:20%;width:60%;height:60%;z-index:9999}}\
+             .m iframe{{width:100%;height:100%;border:0}}</style>\
+             <div class=\"m\"><iframe src=\"{src}\"></iframe></div>"
+        )
+    };
+    for (name, fragment, expected) in [
+        ("sourcepoint", sourcepoint, PopupKind::Consent),
+        (
+            "first-party cmp path",
+            frame_box("https://www.example.org/cmp/v2/message.html"),
+            PopupKind::Consent,
+        ),
+        (
+            "consent platform host",
+            frame_box("https://cdn.cookielaw.org/frame.html"),
+            PopupKind::Consent,
+        ),
+        (
+            "mailing service",
+            frame_box("https://example.substack.com/embed"),
+            PopupKind::Newsletter,
+        ),
+        (
+            "plain frame",
+            frame_box("https://www.example.org/promo/spring.html"),
+            PopupKind::Other,
+        ),
+    ] {
+        let host = page(name, &pagefeat::popup_eval::static_host(&fragment));
+        let extraction = rt
+            .block_on(pipeline.extract(
+                &host,
+                None,
+                &options(EngineKind::Embedded, ProfileArg::Panorama),
+            ))
+            .unwrap();
+        let kinds: Vec<PopupKind> = extraction.result.popups.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, [expected], "{name}");
+    }
+}
