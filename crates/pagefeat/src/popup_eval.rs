@@ -450,7 +450,7 @@ mod tests {
                 .iter()
                 .filter(|e| e.kind == kind && e.split == Split::Test)
                 .count();
-            assert!(n >= 3, "{kind:?}: {n} test examples");
+            assert!(n >= 6, "{kind:?}: {n} test examples");
         }
     }
 
