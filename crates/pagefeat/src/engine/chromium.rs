@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use svckit::process::{ChildGuard, ProcessSpec, Readiness};
 use tokio::task::JoinHandle;
 
+use crate::engine::fonts;
 use crate::engine::isolation::{self, DEFAULT_SANDBOX_ID, Isolation, Tools};
 pub use crate::engine::snapshot::read_snapshot;
 use crate::error::{Error, Result};
@@ -193,9 +194,13 @@ impl ChromiumBrowser {
     /// `scripts/setup`) or does not start; [`Error::ChromiumTimeout`].
     pub async fn launch(config: &ChromiumConfig, viewport: (u32, u32)) -> Result<Self> {
         let isolation = config.isolation;
-        let tools = tokio::task::spawn_blocking(move || isolation::check(isolation))
-            .await
-            .map_err(|e| Error::chromium("checking the isolation", e))??;
+        let tools = tokio::task::spawn_blocking(move || {
+            // Asks fontconfig for the generic faces once, off the async threads.
+            fonts::generic_faces();
+            isolation::check(isolation)
+        })
+        .await
+        .map_err(|e| Error::chromium("checking the isolation", e))??;
         let dir = tempfile::tempdir().map_err(|e| Error::io("creating", "temp dir", e))?;
         if tools.is_some() {
             isolation::hand_over(dir.path(), config.sandbox_uid, config.sandbox_gid)?;
@@ -320,14 +325,18 @@ impl ChromiumBrowser {
             false,
         );
         within(config, "setting the viewport", tab.execute(metrics)).await?;
-        // Generic families through fontconfig, as the embedded engine (parley) resolves them;
-        // Chromium's own default ("Times New Roman" -> Liberation Serif) would make every line
-        // of default-font text a different height in the two engines.
+        // Generic families as fontconfig matches them, by the matched family's name
+        // (`engine::fonts`): a generic keyword is looked up as a family name here, and
+        // `sans-serif` found nothing and fell back to the serif standard font. The standard
+        // font (what text without a usable family takes) is the serif face.
+        let faces = fonts::generic_faces();
         let families = FontFamilies {
-            standard: Some("serif".to_owned()),
-            serif: Some("serif".to_owned()),
-            sans_serif: Some("sans-serif".to_owned()),
-            fixed: Some("monospace".to_owned()),
+            standard: Some(faces.serif.clone()),
+            serif: Some(faces.serif.clone()),
+            sans_serif: Some(faces.sans_serif.clone()),
+            fixed: Some(faces.monospace.clone()),
+            cursive: Some(faces.cursive.clone()),
+            fantasy: Some(faces.fantasy.clone()),
             ..FontFamilies::default()
         };
         within(

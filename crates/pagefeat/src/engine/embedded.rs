@@ -7,7 +7,9 @@
 //! Blitz is pre-alpha: every page runs under `catch_unwind`, and a panic becomes
 //! [`Error::EnginePanic`] for that page only.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use blitz_dom::{
     BaseDocument, DocumentConfig, FontContext, Node, NodeData, NodeId, StyleThreading,
@@ -16,6 +18,7 @@ use blitz_dom::{
 use blitz_html::HtmlDocument;
 use blitz_traits::shell::{ColorScheme, Viewport};
 
+use crate::engine::fonts::{self, FontAlias};
 use crate::error::{Error, Result};
 use crate::input::PageInput;
 use crate::layout::{
@@ -69,10 +72,20 @@ textarea { padding: 2px; border: 1px solid #767676; }
 select { padding: 0; border: 1px solid #767676; }
 ";
 
-/// Lays pages out with Blitz. Holds the font context (system fonts are enumerated once).
-#[derive(Clone, Default)]
+/// Lays pages out with Blitz. Holds the font context (system fonts are enumerated once) and
+/// the faces standing for fontconfig's metric aliases ([`fonts::installed_aliases`]).
+#[derive(Clone)]
 pub struct EmbeddedEngine {
     fonts: FontContext,
+    aliases: Arc<[FontAlias]>,
+}
+
+impl Default for EmbeddedEngine {
+    fn default() -> Self {
+        let mut fonts = FontContext::default();
+        let aliases = fonts::installed_aliases(&mut fonts).into();
+        Self { fonts, aliases }
+    }
 }
 
 impl std::fmt::Debug for EmbeddedEngine {
@@ -92,7 +105,7 @@ pub struct EmbeddedLayout {
 }
 
 impl EmbeddedEngine {
-    /// An engine with a fresh font context.
+    /// An engine with a fresh font context (fontconfig's fonts and aliases).
     pub fn new() -> Self {
         Self::default()
     }
@@ -110,6 +123,8 @@ impl EmbeddedEngine {
         selector: Option<&str>,
     ) -> Result<EmbeddedLayout> {
         let fonts = self.fonts.clone();
+        let mut lookup = self.fonts.clone();
+        let aliases = Arc::clone(&self.aliases);
         // Style and layout recurse once per nesting level: a thread with a large stack keeps
         // deeply nested pages (thousands of levels) from overflowing, which no catch_unwind
         // could contain. The stack is reserved address space, committed only as used.
@@ -137,13 +152,22 @@ impl EmbeddedEngine {
                         };
                         let mut document = HtmlDocument::from_html(&page.html, config);
                         map_image_aspect_ratios(&mut document);
+                        let registered =
+                            fonts::register_aliases(&mut document, &aliases, &page.html);
+                        let original_styles = fonts::append_standard_fallback(
+                            &mut document,
+                            &mut lookup,
+                            &registered,
+                        );
                         document.resolve(0.0);
                         let base: &BaseDocument = &document;
                         let selected = match selector {
                             Some(selector) => Some(select(base, selector)?),
                             None => None,
                         };
-                        Ok(read_tree(base, &page.base_url, viewport, selected))
+                        let mut layout = read_tree(base, &page.base_url, viewport, selected);
+                        restore_styles(&mut layout.snapshot, &original_styles);
+                        Ok(layout)
                     }))
                 });
             match worker {
@@ -218,6 +242,23 @@ fn map_image_aspect_ratios(document: &mut BaseDocument) {
         let name =
             blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
         mutator.set_attribute(id, name, &style);
+    }
+}
+
+/// Puts back the page's own `style` attribute of the elements the engine gave a font
+/// fallback ([`fonts::append_standard_fallback`]), by engine node id.
+fn restore_styles(snapshot: &mut LayoutSnapshot, originals: &HashMap<u64, Option<String>>) {
+    if originals.is_empty() {
+        return;
+    }
+    for object in &mut snapshot.objects {
+        let Some(original) = originals.get(&object.engine_node) else {
+            continue;
+        };
+        object.attributes.retain(|(k, _)| k != "style");
+        if let Some(style) = original {
+            object.attributes.push(("style".to_owned(), style.clone()));
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod chromium;
 pub mod embedded;
+pub mod fonts;
 pub mod isolation;
 pub mod snapshot;
 

@@ -97,3 +97,42 @@ fn unloaded_images_keep_their_declared_proportions() {
     let (embedded, chromium) = both_trees("image-aspect.html");
     assert_same_boxes(&embedded, &chromium, &["photo", "logo", "after"], 1);
 }
+
+#[test]
+fn font_families_resolve_to_the_same_faces() {
+    testkit::require("chromium");
+    let (embedded, chromium) = both_trees("fonts.html");
+    // Widths within 1 px (Blitz's advances round up where Chromium's round down).
+    assert_same_boxes(
+        &embedded,
+        &chromium,
+        &[
+            "serif",
+            "sans",
+            "mono",
+            "arial",
+            "arial-bold",
+            "helvetica",
+            "times",
+            "courier",
+            "georgia",
+            "webfont",
+            "webfont-declared",
+            "webfont-sans",
+            "paragraph",
+            "after",
+        ],
+        1,
+    );
+    // The engine's font fallback does not show in the page's attributes.
+    let span = embedded
+        .nodes
+        .iter()
+        .find(|n| n.attributes.get("id").map(String::as_str) == Some("webfont-declared"))
+        .unwrap();
+    assert!(
+        !span.attributes.contains_key("style"),
+        "{:?}",
+        span.attributes
+    );
+}
