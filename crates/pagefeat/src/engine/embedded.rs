@@ -18,7 +18,9 @@ use blitz_dom::{
 use blitz_html::HtmlDocument;
 use blitz_traits::shell::{ColorScheme, Viewport};
 
+use crate::compat::compat_mode;
 use crate::engine::fonts::{self, FontAlias};
+use crate::engine::images;
 use crate::error::{Error, Result};
 use crate::input::PageInput;
 use crate::layout::{
@@ -154,10 +156,15 @@ impl EmbeddedEngine {
                         map_image_aspect_ratios(&mut document);
                         let registered =
                             fonts::register_aliases(&mut document, &aliases, &page.html);
-                        let original_styles = fonts::append_standard_fallback(
+                        let mut original_styles = fonts::append_standard_fallback(
                             &mut document,
                             &mut lookup,
                             &registered,
+                        );
+                        images::emulate_broken_images(
+                            &mut document,
+                            !compat_mode(&page.html).is_standards(),
+                            &mut original_styles,
                         );
                         document.resolve(0.0);
                         let base: &BaseDocument = &document;

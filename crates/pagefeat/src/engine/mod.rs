@@ -4,6 +4,7 @@
 pub mod chromium;
 pub mod embedded;
 pub mod fonts;
+pub mod images;
 pub mod isolation;
 pub mod snapshot;
 

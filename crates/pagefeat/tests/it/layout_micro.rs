@@ -136,3 +136,37 @@ fn font_families_resolve_to_the_same_faces() {
         span.attributes
     );
 }
+
+#[test]
+fn broken_images_are_drawn_as_in_chromium() {
+    testkit::require("chromium");
+    let (embedded, chromium) = both_trees("broken-images.html");
+    assert_same_boxes(
+        &embedded,
+        &chromium,
+        &[
+            "no-alt",
+            "width-only",
+            "css-width",
+            "alt",
+            "alt-width",
+            "alt-declared",
+            "in-link",
+            "no-src",
+            "block",
+            "declared",
+            "after",
+        ],
+        1,
+    );
+    let image = embedded
+        .nodes
+        .iter()
+        .find(|n| n.attributes.get("id").map(String::as_str) == Some("css-width"))
+        .unwrap();
+    assert_eq!(
+        image.attributes.get("style").map(String::as_str),
+        Some("width: 100px"),
+        "the page's own style attribute is reported"
+    );
+}

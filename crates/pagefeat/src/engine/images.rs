@@ -1,0 +1,203 @@
+//! Unloaded images as Chromium draws them (issue 15 item 5). Nothing loads in either engine
+//! (Chromium's requests are refused, the embedded engine fetches nothing), so every `<img>`
+//! with a URL is a broken image. The policy is Chromium's own (Blink's image fallback, after
+//! the HTML standard's rendering section "Images"), emulated in the embedded engine:
+//!
+//! - with both `width` and `height` attributes and an empty or missing `alt` (or any `alt` in
+//!   quirks mode), the element stays a replaced box at its declared size (Blitz does this,
+//!   with the proportions from [`crate::engine::embedded`]'s `aspect-ratio` mapping);
+//! - with a non-empty `alt`, it is phrasing content: a 16 px broken-image icon followed by the
+//!   alt text on one line; an inline image is that wide and one line high (author `width` /
+//!   `height` do not apply), a block-level one keeps its width (an `auto` one fills the
+//!   container) and is one line high;
+//! - without `alt`, it is the 16 x 16 px icon (inline), or a 16 px high block;
+//! - with an empty `alt`, it represents nothing (Blitz gives it no size already).
+//!
+//! `data:` images load in Chromium and are left alone. The alt text is measured by laying it
+//! out in a hidden span next to the image (one extra layout pass on pages with such images),
+//! then the image gets the size in its inline style (the page's own `style` attribute is
+//! what the tree reports).
+
+use std::collections::HashMap;
+
+use blitz_dom::{Attribute, BaseDocument, NodeId};
+
+/// Width of Chromium's broken-image icon, CSS px (it stands before the alt text).
+pub const BROKEN_ICON_PX: f32 = 16.0;
+
+/// How one broken image is drawn.
+enum Fallback {
+    /// The icon alone.
+    Icon,
+    /// The icon and this alt text.
+    AltText(String),
+}
+
+/// Gives every broken `<img>` of `document` Chromium's fallback size (see the module docs).
+/// Styles must be resolved (`resolve_stylist`). `quirks`: the page is in quirks mode. The
+/// original `style` attribute of each changed element is added to `originals` (by node id)
+/// unless already there.
+pub fn emulate_broken_images(
+    document: &mut BaseDocument,
+    quirks: bool,
+    originals: &mut HashMap<u64, Option<String>>,
+) {
+    let Ok(images) = document.query_selector_all("img") else {
+        return;
+    };
+    let mut broken: Vec<(NodeId, Fallback)> = Vec::new();
+    for id in images {
+        let Some(node) = document.get_node(id) else {
+            continue;
+        };
+        let Some(element) = node.element_data() else {
+            continue;
+        };
+        if node.primary_styles().is_none() {
+            continue; // not rendered
+        }
+        let attr = |name: &str| {
+            element
+                .attrs
+                .iter()
+                .find(|a| &*a.name.local == name)
+                .map(|a| a.value.as_str())
+        };
+        let src = attr("src").unwrap_or_default().trim();
+        if src.to_ascii_lowercase().starts_with("data:") {
+            continue; // loads in Chromium
+        }
+        let alt = attr("alt").map(str::trim);
+        let declared = attr("width").is_some() && attr("height").is_some();
+        let fallback = match alt {
+            Some("") => continue, // represents nothing
+            Some(_) if declared && quirks => continue,
+            None if declared => continue,
+            Some(text) => Fallback::AltText(text.to_owned()),
+            None => Fallback::Icon,
+        };
+        broken.push((id, fallback));
+    }
+    if broken.is_empty() {
+        return;
+    }
+    let sizes = measure_alt_texts(document, &broken);
+    let mut styles = Vec::new();
+    for (index, (id, fallback)) in broken.iter().enumerate() {
+        let display = document.resolved_style_value(*id, "display");
+        let inline = display == "inline";
+        let (width, height) = match fallback {
+            Fallback::Icon => (BROKEN_ICON_PX, BROKEN_ICON_PX),
+            Fallback::AltText(_) => {
+                let Some((w, h)) = sizes.get(&index) else {
+                    continue;
+                };
+                (BROKEN_ICON_PX + w, *h)
+            }
+        };
+        let mut rules = if inline {
+            format!("width: {width}px !important; height: {height}px !important;")
+        } else {
+            format!("height: {height}px !important;")
+        };
+        let auto_width = document
+            .get_node(*id)
+            .and_then(|node| node.primary_styles())
+            .is_some_and(|styles| styles.get_position().width.is_auto());
+        if !inline && auto_width {
+            // A non-replaced block fills its container, as an `auto` width does.
+            rules.push_str(" width: 100%;");
+        }
+        let text_like = inline
+            && matches!(fallback, Fallback::AltText(_))
+            && document.resolved_style_value(*id, "vertical-align") == "baseline";
+        if text_like {
+            // The alt text's line box: from the descent below the baseline up one line.
+            rules.push_str(" vertical-align: text-bottom;");
+        }
+        let own = style_attribute(document, *id);
+        styles.push((*id, own, rules));
+    }
+    let mut mutator = document.mutate();
+    for (id, own, rules) in styles {
+        let base = own.clone().unwrap_or_default();
+        let separator = if base.trim().is_empty() || base.trim_end().ends_with(';') {
+            ""
+        } else {
+            ";"
+        };
+        let name =
+            blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
+        mutator.set_attribute(id, name, &format!("{base}{separator} {rules}"));
+        originals.entry(id.as_u64()).or_insert(own);
+    }
+}
+
+/// The `style` attribute of an element.
+fn style_attribute(document: &BaseDocument, id: NodeId) -> Option<String> {
+    document
+        .get_node(id)?
+        .element_data()?
+        .attrs
+        .iter()
+        .find(|a| &*a.name.local == "style")
+        .map(|a| a.value.clone())
+}
+
+/// Lays each alt text out in a hidden, absolutely placed span after its image (same
+/// inherited font) and returns its (width, height), CSS px, by index into `broken`; the
+/// spans are removed again.
+fn measure_alt_texts(
+    document: &mut BaseDocument,
+    broken: &[(NodeId, Fallback)],
+) -> HashMap<usize, (f32, f32)> {
+    let mut spans: Vec<(usize, NodeId)> = Vec::new();
+    {
+        let mut mutator = document.mutate();
+        for (index, (id, fallback)) in broken.iter().enumerate() {
+            let Fallback::AltText(text) = fallback else {
+                continue;
+            };
+            let style = Attribute {
+                name: blitz_dom::QualName::new(
+                    None,
+                    blitz_dom::ns!(),
+                    blitz_dom::local_name!("style"),
+                ),
+                value: "position: absolute; left: 0; top: 0; display: block; \
+                        visibility: hidden; white-space: pre; margin: 0; padding: 0; \
+                        border: 0; width: auto; height: auto; line-height: normal;"
+                    .to_owned(),
+            };
+            let span = mutator.create_element(
+                blitz_dom::QualName::new(
+                    None,
+                    blitz_dom::ns!(html),
+                    blitz_dom::local_name!("span"),
+                ),
+                vec![style],
+            );
+            let content = mutator.create_text_node(text);
+            mutator.append_children(span, &[content]);
+            mutator.insert_nodes_after(*id, &[span]);
+            spans.push((index, span));
+        }
+    }
+    if spans.is_empty() {
+        return HashMap::new();
+    }
+    document.resolve(0.0);
+    let mut sizes = HashMap::new();
+    for (index, span) in &spans {
+        if let Some(node) = document.get_node(*span) {
+            let size = node.final_layout().size;
+            sizes.insert(*index, (size.width.max(0.0), size.height.max(0.0)));
+        }
+    }
+    let mut mutator = document.mutate();
+    for (_, span) in spans {
+        mutator.remove_and_drop_node(span);
+    }
+    drop(mutator);
+    sizes
+}
