@@ -3,14 +3,15 @@
 //! with a URL is a broken image. The policy is Chromium's own (Blink's image fallback, after
 //! the HTML standard's rendering section "Images"), emulated in the embedded engine:
 //!
-//! - with both `width` and `height` attributes and an empty or missing `alt` (or any `alt` in
-//!   quirks mode), the element stays a replaced box at its declared size (Blitz does this,
-//!   with the proportions from [`crate::engine::embedded`]'s `aspect-ratio` mapping);
+//! - with both sizes specified (`width` and `height` attributes or CSS) and an empty or
+//!   missing `alt` (or any `alt` in quirks mode), the element stays a replaced box at that
+//!   size (Blitz does this, with the proportions from [`crate::engine::embedded`]'s
+//!   `aspect-ratio` mapping);
 //! - with a non-empty `alt`, it is phrasing content: a 16 px broken-image icon followed by the
 //!   alt text on one line; an inline image is that wide and one line high (author `width` /
-//!   `height` do not apply), a block-level one keeps its width (an `auto` one fills the
-//!   container) and is one line high;
-//! - without `alt`, it is the 16 x 16 px icon (inline), or a 16 px high block;
+//!   `height` do not apply), a block-level one keeps author sizes (an `auto` width fills a
+//!   block's container, an `auto` height without an aspect ratio is one line);
+//! - without `alt`, it is the 16 x 16 px icon (inline; a block-level one as above);
 //! - with an empty `alt`, it represents nothing (Blitz gives it no size already).
 //!
 //! `data:` images load in Chromium and are left alone. The alt text is measured by laying it
@@ -68,7 +69,11 @@ pub fn emulate_broken_images(
             continue; // loads in Chromium
         }
         let alt = attr("alt").map(str::trim);
-        let declared = attr("width").is_some() && attr("height").is_some();
+        // Both sizes specified (attributes or CSS), as Blink's fallback asks.
+        let declared = node.primary_styles().is_some_and(|styles| {
+            let position = styles.get_position();
+            !position.width.is_auto() && !position.height.is_auto()
+        });
         let fallback = match alt {
             Some("") => continue, // represents nothing
             Some(_) if declared && quirks => continue,
@@ -95,18 +100,37 @@ pub fn emulate_broken_images(
                 (BROKEN_ICON_PX + w, *h)
             }
         };
-        let mut rules = if inline {
-            format!("width: {width}px !important; height: {height}px !important;")
-        } else {
-            format!("height: {height}px !important;")
-        };
-        let auto_width = document
+        let (width_auto, height_auto) = document
             .get_node(*id)
             .and_then(|node| node.primary_styles())
-            .is_some_and(|styles| styles.get_position().width.is_auto());
-        if !inline && auto_width {
-            // A non-replaced block fills its container, as an `auto` width does.
-            rules.push_str(" width: 100%;");
+            .map_or((true, true), |styles| {
+                let position = styles.get_position();
+                (position.width.is_auto(), position.height.is_auto())
+            });
+        let mut rules = String::new();
+        if inline {
+            // Author sizes do not apply to the inline fallback content.
+            rules.push_str(&format!(
+                "width: {width}px !important; height: {height}px !important;"
+            ));
+        } else {
+            // A block-level fallback keeps author sizes; an `auto` width fills a block's
+            // container and shrinks to the content otherwise, an `auto` height (without an
+            // aspect ratio) is the content's.
+            if width_auto {
+                if display == "block" {
+                    rules.push_str(" width: 100%;");
+                } else {
+                    rules.push_str(&format!(" width: {width}px;"));
+                }
+            }
+            let ratio = document.resolved_style_value(*id, "aspect-ratio");
+            if height_auto && ratio == "auto" {
+                rules.push_str(&format!(" height: {height}px;"));
+            }
+        }
+        if rules.is_empty() {
+            continue;
         }
         let text_like = inline
             && matches!(fallback, Fallback::AltText(_))
@@ -166,7 +190,7 @@ fn measure_alt_texts(
                 ),
                 value: "position: absolute; left: 0; top: 0; display: block; \
                         visibility: hidden; white-space: pre; margin: 0; padding: 0; \
-                        border: 0; width: auto; height: auto; line-height: normal;"
+                        border: 0; width: auto; height: auto;"
                     .to_owned(),
             };
             let span = mutator.create_element(

@@ -155,6 +155,8 @@ fn broken_images_are_drawn_as_in_chromium() {
             "no-src",
             "block",
             "declared",
+            "css-declared",
+            "inline-block",
             "after",
         ],
         1,
