@@ -349,11 +349,11 @@ enum Look {
 /// cliff however many there are) at start, after a fresh window or a reorg, and as a safety
 /// net every [`SAFETY_SCAN_INTERVALS`] × `full_scan_interval`. Between those a tick reads
 /// only the rows of the transactions in the blocks read now and in the blocks this head
-/// confirms, and of the transactions just sent that are in a block read already; the blocks
-/// this head takes past the reorg watch are finalized by block hash (one statement per
-/// block); and every `full_scan_interval` the pending rows whose rebroadcast timer ran out
-/// are read. So a busy chain costs one indexed read and one commit per block, not a read of
-/// every tracked row.
+/// confirms, and of the transactions just sent that are in a block read already; after
+/// their results are committed, the blocks this head takes past the reorg watch are
+/// finalized by block hash (one statement per block); and every `full_scan_interval` the
+/// pending rows whose rebroadcast timer ran out are read. So a busy chain costs one indexed
+/// read and one commit per block, not a read of every tracked row.
 async fn tick(
     shared: &Shared,
     node: &NodeClient,
@@ -410,9 +410,6 @@ async fn tick(
         .unwrap_or(first_new)
         .min(first_new)
         .saturating_sub(policy.confirmations.saturating_sub(1));
-    if first_new <= head {
-        finalize(shared, chain_id, policy, blocks, first_new, head, now).await?;
-    }
     let mut hashes = if first_new <= head || advanced.oldest_read.is_some() {
         blocks.txs_between(from, head)
     } else {
@@ -430,8 +427,11 @@ async fn tick(
     // In slices: the first results are committed and handed to the webhook worker while
     // the rest of the block is still read and decided.
     let mut decided = HashSet::new();
+    let mut read_ms = 0;
     for slice in hashes.chunks(BLOCK_SLICE) {
+        let read_started = Instant::now();
         let records = shared.store.tracked_among(chain_id, slice).await?;
+        read_ms += read_started.elapsed().as_millis();
         count_rows(shared, chain_id, "block", records.len());
         let unsettled = decide_page(shared, node, policy, head, blocks, &records, now).await?;
         blocks.read_in_block.extend(
@@ -442,6 +442,17 @@ async fn tick(
         );
         decided.extend(records.iter().map(|r| r.tx_hash));
     }
+    // After the new block's results, which wait for nothing older: blocks whose reorg
+    // watch these heads complete.
+    finalize(
+        shared,
+        chain_id,
+        policy,
+        blocks,
+        &decided,
+        (first_new, head, now),
+    )
+    .await?;
     let mut records = Vec::new();
     let mut watch = false;
     if now.saturating_sub(scan.last_timers_ms) >= interval {
@@ -479,23 +490,25 @@ async fn tick(
         head,
         rows = decided.len() + records.len(),
         receipts_ms,
+        read_ms,
         total_ms = started.elapsed().as_millis(),
         "tick"
     );
     Ok(())
 }
 
-/// Finalizes the canonical blocks whose reorg watch the heads `first_new..=head` complete
-/// (a block at number `b` is final at head `b + confirmations + reorg_watch_blocks - 1`),
-/// by block hash.
+/// Finalizes, by block hash, the canonical blocks whose reorg watch the heads
+/// `first_new..=head` complete (a block at number `b` is final at head
+/// `b + confirmations + reorg_watch_blocks - 1`), and the final canonical blocks of the
+/// transactions `decided` in this tick (a row decided after its block's watch ended, as
+/// with no watch at all, is finalized now, not at the next full scan).
 async fn finalize(
     shared: &Shared,
     chain_id: u64,
     policy: &Policy,
     blocks: &Blocks,
-    first_new: u64,
-    head: u64,
-    now: u64,
+    decided: &HashSet<B256>,
+    (first_new, head, now): (u64, u64, u64),
 ) -> Result<(), crate::Error> {
     let depth = policy
         .confirmations
@@ -504,9 +517,20 @@ async fn finalize(
         return Ok(());
     };
     let first = first_new.saturating_add(1).saturating_sub(depth);
-    let hashes: Vec<B256> = (first..=last)
+    let mut hashes: Vec<B256> = (first..=last)
         .filter_map(|number| blocks.canon.hash_at(number))
         .collect();
+    hashes.extend(
+        decided
+            .iter()
+            .filter_map(|tx| blocks.receipts.get(tx))
+            .filter(|r| {
+                r.block_number < first && blocks.still_canonical(r.block_number, r.block_hash)
+            })
+            .map(|r| r.block_hash),
+    );
+    hashes.sort_unstable();
+    hashes.dedup();
     let finalized = shared.store.finalize_blocks(chain_id, &hashes, now).await?;
     if finalized > 0 {
         shared
@@ -731,8 +755,7 @@ async fn apply(
         for (decision, applied) in chunk.iter().zip(applied) {
             if !applied.changed {
                 unsettled.push(decision.record.tx_hash);
-            }
-            if applied.changed {
+            } else {
                 Metrics::chain(
                     &shared.metrics.chain_events,
                     chain_id,

@@ -7,6 +7,7 @@ pub mod auth;
 mod backlog;
 pub mod bench;
 pub mod broadcast;
+mod checkpoint;
 pub mod cli;
 pub mod client;
 pub mod config;

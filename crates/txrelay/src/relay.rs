@@ -124,6 +124,11 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
         "Database transactions committed by this instance (submissions are group-committed)",
         store.commits(),
     );
+    registry.sub_registry_with_prefix("txrelay").register(
+        "db_wal_checkpoints",
+        "SQLite write-ahead-log checkpoints run beside the writer that found a log to copy",
+        store.checkpoints(),
+    );
     let nodes = nodes(&settings, &metrics).await?;
     let released = store.release_claims(&settings.instance_id).await?;
     if released > 0 {
@@ -201,6 +206,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Running,
     tasks.spawn(crate::webhook::run(Arc::clone(&shared)));
     tasks.spawn(crate::backlog::run(Arc::clone(&shared)));
     tasks.spawn(crate::retention::run(Arc::clone(&shared)));
+    tasks.spawn(crate::checkpoint::run(Arc::clone(&shared)));
     for chain_id in shared.nodes.keys() {
         tasks.spawn(crate::follow::run(Arc::clone(&shared), *chain_id));
     }

@@ -106,8 +106,46 @@ async fn the_reorg_watch_ends_without_full_scans(backend: Backend) {
     assert_eq!(finalized, TXS);
 }
 
+/// With no reorg watch (a block is final at its own head) and the full scan pushed out to
+/// ten minutes, each result is finalized in the tick that decided it: the follower writes a
+/// block's results first and finalizes after them. Fails when finalizing runs before the
+/// block's results (the rows are still pending then, and nothing finalizes them later but a
+/// full scan).
+async fn a_result_final_at_its_own_head_is_finalized_in_its_tick(backend: Backend) {
+    let Scenario { relay, _keep, .. } = mined_one_by_one(backend, |config| {
+        config.tracking.full_scan_interval_ms = 600_000;
+        config.tracking.reorg_watch_blocks = 0;
+    })
+    .await;
+    let finalized = eventually("every result final", Duration::from_secs(20), || async {
+        let metrics = relay.metrics().await;
+        let finalized = metric(
+            &metrics,
+            "txrelay_chain_events_total",
+            "result=\"finalized\"",
+        );
+        (finalized >= TXS).then_some(finalized)
+    })
+    .await;
+    assert_eq!(finalized, TXS);
+}
+
 on_both_databases!(results_are_handed_over_without_claims);
 on_both_databases!(the_reorg_watch_ends_without_full_scans);
+on_both_databases!(a_result_final_at_its_own_head_is_finalized_in_its_tick);
+
+/// On SQLite the relay's own checkpointer copies the write-ahead log into the database file
+/// beside the writer (`txrelay_db_wal_checkpoints_total` rises), so no commit pays for it.
+/// Fails without the checkpoint worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_is_checkpointed_beside_the_writer() {
+    let Scenario { relay, _keep, .. } = mined_one_by_one(Backend::Sqlite, |_| {}).await;
+    eventually("a checkpoint", Duration::from_secs(10), || async {
+        let metrics = relay.metrics().await;
+        (metric(&metrics, "txrelay_db_wal_checkpoints_total", "") > 0).then_some(())
+    })
+    .await;
+}
 
 /// `send_raw_many` puts several signed transactions in one HTTP request (a JSON-RPC batch)
 /// and the node takes each of them.
