@@ -473,16 +473,17 @@ pub async fn run(
 /// Least share of the popup set's held-out (test) examples each run must get right.
 const POPUP_TEST_SHARE: f64 = 0.8;
 
-/// The demo's popup checks: every real example and every `none` example (content that is not
-/// a popup: a late inline box, a diagnostic page) is right in every run, and each run gets at
-/// least [`POPUP_TEST_SHARE`] of the held-out examples right.
+/// The demo's popup checks: every real dev example and every `none` dev example (content that
+/// is not a popup: a late inline box, a diagnostic page) is right in every run, and each run
+/// gets at least [`POPUP_TEST_SHARE`] of the held-out examples right. Held-out examples are
+/// not checked one by one: they are scored once and their misses reported, not fixed.
 fn popup_failures(
     evaluation: &crate::popup_eval::Evaluation,
     examples: &[crate::popup_eval::Example],
 ) -> Vec<String> {
     let real: HashSet<&str> = examples
         .iter()
-        .filter(|e| e.origin == "real")
+        .filter(|e| e.origin.starts_with("real"))
         .map(|e| e.file.as_str())
         .collect();
     let mut failures = Vec::new();
@@ -494,7 +495,8 @@ fn popup_failures(
             run.split
         );
         for wrong in &run.wrong {
-            if wrong.expected.is_none() || real.contains(wrong.file.as_str()) {
+            let dev = wrong.split == crate::popup_eval::Split::Dev;
+            if dev && (wrong.expected.is_none() || real.contains(wrong.file.as_str())) {
                 failures.push(format!(
                     "{label}: {} expected {:?}, found {:?}",
                     wrong.file, wrong.expected, wrong.kinds
@@ -513,7 +515,7 @@ fn popup_failures(
 }
 
 /// The popup figures of the report: per run, examples right, and per kind precision and
-/// recall.
+/// recall, each with its 95 % bootstrap interval over families (`[low, high]`), and the counts.
 fn popup_summary(evaluation: &crate::popup_eval::Evaluation) -> serde_json::Value {
     let runs: Vec<serde_json::Value> = evaluation
         .runs
@@ -527,7 +529,18 @@ fn popup_summary(evaluation: &crate::popup_eval::Evaluation) -> serde_json::Valu
                         format!("{:?}", k.kind).to_lowercase(),
                         json!({
                             "precision": round3(k.report.model.precision.value),
+                            "precision_interval": [
+                                round3(k.report.model.precision.low),
+                                round3(k.report.model.precision.high),
+                            ],
                             "recall": round3(k.report.model.recall.value),
+                            "recall_interval": [
+                                round3(k.report.model.recall.low),
+                                round3(k.report.model.recall.high),
+                            ],
+                            "tp": k.report.confusion.tp,
+                            "fp": k.report.confusion.fp,
+                            "fn": k.report.confusion.fn_,
                         }),
                     )
                 })

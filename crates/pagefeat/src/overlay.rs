@@ -13,10 +13,13 @@
 //! - **box**: fixed and raised, at least [`MIN_BOX_SHARE`] of the viewport's area (corner
 //!   slide-ins, side panels).
 //!
-//! Bars and boxes that are navigation are not overlays: `<nav>`, `<header>`,
-//! `role="navigation"` / `"menubar"`, or a box with a `<nav>` inside, or with
-//! [`NAV_LINKS`] links or more and no button or form field. Small fixed widgets (chat
-//! bubbles, back-to-top buttons) stay under [`MIN_BOX_SHARE`].
+//! Bars and boxes that are the page's own chrome are not overlays: navigation (`<nav>`,
+//! `<header>`, `role="navigation"` / `"menubar"`, or a box with a `<nav>` inside, or with
+//! [`NAV_LINKS`] links or more and no button or form field), a box that links to the site's
+//! home page (a masthead's brand link: `href` `/`, `./`, `/index.html`, or the page's own
+//! origin), and a media player (an `<audio>`, a `<progress>`, a range input or
+//! `role="slider"` inside). Small fixed widgets (chat bubbles, back-to-top buttons) stay
+//! under [`MIN_BOX_SHARE`].
 //!
 //! [`hinted`] marks a weaker signal used only for subtrees that appeared after load
 //! (Chromium): class or id tokens `modal`, `popup`, `lightbox`, `interstitial`, `dialog`.
@@ -55,10 +58,36 @@ struct Inside {
     links: usize,
     controls: usize,
     nav: bool,
+    home_link: bool,
+    player: bool,
+}
+
+/// True when `href` points at the home page of the site `page` is on (module docs).
+fn is_home_link(href: &str, page: Option<&url::Url>) -> bool {
+    let href = href.trim();
+    if matches!(href, "/" | "./" | "/index.html" | "/index.php") {
+        return true;
+    }
+    let Some(page) = page.filter(|p| p.host_str().is_some()) else {
+        return false;
+    };
+    page.join(href)
+        .is_ok_and(|u| u.origin() == page.origin() && u.path() == "/" && u.query().is_none())
+}
+
+/// True for an element that plays or seeks media (module docs).
+fn is_player_part(object: &LayoutObject) -> bool {
+    matches!(object.tag.as_str(), "audio" | "progress")
+        || (object.tag == "input"
+            && object
+                .attr("type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("range")))
+        || object.attr("role") == Some("slider")
 }
 
 fn subtree_counts(snapshot: &LayoutSnapshot) -> Vec<Inside> {
     let objects = &snapshot.objects;
+    let page = url::Url::parse(&snapshot.url).ok();
     let mut inside = vec![Inside::default(); objects.len()];
     for i in (0..objects.len()).rev() {
         let object = &objects[i];
@@ -72,6 +101,11 @@ fn subtree_counts(snapshot: &LayoutSnapshot) -> Vec<Inside> {
                 inside[i].controls += 1;
             }
             inside[i].nav |= is_navigation(object);
+            inside[i].home_link |= object.tag == "a"
+                && object
+                    .attr("href")
+                    .is_some_and(|h| is_home_link(h, page.as_ref()));
+            inside[i].player |= is_player_part(object);
         }
         if let Some(p) = object.parent.filter(|p| *p < i) {
             let child = inside[i];
@@ -79,6 +113,8 @@ fn subtree_counts(snapshot: &LayoutSnapshot) -> Vec<Inside> {
             parent.links += child.links;
             parent.controls += child.controls;
             parent.nav |= child.nav;
+            parent.home_link |= child.home_link;
+            parent.player |= child.player;
         }
     }
     inside
@@ -124,7 +160,7 @@ pub fn overlay_flags(snapshot: &LayoutSnapshot, visible: &[bool]) -> Vec<bool> {
             }
             let here = inside[i];
             let navigation = here.nav || (here.links >= NAV_LINKS && here.controls == 0);
-            if navigation {
+            if navigation || here.home_link || here.player {
                 return false;
             }
             // Fixed boxes may come in viewport coordinates: compare both ways.
@@ -365,6 +401,50 @@ mod tests {
         ));
         let got = flags(objects);
         assert!(got.iter().all(|f| !f), "{got:?}");
+    }
+
+    #[test]
+    fn a_bar_with_a_home_link_or_a_player_is_page_chrome() {
+        let bar = |children: &[(&str, &str, &str)]| {
+            let mut objects = page();
+            objects.push(object(
+                "div",
+                Some(1),
+                rect(0.0, 0.0, 1000.0, 50.0),
+                "fixed",
+                "90",
+            ));
+            for (tag, attr, value) in children {
+                let mut child = object(tag, Some(2), rect(0.0, 0.0, 80.0, 20.0), "", "auto");
+                child.attributes.push(((*attr).into(), (*value).into()));
+                objects.push(child);
+            }
+            flags(objects)[2]
+        };
+        // A masthead: menu button, brand link home, one more link.
+        assert!(!bar(&[
+            ("button", "class", "menu"),
+            ("a", "href", "/"),
+            ("a", "href", "/subscribe")
+        ]));
+        // A player bar.
+        assert!(!bar(&[
+            ("button", "class", "play"),
+            ("progress", "max", "100")
+        ]));
+        assert!(!bar(&[("input", "type", "range")]));
+        // The same bar with an app-store link and a close button is an overlay.
+        assert!(bar(&[
+            ("a", "href", "https://apps.apple.com/app/id1"),
+            ("button", "class", "x")
+        ]));
+        let page_url = url::Url::parse("https://www.example.org/news/a.html").ok();
+        assert!(is_home_link("https://www.example.org/", page_url.as_ref()));
+        assert!(!is_home_link(
+            "https://www.example.org/?utm=1",
+            page_url.as_ref()
+        ));
+        assert!(!is_home_link("/news/", page_url.as_ref()));
     }
 
     #[test]

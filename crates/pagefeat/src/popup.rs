@@ -13,8 +13,8 @@
 //! control that answers it or consent-platform markup around it; no e-mail field or sign-up
 //! frame); `newsletter` (an e-mail field or a sign-up frame and no password field, unless the
 //! popup speaks of signing in and not of subscribing); `ad` (filter-list ad nodes, an
-//! advertisement label, or a `rel="sponsored"` link); `other` (login walls, app banners,
-//! notices).
+//! advertisement label in one of 14 languages, a `rel="sponsored"` link, or ad-slot markup);
+//! `other` (login walls, app banners, notices).
 //!
 //! A frame's document cannot be read offline (a consent platform's message or a mailing
 //! service's form is usually a cross-origin `<iframe>`), so a frame is read by what names
@@ -337,20 +337,42 @@ const LOGIN_WORDS: [&str; 6] = [
 ];
 
 /// Labels that mark an advertisement (whole words or phrases, lower case).
-const AD_LABELS: [&str; 13] = [
+const AD_LABELS: [&str; 25] = [
     "advertisement",
     "sponsored",
     "promoted",
     "ad choices",
     "adchoices",
-    "anzeige",
-    "werbung",
-    "publicidad",
-    "publicité",
-    "pubblicità",
-    "reclame",
     "skip ad",
     "close ad",
+    "anzeige",
+    "werbung",
+    "gesponsert",
+    "publicidad",
+    "publicidade",
+    "publicité",
+    "sponsorisé",
+    "pubblicità",
+    "reclame",
+    "advertentie",
+    "gesponsord",
+    "annons",
+    "annonse",
+    "reklama",
+    "reklam",
+    "реклама",
+    "広告",
+    "광고",
+];
+
+/// Markup of ad slots: tokens ([`name_tokens`]) of a class or id, and attributes that ad
+/// tags put on their slots.
+const AD_SLOT_TOKENS: [&str; 3] = ["adsbygoogle", "gpt", "adslot"];
+const AD_SLOT_ATTRIBUTES: [&str; 4] = [
+    "data-ad-client",
+    "data-ad-slot",
+    "data-ad-unit-path",
+    "data-google-query-id",
 ];
 
 /// Evidence read from a popup's local tree.
@@ -393,6 +415,10 @@ pub struct PopupEvidence {
     /// ([`CONSENT_MARKUP_PREFIXES`], [`CONSENT_MARKUP_TOKENS`]).
     #[serde(default)]
     pub consent_markup: usize,
+    /// Ad-slot markup: elements with an [`AD_SLOT_TOKENS`] class or id token or an
+    /// [`AD_SLOT_ATTRIBUTES`] attribute (an AdSense `<ins>`, a Google Publisher Tag slot).
+    #[serde(default)]
+    pub ad_markup: usize,
 }
 
 /// What a frame's `src` URL and `title` say it holds.
@@ -528,6 +554,14 @@ pub fn evidence(tree: &StatTree) -> PopupEvidence {
         {
             e.consent_markup += 1;
         }
+        let slot_token = [attr("class"), attr("id")]
+            .into_iter()
+            .flatten()
+            .flat_map(name_tokens)
+            .any(|t| AD_SLOT_TOKENS.contains(&t.as_str()));
+        if slot_token || AD_SLOT_ATTRIBUTES.iter().any(|a| attr(a).is_some()) {
+            e.ad_markup += 1;
+        }
         // A button drawn by an `<input>` carries its text in `value`.
         if node.name == "input"
             && matches!(
@@ -611,7 +645,7 @@ pub fn classify(e: &PopupEvidence) -> PopupKind {
         && (e.newsletter_words >= 1 || e.login_words == 0 || e.mail_frames >= 1)
     {
         PopupKind::Newsletter
-    } else if e.ad_nodes >= 1 || e.ad_labels >= 1 {
+    } else if e.ad_nodes >= 1 || e.ad_labels >= 1 || e.ad_markup >= 1 {
         PopupKind::Ad
     } else {
         PopupKind::Other
@@ -672,6 +706,7 @@ mod tests {
     fn ad_nodes_or_labels_make_an_ad() {
         assert_eq!(classify(&with(|e| e.ad_nodes = 1)), PopupKind::Ad);
         assert_eq!(classify(&with(|e| e.ad_labels = 1)), PopupKind::Ad);
+        assert_eq!(classify(&with(|e| e.ad_markup = 1)), PopupKind::Ad);
         assert_eq!(classify(&PopupEvidence::default()), PopupKind::Other);
     }
 
