@@ -315,6 +315,9 @@ fn read_tree(
         paint_order: Some(0),
     });
     // Explicit stack: deep pages must not overflow the call stack.
+    // Per object: the transform from untransformed to transformed page coordinates (the
+    // product of its own and its ancestors' CSS transforms), `None` for none.
+    let mut transforms: Vec<Option<Affine>> = vec![None];
     let mut stack: Vec<(NodeId, usize)> = root.children.iter().rev().map(|c| (*c, 0)).collect();
     let mut document_bottom: f32 = 0.0;
     let mut document_right: f32 = viewport.0 as f32;
@@ -339,7 +342,14 @@ fn read_tree(
                     }
                     continue;
                 };
-                let rect = element_rect(node);
+                let untransformed = element_rect(node);
+                let transform = page_transform(
+                    transforms.get(parent_index).copied().flatten(),
+                    node,
+                    untransformed,
+                );
+                let rect = transform.map_or(untransformed, |t| transform_rect(&t, untransformed));
+                transforms.push(transform);
                 document_bottom = document_bottom.max(rect.y + rect.height);
                 document_right = document_right.max(rect.x + rect.width);
                 let index = objects.len();
@@ -371,6 +381,7 @@ fn read_tree(
                 }
                 let parent = &objects[parent_index];
                 let rect = parent.rect;
+                transforms.push(transforms.get(parent_index).copied().flatten());
                 let style = parent.style.clone();
                 objects.push(LayoutObject {
                     engine_node: node_id.as_u64(),
@@ -408,6 +419,73 @@ fn read_tree(
             objects,
         },
         selected,
+    }
+}
+
+/// A 2-D affine map as `[a, b, c, d, e, f]`: `(x, y) -> (a x + c y + e, b x + d y + f)`
+/// (kurbo's coefficient order, as Blitz stores an element's resolved CSS transform).
+type Affine = [f64; 6];
+
+/// `outer` after `inner`.
+fn compose(outer: &Affine, inner: &Affine) -> Affine {
+    let [a, b, c, d, e, f] = *outer;
+    let [p, q, r, s, t, u] = *inner;
+    [
+        a * p + c * q,
+        b * p + d * q,
+        a * r + c * s,
+        b * r + d * s,
+        a * t + c * u + e,
+        b * t + d * u + f,
+    ]
+}
+
+/// The transform from untransformed to transformed page coordinates of an element whose
+/// parent's is `parent` and whose untransformed border box is `rect`: its own CSS transform
+/// (resolved by Blitz about its border box's origin, `transform-origin` included) moved to
+/// page coordinates, then the parent's. `None` when neither has one.
+fn page_transform(parent: Option<Affine>, node: &Node, rect: Rect) -> Option<Affine> {
+    let own = node.transform().as_deref().map(|t| t.as_coeffs());
+    let own = own.map(|[a, b, c, d, e, f]| {
+        let (ox, oy) = (f64::from(rect.x), f64::from(rect.y));
+        [
+            a,
+            b,
+            c,
+            d,
+            e + ox - (a * ox + c * oy),
+            f + oy - (b * ox + d * oy),
+        ]
+    });
+    match (parent, own) {
+        (None, own) => own,
+        (parent, None) => parent,
+        (Some(parent), Some(own)) => Some(compose(&parent, &own)),
+    }
+}
+
+/// The bounding box of `rect` mapped by `t`.
+fn transform_rect(t: &Affine, rect: Rect) -> Rect {
+    let [a, b, c, d, e, f] = *t;
+    let (x0, y0) = (f64::from(rect.x), f64::from(rect.y));
+    let (x1, y1) = (x0 + f64::from(rect.width), y0 + f64::from(rect.height));
+    let corners = [(x0, y0), (x1, y0), (x0, y1), (x1, y1)]
+        .map(|(x, y)| (a * x + c * y + e, b * x + d * y + f));
+    let min_x = corners.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let max_x = corners
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let min_y = corners.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let max_y = corners
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    Rect {
+        x: min_x as f32,
+        y: min_y as f32,
+        width: (max_x - min_x) as f32,
+        height: (max_y - min_y) as f32,
     }
 }
 

@@ -172,3 +172,25 @@ fn broken_images_are_drawn_as_in_chromium() {
         "the page's own style attribute is reported"
     );
 }
+
+#[test]
+fn css_transforms_move_the_boxes() {
+    testkit::require("chromium");
+    let (embedded, chromium) = both_trees("transforms.html");
+    assert_same_boxes(
+        &embedded,
+        &chromium,
+        &[
+            "translate-x",
+            "notification",
+            "notification-child",
+            "parent",
+            "child",
+            "scale",
+            "rotate",
+            "centred",
+            "after",
+        ],
+        1,
+    );
+}
