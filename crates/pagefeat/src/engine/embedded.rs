@@ -153,13 +153,16 @@ impl EmbeddedEngine {
                             ..DocumentConfig::default()
                         };
                         let mut document = HtmlDocument::from_html(&page.html, config);
+                        let mut original_styles = HashMap::new();
+                        let sized = images::size_data_images(&mut document, &mut original_styles);
                         map_image_aspect_ratios(&mut document);
                         let registered =
                             fonts::register_aliases(&mut document, &aliases, &page.html);
-                        let mut original_styles = fonts::append_standard_fallback(
+                        fonts::append_standard_fallback(
                             &mut document,
                             &mut lookup,
                             &registered,
+                            &mut original_styles,
                         );
                         images::emulate_broken_images(
                             &mut document,
@@ -173,7 +176,7 @@ impl EmbeddedEngine {
                             None => None,
                         };
                         let mut layout = read_tree(base, &page.base_url, viewport, selected);
-                        restore_styles(&mut layout.snapshot, &original_styles);
+                        restore_attributes(&mut layout.snapshot, &original_styles, &sized);
                         Ok(layout)
                     }))
                 });
@@ -252,14 +255,24 @@ fn map_image_aspect_ratios(document: &mut BaseDocument) {
     }
 }
 
-/// Puts back the page's own `style` attribute of the elements the engine gave a font
-/// fallback ([`fonts::append_standard_fallback`]), by engine node id.
-fn restore_styles(snapshot: &mut LayoutSnapshot, originals: &HashMap<u64, Option<String>>) {
-    if originals.is_empty() {
+/// Puts back the page's own attributes: the `style` attribute of the elements the engine
+/// gave a font fallback or a broken-image size ([`fonts::append_standard_fallback`],
+/// [`images::emulate_broken_images`]) or a `data:` image's proportions, and no `width` on
+/// the `data:` images it gave their natural width ([`images::size_data_images`]); by engine
+/// node id.
+fn restore_attributes(
+    snapshot: &mut LayoutSnapshot,
+    styles: &HashMap<u64, Option<String>>,
+    sized: &[u64],
+) {
+    if styles.is_empty() && sized.is_empty() {
         return;
     }
     for object in &mut snapshot.objects {
-        let Some(original) = originals.get(&object.engine_node) else {
+        if sized.contains(&object.engine_node) {
+            object.attributes.retain(|(k, _)| k != "width");
+        }
+        let Some(original) = styles.get(&object.engine_node) else {
             continue;
         };
         object.attributes.retain(|(k, _)| k != "style");

@@ -251,15 +251,15 @@ pub fn register_aliases(
 /// match for the script. Resolves styles itself (`resolve_stylist`), then sets the list in
 /// the inline style of each element where such a list starts (differs from its parent's);
 /// descendants inherit it, and a second round catches those that declare the same list
-/// themselves. Returns the original `style` attribute of each changed element (to report
-/// the page's own attributes), by node id.
+/// themselves. The original `style` attribute of each changed element goes into
+/// `originals` by node id (unless there already), to report the page's own attributes.
 pub fn append_standard_fallback(
     document: &mut BaseDocument,
     fonts: &mut FontContext,
     aliases: &[&str],
-) -> HashMap<u64, Option<String>> {
+    originals: &mut HashMap<u64, Option<String>>,
+) {
     let mut resolvable: HashMap<String, bool> = HashMap::new();
-    let mut originals: HashMap<u64, Option<String>> = HashMap::new();
     for _round in 0..FALLBACK_ROUNDS {
         document.resolve_stylist(0.0);
         let changes = unusable_lists(document, fonts, aliases, &mut resolvable);
@@ -284,7 +284,6 @@ pub fn append_standard_fallback(
             originals.entry(id.as_u64()).or_insert(style);
         }
     }
-    originals
 }
 
 /// Rounds of [`append_standard_fallback`] (the second one catches explicit declarations of

@@ -225,3 +225,188 @@ fn measure_alt_texts(
     drop(mutator);
     sizes
 }
+
+/// Gives every `<img>` whose `src` is a `data:` URL of a GIF, PNG or SVG image (these load
+/// in Chromium, not in the embedded engine) its natural size where it has no `width` /
+/// `height` attribute: the natural width as a presentational `width` (author CSS overrides
+/// it as it overrides a natural width) and the natural proportions as `aspect-ratio: auto
+/// W / H` ahead of its inline style, so an `auto` height follows the used width. Returns
+/// the ids of the elements given a `width` attribute; their original `style` goes into
+/// `originals` (the tree reports the page's own attributes).
+pub fn size_data_images(
+    document: &mut BaseDocument,
+    originals: &mut HashMap<u64, Option<String>>,
+) -> Vec<u64> {
+    let Ok(images) = document.query_selector_all("img[src^='data:']") else {
+        return Vec::new();
+    };
+    let mut sized = Vec::new();
+    for id in images {
+        let Some(element) = document.get_node(id).and_then(|n| n.element_data()) else {
+            continue;
+        };
+        let attr = |name: &str| {
+            element
+                .attrs
+                .iter()
+                .find(|a| &*a.name.local == name)
+                .map(|a| a.value.as_str())
+        };
+        if attr("width").is_some() || attr("height").is_some() {
+            continue;
+        }
+        if let Some(size) = attr("src").and_then(data_image_size) {
+            sized.push((id, size, attr("style").map(str::to_owned)));
+        }
+    }
+    let mut mutator = document.mutate();
+    let mut changed = Vec::new();
+    for (id, (width, height), style) in sized {
+        let name =
+            blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("width"));
+        mutator.set_attribute(id, name, &format!("{width}"));
+        let name =
+            blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
+        let own = style.clone().unwrap_or_default();
+        mutator.set_attribute(
+            id,
+            name,
+            &format!("aspect-ratio: auto {width} / {height}; {own}"),
+        );
+        originals.entry(id.as_u64()).or_insert(style);
+        changed.push(id.as_u64());
+    }
+    changed
+}
+
+/// The natural size (width, height), px, of a `data:` URL holding a GIF, PNG or SVG image
+/// (SVG: the root's `width` / `height` in px, or its `viewBox`), or `None`.
+pub fn data_image_size(url: &str) -> Option<(f32, f32)> {
+    use base64::Engine as _;
+    let rest = url.trim().strip_prefix("data:")?;
+    let (header, payload) = rest.split_once(',')?;
+    let header = header.to_ascii_lowercase();
+    let bytes = if header.ends_with(";base64") {
+        let compact: String = payload.chars().filter(|c| !c.is_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(compact.trim_end_matches('='))
+            .or_else(|_| {
+                base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(compact.trim_end_matches('='))
+            })
+            .ok()?
+    } else {
+        percent_decode(payload)
+    };
+    if header.starts_with("image/svg") {
+        return svg_size(&String::from_utf8_lossy(&bytes));
+    }
+    let size = match bytes.as_slice() {
+        [b'G', b'I', b'F', b'8', _, _, w0, w1, h0, h1, ..] => (
+            u16::from_le_bytes([*w0, *w1]).into(),
+            u16::from_le_bytes([*h0, *h1]).into(),
+        ),
+        [
+            0x89,
+            b'P',
+            b'N',
+            b'G',
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            _,
+            b'I',
+            b'H',
+            b'D',
+            b'R',
+            w @ ..,
+        ] if w.len() >= 8 => (
+            u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as f32,
+            u32::from_be_bytes([w[4], w[5], w[6], w[7]]) as f32,
+        ),
+        _ => return None,
+    };
+    (size.0 > 0.0 && size.1 > 0.0).then_some(size)
+}
+
+/// `%XX` escapes decoded (others kept as they are).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(value)) => {
+                out.push(value);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The size of an SVG document's root element: `width` and `height` in px (plain numbers),
+/// else its `viewBox`'s.
+fn svg_size(svg: &str) -> Option<(f32, f32)> {
+    let start = svg.find("<svg")?;
+    let tag = &svg[start..start + svg[start..].find('>')?];
+    let attr = |name: &str| -> Option<&str> {
+        let at = tag.find(&format!(" {name}="))? + name.len() + 2;
+        let quote = tag[at..].chars().next()?;
+        let value = &tag[at + 1..];
+        value.find(quote).map(|end| &value[..end])
+    };
+    let px = |value: &str| {
+        value
+            .trim()
+            .trim_end_matches("px")
+            .parse::<f32>()
+            .ok()
+            .filter(|v| *v > 0.0)
+    };
+    if let (Some(w), Some(h)) = (attr("width").and_then(px), attr("height").and_then(px)) {
+        return Some((w, h));
+    }
+    let view: Vec<f32> = attr("viewBox")?
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match view.as_slice() {
+        [_, _, w, h] if *w > 0.0 && *h > 0.0 => Some((*w, *h)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_image_sizes() {
+        let gif = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
+        assert_eq!(data_image_size(gif), Some((1.0, 1.0)));
+        let gif = "data:image/gif;base64,R0lGODlhEAAJAJEAAAAAAP///////wAAACH5BAEAAAAALAAAAAAQAAkAAAIKlI+py+0Po5yUFQA7";
+        assert_eq!(data_image_size(gif), Some((16.0, 9.0)));
+        let png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+        assert_eq!(data_image_size(png), Some((1.0, 1.0)));
+        let svg = "data:image/svg+xml,%3Csvg%20xmlns='http://www.w3.org/2000/svg'%20viewBox='0%200%20400%20268'%3E%3C/svg%3E";
+        assert_eq!(data_image_size(svg), Some((400.0, 268.0)));
+        let svg = r#"data:image/svg+xml;utf8,<svg xmlns="http://www.w3.org/2000/svg" width="10" height="20"></svg>"#;
+        assert_eq!(data_image_size(svg), Some((10.0, 20.0)));
+        assert_eq!(data_image_size("data:text/plain,hello"), None);
+        assert_eq!(data_image_size("data:image/gif;base64,!!!"), None);
+    }
+}

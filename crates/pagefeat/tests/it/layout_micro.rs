@@ -194,3 +194,29 @@ fn css_transforms_move_the_boxes() {
         1,
     );
 }
+
+#[test]
+fn data_images_take_their_natural_size() {
+    testkit::require("chromium");
+    let (embedded, chromium) = both_trees("data-images.html");
+    assert_same_boxes(
+        &embedded,
+        &chromium,
+        &["pixel", "gif-16x9", "svg-viewbox", "png-full", "after"],
+        1,
+    );
+    let image = embedded
+        .nodes
+        .iter()
+        .find(|n| n.attributes.get("id").map(String::as_str) == Some("png-full"))
+        .unwrap();
+    assert!(
+        !image.attributes.contains_key("width"),
+        "{:?}",
+        image.attributes
+    );
+    assert_eq!(
+        image.attributes.get("style").map(String::as_str),
+        Some("max-width: 640px")
+    );
+}
