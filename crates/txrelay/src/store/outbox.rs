@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use alloy::primitives::B256;
 use sqlx::any::AnyRow;
-use sqlx::{FromRow, Row};
+use sqlx::Row;
 
 use super::codec::{Db, RowExt, int};
 use super::devices::decode_rules;
@@ -58,7 +58,7 @@ struct NewRow {
     channel: &'static str,
     target: String,
     tenant: String,
-    scheme: &'static str,
+    scheme: SignatureScheme,
     secret: Option<String>,
     payload: String,
     seen_at_ms: Option<u64>,
@@ -156,8 +156,8 @@ impl<'a> Outbox<'a> {
                         sealed_secret,
                         scheme,
                         ..
-                    } => (Some(sealed_secret.clone()), scheme.as_str()),
-                    Target::Account(_) => (None, SignatureScheme::Standard.as_str()),
+                    } => (Some(sealed_secret.clone()), *scheme),
+                    Target::Account(_) => (None, SignatureScheme::Standard),
                 };
                 self.rows.push(NewRow {
                     decision,
@@ -193,10 +193,10 @@ impl<'a> Outbox<'a> {
         let mut jobs = Vec::new();
         for chunk in self.rows.chunks(INSERT_CHUNK) {
             let sql = insert_sql(self.backend, chunk.len());
+            // Only what tells the inserted rows apart: the rest of each job is in `chunk`.
             let sql = format!(
                 "{sql} ON CONFLICT (event_id, channel, target, tenant) DO NOTHING \
-                 RETURNING id, event_id, channel, target, scheme, secret, payload, attempts, \
-                 created_at_ms, included_seen_at_ms"
+                 RETURNING id, event_id, channel, target, tenant"
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for row in chunk {
@@ -208,7 +208,7 @@ impl<'a> Outbox<'a> {
                     .bind(row.channel)
                     .bind(row.target.clone())
                     .bind(row.tenant.clone())
-                    .bind(row.scheme)
+                    .bind(row.scheme.as_str())
                     .bind(row.secret.clone())
                     .bind(row.payload.clone())
                     .bind(int(now_ms))
@@ -222,28 +222,48 @@ impl<'a> Outbox<'a> {
                 .fetch_all(&mut **tx)
                 .await
                 .map_err(q("insert notifications"))?;
-            let by_key: HashMap<(&str, &str, &str), usize> = chunk
+            let by_key: HashMap<(&str, &str, &str, &str), &NewRow> = chunk
                 .iter()
                 .map(|r| {
-                    (
-                        (r.event_id.as_str(), r.channel, r.target.as_str()),
-                        r.decision,
-                    )
+                    let key = (
+                        r.event_id.as_str(),
+                        r.channel,
+                        r.target.as_str(),
+                        r.tenant.as_str(),
+                    );
+                    (key, r)
                 })
                 .collect();
             for row in &inserted {
-                let event_id: String =
-                    row.try_get("event_id").map_err(q("insert notifications"))?;
-                let channel: String = row.try_get("channel").map_err(q("insert notifications"))?;
-                let target: String = row.try_get("target").map_err(q("insert notifications"))?;
-                if let Some(slot) = by_key
-                    .get(&(event_id.as_str(), channel.as_str(), target.as_str()))
-                    .and_then(|decision| created.get_mut(*decision))
-                {
+                let text = |column: &str| -> Result<String, StoreError> {
+                    row.try_get(column).map_err(q("insert notifications"))
+                };
+                let (event_id, channel) = (text("event_id")?, text("channel")?);
+                let (target, tenant) = (text("target")?, text("tenant")?);
+                let key = (
+                    event_id.as_str(),
+                    channel.as_str(),
+                    target.as_str(),
+                    tenant.as_str(),
+                );
+                let Some(new) = by_key.get(&key) else {
+                    continue;
+                };
+                if let Some(slot) = created.get_mut(new.decision) {
                     *slot += 1;
                 }
-                if self.lease.is_some() && channel == "webhook" {
-                    jobs.push(WebhookJob::from_row(row).map_err(q("insert notifications"))?);
+                if self.lease.is_some() && new.channel == "webhook" {
+                    jobs.push(WebhookJob {
+                        id: row.try_get("id").map_err(q("insert notifications"))?,
+                        event_id: new.event_id.clone(),
+                        url: new.target.clone(),
+                        sealed_secret: new.secret.clone().unwrap_or_default(),
+                        scheme: new.scheme,
+                        payload: new.payload.clone(),
+                        attempts: 1,
+                        created_at_ms: now_ms,
+                        included_seen_at_ms: new.seen_at_ms,
+                    });
                 }
             }
         }
