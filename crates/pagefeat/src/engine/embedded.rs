@@ -154,7 +154,15 @@ impl EmbeddedEngine {
                         };
                         let mut document = HtmlDocument::from_html(&page.html, config);
                         let mut original_styles = HashMap::new();
-                        let sized = images::size_data_images(&mut document, &mut original_styles);
+                        let mut added: Vec<(u64, Vec<&str>)> =
+                            images::size_data_images(&mut document, &mut original_styles)
+                                .into_iter()
+                                .map(|id| (id, vec!["width"]))
+                                .collect();
+                        added.extend(images::size_inline_svgs(
+                            &mut document,
+                            &mut original_styles,
+                        ));
                         map_image_aspect_ratios(&mut document);
                         let registered =
                             fonts::register_aliases(&mut document, &aliases, &page.html);
@@ -176,7 +184,7 @@ impl EmbeddedEngine {
                             None => None,
                         };
                         let mut layout = read_tree(base, &page.base_url, viewport, selected);
-                        restore_attributes(&mut layout.snapshot, &original_styles, &sized);
+                        restore_attributes(&mut layout.snapshot, &original_styles, &added);
                         Ok(layout)
                     }))
                 });
@@ -257,20 +265,23 @@ fn map_image_aspect_ratios(document: &mut BaseDocument) {
 
 /// Puts back the page's own attributes: the `style` attribute of the elements the engine
 /// gave a font fallback or a broken-image size ([`fonts::append_standard_fallback`],
-/// [`images::emulate_broken_images`]) or a `data:` image's proportions, and no `width` on
-/// the `data:` images it gave their natural width ([`images::size_data_images`]); by engine
+/// [`images::emulate_broken_images`]) or proportions, and none of the size attributes it
+/// added (`added`: [`images::size_data_images`], [`images::size_inline_svgs`]); by engine
 /// node id.
 fn restore_attributes(
     snapshot: &mut LayoutSnapshot,
     styles: &HashMap<u64, Option<String>>,
-    sized: &[u64],
+    added: &[(u64, Vec<&str>)],
 ) {
-    if styles.is_empty() && sized.is_empty() {
+    if styles.is_empty() && added.is_empty() {
         return;
     }
+    let added: HashMap<u64, &Vec<&str>> = added.iter().map(|(id, names)| (*id, names)).collect();
     for object in &mut snapshot.objects {
-        if sized.contains(&object.engine_node) {
-            object.attributes.retain(|(k, _)| k != "width");
+        if let Some(names) = added.get(&object.engine_node) {
+            object
+                .attributes
+                .retain(|(k, _)| !names.contains(&k.as_str()));
         }
         let Some(original) = styles.get(&object.engine_node) else {
             continue;

@@ -14,7 +14,9 @@
 //! - without `alt`, it is the 16 x 16 px icon (inline; a block-level one as above);
 //! - with an empty `alt`, it represents nothing (Blitz gives it no size already).
 //!
-//! `data:` images load in Chromium and are left alone. The alt text is measured by laying it
+//! `data:` images load in Chromium: they get their natural size ([`size_data_images`]).
+//! Inline `<svg>` elements get Chromium's replaced-element sizes ([`size_inline_svgs`]). The
+//! alt text is measured by laying it
 //! out in a hidden span next to the image (one extra layout pass on pages with such images),
 //! then the image gets the size in its inline style (the page's own `style` attribute is
 //! what the tree reports).
@@ -388,6 +390,99 @@ fn svg_size(svg: &str) -> Option<(f32, f32)> {
         [_, _, w, h] if *w > 0.0 && *h > 0.0 => Some((*w, *h)),
         _ => None,
     }
+}
+
+/// Gives every outermost inline `<svg>` the size Chromium gives it where Blitz would give it
+/// none: a `viewBox` gives its proportions (`aspect-ratio: auto W / H` ahead of its inline
+/// style), so one size attribute implies the other, and with neither attribute the width
+/// fills the container (`width="100%"`); without a `viewBox` a missing width is 300 px and
+/// a missing height 150 px (the replaced-element defaults). Returns the ids of the elements
+/// given size attributes with the names added; their original `style` goes into
+/// `originals`.
+pub fn size_inline_svgs(
+    document: &mut BaseDocument,
+    originals: &mut HashMap<u64, Option<String>>,
+) -> Vec<(u64, Vec<&'static str>)> {
+    let Ok(svgs) = document.query_selector_all("svg") else {
+        return Vec::new();
+    };
+    let mut plans = Vec::new();
+    for id in svgs {
+        let Some(node) = document.get_node(id) else {
+            continue;
+        };
+        let nested = node
+            .parent
+            .and_then(|p| document.get_node(p))
+            .and_then(|p| p.element_data())
+            .is_some_and(|p| &*p.name.local == "svg");
+        let Some(element) = node.element_data() else {
+            continue;
+        };
+        if nested {
+            continue;
+        }
+        let attr = |name: &str| {
+            element
+                .attrs
+                .iter()
+                .find(|a| a.name.local.to_ascii_lowercase() == name.to_ascii_lowercase())
+                .map(|a| a.value.as_str())
+        };
+        let (width, height) = (attr("width"), attr("height"));
+        let ratio = attr("viewBox").and_then(|v| {
+            let numbers: Vec<f32> = v
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            match numbers.as_slice() {
+                [_, _, w, h] if *w > 0.0 && *h > 0.0 => Some((*w, *h)),
+                _ => None,
+            }
+        });
+        let mut added: Vec<(&'static str, &'static str)> = Vec::new();
+        match ratio {
+            Some(_) if width.is_none() && height.is_none() => added.push(("width", "100%")),
+            Some(_) => {}
+            None => {
+                if width.is_none() {
+                    added.push(("width", "300"));
+                }
+                if height.is_none() {
+                    added.push(("height", "150"));
+                }
+            }
+        }
+        if added.is_empty() && ratio.is_none() {
+            continue;
+        }
+        plans.push((id, added, ratio, attr("style").map(str::to_owned)));
+    }
+    let mut mutator = document.mutate();
+    let mut changed = Vec::new();
+    for (id, added, ratio, style) in plans {
+        for (name, value) in &added {
+            let local = match *name {
+                "width" => blitz_dom::local_name!("width"),
+                _ => blitz_dom::local_name!("height"),
+            };
+            mutator.set_attribute(
+                id,
+                blitz_dom::QualName::new(None, blitz_dom::ns!(), local),
+                value,
+            );
+        }
+        if let Some((w, h)) = ratio {
+            let own = style.clone().unwrap_or_default();
+            let name =
+                blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
+            mutator.set_attribute(id, name, &format!("aspect-ratio: auto {w} / {h}; {own}"));
+            originals.entry(id.as_u64()).or_insert(style);
+        }
+        changed.push((id.as_u64(), added.iter().map(|(n, _)| *n).collect()));
+    }
+    changed
 }
 
 #[cfg(test)]

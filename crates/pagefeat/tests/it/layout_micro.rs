@@ -220,3 +220,35 @@ fn data_images_take_their_natural_size() {
         Some("max-width: 640px")
     );
 }
+
+#[test]
+fn inline_svgs_take_chromium_sizes() {
+    testkit::require("chromium");
+    let (embedded, chromium) = both_trees("inline-svg.html");
+    assert_same_boxes(
+        &embedded,
+        &chromium,
+        &[
+            "width-viewbox",
+            "height-viewbox",
+            "no-size",
+            "viewbox-only",
+            "css-width",
+            "both",
+            "button",
+            "icon",
+            "after",
+        ],
+        1,
+    );
+    let svg = embedded
+        .nodes
+        .iter()
+        .find(|n| n.attributes.get("id").map(String::as_str) == Some("no-size"))
+        .unwrap();
+    assert!(
+        !svg.attributes.contains_key("width"),
+        "{:?}",
+        svg.attributes
+    );
+}
