@@ -557,3 +557,70 @@ fn popup_summary(evaluation: &crate::popup_eval::Evaluation) -> serde_json::Valu
         .collect();
     serde_json::Value::Array(runs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::popup::PopupKind;
+    use crate::popup_eval::{Evaluation, Found, Rendering, RunReport, Split, score};
+
+    #[test]
+    fn the_popup_summary_gives_intervals_and_gates_dev_examples_only() {
+        let found = |file: &str, expected: Option<PopupKind>, kinds: &[PopupKind], split| Found {
+            file: file.to_owned(),
+            expected,
+            kinds: kinds.to_vec(),
+            family: file.to_owned(),
+            split,
+        };
+        let run = |split, rows: Vec<Found>| RunReport {
+            engine: EngineKind::Embedded,
+            rendering: Rendering::Static,
+            split,
+            examples: rows.len(),
+            correct: rows.iter().filter(|f| f.correct()).count(),
+            kinds: score(&rows, 50, 1),
+            wrong: rows.iter().filter(|f| !f.correct()).cloned().collect(),
+        };
+        let test_rows = vec![
+            found(
+                "a",
+                Some(PopupKind::Consent),
+                &[PopupKind::Consent],
+                Split::Test,
+            ),
+            found("b", Some(PopupKind::Ad), &[PopupKind::Ad], Split::Test),
+            found(
+                "c",
+                Some(PopupKind::Other),
+                &[PopupKind::Other],
+                Split::Test,
+            ),
+            found(
+                "d",
+                Some(PopupKind::Newsletter),
+                &[PopupKind::Newsletter],
+                Split::Test,
+            ),
+            found("e", None, &[PopupKind::Other], Split::Test),
+        ];
+        let dev_rows = vec![found("f", None, &[PopupKind::Other], Split::Dev)];
+        let evaluation = Evaluation {
+            runs: vec![run(Split::Dev, dev_rows), run(Split::Test, test_rows)],
+        };
+        let summary = popup_summary(&evaluation);
+        let other = &summary[1]["kinds"]["other"];
+        assert_eq!(other["precision"], 0.5);
+        assert_eq!(other["fp"], 1);
+        let interval = other["precision_interval"].as_array().unwrap();
+        assert!(interval[0].as_f64().unwrap() <= 0.5 && interval[1].as_f64().unwrap() >= 0.5);
+        assert!(summary[1]["kinds"]["consent"]["recall_interval"].is_array());
+        // The held-out `none` miss is reported, not a failure (4/5 = the share); the dev one is.
+        let failures = popup_failures(&evaluation, &[]);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            failures[0].contains("Dev") && failures[0].contains(": f "),
+            "{failures:?}"
+        );
+    }
+}

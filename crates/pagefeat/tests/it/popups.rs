@@ -67,8 +67,9 @@ fn chromium_finds_injected_banners_and_classifies_them() {
 }
 
 /// The embedded engine over the labelled set with the fragments served in the page: the
-/// held-out split keeps at least 80 % of its examples right and nothing that is not a popup
-/// (a late inline box, a diagnostic page, a navigation bar) is reported as one.
+/// held-out split keeps at least 80 % of its examples right and no dev example that is not a
+/// popup (a late inline box, a diagnostic page, a navigation bar) is reported as one. Held-out
+/// examples are scored once and their misses reported, so they are not pinned one by one.
 #[test]
 fn embedded_engine_on_the_labelled_set_keeps_held_out_figures_and_reports_no_false_popups() {
     let rt = runtime();
@@ -88,7 +89,11 @@ fn embedded_engine_on_the_labelled_set_keeps_held_out_figures_and_reports_no_fal
         .unwrap();
     let false_popups: Vec<_> = found
         .iter()
-        .filter(|f| f.expected.is_none() && !f.kinds.is_empty())
+        .filter(|f| {
+            f.split == pagefeat::popup_eval::Split::Dev
+                && f.expected.is_none()
+                && !f.kinds.is_empty()
+        })
         .map(|f| (&f.file, &f.kinds))
         .collect();
     assert!(false_popups.is_empty(), "{false_popups:?}");
