@@ -19,6 +19,7 @@ use blitz_html::HtmlDocument;
 use blitz_traits::shell::{ColorScheme, Viewport};
 
 use crate::compat::compat_mode;
+use crate::engine::controls;
 use crate::engine::fonts::{self, FontAlias};
 use crate::engine::images;
 use crate::error::{Error, Result};
@@ -178,6 +179,9 @@ impl EmbeddedEngine {
                             &mut original_styles,
                         );
                         document.resolve(0.0);
+                        if controls::baseline_empty_buttons(&mut document, &mut original_styles) {
+                            document.resolve(0.0);
+                        }
                         let base: &BaseDocument = &document;
                         let selected = match selector {
                             Some(selector) => Some(select(base, selector)?),

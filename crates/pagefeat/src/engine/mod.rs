@@ -2,6 +2,7 @@
 //! LayoutObject class names, so everything after them is engine-independent.
 
 pub mod chromium;
+pub mod controls;
 pub mod embedded;
 pub mod fonts;
 pub mod images;

@@ -252,3 +252,23 @@ fn inline_svgs_take_chromium_sizes() {
         svg.attributes
     );
 }
+
+#[test]
+fn empty_buttons_sit_on_their_content_box() {
+    testkit::require("chromium");
+    let (embedded, chromium) = both_trees("empty-button.html");
+    assert_same_boxes(
+        &embedded,
+        &chromium,
+        &[
+            "line",
+            "empty",
+            "text-line",
+            "between",
+            "padded",
+            "with-text",
+            "after",
+        ],
+        1,
+    );
+}
