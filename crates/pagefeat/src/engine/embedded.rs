@@ -22,6 +22,7 @@ use crate::compat::compat_mode;
 use crate::engine::controls;
 use crate::engine::fonts::{self, FontAlias};
 use crate::engine::images;
+use crate::engine::inlines::{self, InlineFonts};
 use crate::error::{Error, Result};
 use crate::input::PageInput;
 use crate::layout::{
@@ -178,16 +179,20 @@ impl EmbeddedEngine {
                             !compat_mode(&page.html).is_standards(),
                             &mut original_styles,
                         );
+                        document.resolve_stylist(0.0);
+                        let mut inline_fonts = inlines::add_probes(&mut document);
                         document.resolve(0.0);
                         if controls::baseline_empty_buttons(&mut document, &mut original_styles) {
                             document.resolve(0.0);
                         }
+                        inline_fonts.measure(&document);
                         let base: &BaseDocument = &document;
                         let selected = match selector {
                             Some(selector) => Some(select(base, selector)?),
                             None => None,
                         };
-                        let mut layout = read_tree(base, &page.base_url, viewport, selected);
+                        let mut layout =
+                            read_tree(base, &page.base_url, viewport, selected, &inline_fonts);
                         restore_attributes(&mut layout.snapshot, &original_styles, &added);
                         Ok(layout)
                     }))
@@ -314,6 +319,7 @@ fn read_tree(
     url: &str,
     viewport: (u32, u32),
     selected_node: Option<NodeId>,
+    inline_fonts: &InlineFonts,
 ) -> EmbeddedLayout {
     let mut objects: Vec<LayoutObject> = Vec::new();
     let mut selected = None;
@@ -359,6 +365,13 @@ fn read_tree(
                 if node.primary_styles().is_none() {
                     continue; // inside a display:none subtree: no styles, no layout object
                 }
+                if element
+                    .attrs
+                    .iter()
+                    .any(|a| &*a.name.local == inlines::PROBE_ATTRIBUTE)
+                {
+                    continue; // the engine's own font probe
+                }
                 let values: Vec<String> = STYLE_PROPERTIES
                     .iter()
                     .map(|p| document.resolved_style_value(node_id, p))
@@ -370,7 +383,7 @@ fn read_tree(
                     }
                     continue;
                 };
-                let untransformed = element_rect(node);
+                let untransformed = element_rect(document, node, inline_fonts);
                 let transform = page_transform(
                     transforms.get(parent_index).copied().flatten(),
                     node,
@@ -523,20 +536,26 @@ fn push_children(stack: &mut Vec<(NodeId, usize)>, node: &Node, parent_index: us
 
 /// The border box of an element in page coordinates. A non-atomic inline element has no box
 /// of its own in Blitz: its line fragments (relative to the inline root) are united.
-fn element_rect(node: &Node) -> Rect {
+fn element_rect(document: &BaseDocument, node: &Node, inline_fonts: &InlineFonts) -> Rect {
     if let Some(fragments) = node.inline_fragment_boxes() {
         let origin = node
             .inline_root_ancestor()
             .map(|root| root.absolute_position(0.0, 0.0));
         let mut union: Option<(f32, f32, f32, f32)> = None;
         for f in fragments {
-            let (x0, y0, x1, y1) = (f.left, f.top, f.right, f.bottom);
+            // Chromium's height: the font's content area, not the line box.
+            let (top, bottom) = inline_fonts.fragment(document, node, f.top, f.bottom);
+            let (x0, y0, x1, y1) = (f.left, top, f.right, bottom);
             union = Some(match union {
                 None => (x0, y0, x1, y1),
                 Some((a, b, c, d)) => (a.min(x0), b.min(y0), c.max(x1), d.max(y1)),
             });
         }
         if let (Some(origin), Some((x0, y0, x1, y1))) = (origin, union) {
+            // Blitz lays inline padding and border out as nothing: the glyphs start at the
+            // box's left edge, so the edges are added on the right.
+            let (left, right) = inlines::horizontal_edges(document, node);
+            let x1 = x1 + left + right;
             return Rect {
                 x: origin.x + x0,
                 y: origin.y + y0,

@@ -6,6 +6,7 @@ pub mod controls;
 pub mod embedded;
 pub mod fonts;
 pub mod images;
+pub mod inlines;
 pub mod isolation;
 pub mod snapshot;
 

@@ -272,3 +272,38 @@ fn empty_buttons_sit_on_their_content_box() {
         1,
     );
 }
+
+#[test]
+fn inline_boxes_cover_the_font_not_the_line() {
+    testkit::require("chromium");
+    let (embedded, chromium) = both_trees("inline-boxes.html");
+    assert_same_boxes(
+        &embedded,
+        &chromium,
+        &[
+            "tall-line",
+            "link",
+            "fixed-line",
+            "span",
+            "normal-line",
+            "padded",
+            "after",
+        ],
+        1,
+    );
+    // A run wrapped over lines: the same lines, widths apart by the break positions.
+    let (e, c) = (
+        box_of(&embedded, "wrapped").unwrap(),
+        box_of(&chromium, "wrapped").unwrap(),
+    );
+    assert!(
+        (e[1] - c[1]).abs() <= 1 && (e[3] - c[3]).abs() <= 1,
+        "{e:?} {c:?}"
+    );
+    assert!(
+        embedded.nodes.iter().all(|n| !n
+            .attributes
+            .contains_key(pagefeat::engine::inlines::PROBE_ATTRIBUTE)),
+        "a font probe in the tree"
+    );
+}
