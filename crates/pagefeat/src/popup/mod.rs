@@ -7,7 +7,13 @@
 //! after the parse-end snapshot ([`appeared`]), those that hold an overlay candidate, or whose
 //! class or id names a popup ([`crate::overlay::hinted`]), are reported by their root. A
 //! subtree that appeared in the page's flow (a late "related links" box, comments) is not a
-//! popup. A banner already on screen at parse end (a standalone banner page) is one.
+//! popup. A banner already on screen at parse end (a standalone banner page) is one. A root
+//! that is page chrome ([`chrome`]: a sticky add-to-cart bar, a share rail, a table of
+//! contents, a back-to-top control, a video player, site search) and holds no popup signal
+//! is dropped, whichever kind the fallback would give it.
+//!
+//! Submodules, each importing only those listed before it: [`lexicon`] (word and name
+//! lists), [`evidence`] (evidence and kinds), [`chrome`] (page chrome).
 //!
 //! Kinds ([`classify`], first match): `consent` (a consent frame, or consent wording with a
 //! control that answers it or consent-platform markup around it; no e-mail field or sign-up
@@ -26,6 +32,7 @@ use crate::layout::{LayoutSnapshot, NodeKind};
 use crate::overlay::hinted;
 use crate::stat_node::Derived;
 
+pub mod chrome;
 pub mod evidence;
 pub mod lexicon;
 
@@ -113,14 +120,16 @@ pub fn popup_roots(
     for overlay in overlays(main, derived) {
         roots.insert(appeared_root[overlay].unwrap_or(overlay));
     }
-    // Keep only the outermost of nested roots, and only roots with something to show.
+    // Keep only the outermost of nested roots, and only roots with something to show that
+    // are not the page's own chrome.
     let content = has_content(main, derived);
+    let page_chrome = chrome::page_chrome(main);
     let mut kept: Vec<usize> = Vec::new();
     let mut inside = vec![false; n];
     for (i, object) in main.objects.iter().enumerate() {
         let parent_inside = object.parent.is_some_and(|p| p < i && inside[p]);
         inside[i] = parent_inside || roots.contains(&i);
-        if roots.contains(&i) && !parent_inside && content[i] {
+        if roots.contains(&i) && !parent_inside && content[i] && !page_chrome[i] {
             kept.push(i);
         }
     }

@@ -164,3 +164,94 @@ fn overlays_holding_only_a_frame_are_classified_by_the_frame_url() {
         assert_eq!(kinds, [expected], "{name}");
     }
 }
+
+/// Fixed bars and boxes whose controls are the page's own (a sticky buy bar, a share rail, a
+/// floating video player, a sticky table of contents) are page chrome, not popups; the same
+/// bar with an advertisement label is an ad, and a plain fixed notice stays `other`
+/// (embedded engine, the fragment served in the page). Before the page-chrome rule, each of
+/// the chrome boxes was reported as an `other` popup.
+#[test]
+fn sticky_commerce_bars_and_other_page_chrome_are_not_popups() {
+    let rt = runtime();
+    let pipeline = pipeline(labels_only());
+    let bottom_bar = |inner: &str| {
+        format!(
+            "<style>.b{{position:fixed;left:0;right:0;bottom:0;height:70px;z-index:500;\
+             background:#fff}}</style><div class=\"b\">{inner}</div>"
+        )
+    };
+    let corner = |inner: &str| {
+        format!(
+            "<style>.c{{position:fixed;right:16px;bottom:16px;width:400px;height:260px;\
+             z-index:900;background:#000}}.c video,.c iframe{{width:100%;height:100%}}</style>\
+             <div class=\"c\">{inner}</div>"
+        )
+    };
+    let buy_bar = bottom_bar(
+        "<div itemscope itemtype=\"https://schema.org/Product\"><span>Trail jacket</span>\
+         <span itemprop=\"offers\" itemscope itemtype=\"https://schema.org/Offer\">\
+         <span itemprop=\"price\" content=\"129.00\">129,00 zł</span></span></div>\
+         <input type=\"number\" name=\"ilosc\" value=\"1\"><button>Dodaj do koszyka</button>",
+    );
+    let cases = [
+        ("buy bar", buy_bar, None),
+        (
+            "quantity and price",
+            bottom_bar(
+                "<span>Tee, 24,90 €</span><select name=\"taille\"><option>M</option></select>\
+                 <button type=\"button\">Choisir</button>",
+            ),
+            None,
+        ),
+        (
+            "share rail",
+            bottom_bar(
+                "<a href=\"https://www.facebook.com/sharer/sharer.php?u=1\">Facebook</a>\
+                 <a href=\"https://x.com/intent/post?url=1\">X</a>\
+                 <a href=\"https://api.whatsapp.com/send?text=1\">WhatsApp</a>\
+                 <button class=\"close\">×</button>",
+            ),
+            None,
+        ),
+        (
+            "floating video",
+            corner(
+                "<iframe src=\"https://www.youtube-nocookie.com/embed/abc\"></iframe>\
+                 <button class=\"close\">×</button>",
+            ),
+            None,
+        ),
+        (
+            "sticky contents",
+            corner(
+                "<b>Contents</b><a href=\"#one\">One</a><a href=\"#two\">Two</a>\
+                 <a href=\"#three\">Three</a><button>Hide</button>",
+            ),
+            None,
+        ),
+        (
+            "labelled ad bar",
+            bottom_bar(
+                "<span>Anzeige</span><a href=\"https://shop.example.net/\">Jetzt kaufen</a>",
+            ),
+            Some(PopupKind::Ad),
+        ),
+        (
+            "plain notice",
+            bottom_bar("<p>Our offices are closed on Monday.</p><button>OK</button>"),
+            Some(PopupKind::Other),
+        ),
+    ];
+    for (name, fragment, expected) in cases {
+        let host = page(name, &pagefeat::popup_eval::static_host(&fragment));
+        let extraction = rt
+            .block_on(pipeline.extract(
+                &host,
+                None,
+                &options(EngineKind::Embedded, ProfileArg::Panorama),
+            ))
+            .unwrap();
+        let kinds: Vec<PopupKind> = extraction.result.popups.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, expected.into_iter().collect::<Vec<_>>(), "{name}");
+    }
+}
