@@ -128,7 +128,7 @@ impl BenchReport {
                 out,
                 "relay sustained: offered {:.0} tx/s for {:.1} s: accepted {:.1} tx/s, delivered {:.1} tx/s \
                  in the window, backlog {} -> {} (peak {}; every {} s: {}), drained {} s after, offer slots \
-                 delayed {}, refused {}, notification after inclusion p50 {} / p99 {} ms",
+                 delayed {}, refused {}{}, notification after inclusion p50 {} / p99 {} ms",
                 s.offered_per_s,
                 s.seconds,
                 s.accepted_per_s,
@@ -145,6 +145,16 @@ impl BenchReport {
                 cell(s.drained_after_s),
                 s.not_offered,
                 s.refused,
+                if s.refusals.is_empty() {
+                    String::new()
+                } else {
+                    let why: Vec<String> = s
+                        .refusals
+                        .iter()
+                        .map(|(why, n)| format!("{why}: {n}"))
+                        .collect();
+                    format!(" ({})", why.join(", "))
+                },
                 cell(s.p50_ms),
                 cell(s.p99_ms)
             );

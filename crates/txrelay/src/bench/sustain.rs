@@ -6,7 +6,7 @@
 //! the offer window, notification latency after inclusion, and how long the backlog took to
 //! drain after the offer stopped.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,6 +54,9 @@ pub struct SustainReport {
     pub not_offered: u64,
     /// Submissions refused (non-202 answers or transport errors).
     pub refused: u64,
+    /// The refused submissions by why: `"STATUS REASON"` (the answer's `error.reason`) or
+    /// `"transport"`, with their counts.
+    pub refusals: BTreeMap<String, u64>,
     /// Signed webhooks that arrived inside the offer window, per second.
     pub delivered_per_s: f64,
     /// Open broadcast jobs plus pending notifications when the offer began.
@@ -120,6 +123,7 @@ pub(super) async fn run(
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    let refusals = Arc::new(std::sync::Mutex::new(BTreeMap::<String, u64>::new()));
     let mut not_offered = 0_u64;
     let backlog_start = backlog(rig.store).await?;
     let stop = tokio_util::sync::CancellationToken::new();
@@ -146,15 +150,24 @@ pub(super) async fn run(
         };
         let (client, device) = (rig.client.clone(), rig.device.to_owned());
         let (accepted, refused) = (Arc::clone(&accepted), Arc::clone(&refused));
+        let refusals = Arc::clone(&refusals);
         let chain_id = rig.chain_id;
         tasks.spawn(async move {
             let _slot = slot;
-            match client.submit(chain_id, &raw, sender, &device, true).await {
+            let why = match client.submit(chain_id, &raw, sender, &device, true).await {
                 Ok(answer) if answer.accepted().is_some() => {
-                    accepted.fetch_add(1, Ordering::Relaxed)
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    return;
                 }
-                _ => refused.fetch_add(1, Ordering::Relaxed),
+                Ok(answer) => format!("{} {}", answer.status, answer.reason().unwrap_or("-")),
+                Err(_) => "transport".to_owned(),
             };
+            refused.fetch_add(1, Ordering::Relaxed);
+            *refusals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(why)
+                .or_default() += 1;
         });
         while tasks.try_join_next().is_some() {}
     }
@@ -211,6 +224,10 @@ pub(super) async fn run(
         accepted_per_s: per_s(accepted_in_offer as f64),
         not_offered,
         refused: refused.load(Ordering::Relaxed),
+        refusals: refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
         delivered_per_s: per_s(delivered_in_offer as f64),
         backlog_start,
         backlog_end,
