@@ -18,8 +18,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use alloy::primitives::B256;
-use sqlx::any::AnyRow;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::codec::{Db, RowExt, int};
 use super::devices::decode_rules;
