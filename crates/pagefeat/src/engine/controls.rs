@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use blitz_dom::{BaseDocument, NodeData};
 
+use super::style_attr::{appended, style_name};
+
 /// Moves every empty `<button>` (no element children, only white space as text) whose
 /// `vertical-align` is `baseline` down by its bottom padding, border and margin, so its
 /// content box's bottom sits on the baseline. Needs a laid-out document (the used padding,
@@ -64,19 +66,8 @@ pub fn baseline_empty_buttons(
     }
     let mut mutator = document.mutate();
     for (id, style, below) in changes {
-        let own = style.clone().unwrap_or_default();
-        let separator = if own.trim().is_empty() || own.trim_end().ends_with(';') {
-            ""
-        } else {
-            ";"
-        };
-        let name =
-            blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
-        mutator.set_attribute(
-            id,
-            name,
-            &format!("{own}{separator} vertical-align: -{below}px;"),
-        );
+        let value = appended(style.as_deref(), &format!("vertical-align: -{below}px;"));
+        mutator.set_attribute(id, style_name(), &value);
         originals.entry(id.as_u64()).or_insert(style);
     }
     true

@@ -23,6 +23,7 @@ use crate::engine::controls;
 use crate::engine::fonts::{self, FontAlias};
 use crate::engine::images;
 use crate::engine::inlines::{self, InlineFonts};
+use crate::engine::style_attr::style_name;
 use crate::error::{Error, Result};
 use crate::input::PageInput;
 use crate::layout::{
@@ -266,9 +267,7 @@ fn map_image_aspect_ratios(document: &mut BaseDocument) {
     }
     let mut mutator = document.mutate();
     for (id, style) in changes {
-        let name =
-            blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
-        mutator.set_attribute(id, name, &style);
+        mutator.set_attribute(id, style_name(), &style);
     }
 }
 

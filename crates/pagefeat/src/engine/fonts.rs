@@ -24,6 +24,8 @@ use blitz_dom::net::{FontFaceOverrides, Resource, ResourceLoadResponse};
 use blitz_dom::{BaseDocument, FontContext, NodeData, NodeId};
 use blitz_traits::net::Bytes;
 
+use super::style_attr::{appended, style_name};
+
 /// Families that stand for a family name that is not installed, as Chromium on Linux takes
 /// them: `(name, candidates)`, the first installed candidate wins (fontconfig's order).
 /// Chromium asks fontconfig for the name and keeps the match only when it is the name itself
@@ -268,19 +270,8 @@ pub fn append_standard_fallback(
         }
         let mut mutator = document.mutate();
         for (id, style, value) in changes {
-            let own = style.clone().unwrap_or_default();
-            let separator = if own.trim().is_empty() || own.trim_end().ends_with(';') {
-                ""
-            } else {
-                ";"
-            };
-            let name =
-                blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
-            mutator.set_attribute(
-                id,
-                name,
-                &format!("{own}{separator} font-family: {value}, serif;"),
-            );
+            let value = appended(style.as_deref(), &format!("font-family: {value}, serif;"));
+            mutator.set_attribute(id, style_name(), &value);
             originals.entry(id.as_u64()).or_insert(style);
         }
     }

@@ -25,6 +25,8 @@ use std::collections::HashMap;
 
 use blitz_dom::{Attribute, BaseDocument, NodeId};
 
+use super::style_attr::{appended, style_name};
+
 /// Width of Chromium's broken-image icon, CSS px (it stands before the alt text).
 pub const BROKEN_ICON_PX: f32 = 16.0;
 
@@ -146,15 +148,7 @@ pub fn emulate_broken_images(
     }
     let mut mutator = document.mutate();
     for (id, own, rules) in styles {
-        let base = own.clone().unwrap_or_default();
-        let separator = if base.trim().is_empty() || base.trim_end().ends_with(';') {
-            ""
-        } else {
-            ";"
-        };
-        let name =
-            blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
-        mutator.set_attribute(id, name, &format!("{base}{separator} {rules}"));
+        mutator.set_attribute(id, style_name(), &appended(own.as_deref(), &rules));
         originals.entry(id.as_u64()).or_insert(own);
     }
 }
@@ -185,11 +179,7 @@ fn measure_alt_texts(
                 continue;
             };
             let style = Attribute {
-                name: blitz_dom::QualName::new(
-                    None,
-                    blitz_dom::ns!(),
-                    blitz_dom::local_name!("style"),
-                ),
+                name: style_name(),
                 value: "position: absolute; left: 0; top: 0; display: block; \
                         visibility: hidden; white-space: pre; margin: 0; padding: 0; \
                         border: 0; width: auto; height: auto;"
@@ -267,12 +257,10 @@ pub fn size_data_images(
         let name =
             blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("width"));
         mutator.set_attribute(id, name, &format!("{width}"));
-        let name =
-            blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
         let own = style.clone().unwrap_or_default();
         mutator.set_attribute(
             id,
-            name,
+            style_name(),
             &format!("aspect-ratio: auto {width} / {height}; {own}"),
         );
         originals.entry(id.as_u64()).or_insert(style);
@@ -475,9 +463,8 @@ pub fn size_inline_svgs(
         }
         if let Some((w, h)) = ratio {
             let own = style.clone().unwrap_or_default();
-            let name =
-                blitz_dom::QualName::new(None, blitz_dom::ns!(), blitz_dom::local_name!("style"));
-            mutator.set_attribute(id, name, &format!("aspect-ratio: auto {w} / {h}; {own}"));
+            let value = format!("aspect-ratio: auto {w} / {h}; {own}");
+            mutator.set_attribute(id, style_name(), &value);
             originals.entry(id.as_u64()).or_insert(style);
         }
         changed.push((id.as_u64(), added.iter().map(|(n, _)| *n).collect()));

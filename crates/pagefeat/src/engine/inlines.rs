@@ -15,6 +15,8 @@ use std::collections::HashMap;
 
 use blitz_dom::{Attribute, BaseDocument, Node, NodeData, NodeId};
 
+use super::style_attr::style_name;
+
 /// Marks the probe elements (never reported).
 pub const PROBE_ATTRIBUTE: &str = "data-pagefeat-probe";
 
@@ -77,11 +79,7 @@ pub fn add_probes(document: &mut BaseDocument) -> InlineFonts {
         let (family, size, weight, style) = &key;
         let attrs = vec![
             Attribute {
-                name: blitz_dom::QualName::new(
-                    None,
-                    blitz_dom::ns!(),
-                    blitz_dom::local_name!("style"),
-                ),
+                name: style_name(),
                 value: format!(
                     "position: absolute; left: 0; top: 0; display: block; visibility: hidden; \
                      margin: 0; padding: 0; border: 0; white-space: pre; line-height: normal; \

@@ -9,6 +9,7 @@ pub mod images;
 pub mod inlines;
 pub mod isolation;
 pub mod snapshot;
+mod style_attr;
 
 pub use chromium::{ChromiumBrowser, ChromiumCapture, ChromiumConfig};
 pub use embedded::{EmbeddedEngine, EmbeddedLayout};
