@@ -369,12 +369,18 @@ fn svg_size(svg: &str) -> Option<(f32, f32)> {
     if let (Some(w), Some(h)) = (attr("width").and_then(px), attr("height").and_then(px)) {
         return Some((w, h));
     }
-    let view: Vec<f32> = attr("viewBox")?
+    view_box_size(attr("viewBox")?)
+}
+
+/// The width and height of an SVG `viewBox` value (`min-x min-y width height`, separated by
+/// spaces and/or commas), both positive; `None` otherwise (SVG 2, the `viewBox` attribute).
+fn view_box_size(value: &str) -> Option<(f32, f32)> {
+    let numbers: Vec<f32> = value
         .split([' ', ','])
         .filter(|s| !s.is_empty())
         .filter_map(|s| s.parse().ok())
         .collect();
-    match view.as_slice() {
+    match numbers.as_slice() {
         [_, _, w, h] if *w > 0.0 && *h > 0.0 => Some((*w, *h)),
         _ => None,
     }
@@ -418,17 +424,7 @@ pub fn size_inline_svgs(
                 .map(|a| a.value.as_str())
         };
         let (width, height) = (attr("width"), attr("height"));
-        let ratio = attr("viewBox").and_then(|v| {
-            let numbers: Vec<f32> = v
-                .split([' ', ','])
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            match numbers.as_slice() {
-                [_, _, w, h] if *w > 0.0 && *h > 0.0 => Some((*w, *h)),
-                _ => None,
-            }
-        });
+        let ratio = attr("viewBox").and_then(view_box_size);
         let mut added: Vec<(&'static str, &'static str)> = Vec::new();
         match ratio {
             Some(_) if width.is_none() && height.is_none() => added.push(("width", "100%")),
