@@ -58,6 +58,20 @@ async fn mined_one_by_one(backend: Backend, tune: impl FnOnce(&mut txrelay::Conf
     }
 }
 
+/// The relay's `finalized` chain events once there are `TXS` of them (waits up to 20 s).
+async fn all_finalized(relay: &RelayProc) -> u64 {
+    eventually("every result final", Duration::from_secs(20), || async {
+        let metrics = relay.metrics().await;
+        let finalized = metric(
+            &metrics,
+            "txrelay_chain_events_total",
+            "result=\"finalized\"",
+        );
+        (finalized >= TXS).then_some(finalized)
+    })
+    .await
+}
+
 /// With the webhook worker's poll pushed out to ten minutes, each result still arrives (so
 /// it was not waiting for a poll), and the worker made no claim query per block: the
 /// follower handed the committed, already-claimed rows over. Fails when results go through
@@ -93,17 +107,7 @@ async fn the_reorg_watch_ends_without_full_scans(backend: Backend) {
     for _ in 0..3 {
         anvil.mine().await.unwrap();
     }
-    let finalized = eventually("every result final", Duration::from_secs(20), || async {
-        let metrics = relay.metrics().await;
-        let finalized = metric(
-            &metrics,
-            "txrelay_chain_events_total",
-            "result=\"finalized\"",
-        );
-        (finalized >= TXS).then_some(finalized)
-    })
-    .await;
-    assert_eq!(finalized, TXS);
+    assert_eq!(all_finalized(&relay).await, TXS);
 }
 
 /// With no reorg watch (a block is final at its own head) and the full scan pushed out to
@@ -117,17 +121,7 @@ async fn a_result_final_at_its_own_head_is_finalized_in_its_tick(backend: Backen
         config.tracking.reorg_watch_blocks = 0;
     })
     .await;
-    let finalized = eventually("every result final", Duration::from_secs(20), || async {
-        let metrics = relay.metrics().await;
-        let finalized = metric(
-            &metrics,
-            "txrelay_chain_events_total",
-            "result=\"finalized\"",
-        );
-        (finalized >= TXS).then_some(finalized)
-    })
-    .await;
-    assert_eq!(finalized, TXS);
+    assert_eq!(all_finalized(&relay).await, TXS);
 }
 
 on_both_databases!(results_are_handed_over_without_claims);
