@@ -251,10 +251,8 @@ fn map_image_aspect_ratios(document: &mut BaseDocument) {
         };
         let attr = |name: &str| {
             element
-                .attrs
-                .iter()
-                .find(|a| &*a.name.local == name)
-                .map(|a| a.value.clone())
+                .attr(blitz_dom::LocalName::from(name))
+                .map(str::to_owned)
         };
         let (Some(w), Some(h)) = (
             attr("width").as_deref().and_then(dimension),

@@ -61,13 +61,7 @@ pub fn emulate_broken_images(
         if node.primary_styles().is_none() {
             continue; // not rendered
         }
-        let attr = |name: &str| {
-            element
-                .attrs
-                .iter()
-                .find(|a| &*a.name.local == name)
-                .map(|a| a.value.as_str())
-        };
+        let attr = |name: &str| element.attr(blitz_dom::LocalName::from(name));
         let src = attr("src").unwrap_or_default().trim();
         if src.to_ascii_lowercase().starts_with("data:") {
             continue; // loads in Chromium
@@ -237,13 +231,7 @@ pub fn size_data_images(
         let Some(element) = document.get_node(id).and_then(|n| n.element_data()) else {
             continue;
         };
-        let attr = |name: &str| {
-            element
-                .attrs
-                .iter()
-                .find(|a| &*a.name.local == name)
-                .map(|a| a.value.as_str())
-        };
+        let attr = |name: &str| element.attr(blitz_dom::LocalName::from(name));
         if attr("width").is_some() || attr("height").is_some() {
             continue;
         }
